@@ -1,0 +1,74 @@
+"""reactor: an embeddable, event-driven runtime for async Python.
+
+Producers publish CloudEvents into a bounded ingestion queue; a dispatcher hands every
+event to every subscribed coroutine consumer whose filter matches, running them
+concurrently, each isolated from the others' failures::
+
+    from reactor import Reactor, Event
+
+    app = Reactor()
+
+    @app.subscribe("order.*")
+    async def audit(event: Event) -> None:
+        print(event.type, event.data)
+
+    async with app:
+        await app.publish("order.created", {"id": 1}, source="/shop")
+"""
+
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._event import Event as Event
+from ._exceptions import AppImportError as AppImportError
+from ._exceptions import ConsumerNotFound as ConsumerNotFound
+from ._exceptions import DeliveryTimeout as DeliveryTimeout
+from ._exceptions import EventFormatError as EventFormatError
+from ._exceptions import InvalidEventError as InvalidEventError
+from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
+from ._exceptions import QueueFull as QueueFull
+from ._exceptions import ReactorError as ReactorError
+from ._exceptions import ReactorNotRunning as ReactorNotRunning
+from ._outcomes import DeadLetter as DeadLetter
+from ._outcomes import DeadLetters as DeadLetters
+from ._outcomes import Outcome as Outcome
+from ._outcomes import Receipt as Receipt
+from ._policies import Backoff as Backoff
+from ._policies import Retry as Retry
+from ._reactor import NOTIFICATION_TYPE as NOTIFICATION_TYPE
+from ._reactor import Reactor as Reactor
+from ._stats import LatencyStats as LatencyStats
+from ._stats import QueueStatistics as QueueStatistics
+from ._stats import Stats as Stats
+from ._stats import SubscriptionStats as SubscriptionStats
+from ._subscription import Subscription as Subscription
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "NOTIFICATION_TYPE",
+    "AppImportError",
+    "Backoff",
+    "Clock",
+    "ConsumerNotFound",
+    "DeadLetter",
+    "DeadLetters",
+    "DeliveryTimeout",
+    "Event",
+    "EventFormatError",
+    "InvalidEventError",
+    "LatencyStats",
+    "Outcome",
+    "PayloadTooLargeError",
+    "QueueFull",
+    "QueueStatistics",
+    "Reactor",
+    "ReactorError",
+    "ReactorNotRunning",
+    "Receipt",
+    "Retry",
+    "Stats",
+    "Subscription",
+    "SubscriptionStats",
+    "SystemClock",
+    "__version__",
+]

@@ -1,0 +1,576 @@
+"""The hot path: routing events to subscription lanes, running handlers, settling.
+
+Data flow::
+
+    queue.get_batch() ──► Dispatcher._route() ──► Lane.inbox (one per subscription)
+                               │ counts open deliveries        │ long-lived workers,
+                               │ on the Received               │ at most `concurrency`
+                               ▼                               ▼
+                      in-flight bound              _deliver(): timeout, retry, dead letter
+                                                               │
+                                 _settle() ◄───────────────────┘
+                                 last delivery of an event → ack, receipt, room for more
+
+No task is created per event or per delivery: each lane keeps a small pool of worker
+tasks that pull from its inbox. A worker that takes an item while more are waiting wakes
+one more worker (or starts one, up to ``concurrency``) before running the handler, so
+handlers that suspend run concurrently while handlers that never suspend are run
+back-to-back by a single worker without any task switch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Hashable
+from datetime import datetime
+from time import perf_counter
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.lowlevel import checkpoint
+
+from ._clock import Clock
+from ._event import Event
+from ._exceptions import DeliveryTimeout
+from ._outcomes import DeadLetter, DeadLetters, Outcome
+from ._stats import LatencyHistogram, SubscriptionStats
+from .abc import EventQueue, Received
+
+if TYPE_CHECKING:
+    from ._subscription import Subscription
+
+__all__ = ["Dispatcher", "Lane"]
+
+logger = logging.getLogger("reactor.dispatch")
+
+#: Events taken from the queue per batch.
+BATCH_SIZE = 256
+#: Deliveries a worker runs back-to-back before yielding to other tasks.
+STREAK = 64
+#: Routing-cache entries kept before the cache is emptied (distinct type/source pairs).
+ROUTE_CACHE_LIMIT = 4096
+
+_Status = Literal["ok", "failed", "timed_out"]
+
+OK_ONCE = Outcome(status="ok", attempts=1)
+
+
+class _ReceiptWaiter:
+    """Collects the outcomes of one event for ``publish_and_wait()``."""
+
+    __slots__ = ("done", "outcomes")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, Outcome] = {}
+        self.done = anyio.Event()
+
+
+class Lane:
+    """The runtime side of a subscription: its inbox, its workers and its counters."""
+
+    __slots__ = (
+        "closed",
+        "concurrency",
+        "dead_lettered",
+        "delivered",
+        "failed",
+        "fast",
+        "handler",
+        "idle",
+        "inbox",
+        "key_fn",
+        "keys",
+        "name",
+        "retried",
+        "retry",
+        "running",
+        "sub",
+        "timed_out",
+        "timeout",
+        "waking",
+        "where",
+        "workers",
+    )
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.name = sub.name
+        self.handler = sub.handler
+        self.where = sub.where
+        self.key_fn = sub.ordered_by
+        self.timeout = sub.timeout
+        self.retry = sub.retry
+        self.concurrency = sub.concurrency
+        #: No timeout and no ordering: the worker runs the handler inline.
+        self.fast = self.timeout is None and self.key_fn is None
+        self.inbox: deque[Received] = deque()
+        self.keys: dict[Hashable, deque[Received]] = {}
+        self.idle: list[anyio.Event] = []
+        self.workers = 0
+        self.waking = 0
+        self.running = 0
+        self.closed = False
+        self.delivered = self.failed = self.timed_out = self.retried = self.dead_lettered = 0
+
+    def reset(self) -> None:
+        """Forget workers and queued deliveries of a previous run of the app."""
+        self.inbox.clear()
+        self.keys.clear()
+        self.idle.clear()
+        self.workers = self.waking = self.running = 0
+
+    def stats(self) -> SubscriptionStats:
+        """Return this lane's counters."""
+        parked = sum(len(waiting) for waiting in self.keys.values())
+        return SubscriptionStats(
+            name=self.name,
+            pattern=self.sub.pattern,
+            delivered=self.delivered,
+            failed=self.failed,
+            timed_out=self.timed_out,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+            pending=len(self.inbox) + parked + self.running,
+            running=self.running,
+        )
+
+
+class Dispatcher:
+    """Routes events from the queue to every matching lane and settles them."""
+
+    def __init__(
+        self,
+        *,
+        queue: EventQueue,
+        clock: Clock,
+        dead_letters: DeadLetters,
+        max_in_flight: int,
+    ) -> None:
+        self._queue = queue
+        self._clock = clock
+        self._dead_letters = dead_letters
+        self._max_in_flight = max_in_flight
+        self._needs_ack = queue.needs_ack
+        self._lanes: list[Lane] = []
+        self._routes: dict[tuple[str, str], tuple[tuple[Lane, ...], bool]] = {}
+        self._tg: TaskGroup | None = None
+        self.in_flight = 0
+        self._holding = 0
+        self._room: anyio.Event | None = None
+        self._idle: anyio.Event | None = None
+        self.receipts: dict[tuple[str, str], _ReceiptWaiter] = {}
+        self._acks: list[Received] = []
+        self._progress: list[tuple[Received, str]] = []
+        self._settle_wakeup: anyio.Event | None = None
+        self._acking = False
+        self.latency = LatencyHistogram()
+        self._latency_counts = self.latency.counts
+        # Counters of lanes whose subscription was cancelled, so that totals never shrink.
+        self.retired = {"delivered": 0, "failed": 0, "timed_out": 0, "retried": 0, "dead": 0}
+
+    # -- subscriptions --------------------------------------------------------------
+
+    @property
+    def lanes(self) -> tuple[Lane, ...]:
+        """The lanes of the active subscriptions."""
+        return tuple(self._lanes)
+
+    def add(self, sub: Subscription) -> Lane:
+        """Start routing to *sub*.
+
+        :raises ValueError: another active subscription has the same name
+        """
+        if any(lane.name == sub.name for lane in self._lanes):
+            raise ValueError(
+                f"a consumer named {sub.name!r} is already subscribed; "
+                "consumer names identify outcomes and dead letters, so pass a unique name="
+            )
+        lane = Lane(sub)
+        self._lanes.append(lane)
+        self._routes.clear()
+        return lane
+
+    def remove(self, lane: Lane) -> None:
+        """Stop routing to *lane*; its queued deliveries still run, then its workers exit."""
+        self._lanes.remove(lane)
+        self._routes.clear()
+        lane.closed = True
+        for wake in lane.idle:
+            lane.waking += 1
+            wake.set()
+        lane.idle.clear()
+        retired = self.retired
+        retired["delivered"] += lane.delivered
+        retired["failed"] += lane.failed
+        retired["timed_out"] += lane.timed_out
+        retired["retried"] += lane.retried
+        retired["dead"] += lane.dead_lettered
+
+    # -- the dispatch loop ----------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Dispatch until cancelled; report readiness through *task_status*."""
+        for lane in self._lanes:
+            lane.reset()
+        self.in_flight = self._holding = 0
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if self._needs_ack:
+                    tg.start_soon(self._settle_loop, name="reactor settlement")
+                task_status.started()
+                await self._dispatch_loop()
+        finally:
+            self._tg = None
+
+    async def _dispatch_loop(self) -> None:
+        queue = self._queue
+        route = self._route
+        while True:
+            batch = await queue.get_batch(BATCH_SIZE)
+            self._holding = len(batch)
+            for received in batch:
+                if self.in_flight >= self._max_in_flight:
+                    await self._wait_for_room()
+                self._holding -= 1
+                route(received)
+            await checkpoint()
+
+    async def _wait_for_room(self) -> None:
+        while self.in_flight >= self._max_in_flight:
+            room = self._room = anyio.Event()
+            await room.wait()
+
+    def _lookup(self, event: Event) -> tuple[tuple[Lane, ...], bool]:
+        """Compute and cache the lanes whose patterns match the event's type and source."""
+        lanes = tuple(lane for lane in self._lanes if lane.sub.matches(event.type, event.source))
+        found = (lanes, any(lane.where is not None for lane in lanes))
+        if len(self._routes) >= ROUTE_CACHE_LIMIT:
+            self._routes.clear()
+        self._routes[event.type, event.source] = found
+        return found
+
+    def _route(self, received: Received) -> None:
+        event = received.event
+        found = self._routes.get((event.type, event.source))
+        lanes, filtered = self._lookup(event) if found is None else found
+        only = received.only
+        if filtered or only is not None or received.completed:
+            completed = received.completed
+            lanes = tuple(
+                lane
+                for lane in lanes
+                if (only is None or lane.name in only)
+                and lane.name not in completed
+                and (lane.where is None or self._accepts(lane, event))
+            )
+        received._open = len(lanes)
+        if self.receipts:
+            received._waiter = self.receipts.get((event.source, event.id))
+        self.in_flight += 1
+        if not lanes:
+            self._event_done(received)
+            return
+        for lane in lanes:
+            lane.inbox.append(received)
+            if not lane.waking:
+                self._kick(lane)
+
+    def _accepts(self, lane: Lane, event: Event) -> bool:
+        assert lane.where is not None
+        try:
+            return bool(lane.where(event))
+        except Exception as exc:
+            # The filter is the consumer's code: its failure is that consumer's dead letter.
+            self._dead_letter(lane, event, exc, attempts=0, first_failed=None)
+            return False
+
+    # -- lanes and workers ----------------------------------------------------------
+
+    def _kick(self, lane: Lane) -> None:
+        """Get one more worker onto *lane*'s inbox, if one is free or may be started."""
+        if lane.idle:
+            lane.waking += 1
+            lane.idle.pop().set()
+        elif lane.workers < lane.concurrency and self._tg is not None:
+            lane.workers += 1
+            lane.waking += 1
+            self._tg.start_soon(self._worker, lane, name=f"reactor consumer {lane.name}")
+
+    async def _worker(self, lane: Lane) -> None:
+        inbox = lane.inbox
+        counts = self._latency_counts
+        lane.waking -= 1
+        streak = 0
+        try:
+            while True:
+                if not inbox:
+                    if lane.closed:
+                        return
+                    streak = 0
+                    wake = anyio.Event()
+                    lane.idle.append(wake)
+                    try:
+                        await wake.wait()
+                    except BaseException:
+                        if wake in lane.idle:
+                            lane.idle.remove(wake)
+                        else:
+                            lane.waking -= 1
+                        raise
+                    lane.waking -= 1
+                    continue
+                received = inbox.popleft()
+                if inbox and not lane.waking:
+                    self._kick(lane)
+                if lane.fast:
+                    # _deliver() and _settle() inlined: no coroutine and no call per delivery
+                    # on the common path. The latency slot is _stats.bucket(), inlined.
+                    micros = int((perf_counter() - received.enqueued_at) * 1_000_000)
+                    shift = micros.bit_length() - 4
+                    counts[micros if shift <= 0 else (shift << 3) + (micros >> shift)] += 1
+                    lane.running += 1
+                    try:
+                        await lane.handler(received.event)
+                    except Exception as exc:
+                        try:
+                            attempts = await self._recover(lane, received, exc)
+                        finally:
+                            lane.running -= 1
+                        if attempts:
+                            self._settle(lane, received, "ok", attempts, None)
+                    except BaseException:
+                        lane.running -= 1
+                        raise
+                    else:
+                        lane.running -= 1
+                        lane.delivered += 1
+                        if received._waiter is not None:
+                            received._waiter.outcomes[lane.name] = OK_ONCE
+                        received._open -= 1
+                        if not received._open:
+                            self._event_done(received)
+                        elif self._needs_ack:
+                            self._progress.append((received, lane.name))
+                            self._wake_settler()
+                elif lane.key_fn is None:
+                    await self._deliver(lane, received)
+                else:
+                    await self._deliver_in_order(lane, received)
+                streak += 1
+                if streak >= STREAK:
+                    streak = 0
+                    await checkpoint()
+        finally:
+            lane.workers -= 1
+
+    async def _deliver_in_order(self, lane: Lane, received: Received) -> None:
+        assert lane.key_fn is not None
+        try:
+            key = lane.key_fn(received.event)
+            waiting = lane.keys.get(key)
+        except Exception as exc:  # the key function raised, or returned something unhashable
+            self._dead_letter(lane, received.event, exc, attempts=0, first_failed=None)
+            self._settle(lane, received, "failed", 0, exc)
+            return
+        if waiting is not None:
+            # Another worker is on this key: it runs this delivery after the ones before it.
+            waiting.append(received)
+            return
+        waiting = lane.keys[key] = deque()
+        try:
+            while True:
+                await self._deliver(lane, received)
+                if not waiting:
+                    return
+                received = waiting.popleft()
+        finally:
+            del lane.keys[key]
+
+    async def _deliver(self, lane: Lane, received: Received) -> None:
+        """Run one delivery to its end: success, or retries then the dead-letter sink."""
+        self.latency.record(perf_counter() - received.enqueued_at)
+        lane.running += 1
+        try:
+            if lane.timeout is None:
+                try:
+                    await lane.handler(received.event)
+                except Exception as exc:
+                    attempts = await self._recover(lane, received, exc)
+                else:
+                    attempts = 1
+            else:
+                attempts = await self._attempts(lane, received)
+        finally:
+            lane.running -= 1
+        if attempts:
+            self._settle(lane, received, "ok", attempts, None)
+
+    async def _attempts(self, lane: Lane, received: Received) -> int:
+        """Run attempts under the lane's timeout; return how many it took (0: dead-lettered)."""
+        assert lane.timeout is not None
+        clock = self._clock
+        with clock.deadline_scope(clock.monotonic() + lane.timeout) as scope:
+            try:
+                await lane.handler(received.event)
+            except Exception as exc:
+                return await self._recover(lane, received, exc)
+        if scope.cancelled_caught:
+            return await self._recover(lane, received, DeliveryTimeout(lane.name, lane.timeout))
+        return 1
+
+    async def _recover(self, lane: Lane, received: Received, error: Exception) -> int:
+        """Retry after the first attempt failed with *error*.
+
+        :return: the attempt that succeeded, or 0 when the delivery was dead-lettered
+            (and settled as failed)
+        """
+        event = received.event
+        clock = self._clock
+        retry = lane.retry
+        first_failed = clock.now()
+        attempt = 1
+        while True:
+            lane.failed += 1
+            timed_out = isinstance(error, DeliveryTimeout)
+            if timed_out:
+                lane.timed_out += 1
+            if attempt >= retry.attempts or not (timed_out or isinstance(error, retry.on)):
+                self._dead_letter(lane, event, error, attempt, first_failed)
+                self._settle(lane, received, "timed_out" if timed_out else "failed", attempt, error)
+                return 0
+            delay = retry.backoff.delay(attempt)
+            logger.warning(
+                "consumer %s failed on event %s (attempt %d of %d: %r); retrying in %.3g s",
+                lane.name,
+                event.id,
+                attempt,
+                retry.attempts,
+                error,
+                delay,
+                extra={"event_id": event.id, "consumer": lane.name, "attempt": attempt},
+            )
+            lane.retried += 1
+            await clock.sleep(delay)
+            attempt += 1
+            try:
+                if lane.timeout is None:
+                    await lane.handler(event)
+                    return attempt
+                with clock.deadline_scope(clock.monotonic() + lane.timeout) as scope:
+                    await lane.handler(event)
+                if not scope.cancelled_caught:
+                    return attempt
+                error = DeliveryTimeout(lane.name, lane.timeout)
+            except Exception as exc:
+                error = exc
+
+    def _dead_letter(
+        self,
+        lane: Lane,
+        event: Event,
+        error: Exception,
+        attempts: int,
+        first_failed: datetime | None,
+    ) -> None:
+        now = self._clock.now()
+        lane.dead_lettered += 1
+        self._dead_letters.add(
+            DeadLetter(
+                event=event,
+                consumer=lane.name,
+                error=error,
+                attempts=attempts,
+                first_failed_at=now if first_failed is None else first_failed,
+                last_failed_at=now,
+            )
+        )
+        logger.error(
+            "consumer %s gave up on event %s after %d attempt(s); dead-lettered",
+            lane.name,
+            event.id,
+            attempts,
+            exc_info=error,
+            extra={"event_id": event.id, "consumer": lane.name, "attempt": attempts},
+        )
+
+    # -- settlement -----------------------------------------------------------------
+
+    def _settle(
+        self,
+        lane: Lane,
+        received: Received,
+        status: _Status,
+        attempts: int,
+        error: BaseException | None,
+    ) -> None:
+        if status == "ok":
+            lane.delivered += 1
+        waiter = received._waiter
+        if waiter is not None:
+            waiter.outcomes[lane.name] = Outcome(status=status, attempts=attempts, error=error)
+        received._open -= 1
+        if not received._open:
+            self._event_done(received)
+        elif self._needs_ack:
+            self._progress.append((received, lane.name))
+            self._wake_settler()
+
+    def _event_done(self, received: Received) -> None:
+        self.in_flight -= 1
+        if self._room is not None and self.in_flight < self._max_in_flight:
+            self._room.set()
+            self._room = None
+        if self._needs_ack:
+            self._acks.append(received)
+            self._wake_settler()
+        if received._waiter is not None:
+            received._waiter.done.set()
+        if self._idle is not None and self.idle:
+            self._idle.set()
+            self._idle = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is queued, being routed, in flight or waiting to be acked."""
+        return (
+            not self.in_flight
+            and not self._holding
+            and not self._acks
+            and not self._progress
+            and not self._acking
+            and not self._queue.statistics().depth
+        )
+
+    async def wait_idle(self) -> None:
+        """Wait until :attr:`idle`: every accepted event is settled (and acked)."""
+        while not self.idle:
+            idle = self._idle = anyio.Event()
+            await idle.wait()
+
+    def _wake_settler(self) -> None:
+        if self._settle_wakeup is not None:
+            self._settle_wakeup.set()
+            self._settle_wakeup = None
+
+    async def _settle_loop(self) -> None:
+        """Report settlements to a queue that needs them, in batches."""
+        while True:
+            if not self._acks and not self._progress:
+                wakeup = self._settle_wakeup = anyio.Event()
+                await wakeup.wait()
+            progress, self._progress = self._progress, []
+            acks, self._acks = self._acks, []
+            self._acking = True
+            try:
+                if progress:
+                    await self._queue.record_progress(progress)
+                if acks:
+                    await self._queue.ack(acks)
+            finally:
+                self._acking = False
+            if self._idle is not None and self.idle:
+                self._idle.set()
+                self._idle = None

@@ -1,0 +1,93 @@
+"""The exceptions reactor raises.
+
+Every exception is a :class:`ReactorError`; leaves also subclass the builtin that a
+caller would naturally catch, so ``except ValueError`` keeps working::
+
+    ReactorError
+    ├── InvalidEventError (ValueError)      an Event attribute is missing or malformed
+    ├── EventFormatError (ValueError)       bytes or headers are not a valid CloudEvent
+    ├── PayloadTooLargeError (ValueError)   an event is larger than the configured limit
+    ├── QueueFull                           publish_nowait() found the ingestion queue full
+    ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
+    ├── ConsumerNotFound (LookupError)      no subscription of that name
+    ├── DeliveryTimeout (TimeoutError)      a handler attempt exceeded its timeout
+    └── AppImportError (ImportError)        ``reactor run`` could not load the app
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppImportError",
+    "ConsumerNotFound",
+    "DeliveryTimeout",
+    "EventFormatError",
+    "InvalidEventError",
+    "PayloadTooLargeError",
+    "QueueFull",
+    "ReactorError",
+    "ReactorNotRunning",
+]
+
+
+class ReactorError(Exception):
+    """Base class of every exception raised by reactor."""
+
+
+class InvalidEventError(ReactorError, ValueError):
+    """An :class:`~reactor.Event` attribute is missing or malformed.
+
+    :ivar attribute: the CloudEvents name of the offending attribute
+        (``"type"``, ``"source"``, an extension name, ...).
+    """
+
+    def __init__(self, attribute: str, message: str) -> None:
+        super().__init__(f"invalid CloudEvents attribute {attribute!r}: {message}")
+        self.attribute = attribute
+
+
+class EventFormatError(ReactorError, ValueError):
+    """Bytes or HTTP headers that do not hold a valid CloudEvent."""
+
+
+class PayloadTooLargeError(ReactorError, ValueError):
+    """An event's encoded size exceeds the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"event is {size} bytes, over the limit of {limit} bytes; "
+            "send a reference to the data instead, or raise the limit"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class QueueFull(ReactorError):
+    """The ingestion queue is at capacity and ``publish_nowait()`` cannot wait.
+
+    Use ``await app.publish(...)`` to wait for room, or raise the queue's capacity.
+    """
+
+
+class ReactorNotRunning(ReactorError, RuntimeError):
+    """The app is not running: start it with ``async with app:`` or ``app.run()``."""
+
+
+class ConsumerNotFound(ReactorError, LookupError):
+    """No active subscription has the given consumer name."""
+
+
+class DeliveryTimeout(ReactorError, TimeoutError):
+    """A handler attempt exceeded its subscription's timeout and was cancelled.
+
+    It is the ``error`` of the failed attempt, of the :class:`~reactor.Outcome` and of
+    the :class:`~reactor.DeadLetter` when the last attempt timed out.
+    """
+
+    def __init__(self, consumer: str, timeout: float) -> None:
+        super().__init__(f"consumer {consumer!r} did not finish within its timeout of {timeout} s")
+        self.consumer = consumer
+        self.timeout = timeout
+
+
+class AppImportError(ReactorError, ImportError):
+    """``reactor run`` could not import the module or find the app attribute."""

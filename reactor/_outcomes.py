@@ -1,0 +1,135 @@
+"""What became of deliveries: per-consumer outcomes, receipts and dead letters."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Literal
+
+import attrs
+
+from ._event import Event
+
+__all__ = ["DeadLetter", "DeadLetters", "Outcome", "Receipt"]
+
+logger = logging.getLogger("reactor.dispatch")
+
+#: How many dead letters an app keeps in memory by default.
+DEFAULT_DEAD_LETTER_LIMIT = 10_000
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """How one consumer's delivery of one event ended.
+
+    :ivar status: ``"ok"`` (the handler returned), ``"failed"`` (its last attempt
+        raised) or ``"timed_out"`` (its last attempt exceeded the timeout)
+    :ivar attempts: how many times the handler was called
+    :ivar error: the last attempt's exception, ``None`` when ok
+    """
+
+    status: Literal["ok", "failed", "timed_out"]
+    attempts: int
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the handler finally succeeded."""
+        return self.status == "ok"
+
+
+@attrs.frozen(kw_only=True)
+class Receipt:
+    """The settled fate of one event, returned by ``publish_and_wait()``.
+
+    :ivar event: the event as published
+    :ivar outcomes: each matching consumer's outcome, by consumer name (empty when no
+        subscription matched)
+    """
+
+    event: Event
+    outcomes: Mapping[str, Outcome]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every consumer succeeded (``True`` when there was none)."""
+        return all(outcome.ok for outcome in self.outcomes.values())
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetter:
+    """A delivery that was given up: the event, who failed it, how and when.
+
+    :ivar event: the event that could not be handled
+    :ivar consumer: the name of the consumer that failed it
+    :ivar error: the last attempt's exception (a :class:`TimeoutError` after a timeout)
+    :ivar attempts: how many times the handler was called (0 when its filter raised)
+    :ivar first_failed_at: wall time of the first failed attempt (aware UTC)
+    :ivar last_failed_at: wall time of the last failed attempt (aware UTC)
+    """
+
+    event: Event
+    consumer: str
+    error: BaseException
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+class DeadLetters:
+    """The in-memory dead-letter sink of an app (``app.dead_letters``), oldest first.
+
+    It holds at most *limit* letters; when full, the oldest letter is dropped, logged
+    and counted in :attr:`dropped`. Redeliver a letter to its consumer with
+    ``await app.redeliver(letter)``.
+
+    :param limit: the most letters kept
+    """
+
+    def __init__(self, limit: int = DEFAULT_DEAD_LETTER_LIMIT) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"dead-letter limit must be an int >= 1, got {limit!r}")
+        self._letters: deque[DeadLetter] = deque()
+        self._limit = limit
+        #: How many letters were dropped because the sink was full.
+        self.dropped = 0
+
+    def add(self, letter: DeadLetter) -> None:
+        """Store *letter*, dropping (and logging) the oldest one when full."""
+        if len(self._letters) >= self._limit:
+            old = self._letters.popleft()
+            self.dropped += 1
+            logger.error(
+                "dead-letter sink full (%d letters): dropped the letter of event %s for %s",
+                self._limit,
+                old.event.id,
+                old.consumer,
+                extra={"event_id": old.event.id, "consumer": old.consumer},
+            )
+        self._letters.append(letter)
+
+    def remove(self, letter: DeadLetter) -> None:
+        """Remove *letter* (compared by identity).
+
+        :raises LookupError: the letter is not in the sink
+        """
+        for index, held in enumerate(self._letters):
+            if held is letter:
+                del self._letters[index]
+                return
+        raise LookupError("that dead letter is not in this sink")
+
+    def clear(self) -> None:
+        """Remove every letter."""
+        self._letters.clear()
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        return iter(tuple(self._letters))
+
+    def __len__(self) -> int:
+        return len(self._letters)
+
+    def __repr__(self) -> str:
+        return f"<DeadLetters: {len(self._letters)} of at most {self._limit}>"

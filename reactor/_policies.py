@@ -1,0 +1,96 @@
+"""Delivery policies: how often to retry a failing consumer and how long to wait between tries."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import attrs
+
+__all__ = ["Backoff", "Retry"]
+
+
+def _non_negative_finite(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Capped exponential backoff between retries, with optional full jitter.
+
+    The wait before retry *n* (``n = 1`` after the first failed attempt) is
+    ``min(maximum, initial * multiplier ** (n - 1))``; with *jitter* it is drawn uniformly
+    from ``[0, that]`` ("full jitter"), which spreads retries of many failing events apart.
+
+    :param initial: the wait before the first retry, in seconds
+    :param maximum: the cap on any single wait, in seconds
+    :param multiplier: the growth factor per retry (``>= 1``)
+    :param jitter: whether to randomise each wait
+    """
+
+    initial: float = attrs.field(default=0.1, validator=_non_negative_finite)
+    maximum: float = attrs.field(default=30.0, validator=_non_negative_finite)
+    multiplier: float = attrs.field(default=2.0, validator=_non_negative_finite)
+    jitter: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.maximum < self.initial:
+            raise ValueError(
+                f"maximum ({self.maximum}) must be >= initial ({self.initial}) in Backoff"
+            )
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier must be >= 1, got {self.multiplier}")
+
+    def delay(self, retry: int) -> float:
+        """Return the wait in seconds before retry number *retry* (counting from 1).
+
+        :param retry: which retry is about to happen, ``>= 1``
+        :return: seconds to wait
+        """
+        # The exponent is capped so that a huge retry count cannot overflow a float.
+        exponent = min(retry - 1, 1024)
+        try:
+            ceiling = min(self.maximum, self.initial * self.multiplier**exponent)
+        except OverflowError:
+            ceiling = self.maximum
+        return random.uniform(0.0, ceiling) if self.jitter else ceiling
+
+
+def _positive_attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"attempts must be an int >= 1 (1 means no retry), got {value!r}")
+
+
+def _exception_types(
+    value: type[BaseException] | tuple[type[BaseException], ...],
+) -> tuple[type[BaseException], ...]:
+    types = value if isinstance(value, tuple) else (value,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, Exception)):
+            raise TypeError(f"Retry(on=...) takes Exception subclasses, got {t!r}")
+    return types
+
+
+@attrs.frozen(kw_only=True)
+class Retry:
+    """How a subscription retries a failed delivery before dead-lettering it.
+
+    A delivery fails when the handler raises an exception or exceeds its timeout.
+    Failures whose exception is not an instance of *on* are dead-lettered at once.
+    Timeouts always count as retryable failures.
+
+    :param attempts: total tries including the first; ``Retry(attempts=1)`` never retries
+    :param backoff: the wait between tries
+    :param on: the exception types worth retrying (default: every :class:`Exception`)
+    """
+
+    attempts: int = attrs.field(default=3, validator=_positive_attempts)
+    backoff: Backoff = attrs.field(factory=Backoff)
+    on: tuple[type[BaseException], ...] = attrs.field(
+        default=(Exception,), converter=_exception_types
+    )
+
+
+#: The policy of a subscription that names none: one attempt, then the dead-letter sink.
+NO_RETRY = Retry(attempts=1)

@@ -1,0 +1,714 @@
+"""The Reactor: wiring, lifecycle, and the publish / subscribe API."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack
+from datetime import datetime
+from types import MappingProxyType, TracebackType
+from typing import Any, TypeVar, overload
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.lowlevel import EventLoopToken, current_token
+
+from ._clock import Clock, SystemClock
+from ._dispatch import Dispatcher, _ReceiptWaiter
+from ._event import Event
+from ._exceptions import ConsumerNotFound, ReactorNotRunning
+from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters, Receipt
+from ._policies import NO_RETRY, Retry
+from ._stats import Stats
+from ._subscription import Handler, KeyFunction, Predicate, Subscription
+from .abc import EventQueue, Source
+
+__all__ = ["NOTIFICATION_TYPE", "Reactor"]
+
+logger = logging.getLogger("reactor")
+
+#: The type of the events that ``app.notify(channel, data)`` publishes; the channel is the subject.
+NOTIFICATION_TYPE = "reactor.notification"
+
+H = TypeVar("H", bound=Handler)
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+
+
+class _SubjectIs:
+    """The filter of ``on_notification(channel)`` (a class, so that it has a useful repr)."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+
+    def __call__(self, event: Event) -> bool:
+        return event.subject == self.channel
+
+    def __repr__(self) -> str:
+        return f"subject == {self.channel!r}"
+
+
+def _check_seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+class Reactor:
+    """An event-driven app: subscriptions, trigger sources, an ingestion queue, a dispatcher.
+
+    Every event published (by the app, a source, or ``notify()``) goes through the bounded
+    ingestion queue to the dispatcher, which hands it to **every** subscription whose
+    pattern and filters match, running consumers concurrently, each isolated from the
+    others' failures.
+
+    :param queue: the ingestion queue (default: a :class:`~reactor.queues.memory.MemoryQueue`
+        holding up to 10,000 events)
+    :param clock: the source of time for every wait (default: the system clock; pass a
+        :class:`reactor.testing.VirtualClock` in tests)
+    :param source: the CloudEvents ``source`` of events published by type name
+    :param max_in_flight: the most events taken from the queue whose deliveries are not
+        all settled; bounds memory whatever the consumers do (it also bounds each
+        subscription's inbox)
+    :param graceful_timeout: seconds that leaving ``async with app:`` waits for queued and
+        in-flight deliveries before cancelling them
+    :param retry: the retry policy of subscriptions that name none (default: one attempt)
+    :param timeout: the per-attempt timeout of subscriptions that name none (default: none)
+    :param dead_letter_limit: the most dead letters kept in :attr:`dead_letters`
+    """
+
+    def __init__(
+        self,
+        *,
+        queue: EventQueue | None = None,
+        clock: Clock | None = None,
+        source: str = "/reactor",
+        max_in_flight: int = 1000,
+        graceful_timeout: float = 30.0,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        dead_letter_limit: int = DEFAULT_DEAD_LETTER_LIMIT,
+    ) -> None:
+        if queue is None:
+            from .queues.memory import MemoryQueue
+
+            queue = MemoryQueue()
+        elif not isinstance(queue, EventQueue):
+            raise TypeError(f"queue must be a reactor.abc.EventQueue, got {queue!r}")
+        if clock is None:
+            clock = SystemClock()
+        elif not isinstance(clock, Clock):
+            raise TypeError(f"clock must implement reactor.Clock, got {clock!r}")
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"source must be a non-empty str, got {source!r}")
+        if (
+            not isinstance(max_in_flight, int)
+            or isinstance(max_in_flight, bool)
+            or max_in_flight < 1
+        ):
+            raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
+        if timeout is not None:
+            _check_seconds("timeout", timeout, allow_zero=False)
+        self._queue = queue
+        self._clock = clock
+        self._source = source
+        self.graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
+        self._retry = NO_RETRY if retry is None else retry
+        self._timeout = timeout
+        self._dead_letters = DeadLetters(dead_letter_limit)
+        self._dispatcher = Dispatcher(
+            queue=queue,
+            clock=clock,
+            dead_letters=self._dead_letters,
+            max_in_flight=max_in_flight,
+        )
+        self._sources: list[Source] = []
+        self._state = _State.IDLE
+        self._published = 0
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._sources_tg: TaskGroup | None = None
+        self._sources_stopped: anyio.Event | None = None
+        self._drain_scope: anyio.CancelScope | None = None
+        self._token: EventLoopToken | None = None
+        self._thread: int | None = None
+        self._clean_stop = True
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every timer, retry and timeout of this app waits on."""
+        return self._clock
+
+    @property
+    def queue(self) -> EventQueue:
+        """The ingestion queue."""
+        return self._queue
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Deliveries that were given up, oldest first (see :class:`~reactor.DeadLetter`)."""
+        return self._dead_letters
+
+    @property
+    def running(self) -> bool:
+        """Whether the app accepts events (inside ``async with app:``, draining included)."""
+        return self._state in (_State.RUNNING, _State.DRAINING)
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The active subscriptions, in the order they were made."""
+        return tuple(lane.sub for lane in self._dispatcher.lanes)
+
+    # -- subscribing ----------------------------------------------------------------
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        name: str | None = None,
+        concurrency: int = 16,
+        ordered_by: KeyFunction | None = None,
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        name: str | None = None,
+        concurrency: int = 16,
+        ordered_by: KeyFunction | None = None,
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Subscription: ...
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler | None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        name: str | None = None,
+        concurrency: int = 16,
+        ordered_by: KeyFunction | None = None,
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Subscription | Callable[[H], H]:
+        """Subscribe a coroutine *handler* to events whose type matches *pattern*.
+
+        As a decorator (no *handler*) it returns the handler unchanged; called with a
+        handler it returns the :class:`Subscription`, whose ``cancel()`` undoes it. Safe
+        while the app runs: events routed after this call reach the new consumer.
+
+        :param pattern: a case-sensitive glob on the event type (``"order.*"``; ``"*"``
+            for every event)
+        :param handler: ``async def handler(event) -> None``
+        :param source: a glob on the event source (default: any source)
+        :param where: an extra filter ``where(event) -> bool``, evaluated when the event is
+            routed; if it raises, that is this consumer's failure (dead-lettered)
+        :param name: the consumer name, unique in the app (default: the handler's
+            qualified name)
+        :param concurrency: the most deliveries of this subscription running at once
+        :param ordered_by: ``key(event)``: events with equal keys are handled one at a
+            time, in the order they were published, retries included
+        :param timeout: seconds each attempt may take before it is cancelled and counted
+            as failed (``None``: no limit; default: the app's)
+        :param retry: the retry policy (``None``: one attempt; default: the app's)
+        :raises TypeError: *handler* is not a coroutine function
+        :raises ValueError: a bad option, or *name* is taken
+        """
+        options = {
+            "source": source,
+            "where": where,
+            "name": name,
+            "concurrency": concurrency,
+            "ordered_by": ordered_by,
+            "timeout": timeout,
+            "retry": retry,
+        }
+        if handler is None:
+
+            def decorate(func: H) -> H:
+                self._subscribe(pattern, func, **options)  # type: ignore[arg-type]
+                return func
+
+            return decorate
+        return self._subscribe(pattern, handler, **options)  # type: ignore[arg-type]
+
+    def _subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        source: str | None,
+        where: Predicate | None,
+        name: str | None,
+        concurrency: int,
+        ordered_by: KeyFunction | None,
+        timeout: float | _Unset | None,
+        retry: Retry | _Unset | None,
+    ) -> Subscription:
+        sub = Subscription(
+            pattern=pattern,
+            handler=handler,
+            name=name,
+            source=source,
+            where=where,
+            concurrency=concurrency,
+            ordered_by=ordered_by,
+            timeout=self._timeout if timeout is _UNSET else timeout,
+            retry=self._retry if retry is _UNSET else (NO_RETRY if retry is None else retry),
+        )
+        sub._lane = self._dispatcher.add(sub)
+        sub._on_cancel = self._unsubscribe
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        assert sub._lane is not None
+        self._dispatcher.remove(sub._lane)
+
+    def on_notification(
+        self,
+        channel: str,
+        *,
+        name: str | None = None,
+        concurrency: int = 16,
+        ordered_by: KeyFunction | None = None,
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Callable[[H], H]:
+        """Decorate a handler for the in-process notification *channel*.
+
+        The handler receives the events that ``app.notify(channel, data)`` publishes: type
+        ``"reactor.notification"``, subject *channel*, the data as given. The options are
+        those of :meth:`subscribe`.
+
+        :param channel: the channel name
+        """
+        if not isinstance(channel, str) or not channel:
+            raise ValueError(f"channel must be a non-empty str, got {channel!r}")
+        return self.subscribe(
+            NOTIFICATION_TYPE,
+            where=_SubjectIs(channel),
+            name=name,
+            concurrency=concurrency,
+            ordered_by=ordered_by,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    def add_source(self, source: Source) -> None:
+        """Run *source* while the app runs (started now if the app is already running).
+
+        :raises TypeError: *source* is not a :class:`reactor.abc.Source`
+        """
+        if not isinstance(source, Source):
+            raise TypeError(f"source must be a reactor.abc.Source, got {source!r}")
+        self._sources.append(source)
+        if self._sources_tg is not None:
+            self._sources_tg.start_soon(
+                self._run_source, source, name=f"reactor source {source.name}"
+            )
+
+    # -- publishing -----------------------------------------------------------------
+
+    def _event(
+        self,
+        event: Event | str,
+        data: Any,
+        source: str | None,
+        subject: str | None,
+        id: str | None,
+        time: datetime | None,
+        datacontenttype: str | None,
+        dataschema: str | None,
+        extensions: Mapping[str, Any] | None,
+    ) -> Event:
+        """Check that the app runs and return the event to publish."""
+        if self._state is _State.IDLE:
+            raise ReactorNotRunning(
+                "the app is not running: publish inside `async with app:` or from a "
+                "handler or source while `app.run()` runs"
+            )
+        if isinstance(event, Event):
+            if (
+                data is not None
+                or source is not None
+                or subject is not None
+                or id is not None
+                or time is not None
+                or datacontenttype is not None
+                or dataschema is not None
+                or extensions is not None
+            ):
+                raise TypeError("pass either an Event or a type with its attributes, not both")
+            return event
+        if not isinstance(event, str):
+            raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
+        optional: dict[str, Any] = {}
+        if id is not None:
+            optional["id"] = id
+        if extensions is not None:
+            optional["extensions"] = extensions
+        return Event(
+            type=event,
+            source=self._source if source is None else source,
+            data=data,
+            subject=subject,
+            time=self._clock.now() if time is None else time,
+            datacontenttype=datacontenttype,
+            dataschema=dataschema,
+            **optional,
+        )
+
+    async def publish(
+        self,
+        event: Event | str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        dataschema: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Publish an event, waiting while the ingestion queue is full.
+
+        Pass an :class:`Event`, or its type with the data and any other attributes
+        (``source`` defaults to the app's, ``time`` to the clock's now, ``id`` to a new
+        UUID). Does not yield to the event loop while the queue has room.
+
+        :return: the event as queued
+        :raises ReactorNotRunning: the app is not running
+        :raises ~reactor.InvalidEventError: an attribute is invalid
+        """
+        built = self._event(
+            event, data, source, subject, id, time, datacontenttype, dataschema, extensions
+        )
+        await self._queue.put(built)
+        self._published += 1
+        return built
+
+    def publish_nowait(
+        self,
+        event: Event | str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        dataschema: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Publish an event if the ingestion queue has room, without waiting.
+
+        Takes the same arguments as :meth:`publish`.
+
+        :return: the event as queued
+        :raises ~reactor.QueueFull: the queue is full
+        :raises ReactorNotRunning: the app is not running
+        """
+        built = self._event(
+            event, data, source, subject, id, time, datacontenttype, dataschema, extensions
+        )
+        self._queue.put_nowait(built)
+        self._published += 1
+        return built
+
+    async def publish_and_wait(
+        self,
+        event: Event | str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        dataschema: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Receipt:
+        """Publish an event and wait until every consumer it was routed to has settled.
+
+        Takes the same arguments as :meth:`publish`. Settled means the handler succeeded,
+        or failed every attempt and was dead-lettered. Do not await it from a handler of
+        a subscription with ``concurrency=1`` for an event routed back to that same
+        subscription: it would wait for itself.
+
+        :return: a :class:`~reactor.Receipt` with each consumer's :class:`~reactor.Outcome`
+        :raises ValueError: an event with the same source and id is already awaited
+        """
+        built = self._event(
+            event, data, source, subject, id, time, datacontenttype, dataschema, extensions
+        )
+        key = (built.source, built.id)
+        receipts = self._dispatcher.receipts
+        if key in receipts:
+            raise ValueError(f"event {built.id!r} from {built.source!r} is already being awaited")
+        waiter = receipts[key] = _ReceiptWaiter()
+        try:
+            await self._queue.put(built)
+            self._published += 1
+            await waiter.done.wait()
+        finally:
+            del receipts[key]
+        return Receipt(event=built, outcomes=MappingProxyType(dict(waiter.outcomes)))
+
+    def notify(self, channel: str, data: Any = None) -> Event:
+        """Publish *data* on the in-process notification *channel*, without waiting.
+
+        Safe to call from any thread: from outside the event loop's thread it hands the
+        event to the loop and returns once it is queued. Handlers decorated with
+        :meth:`on_notification` for *channel* receive it.
+
+        :return: the event as queued (type ``"reactor.notification"``, subject *channel*)
+        :raises ~reactor.QueueFull: the queue is full
+        :raises ReactorNotRunning: the app is not running
+        """
+        if not isinstance(channel, str) or not channel:
+            raise ValueError(f"channel must be a non-empty str, got {channel!r}")
+        token = self._token
+        if token is not None and threading.get_ident() != self._thread:
+            return anyio.from_thread.run_sync(self._notify, channel, data, token=token)
+        return self._notify(channel, data)
+
+    def _notify(self, channel: str, data: Any) -> Event:
+        return self.publish_nowait(NOTIFICATION_TYPE, data, subject=channel)
+
+    async def redeliver(self, letter: DeadLetter) -> None:
+        """Deliver a dead letter's event again, to its consumer only, and remove the letter.
+
+        :raises ConsumerNotFound: no active subscription has the letter's consumer name
+        :raises ReactorNotRunning: the app is not running
+        """
+        if not any(lane.name == letter.consumer for lane in self._dispatcher.lanes):
+            raise ConsumerNotFound(
+                f"no active subscription is named {letter.consumer!r}; subscribe it first"
+            )
+        self._event(letter.event, None, None, None, None, None, None, None, None)
+        await self._queue.put(letter.event, only=(letter.consumer,))
+        self._published += 1
+        try:
+            self._dead_letters.remove(letter)
+        except LookupError:
+            pass  # redelivered a letter the sink had already dropped or given away
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Reactor:
+        if self._state is not _State.IDLE:
+            raise RuntimeError("this app is already running; an app runs once at a time")
+        self._state = _State.STARTING
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self._queue.open()
+            stack.push_async_callback(self._queue.close)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._token = current_token()
+            self._thread = threading.get_ident()
+            await self._tg.start(self._dispatcher.run, name="reactor dispatcher")
+            self._state = _State.RUNNING
+            self._sources_stopped = anyio.Event()
+            await self._tg.start(self._run_sources, name="reactor sources")
+        except BaseException as exc:
+            self._state = _State.IDLE
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+            self._tg = None
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._stack is not None and self._tg is not None
+        stack, self._stack = self._stack, None
+        try:
+            self._state = _State.DRAINING
+            if self._sources_tg is not None:
+                self._sources_tg.cancel_scope.cancel()
+            if exc_type is None:
+                assert self._sources_stopped is not None
+                await self._sources_stopped.wait()
+                self._clean_stop = await self._drain()
+            else:
+                self._clean_stop = False
+        finally:
+            self._tg.cancel_scope.cancel()
+            self._tg = None
+            self._token = self._thread = None
+            try:
+                suppress = await stack.__aexit__(exc_type, exc, tb)
+            finally:
+                self._state = _State.IDLE
+        return suppress
+
+    async def _drain(self) -> bool:
+        """Wait for queued and in-flight deliveries within ``graceful_timeout``."""
+        dispatcher = self._dispatcher
+        deadline = self._clock.monotonic() + self.graceful_timeout
+        with self._clock.deadline_scope(deadline) as scope:
+            self._drain_scope = scope
+            try:
+                await dispatcher.wait_idle()
+            finally:
+                self._drain_scope = None
+        if scope.cancelled_caught:
+            logger.warning(
+                "shutdown did not drain within %s s: cancelling %d in-flight and %d queued "
+                "event(s); they are not acknowledged",
+                self.graceful_timeout,
+                dispatcher.in_flight,
+                self._queue.statistics().depth,
+            )
+            return False
+        return True
+
+    def _force_stop(self) -> None:
+        if self._drain_scope is not None:
+            self._drain_scope.cancel()
+
+    async def _run_sources(self, *, task_status: TaskStatus[None]) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._sources_tg = tg
+                for source in self._sources:
+                    await tg.start(self._run_source, source, name=f"reactor source {source.name}")
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._sources_tg = None
+            assert self._sources_stopped is not None
+            self._sources_stopped.set()
+
+    async def _run_source(
+        self, source: Source, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await source.run(self, task_status=task_status)
+        except Exception:
+            logger.exception("source %s failed; stopping the app", source.name)
+            raise
+
+    def run(
+        self,
+        *,
+        backend: str = "asyncio",
+        use_uvloop: bool = False,
+        graceful_timeout: float | None = None,
+    ) -> int:
+        """Run the app until SIGINT or SIGTERM, then drain and return: the blocking entry point.
+
+        The first signal stops the sources and drains queued and in-flight deliveries
+        within ``graceful_timeout``; a second signal cancels them at once. Cancelled
+        deliveries are not acknowledged, so a durable queue hands them out again.
+
+        :param backend: ``"asyncio"`` or ``"trio"``
+        :param use_uvloop: run asyncio on uvloop
+        :param graceful_timeout: overrides the app's ``graceful_timeout``
+        :return: 0 when everything drained, 1 when the drain was cut short
+        """
+        if graceful_timeout is not None:
+            self.graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
+        options = {"use_uvloop": True} if use_uvloop else {}
+        return anyio.run(self._serve, backend=backend, backend_options=options)
+
+    async def _serve(self) -> int:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                stop = anyio.Event()
+                tg.start_soon(self._watch_signals, signals, stop)
+                async with self:
+                    logger.info("reactor running; press Ctrl-C to stop")
+                    await stop.wait()
+                tg.cancel_scope.cancel()
+        if self._clean_stop:
+            logger.info("reactor stopped: every in-flight delivery finished")
+            return 0
+        return 1
+
+    async def _watch_signals(self, signals: AsyncIterator[int], stop: anyio.Event) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not stop.is_set():
+                logger.info(
+                    "received %s: stopping sources and draining (up to %s s); "
+                    "send it again to stop at once",
+                    name,
+                    self.graceful_timeout,
+                )
+                stop.set()
+            else:
+                logger.warning("received %s again: cancelling in-flight deliveries", name)
+                self._force_stop()
+
+    # -- introspection --------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """Return a frozen snapshot of the app's counters, queue and latencies."""
+        dispatcher = self._dispatcher
+        lanes = dispatcher.lanes
+        retired = dispatcher.retired
+        return Stats(
+            published=self._published,
+            delivered=retired["delivered"] + sum(lane.delivered for lane in lanes),
+            failed=retired["failed"] + sum(lane.failed for lane in lanes),
+            timed_out=retired["timed_out"] + sum(lane.timed_out for lane in lanes),
+            retried=retired["retried"] + sum(lane.retried for lane in lanes),
+            dead_lettered=retired["dead"] + sum(lane.dead_lettered for lane in lanes),
+            queue=self._queue.statistics(),
+            in_flight=dispatcher.in_flight,
+            latency=dispatcher.latency.snapshot(),
+            subscriptions=MappingProxyType({lane.name: lane.stats() for lane in lanes}),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Reactor {self._state.value}, {len(self._dispatcher.lanes)} subscription(s)>"

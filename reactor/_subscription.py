@@ -1,0 +1,167 @@
+"""Subscriptions: which events a consumer wants, and how it wants them delivered."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import math
+import re
+from collections.abc import Callable, Coroutine, Hashable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ._event import Event
+from ._policies import Retry
+
+if TYPE_CHECKING:
+    from ._dispatch import Lane
+
+__all__ = ["Handler", "Subscription"]
+
+#: A consumer: a coroutine function taking the event.
+Handler: TypeAlias = Callable[[Event], Coroutine[Any, Any, object]]
+#: A filter evaluated when an event is routed.
+Predicate: TypeAlias = Callable[[Event], bool]
+#: Computes the ordering key of an event.
+KeyFunction: TypeAlias = Callable[[Event], Hashable]
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def compile_glob(pattern: str, what: str) -> Callable[[str], bool]:
+    """Return a fast matcher for a case-sensitive glob (``*``, ``?``, ``[...]``).
+
+    :param pattern: the glob; ``"*"`` matches everything
+    :param what: what the pattern is for, for the error message
+    :raises TypeError: *pattern* is not a string
+    :raises ValueError: *pattern* is empty
+    """
+    if not isinstance(pattern, str):
+        raise TypeError(f"{what} pattern must be a str, got {type(pattern).__name__}")
+    if not pattern:
+        raise ValueError(f"{what} pattern must not be empty; use '*' to match everything")
+    if pattern == "*":
+        return lambda value: True
+    if _GLOB_CHARS.isdisjoint(pattern):
+        return pattern.__eq__
+    regex = re.compile(fnmatch.translate(pattern))
+    match = regex.match
+    return lambda value: match(value) is not None
+
+
+def is_coroutine_callable(handler: object) -> bool:
+    """Whether calling *handler* returns a coroutine (async def, partial or async ``__call__``)."""
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 - we want the bound method itself
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def default_name(handler: object) -> str:
+    """The consumer name of a handler that was not given one: its qualified name."""
+    name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None)
+    if name is None:
+        func = getattr(handler, "func", None)  # functools.partial
+        name = getattr(func, "__qualname__", None) or type(handler).__qualname__
+    return str(name)
+
+
+class Subscription:
+    """One consumer's subscription, returned by ``app.subscribe(pattern, handler)``.
+
+    Its attributes are read-only; :meth:`cancel` stops routing new events to it.
+    Deliveries already routed to it still run to their end (they settle as usual).
+    """
+
+    __slots__ = (
+        "_lane",
+        "_matches_source",
+        "_matches_type",
+        "_on_cancel",
+        "concurrency",
+        "handler",
+        "name",
+        "ordered_by",
+        "pattern",
+        "retry",
+        "source",
+        "timeout",
+        "where",
+    )
+
+    def __init__(
+        self,
+        *,
+        pattern: str,
+        handler: Handler,
+        name: str | None,
+        source: str | None,
+        where: Predicate | None,
+        concurrency: int,
+        ordered_by: KeyFunction | None,
+        timeout: float | None,
+        retry: Retry,
+    ) -> None:
+        if not is_coroutine_callable(handler):
+            raise TypeError(
+                f"handler {handler!r} is not a coroutine function: "
+                "define it with `async def` (reactor awaits every handler)"
+            )
+        self._matches_type = compile_glob(pattern, "event type")
+        self._matches_source = None if source is None else compile_glob(source, "source")
+        if name is None:
+            name = default_name(handler)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if where is not None and not callable(where):
+            raise TypeError(f"where must be a callable taking the event, got {where!r}")
+        if ordered_by is not None and not callable(ordered_by):
+            raise TypeError(f"ordered_by must be a callable taking the event, got {ordered_by!r}")
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        if not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
+        #: The glob on the event type.
+        self.pattern = pattern
+        #: The coroutine function called for each delivery.
+        self.handler = handler
+        #: The consumer name: unique within the app, the key of outcomes and dead letters.
+        self.name = name
+        #: The glob on the event source, or ``None`` for any source.
+        self.source = source
+        #: The extra filter evaluated per event, or ``None``.
+        self.where = where
+        #: The most deliveries of this subscription running at once.
+        self.concurrency = concurrency
+        #: The ordering key function, or ``None`` for no ordering.
+        self.ordered_by = ordered_by
+        #: Seconds each attempt may take, or ``None`` for no limit.
+        self.timeout = timeout
+        #: The retry policy.
+        self.retry = retry
+        self._lane: Lane | None = None
+        self._on_cancel: Callable[[Subscription], None] | None = None
+
+    def matches(self, type: str, source: str) -> bool:
+        """Whether an event of this *type* from this *source* is routed here (before ``where``)."""
+        if not self._matches_type(type):
+            return False
+        return self._matches_source is None or self._matches_source(source)
+
+    @property
+    def active(self) -> bool:
+        """Whether new events are still routed to this subscription."""
+        return self._on_cancel is not None
+
+    def cancel(self) -> None:
+        """Stop routing new events here; deliveries already routed still run. Idempotent."""
+        on_cancel, self._on_cancel = self._on_cancel, None
+        if on_cancel is not None:
+            on_cancel(self)
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "cancelled"
+        return f"<Subscription {self.name!r} to {self.pattern!r} ({state})>"

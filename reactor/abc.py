@@ -1,0 +1,192 @@
+"""The contracts that plugins implement: trigger sources and ingestion queues.
+
+Everything a third party needs to write a :class:`Source` or an :class:`EventQueue`
+is documented here once; the built-in implementations in :mod:`reactor.sources` and
+:mod:`reactor.queues` follow exactly these rules and use only the public API.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ._clock import Clock as Clock
+from ._event import Event
+from ._stats import QueueStatistics
+
+if TYPE_CHECKING:
+    from ._reactor import Reactor
+
+__all__ = ["Clock", "EventQueue", "Received", "Source"]
+
+
+class Source(ABC):
+    """A trigger: something outside the app that turns into events.
+
+    The app runs every source it was given (``app.add_source(source)``) in its own task
+    while the app runs, and cancels it when the app stops, before draining.
+
+    Rules for implementations:
+
+    * :meth:`run` publishes with ``await app.publish(...)`` (which waits when the
+      ingestion queue is full: that is the backpressure a source should respect) and
+      returns or is cancelled when the app stops.
+    * Call ``task_status.started()`` once the source is ready (listening, subscribed,
+      first deadline computed), so that ``async with app:`` returns only when every
+      source can see its trigger fire.
+    * Wait through ``app.clock`` so the source runs in virtual time under test.
+    * An exception escaping :meth:`run` stops the app: handle what can be retried.
+    * A source that cannot replay what it missed (a notification channel, a watcher
+      that overflowed) is at-most-once and must say so: after an interruption it
+      publishes a gap event describing the interruption instead of going silent.
+    """
+
+    @property
+    def name(self) -> str:
+        """A name for logs and errors; the class name unless overridden."""
+        return type(self).__name__
+
+    @abstractmethod
+    async def run(
+        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Publish events into *app* until cancelled.
+
+        :param app: the running app to publish into
+        :param task_status: call ``task_status.started()`` once ready
+        """
+
+
+class Received:
+    """One event as handed from a queue to the dispatcher, with its settlement token.
+
+    :ivar event: the event
+    :ivar token: whatever the queue needs to acknowledge this event later
+    :ivar attempt: how many times the queue has handed this event out (1 the first time)
+    :ivar completed: consumers that already settled this event in an earlier attempt
+        (a durable queue that records progress skips them on redelivery)
+    :ivar only: when not ``None``, deliver to these consumers only (a redelivery)
+    :ivar enqueued_at: ``time.perf_counter()`` when the event was accepted, for latency stats
+
+    The dispatcher keeps its bookkeeping of the event in two private slots of this object
+    (one allocation per event on the hot path instead of two); queues leave them alone.
+    """
+
+    __slots__ = (
+        "_open",
+        "_waiter",
+        "attempt",
+        "completed",
+        "enqueued_at",
+        "event",
+        "only",
+        "token",
+    )
+
+    def __init__(
+        self,
+        event: Event,
+        token: object = None,
+        *,
+        attempt: int = 1,
+        completed: frozenset[str] = frozenset(),
+        only: frozenset[str] | None = None,
+        enqueued_at: float | None = None,
+    ) -> None:
+        self.event = event
+        self.token = token
+        self.attempt = attempt
+        self.completed = completed
+        self.only = only
+        self.enqueued_at = perf_counter() if enqueued_at is None else enqueued_at
+        self._open = 0
+        self._waiter: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Received(event={self.event.id!r}, type={self.event.type!r}, attempt={self.attempt})"
+        )
+
+
+class EventQueue(ABC):
+    """The ingestion queue between producers and the dispatcher.
+
+    Contract:
+
+    * **Bounded.** :attr:`capacity` events at most wait in the queue; :meth:`put` waits
+      for room and :meth:`put_nowait` raises :class:`~reactor.QueueFull`. Waiting
+      publishers are served first come, first served.
+    * **Durability.** :meth:`put` returns once the event is stored at the queue's
+      promised durability; an event accepted by :meth:`put` is handed out by
+      :meth:`get_batch` at least once (durable queues) or at most once (memory).
+    * **Settlement.** The dispatcher calls :meth:`ack` with events all of whose
+      deliveries settled (succeeded or dead-lettered), and :meth:`record_progress`
+      with consumers that settled an event whose other consumers are still running.
+      An event handed out and never acked (the process stopped or crashed) is handed
+      out again by a durable queue, with :attr:`Received.attempt` increased and the
+      consumers recorded in :attr:`Received.completed`.
+    * Queues whose :attr:`needs_ack` is ``False`` (the memory queue) are never called
+      with :meth:`ack` or :meth:`record_progress`, which keeps the hot path free.
+    * One dispatcher calls :meth:`get_batch`; any number of tasks call :meth:`put`.
+      Every method is called from the event loop's thread.
+    """
+
+    #: ``False`` when the queue has nothing to do on settlement (no ack calls at all).
+    needs_ack: ClassVar[bool] = True
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """The most events that may wait in the queue."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Prepare the queue (open files, connect); called when the app starts."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release resources; called when the app stops, after the drain."""
+
+    @abstractmethod
+    async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Store *event*, waiting while the queue is full.
+
+        :param event: the event to store
+        :param only: deliver it to these consumers only (``None``: every match)
+        """
+
+    @abstractmethod
+    def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Store *event* without waiting.
+
+        :param event: the event to store
+        :param only: deliver it to these consumers only (``None``: every match)
+        :raises ~reactor.QueueFull: the queue is at capacity
+        :raises NotImplementedError: a queue that must do I/O to store an event
+        """
+
+    @abstractmethod
+    async def get_batch(self, limit: int) -> Sequence[Received]:
+        """Wait for at least one event and return up to *limit* of them, oldest first.
+
+        :param limit: the most events to return
+        """
+
+    async def ack(self, received: Sequence[Received]) -> None:  # noqa: B027
+        """Mark events whose every delivery settled as done.
+
+        :param received: the events, as handed out by :meth:`get_batch`
+        """
+
+    async def record_progress(self, progress: Sequence[tuple[Received, str]]) -> None:  # noqa: B027
+        """Record that consumers settled events that are not done yet.
+
+        :param progress: pairs of (event as handed out, consumer name)
+        """
+
+    @abstractmethod
+    def statistics(self) -> QueueStatistics:
+        """Return a snapshot of the queue's depth, capacity and counters."""

@@ -1,0 +1,128 @@
+"""The default ingestion queue: bounded, in memory, at-most-once across a crash."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Sequence
+
+import anyio
+
+from reactor import Event, QueueFull, QueueStatistics
+from reactor.abc import EventQueue, Received
+
+__all__ = ["DEFAULT_CAPACITY", "MemoryQueue"]
+
+#: How many events wait in a :class:`MemoryQueue` before ``publish()`` waits.
+DEFAULT_CAPACITY = 10_000
+
+
+class MemoryQueue(EventQueue):
+    """A bounded FIFO in the app's memory.
+
+    Nothing is lost while the app runs; events still queued or in flight when the process
+    dies are gone (at-most-once across a crash). ``put()`` does not yield to the event
+    loop while there is room, like :meth:`asyncio.Queue.put`, so a producer publishing in
+    a loop fills the queue in one go and the dispatcher takes it in large batches.
+
+    :param capacity: the most events waiting to be dispatched (default 10,000)
+    """
+
+    needs_ack = False
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        self._capacity = capacity
+        self._items: deque[Received] = deque()
+        self._getter: anyio.Event | None = None
+        self._putters: deque[anyio.Event] = deque()
+        self._put_count = 0
+        self._get_count = 0
+
+    @property
+    def capacity(self) -> int:
+        """The most events that may wait in the queue."""
+        return self._capacity
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _append(self, event: Event, only: Collection[str] | None) -> None:
+        self._items.append(Received(event, only=None if only is None else frozenset(only)))
+        self._put_count += 1
+        if self._getter is not None:
+            self._getter.set()
+            self._getter = None
+
+    def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Store *event* if there is room.
+
+        :raises ~reactor.QueueFull: the queue holds :attr:`capacity` events, or
+            publishers are already waiting for room
+        """
+        if len(self._items) >= self._capacity or self._putters:
+            raise QueueFull(
+                f"the ingestion queue is full ({self._capacity} events); "
+                "use `await app.publish(...)` to wait for room, or raise the capacity"
+            )
+        self._append(event, only)
+
+    async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Store *event*, waiting (first come, first served) while the queue is full."""
+        if len(self._items) < self._capacity and not self._putters:
+            self._append(event, only)
+            return
+        ticket = anyio.Event()
+        self._putters.append(ticket)
+        try:
+            while True:
+                await ticket.wait()
+                if len(self._items) < self._capacity:
+                    break
+                # Someone else took the room we were woken for: queue up again, at the front.
+                ticket = anyio.Event()
+                self._putters.appendleft(ticket)
+        except BaseException:
+            if ticket in self._putters:
+                self._putters.remove(ticket)
+            elif ticket.is_set():
+                self._wake_putters()  # pass the room we were given on to the next one
+            raise
+        self._append(event, only)
+
+    def _wake_putters(self) -> None:
+        room = self._capacity - len(self._items)
+        putters = self._putters
+        # A woken putter leaves the deque here; ones already woken hold their room.
+        while room > 0 and putters:
+            putters.popleft().set()
+            room -= 1
+
+    async def get_batch(self, limit: int) -> Sequence[Received]:
+        """Wait for at least one event; return up to *limit*, oldest first."""
+        items = self._items
+        while not items:
+            getter = self._getter = anyio.Event()
+            await getter.wait()
+        if len(items) <= limit:
+            batch = list(items)
+            items.clear()
+        else:
+            batch = [items.popleft() for _ in range(limit)]
+        self._get_count += len(batch)
+        if self._putters:
+            self._wake_putters()
+        return batch
+
+    def statistics(self) -> QueueStatistics:
+        """Return a snapshot of the queue's depth, capacity and counters."""
+        return QueueStatistics(
+            depth=len(self._items),
+            capacity=self._capacity,
+            put_count=self._put_count,
+            get_count=self._get_count,
+            waiting_publishers=len(self._putters),
+        )
+
+    def __repr__(self) -> str:
+        return f"MemoryQueue(capacity={self._capacity}, depth={len(self._items)})"

@@ -1,0 +1,1 @@
+"""Trigger sources: import the one you need by module."""

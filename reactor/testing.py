@@ -1,0 +1,175 @@
+"""Helpers for testing apps built on reactor: virtual time and event capture.
+
+::
+
+    clock = VirtualClock(start=datetime(2026, 1, 1, tzinfo=UTC))
+    app = Reactor(clock=clock)
+    async with app:
+        ...
+        await clock.advance(3600)   # everything due in that hour runs, in order
+
+Both helpers work on asyncio and trio, with no monkeypatching.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import anyio
+from anyio.lowlevel import checkpoint
+
+from ._event import Event
+
+__all__ = ["Capture", "VirtualClock"]
+
+
+class _Timer:
+    __slots__ = ("callback", "cancelled", "deadline", "seq")
+
+    def __init__(self, deadline: float, seq: int, callback: Callable[[], object]) -> None:
+        self.deadline = deadline
+        self.seq = seq
+        self.callback = callback
+        self.cancelled = False
+
+    def __lt__(self, other: _Timer) -> bool:
+        return (self.deadline, self.seq) < (other.deadline, other.seq)
+
+
+class VirtualClock:
+    """A :class:`reactor.Clock` whose time moves only when a test calls :meth:`advance`.
+
+    Sleepers and deadlines registered with it fire in deadline order (ties in the order
+    they were registered); after each one, :meth:`advance` waits until every task is
+    blocked again, so the consequences of one firing (a retry scheduled, a handler run)
+    happen before the next firing, exactly as they would in real time.
+
+    :param start: the wall time at monotonic zero (aware; default 2026-01-01 00:00 UTC)
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is None:
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+        elif start.tzinfo is None or start.utcoffset() is None:
+            raise ValueError("start must be an aware datetime, e.g. datetime(..., tzinfo=UTC)")
+        self._start = start.astimezone(UTC)
+        self._now = 0.0
+        self._timers: list[_Timer] = []
+        self._seq = 0
+
+    def now(self) -> datetime:
+        """Return the virtual wall time (aware UTC)."""
+        return self._start + timedelta(seconds=self._now)
+
+    def monotonic(self) -> float:
+        """Return the virtual monotonic time: seconds advanced since creation."""
+        return self._now
+
+    def _schedule(self, deadline: float, callback: Callable[[], object]) -> _Timer:
+        self._seq += 1
+        timer = _Timer(deadline, self._seq, callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until virtual time has advanced by *seconds*."""
+        await self.sleep_until(self._now + seconds)
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Wait until virtual monotonic time reaches *deadline*."""
+        if deadline <= self._now:
+            await checkpoint()
+            return
+        wakeup = anyio.Event()
+        timer = self._schedule(deadline, wakeup.set)
+        try:
+            await wakeup.wait()
+        finally:
+            timer.cancelled = True
+
+    @contextmanager
+    def deadline_scope(self, deadline: float) -> Iterator[anyio.CancelScope]:
+        """Return a context manager of a cancel scope cancelled at virtual *deadline*."""
+        scope = anyio.CancelScope()
+        if deadline <= self._now:
+            scope.cancel()
+            timer = None
+        else:
+            timer = self._schedule(deadline, scope.cancel)
+        try:
+            with scope:
+                yield scope
+        finally:
+            if timer is not None:
+                timer.cancelled = True
+
+    @property
+    def pending(self) -> int:
+        """How many sleepers and deadlines are waiting for virtual time."""
+        return sum(not timer.cancelled for timer in self._timers)
+
+    def next_deadline(self) -> float | None:
+        """Return the earliest pending deadline, or ``None``."""
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0].deadline if self._timers else None
+
+    async def advance(self, seconds: float) -> None:
+        """Move virtual time forward by *seconds*, firing everything due on the way, in order.
+
+        :raises ValueError: *seconds* is negative
+        """
+        if seconds < 0:
+            raise ValueError("virtual time only moves forward")
+        target = self._now + seconds
+        await anyio.wait_all_tasks_blocked()
+        while (deadline := self.next_deadline()) is not None and deadline <= target:
+            timer = heapq.heappop(self._timers)
+            self._now = max(self._now, timer.deadline)
+            timer.callback()
+            await anyio.wait_all_tasks_blocked()
+        self._now = target
+        await anyio.wait_all_tasks_blocked()
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(now={self.now().isoformat()}, pending={self.pending})"
+
+
+class Capture:
+    """A consumer that records the events it receives, for assertions.
+
+    ::
+
+        capture = Capture()
+        app.subscribe("order.*", capture)
+        ...
+        await capture.wait_for(3)
+        assert [e.data for e in capture.events] == [...]
+
+    :ivar events: the events received, in the order the handler was called
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed: anyio.Event | None = None
+
+    async def __call__(self, event: Event) -> None:
+        """Record *event* (the subscription handler)."""
+        self.events.append(event)
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_for(self, count: int) -> list[Event]:
+        """Wait until at least *count* events were received; return them.
+
+        Combine with ``anyio.fail_after`` to bound the wait.
+        """
+        while len(self.events) < count:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return self.events[:count]
