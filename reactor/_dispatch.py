@@ -157,7 +157,6 @@ class Dispatcher:
         self._routes: dict[tuple[str, str], tuple[tuple[Lane, ...], bool]] = {}
         self._tg: TaskGroup | None = None
         self.in_flight = 0
-        self._holding = 0
         self._room: anyio.Event | None = None
         self._idle: anyio.Event | None = None
         self.receipts: dict[tuple[str, str], _ReceiptWaiter] = {}
@@ -168,7 +167,10 @@ class Dispatcher:
         self.latency = LatencyHistogram()
         self._latency_counts = self.latency.counts
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
-        self.retired = {"delivered": 0, "failed": 0, "timed_out": 0, "retried": 0, "dead": 0}
+        self._retired = dict.fromkeys(
+            ("delivered", "failed", "timed_out", "retried", "dead_lettered"), 0
+        )
+        self._retiring: list[Lane] = []
 
     # -- subscriptions --------------------------------------------------------------
 
@@ -201,12 +203,26 @@ class Dispatcher:
             lane.waking += 1
             wake.set()
         lane.idle.clear()
-        retired = self.retired
-        retired["delivered"] += lane.delivered
-        retired["failed"] += lane.failed
-        retired["timed_out"] += lane.timed_out
-        retired["retried"] += lane.retried
-        retired["dead"] += lane.dead_lettered
+        self._retiring.append(lane)
+        self._retire_when_done(lane)
+
+    def _retire_when_done(self, lane: Lane) -> None:
+        # A cancelled lane counts towards the totals until its last worker is gone; then
+        # its final counters are folded into the totals and the lane is forgotten.
+        if lane.workers or lane not in self._retiring:
+            return
+        self._retiring.remove(lane)
+        retired = self._retired
+        for name in retired:
+            retired[name] += getattr(lane, name)
+
+    def totals(self) -> dict[str, int]:
+        """Return the counters summed over every subscription the app ever had."""
+        totals = dict(self._retired)
+        for lane in (*self._lanes, *self._retiring):
+            for name in totals:
+                totals[name] += getattr(lane, name)
+        return totals
 
     # -- the dispatch loop ----------------------------------------------------------
 
@@ -214,7 +230,7 @@ class Dispatcher:
         """Dispatch until cancelled; report readiness through *task_status*."""
         for lane in self._lanes:
             lane.reset()
-        self.in_flight = self._holding = 0
+        self.in_flight = 0
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -229,19 +245,16 @@ class Dispatcher:
         queue = self._queue
         route = self._route
         while True:
-            batch = await queue.get_batch(BATCH_SIZE)
-            self._holding = len(batch)
-            for received in batch:
-                if self.in_flight >= self._max_in_flight:
-                    await self._wait_for_room()
-                self._holding -= 1
+            # Take no more than may be in flight, so that whatever the dispatcher has not
+            # routed yet stays visible (and countable) in the queue.
+            room = self._max_in_flight - self.in_flight
+            if room <= 0:
+                wakeup = self._room = anyio.Event()
+                await wakeup.wait()
+                continue
+            for received in await queue.get_batch(min(room, BATCH_SIZE)):
                 route(received)
             await checkpoint()
-
-    async def _wait_for_room(self) -> None:
-        while self.in_flight >= self._max_in_flight:
-            room = self._room = anyio.Event()
-            await room.wait()
 
     def _lookup(self, event: Event) -> tuple[tuple[Lane, ...], bool]:
         """Compute and cache the lanes whose patterns match the event's type and source."""
@@ -365,6 +378,8 @@ class Dispatcher:
                     await checkpoint()
         finally:
             lane.workers -= 1
+            if lane.closed:
+                self._retire_when_done(lane)
 
     async def _deliver_in_order(self, lane: Lane, received: Received) -> None:
         assert lane.key_fn is not None
@@ -534,10 +549,9 @@ class Dispatcher:
 
     @property
     def idle(self) -> bool:
-        """Whether nothing is queued, being routed, in flight or waiting to be acked."""
+        """Whether nothing is queued, in flight or waiting to be acked."""
         return (
             not self.in_flight
-            and not self._holding
             and not self._acks
             and not self._progress
             and not self._acking

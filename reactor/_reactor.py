@@ -155,10 +155,10 @@ class Reactor:
         self._tg: TaskGroup | None = None
         self._sources_tg: TaskGroup | None = None
         self._sources_stopped: anyio.Event | None = None
-        self._drain_scope: anyio.CancelScope | None = None
+        self._stop_scope: anyio.CancelScope | None = None
         self._token: EventLoopToken | None = None
         self._thread: int | None = None
-        self._clean_stop = True
+        self._forced = False
 
     # -- properties -----------------------------------------------------------------
 
@@ -541,6 +541,7 @@ class Reactor:
         if self._state is not _State.IDLE:
             raise RuntimeError("this app is already running; an app runs once at a time")
         self._state = _State.STARTING
+        self._forced = False
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -571,50 +572,64 @@ class Reactor:
     ) -> bool | None:
         assert self._stack is not None and self._tg is not None
         stack, self._stack = self._stack, None
+        # The body's own exception must reach the caller as raised, not wrapped in an
+        # ExceptionGroup by the task group it happened to run inside: the task group is
+        # only told about cancellation.
+        tell_task_group = exc is None or isinstance(exc, anyio.get_cancelled_exc_class())
         try:
             self._state = _State.DRAINING
             if self._sources_tg is not None:
                 self._sources_tg.cancel_scope.cancel()
             if exc_type is None:
-                assert self._sources_stopped is not None
-                await self._sources_stopped.wait()
-                self._clean_stop = await self._drain()
+                await self._stop_gracefully()
             else:
-                self._clean_stop = False
+                self._forced = True
         finally:
             self._tg.cancel_scope.cancel()
             self._tg = None
             self._token = self._thread = None
             try:
-                suppress = await stack.__aexit__(exc_type, exc, tb)
+                if tell_task_group:
+                    suppress = await stack.__aexit__(exc_type, exc, tb)
+                else:
+                    await stack.__aexit__(None, None, None)
+                    suppress = False
             finally:
                 self._state = _State.IDLE
         return suppress
 
-    async def _drain(self) -> bool:
-        """Wait for queued and in-flight deliveries within ``graceful_timeout``."""
+    async def _stop_gracefully(self) -> None:
+        """Wait for the sources to stop, then for queued and in-flight deliveries.
+
+        The drain is bounded by ``graceful_timeout``; :meth:`_force_stop` (a second
+        signal) cuts both waits short at any point.
+        """
         dispatcher = self._dispatcher
-        deadline = self._clock.monotonic() + self.graceful_timeout
-        with self._clock.deadline_scope(deadline) as scope:
-            self._drain_scope = scope
-            try:
+        with anyio.CancelScope() as stop_scope:
+            self._stop_scope = stop_scope
+            if self._forced:
+                stop_scope.cancel()
+            assert self._sources_stopped is not None
+            await self._sources_stopped.wait()
+            deadline = self._clock.monotonic() + self.graceful_timeout
+            with self._clock.deadline_scope(deadline) as drain_scope:
                 await dispatcher.wait_idle()
-            finally:
-                self._drain_scope = None
-        if scope.cancelled_caught:
-            logger.warning(
-                "shutdown did not drain within %s s: cancelling %d in-flight and %d queued "
-                "event(s); they are not acknowledged",
-                self.graceful_timeout,
-                dispatcher.in_flight,
-                self._queue.statistics().depth,
-            )
-            return False
-        return True
+        self._stop_scope = None
+        if not (stop_scope.cancelled_caught or drain_scope.cancelled_caught):
+            return
+        why = "stop forced" if self._forced else f"not drained within {self.graceful_timeout} s"
+        logger.warning(
+            "shutdown %s: cancelling %d in-flight and %d queued event(s); "
+            "they are not acknowledged",
+            why,
+            dispatcher.in_flight,
+            self._queue.statistics().depth,
+        )
 
     def _force_stop(self) -> None:
-        if self._drain_scope is not None:
-            self._drain_scope.cancel()
+        self._forced = True
+        if self._stop_scope is not None:
+            self._stop_scope.cancel()
 
     async def _run_sources(self, *, task_status: TaskStatus[None]) -> None:
         try:
@@ -648,13 +663,15 @@ class Reactor:
         """Run the app until SIGINT or SIGTERM, then drain and return: the blocking entry point.
 
         The first signal stops the sources and drains queued and in-flight deliveries
-        within ``graceful_timeout``; a second signal cancels them at once. Cancelled
-        deliveries are not acknowledged, so a durable queue hands them out again.
+        within ``graceful_timeout``, then cancels what is left (logged); a second signal
+        cancels at once. Cancelled deliveries are not acknowledged, so a durable queue
+        hands them out again.
 
         :param backend: ``"asyncio"`` or ``"trio"``
         :param use_uvloop: run asyncio on uvloop
         :param graceful_timeout: overrides the app's ``graceful_timeout``
-        :return: 0 when everything drained, 1 when the drain was cut short
+        :return: 0 after a graceful stop (drained, or cut at ``graceful_timeout``),
+            1 when a second signal forced the stop
         """
         if graceful_timeout is not None:
             self.graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
@@ -670,10 +687,10 @@ class Reactor:
                     logger.info("reactor running; press Ctrl-C to stop")
                     await stop.wait()
                 tg.cancel_scope.cancel()
-        if self._clean_stop:
-            logger.info("reactor stopped: every in-flight delivery finished")
-            return 0
-        return 1
+        if self._forced:
+            return 1
+        logger.info("reactor stopped")
+        return 0
 
     async def _watch_signals(self, signals: AsyncIterator[int], stop: anyio.Event) -> None:
         async for signum in signals:
@@ -696,14 +713,14 @@ class Reactor:
         """Return a frozen snapshot of the app's counters, queue and latencies."""
         dispatcher = self._dispatcher
         lanes = dispatcher.lanes
-        retired = dispatcher.retired
+        totals = dispatcher.totals()
         return Stats(
             published=self._published,
-            delivered=retired["delivered"] + sum(lane.delivered for lane in lanes),
-            failed=retired["failed"] + sum(lane.failed for lane in lanes),
-            timed_out=retired["timed_out"] + sum(lane.timed_out for lane in lanes),
-            retried=retired["retried"] + sum(lane.retried for lane in lanes),
-            dead_lettered=retired["dead"] + sum(lane.dead_lettered for lane in lanes),
+            delivered=totals["delivered"],
+            failed=totals["failed"],
+            timed_out=totals["timed_out"],
+            retried=totals["retried"],
+            dead_lettered=totals["dead_lettered"],
             queue=self._queue.statistics(),
             in_flight=dispatcher.in_flight,
             latency=dispatcher.latency.snapshot(),

@@ -57,12 +57,14 @@ def is_coroutine_callable(handler: object) -> bool:
 
 
 def default_name(handler: object) -> str:
-    """The consumer name of a handler that was not given one: its qualified name."""
-    name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None)
-    if name is None:
-        func = getattr(handler, "func", None)  # functools.partial
-        name = getattr(func, "__qualname__", None) or type(handler).__qualname__
-    return str(name)
+    """The consumer name of a handler that was not given one.
+
+    Its qualified name (``Class.method`` for a method), without the ``outer.<locals>.``
+    prefix of a function defined inside another; a callable object's class name.
+    """
+    target = getattr(handler, "func", handler)  # look through functools.partial
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return str(name).rpartition("<locals>.")[2]
 
 
 class Subscription:

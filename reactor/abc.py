@@ -132,6 +132,8 @@ class EventQueue(ABC):
       consumers recorded in :attr:`Received.completed`.
     * Queues whose :attr:`needs_ack` is ``False`` (the memory queue) are never called
       with :meth:`ack` or :meth:`record_progress`, which keeps the hot path free.
+    * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
+      the app's drain waits for a depth of zero.
     * One dispatcher calls :meth:`get_batch`; any number of tasks call :meth:`put`.
       Every method is called from the event loop's thread.
     """

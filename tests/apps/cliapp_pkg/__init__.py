@@ -1,0 +1,1 @@
+"""A package, to import an app from a dotted module path."""

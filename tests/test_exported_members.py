@@ -1,0 +1,44 @@
+"""The public surface: what ``reactor`` exports is deliberate, documented and importable."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import reactor
+import reactor.abc
+import reactor.testing
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert reactor.__all__ == sorted(reactor.__all__, key=lambda name: (not name.isupper(), name))
+    public = {name for name in vars(reactor) if not name.startswith("_")}
+    modules = {"abc", "queues", "sources", "testing"}
+    assert public - modules - {"annotations"} <= set(reactor.__all__)
+    for name in reactor.__all__:
+        assert hasattr(reactor, name), name
+
+
+def test_exported_members_are_documented_and_come_from_private_modules() -> None:
+    for name in reactor.__all__:
+        member = getattr(reactor, name)
+        if inspect.isclass(member) or inspect.isfunction(member):
+            assert member.__module__.startswith("reactor."), name
+            assert inspect.getdoc(member), f"{name} has no docstring"
+            for attr, value in vars(member).items():
+                if attr.startswith("_") or not callable(value):
+                    continue
+                assert inspect.getdoc(value), f"{name}.{attr} has no docstring"
+
+
+def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
+    code = (
+        "import sys, reactor, reactor.abc, reactor.testing, reactor.queues.memory;"
+        "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess'};"
+        "print(sorted(bad & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,57 @@
+"""The README's examples run, and its quickstart is the file it names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import anyio
+import pytest
+
+from reactor import Event
+from reactor.testing import Capture
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = re.findall(r"^```python\n(.*?)^```", README, flags=re.DOTALL | re.MULTILINE)
+
+
+def test_the_readme_has_examples() -> None:
+    assert len(BLOCKS) >= 3
+
+
+def test_the_quickstart_block_is_the_example_file() -> None:
+    assert BLOCKS[0] == (ROOT / "examples" / "quickstart.py").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("index", range(1, len(BLOCKS)))
+def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(BLOCKS[index], f"README.md example {index}", "exec"), {"__name__": "__readme__"})
+
+
+def test_install_and_test_commands_are_what_ci_runs() -> None:
+    section = README.split("## Install and test", 1)[1]
+    commands = re.search(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert commands is not None
+    assert commands.group(1).splitlines() == ["python3 -m pip install -e '.[dev]'", "pytest"]
+    assert "## Install and test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+@pytest.mark.anyio
+async def test_the_quickstart_app_handles_orders(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "examples" / "quickstart.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = module.app
+    capture = Capture()
+    app.subscribe("order.created", capture, name="capture")
+    async with app:
+        with anyio.fail_after(5):
+            [event] = await capture.wait_for(1)
+    assert isinstance(event, Event) and event.data == {"id": 1}
+    out = capsys.readouterr().out
+    assert "audit: order.created from /shop: {'id': 1}" in out
+    assert "emailing the confirmation of order 1" in out
