@@ -1,0 +1,715 @@
+"""The CloudEvents 1.0 envelope and its codecs: the JSON event format and the HTTP binding.
+
+Both codecs follow the CloudEvents 1.0 specification closely enough that any CloudEvents
+SDK reads what :class:`Event` writes and the other way round.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Literal, Self, TypeAlias
+from urllib.parse import quote, unquote_to_bytes
+
+import attrs
+
+from ._exceptions import EventFormatError, InvalidEventError
+
+__all__ = ["BATCH_CONTENT_TYPE", "STRUCTURED_CONTENT_TYPE", "Event", "ExtensionValue", "Headers"]
+
+ExtensionValue: TypeAlias = str | int | bool | bytes | datetime
+"""The CloudEvents types an extension attribute may hold."""
+
+Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+"""HTTP headers: a mapping, or ``(name, value)`` pairs as ASGI servers provide them."""
+
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+
+_CONTEXT_ATTRIBUTES = frozenset(
+    {"id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time"}
+)
+_RESERVED_NAMES = _CONTEXT_ATTRIBUTES | {"data", "data_base64"}
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+_NO_EXTENSIONS: Mapping[str, ExtensionValue] = MappingProxyType({})
+_BINARY = (bytes, bytearray, memoryview)
+
+# RFC 3339 proper: datetime.fromisoformat() alone also takes dates, basic format and
+# naive times, none of which is a CloudEvents Timestamp.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+# HTTP binding 3.1.3.2: printable ASCII travels as is, except space, '"' and '%'.
+_HEADER_SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "%')
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_QUOTED_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_CE_PREFIX = "ce-"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# NaN and Infinity are Python extensions that other JSON parsers reject.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+_VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
+
+
+def _new_id() -> str:
+    """Return a random UUID4 string, as ``str(uuid.uuid4())`` but three times faster."""
+    # Same entropy source and the same 122 random bits; only the formatting differs.
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """A CloudEvents 1.0 event: context attributes, extensions and data.
+
+    Events are immutable values. They compare equal when every attribute, the
+    extensions and the data are equal; the hash leaves out ``data`` and
+    ``extensions`` so that an event with unhashable data is still hashable.
+
+    :ivar type: what happened, e.g. ``"com.example.order.created"``; required.
+    :ivar source: where it happened, a URI reference such as ``"/shop"``; required.
+    :ivar id: unique among the events of ``source``; a new UUID4 by default.
+    :ivar specversion: always ``"1.0"``.
+    :ivar time: when it happened, an aware datetime normalized to UTC; now by
+        default, ``None`` to leave it out.
+    :ivar subject: what the event is about, within ``source``.
+    :ivar datacontenttype: the media type of ``data``; ``None`` means JSON.
+    :ivar dataschema: a URI of the schema ``data`` adheres to.
+    :ivar data: the payload: a JSON value, ``str`` or ``bytes``.
+    :ivar extensions: extension attributes, a read-only mapping from names of 1 to 20
+        characters ``[a-z0-9]`` to ``str``, ``int`` (signed 32-bit), ``bool``,
+        ``bytes`` or aware ``datetime`` values.
+    :raises InvalidEventError: from the constructor, naming the attribute that breaks
+        the specification.
+    """
+
+    type: str
+    source: str
+    id: str = attrs.field(factory=_new_id)
+    specversion: str = "1.0"
+    time: datetime | None = attrs.field(factory=_utc_now)
+    subject: str | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    data: Any = attrs.field(default=None, hash=False)
+    extensions: Mapping[str, ExtensionValue] = attrs.field(default=_NO_EXTENSIONS, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        # On the publish path: one pass over the common case, reporting in helpers.
+        if not (
+            isinstance(self.type, str)
+            and self.type
+            and isinstance(self.source, str)
+            and self.source
+            and isinstance(self.id, str)
+            and self.id
+            and self.specversion == "1.0"
+        ):
+            _check_required(self)
+        time = self.time
+        if time is not None and (time.__class__ is not datetime or time.tzinfo is not UTC):
+            object.__setattr__(self, "time", _to_utc("time", time))
+        if not (self.subject is None and self.datacontenttype is None and self.dataschema is None):
+            _check_optional(self)
+        if self.extensions is not _NO_EXTENSIONS:
+            object.__setattr__(self, "extensions", _checked_extensions(self.extensions))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType cannot be pickled, so pickle and copy go through __init__.
+        fields = {a.name: getattr(self, a.name) for a in attrs.fields(type(self))}
+        fields["extensions"] = dict(self.extensions)
+        return (_rebuild, (type(self), fields))
+
+    # -- JSON event format ----------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as a JSON object of the CloudEvents JSON event format.
+
+        ``bytes`` data becomes ``data_base64``; other data goes under ``data`` as a
+        JSON value when ``datacontenttype`` is JSON (or absent), as a string otherwise.
+        ``time`` and ``datetime`` extensions become RFC 3339 strings, ``bytes``
+        extensions base64 strings.
+
+        :raises EventFormatError: if ``data`` is neither ``str`` nor ``bytes`` while
+            ``datacontenttype`` is not a JSON media type.
+        :return: a dict ready for :func:`json.dumps`.
+        """
+        result: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+        }
+        if self.subject is not None:
+            result["subject"] = self.subject
+        if self.time is not None:
+            result["time"] = _format_time(self.time)
+        if self.datacontenttype is not None:
+            result["datacontenttype"] = self.datacontenttype
+        if self.dataschema is not None:
+            result["dataschema"] = self.dataschema
+        for name, value in self.extensions.items():
+            # bool is an int, so both stay JSON booleans and numbers.
+            result[name] = value if isinstance(value, str | int) else _canonical_string(value)
+        data = self.data
+        if isinstance(data, _BINARY):
+            result["data_base64"] = base64.b64encode(data).decode("ascii")
+        elif data is not None:
+            if not (isinstance(data, str) or _is_json(self.datacontenttype)):
+                raise _not_text(self.datacontenttype, data)
+            result["data"] = data
+        return result
+
+    def to_json(self) -> bytes:
+        """Encode the event in the CloudEvents JSON event format (structured mode).
+
+        :raises EventFormatError: if ``data`` cannot be represented in JSON (see
+            :meth:`to_dict`), or holds values :mod:`json` cannot encode.
+        :return: compact UTF-8 JSON, media type ``application/cloudevents+json``.
+        """
+        return _dump_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        """Build an event from a JSON object of the CloudEvents JSON event format.
+
+        Members that are not context attributes, ``data`` or ``data_base64`` are
+        extensions; ``null`` members count as absent. ``data_base64`` decodes to
+        ``bytes``, ``data`` is taken as is.
+
+        :param d: the decoded JSON object.
+        :raises EventFormatError: if ``d`` is not an object, has both ``data`` and
+            ``data_base64``, or ``data_base64`` is not valid base64.
+        :raises InvalidEventError: if an attribute is missing or invalid.
+        :return: the event.
+        """
+        if not isinstance(d, Mapping):
+            raise EventFormatError(
+                f"a CloudEvent in JSON format must be a JSON object, got {type(d).__name__}"
+            )
+        members = {name: value for name, value in d.items() if value is not None}
+        _require(members, ("specversion", "id", "source", "type"), "the member {!r}")
+        data = members.pop("data", None)
+        encoded = members.pop("data_base64", None)
+        if encoded is not None:
+            if data is not None:
+                raise EventFormatError(
+                    "a CloudEvent in JSON format has either 'data' or 'data_base64', not both"
+                )
+            data = _decode_base64(encoded)
+        return cls._from_members(members, data)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        """Decode an event in the CloudEvents JSON event format (structured mode).
+
+        :param data: UTF-8 JSON bytes, or the JSON text.
+        :raises EventFormatError: if ``data`` is not a JSON object that is a
+            CloudEvent (see :meth:`from_dict`).
+        :raises InvalidEventError: if an attribute is missing or invalid.
+        :return: the event.
+        """
+        return cls.from_dict(_load_json(data))
+
+    @staticmethod
+    def batch_to_json(events: Iterable[Event]) -> bytes:
+        """Encode events in the CloudEvents JSON batch format.
+
+        :param events: the events, in order; may be empty.
+        :raises EventFormatError: if an event cannot be encoded (see :meth:`to_json`).
+        :return: a compact UTF-8 JSON array, media type
+            ``application/cloudevents-batch+json``.
+        """
+        return _dump_json([event.to_dict() for event in events])
+
+    @classmethod
+    def batch_from_json(cls, data: bytes | str) -> list[Self]:
+        """Decode events in the CloudEvents JSON batch format.
+
+        :param data: a UTF-8 JSON array of CloudEvents, as bytes or text.
+        :raises EventFormatError: if ``data`` is not a JSON array of CloudEvents; the
+            exception has a note naming the index of the offending element.
+        :raises InvalidEventError: if an attribute of an element is missing or
+            invalid; noted with the element's index as well.
+        :return: the events, in order.
+        """
+        batch = _load_json(data)
+        if not isinstance(batch, list):
+            raise EventFormatError(
+                f"a CloudEvents JSON batch must be a JSON array, got {type(batch).__name__}"
+            )
+        events = []
+        for index, member in enumerate(batch):
+            try:
+                events.append(cls.from_dict(member))
+            except (EventFormatError, InvalidEventError) as exc:
+                exc.add_note(f"in element {index} of the CloudEvents batch")
+                raise
+        return events
+
+    # -- HTTP binding ----------------------------------------------------------------
+
+    def to_http(
+        self, *, mode: Literal["binary", "structured"] = "binary"
+    ) -> tuple[dict[str, str], bytes]:
+        """Encode the event as an HTTP message of the CloudEvents HTTP binding.
+
+        Binary mode puts every attribute in a percent-encoded ``ce-<name>`` header
+        except ``datacontenttype``, which becomes ``content-type``, and the data in
+        the body: ``bytes`` as is, JSON content types (and no content type) as JSON,
+        ``str`` encoded with the content type's charset (UTF-8 by default), ``None``
+        as an empty body. Structured mode sends :meth:`to_json` as
+        ``application/cloudevents+json``.
+
+        :param mode: ``"binary"`` (the default) or ``"structured"``.
+        :raises EventFormatError: if the data cannot be encoded for its content type,
+            or an attribute cannot be encoded as UTF-8.
+        :return: ``(headers, body)``; header names are lower-case.
+        """
+        if mode == "structured":
+            return {"content-type": f"{STRUCTURED_CONTENT_TYPE}; charset=utf-8"}, self.to_json()
+        if mode != "binary":
+            raise ValueError(f"mode must be 'binary' or 'structured', got {mode!r}")
+        headers = {
+            "ce-specversion": self.specversion,
+            "ce-id": _encode_header(self.id),
+            "ce-source": _encode_header(self.source),
+            "ce-type": _encode_header(self.type),
+        }
+        if self.subject is not None:
+            headers["ce-subject"] = _encode_header(self.subject)
+        if self.time is not None:
+            headers["ce-time"] = _format_time(self.time)
+        if self.dataschema is not None:
+            headers["ce-dataschema"] = _encode_header(self.dataschema)
+        for name, value in self.extensions.items():
+            headers[_CE_PREFIX + name] = _encode_header(_canonical_string(value))
+        content_type = self.datacontenttype
+        if content_type is not None:
+            # Content-Type is not percent-encoded; anything else could split the header.
+            if not (content_type.isascii() and content_type.isprintable()):
+                raise EventFormatError(
+                    f"datacontenttype {content_type!r} is not a valid HTTP Content-Type: "
+                    "use printable ASCII only"
+                )
+            headers["content-type"] = content_type
+        return headers, _encode_body(self.data, self.datacontenttype)
+
+    @classmethod
+    def from_http(cls, headers: Headers, body: bytes) -> Self:
+        """Decode an HTTP message of the CloudEvents HTTP binding.
+
+        The mode follows the ``Content-Type``: ``application/cloudevents+json`` is
+        structured mode, anything else binary mode, which needs the ``ce-specversion``,
+        ``ce-id``, ``ce-source`` and ``ce-type`` headers. In binary mode the body
+        becomes the data: parsed JSON for JSON content types, ``str`` for ``text/*``
+        (decoded with the charset parameter, UTF-8 by default), ``bytes`` otherwise.
+        Without a content type a body that parses as JSON is taken as JSON (the
+        CloudEvents default), any other body as ``bytes``. An empty body is ``None``.
+
+        :param headers: the request headers, a mapping or ``(name, value)`` pairs of
+            ``str`` or ``bytes``; names are case-insensitive.
+        :param body: the request body.
+        :raises EventFormatError: if the message is not a CloudEvent: malformed
+            headers, body or JSON, a batch (use :meth:`batch_from_http`), or an event
+            format other than JSON.
+        :raises InvalidEventError: if an attribute is missing or invalid.
+        :return: the event.
+        """
+        return cls._from_header_map(_header_map(headers), body)
+
+    @classmethod
+    def batch_from_http(cls, headers: Headers, body: bytes) -> list[Self]:
+        """Decode an HTTP message holding a batch of events, or a single event.
+
+        A ``Content-Type`` of ``application/cloudevents-batch+json`` is batched mode;
+        any other message is read by :meth:`from_http` and returned as a one-element
+        list, so one endpoint can accept all three content modes.
+
+        :param headers: the request headers, as for :meth:`from_http`.
+        :param body: the request body.
+        :raises EventFormatError: if the message is not a CloudEvent or a batch of
+            them (see :meth:`batch_from_json` and :meth:`from_http`).
+        :raises InvalidEventError: if an attribute is missing or invalid.
+        :return: the events, in order.
+        """
+        header_map = _header_map(headers)
+        content_type = header_map.get("content-type")
+        if content_type is not None and _media_type(content_type)[0] == BATCH_CONTENT_TYPE:
+            return cls.batch_from_json(_body_bytes(body))
+        return [cls._from_header_map(header_map, body)]
+
+    # -- decoding internals ----------------------------------------------------------
+
+    @classmethod
+    def _from_header_map(cls, header_map: Mapping[str, str], body: bytes) -> Self:
+        content_type = header_map.get("content-type")
+        if content_type is not None and _media_type(content_type)[0].startswith(
+            "application/cloudevents"
+        ):
+            return cls._from_structured(content_type, body)
+        return cls._from_binary(header_map, content_type, body)
+
+    @classmethod
+    def _from_structured(cls, content_type: str, body: bytes) -> Self:
+        media_type = _media_type(content_type)[0]
+        if media_type == STRUCTURED_CONTENT_TYPE:
+            return cls.from_json(_body_bytes(body))
+        if media_type == BATCH_CONTENT_TYPE:
+            raise EventFormatError(
+                "the message is a batch of CloudEvents; read it with Event.batch_from_http()"
+            )
+        raise EventFormatError(
+            f"unsupported CloudEvents event format {media_type!r}; "
+            f"only {STRUCTURED_CONTENT_TYPE!r} is supported"
+        )
+
+    @classmethod
+    def _from_binary(
+        cls, header_map: Mapping[str, str], content_type: str | None, body: bytes
+    ) -> Self:
+        if "ce-specversion" not in header_map:
+            raise EventFormatError(
+                "not a CloudEvent: binary mode needs ce-* headers including ce-specversion, "
+                f"structured mode a Content-Type of {STRUCTURED_CONTENT_TYPE!r}"
+            )
+        if "ce-datacontenttype" in header_map:
+            raise EventFormatError(
+                "binary mode carries datacontenttype in Content-Type; "
+                "a ce-datacontenttype header is not allowed"
+            )
+        members = {
+            name[len(_CE_PREFIX) :]: _decode_header(name, value)
+            for name, value in header_map.items()
+            if name.startswith(_CE_PREFIX)
+        }
+        _require(members, ("id", "source", "type"), "the header ce-{}")
+        if content_type is not None:
+            members["datacontenttype"] = content_type
+        return cls._from_members(members, _decode_body(_body_bytes(body), content_type))
+
+    @classmethod
+    def _from_members(cls, members: dict[str, Any], data: Any) -> Self:
+        # members holds decoded attribute values by name; it is consumed.
+        time = members.pop("time", None)
+        return cls(
+            specversion=members.pop("specversion"),
+            id=members.pop("id"),
+            source=members.pop("source"),
+            type=members.pop("type"),
+            time=None if time is None else _parse_time(time),
+            subject=members.pop("subject", None),
+            datacontenttype=members.pop("datacontenttype", None),
+            dataschema=members.pop("dataschema", None),
+            data=data,
+            extensions=members,
+        )
+
+
+def _rebuild(cls: type[Event], fields: dict[str, Any]) -> Event:
+    return cls(**fields)
+
+
+# -- validation --------------------------------------------------------------------
+
+
+def _check_required(event: Event) -> None:
+    for name in ("type", "source", "id"):
+        value = getattr(event, name)
+        if not (isinstance(value, str) and value):
+            raise InvalidEventError(name, f"must be a non-empty str, got {value!r}")
+    if event.specversion != "1.0":
+        raise InvalidEventError(
+            "specversion", f"must be '1.0', the only version supported, got {event.specversion!r}"
+        )
+
+
+def _check_optional(event: Event) -> None:
+    for name in ("subject", "datacontenttype", "dataschema"):
+        value = getattr(event, name)
+        if value is not None and not (isinstance(value, str) and value):
+            raise InvalidEventError(name, f"must be a non-empty str or None, got {value!r}")
+
+
+def _to_utc(name: str, value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidEventError(name, f"must be a datetime, got {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise InvalidEventError(
+            name, f"must be timezone-aware, got naive {value!r}; pass tzinfo=datetime.UTC"
+        )
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEventError(name, f"{value!r} is out of range in UTC") from None
+
+
+def _checked_extensions(extensions: object) -> Mapping[str, ExtensionValue]:
+    if not isinstance(extensions, Mapping):
+        raise InvalidEventError("extensions", f"must be a mapping, got {type(extensions).__name__}")
+    checked: dict[str, ExtensionValue] = {}
+    for name, value in extensions.items():
+        if not isinstance(name, str):
+            raise InvalidEventError("extensions", f"names must be str, got {name!r}")
+        if _EXTENSION_NAME.fullmatch(name) is None:
+            raise InvalidEventError(
+                name, "extension names must be 1 to 20 characters of lower-case a-z and 0-9"
+            )
+        if name in _RESERVED_NAMES:
+            raise InvalidEventError(
+                name, "is a context attribute or data member, not an extension; pass it as such"
+            )
+        if isinstance(value, str | bytes):
+            checked[name] = value
+        elif isinstance(value, int):  # bool included: always in range
+            if not _INT32_MIN <= value <= _INT32_MAX:
+                raise InvalidEventError(name, f"integers must fit in signed 32 bits, got {value}")
+            checked[name] = value
+        elif isinstance(value, datetime):
+            checked[name] = _to_utc(name, value)
+        else:
+            raise InvalidEventError(
+                name,
+                "extension values must be str, int, bool, bytes or datetime, "
+                f"got {type(value).__name__}",
+            )
+    return MappingProxyType(checked)
+
+
+def _require(members: Mapping[str, object], names: tuple[str, ...], carrier: str) -> None:
+    for name in names:
+        if name not in members:
+            raise InvalidEventError(name, f"is required but {carrier.format(name)} is missing")
+
+
+# -- value formats -----------------------------------------------------------------
+
+
+def _format_time(value: datetime) -> str:
+    # Every datetime in an Event is already in UTC, so isoformat() ends in +00:00.
+    return value.isoformat()[:-6] + "Z"
+
+
+def _parse_time(value: object) -> datetime:
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        raise InvalidEventError(
+            "time", f"must be an RFC 3339 timestamp like '2026-01-31T12:00:00Z', got {value!r}"
+        )
+    try:
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidEventError("time", f"{value!r} is not a valid UTC date and time") from None
+
+
+def _canonical_string(value: ExtensionValue) -> str:
+    """The CloudEvents canonical string of an attribute value (core spec, type system)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return _format_time(value)
+
+
+def _decode_base64(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise EventFormatError(f"'data_base64' must be a base64 string, got {value!r}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise EventFormatError("'data_base64' is not valid base64") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _media_type(content_type: str) -> tuple[str, str | None]:
+    """Split a Content-Type into its lower-case ``type/subtype`` and charset parameter."""
+    media_type, *parameters = content_type.split(";")
+    charset = None
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+    return media_type.strip().lower(), charset
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether a datacontenttype declares JSON: ``*/json``, ``*/*+json`` or absent."""
+    if content_type is None:
+        return True
+    subtype = _media_type(content_type)[0].partition("/")[2]
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def _not_text(content_type: str | None, data: object) -> EventFormatError:
+    return EventFormatError(
+        f"data of type {type(data).__name__} cannot be encoded as {content_type!r}: "
+        "pass str or bytes data, or a JSON datacontenttype"
+    )
+
+
+# -- JSON --------------------------------------------------------------------------
+
+
+def _dump_json(value: object) -> bytes:
+    try:
+        return _JSON_ENCODER.encode(value).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EventFormatError(f"the event cannot be encoded as JSON: {exc}") from exc
+
+
+def _load_json(data: object) -> Any:
+    if isinstance(data, _BINARY):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EventFormatError(f"CloudEvents JSON must be UTF-8: {exc}") from None
+    if not isinstance(data, str):
+        raise EventFormatError(f"expected JSON as bytes or str, got {type(data).__name__}")
+    try:
+        return _JSON_DECODER.decode(data)
+    except ValueError as exc:
+        raise EventFormatError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise EventFormatError("invalid JSON: nested too deeply") from None
+
+
+# -- HTTP --------------------------------------------------------------------------
+
+
+def _encode_header(value: str) -> str:
+    try:
+        return quote(value, safe=_HEADER_SAFE)
+    except UnicodeEncodeError:
+        raise EventFormatError(
+            f"attribute value {value!r} is not valid Unicode and cannot go in a header"
+        ) from None
+
+
+def _decode_header(name: str, value: str) -> str:
+    # HTTP binding 3.1.3.2: undo an RFC 7230 quoted-string, then one round of
+    # percent-decoding that must yield valid UTF-8.
+    value = value.strip(" \t")
+    if value.startswith('"'):
+        quoted = _QUOTED_STRING.fullmatch(value)
+        if quoted is None:
+            raise EventFormatError(f"header {name!r} has a malformed quoted string")
+        value = _QUOTED_PAIR.sub(r"\1", quoted.group(1))
+    if not (value.isascii() and value.isprintable()):
+        raise EventFormatError(
+            f"header {name!r} holds characters outside printable ASCII; "
+            "percent-encode them as UTF-8 (CloudEvents HTTP binding 3.1.3.2)"
+        )
+    if "%" not in value:
+        return value
+    if _BAD_PERCENT.search(value) is not None:
+        raise EventFormatError(f"header {name!r} has a '%' not followed by two hex digits")
+    try:
+        return unquote_to_bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise EventFormatError(f"header {name!r} percent-decodes to invalid UTF-8") from None
+
+
+def _header_map(headers: Headers) -> dict[str, str]:
+    """Headers as a dict of lower-case names, rejecting duplicated CloudEvents headers."""
+    # Typed loosely on purpose: callers pass whatever their server hands them.
+    source: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
+    try:
+        pairs = iter(source)
+    except TypeError:
+        raise EventFormatError(
+            f"headers must be a mapping or (name, value) pairs, got {type(headers).__name__}"
+        ) from None
+    result: dict[str, str] = {}
+    for pair in pairs:
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise EventFormatError(f"headers must be (name, value) pairs, got {pair!r}") from None
+        # ASGI passes bytes; HTTP header bytes are Latin-1 by definition.
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise EventFormatError(f"header names and values must be str or bytes, got {pair!r}")
+        name = name.lower()
+        if name in result and (name.startswith(_CE_PREFIX) or name == "content-type"):
+            raise EventFormatError(f"header {name!r} appears more than once")
+        result[name] = value
+    content_type = result.get("content-type")
+    if content_type is not None and not content_type.strip():
+        del result["content-type"]
+    return result
+
+
+def _body_bytes(body: object) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    raise EventFormatError(f"the HTTP body must be bytes, got {type(body).__name__}")
+
+
+def _encode_body(data: Any, content_type: str | None) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, _BINARY):
+        return bytes(data)
+    if _is_json(content_type):
+        return _dump_json(data)
+    if not isinstance(data, str):
+        raise _not_text(content_type, data)
+    charset = _media_type(content_type)[1] if content_type else None
+    try:
+        return data.encode(charset or "utf-8")
+    except LookupError:
+        raise EventFormatError(f"unknown charset in content type {content_type!r}") from None
+    except ValueError as exc:
+        raise EventFormatError(f"data cannot be encoded as {content_type!r}: {exc}") from None
+
+
+def _decode_body(body: bytes, content_type: str | None) -> Any:
+    if not body:
+        return None
+    if content_type is None:
+        # No Content-Type: CloudEvents implies JSON, HTTP implies octets; take
+        # whichever the body is.
+        try:
+            return _load_json(body)
+        except EventFormatError:
+            return body
+    if _is_json(content_type):
+        return _load_json(body)
+    media_type, charset = _media_type(content_type)
+    if not media_type.startswith("text/"):
+        return body
+    try:
+        return body.decode(charset or "utf-8")
+    except LookupError:
+        raise EventFormatError(f"unknown charset in content type {content_type!r}") from None
+    except ValueError as exc:
+        raise EventFormatError(f"the body is not valid {content_type!r}: {exc}") from None
