@@ -85,7 +85,6 @@ class Lane:
         "name",
         "retried",
         "retry",
-        "running",
         "sub",
         "timed_out",
         "timeout",
@@ -110,7 +109,6 @@ class Lane:
         self.idle: list[anyio.Event] = []
         self.workers = 0
         self.waking = 0
-        self.running = 0
         self.closed = False
         self.delivered = self.failed = self.timed_out = self.retried = self.dead_lettered = 0
 
@@ -119,11 +117,14 @@ class Lane:
         self.inbox.clear()
         self.keys.clear()
         self.idle.clear()
-        self.workers = self.waking = self.running = 0
+        self.workers = self.waking = 0
 
     def stats(self) -> SubscriptionStats:
         """Return this lane's counters."""
         parked = sum(len(waiting) for waiting in self.keys.values())
+        # A worker is idle, being woken, or busy with exactly one delivery (its attempts
+        # and the waits between them), so the running count needs no per-delivery update.
+        running = max(self.workers - len(self.idle) - self.waking, 0)
         return SubscriptionStats(
             name=self.name,
             pattern=self.sub.pattern,
@@ -132,8 +133,8 @@ class Lane:
             timed_out=self.timed_out,
             retried=self.retried,
             dead_lettered=self.dead_lettered,
-            pending=len(self.inbox) + parked + self.running,
-            running=self.running,
+            pending=len(self.inbox) + parked + running,
+            running=running,
         )
 
 
@@ -165,7 +166,6 @@ class Dispatcher:
         self._settle_wakeup: anyio.Event | None = None
         self._acking = False
         self.latency = LatencyHistogram()
-        self._latency_counts = self.latency.counts
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
         self._retired = dict.fromkeys(
             ("delivered", "failed", "timed_out", "retried", "dead_lettered"), 0
@@ -302,6 +302,12 @@ class Dispatcher:
 
     # -- lanes and workers ----------------------------------------------------------
 
+    def _started(self, received: Received) -> None:
+        # Latency is measured once per event, at its first handler start: a slow consumer
+        # shows in its subscription's `pending` count, not in the dispatch latency.
+        received._started = True
+        self.latency.record(perf_counter() - received.enqueued_at)
+
     def _kick(self, lane: Lane) -> None:
         """Get one more worker onto *lane*'s inbox, if one is free or may be started."""
         if lane.idle:
@@ -314,7 +320,10 @@ class Dispatcher:
 
     async def _worker(self, lane: Lane) -> None:
         inbox = lane.inbox
-        counts = self._latency_counts
+        handler = lane.handler
+        fast = lane.fast
+        ordered = lane.key_fn is not None
+        needs_ack = self._needs_ack
         lane.waking -= 1
         streak = 0
         try:
@@ -338,40 +347,31 @@ class Dispatcher:
                 received = inbox.popleft()
                 if inbox and not lane.waking:
                     self._kick(lane)
-                if lane.fast:
+                if fast:
                     # _deliver() and _settle() inlined: no coroutine and no call per delivery
-                    # on the common path. The latency slot is _stats.bucket(), inlined.
-                    micros = int((perf_counter() - received.enqueued_at) * 1_000_000)
-                    shift = micros.bit_length() - 4
-                    counts[micros if shift <= 0 else (shift << 3) + (micros >> shift)] += 1
-                    lane.running += 1
+                    # on the common path.
+                    if not received._started:
+                        self._started(received)
                     try:
-                        await lane.handler(received.event)
+                        await handler(received.event)
                     except Exception as exc:
-                        try:
-                            attempts = await self._recover(lane, received, exc)
-                        finally:
-                            lane.running -= 1
+                        attempts = await self._recover(lane, received, exc)
                         if attempts:
                             self._settle(lane, received, "ok", attempts, None)
-                    except BaseException:
-                        lane.running -= 1
-                        raise
                     else:
-                        lane.running -= 1
                         lane.delivered += 1
                         if received._waiter is not None:
                             received._waiter.outcomes[lane.name] = OK_ONCE
                         received._open -= 1
                         if not received._open:
                             self._event_done(received)
-                        elif self._needs_ack:
+                        elif needs_ack:
                             self._progress.append((received, lane.name))
                             self._wake_settler()
-                elif lane.key_fn is None:
-                    await self._deliver(lane, received)
-                else:
+                elif ordered:
                     await self._deliver_in_order(lane, received)
+                else:
+                    await self._deliver(lane, received)
                 streak += 1
                 if streak >= STREAK:
                     streak = 0
@@ -406,20 +406,17 @@ class Dispatcher:
 
     async def _deliver(self, lane: Lane, received: Received) -> None:
         """Run one delivery to its end: success, or retries then the dead-letter sink."""
-        self.latency.record(perf_counter() - received.enqueued_at)
-        lane.running += 1
-        try:
-            if lane.timeout is None:
-                try:
-                    await lane.handler(received.event)
-                except Exception as exc:
-                    attempts = await self._recover(lane, received, exc)
-                else:
-                    attempts = 1
+        if not received._started:
+            self._started(received)
+        if lane.timeout is None:
+            try:
+                await lane.handler(received.event)
+            except Exception as exc:
+                attempts = await self._recover(lane, received, exc)
             else:
-                attempts = await self._attempts(lane, received)
-        finally:
-            lane.running -= 1
+                attempts = 1
+        else:
+            attempts = await self._attempts(lane, received)
         if attempts:
             self._settle(lane, received, "ok", attempts, None)
 

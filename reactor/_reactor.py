@@ -20,7 +20,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 from ._clock import Clock, SystemClock
 from ._dispatch import Dispatcher, _ReceiptWaiter
 from ._event import Event
-from ._exceptions import ConsumerNotFound, ReactorNotRunning
+from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters, Receipt
 from ._policies import NO_RETRY, Retry
 from ._stats import Stats
@@ -425,7 +425,14 @@ class Reactor:
         built = self._event(
             event, data, source, subject, id, time, datacontenttype, dataschema, extensions
         )
-        await self._queue.put(built)
+        queue = self._queue
+        if queue.stores_immediately:
+            try:
+                queue.put_nowait(built)
+            except QueueFull:
+                await queue.put(built)
+        else:
+            await queue.put(built)
         self._published += 1
         return built
 

@@ -11,7 +11,7 @@ __all__ = ["LatencyStats", "QueueStatistics", "Stats", "SubscriptionStats"]
 # Log-linear slots: 8 linear sub-slots per power of two keep every percentile within
 # 6.25% of the true value, in a fixed list whatever the number of samples. A duration of
 # ``us`` microseconds goes to slot ``us`` below 16, else ``(shift << 3) + (us >> shift)``
-# with ``shift = us.bit_length() - 4``; the hot path computes that inline.
+# with ``shift = us.bit_length() - 4``.
 _SLOTS = 8 * 40  # up to 2**43 µs (about 100 days); longer durations share the last slot
 
 
@@ -34,7 +34,7 @@ def _bucket_bounds(index: int) -> tuple[int, int]:
 class LatencyHistogram:
     """A fixed-size histogram of durations in microseconds (bounded memory).
 
-    The hot path records straight into :attr:`counts`, computing :func:`bucket` inline.
+    Recording is a few integer operations and one list increment.
     """
 
     __slots__ = ("counts",)
@@ -83,9 +83,9 @@ class LatencyHistogram:
 
 @attrs.frozen(kw_only=True)
 class LatencyStats:
-    """Percentiles of publish → handler-start latency, in seconds (within 6.25%).
+    """Percentiles of publish → first handler start latency, in seconds (within 6.25%).
 
-    :ivar count: how many handler starts were measured
+    :ivar count: how many events were measured (once each, when its first handler started)
     :ivar max: the upper bound of the slowest sample's histogram slot
     """
 
@@ -124,7 +124,8 @@ class SubscriptionStats:
     :ivar retried: retries started after a failed attempt
     :ivar dead_lettered: deliveries given up and sent to the dead-letter sink
     :ivar pending: deliveries routed to this consumer and not yet settled
-    :ivar running: handler calls in progress right now
+    :ivar running: deliveries in progress right now (a handler running, or waiting to be
+        retried)
     """
 
     name: str
@@ -152,7 +153,8 @@ class Stats:
     :ivar dead_lettered: deliveries given up and sent to the dead-letter sink
     :ivar queue: the ingestion queue's own statistics
     :ivar in_flight: events taken from the queue whose deliveries are not all settled
-    :ivar latency: publish → handler-start latency of first attempts
+    :ivar latency: publish → handler-start latency, measured once per event when its
+        first handler starts (a lagging consumer shows in its ``pending`` count instead)
     :ivar subscriptions: per-consumer counters of the active subscriptions
     """
 

@@ -73,12 +73,13 @@ class Received:
     :ivar only: when not ``None``, deliver to these consumers only (a redelivery)
     :ivar enqueued_at: ``time.perf_counter()`` when the event was accepted, for latency stats
 
-    The dispatcher keeps its bookkeeping of the event in two private slots of this object
+    The dispatcher keeps its bookkeeping of the event in private slots of this object
     (one allocation per event on the hot path instead of two); queues leave them alone.
     """
 
     __slots__ = (
         "_open",
+        "_started",
         "_waiter",
         "attempt",
         "completed",
@@ -105,6 +106,7 @@ class Received:
         self.only = only
         self.enqueued_at = perf_counter() if enqueued_at is None else enqueued_at
         self._open = 0
+        self._started = False
         self._waiter: Any = None
 
     def __repr__(self) -> str:
@@ -140,6 +142,9 @@ class EventQueue(ABC):
 
     #: ``False`` when the queue has nothing to do on settlement (no ack calls at all).
     needs_ack: ClassVar[bool] = True
+    #: ``True`` when :meth:`put_nowait` stores an event at the promised durability without
+    #: any I/O (the memory queue): ``publish()`` then tries it before awaiting :meth:`put`.
+    stores_immediately: ClassVar[bool] = False
 
     @property
     @abstractmethod

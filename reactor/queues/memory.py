@@ -28,6 +28,7 @@ class MemoryQueue(EventQueue):
     """
 
     needs_ack = False
+    stores_immediately = True
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
@@ -48,6 +49,7 @@ class MemoryQueue(EventQueue):
         return len(self._items)
 
     def _append(self, event: Event, only: Collection[str] | None) -> None:
+        # put() repeats these lines inline: it is on every publish's path.
         self._items.append(Received(event, only=None if only is None else frozenset(only)))
         self._put_count += 1
         if self._getter is not None:
@@ -70,7 +72,11 @@ class MemoryQueue(EventQueue):
     async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
         """Store *event*, waiting (first come, first served) while the queue is full."""
         if len(self._items) < self._capacity and not self._putters:
-            self._append(event, only)
+            self._items.append(Received(event, only=None if only is None else frozenset(only)))
+            self._put_count += 1
+            if self._getter is not None:
+                self._getter.set()
+                self._getter = None
             return
         ticket = anyio.Event()
         self._putters.append(ticket)
