@@ -35,7 +35,7 @@ from ._clock import Clock
 from ._event import Event
 from ._exceptions import DeliveryTimeout
 from ._outcomes import DeadLetter, DeadLetters, Outcome
-from ._stats import LatencyHistogram, SubscriptionStats
+from ._stats import LAST_SLOT, LatencyHistogram, SubscriptionStats
 from .abc import EventQueue, Received
 
 if TYPE_CHECKING:
@@ -60,11 +60,13 @@ OK_ONCE = Outcome(status="ok", attempts=1)
 class _ReceiptWaiter:
     """Collects the outcomes of one event for ``publish_and_wait()``."""
 
-    __slots__ = ("done", "outcomes")
+    __slots__ = ("abandoned", "done", "outcomes")
 
     def __init__(self) -> None:
         self.outcomes: dict[str, Outcome] = {}
         self.done = anyio.Event()
+        #: Set when the app stopped before the event was settled.
+        self.abandoned = False
 
 
 class Lane:
@@ -166,6 +168,7 @@ class Dispatcher:
         self._settle_wakeup: anyio.Event | None = None
         self._acking = False
         self.latency = LatencyHistogram()
+        self._latency_counts = self.latency.counts
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
         self._retired = dict.fromkeys(
             ("delivered", "failed", "timed_out", "retried", "dead_lettered"), 0
@@ -224,6 +227,13 @@ class Dispatcher:
                 totals[name] += getattr(lane, name)
         return totals
 
+    def abandon_receipts(self) -> None:
+        """Wake every ``publish_and_wait()`` whose event can no longer settle (the app stopped)."""
+        for waiter in self.receipts.values():
+            if not waiter.done.is_set():
+                waiter.abandoned = True
+                waiter.done.set()
+
     # -- the dispatch loop ----------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -267,6 +277,8 @@ class Dispatcher:
 
     def _route(self, received: Received) -> None:
         event = received.event
+        if self.receipts:
+            received._waiter = self.receipts.get((event.source, event.id))
         found = self._routes.get((event.type, event.source))
         lanes, filtered = self._lookup(event) if found is None else found
         only = received.only
@@ -277,11 +289,9 @@ class Dispatcher:
                 for lane in lanes
                 if (only is None or lane.name in only)
                 and lane.name not in completed
-                and (lane.where is None or self._accepts(lane, event))
+                and (lane.where is None or self._accepts(lane, received))
             )
         received._open = len(lanes)
-        if self.receipts:
-            received._waiter = self.receipts.get((event.source, event.id))
         self.in_flight += 1
         if not lanes:
             self._event_done(received)
@@ -291,22 +301,29 @@ class Dispatcher:
             if not lane.waking:
                 self._kick(lane)
 
-    def _accepts(self, lane: Lane, event: Event) -> bool:
+    def _accepts(self, lane: Lane, received: Received) -> bool:
         assert lane.where is not None
         try:
-            return bool(lane.where(event))
+            return bool(lane.where(received.event))
         except Exception as exc:
-            # The filter is the consumer's code: its failure is that consumer's dead letter.
-            self._dead_letter(lane, event, exc, attempts=0, first_failed=None)
+            # The filter is the consumer's code: its failure is that consumer's failed
+            # delivery, settled at once (no attempt was made).
+            self._dead_letter(lane, received.event, exc, attempts=0, first_failed=None)
+            if received._waiter is not None:
+                received._waiter.outcomes[lane.name] = Outcome(
+                    status="failed", attempts=0, error=exc
+                )
             return False
-
-    # -- lanes and workers ----------------------------------------------------------
 
     def _started(self, received: Received) -> None:
         # Latency is measured once per event, at its first handler start: a slow consumer
-        # shows in its subscription's `pending` count, not in the dispatch latency.
+        # shows in its subscription's `pending` count, not in the dispatch latency. The
+        # slot is _stats.bucket(), inlined: this runs for every event.
         received._started = True
-        self.latency.record(perf_counter() - received.enqueued_at)
+        micros = int((perf_counter() - received.enqueued_at) * 1_000_000)
+        shift = micros.bit_length() - 4
+        slot = micros if shift <= 0 else (shift << 3) + (micros >> shift)
+        self._latency_counts[slot if slot < LAST_SLOT else LAST_SLOT] += 1
 
     def _kick(self, lane: Lane) -> None:
         """Get one more worker onto *lane*'s inbox, if one is free or may be started."""

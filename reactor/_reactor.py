@@ -150,6 +150,8 @@ class Reactor:
         )
         self._sources: list[Source] = []
         self._state = _State.IDLE
+        # The state test on every publish, kept as a plain bool (an enum lookup is slower).
+        self._accepting = False
         self._published = 0
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
@@ -363,7 +365,7 @@ class Reactor:
         extensions: Mapping[str, Any] | None,
     ) -> Event:
         """Check that the app runs and return the event to publish."""
-        if self._state is _State.IDLE:
+        if not self._accepting:
             raise ReactorNotRunning(
                 "the app is not running: publish inside `async with app:` or from a "
                 "handler or source while `app.run()` runs"
@@ -486,6 +488,8 @@ class Reactor:
 
         :return: a :class:`~reactor.Receipt` with each consumer's :class:`~reactor.Outcome`
         :raises ValueError: an event with the same source and id is already awaited
+        :raises ReactorNotRunning: the app is not running, or stopped before the event
+            was settled (its deliveries were cancelled by the shutdown)
         """
         built = self._event(
             event, data, source, subject, id, time, datacontenttype, dataschema, extensions
@@ -501,6 +505,10 @@ class Reactor:
             await waiter.done.wait()
         finally:
             del receipts[key]
+        if waiter.abandoned:
+            raise ReactorNotRunning(
+                f"the app stopped before every consumer of event {built.id!r} settled it"
+            )
         return Receipt(event=built, outcomes=MappingProxyType(dict(waiter.outcomes)))
 
     def notify(self, channel: str, data: Any = None) -> Event:
@@ -559,10 +567,12 @@ class Reactor:
             self._thread = threading.get_ident()
             await self._tg.start(self._dispatcher.run, name="reactor dispatcher")
             self._state = _State.RUNNING
+            self._accepting = True
             self._sources_stopped = anyio.Event()
             await self._tg.start(self._run_sources, name="reactor sources")
         except BaseException as exc:
             self._state = _State.IDLE
+            self._accepting = False
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
             self._tg = None
@@ -603,6 +613,8 @@ class Reactor:
                     suppress = False
             finally:
                 self._state = _State.IDLE
+                self._accepting = False
+                self._dispatcher.abandon_receipts()
         return suppress
 
     async def _stop_gracefully(self) -> None:

@@ -13,6 +13,7 @@ __all__ = ["LatencyStats", "QueueStatistics", "Stats", "SubscriptionStats"]
 # ``us`` microseconds goes to slot ``us`` below 16, else ``(shift << 3) + (us >> shift)``
 # with ``shift = us.bit_length() - 4``.
 _SLOTS = 8 * 40  # up to 2**43 µs (about 100 days); longer durations share the last slot
+LAST_SLOT = _SLOTS - 1
 
 
 def bucket(micros: int) -> int:
@@ -20,7 +21,7 @@ def bucket(micros: int) -> int:
     shift = micros.bit_length() - 4
     if shift <= 0:
         return micros
-    return min((shift << 3) + (micros >> shift), _SLOTS - 1)
+    return min((shift << 3) + (micros >> shift), LAST_SLOT)
 
 
 def _bucket_bounds(index: int) -> tuple[int, int]:

@@ -164,6 +164,28 @@ async def test_a_failing_source_stops_the_app(caplog: pytest.LogCaptureFixture) 
     assert "source Broken failed" in caplog.text
 
 
+async def test_a_receipt_awaited_when_the_app_stops_raises() -> None:
+    app = Reactor(graceful_timeout=0)
+    errors: list[BaseException] = []
+
+    @app.subscribe("x")
+    async def never_returns(event: Event) -> None:
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        async with app:
+
+            async def wait() -> None:
+                try:
+                    await app.publish_and_wait("x")
+                except ReactorNotRunning as exc:
+                    errors.append(exc)
+
+            tg.start_soon(wait)  # outside the app: only the stop can end its wait
+            await anyio.wait_all_tasks_blocked()
+    assert len(errors) == 1 and "stopped before" in str(errors[0])
+
+
 async def test_an_app_runs_once_at_a_time() -> None:
     app = Reactor()
     async with app:

@@ -49,8 +49,10 @@ class MemoryQueue(EventQueue):
         return len(self._items)
 
     def _append(self, event: Event, only: Collection[str] | None) -> None:
-        # put() repeats these lines inline: it is on every publish's path.
-        self._items.append(Received(event, only=None if only is None else frozenset(only)))
+        # put_nowait() repeats these lines inline: it is on every publish's path.
+        self._items.append(
+            Received(event) if only is None else Received(event, only=frozenset(only))
+        )
         self._put_count += 1
         if self._getter is not None:
             self._getter.set()
@@ -67,16 +69,18 @@ class MemoryQueue(EventQueue):
                 f"the ingestion queue is full ({self._capacity} events); "
                 "use `await app.publish(...)` to wait for room, or raise the capacity"
             )
-        self._append(event, only)
+        self._items.append(
+            Received(event) if only is None else Received(event, only=frozenset(only))
+        )
+        self._put_count += 1
+        if self._getter is not None:
+            self._getter.set()
+            self._getter = None
 
     async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
         """Store *event*, waiting (first come, first served) while the queue is full."""
         if len(self._items) < self._capacity and not self._putters:
-            self._items.append(Received(event, only=None if only is None else frozenset(only)))
-            self._put_count += 1
-            if self._getter is not None:
-                self._getter.set()
-                self._getter = None
+            self._append(event, only)
             return
         ticket = anyio.Event()
         self._putters.append(ticket)
