@@ -170,6 +170,16 @@ class Reactor:
         return self._clock
 
     @property
+    def source(self) -> str:
+        """The CloudEvents ``source`` of events published by type name."""
+        return self._source
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """The sources added with :meth:`add_source`, in order."""
+        return tuple(self._sources)
+
+    @property
     def queue(self) -> EventQueue:
         """The ingestion queue."""
         return self._queue
@@ -744,7 +754,18 @@ class Reactor:
             in_flight=dispatcher.in_flight,
             latency=dispatcher.latency.snapshot(),
             subscriptions=MappingProxyType({lane.name: lane.stats() for lane in lanes}),
+            sources=MappingProxyType(self._source_statistics()),
         )
+
+    def _source_statistics(self) -> dict[str, Mapping[str, int]]:
+        found: dict[str, Mapping[str, int]] = {}
+        for source in self._sources:
+            name, n = source.name, 1
+            while name in found:  # two sources of one name: number the later ones
+                n += 1
+                name = f"{source.name}#{n}"
+            found[name] = MappingProxyType(dict(source.statistics()))
+        return found
 
     def __repr__(self) -> str:
         return f"<Reactor {self._state.value}, {len(self._dispatcher.lanes)} subscription(s)>"

@@ -157,6 +157,8 @@ class Stats:
     :ivar latency: publish → handler-start latency, measured once per event when its
         first handler starts (a lagging consumer shows in its ``pending`` count instead)
     :ivar subscriptions: per-consumer counters of the active subscriptions
+    :ivar sources: each source's own counters, by source name (``name#2`` for a second
+        source of the same name)
     """
 
     published: int
@@ -169,6 +171,7 @@ class Stats:
     in_flight: int
     latency: LatencyStats
     subscriptions: Mapping[str, SubscriptionStats]
+    sources: Mapping[str, Mapping[str, int]]
 
     @property
     def queue_depth(self) -> int:

@@ -8,7 +8,8 @@ is documented here once; the built-in implementations in :mod:`reactor.sources` 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,7 +23,11 @@ from ._stats import QueueStatistics
 if TYPE_CHECKING:
     from ._reactor import Reactor
 
-__all__ = ["Clock", "EventQueue", "Received", "Source"]
+__all__ = ["GAP_EVENT_TYPE", "Clock", "EventQueue", "Received", "Source"]
+
+#: The type of the event a source publishes after an interruption in which it may have
+#: missed events (see :meth:`Source.gap_event`).
+GAP_EVENT_TYPE = "reactor.source.gap"
 
 
 class Source(ABC):
@@ -42,14 +47,59 @@ class Source(ABC):
     * Wait through ``app.clock`` so the source runs in virtual time under test.
     * An exception escaping :meth:`run` stops the app: handle what can be retried.
     * A source that cannot replay what it missed (a notification channel, a watcher
-      that overflowed) is at-most-once and must say so: after an interruption it
-      publishes a gap event describing the interruption instead of going silent.
+      that overflowed, a listener that reconnected) is at-most-once and says so in its
+      documentation; after an interruption it publishes a gap event built by
+      :meth:`gap_event` (type :data:`GAP_EVENT_TYPE`) instead of going silent, so that
+      consumers can resynchronise (re-read the table, rescan the directory).
+    * Counters a user should see (ticks skipped, events dropped, reconnects) are
+      returned by :meth:`statistics` and appear in ``app.stats().sources``.
     """
 
     @property
     def name(self) -> str:
-        """A name for logs and errors; the class name unless overridden."""
+        """A name for logs, errors and stats; the class name unless overridden."""
         return type(self).__name__
+
+    def statistics(self) -> Mapping[str, int]:
+        """Return the source's counters (default: none)."""
+        return {}
+
+    def gap_event(
+        self,
+        app: Reactor,
+        *,
+        reason: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        missed: int | None = None,
+    ) -> Event:
+        """Build the event that announces an interruption in which events may be lost.
+
+        Its type is :data:`GAP_EVENT_TYPE`, its subject this source's :attr:`name`, and
+        its data a JSON object: ``{"source": name, "reason": reason, "since": ..., "until":
+        ..., "missed": ...}`` (times as RFC 3339 strings or ``null``; *missed* is the
+        number of lost events when the source knows it, else ``null``).
+
+        :param app: the app the event is for (its clock and source stamp the event)
+        :param reason: what happened, for people (``"reconnected"``, ``"overflow"``, ...)
+        :param since: when the interruption began, if known
+        :param until: when it ended (default: now)
+        :param missed: how many events were lost, if known
+        """
+        now = app.clock.now()
+        return Event(
+            type=GAP_EVENT_TYPE,
+            source=app.source,
+            subject=self.name,
+            time=now,
+            data={
+                "source": self.name,
+                "reason": reason,
+                "since": None if since is None else since.isoformat(),
+                "until": (now if until is None else until).isoformat(),
+                "missed": missed,
+            },
+        )
 
     @abstractmethod
     async def run(
@@ -155,7 +205,11 @@ class EventQueue(ABC):
         """Prepare the queue (open files, connect); called when the app starts."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
-        """Release resources; called when the app stops, after the drain."""
+        """Release resources; called when the app stops, after the drain.
+
+        Publishers still waiting in :meth:`put` must be woken and raise
+        :class:`~reactor.ReactorNotRunning`.
+        """
 
     @abstractmethod
     async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:

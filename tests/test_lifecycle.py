@@ -10,11 +10,13 @@ import pytest
 from anyio.abc import TaskStatus
 
 from reactor import Event, QueueFull, Reactor, ReactorNotRunning, Stats
-from reactor.abc import Source
+from reactor.abc import GAP_EVENT_TYPE, Source
 from reactor.queues.memory import MemoryQueue
 from reactor.testing import Capture, VirtualClock
 
 pytestmark = pytest.mark.anyio
+
+START = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 class Burst(Source):
@@ -186,6 +188,33 @@ async def test_a_receipt_awaited_when_the_app_stops_raises() -> None:
     assert len(errors) == 1 and "stopped before" in str(errors[0])
 
 
+async def test_a_publish_waiting_for_room_when_the_app_stops_raises() -> None:
+    app = Reactor(queue=MemoryQueue(capacity=1), max_in_flight=1, graceful_timeout=0)
+    errors: list[BaseException] = []
+
+    @app.subscribe("x")
+    async def never_returns(event: Event) -> None:
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        async with app:
+            await app.publish("x", 1)  # in flight
+            await anyio.wait_all_tasks_blocked()
+            await app.publish("x", 2)  # fills the queue
+
+            async def publish() -> None:
+                try:
+                    await app.publish("x", 3)
+                except ReactorNotRunning as exc:
+                    errors.append(exc)
+
+            tg.start_soon(publish)  # outside the app: waits for room
+            await anyio.wait_all_tasks_blocked()
+            assert app.stats().queue.waiting_publishers == 1
+    assert len(errors) == 1 and "waited for room" in str(errors[0])
+    assert app.stats().queue.waiting_publishers == 0
+
+
 async def test_an_app_runs_once_at_a_time() -> None:
     app = Reactor()
     async with app:
@@ -326,3 +355,45 @@ async def test_notify_reports_a_full_queue() -> None:
         with pytest.raises(QueueFull):
             app.notify("c")
         gate.set()
+
+
+async def test_source_statistics_and_gap_events() -> None:
+    class Flaky(Source):
+        def __init__(self) -> None:
+            self.reconnects = 0
+
+        @property
+        def name(self) -> str:
+            return "flaky"
+
+        def statistics(self) -> dict[str, int]:
+            return {"reconnects": self.reconnects}
+
+        async def run(
+            self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        ) -> None:
+            task_status.started()
+            self.reconnects += 1
+            await app.publish(self.gap_event(app, reason="reconnected", since=START, missed=3))
+            await anyio.sleep_forever()
+
+    clock = VirtualClock(start=datetime(2030, 1, 1, 0, 5, tzinfo=UTC))
+    app = Reactor(clock=clock)
+    gaps = Capture()
+    app.subscribe(GAP_EVENT_TYPE, gaps)
+    app.add_source(Flaky())
+    app.add_source(Flaky())
+    async with app:
+        with anyio.fail_after(5):
+            await gaps.wait_for(2)
+        stats = app.stats()
+    assert stats.sources == {"flaky": {"reconnects": 1}, "flaky#2": {"reconnects": 1}}
+    gap = gaps.events[0]
+    assert (gap.type, gap.subject, gap.source) == ("reactor.source.gap", "flaky", "/reactor")
+    assert gap.data == {
+        "source": "flaky",
+        "reason": "reconnected",
+        "since": "2030-01-01T00:00:00+00:00",
+        "until": "2030-01-01T00:05:00+00:00",
+        "missed": 3,
+    }

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 
 import anyio
 
-from reactor import Event, QueueFull, QueueStatistics
+from reactor import Event, QueueFull, QueueStatistics, ReactorNotRunning
 from reactor.abc import EventQueue, Received
 
 __all__ = ["DEFAULT_CAPACITY", "MemoryQueue"]
@@ -39,11 +39,26 @@ class MemoryQueue(EventQueue):
         self._putters: deque[anyio.Event] = deque()
         self._put_count = 0
         self._get_count = 0
+        self._closed = False
 
     @property
     def capacity(self) -> int:
         """The most events that may wait in the queue."""
         return self._capacity
+
+    async def open(self) -> None:
+        """Accept waiting publishers again (the app started)."""
+        self._closed = False
+
+    async def close(self) -> None:
+        """Wake every publisher waiting for room: they raise :class:`~reactor.ReactorNotRunning`.
+
+        Queued events stay for the next run of the app.
+        """
+        self._closed = True
+        for ticket in self._putters:
+            ticket.set()
+        self._putters.clear()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -78,7 +93,10 @@ class MemoryQueue(EventQueue):
             self._getter = None
 
     async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
-        """Store *event*, waiting (first come, first served) while the queue is full."""
+        """Store *event*, waiting (first come, first served) while the queue is full.
+
+        :raises ~reactor.ReactorNotRunning: the app stopped while this call waited
+        """
         if len(self._items) < self._capacity and not self._putters:
             self._append(event, only)
             return
@@ -87,6 +105,10 @@ class MemoryQueue(EventQueue):
         try:
             while True:
                 await ticket.wait()
+                if self._closed:
+                    raise ReactorNotRunning(
+                        "the app stopped while this publish() waited for room in the queue"
+                    )
                 if len(self._items) < self._capacity:
                     break
                 # Someone else took the room we were woken for: queue up again, at the front.
