@@ -423,7 +423,7 @@ class Event:
             datacontenttype=members.pop("datacontenttype", None),
             dataschema=members.pop("dataschema", None),
             data=data,
-            extensions=members,
+            extensions=members or _NO_EXTENSIONS,
         )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
-from datetime import datetime
+from datetime import datetime, tzinfo
 from types import MappingProxyType, TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -26,6 +27,10 @@ from ._policies import NO_RETRY, Retry
 from ._stats import Stats
 from ._subscription import Handler, KeyFunction, Predicate, Subscription
 from .abc import EventQueue, Source
+
+if TYPE_CHECKING:
+    from .sources.http import HttpIngress
+    from .sources.timers import Misfire, Overlap, Past
 
 __all__ = ["NOTIFICATION_TYPE", "Reactor"]
 
@@ -340,6 +345,215 @@ class Reactor:
         return self.subscribe(
             NOTIFICATION_TYPE,
             where=_SubjectIs(channel),
+            name=name,
+            concurrency=concurrency,
+            ordered_by=ordered_by,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    # -- built-in triggers (reactor.sources) -----------------------------------------
+
+    def every(
+        self,
+        seconds: float,
+        *,
+        name: str | None = None,
+        jitter: float = 0.0,
+        overlap: Overlap = "skip",
+        misfire: Misfire = "coalesce",
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Callable[[H], H]:
+        """Decorate a handler to run every *seconds*, on the monotonic clock, without drift.
+
+        Details (events, overlap and misfire policies) in :func:`reactor.sources.timers.every`.
+
+        :param seconds: the period
+        :param name: the timer's and consumer's name (default: the handler's)
+        :param jitter: up to this many seconds added at random to each run
+        :param overlap: when a run is still going: ``"skip"`` the tick, ``"queue"`` it, or
+            run ``"concurrent"``-ly
+        :param misfire: after a stall, ``"coalesce"`` missed runs into one late run or
+            ``"skip"`` them
+        :param timeout: per-attempt timeout, as in :meth:`subscribe`
+        :param retry: retry policy, as in :meth:`subscribe`
+        """
+        from .sources import timers
+
+        return timers.every(
+            self,
+            seconds,
+            name=name,
+            jitter=jitter,
+            overlap=overlap,
+            misfire=misfire,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        tz: str | tzinfo = "UTC",
+        name: str | None = None,
+        overlap: Overlap = "skip",
+        misfire: Misfire = "coalesce",
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Callable[[H], H]:
+        """Decorate a handler to run on a cron schedule, DST-correct in time zone *tz*.
+
+        Details (syntax, aliases, daylight-saving rules, clock jumps) in
+        :func:`reactor.sources.timers.cron`.
+
+        :param expression: 5 fields (``"*/5 * * * *"``) or an alias such as ``"@hourly"``
+        :param tz: an IANA time zone name or a tzinfo
+        :param name: the timer's and consumer's name (default: the handler's)
+        :param overlap: as in :meth:`every`
+        :param misfire: as in :meth:`every`
+        :param timeout: per-attempt timeout, as in :meth:`subscribe`
+        :param retry: retry policy, as in :meth:`subscribe`
+        :raises ValueError: the expression is invalid or can never fire
+        """
+        from .sources import timers
+
+        return timers.cron(
+            self,
+            expression,
+            tz=tz,
+            name=name,
+            overlap=overlap,
+            misfire=misfire,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    def at(
+        self,
+        when: datetime,
+        *,
+        name: str | None = None,
+        past: Past = "fire",
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Callable[[H], H]:
+        """Decorate a handler to run once, at the aware datetime *when*.
+
+        Details in :func:`reactor.sources.timers.at`.
+
+        :param when: an aware datetime
+        :param name: the timer's and consumer's name (default: the handler's)
+        :param past: a time already past is ``"fire"``-d at once or ``"reject"``-ed
+        :param timeout: per-attempt timeout, as in :meth:`subscribe`
+        :param retry: retry policy, as in :meth:`subscribe`
+        :raises ValueError: *when* is naive, or past with ``past="reject"``
+        """
+        from .sources import timers
+
+        return timers.at(self, when, name=name, past=past, timeout=timeout, retry=retry)
+
+    def on_file_change(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        pattern: str = "*",
+        recursive: bool = True,
+        debounce: float = 0.05,
+        force_polling: bool = False,
+        poll_interval: float = 0.3,
+        follow_symlinks: bool = False,
+        name: str | None = None,
+        concurrency: int = 16,
+        ordered_by: KeyFunction | _Unset | None = _UNSET,
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Callable[[H], H]:
+        """Decorate a handler for files created, modified or deleted under *path*.
+
+        Wraps ``watchfiles``; details (events, globs, symlinks, missing roots, rescans) in
+        :func:`reactor.sources.files.on_file_change`.
+
+        :param path: the directory to watch
+        :param pattern: a glob on the path relative to *path*
+        :param recursive: watch subdirectories too
+        :param debounce: the longest a change waits to be batched with others, in seconds
+        :param force_polling: poll instead of OS notifications (network mounts, containers)
+        :param poll_interval: seconds between polls when polling
+        :param follow_symlinks: report changes behind symbolic links
+        :param name: the source's and consumer's name (default: the handler's)
+        :param concurrency: as in :meth:`subscribe`
+        :param ordered_by: as in :meth:`subscribe` (default: one file's changes in order)
+        :param timeout: per-attempt timeout, as in :meth:`subscribe`
+        :param retry: retry policy, as in :meth:`subscribe`
+        """
+        from .sources import files
+
+        return files.on_file_change(
+            self,
+            path,
+            pattern=pattern,
+            recursive=recursive,
+            debounce=debounce,
+            force_polling=force_polling,
+            poll_interval=poll_interval,
+            follow_symlinks=follow_symlinks,
+            name=name,
+            concurrency=concurrency,
+            timeout=timeout,
+            retry=retry,
+            **({} if ordered_by is _UNSET else {"ordered_by": ordered_by}),
+        )
+
+    @property
+    def asgi(self) -> HttpIngress:
+        """The app's HTTP ingress: an ASGI application that publishes what is POST-ed to it.
+
+        CloudEvents (binary, structured or batch) and webhooks (see :meth:`on_webhook`);
+        details in :mod:`reactor.sources.http`. Mount it in any ASGI server or framework
+        and start the app from the host's lifespan.
+        """
+        from .sources import http
+
+        return http.asgi(self)
+
+    def on_webhook(
+        self,
+        path: str,
+        *,
+        type: str,
+        secret: str | bytes | None = None,
+        tolerance: float = 300.0,
+        name: str | None = None,
+        concurrency: int = 16,
+        ordered_by: KeyFunction | None = None,
+        timeout: float | _Unset | None = _UNSET,
+        retry: Retry | _Unset | None = _UNSET,
+    ) -> Callable[[H], H]:
+        """Decorate a handler for JSON webhooks ``POST``-ed to *path* of :attr:`asgi`.
+
+        Details (signatures, replay protection, responses) in
+        :func:`reactor.sources.http.on_webhook`.
+
+        :param path: the route, e.g. ``"/github"``
+        :param type: the CloudEvents type of the events made from the requests
+        :param secret: a Standard Webhooks secret (``"whsec_..."``) to verify signatures
+        :param tolerance: seconds a signature's timestamp may differ from the clock
+        :param name: the consumer's name (default: the handler's)
+        :param concurrency: as in :meth:`subscribe`
+        :param ordered_by: as in :meth:`subscribe`
+        :param timeout: per-attempt timeout, as in :meth:`subscribe`
+        :param retry: retry policy, as in :meth:`subscribe`
+        """
+        from .sources import http
+
+        return http.on_webhook(
+            self,
+            path,
+            type=type,
+            secret=secret,
+            tolerance=tolerance,
             name=name,
             concurrency=concurrency,
             ordered_by=ordered_by,

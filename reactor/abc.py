@@ -72,6 +72,7 @@ class Source(ABC):
         since: datetime | None = None,
         until: datetime | None = None,
         missed: int | None = None,
+        source: str | None = None,
     ) -> Event:
         """Build the event that announces an interruption in which events may be lost.
 
@@ -85,11 +86,13 @@ class Source(ABC):
         :param since: when the interruption began, if known
         :param until: when it ended (default: now)
         :param missed: how many events were lost, if known
+        :param source: the event's CloudEvents source (default: the app's); a source
+            whose own events carry its URI passes it, so its subscribers get the gap too
         """
         now = app.clock.now()
         return Event(
             type=GAP_EVENT_TYPE,
-            source=app.source,
+            source=app.source if source is None else source,
             subject=self.name,
             time=now,
             data={

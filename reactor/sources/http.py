@@ -1,0 +1,916 @@
+"""HTTP ingress: CloudEvents and signed webhooks into the app, through an ASGI application.
+
+:func:`asgi` gives the app's :class:`HttpIngress`, an ASGI 3 application that needs no web
+framework. It accepts two kinds of ``POST``:
+
+* **CloudEvents** at its root (``/``), in any mode of the CloudEvents HTTP binding: binary
+  (``ce-*`` headers, the data in the body), structured (``application/cloudevents+json``)
+  or batched (``application/cloudevents-batch+json``). Every event is published as sent.
+* **Webhooks** at the paths registered with :meth:`HttpIngress.webhook` (or the
+  :func:`on_webhook` decorator): any JSON body becomes the ``data`` of an event whose
+  ``type`` is the route's, whose ``source`` is ``"/reactor/http" + path`` and whose ``id``
+  is the ``webhook-id`` header (a new UUID without one). A route with a ``secret``
+  verifies `Standard Webhooks <https://www.standardwebhooks.com>`_ signatures.
+
+::
+
+    from reactor import Reactor
+    from reactor.sources.http import asgi, on_webhook
+
+    app = Reactor()
+    ingress = asgi(app)                  # app.asgi: one ingress per app, made on first use
+    ingress.max_body = 4 * 2**20         # settings are attributes (see HttpIngress)
+
+    @on_webhook(app, "/github", type="com.github.push", secret="whsec_...")
+    async def pushed(event): ...         # event.data is the parsed JSON body
+
+Answers, all with a JSON body:
+
+========  =================================================================================
+status    when
+========  =================================================================================
+202       every event of the request is in the ingestion queue: ``{"ids": [...]}``
+200       a signed webhook whose ``webhook-id`` was accepted already within the tolerance
+          window: nothing is published again, ``{"ids": [id], "duplicate": true}``
+400       malformed body, headers or event: ``{"error": "<reason>"}`` (and every 4xx below)
+401       a signed route's ``webhook-*`` headers are missing, stale or do not verify
+404       no route at that path
+405       not a ``POST`` (with an ``Allow: POST`` header)
+413       ``Content-Length`` or the body read so far exceeds ``max_body`` (reading stops
+          there), or a batch holds more events than the queue can ever hold
+415       a content type this route does not take
+503       the queue has no room for the request's events, or the app is not running or
+          is stopping (with ``Retry-After``)
+========  =================================================================================
+
+**Nothing answered with a 2xx is lost while the app runs**: the answer is sent only once
+every event of the request is in the ingestion queue, which the app drains before it
+stops. A request is all or nothing on the memory queue: the ingress checks that the
+queue has room for every event of a batch before publishing any, and publishes them
+without yielding. On a queue that stores with I/O (``stores_immediately`` is false) the
+room check is advisory and the events are published one by one with ``await
+app.publish``; if the app stops in the middle, the request is answered 503 and the events
+published before stay queued, so a sender's retry may deliver them twice (consumers
+deduplicate by ``source`` and ``id``, as the CloudEvents specification intends).
+
+**Signatures** (Standard Webhooks): the ``webhook-signature`` header holds space-separated
+``v1,<base64>`` entries, each an HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{body}"``
+under the route's secret; one matching entry (compared in constant time) is enough,
+others (``v1a``, unknown versions) are skipped. ``webhook-timestamp`` (integer Unix
+seconds) must be within ``tolerance`` seconds of ``app.clock.now()``. An accepted id is
+remembered for a tolerance from its acceptance, and at least until its timestamp leaves
+the window (at most ``replay_cache`` ids, the oldest forgotten first); a repeated id is
+answered 200 without publishing: a sender that retried because it missed our first
+answer stops there, and a replayed request publishes nothing. Routes without a secret
+take any request and remember no ids.
+
+**Mounting in FastAPI or Starlette.** Mounted applications receive no lifespan events:
+start the Reactor from the host application's lifespan::
+
+    import contextlib
+    from fastapi import FastAPI   # or starlette.applications.Starlette
+
+    @contextlib.asynccontextmanager
+    async def lifespan(api):
+        async with app:           # starts sources and dispatcher; drains on shutdown
+            yield
+
+    api = FastAPI(lifespan=lifespan)
+    api.mount("/events", app.asgi)   # CloudEvents: POST /events/; webhooks: /events/github
+
+The ingress strips the mount prefix (``scope["root_path"]``) from the request path.
+
+**Standalone** (``uvicorn mymodule:app.asgi``): the ingress answers the server's lifespan
+events itself. On startup it starts the Reactor (``async with app:``) unless the app
+already runs, and on shutdown it stops and drains it. A server run with lifespan
+disabled never starts the app: every request is then answered 503.
+
+The ingress is also a :class:`~reactor.abc.Source` of the app: it stops accepting (503)
+as soon as the app begins to stop, before the drain, and its counters appear in
+``app.stats().sources["http"]``. It reads no more than ``max_body`` bytes of a body,
+but sets no time limit on reading one: use the server's timeouts for slow clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from datetime import datetime
+from json.encoder import encode_basestring_ascii as _quote
+from types import MappingProxyType
+from typing import Any, TypeAlias, TypeVar
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus
+
+from reactor import (
+    Event,
+    EventFormatError,
+    InvalidEventError,
+    QueueFull,
+    Reactor,
+    ReactorNotRunning,
+    Retry,
+)
+from reactor._reactor import _UNSET, _Unset
+from reactor._subscription import Handler, KeyFunction
+from reactor.abc import Source
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_REPLAY_CACHE",
+    "DEFAULT_TOLERANCE",
+    "SOURCE_PREFIX",
+    "HttpIngress",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "Webhook",
+    "asgi",
+    "on_webhook",
+]
+
+logger = logging.getLogger("reactor.http")
+
+H = TypeVar("H", bound=Handler)
+
+#: ASGI types, spelled out so that no ASGI package is needed.
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+
+#: The largest body read by default: 1 MiB.
+DEFAULT_MAX_BODY = 2**20
+#: Seconds a ``webhook-timestamp`` may differ from now (the Standard Webhooks default).
+DEFAULT_TOLERANCE = 300.0
+#: The most accepted webhook ids remembered against replays, by default.
+DEFAULT_REPLAY_CACHE = 100_000
+#: Webhook events have the source ``SOURCE_PREFIX + path``.
+SOURCE_PREFIX = "/reactor/http"
+
+_SECRET_PREFIX = "whsec_"
+_STRUCTURED = b"application/cloudevents+json"
+_BATCH = b"application/cloudevents-batch+json"
+# Paths are plain URL segments: no glob characters, so that the route's source can be
+# used as a subscription's ``source=`` filter as is.
+_PATH = re.compile(r"(?:/[A-Za-z0-9._~!$&'()+,;=:@-]+)+")
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# NaN and Infinity are Python extensions that other JSON parsers (and durable queues) reject.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+class _Reject(Exception):
+    """Answer the request with an error status and a reason."""
+
+    def __init__(
+        self, status: int, reason: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+class _Disconnected(Exception):
+    """The client went away before sending the whole body."""
+
+
+def _check_path(path: object) -> str:
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str, got {type(path).__name__}")
+    normalized = path.rstrip("/")
+    if not normalized:
+        raise ValueError(
+            "the root path '/' takes CloudEvents; give the webhook a path like '/github'"
+        )
+    if _PATH.fullmatch(normalized) is None:
+        raise ValueError(
+            f"path must look like '/github' or '/hooks/stripe' (letters, digits and "
+            f"-._~!$&'()+,;=:@, no '*', '?' or '['), got {path!r}"
+        )
+    return normalized
+
+
+def _check_secret(secret: object) -> bytes | None:
+    if secret is None:
+        return None
+    if isinstance(secret, bytes | bytearray):
+        key = bytes(secret)
+    elif isinstance(secret, str):
+        text = secret.removeprefix(_SECRET_PREFIX)
+        try:
+            key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "secret must be 'whsec_' followed by base64 (a Standard Webhooks secret), "
+                "or bytes for a raw key"
+            ) from None
+    else:
+        raise TypeError(f"secret must be a str, bytes or None, got {type(secret).__name__}")
+    if not key:
+        raise ValueError("secret must not be empty")
+    return key
+
+
+def _check_tolerance(tolerance: object) -> float:
+    if (
+        not isinstance(tolerance, int | float)
+        or isinstance(tolerance, bool)
+        or not math.isfinite(tolerance)
+        or tolerance <= 0
+    ):
+        raise ValueError(f"tolerance must be a finite number of seconds > 0, got {tolerance!r}")
+    return float(tolerance)
+
+
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Webhook:
+    """A webhook route of an :class:`HttpIngress`: where JSON bodies become events.
+
+    Made by :meth:`HttpIngress.webhook`; the secret is kept out of the repr.
+
+    :ivar path: the path below the ingress, e.g. ``"/github"``
+    :ivar type: the ``type`` of the events it publishes
+    :ivar source: the ``source`` of the events it publishes: ``"/reactor/http" + path``
+    :ivar secret: the HMAC key of Standard Webhooks signatures (decoded), or ``None``
+        for a route that takes unsigned requests
+    :ivar tolerance: seconds a ``webhook-timestamp`` may differ from the app's clock
+    """
+
+    path: str
+    type: str
+    source: str
+    secret: bytes | None = attrs.field(default=None, repr=False)
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def signed(self) -> bool:
+        """Whether requests must carry a valid Standard Webhooks signature."""
+        return self.secret is not None
+
+    def sign(self, msg_id: str, timestamp: int, body: bytes) -> str:
+        """Return the ``webhook-signature`` header a sender would put on *body*.
+
+        Handy for tests and for forwarding; a receiving app never needs it.
+
+        :param msg_id: the ``webhook-id``
+        :param timestamp: the ``webhook-timestamp``, integer Unix seconds
+        :param body: the exact request body
+        :raises ValueError: the route has no secret
+        :return: ``"v1,<base64 HMAC-SHA256>"``
+        """
+        if self.secret is None:
+            raise ValueError(f"webhook {self.path!r} has no secret to sign with")
+        digest = _digest(self.secret, msg_id.encode(), str(timestamp).encode(), body)
+        return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def _digest(key: bytes, msg_id: bytes, timestamp: bytes, body: bytes) -> bytes:
+    return hmac.new(key, b"%s.%s.%s" % (msg_id, timestamp, body), hashlib.sha256).digest()
+
+
+def _route_path(scope: Scope) -> str:
+    """The request path below the ingress, without the mount prefix or a trailing slash."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    # ASGI servers and Starlette's Mount put the full path in "path" and the prefix in
+    # "root_path"; a server that already stripped it leaves "path" without the prefix.
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if not rest or rest[0] == "/":
+            path = rest
+    if len(path) > 1 and path[-1] == "/":
+        path = path.rstrip("/")
+    return path or "/"
+
+
+def _media_type(content_type: bytes | None) -> bytes:
+    if content_type is None:
+        return b""
+    return content_type.split(b";", 1)[0].strip().lower()
+
+
+def _is_json(media_type: bytes) -> bool:
+    subtype = media_type.partition(b"/")[2]
+    return subtype == b"json" or subtype.endswith(b"+json")
+
+
+def _json_response(
+    status: int, text: str, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[Message, Message]:
+    body = text.encode("ascii")
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if extra:
+        headers += extra
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    )
+
+
+def _accepted(events: Sequence[Event]) -> tuple[Message, Message]:
+    # Built by hand: json.dumps() costs more than the rest of the answer on the hot path.
+    return _json_response(202, '{"ids":[' + ",".join([_quote(e.id) for e in events]) + "]}")
+
+
+class HttpIngress(Source):
+    """The ASGI application that turns HTTP requests into events (see the module docs).
+
+    Get the one of an app with :func:`asgi` (``app.asgi``), which also adds it to the app's
+    sources. Built directly, add it yourself with ``app.add_source(ingress)``; without
+    that it still publishes, but keeps accepting while the app drains and its counters
+    are not in ``app.stats()``.
+
+    Settings are attributes that may change at any time:
+
+    :param app: the app to publish into
+    :param max_body: the largest request body read, in bytes (default 1 MiB); larger
+        bodies are answered 413
+    :param retry_after: the ``Retry-After`` seconds of 503 answers (default 1)
+    :param replay_cache: the most signed webhook ids remembered against replays
+    """
+
+    def __init__(
+        self,
+        app: Reactor,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+        retry_after: int = 1,
+        replay_cache: int = DEFAULT_REPLAY_CACHE,
+    ) -> None:
+        if not isinstance(app, Reactor):
+            raise TypeError(f"app must be a reactor.Reactor, got {app!r}")
+        self._app = app
+        self.max_body = max_body
+        self.retry_after = retry_after
+        self.replay_cache = replay_cache
+        self._routes: dict[str, Webhook] = {}
+        # (path, webhook-id) -> Unix time until which a repeat is a replay; oldest first.
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Set when the app cancels this source (it is stopping): answer 503 from then on.
+        self._stopping = False
+        self._counters = dict.fromkeys(
+            ("requests", "accepted", "rejected", "unavailable", "duplicates"), 0
+        )
+
+    # -- configuration --------------------------------------------------------------
+
+    @property
+    def app(self) -> Reactor:
+        """The app this ingress publishes into."""
+        return self._app
+
+    @property
+    def name(self) -> str:
+        """``"http"``: the key of this source's counters in ``app.stats().sources``."""
+        return "http"
+
+    @property
+    def max_body(self) -> int:
+        """The largest request body read, in bytes; larger ones are answered 413."""
+        return self._max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self._max_body = _check_count("max_body", value, 1)
+
+    @property
+    def retry_after(self) -> int:
+        """The ``Retry-After`` seconds of 503 answers."""
+        return self._retry_after
+
+    @retry_after.setter
+    def retry_after(self, value: int) -> None:
+        self._retry_after = _check_count("retry_after", value, 0)
+        self._retry_header = (b"retry-after", b"%d" % self._retry_after)
+
+    @property
+    def replay_cache(self) -> int:
+        """The most signed webhook ids remembered against replays (oldest forgotten first)."""
+        return self._replay_cache
+
+    @replay_cache.setter
+    def replay_cache(self, value: int) -> None:
+        self._replay_cache = _check_count("replay_cache", value, 1)
+
+    @property
+    def routes(self) -> Mapping[str, Webhook]:
+        """The webhook routes by path (read-only)."""
+        return MappingProxyType(self._routes)
+
+    def webhook(
+        self,
+        path: str,
+        *,
+        type: str,
+        secret: str | bytes | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
+    ) -> Webhook:
+        """Route ``POST`` requests with a JSON body at *path* to events of *type*.
+
+        Calling it again with the same settings returns the same route, so several
+        handlers can share one path.
+
+        :param path: the path below the ingress, e.g. ``"/github"`` (a trailing slash
+            is ignored; ``"/"`` is the CloudEvents endpoint)
+        :param type: the ``type`` of the events
+        :param secret: verify Standard Webhooks signatures with this key: ``"whsec_"``
+            followed by base64 (as senders show it), base64 alone, or raw ``bytes``;
+            ``None`` takes unsigned requests
+        :param tolerance: seconds a ``webhook-timestamp`` may differ from the app's clock
+        :raises ValueError: a bad setting, or *path* is routed already with other settings
+        :return: the route
+        """
+        normalized = _check_path(path)
+        if not isinstance(type, str) or not type:
+            raise ValueError(f"type must be a non-empty str, got {type!r}")
+        route = Webhook(
+            path=normalized,
+            type=type,
+            source=SOURCE_PREFIX + normalized,
+            secret=_check_secret(secret),
+            tolerance=_check_tolerance(tolerance),
+        )
+        existing = self._routes.get(normalized)
+        if existing is not None:
+            if existing != route:
+                raise ValueError(
+                    f"webhook path {normalized!r} is already routed to type {existing.type!r} "
+                    "with other settings; use another path"
+                )
+            return existing
+        self._routes[normalized] = route
+        return route
+
+    # -- Source ---------------------------------------------------------------------
+
+    def statistics(self) -> Mapping[str, int]:
+        """Return the counters.
+
+        ``requests`` (HTTP requests seen), ``accepted`` (events published), ``rejected``
+        (requests answered 4xx), ``unavailable`` (answered 503) and ``duplicates``
+        (replayed webhook ids answered 200).
+        """
+        return dict(self._counters)
+
+    async def run(
+        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept requests while the app runs; answer 503 once it begins to stop.
+
+        :raises ValueError: *app* is not the app this ingress was made for
+        """
+        if app is not self._app:
+            raise ValueError("this HttpIngress publishes into another app; use asgi(app)")
+        self._stopping = False
+        try:
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            self._stopping = True
+
+    # -- ASGI -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection: ``http`` requests and ``lifespan`` events.
+
+        :raises ValueError: an ASGI scope type other than ``http``, ``websocket`` or
+            ``lifespan``
+        """
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # Closing before accepting makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        counters = self._counters
+        counters["requests"] += 1
+        try:
+            start, body = await self._handle(scope, receive)
+        except _Reject as reject:
+            if reject.status == 503:
+                counters["unavailable"] += 1
+            else:
+                counters["rejected"] += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s answered %d: %s",
+                    scope.get("method"),
+                    scope.get("path"),
+                    reject.status,
+                    reject.reason,
+                )
+            start, body = _json_response(
+                reject.status, f'{{"error":{_quote(reject.reason)}}}', reject.headers
+            )
+        except _Disconnected:
+            return
+        await send(start)
+        await send(body)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[Message, Message]:
+        path = _route_path(scope)
+        route: Webhook | None = None
+        if path != "/":
+            route = self._routes.get(path)
+            if route is None:
+                raise _Reject(404, f"no route at {path[:200]!r}")
+        if scope["method"] != "POST":
+            raise _Reject(405, "use POST", ((b"allow", b"POST"),))
+        app = self._app
+        if self._stopping or not app.running:
+            raise _Reject(503, "the app is not running", (self._retry_header,))
+
+        content_type = content_length = msg_id = timestamp = signature = None
+        binary = False
+        # Only the CloudEvents headers go to Event.from_http(), which then has fewer to
+        # look at; its checks (duplicates, encoding) are the same.
+        event_headers: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            name = name.lower()
+            if name[:3] == b"ce-":
+                event_headers.append((name, value))
+                if name == b"ce-specversion":
+                    binary = True
+            elif name == b"content-type":
+                event_headers.append((name, value))
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+            elif name[:8] == b"webhook-":
+                if name == b"webhook-id":
+                    msg_id = value
+                elif name == b"webhook-timestamp":
+                    timestamp = value
+                elif name == b"webhook-signature":
+                    signature = value
+        limit = self._max_body
+        if content_length is not None:
+            if _DIGITS.fullmatch(content_length.strip()) is None:
+                raise _Reject(400, "Content-Length must be a decimal number of bytes")
+            if int(content_length) > limit:
+                raise _Reject(413, f"the body is larger than {limit} bytes")
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            body = await self._read_rest(receive, body, limit)
+        elif len(body) > limit:
+            raise _Reject(413, f"the body is larger than {limit} bytes")
+
+        media_type = _media_type(content_type)
+        if route is None:
+            events = self._cloudevents(event_headers, media_type, binary, body)
+        else:
+            now = app.clock.now()
+            if route.secret is None:
+                events = [self._webhook_event(route, msg_id, media_type, body, now)]
+            else:
+                unix_now = now.timestamp()
+                sent = _verify(
+                    route.secret, route.tolerance, msg_id, timestamp, signature, body, unix_now
+                )
+                event = self._webhook_event(route, msg_id, media_type, body, now)
+                # Until then a replay of this very request passes the timestamp check; a
+                # sender's retry (same id, new timestamp) is caught for a tolerance from now.
+                window_end = max(sent, unix_now) + route.tolerance
+                return await self._publish_signed(route, event, unix_now, window_end)
+        if len(events) == 1 and app.queue.stores_immediately:
+            self._publish_now(events[0])
+        else:
+            await self._enqueue(events)
+        return _accepted(events)
+
+    async def _read_rest(self, receive: Receive, body: bytes, limit: int) -> bytes:
+        """Read the rest of a body that comes in several messages, up to *limit* bytes."""
+        chunks = [body]
+        size = len(body)
+        while True:
+            if size > limit:
+                # Stop reading here: the server discards the rest (or closes the connection).
+                raise _Reject(413, f"the body is larger than {limit} bytes")
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                break
+        if size > limit:
+            raise _Reject(413, f"the body is larger than {limit} bytes")
+        return b"".join(chunks)
+
+    # -- CloudEvents ----------------------------------------------------------------
+
+    def _cloudevents(
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        media_type: bytes,
+        binary: bool,
+        body: bytes,
+    ) -> list[Event]:
+        # The content type decides between the modes (HTTP binding 3.1): structured and
+        # batched first, then binary mode, recognised by its ce-specversion header.
+        if media_type.startswith(b"application/cloudevents"):
+            if media_type not in (_STRUCTURED, _BATCH):
+                raise _Reject(
+                    415,
+                    f"unsupported CloudEvents format {media_type.decode('latin-1')!r}; "
+                    "send application/cloudevents+json or application/cloudevents-batch+json",
+                )
+        elif not binary:
+            raise _Reject(
+                415,
+                "not a CloudEvent: send binary mode (ce-specversion, ce-id, ce-source and "
+                "ce-type headers), or a body of type application/cloudevents+json or "
+                "application/cloudevents-batch+json",
+            )
+        try:
+            if media_type == _BATCH:
+                return Event.batch_from_http(headers, body)
+            return [Event.from_http(headers, body)]
+        except (EventFormatError, InvalidEventError) as exc:
+            raise _Reject(400, _reason(exc)) from None
+
+    # -- webhooks -------------------------------------------------------------------
+
+    def _webhook_event(
+        self,
+        route: Webhook,
+        msg_id: bytes | None,
+        media_type: bytes,
+        body: bytes,
+        now: datetime,
+    ) -> Event:
+        if media_type and not _is_json(media_type):
+            raise _Reject(
+                415,
+                f"webhook {route.path!r} takes JSON bodies, got {media_type.decode('latin-1')!r}",
+            )
+        data = _parse_json(body)
+        if msg_id:
+            return Event(
+                type=route.type,
+                source=route.source,
+                id=msg_id.decode("latin-1"),
+                time=now,
+                data=data,
+            )
+        return Event(type=route.type, source=route.source, time=now, data=data)
+
+    async def _publish_signed(
+        self, route: Webhook, event: Event, now: float, window_end: float
+    ) -> tuple[Message, Message]:
+        key = (route.path, event.id)
+        seen = self._seen
+        # Forget ids whose window has passed. Entries are in acceptance order, which is
+        # nearly window order; one that outlives its window a little is harmless.
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] > now:
+                break
+            del seen[oldest]
+        if key in seen:
+            self._counters["duplicates"] += 1
+            return _json_response(200, f'{{"ids":[{_quote(event.id)}],"duplicate":true}}')
+        while len(seen) >= self._replay_cache:
+            seen.popitem(last=False)
+        # Reserve the id before publishing, which may wait: a concurrent copy of this
+        # request is then a duplicate, not a second event.
+        seen[key] = window_end
+        try:
+            await self._enqueue([event])
+        except BaseException:
+            seen.pop(key, None)
+            raise
+        return _accepted([event])
+
+    # -- publishing -----------------------------------------------------------------
+
+    def _publish_now(self, event: Event) -> None:
+        """Publish one event into a queue that stores without I/O (the memory queue)."""
+        try:
+            self._app.publish_nowait(event)
+        except QueueFull:
+            raise self._full() from None
+        except ReactorNotRunning:
+            raise _Reject(503, "the app is not running", (self._retry_header,)) from None
+        self._counters["accepted"] += 1
+
+    async def _enqueue(self, events: list[Event]) -> None:
+        """Publish the events of one request, all of them or (with a 503) none."""
+        app = self._app
+        queue = app.queue
+        if len(events) == 1 and queue.stores_immediately:
+            self._publish_now(events[0])
+            return
+        stats = queue.statistics()
+        if len(events) > stats.capacity:
+            raise _Reject(
+                413,
+                f"the batch holds {len(events)} events, more than the ingestion queue "
+                f"ever holds ({stats.capacity}); split it",
+            )
+        if stats.waiting_publishers or stats.depth + len(events) > stats.capacity:
+            raise self._full()
+        try:
+            for event in events:
+                # On the memory queue the room check above means this never waits.
+                await app.publish(event)
+        except ReactorNotRunning:
+            raise _Reject(503, "the app stopped", (self._retry_header,)) from None
+        self._counters["accepted"] += len(events)
+
+    def _full(self) -> _Reject:
+        return _Reject(503, "the ingestion queue is full; retry later", (self._retry_header,))
+
+    # -- lifespan -------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        app = self._app
+        await receive()  # lifespan.startup
+        if app.running:
+            # Someone else runs the app (the host's lifespan, a test): leave it alone.
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        started = False
+        try:
+            async with app:
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except Exception as exc:
+            logger.exception("the app failed to %s", "stop" if started else "start")
+            kind = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": kind, "message": _describe(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def __repr__(self) -> str:
+        return f"<HttpIngress {len(self._routes)} webhook route(s), max_body={self._max_body}>"
+
+
+def _describe(exc: BaseException) -> str:
+    """Name the errors inside *exc*, looking into exception groups (task groups raise them)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _reason(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", ())
+    return "; ".join([str(exc), *notes])
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        raise _Reject(400, "the body is empty; a webhook takes a JSON body")
+    try:
+        return _JSON_DECODER.decode(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _Reject(400, "the body is not UTF-8 JSON") from None
+    except ValueError as exc:
+        raise _Reject(400, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise _Reject(400, "invalid JSON: nested too deeply") from None
+
+
+def _verify(
+    secret: bytes,
+    tolerance: float,
+    msg_id: bytes | None,
+    timestamp: bytes | None,
+    signature: bytes | None,
+    body: bytes,
+    now: float,
+) -> int:
+    """Check a Standard Webhooks signature; raise a 401 that says what is wrong.
+
+    :return: the verified ``webhook-timestamp``
+    """
+    if not (msg_id and timestamp and signature):
+        raise _Reject(
+            401,
+            "a signed webhook needs the webhook-id, webhook-timestamp and webhook-signature "
+            "headers",
+        )
+    timestamp = timestamp.strip()
+    if _DIGITS.fullmatch(timestamp) is None:
+        raise _Reject(401, "webhook-timestamp must be an integer Unix time in seconds")
+    sent = int(timestamp)
+    if sent < now - tolerance:
+        raise _Reject(401, "webhook-timestamp is too old")
+    if sent > now + tolerance:
+        raise _Reject(401, "webhook-timestamp is too far in the future")
+    expected = _digest(secret, msg_id, timestamp, body)
+    for entry in signature.split():
+        version, _, encoded = entry.partition(b",")
+        if version != b"v1":
+            continue  # v1a (asymmetric) and future versions are not ours to check
+        try:
+            candidate = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if hmac.compare_digest(candidate, expected):
+            return sent
+    raise _Reject(401, "no webhook-signature matches the body")
+
+
+def asgi(app: Reactor) -> HttpIngress:
+    """Return the app's HTTP ingress, an ASGI application, creating it on first use.
+
+    The ingress takes CloudEvents (binary, structured or batched) at its root and JSON
+    webhooks at the paths routed with :meth:`HttpIngress.webhook`, and answers 202 once
+    every event is in the ingestion queue. Serve it standalone (``uvicorn
+    mymodule:app.asgi``: it then starts and stops the app from the server's lifespan) or
+    mount it in FastAPI or Starlette and run ``async with app:`` in the host's lifespan.
+    Settings are attributes of the ingress: ``app.asgi.max_body = 4 * 2**20``.
+
+    :param app: the app to publish into
+    :return: the same :class:`HttpIngress` on every call for that app
+    """
+    for source in app.sources:
+        if isinstance(source, HttpIngress) and source.app is app:
+            return source
+    ingress = HttpIngress(app)
+    app.add_source(ingress)
+    return ingress
+
+
+def on_webhook(
+    app: Reactor,
+    path: str,
+    *,
+    type: str,
+    secret: str | bytes | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    name: str | None = None,
+    concurrency: int = 16,
+    ordered_by: KeyFunction | None = None,
+    timeout: float | _Unset | None = _UNSET,
+    retry: Retry | _Unset | None = _UNSET,
+) -> Callable[[H], H]:
+    """Decorate a handler for the JSON webhooks ``POST``-ed to *path* of ``app.asgi``.
+
+    Routes *path* on the app's ingress (see :meth:`HttpIngress.webhook`) and subscribes
+    the handler to the route's events only: type *type*, source ``"/reactor/http" +
+    path``, the parsed JSON body as ``data`` and the ``webhook-id`` header as ``id``.
+    Several handlers may share a path when they give the same route settings. The
+    other options are those of :meth:`Reactor.subscribe`.
+
+    :param path: the path below the ingress, e.g. ``"/github"``
+    :param type: the ``type`` of the events
+    :param secret: verify Standard Webhooks signatures with this key (``"whsec_..."``,
+        base64, or raw ``bytes``); ``None`` takes unsigned requests
+    :param tolerance: seconds a ``webhook-timestamp`` may differ from the app's clock
+    :param name: the consumer name (default: the handler's qualified name)
+    :param concurrency: the most deliveries of this handler running at once
+    :param ordered_by: ``key(event)``: events with equal keys are handled in order
+    :param timeout: seconds each attempt may take (``None``: no limit; default: the app's)
+    :param retry: the retry policy (``None``: one attempt; default: the app's)
+    :raises ValueError: a bad option, or *path* is routed already with other settings
+    :return: a decorator that subscribes the handler and returns it unchanged
+    """
+    route = asgi(app).webhook(path, type=type, secret=secret, tolerance=tolerance)
+    return app.subscribe(
+        route.type,
+        source=route.source,
+        name=name,
+        concurrency=concurrency,
+        ordered_by=ordered_by,
+        timeout=timeout,
+        retry=retry,
+    )

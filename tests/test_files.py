@@ -1,0 +1,472 @@
+"""The file-change source: real files in temporary directories, native watcher and polling.
+
+Waits are on the events themselves (``Capture`` plus ``fail_after``), never on sleeps; the
+watcher is real I/O, so these tests run in real time except where the root is missing
+(the source polls for it on the app's clock, here a ``VirtualClock``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from reactor import Event, Reactor
+from reactor.abc import GAP_EVENT_TYPE
+from reactor.sources.files import (
+    FILE_CREATED,
+    FILE_DELETED,
+    FILE_MODIFIED,
+    ROOT_MISSING,
+    ROOT_RESTORED,
+    FileChangeSource,
+    on_file_change,
+)
+from reactor.testing import Capture, VirtualClock
+
+pytestmark = pytest.mark.anyio
+
+FILE_TYPES = {FILE_CREATED, FILE_MODIFIED, FILE_DELETED}
+# Real I/O: generous bounds that only a broken source reaches.
+WAIT = 15.0
+
+
+@pytest.fixture(params=["native", "polling"])
+def mode(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Watcher options: the OS notifications, or polling every 20 ms."""
+    if request.param == "native":
+        return {"force_polling": False}
+    return {"force_polling": True, "poll_interval": 0.02}
+
+
+async def until(capture: Capture, done: Callable[[Sequence[Event]], bool]) -> list[Event]:
+    """Wait until *done(events)* holds; fail after ``WAIT`` seconds."""
+    with anyio.fail_after(WAIT):
+        while not done(capture.events):
+            await capture.wait_for(len(capture.events) + 1)
+    return list(capture.events)
+
+
+def file_events(events: Sequence[Event]) -> list[tuple[str, str]]:
+    return [(e.data["change"], e.data["path"]) for e in events if e.type in FILE_TYPES]
+
+
+class Mirror:
+    """The directory as the events describe it: path to size, applied incrementally.
+
+    Each event must be consistent with the state so far: no file created twice, modified or
+    deleted before it was created.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, int] = {}
+        self._seen = 0
+
+    def update(self, events: Sequence[Event]) -> dict[str, int]:
+        for event in events[self._seen :]:
+            if event.type not in FILE_TYPES:
+                continue
+            path = event.data["path"]
+            assert event.subject == path
+            if event.type == FILE_CREATED:
+                assert path not in self.files, f"created twice: {path}"
+                self.files[path] = event.data["size"]
+            elif event.type == FILE_MODIFIED:
+                assert path in self.files, f"modified before created: {path}"
+                self.files[path] = event.data["size"]
+            else:
+                assert path in self.files, f"deleted but never created: {path}"
+                del self.files[path]
+        self._seen = len(events)
+        return self.files
+
+
+def replay(events: Sequence[Event]) -> set[str]:
+    """The set of files the events describe (checked as :class:`Mirror` does)."""
+    return set(Mirror().update(events))
+
+
+def sizes(root: Path) -> dict[str, int]:
+    """The regular files under *root* with their sizes."""
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_size
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def listing(root: Path) -> set[str]:
+    """The regular files under *root*, as relative POSIX paths."""
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def watch(app: Reactor, root: Path, **options: Any) -> Capture:
+    capture = Capture()
+    on_file_change(app, root, name="files", **options)(capture)
+    return capture
+
+
+async def test_created_modified_deleted_with_paths_relative_to_the_root(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    app = Reactor()
+    capture = watch(app, root, **mode)
+    async with app:
+        (root / "a.txt").write_text("hello")
+        (root / "sub").mkdir()
+        (root / "sub" / "b.txt").write_text("b")
+        events = await until(capture, lambda ev: len(file_events(ev)) >= 2)
+        assert sorted(file_events(events)) == [("created", "a.txt"), ("created", "sub/b.txt")]
+        created = next(e for e in events if e.subject == "a.txt")
+        assert created.type == FILE_CREATED
+        assert created.source == "/reactor/files/files"
+        assert created.time is not None
+        assert created.data["path"] == "a.txt"
+        assert created.data["root"] == str(root)
+        assert created.data["size"] == 5
+        assert created.data["mtime"].endswith("+00:00")
+
+        (root / "a.txt").write_text("hello, world")
+        events = await until(capture, lambda ev: len(file_events(ev)) >= 3)
+        assert file_events(events)[2] == ("modified", "a.txt")
+        assert events[2].data["size"] == 12
+
+        (root / "sub" / "b.txt").unlink()
+        events = await until(capture, lambda ev: len(file_events(ev)) >= 4)
+        assert file_events(events)[3] == ("deleted", "sub/b.txt")
+        assert events[3].data["size"] is None and events[3].data["mtime"] is None
+    assert replay(capture.events) == listing(root) == {"a.txt"}
+    stats = app.stats().sources["files"]
+    assert stats["changes"] == 4 and stats["files"] == 1 and stats["batches"] >= 1
+
+
+async def test_files_present_at_start_are_known_but_not_reported(tmp_path: Path) -> None:
+    (tmp_path / "old.txt").write_text("old")
+    app = Reactor()
+    capture = watch(app, tmp_path)
+    async with app:
+        (tmp_path / "new.txt").write_text("new")
+        await until(capture, lambda ev: len(ev) >= 1)
+        (tmp_path / "old.txt").unlink()
+        await until(capture, lambda ev: len(ev) >= 2)
+    assert file_events(capture.events) == [("created", "new.txt"), ("deleted", "old.txt")]
+
+
+async def test_a_burst_of_2000_files_is_reported_exactly(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    root = tmp_path / "burst"
+    root.mkdir()
+    (root / "d1").mkdir()
+    (root / "d2").mkdir()
+    paths = [(root / f"d{i % 3}" if i % 3 else root) / f"f{i:04}.dat" for i in range(2000)]
+    app = Reactor()
+    capture = watch(app, root, **mode)
+    mirror = Mirror()
+    async with app:
+        for path in paths:
+            path.write_bytes(b"x")
+        expected = sizes(root)
+        assert len(expected) == 2000
+        await until(capture, lambda events: mirror.update(events) == expected)
+        # Then change the picture again: delete a quarter, rewrite another quarter.
+        for path in paths[::4]:
+            path.unlink()
+        for path in paths[1::4]:
+            path.write_bytes(b"yy")
+        expected = sizes(root)
+        assert len(expected) == 1500
+        await until(capture, lambda events: mirror.update(events) == expected)
+    events = capture.events
+    assert {e.type for e in events} == FILE_TYPES  # no gap, no root event
+    # Batches: consecutive runs of one batch number, each as long as its batch_size.
+    numbers = [e.data["batch"] for e in events]
+    assert numbers == sorted(numbers)
+    runs = Counter(numbers)
+    assert all(runs[e.data["batch"]] == e.data["batch_size"] for e in events)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reported", "sentinel"),
+    [
+        ("*.csv", {"a.csv", "sub/b.csv", "sub/deep/c.csv", ".hidden.csv"}, "zz.csv"),
+        ("sub/*.csv", {"sub/b.csv"}, "sub/zz.csv"),
+        ("sub/**/*.csv", {"sub/b.csv", "sub/deep/c.csv"}, "sub/zz.csv"),
+        ("**/deep/*", {"sub/deep/c.csv", "sub/deep/d.txt"}, "sub/deep/zz"),
+        ("[ab].*", {"a.csv", "a.txt", "sub/b.csv"}, "b.zz"),
+        ("[!ab]*.csv", {"sub/deep/c.csv", ".hidden.csv"}, "zz.csv"),
+        ("?.txt", {"a.txt", "sub/deep/d.txt"}, "z.txt"),
+    ],
+)
+async def test_glob_patterns_on_the_relative_path(
+    tmp_path: Path, pattern: str, reported: set[str], sentinel: str
+) -> None:
+    app = Reactor()
+    capture = watch(app, tmp_path, pattern=pattern)
+    names = ["a.csv", "a.txt", ".hidden.csv", "sub/b.csv", "sub/deep/c.csv", "sub/deep/d.txt"]
+    async with app:
+        (tmp_path / "sub" / "deep").mkdir(parents=True)
+        for name in names:
+            (tmp_path / name).write_text("x")
+        # The watcher reports changes in order, so once the sentinel written last is
+        # reported, every file before it has been looked at.
+        (tmp_path / sentinel).write_text("x")
+        await until(capture, lambda ev: sentinel in {e.subject for e in ev})
+    assert {e.subject for e in capture.events} == reported | {sentinel}
+
+
+async def test_a_directory_moved_in_or_out_reports_each_file(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "staging"
+    (outside / "batch" / "inner").mkdir(parents=True)
+    for name in ("one", "two", "inner/three"):
+        (outside / "batch" / name).write_text(name)
+    app = Reactor()
+    capture = watch(app, root, **mode)
+    async with app:
+        (outside / "batch").rename(root / "batch")
+        wanted = {"batch/one", "batch/two", "batch/inner/three"}
+        await until(capture, lambda ev: {s for c, s in file_events(ev) if c == "created"} >= wanted)
+        (root / "batch").rename(tmp_path / "gone")
+        await until(capture, lambda ev: {s for c, s in file_events(ev) if c == "deleted"} >= wanted)
+    assert replay(capture.events) == listing(root) == set()
+
+
+async def test_symlinks_are_not_followed_by_default(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("s")
+    (root / "linkdir").symlink_to(outside, target_is_directory=True)
+    (root / "alias").symlink_to(root / "sub", target_is_directory=True)
+    app = Reactor()
+    capture = watch(app, root)
+    async with app:
+        (outside / "x.txt").write_text("x")  # through linkdir: outside the root
+        (root / "flink").symlink_to(outside / "secret.txt")  # a link is not reported
+        (root / "alias" / "a.txt").write_text("a")  # through a link to a directory inside
+        (root / "sub" / "b.txt").write_text("b")
+        await until(capture, lambda ev: {"sub/a.txt", "sub/b.txt"} <= {e.subject for e in ev})
+        (root / "sentinel").write_text("x")
+        await until(capture, lambda ev: "sentinel" in {e.subject for e in ev})
+    assert {e.subject for e in capture.events} == {"sub/a.txt", "sub/b.txt", "sentinel"}
+    assert app.stats().sources["files"]["escaped"] >= 1  # linkdir/x.txt was dropped
+
+
+async def test_follow_symlinks_reports_files_behind_links(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (root / "linked").symlink_to(shared, target_is_directory=True)
+    app = Reactor()
+    capture = watch(app, root, follow_symlinks=True)
+    async with app:
+        (shared / "x.txt").write_text("x")
+        await until(capture, lambda ev: len(ev) >= 1)
+    assert file_events(capture.events) == [("created", "linked/x.txt")]
+
+
+async def test_non_recursive_watches_the_top_level_only(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    (tmp_path / "sub").mkdir()
+    app = Reactor()
+    capture = watch(app, tmp_path, recursive=False, **mode)
+    async with app:
+        (tmp_path / "sub" / "deep.txt").write_text("x")
+        (tmp_path / "top.txt").write_text("x")
+        await until(capture, lambda ev: len(ev) >= 1)
+        (tmp_path / "top2.txt").write_text("x")
+        await until(capture, lambda ev: len(ev) >= 2)
+    assert {s for _, s in file_events(capture.events)} == {"top.txt", "top2.txt"}
+
+
+async def test_a_missing_root_is_announced_and_awaited_on_the_app_clock(tmp_path: Path) -> None:
+    root = tmp_path / "later"
+    clock = VirtualClock()
+    app = Reactor(clock=clock)
+    capture = watch(app, root, poll_interval=5.0)
+    async with app:
+        # Started (the block runs) although there is nothing to watch yet.
+        events = await until(capture, lambda ev: len(ev) >= 1)
+        assert events[0].type == ROOT_MISSING
+        assert events[0].source == "/reactor/files/files"
+        assert events[0].data == {"root": str(root), "reason": "missing"}
+        (root / "sub").mkdir(parents=True)
+        (root / "sub" / "early.txt").write_text("x")
+        await clock.advance(4.9)
+        assert len(capture.events) == 1  # not looked for again yet
+        await clock.advance(0.1)
+        events = await until(capture, lambda ev: len(ev) >= 3)
+        assert [e.type for e in events] == [ROOT_MISSING, ROOT_RESTORED, FILE_CREATED]
+        assert events[2].subject == "sub/early.txt"
+        (root / "late.txt").write_text("x")  # and it is watched from then on
+        await until(capture, lambda ev: len(ev) >= 4)
+    assert replay(capture.events) == listing(root)
+    assert app.stats().sources["files"]["root_missing"] == 1
+
+
+@pytest.mark.parametrize("how", ["rmtree", "rename"])
+async def test_a_removed_root_is_announced_and_watched_again_when_back(
+    tmp_path: Path, mode: dict[str, Any], how: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    app = Reactor()
+    capture = watch(app, root, **mode | {"poll_interval": 0.02})
+    async with app:
+        (root / "a.txt").write_text("a")
+        await until(capture, lambda ev: len(ev) >= 1)
+        if how == "rmtree":
+            shutil.rmtree(root)
+        else:
+            root.rename(tmp_path / "elsewhere")
+        events = await until(capture, lambda ev: any(e.type == ROOT_MISSING for e in ev))
+        assert file_events(events) == [("created", "a.txt"), ("deleted", "a.txt")]
+        assert events[-1].data == {"root": str(root), "reason": "removed"}
+        root.mkdir()
+        (root / "b.txt").write_text("b")
+        events = await until(capture, lambda ev: ("created", "b.txt") in file_events(ev))
+        assert [e.type for e in events][-2:] == [ROOT_RESTORED, FILE_CREATED]
+    assert replay(capture.events) == listing(root) == {"b.txt"}
+
+
+async def test_a_replaced_root_ends_in_the_right_state(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    app = Reactor()
+    capture = watch(app, root, **mode | {"poll_interval": 0.02})
+    async with app:
+        (root / "old.txt").write_text("a")
+        await until(capture, lambda ev: len(ev) >= 1)
+        # Swap the directory for another one (say, a deployment); the source may or may
+        # not see the path empty in between, but must end up describing the new one.
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        (fresh / "new.txt").write_text("n")
+        root.rename(tmp_path / "previous")
+        fresh.rename(root)
+        await until(capture, lambda ev: ("created", "new.txt") in file_events(ev))
+        (root / "sentinel").write_text("x")
+        await until(capture, lambda ev: ("created", "sentinel") in file_events(ev))
+    assert replay(capture.events) == listing(root) == {"new.txt", "sentinel"}
+
+
+async def test_rescan_publishes_unreported_changes_after_a_gap_event(tmp_path: Path) -> None:
+    (tmp_path / "known.txt").write_text("k")
+    # A poll interval of an hour: the watcher reports nothing during the test, as if it
+    # had missed everything (what an inotify overflow does).
+    source = FileChangeSource(tmp_path, force_polling=True, poll_interval=3600, name="inbox")
+    assert source.uri == "/reactor/files/inbox" and source.name == "inbox"
+    app = Reactor()
+    capture = Capture()
+    app.subscribe("*", capture, source=source.uri)
+    app.add_source(source)
+    with pytest.raises(RuntimeError, match="not watching"):
+        await source.rescan()
+    async with app:
+        (tmp_path / "known.txt").unlink()
+        (tmp_path / "one.txt").write_text("1")
+        (tmp_path / "two.txt").write_text("2")
+        assert await source.rescan() == 3
+        events = await until(capture, lambda ev: len(ev) >= 4)
+        assert await source.rescan() == 0  # nothing more to find
+    gap = events[0]
+    assert gap.type == GAP_EVENT_TYPE
+    assert gap.source == source.uri and gap.subject == "inbox"
+    assert gap.data["reason"] == "unreported changes" and gap.data["missed"] == 3
+    assert file_events(events[1:]) == [
+        ("deleted", "known.txt"),
+        ("created", "one.txt"),
+        ("created", "two.txt"),
+    ]
+    assert len(capture.events) == 4
+    stats = app.stats().sources["inbox"]
+    assert stats["gaps"] == 1 and stats["rescans"] == 2
+
+
+async def test_events_of_one_file_are_handled_in_order_by_default(tmp_path: Path) -> None:
+    app = Reactor()
+    order: list[str] = []
+    running = anyio.Event()
+    gate = anyio.Event()
+
+    @on_file_change(app, tmp_path, name="slow")
+    async def slow(event: Event) -> None:
+        if event.type == FILE_CREATED:
+            running.set()
+            await gate.wait()  # the next event of this file must wait for this one
+        order.append(event.data["change"])
+
+    seen = Capture()
+    app.subscribe("*", seen, source="/reactor/files/slow", ordered_by=None)
+    async with app:
+        (tmp_path / "f").write_text("1")
+        with anyio.fail_after(WAIT):
+            await running.wait()
+        (tmp_path / "f").unlink()
+        await until(seen, lambda ev: len(ev) >= 2)  # the deletion was routed to both
+        await anyio.wait_all_tasks_blocked()
+        assert order == []  # ... and waits behind the creation
+        gate.set()
+    assert order == ["created", "deleted"]
+
+
+async def test_options_are_checked_when_decorating(tmp_path: Path) -> None:
+    app = Reactor()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        on_file_change(app, tmp_path / "file.txt")
+    with pytest.raises(ValueError, match="debounce"):
+        on_file_change(app, tmp_path, debounce=-1)
+    with pytest.raises(ValueError, match="poll_interval"):
+        on_file_change(app, tmp_path, poll_interval=0)
+    with pytest.raises(ValueError, match="pattern"):
+        on_file_change(app, tmp_path, pattern="")
+    with pytest.raises(ValueError, match="relative"):
+        on_file_change(app, tmp_path, pattern="/abs/*.txt")
+    with pytest.raises(TypeError, match="pattern"):
+        on_file_change(app, tmp_path, pattern=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name"):
+        FileChangeSource(tmp_path, name="")
+
+    async def handler(event: Event) -> None:
+        pass
+
+    on_file_change(app, tmp_path, name="taken")(handler)
+    with pytest.raises(ValueError, match="already subscribed"):
+        on_file_change(app, tmp_path, name="taken")(handler)
+    assert len(app.sources) == 1  # the failed one added no source
+    # The default name is the handler's, which also names the source.
+    on_file_change(app, tmp_path)(handler)
+    assert app.sources[-1].name == "handler"
+    assert app.subscriptions[-1].name == "handler"
+
+
+async def test_the_app_method(tmp_path: Path) -> None:
+    app = Reactor()
+    capture = Capture()
+    app.on_file_change(tmp_path, pattern="*.csv", name="csv")(capture)
+    async with app:
+        (tmp_path / "x.txt").write_text("x")
+        (tmp_path / "x.csv").write_text("x")
+        await until(capture, lambda ev: len(ev) >= 1)
+    assert file_events(capture.events) == [("created", "x.csv")]
