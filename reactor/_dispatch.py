@@ -441,14 +441,15 @@ class Dispatcher:
         """Run attempts under the lane's timeout; return how many it took (0: dead-lettered)."""
         assert lane.timeout is not None
         clock = self._clock
+        error: Exception | None = None
         with clock.deadline_scope(clock.monotonic() + lane.timeout) as scope:
             try:
                 await lane.handler(received.event)
             except Exception as exc:
-                return await self._recover(lane, received, exc)
+                error = exc  # recovered outside the scope: its deadline is this attempt's only
         if scope.cancelled_caught:
-            return await self._recover(lane, received, DeliveryTimeout(lane.name, lane.timeout))
-        return 1
+            error = DeliveryTimeout(lane.name, lane.timeout)
+        return 1 if error is None else await self._recover(lane, received, error)
 
     async def _recover(self, lane: Lane, received: Received, error: Exception) -> int:
         """Retry after the first attempt failed with *error*.

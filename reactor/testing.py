@@ -14,6 +14,7 @@ Both helpers work on asyncio and trio, with no monkeypatching.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,36 @@ from anyio.lowlevel import checkpoint
 from ._event import Event
 
 __all__ = ["Capture", "VirtualClock"]
+
+
+async def _wait_all_tasks_blocked() -> None:
+    """``anyio.wait_all_tasks_blocked()``, without its 0.1 s polling on asyncio.
+
+    On asyncio, anyio checks whether every task is blocked and, when one is still
+    runnable, sleeps 0.1 s of real time before checking again: every firing whose
+    consequences take more than one turn of the loop (a timer publishing, the dispatcher
+    routing, a handler running) would cost 0.1 s, and an hour of one-second ticks six
+    minutes. Here the loop turns once between checks instead. The check is anyio's own
+    (a task is blocked while it waits on a future that is not done). Trio's
+    implementation is exact and fast, and is used as it is.
+    """
+    import asyncio  # only here: the rest of reactor is backend-agnostic
+
+    try:
+        this = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop in this thread: trio
+        this = None
+    if this is None:
+        await anyio.wait_all_tasks_blocked()
+        return
+    while True:
+        await checkpoint()
+        for task in asyncio.all_tasks():
+            waiter = getattr(task, "_fut_waiter", None)
+            if task is not this and (waiter is None or waiter.done()):
+                break
+        else:
+            return
 
 
 class _Timer:
@@ -45,7 +76,8 @@ class VirtualClock:
     Sleepers and deadlines registered with it fire in deadline order (ties in the order
     they were registered); after each one, :meth:`advance` waits until every task is
     blocked again, so the consequences of one firing (a retry scheduled, a handler run)
-    happen before the next firing, exactly as they would in real time.
+    happen before the next firing, exactly as they would in real time. :meth:`jump`
+    steps the wall clock alone, as a clock change does.
 
     :param start: the wall time at monotonic zero (aware; default 2026-01-01 00:00 UTC)
     """
@@ -57,12 +89,14 @@ class VirtualClock:
             raise ValueError("start must be an aware datetime, e.g. datetime(..., tzinfo=UTC)")
         self._start = start.astimezone(UTC)
         self._now = 0.0
+        # Wall-clock steps made by jump(): they move now() but never monotonic time.
+        self._wall_offset = timedelta()
         self._timers: list[_Timer] = []
         self._seq = 0
 
     def now(self) -> datetime:
         """Return the virtual wall time (aware UTC)."""
-        return self._start + timedelta(seconds=self._now)
+        return self._start + self._wall_offset + timedelta(seconds=self._now)
 
     def monotonic(self) -> float:
         """Return the virtual monotonic time: seconds advanced since creation."""
@@ -125,14 +159,54 @@ class VirtualClock:
         if seconds < 0:
             raise ValueError("virtual time only moves forward")
         target = self._now + seconds
-        await anyio.wait_all_tasks_blocked()
+        await _wait_all_tasks_blocked()
         while (deadline := self.next_deadline()) is not None and deadline <= target:
             timer = heapq.heappop(self._timers)
             self._now = max(self._now, timer.deadline)
             timer.callback()
-            await anyio.wait_all_tasks_blocked()
+            await _wait_all_tasks_blocked()
         self._now = target
-        await anyio.wait_all_tasks_blocked()
+        await _wait_all_tasks_blocked()
+
+    async def stall(self, seconds: float) -> None:
+        """Move time forward by *seconds* as if the event loop had been blocked meanwhile.
+
+        Unlike :meth:`advance`, nothing runs on the way: monotonic and wall time move on
+        together, then everything that came due fires at the new time, late, in
+        deadline order (each firing's consequences happen before the next, as in
+        :meth:`advance`). This is what a handler that blocks the loop, a suspended
+        machine or a debugger pause looks like to code that waits.
+
+        :param seconds: how long the loop was blocked
+        :raises ValueError: *seconds* is negative
+        """
+        if seconds < 0:
+            raise ValueError("virtual time only moves forward")
+        await _wait_all_tasks_blocked()
+        self._now += seconds
+        await self.advance(0)
+
+    def jump(self, seconds: float | timedelta) -> None:
+        """Step the wall clock by *seconds* (negative: backward) without moving monotonic time.
+
+        This is what an NTP step, a manual clock change or a resumed virtual machine does
+        to :meth:`now`: sleepers and deadlines wait on monotonic time, so nothing fires;
+        code that reads the wall clock when it next wakes sees the new time.
+
+        :param seconds: how far to step, in seconds or as a :class:`~datetime.timedelta`
+        :raises ValueError: *seconds* is not a finite number
+        """
+        if isinstance(seconds, timedelta):
+            step = seconds
+        elif (
+            isinstance(seconds, int | float)
+            and not isinstance(seconds, bool)
+            and math.isfinite(seconds)
+        ):
+            step = timedelta(seconds=seconds)
+        else:
+            raise ValueError(f"seconds must be a finite number or a timedelta, got {seconds!r}")
+        self._wall_offset += step
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now().isoformat()}, pending={self.pending})"

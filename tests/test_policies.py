@@ -305,3 +305,27 @@ def test_bad_retry() -> None:
     with pytest.raises(TypeError, match="Exception"):
         Retry(on=KeyboardInterrupt)
     assert Retry(on=KeyError).on == (KeyError,)
+
+
+async def test_retries_after_a_raising_attempt_get_their_own_timeout() -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(clock=clock)
+    attempts_at: list[float] = []
+
+    @app.subscribe("job", timeout=2.0, retry=Retry(attempts=3, backoff=NO_JITTER))
+    async def flaky(event: Event) -> None:
+        attempts_at.append(clock.monotonic())
+        if len(attempts_at) == 1:
+            raise RuntimeError("first attempt fails at once")
+        await clock.sleep(5)  # every later attempt outlives its 2 s timeout
+
+    async with app:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(app.publish_and_wait, "job")
+            await clock.advance(100)
+    # fails at 0, retried at 1 (times out at 3), retried at 3 + 2 = 5 (times out at 7)
+    assert attempts_at == [0.0, 1.0, 5.0]
+    [letter] = app.dead_letters
+    assert letter.attempts == 3 and isinstance(letter.error, DeliveryTimeout)
+    stats = app.stats()
+    assert (stats.failed, stats.timed_out, stats.retried) == (3, 2, 2)

@@ -130,3 +130,72 @@ async def test_capture_waits_for_events() -> None:
         with anyio.fail_after(5):
             events = await capture.wait_for(3)
     assert [e.data for e in events] == [0, 1, 2]
+
+
+async def test_jump_steps_the_wall_clock_only() -> None:
+    clock = VirtualClock(start=datetime(2026, 3, 1, 12, tzinfo=UTC))
+    woke: list[float] = []
+
+    async def sleeper() -> None:
+        await clock.sleep(10)
+        woke.append(clock.monotonic())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sleeper)
+        await clock.advance(1)
+        clock.jump(3600)
+        assert clock.now() == datetime(2026, 3, 1, 13, 0, 1, tzinfo=UTC)
+        assert clock.monotonic() == 1 and woke == []  # nothing fires on a wall-clock step
+        clock.jump(timedelta(hours=-2))
+        assert clock.now() == datetime(2026, 3, 1, 11, 0, 1, tzinfo=UTC)
+        await clock.advance(9)
+    assert woke == [10]
+    assert clock.now() == datetime(2026, 3, 1, 11, 0, 10, tzinfo=UTC)
+    for bad in (float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="finite"):
+            clock.jump(bad)  # type: ignore[arg-type]
+
+
+async def test_stall_fires_what_came_due_late_and_in_order() -> None:
+    clock = VirtualClock(start=datetime(2026, 3, 1, 12, tzinfo=UTC))
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.monotonic()))
+        if name == "first":  # a consequence of the first firing, before the second one
+            woke.append(("consequence", clock.monotonic()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sleeper, "second", 2)
+        tg.start_soon(sleeper, "later", 9)
+        tg.start_soon(sleeper, "first", 1)
+        await clock.advance(0.5)
+        await clock.stall(5)  # the loop was blocked from 0.5 s to 5.5 s
+        assert woke == [("first", 5.5), ("consequence", 5.5), ("second", 5.5)]
+        assert clock.now() == datetime(2026, 3, 1, 12, 0, 5, 500000, tzinfo=UTC)
+        await clock.advance(5)
+    assert woke[-1] == ("later", 9.0)
+    with pytest.raises(ValueError, match="forward"):
+        await clock.stall(-1)
+
+
+async def test_firings_whose_consequences_take_several_turns_stay_fast() -> None:
+    # On asyncio, anyio.wait_all_tasks_blocked() polls every 0.1 s while a task is still
+    # runnable: a firing whose consequences take several turns of the loop (a timer
+    # publishing, the dispatcher routing, a handler running) would cost 0.1 s each.
+    clock = VirtualClock()
+    done: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(600):
+            await clock.sleep(1)
+            for _ in range(5):
+                await anyio.lowlevel.checkpoint()
+            done.append(clock.monotonic())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        with anyio.fail_after(10):  # 600 firings x 0.1 s would take a minute
+            await clock.advance(600)
+    assert done == [float(n) for n in range(1, 601)]

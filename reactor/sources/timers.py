@@ -1,0 +1,1110 @@
+"""Timers: interval, cron and one-shot trigger sources, all in the app's clock.
+
+::
+
+    from reactor.sources import timers
+
+    @timers.every(app, seconds=5)                       # app.every(seconds=5)
+    async def poll(event: Event) -> None: ...
+
+    @timers.cron(app, "30 2 * * *", tz="Europe/Berlin")  # app.cron(...)
+    async def nightly(event: Event) -> None: ...
+
+    @timers.at(app, datetime(2030, 1, 1, tzinfo=UTC))   # app.at(...)
+    async def once(event: Event) -> None: ...
+
+Every timer publishes events of type :data:`TIMER_TYPE` (``"reactor.timer"``) from the
+source ``"/reactor/timers/<name>"`` (the name percent-encoded), with the timer's name as
+the subject and this data::
+
+    {"kind": "interval" | "cron" | "at",
+     "scheduled": "2030-01-01T00:00:00Z",       # RFC 3339, UTC: when this run was due
+     "late": false,                              # published after a stall (see below)
+     "missed": 0}                                # earlier due times folded into this run
+
+The decorated handler is subscribed to its own timer's events only; other consumers may
+subscribe to ``"reactor.timer"`` too (a ``source=`` glob picks one timer).
+
+**Clocks.** Intervals run on the monotonic clock, at ``start + k * period`` (no drift
+however many ticks). On the system clock an interval timer wakes 2 ms before each due
+time and yields to the loop until it, because asyncio rounds its timeouts up to whole
+milliseconds (runs would start 1-3 ms late); that costs about a millisecond of CPU per
+run, 10% of a core at 100 runs a second. Cron and one-shot times are wall-clock times: the source reads
+``app.clock.now()``, sleeps on the monotonic clock toward the next fire time, at most
+:data:`WALL_CLOCK_CHECK` seconds at a time, and reads the wall clock again when it
+wakes. A wall clock stepped forward over fire times gives at most one catch-up run; one
+stepped backward never repeats a time that already fired.
+
+**Misfires.** After a stall (the loop was blocked, the machine slept, the wall clock
+jumped), a timer never fires more than once to catch up. With ``misfire="coalesce"`` (the
+default) the missed due times become one run for the latest of them, with ``"late":
+true`` and ``"missed"`` counting the others; with ``misfire="skip"`` a late run is dropped
+and the timer waits for its next due time. A run is late when a later due time has also
+passed, or when it starts more than :data:`LATE_AFTER` seconds after its due time.
+
+**Overlap.** When a handler is slower than its timer:
+
+* ``"skip"`` (default): a due time that comes while the previous run has not settled
+  (its deliveries succeeded or were dead-lettered, retries included) is skipped;
+* ``"queue"``: runs wait their turn, one at a time; at most :data:`MAX_BACKLOG` wait,
+  and a further due time is folded into the newest waiting run (its ``"missed"`` grows);
+* ``"concurrent"``: runs overlap, at most :data:`MAX_BACKLOG` at once; beyond that a due
+  time is skipped.
+
+A timer thus never floods the ingestion queue: at most one event per timer waits in it
+(``"concurrent"``: :data:`MAX_BACKLOG`), and a full queue counts as a run that has not
+settled. ``app.stats().sources["/reactor/timers/<name>"]`` counts ``fired`` (runs
+published), ``late``, ``missed`` (due times folded into a late run or dropped),
+``skipped`` and ``coalesced`` (due times folded into a waiting run by ``"queue"``).
+
+**Cron.** Standard 5-field expressions (minute, hour, day of month, month, day of week;
+names such as ``MON`` and ``JAN``; ``L``, ``LW``, ``n#k`` and ``nL`` as extensions) and
+the aliases ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``,
+``@midnight`` and ``@hourly``, parsed by `cronsim <https://pypi.org/project/cronsim/>`_.
+Day of month and day of week combine as in Debian cron: if either field starts with
+``*`` both must match, otherwise either may. Times are evaluated in an IANA time zone
+and daylight-saving changes behave as in Debian cron:
+
+* a job at a fixed time (neither the minute nor the hour field starts with ``*``) whose
+  time is skipped by a spring-forward change runs once, at the first minute that exists
+  after it (``30 2 * * *`` in ``America/New_York`` on 2026-03-08 runs at 03:00 EDT);
+* such a job whose time falls in the hour repeated by a fall-back change runs once, at
+  the first of the two (``30 1 * * *`` on 2026-11-01 runs at 01:30 EDT, not 01:30 EST);
+* a job whose minute or hour field starts with ``*`` follows real time: ``0 * * * *``
+  runs at both 01:00s of a repeated hour and not at all in a skipped one (but a change
+  at midnight moves a run due at 00:00 to the first minute after the gap).
+
+Two cronsim faults are worked around by scanning minute by minute across the change:
+it can loop forever on some changes at midnight (``America/St_Johns`` before 2011), and
+jobs that follow real time can miss a match on the day of a half-hour change
+(``Australia/Lord_Howe``).
+
+Expressions are checked when registered: longer than :data:`MAX_EXPRESSION_LENGTH`
+characters, malformed, out of range, or unable to fire within 50 years (``0 0 30 2 *``)
+raise :class:`ValueError` naming the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from abc import abstractmethod
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, TypeVar, get_args
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.lowlevel import checkpoint
+from cronsim import CronSim, CronSimError
+
+from .. import Event, ReactorNotRunning, Retry, SystemClock
+from .._reactor import _UNSET, _Unset
+from .._subscription import Handler, default_name
+from ..abc import Source
+
+if TYPE_CHECKING:
+    from .. import Reactor
+
+__all__ = [
+    "LATE_AFTER",
+    "MAX_BACKLOG",
+    "MAX_EXPRESSION_LENGTH",
+    "TIMER_TYPE",
+    "WALL_CLOCK_CHECK",
+    "AtTrigger",
+    "CronSource",
+    "CronTrigger",
+    "IntervalSource",
+    "IntervalTrigger",
+    "Misfire",
+    "OneShotSource",
+    "Overlap",
+    "Past",
+    "TimerSource",
+    "at",
+    "cron",
+    "every",
+]
+
+logger = logging.getLogger("reactor.timers")
+
+H = TypeVar("H", bound=Handler)
+
+#: The type of every timer event.
+TIMER_TYPE: Final = "reactor.timer"
+#: A run that starts more than this many seconds after its due time is marked late.
+LATE_AFTER: Final = 1.0
+#: The most runs of one timer waiting (``overlap="queue"``) or running at once
+#: (``overlap="concurrent"``).
+MAX_BACKLOG: Final = 16
+#: The longest cron expression accepted, in characters.
+MAX_EXPRESSION_LENGTH: Final = 256
+#: The longest a cron or one-shot timer sleeps before reading the wall clock again, in
+#: seconds: how soon a wall-clock step is noticed.
+WALL_CLOCK_CHECK: Final = 60.0
+
+#: How a timer treats a due time that comes while earlier runs have not settled.
+Overlap = Literal["skip", "queue", "concurrent"]
+#: How a timer treats a run that is late after a stall.
+Misfire = Literal["coalesce", "skip"]
+#: What a one-shot timer does with a time that has already passed.
+Past = Literal["fire", "reject"]
+
+_SOURCE_PREFIX = "/reactor/timers/"
+# How early an interval timer on the system clock wakes before a due time (see there).
+_EARLY = 0.002
+# Missed cron times counted one by one after a stall; past this many the last one is
+# found directly and "missed" reports this lower bound.
+_MISSED_COUNT_LIMIT = 1000
+# cronsim steps (ticks) one search may take: a real one takes under a hundred (an hour
+# of minutes and a day of hours at most).
+_STEP_BUDGET = 1_000
+# How far a search stuck in cronsim scans minute by minute, and how often it restarts.
+_SCAN_WINDOW = timedelta(days=2)
+_STUCK_RETRIES = 3
+_SECOND = timedelta(seconds=1)
+_MINUTE = timedelta(minutes=1)
+# How often the UTC offset is sampled between a search's start and its result (no
+# zone changes twice within a week).
+_CHANGE_PROBE = timedelta(days=7)
+
+_ALIASES: Final = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FIELDS: Final = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_FIELD_VALUES: Final = {
+    "minute": "0-59",
+    "hour": "0-23",
+    "day-of-month": "1-31, L or LW",
+    "month": "1-12 or JAN-DEC",
+    "day-of-week": "0-7 (0 and 7 are Sunday) or SUN-SAT, also n#k and nL",
+}
+_SYNTAX = "'*', a value, a list 'a,b', a range 'a-b', a step '*/n' or 'a-b/n'"
+
+
+def _choice(what: str, value: object, allowed: object) -> None:
+    options: tuple[str, ...] = get_args(allowed)
+    if value not in options:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+def _positive_seconds(what: str, value: object) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{what} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _jitter(value: object, period: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < period:
+        raise ValueError(
+            f"jitter must be a number of seconds >= 0 and below the period ({period}), "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if not isinstance(moment, datetime):
+        raise TypeError(f"{what} must be a datetime, got {moment!r}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            f"{what} must be an aware datetime (e.g. datetime(..., tzinfo=UTC) or "
+            f"tzinfo=ZoneInfo('Europe/Berlin')), got the naive {moment!r}"
+        )
+    return moment.astimezone(UTC)
+
+
+def _rfc3339(moment: datetime) -> str:
+    # As the CloudEvents JSON format writes times: UTC with a "Z".
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _zone(tz: str | tzinfo) -> tzinfo:
+    if isinstance(tz, tzinfo):
+        return tz
+    if not isinstance(tz, str):
+        raise TypeError(f"tz must be an IANA time zone name or a tzinfo, got {tz!r}")
+    if tz == "UTC":
+        return UTC  # cronsim skips its daylight-saving handling for this exact object
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(
+            f"unknown time zone {tz[:100]!r}: use an IANA name such as 'Europe/Berlin' "
+            "or 'America/New_York'"
+        ) from exc
+
+
+# -- pure triggers: when to fire, with no clock and no sleeping ----------------------------
+
+
+class IntervalTrigger:
+    """The due times ``start + k * period`` (``k = 1, 2, ...``) on a monotonic clock.
+
+    Each due time is computed from *start*, not from the previous one, so rounding never
+    accumulates into drift.
+
+    :param period: seconds between due times (``> 0``)
+    :param start: the monotonic time of index 0
+    """
+
+    __slots__ = ("period", "start")
+
+    def __init__(self, period: float, start: float) -> None:
+        self.period = _positive_seconds("period", period)
+        self.start = float(start)
+
+    def due(self, index: int) -> float:
+        """Return the monotonic due time of tick *index*.
+
+        :param index: the tick, counting from 1
+        """
+        return self.start + index * self.period
+
+    def latest(self, now: float, index: int) -> int:
+        """Return the highest tick at or after *index* whose due time is ``<= now``.
+
+        :param now: the monotonic time
+        :param index: the tick that is due (returned when no later one is)
+        """
+        if now < self.due(index + 1):
+            return index
+        latest = max(index, math.floor((now - self.start) / self.period))
+        # The float division may land one off either way; settle on exact comparisons.
+        while self.due(latest + 1) <= now:
+            latest += 1
+        while latest > index and self.due(latest) > now:
+            latest -= 1
+        return latest
+
+    def __repr__(self) -> str:
+        return f"IntervalTrigger(period={self.period}, start={self.start})"
+
+
+class CronTrigger:
+    """The fire times of a cron expression in a time zone.
+
+    The expression is checked when the trigger is made: it must have 5 fields (or be an
+    alias such as ``@hourly``), every field must parse, and it must fire at least once
+    in the 50 years after *reference*.
+
+    :param expression: the cron expression (see the module documentation)
+    :param tz: an IANA time zone name (``"Europe/Berlin"``) or a :class:`~datetime.tzinfo`
+    :param reference: where the check that it can fire starts (default: now)
+    :raises ValueError: the expression or the time zone is invalid, or it never fires
+    :raises TypeError: *expression* is not a str
+    """
+
+    __slots__ = ("_text", "_zone", "expression", "tz")
+
+    def __init__(
+        self, expression: str, tz: str | tzinfo = "UTC", *, reference: datetime | None = None
+    ) -> None:
+        if not isinstance(expression, str):
+            raise TypeError(f"a cron expression must be a str, got {type(expression).__name__}")
+        self._zone = _zone(tz)
+        self._text = _check_expression(expression)
+        #: The expression as given.
+        self.expression = expression
+        #: The time zone as given.
+        self.tz = tz
+        start = datetime.now(UTC) if reference is None else _utc(reference, "reference")
+        if self.next_after(start) is None:
+            raise ValueError(
+                f"the cron expression {expression!r} never fires (no time matches in the "
+                f"50 years after {start.date().isoformat()}): its day-of-month, month and "
+                "day-of-week fields exclude each other"
+            )
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        """Return the first fire time strictly after *moment*, or ``None`` if none comes.
+
+        :param moment: an aware datetime
+        :return: an aware UTC datetime, or ``None`` when no time matches within 50 years
+        :raises ValueError: *moment* is naive
+        """
+        return self._search(_utc(moment, "moment"), forward=True)
+
+    def last_at_or_before(self, moment: datetime) -> datetime | None:
+        """Return the latest fire time at or before *moment*, or ``None`` if none came.
+
+        :param moment: an aware datetime
+        :return: an aware UTC datetime, or ``None`` when no time matches within 50 years
+        :raises ValueError: *moment* is naive
+        """
+        moment = _utc(moment, "moment")
+        last = self._search(moment, forward=False)
+        following = None if last is None else self._search(last, forward=True)
+        if last is None or following is None or following > moment:
+            return last
+        # cronsim's reverse search stepped over later times near a daylight-saving
+        # change: look back minute by minute, else walk forward to the moment.
+        sim = CronSim(self._text, moment.astimezone(self._zone))
+        scanned = _scan(sim, self._zone, moment, forward=False)
+        if scanned is not None and scanned >= following:
+            return scanned
+        for _ in range(_MISSED_COUNT_LIMIT):
+            following, last = self._search(following, forward=True), following
+            if following is None or following > moment:
+                break
+        return last
+
+    def _search(self, moment: datetime, *, forward: bool) -> datetime | None:
+        for _ in range(_STUCK_RETRIES):
+            # Reverse iteration yields times before its start: start one second past the
+            # (whole-second) moment so that a fire time equal to it is included.
+            start = moment if forward else moment.replace(microsecond=0) + _SECOND
+            times = _GuardedCronSim(self._text, start.astimezone(self._zone), reverse=not forward)
+            try:
+                # cronsim works on local wall time for fixed-time jobs, so from inside the
+                # second pass of a repeated hour it returns the first pass, which lies on
+                # the wrong side of the moment: take the next one.
+                for _ in range(4):
+                    times.budget = _STEP_BUDGET
+                    try:
+                        fire = next(times).astimezone(UTC)
+                    except StopIteration:
+                        return None
+                    if forward and fire > moment:
+                        if times.fixup_tz is None:  # the real-time path, see _after_odd_change
+                            return _after_odd_change(times, self._zone, moment, fire)
+                        return fire
+                    if not forward and fire <= moment:
+                        return fire
+                raise _Stuck  # it keeps returning the same wrong-side time
+            except _Stuck:
+                # cronsim cycles on some daylight-saving changes at midnight
+                # (America/St_Johns before 2011, for one), forever or over one time.
+                # Jobs that reach its stepping code follow real time, so scan real
+                # minutes across the change instead.
+                found = _scan(times, self._zone, moment, forward=forward)
+                if found is not None:
+                    return found
+                moment += _SCAN_WINDOW if forward else -_SCAN_WINDOW
+        logger.error(
+            "cron %r in %s: no fire time could be computed after %s",
+            self.expression,
+            self.tz,
+            moment,
+        )
+        return None
+
+    def __repr__(self) -> str:
+        return f"CronTrigger({self.expression!r}, tz={self.tz!r})"
+
+
+class _Stuck(Exception):
+    """cronsim took more steps than any search needs."""
+
+
+class _GuardedCronSim(CronSim):
+    """cronsim with a bound on the steps of one search (see :meth:`CronTrigger._search`)."""
+
+    budget = _STEP_BUDGET
+
+    # Every step of cronsim's search goes through tick() (named "minutes" before 2.7).
+    def tick(self, *args: int, **kwargs: int) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Stuck
+        super().tick(*args, **kwargs)
+
+
+def _matches(sim: CronSim, local: datetime) -> bool:
+    return (
+        local.minute in sim.minutes
+        and local.hour in sim.hours
+        and local.month in sim.months
+        and sim.match_day(local.date())
+    )
+
+
+def _scan(sim: CronSim, zone: tzinfo, moment: datetime, *, forward: bool) -> datetime | None:
+    """Find the nearest real minute after (before) *moment* whose local time matches."""
+    minute = timedelta(minutes=1)
+    candidate = moment.replace(second=0, microsecond=0)
+    if forward:
+        candidate += minute
+    step = minute if forward else -minute
+    for _ in range(int(_SCAN_WINDOW / minute)):
+        if _matches(sim, candidate.astimezone(zone)):
+            return candidate
+        candidate += step
+    return None
+
+
+def _after_odd_change(sim: CronSim, zone: tzinfo, moment: datetime, fire: datetime) -> datetime:
+    """Correct *fire* if cronsim stepped across a change of a fraction of an hour.
+
+    For jobs that follow real time, cronsim steps whole hours in UTC from a local ``:00``;
+    across a change of 30 minutes (``Australia/Lord_Howe``) it lands on ``:30`` and may
+    miss the next match by up to a day. If such a change lies between *moment* and *fire*,
+    the day after it is scanned minute by minute for an earlier match (also when the
+    search starts in that day).
+    """
+    if zone is UTC or isinstance(zone, timezone):
+        return fire
+    # A search that starts in the day after such a change can be thrown off too.
+    probe = moment - _SCAN_WINDOW
+    offset = probe.astimezone(zone).utcoffset()
+    while probe < fire:
+        later = min(probe + _CHANGE_PROBE, fire)
+        new = later.astimezone(zone).utcoffset()
+        if new == offset:
+            probe = later
+            continue
+        assert offset is not None and new is not None
+        low, high = probe, later
+        while high - low > _MINUTE:
+            middle = low + (high - low) / 2
+            if middle.astimezone(zone).utcoffset() == offset:
+                low = middle
+            else:
+                high = middle
+        if (new - offset) % timedelta(hours=1):
+            candidate = max(moment, low).replace(second=0, microsecond=0) + _MINUTE
+            end = min(fire, high + _SCAN_WINDOW)
+            while candidate < end:
+                if _matches(sim, candidate.astimezone(zone)):
+                    return candidate
+                candidate += _MINUTE
+        probe, offset = high, high.astimezone(zone).utcoffset()
+    return fire
+
+
+def _check_expression(expression: str) -> str:
+    """Return the 5-field form of a cron expression, or raise a ValueError saying why not."""
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise ValueError(
+            f"the cron expression is {len(expression)} characters long; at most "
+            f"{MAX_EXPRESSION_LENGTH} are accepted"
+        )
+    shown = repr(expression)
+    text = expression.strip()
+    if not text:
+        raise ValueError(
+            "the cron expression is empty: give 5 fields (minute hour day-of-month month "
+            "day-of-week), e.g. '*/5 * * * *', or an alias such as '@hourly'"
+        )
+    if not (text.isascii() and all(c.isprintable() or c in " \t" for c in text)):
+        raise ValueError(
+            f"the cron expression {shown} contains characters other than printable "
+            "ASCII; use digits, names such as MON or JAN, and * , - / # L W"
+        )
+    if text.startswith("@"):
+        try:
+            return _ALIASES[text.lower()]
+        except KeyError:
+            raise ValueError(
+                f"unknown cron alias {shown}: use one of {', '.join(_ALIASES)}"
+            ) from None
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"the cron expression {shown} has {len(fields)} field(s); expected 5: minute "
+            "hour day-of-month month day-of-week (e.g. '*/5 * * * *')"
+        )
+    try:
+        CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        message = str(exc)
+        if message == "Bad day-of-month" and _parses(" ".join([*fields[:3], "*", fields[4]])):
+            # cronsim rejects a day that no listed month has (30 in February) in the
+            # same words as an out-of-range day: say which it is.
+            raise ValueError(
+                f"the cron expression {shown} never fires: no month in {fields[3]!r} has "
+                f"a day {fields[2]!r}"
+            ) from None
+        for field, value in zip(_FIELDS, fields, strict=True):
+            if message == f"Bad {field}":
+                raise ValueError(
+                    f"invalid cron expression {shown}: bad {field} field {value!r} "
+                    f"(values {_FIELD_VALUES[field]}; each field is {_SYNTAX}; "
+                    "steps must be > 0 and ranges must not run backwards)"
+                ) from None
+        raise ValueError(f"invalid cron expression {shown}: {message}") from None
+    except Exception as exc:
+        # Junk can trip cronsim's internals (an assertion, an oversized number) instead
+        # of its own error; to the caller it is the same mistake.
+        raise ValueError(
+            f"invalid cron expression {shown}: each of the 5 fields is {_SYNTAX}"
+        ) from exc
+    return text
+
+
+def _parses(text: str) -> bool:
+    try:
+        CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
+    except Exception:
+        return False
+    return True
+
+
+class AtTrigger:
+    """One wall-clock time.
+
+    :param when: the time (aware)
+    :raises ValueError: *when* is naive
+    """
+
+    __slots__ = ("when",)
+
+    def __init__(self, when: datetime) -> None:
+        #: The time, in UTC.
+        self.when = _utc(when, "when")
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        """Return the time if it is strictly after *moment*, else ``None``.
+
+        :param moment: an aware datetime
+        """
+        return self.when if self.when > _utc(moment, "moment") else None
+
+    def __repr__(self) -> str:
+        return f"AtTrigger({self.when.isoformat()})"
+
+
+# -- sources: the sleeping loops and the overlap policy ------------------------------------
+
+
+class _Tick:
+    """One run about to be published."""
+
+    __slots__ = ("due", "missed", "scheduled")
+
+    def __init__(self, scheduled: datetime, due: float, missed: int) -> None:
+        self.scheduled = scheduled  # wall time it was due, UTC
+        self.due = due  # monotonic time it was due, for lateness
+        self.missed = missed  # earlier due times folded into it
+
+
+class TimerSource(Source):
+    """What every timer shares: its events, the overlap and misfire policies, counters.
+
+    Subclasses implement :meth:`_schedule`, which sleeps on ``app.clock`` and calls
+    :meth:`_due` for each due time.
+
+    :param name: the timer's name (its events' subject; part of its source URI)
+    :param overlap: see :data:`Overlap`
+    :param misfire: see :data:`Misfire`
+    """
+
+    #: The ``"kind"`` in this timer's event data.
+    kind: ClassVar[str]
+
+    def __init__(
+        self, name: str, *, overlap: Overlap = "skip", misfire: Misfire = "coalesce"
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        _choice("overlap", overlap, Overlap)
+        _choice("misfire", misfire, Misfire)
+        #: The timer's name.
+        self.timer_name = name
+        #: The CloudEvents source of this timer's events.
+        self.uri = _SOURCE_PREFIX + quote(name, safe="")
+        self.overlap: Overlap = overlap
+        self.misfire: Misfire = misfire
+        self._counts = dict.fromkeys(("fired", "late", "missed", "skipped", "coalesced"), 0)
+        self._tg: TaskGroup | None = None
+        self._running = 0
+        self._backlog: deque[_Tick] = deque()
+
+    @property
+    def name(self) -> str:
+        """The source URI, ``"/reactor/timers/<name>"``: the key of its stats."""
+        return self.uri
+
+    @property
+    def concurrency(self) -> int:
+        """The subscription concurrency that suits the overlap policy."""
+        return MAX_BACKLOG if self.overlap == "concurrent" else 1
+
+    def statistics(self) -> Mapping[str, int]:
+        """Return the counters ``fired``, ``late``, ``missed``, ``skipped`` and ``coalesced``."""
+        return dict(self._counts)
+
+    async def run(
+        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Fire into *app* until cancelled (a one-shot timer returns after its run).
+
+        :param app: the running app
+        :param task_status: started once the first due time is computed
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._schedule(app, task_status)
+        finally:
+            self._tg = None
+            self._running = 0
+            self._backlog.clear()
+
+    @abstractmethod
+    async def _schedule(self, app: Reactor, task_status: TaskStatus[None]) -> None:
+        """Sleep toward each due time and call :meth:`_due`; ``started()`` when ready."""
+
+    def _due(self, app: Reactor, tick: _Tick, *, late: bool) -> None:
+        """Apply the misfire, then the overlap policy to a due time; never waits."""
+        if late and self.misfire == "skip":
+            self._counts["missed"] += tick.missed + 1
+            logger.warning(
+                "timer %s: run due at %s is late (%d earlier due time(s) missed); "
+                "skipped by misfire='skip'",
+                self.timer_name,
+                tick.scheduled.isoformat(),
+                tick.missed,
+            )
+            return
+        if tick.missed:
+            self._counts["missed"] += tick.missed
+            logger.warning(
+                "timer %s: %d due time(s) missed (the loop was blocked or the clock "
+                "jumped); running once, late, for %s",
+                self.timer_name,
+                tick.missed,
+                tick.scheduled.isoformat(),
+            )
+        assert self._tg is not None
+        if self.overlap == "queue":
+            if len(self._backlog) >= MAX_BACKLOG:
+                folded = self._backlog.pop()
+                tick.missed += folded.missed + 1
+                self._counts["coalesced"] += 1
+            self._backlog.append(tick)
+            if not self._running:
+                self._running = 1
+                self._tg.start_soon(self._drain, app, name=f"timer {self.timer_name}")
+            return
+        limit = 1 if self.overlap == "skip" else MAX_BACKLOG
+        if self._running >= limit:
+            self._counts["skipped"] += 1
+            return
+        self._running += 1
+        self._tg.start_soon(self._run_once, app, tick, name=f"timer {self.timer_name}")
+
+    async def _drain(self, app: Reactor) -> None:
+        try:
+            while self._backlog:
+                await self._publish(app, self._backlog.popleft())
+        finally:
+            self._running = 0
+
+    async def _run_once(self, app: Reactor, tick: _Tick) -> None:
+        try:
+            await self._publish(app, tick)
+        finally:
+            self._running -= 1
+
+    async def _publish(self, app: Reactor, tick: _Tick) -> None:
+        """Publish one run and wait until every delivery of it has settled."""
+        clock = app.clock
+        late = tick.missed > 0 or clock.monotonic() - tick.due > LATE_AFTER
+        self._counts["fired"] += 1
+        self._counts["late"] += late
+        event = Event(
+            type=TIMER_TYPE,
+            source=self.uri,
+            subject=self.timer_name,
+            time=clock.now(),
+            data={
+                "kind": self.kind,
+                "scheduled": _rfc3339(tick.scheduled),
+                "late": late,
+                "missed": tick.missed,
+            },
+        )
+        try:
+            await app.publish_and_wait(event)
+        except ReactorNotRunning:
+            pass  # the app is stopping: its drain settles whatever was queued
+
+
+class IntervalSource(TimerSource):
+    """Fires every *seconds* on the monotonic clock, at ``start + k * seconds``.
+
+    The first run is due one period after the app starts.
+
+    :param seconds: the period (``> 0``)
+    :param name: the timer's name
+    :param jitter: each run is delayed by a random ``[0, jitter)`` seconds
+        (``0 <= jitter < seconds``); the jitter never accumulates
+    :param overlap: see :data:`Overlap`
+    :param misfire: see :data:`Misfire`
+    """
+
+    kind = "interval"
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        name: str,
+        jitter: float = 0.0,
+        overlap: Overlap = "skip",
+        misfire: Misfire = "coalesce",
+    ) -> None:
+        super().__init__(name, overlap=overlap, misfire=misfire)
+        self.seconds = _positive_seconds("seconds", seconds)
+        self.jitter = _jitter(jitter, self.seconds)
+
+    async def _schedule(self, app: Reactor, task_status: TaskStatus[None]) -> None:
+        clock = app.clock
+        trigger = IntervalTrigger(self.seconds, clock.monotonic())
+        jitter = self.jitter
+        # The system clock's sleeps end up to 2 ms late (asyncio rounds timeouts up to
+        # whole milliseconds, sometimes twice): wake a little early and yield to the
+        # loop until the due time. Other clocks (virtual time) are exact.
+        early = _EARLY if isinstance(clock, SystemClock) else 0.0
+        index = 1
+        task_status.started()
+        while True:
+            target = trigger.due(index)
+            if jitter:
+                target += random.uniform(0.0, jitter)
+            if early:
+                await clock.sleep_until(target - early)
+                while clock.monotonic() < target:
+                    await checkpoint()
+            else:
+                await clock.sleep_until(target)
+            now = clock.monotonic()
+            latest = trigger.latest(now, index)
+            fire_at = target if latest == index else trigger.due(latest)
+            lateness = now - fire_at
+            tick = _Tick(clock.now() - timedelta(seconds=lateness), fire_at, latest - index)
+            self._due(app, tick, late=latest > index or lateness > LATE_AFTER)
+            index = latest + 1
+
+    def __repr__(self) -> str:
+        return f"<IntervalSource {self.timer_name!r} every {self.seconds} s>"
+
+
+class _WallClockSource(TimerSource):
+    """A timer whose due times are wall-clock times (cron, one-shot)."""
+
+    def __init__(self, name: str, *, overlap: Overlap, misfire: Misfire) -> None:
+        super().__init__(name, overlap=overlap, misfire=misfire)
+        # The latest time that fired, kept across runs of the app so that a restart
+        # never fires it again.
+        self._last: datetime | None = None
+
+    @abstractmethod
+    def _first(self, now: datetime) -> datetime | None:
+        """The first due time when the app starts at *now* (``None``: nothing to do)."""
+
+    @abstractmethod
+    def _next_after(self, moment: datetime) -> datetime | None:
+        """The due time after *moment*."""
+
+    def _catch_up(self, due: datetime, now: datetime) -> tuple[datetime, int]:
+        """The latest due time ``<= now`` from *due* on, and how many came before it."""
+        return due, 0
+
+    async def _schedule(self, app: Reactor, task_status: TaskStatus[None]) -> None:
+        clock = app.clock
+        due = self._first(clock.now())
+        task_status.started()
+        while due is not None:
+            now = clock.now()
+            if now < due:
+                # Sleep on the monotonic clock, briefly enough to notice a wall-clock step.
+                await clock.sleep(min((due - now).total_seconds(), WALL_CLOCK_CHECK))
+                continue
+            latest, missed = self._catch_up(due, now)
+            self._last = latest
+            lateness = (now - latest).total_seconds()
+            tick = _Tick(latest, clock.monotonic() - lateness, missed)
+            self._due(app, tick, late=missed > 0 or lateness > LATE_AFTER)
+            due = self._next_after(now)
+
+
+class CronSource(_WallClockSource):
+    """Fires at the times of a cron expression in a time zone.
+
+    :param trigger: the expression and time zone (a :class:`CronTrigger`)
+    :param name: the timer's name
+    :param overlap: see :data:`Overlap`
+    :param misfire: see :data:`Misfire`
+    """
+
+    kind = "cron"
+
+    def __init__(
+        self,
+        trigger: CronTrigger,
+        *,
+        name: str,
+        overlap: Overlap = "skip",
+        misfire: Misfire = "coalesce",
+    ) -> None:
+        if not isinstance(trigger, CronTrigger):
+            raise TypeError(f"trigger must be a CronTrigger, got {trigger!r}")
+        super().__init__(name, overlap=overlap, misfire=misfire)
+        self.trigger = trigger
+
+    def _first(self, now: datetime) -> datetime | None:
+        return self.trigger.next_after(now if self._last is None else max(now, self._last))
+
+    def _next_after(self, moment: datetime) -> datetime | None:
+        return self.trigger.next_after(moment)
+
+    def _catch_up(self, due: datetime, now: datetime) -> tuple[datetime, int]:
+        latest, missed = due, 0
+        while missed < _MISSED_COUNT_LIMIT:
+            following = self.trigger.next_after(latest)
+            if following is None or following > now:
+                return latest, missed
+            latest, missed = following, missed + 1
+        # A long stall over a frequent schedule: jump to the last time instead of
+        # walking every one; "missed" stays the lower bound counted so far.
+        last = self.trigger.last_at_or_before(now)
+        return (last if last is not None and last > latest else latest), missed
+
+    def __repr__(self) -> str:
+        return (
+            f"<CronSource {self.timer_name!r} {self.trigger.expression!r} tz={self.trigger.tz!r}>"
+        )
+
+
+class OneShotSource(_WallClockSource):
+    """Fires once, at a wall-clock time; a time already past fires at once or is dropped.
+
+    A one-shot timer fires at most once in the life of the source, whatever the number
+    of times the app is started.
+
+    :param when: the time (aware)
+    :param name: the timer's name
+    :param past: ``"fire"``: a time already past when the app starts fires at once (late);
+        ``"reject"``: it is dropped, logged and counted as missed
+    """
+
+    kind = "at"
+
+    def __init__(self, when: datetime, *, name: str, past: Past = "fire") -> None:
+        super().__init__(name, overlap="skip", misfire="coalesce")
+        _choice("past", past, Past)
+        self.trigger = AtTrigger(when)
+        self.past: Past = past
+        self._done = False
+
+    @property
+    def fired(self) -> bool:
+        """Whether the time has fired (or been dropped as past)."""
+        return self._done
+
+    def _first(self, now: datetime) -> datetime | None:
+        when = self.trigger.when
+        if self._done:
+            return None
+        if when <= now and self.past == "reject":
+            self._done = True
+            self._counts["missed"] += 1
+            logger.warning(
+                "one-shot timer %s: %s had passed when the app started; dropped (past='reject')",
+                self.timer_name,
+                when.isoformat(),
+            )
+            return None
+        return when
+
+    def _next_after(self, moment: datetime) -> datetime | None:
+        self._done = True
+        return None
+
+    def __repr__(self) -> str:
+        return f"<OneShotSource {self.timer_name!r} at {self.trigger.when.isoformat()}>"
+
+
+# -- registration: what app.every / app.cron / app.at call ---------------------------------
+
+
+def _register(
+    app: Reactor,
+    make: Callable[[str], TimerSource],
+    name: str | None,
+    timeout: float | _Unset | None,
+    retry: Retry | _Unset | None,
+) -> Callable[[H], H]:
+    def decorate(handler: H) -> H:
+        source = make(default_name(handler) if name is None else name)
+        # Subscribe first: it checks the handler and that the name is free, and a
+        # failure must leave no orphan source behind.
+        app.subscribe(
+            TIMER_TYPE,
+            handler,
+            source=source.uri,
+            name=source.timer_name,
+            concurrency=source.concurrency,
+            timeout=timeout,
+            retry=retry,
+        )
+        app.add_source(source)
+        return handler
+
+    return decorate
+
+
+def every(
+    app: Reactor,
+    seconds: float,
+    *,
+    name: str | None = None,
+    jitter: float = 0.0,
+    overlap: Overlap = "skip",
+    misfire: Misfire = "coalesce",
+    timeout: float | _Unset | None = _UNSET,
+    retry: Retry | _Unset | None = _UNSET,
+) -> Callable[[H], H]:
+    """Decorate a handler to run every *seconds*: an interval timer.
+
+    Runs are due at ``start + k * seconds`` on the app's monotonic clock (``k = 1, 2,
+    ...``; the first one period after the app starts), so they never drift. The handler
+    receives events of type ``"reactor.timer"`` from the source
+    ``"/reactor/timers/<name>"``, with data ``{"kind": "interval", "scheduled": <RFC 3339
+    due time>, "late": <bool>, "missed": <int>}``.
+
+    :param app: the app
+    :param seconds: the period, in seconds (``> 0``)
+    :param name: the timer's and the consumer's name, unique in the app (default: the
+        handler's qualified name)
+    :param jitter: delay each run by a random ``[0, jitter)`` seconds (``< seconds``)
+    :param overlap: when a run is due while the previous one has not settled: ``"skip"``
+        it (default), ``"queue"`` it (runs one at a time, at most 16 waiting), or run
+        them ``"concurrent"``-ly (at most 16 at once); skipped runs are counted in
+        ``app.stats().sources``
+    :param misfire: after a stall in which due times passed (a blocked loop, a sleeping
+        machine): ``"coalesce"`` them into one late run (default), or ``"skip"`` late runs
+    :param timeout: seconds each run may take (``None``: no limit; default: the app's)
+    :param retry: the retry policy of a failed run (``None``: one attempt; default: the app's)
+    :return: a decorator that subscribes the handler and returns it unchanged
+    :raises ValueError: a bad option, or the name is taken (when decorating)
+    """
+    _jitter(jitter, _positive_seconds("seconds", seconds))
+    _choice("overlap", overlap, Overlap)
+    _choice("misfire", misfire, Misfire)
+    return _register(
+        app,
+        lambda timer: IntervalSource(
+            seconds, name=timer, jitter=jitter, overlap=overlap, misfire=misfire
+        ),
+        name,
+        timeout,
+        retry,
+    )
+
+
+def cron(
+    app: Reactor,
+    expression: str,
+    *,
+    tz: str | tzinfo = "UTC",
+    name: str | None = None,
+    overlap: Overlap = "skip",
+    misfire: Misfire = "coalesce",
+    timeout: float | _Unset | None = _UNSET,
+    retry: Retry | _Unset | None = _UNSET,
+) -> Callable[[H], H]:
+    """Decorate a handler to run on a cron schedule, in a time zone.
+
+    *expression* has 5 fields, ``minute hour day-of-month month day-of-week``
+    (``"*/5 * * * *"``, ``"30 2 * * MON-FRI"``), or is one of the aliases ``@yearly``,
+    ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``, ``@hourly``.
+    Times are wall-clock times in *tz*, daylight-saving changes handled as Debian cron
+    does: a job at a fixed time runs once on the day of a change (a skipped time runs at
+    the first minute after the gap; a repeated time at its first occurrence), a job with
+    ``*`` in its minute or hour field follows real time. A wall-clock step forward gives
+    at most one catch-up run; a step backward never repeats a run. The handler receives
+    events of type ``"reactor.timer"`` from the source ``"/reactor/timers/<name>"``, with
+    data ``{"kind": "cron", "scheduled": <RFC 3339 due time, UTC>, "late": <bool>,
+    "missed": <int>}``.
+
+    :param app: the app
+    :param expression: the cron expression (at most 256 characters)
+    :param tz: an IANA time zone name such as ``"Europe/Berlin"``, or a tzinfo
+    :param name: the timer's and the consumer's name, unique in the app (default: the
+        handler's qualified name)
+    :param overlap: ``"skip"`` (default), ``"queue"`` or ``"concurrent"``, as for
+        :func:`every`
+    :param misfire: ``"coalesce"`` (default) or ``"skip"``, as for :func:`every`
+    :param timeout: seconds each run may take (``None``: no limit; default: the app's)
+    :param retry: the retry policy of a failed run (``None``: one attempt; default: the app's)
+    :return: a decorator that subscribes the handler and returns it unchanged
+    :raises ValueError: the expression is invalid or never fires, the time zone is
+        unknown, a bad option, or the name is taken (when decorating)
+    """
+    trigger = CronTrigger(expression, tz, reference=app.clock.now())
+    _choice("overlap", overlap, Overlap)
+    _choice("misfire", misfire, Misfire)
+    return _register(
+        app,
+        lambda timer: CronSource(trigger, name=timer, overlap=overlap, misfire=misfire),
+        name,
+        timeout,
+        retry,
+    )
+
+
+def at(
+    app: Reactor,
+    when: datetime,
+    *,
+    name: str | None = None,
+    past: Past = "fire",
+    timeout: float | _Unset | None = _UNSET,
+    retry: Retry | _Unset | None = _UNSET,
+) -> Callable[[H], H]:
+    """Decorate a handler to run once, at the wall-clock time *when*.
+
+    The handler receives one event of type ``"reactor.timer"`` from the source
+    ``"/reactor/timers/<name>"``, with data ``{"kind": "at", "scheduled": <RFC 3339>,
+    "late": <bool>, "missed": 0}``. It runs at most once however often the app is
+    started.
+
+    :param app: the app
+    :param when: an aware datetime (naive ones are rejected: their meaning depends on the
+        machine's time zone)
+    :param name: the timer's and the consumer's name, unique in the app (default: the
+        handler's qualified name)
+    :param past: what to do with a time that has passed: ``"fire"`` (default) runs it once,
+        at once, marked late; ``"reject"`` raises :class:`ValueError` here if it has
+        passed already, and drops it (logged, counted as missed) if it passes before the
+        app starts
+    :param timeout: seconds the run may take (``None``: no limit; default: the app's)
+    :param retry: the retry policy of a failed run (``None``: one attempt; default: the app's)
+    :return: a decorator that subscribes the handler and returns it unchanged
+    :raises ValueError: *when* is naive, or past with ``past="reject"``, a bad option, or
+        the name is taken (when decorating)
+    :raises TypeError: *when* is not a datetime
+    """
+    trigger = AtTrigger(when)
+    _choice("past", past, Past)
+    if past == "reject" and trigger.when <= app.clock.now():
+        raise ValueError(
+            f"{trigger.when.isoformat()} has already passed (now is "
+            f"{app.clock.now().isoformat()}); pass past='fire' to run it at once instead"
+        )
+    return _register(
+        app,
+        lambda timer: OneShotSource(trigger.when, name=timer, past=past),
+        name,
+        timeout,
+        retry,
+    )
