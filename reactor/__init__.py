@@ -24,6 +24,7 @@ from ._exceptions import ConsumerNotFound as ConsumerNotFound
 from ._exceptions import DeliveryTimeout as DeliveryTimeout
 from ._exceptions import EventFormatError as EventFormatError
 from ._exceptions import InvalidEventError as InvalidEventError
+from ._exceptions import InvalidScheduleError as InvalidScheduleError
 from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
 from ._exceptions import QueueFull as QueueFull
 from ._exceptions import ReactorError as ReactorError
@@ -56,6 +57,7 @@ __all__ = [
     "Event",
     "EventFormatError",
     "InvalidEventError",
+    "InvalidScheduleError",
     "LatencyStats",
     "Outcome",
     "PayloadTooLargeError",

@@ -7,6 +7,7 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── InvalidEventError (ValueError)      an Event attribute is missing or malformed
     ├── EventFormatError (ValueError)       bytes or headers are not a valid CloudEvent
     ├── PayloadTooLargeError (ValueError)   an event is larger than the configured limit
+    ├── InvalidScheduleError (ValueError)   a cron expression is invalid or never fires
     ├── QueueFull                           publish_nowait() found the ingestion queue full
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
     ├── ConsumerNotFound (LookupError)      no subscription of that name
@@ -22,6 +23,7 @@ __all__ = [
     "DeliveryTimeout",
     "EventFormatError",
     "InvalidEventError",
+    "InvalidScheduleError",
     "PayloadTooLargeError",
     "QueueFull",
     "ReactorError",
@@ -59,6 +61,10 @@ class PayloadTooLargeError(ReactorError, ValueError):
         )
         self.size = size
         self.limit = limit
+
+
+class InvalidScheduleError(ReactorError, ValueError):
+    """A schedule (a cron expression) is malformed, out of range or can never fire."""
 
 
 class QueueFull(ReactorError):

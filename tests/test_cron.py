@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reactor import Event, Reactor
+from reactor import Event, InvalidScheduleError, Reactor
 from reactor.sources import timers
 from reactor.sources.timers import MAX_EXPRESSION_LENGTH, WALL_CLOCK_CHECK, CronTrigger
 from reactor.testing import VirtualClock
@@ -82,8 +82,9 @@ class Runs:
     ],
 )
 def test_invalid_expressions_are_rejected_with_a_clear_error(expression: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidScheduleError, match=message) as caught:
         CronTrigger(expression, reference=START)
+    assert isinstance(caught.value, ValueError)
 
 
 def test_expression_and_time_zone_types() -> None:

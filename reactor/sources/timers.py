@@ -102,7 +102,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 from cronsim import CronSim, CronSimError
 
-from .. import Event, ReactorNotRunning, Retry, SystemClock
+from .. import Event, InvalidScheduleError, ReactorNotRunning, Retry, SystemClock
 from .._reactor import _UNSET, _Unset
 from .._subscription import Handler, default_name
 from ..abc import Source
@@ -307,7 +307,9 @@ class CronTrigger:
     :param expression: the cron expression (see the module documentation)
     :param tz: an IANA time zone name (``"Europe/Berlin"``) or a :class:`~datetime.tzinfo`
     :param reference: where the check that it can fire starts (default: now)
-    :raises ValueError: the expression or the time zone is invalid, or it never fires
+    :raises ~reactor.InvalidScheduleError: the expression is invalid or never fires (a
+        :class:`ValueError`)
+    :raises ValueError: the time zone is invalid
     :raises TypeError: *expression* is not a str
     """
 
@@ -326,7 +328,7 @@ class CronTrigger:
         self.tz = tz
         start = datetime.now(UTC) if reference is None else _utc(reference, "reference")
         if self.next_after(start) is None:
-            raise ValueError(
+            raise InvalidScheduleError(
                 f"the cron expression {expression!r} never fires (no time matches in the "
                 f"50 years after {start.date().isoformat()}): its day-of-month, month and "
                 "day-of-week fields exclude each other"
@@ -489,21 +491,21 @@ def _after_odd_change(sim: CronSim, zone: tzinfo, moment: datetime, fire: dateti
 
 
 def _check_expression(expression: str) -> str:
-    """Return the 5-field form of a cron expression, or raise a ValueError saying why not."""
+    """Return the 5-field form of a cron expression, or raise an InvalidScheduleError saying why not."""
     if len(expression) > MAX_EXPRESSION_LENGTH:
-        raise ValueError(
+        raise InvalidScheduleError(
             f"the cron expression is {len(expression)} characters long; at most "
             f"{MAX_EXPRESSION_LENGTH} are accepted"
         )
     shown = repr(expression)
     text = expression.strip()
     if not text:
-        raise ValueError(
+        raise InvalidScheduleError(
             "the cron expression is empty: give 5 fields (minute hour day-of-month month "
             "day-of-week), e.g. '*/5 * * * *', or an alias such as '@hourly'"
         )
     if not (text.isascii() and all(c.isprintable() or c in " \t" for c in text)):
-        raise ValueError(
+        raise InvalidScheduleError(
             f"the cron expression {shown} contains characters other than printable "
             "ASCII; use digits, names such as MON or JAN, and * , - / # L W"
         )
@@ -511,12 +513,12 @@ def _check_expression(expression: str) -> str:
         try:
             return _ALIASES[text.lower()]
         except KeyError:
-            raise ValueError(
+            raise InvalidScheduleError(
                 f"unknown cron alias {shown}: use one of {', '.join(_ALIASES)}"
             ) from None
     fields = text.split()
     if len(fields) != 5:
-        raise ValueError(
+        raise InvalidScheduleError(
             f"the cron expression {shown} has {len(fields)} field(s); expected 5: minute "
             "hour day-of-month month day-of-week (e.g. '*/5 * * * *')"
         )
@@ -527,22 +529,22 @@ def _check_expression(expression: str) -> str:
         if message == "Bad day-of-month" and _parses(" ".join([*fields[:3], "*", fields[4]])):
             # cronsim rejects a day that no listed month has (30 in February) in the
             # same words as an out-of-range day: say which it is.
-            raise ValueError(
+            raise InvalidScheduleError(
                 f"the cron expression {shown} never fires: no month in {fields[3]!r} has "
                 f"a day {fields[2]!r}"
             ) from None
         for field, value in zip(_FIELDS, fields, strict=True):
             if message == f"Bad {field}":
-                raise ValueError(
+                raise InvalidScheduleError(
                     f"invalid cron expression {shown}: bad {field} field {value!r} "
                     f"(values {_FIELD_VALUES[field]}; each field is {_SYNTAX}; "
                     "steps must be > 0 and ranges must not run backwards)"
                 ) from None
-        raise ValueError(f"invalid cron expression {shown}: {message}") from None
+        raise InvalidScheduleError(f"invalid cron expression {shown}: {message}") from None
     except Exception as exc:
         # Junk can trip cronsim's internals (an assertion, an oversized number) instead
         # of its own error; to the caller it is the same mistake.
-        raise ValueError(
+        raise InvalidScheduleError(
             f"invalid cron expression {shown}: each of the 5 fields is {_SYNTAX}"
         ) from exc
     return text
