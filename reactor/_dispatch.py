@@ -35,7 +35,7 @@ from ._clock import Clock
 from ._event import Event
 from ._exceptions import DeliveryTimeout
 from ._outcomes import DeadLetter, DeadLetters, Outcome
-from ._stats import LAST_SLOT, LatencyHistogram, SubscriptionStats
+from ._stats import LatencyHistogram, SubscriptionStats
 from .abc import EventQueue, Received
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class Dispatcher:
         self._settle_wakeup: anyio.Event | None = None
         self._acking = False
         self.latency = LatencyHistogram()
-        self._latency_counts = self.latency.counts
+        self._record_latency = self.latency.record
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
         self._retired = dict.fromkeys(
             ("delivered", "failed", "timed_out", "retried", "dead_lettered"), 0
@@ -317,13 +317,9 @@ class Dispatcher:
 
     def _started(self, received: Received) -> None:
         # Latency is measured once per event, at its first handler start: a slow consumer
-        # shows in its subscription's `pending` count, not in the dispatch latency. The
-        # slot is _stats.bucket(), inlined: this runs for every event.
+        # shows in its subscription's `pending` count, not in the dispatch latency.
         received._started = True
-        micros = int((perf_counter() - received.enqueued_at) * 1_000_000)
-        shift = micros.bit_length() - 4
-        slot = micros if shift <= 0 else (shift << 3) + (micros >> shift)
-        self._latency_counts[slot if slot < LAST_SLOT else LAST_SLOT] += 1
+        self._record_latency(perf_counter() - received.enqueued_at)
 
     def _kick(self, lane: Lane) -> None:
         """Get one more worker onto *lane*'s inbox, if one is free or may be started."""

@@ -11,17 +11,9 @@ __all__ = ["LatencyStats", "QueueStatistics", "Stats", "SubscriptionStats"]
 # Log-linear slots: 8 linear sub-slots per power of two keep every percentile within
 # 6.25% of the true value, in a fixed list whatever the number of samples. A duration of
 # ``us`` microseconds goes to slot ``us`` below 16, else ``(shift << 3) + (us >> shift)``
-# with ``shift = us.bit_length() - 4``.
+# with ``shift = us.bit_length() - 4`` (see ``LatencyHistogram.record``).
 _SLOTS = 8 * 40  # up to 2**43 µs (about 100 days); longer durations share the last slot
 LAST_SLOT = _SLOTS - 1
-
-
-def bucket(micros: int) -> int:
-    """Return the histogram slot of a duration of *micros* microseconds (>= 0)."""
-    shift = micros.bit_length() - 4
-    if shift <= 0:
-        return micros
-    return min((shift << 3) + (micros >> shift), LAST_SLOT)
 
 
 def _bucket_bounds(index: int) -> tuple[int, int]:
@@ -44,9 +36,15 @@ class LatencyHistogram:
         self.counts = [0] * _SLOTS
 
     def record(self, seconds: float) -> None:
-        """Add one duration of *seconds*."""
+        """Add one duration of *seconds* (negative ones count as zero)."""
+        # Called for every event: the slot is computed inline, without further calls.
         micros = int(seconds * 1_000_000)
-        self.counts[bucket(max(micros, 0))] += 1
+        if micros < 16:
+            slot = micros if micros > 0 else 0
+        else:
+            shift = micros.bit_length() - 4
+            slot = (shift << 3) + (micros >> shift)
+        self.counts[slot if slot < LAST_SLOT else LAST_SLOT] += 1
 
     def percentile(self, fraction: float) -> float:
         """Return the duration in seconds below which *fraction* of the samples fall.
