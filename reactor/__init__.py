@@ -18,6 +18,8 @@ concurrently, each isolated from the others' failures::
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._dispatch import Delivery as Delivery
+from ._dispatch import current_delivery as current_delivery
 from ._event import Event as Event
 from ._exceptions import AppImportError as AppImportError
 from ._exceptions import ConsumerNotFound as ConsumerNotFound
@@ -26,7 +28,9 @@ from ._exceptions import EventFormatError as EventFormatError
 from ._exceptions import InvalidEventError as InvalidEventError
 from ._exceptions import InvalidScheduleError as InvalidScheduleError
 from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
+from ._exceptions import QueueFileError as QueueFileError
 from ._exceptions import QueueFull as QueueFull
+from ._exceptions import QueueInUseError as QueueInUseError
 from ._exceptions import ReactorError as ReactorError
 from ._exceptions import ReactorNotRunning as ReactorNotRunning
 from ._outcomes import DeadLetter as DeadLetter
@@ -53,6 +57,7 @@ __all__ = [
     "ConsumerNotFound",
     "DeadLetter",
     "DeadLetters",
+    "Delivery",
     "DeliveryTimeout",
     "Event",
     "EventFormatError",
@@ -61,7 +66,9 @@ __all__ = [
     "LatencyStats",
     "Outcome",
     "PayloadTooLargeError",
+    "QueueFileError",
     "QueueFull",
+    "QueueInUseError",
     "QueueStatistics",
     "Reactor",
     "ReactorError",
@@ -73,4 +80,5 @@ __all__ = [
     "SubscriptionStats",
     "SystemClock",
     "__version__",
+    "current_delivery",
 ]

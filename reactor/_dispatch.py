@@ -23,11 +23,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Hashable
+from contextvars import ContextVar
 from datetime import datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Literal
 
 import anyio
+import attrs
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 
@@ -41,7 +43,7 @@ from .abc import EventQueue, Received
 if TYPE_CHECKING:
     from ._subscription import Subscription
 
-__all__ = ["Dispatcher", "Lane"]
+__all__ = ["Delivery", "Dispatcher", "Lane", "current_delivery"]
 
 logger = logging.getLogger("reactor.dispatch")
 
@@ -55,6 +57,74 @@ ROUTE_CACHE_LIMIT = 4096
 _Status = Literal["ok", "failed", "timed_out"]
 
 OK_ONCE = Outcome(status="ok", attempts=1)
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """The delivery a handler is running, as returned by :func:`current_delivery`.
+
+    :ivar event: the event being handled
+    :ivar consumer: the name of the subscription whose handler runs
+    :ivar attempt: how many times the queue has handed this event out: 1 the first
+        time; a durable queue hands an event out again after the process crashed or
+        stopped before every consumer settled it, and then this is 2, 3, ...
+    :ivar retries: how many times this consumer's handler already failed on this event
+        since the queue handed it out (0 on the first call; raised by the
+        subscription's :class:`~reactor.Retry` policy)
+    """
+
+    event: Event
+    consumer: str
+    attempt: int
+    retries: int
+
+    @property
+    def redelivered(self) -> bool:
+        """Whether the handler may have run on this event before (a retry or a redelivery)."""
+        return self.attempt > 1 or self.retries > 0
+
+
+class _Slot:
+    """What one worker is running, read lazily by :func:`current_delivery`.
+
+    Each worker task sets the context variable once to its own slot and then updates one
+    attribute per delivery, instead of setting the variable per delivery.
+    """
+
+    __slots__ = ("lane", "received", "retries")
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.received: Received | None = None
+        self.retries = 0
+
+
+_slot: ContextVar[_Slot] = ContextVar("reactor.delivery")
+
+
+def current_delivery() -> Delivery:
+    """Return the delivery that the calling handler is running.
+
+    Call it from a handler (or from code the handler awaits, or a task the handler
+    starts and waits for) to learn the attempt number of a redelivered event::
+
+        @app.subscribe("payment.captured")
+        async def book(event: Event) -> None:
+            if reactor.current_delivery().redelivered:
+                ...  # this handler may have run on this event before: check first
+
+    :raises RuntimeError: called outside a handler
+    """
+    slot = _slot.get(None)
+    received = None if slot is None else slot.received
+    if slot is None or received is None:
+        raise RuntimeError("current_delivery() is only available while a handler runs")
+    return Delivery(
+        event=received.event,
+        consumer=slot.lane.name,
+        attempt=received.attempt,
+        retries=slot.retries,
+    )
 
 
 class _ReceiptWaiter:
@@ -156,6 +226,7 @@ class Dispatcher:
         self._dead_letters = dead_letters
         self._max_in_flight = max_in_flight
         self._needs_ack = queue.needs_ack
+        self._stores_dead_letters = queue.stores_dead_letters
         self._lanes: list[Lane] = []
         self._routes: dict[tuple[str, str], tuple[tuple[Lane, ...], bool]] = {}
         self._tg: TaskGroup | None = None
@@ -337,6 +408,8 @@ class Dispatcher:
         fast = lane.fast
         ordered = lane.key_fn is not None
         needs_ack = self._needs_ack
+        slot = _Slot(lane)
+        _slot.set(slot)
         lane.waking -= 1
         streak = 0
         try:
@@ -357,7 +430,7 @@ class Dispatcher:
                         raise
                     lane.waking -= 1
                     continue
-                received = inbox.popleft()
+                received = slot.received = inbox.popleft()
                 if inbox and not lane.waking:
                     self._kick(lane)
                 if fast:
@@ -385,11 +458,13 @@ class Dispatcher:
                     await self._deliver_in_order(lane, received)
                 else:
                     await self._deliver(lane, received)
+                slot.received = None
                 streak += 1
                 if streak >= STREAK:
                     streak = 0
                     await checkpoint()
         finally:
+            slot.received = None
             lane.workers -= 1
             if lane.closed:
                 self._retire_when_done(lane)
@@ -408,12 +483,13 @@ class Dispatcher:
             waiting.append(received)
             return
         waiting = lane.keys[key] = deque()
+        slot = _slot.get()
         try:
             while True:
                 await self._deliver(lane, received)
                 if not waiting:
                     return
-                received = waiting.popleft()
+                received = slot.received = waiting.popleft()
         finally:
             del lane.keys[key]
 
@@ -453,6 +529,13 @@ class Dispatcher:
         :return: the attempt that succeeded, or 0 when the delivery was dead-lettered
             (and settled as failed)
         """
+        slot = _slot.get()
+        try:
+            return await self._retry(lane, received, error, slot)
+        finally:
+            slot.retries = 0
+
+    async def _retry(self, lane: Lane, received: Received, error: Exception, slot: _Slot) -> int:
         event = received.event
         clock = self._clock
         retry = lane.retry
@@ -480,6 +563,7 @@ class Dispatcher:
             )
             lane.retried += 1
             await clock.sleep(delay)
+            slot.retries = attempt
             attempt += 1
             try:
                 if lane.timeout is None:
@@ -503,16 +587,18 @@ class Dispatcher:
     ) -> None:
         now = self._clock.now()
         lane.dead_lettered += 1
-        self._dead_letters.add(
-            DeadLetter(
-                event=event,
-                consumer=lane.name,
-                error=error,
-                attempts=attempts,
-                first_failed_at=now if first_failed is None else first_failed,
-                last_failed_at=now,
-            )
+        letter = DeadLetter(
+            event=event,
+            consumer=lane.name,
+            error=error,
+            attempts=attempts,
+            first_failed_at=now if first_failed is None else first_failed,
+            last_failed_at=now,
         )
+        self._dead_letters.add(letter)
+        if self._stores_dead_letters:
+            # Before the delivery settles, so the letter is stored no later than the ack.
+            self._queue.record_dead_letter(letter)
         logger.error(
             "consumer %s gave up on event %s after %d attempt(s); dead-lettered",
             lane.name,

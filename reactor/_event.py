@@ -578,7 +578,43 @@ def _dump_json(value: object) -> bytes:
     try:
         return _JSON_ENCODER.encode(value).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
-        raise EventFormatError(f"the event cannot be encoded as JSON: {exc}") from exc
+        where = _unencodable(value, "", 0)
+        at = f" at {where[0]}: {where[1]}" if where is not None else f": {exc}"
+        raise EventFormatError(f"the event cannot be encoded as JSON{at}") from exc
+
+
+#: Nesting deeper than this is reported as too deep by the encoder's error message.
+_MAX_REPORTED_DEPTH = 500
+
+
+def _unencodable(value: object, path: str, depth: int) -> tuple[str, str] | None:
+    """Find the first value JSON cannot encode: (its path, why), e.g. ``data['ids'][2]``.
+
+    Only called after the encoder failed, so the hot path never walks the value.
+    """
+    if depth > _MAX_REPORTED_DEPTH:
+        return path or "the top level", "nested too deeply"
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return path, f"{value!r} is not valid JSON"
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                return path or "the top level", f"key {key!r} is not a str"
+            found = _unencodable(item, f"{path}[{key!r}]" if path else str(key), depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _unencodable(item, f"{path}[{index}]", depth + 1)
+            if found is not None:
+                return found
+        return None
+    return path or "the top level", f"a {type(value).__name__} is not JSON serializable"
 
 
 def _load_json(data: object) -> Any:

@@ -97,3 +97,20 @@ class DeliveryTimeout(ReactorError, TimeoutError):
 
 class AppImportError(ReactorError, ImportError):
     """``reactor run`` could not import the module or find the app attribute."""
+
+
+class QueueFileError(ReactorError):
+    """A durable queue's file cannot be used: it is not the queue's, is of a newer
+    schema, is corrupt, or could not be read or written.
+
+    The file is never replaced or emptied to get past this error: move it aside (and keep
+    it for recovery) or point the queue at another path.
+    """
+
+
+class QueueInUseError(QueueFileError):
+    """Another process has the durable queue's file open as its app's queue.
+
+    One process at a time owns a queue file; read-only tools (listing dead letters) may
+    still read it while the owner runs.
+    """

@@ -767,6 +767,8 @@ class Reactor:
                 f"no active subscription is named {letter.consumer!r}; subscribe it first"
             )
         self._event(letter.event, None, None, None, None, None, None, None, None)
+        if self._queue.stores_dead_letters:
+            self._queue.discard_dead_letter(letter)
         await self._queue.put(letter.event, only=(letter.consumer,))
         self._published += 1
         try:

@@ -18,6 +18,7 @@ from anyio.abc import TaskStatus
 
 from ._clock import Clock as Clock
 from ._event import Event
+from ._outcomes import DeadLetter
 from ._stats import QueueStatistics
 
 if TYPE_CHECKING:
@@ -187,6 +188,11 @@ class EventQueue(ABC):
       consumers recorded in :attr:`Received.completed`.
     * Queues whose :attr:`needs_ack` is ``False`` (the memory queue) are never called
       with :meth:`ack` or :meth:`record_progress`, which keeps the hot path free.
+    * **Dead letters.** A queue whose :attr:`stores_dead_letters` is ``True`` is told of
+      every dead letter through :meth:`record_dead_letter` before the delivery settles,
+      and must store it no later than the :meth:`ack` or :meth:`record_progress` that
+      follows; ``app.redeliver(letter)`` calls :meth:`discard_dead_letter` before it
+      puts the event again.
     * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
       the app's drain waits for a depth of zero.
     * One dispatcher calls :meth:`get_batch`; any number of tasks call :meth:`put`.
@@ -198,6 +204,8 @@ class EventQueue(ABC):
     #: ``True`` when :meth:`put_nowait` stores an event at the promised durability without
     #: any I/O (the memory queue): ``publish()`` then tries it before awaiting :meth:`put`.
     stores_immediately: ClassVar[bool] = False
+    #: ``True`` when the queue keeps dead letters itself (see :meth:`record_dead_letter`).
+    stores_dead_letters: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -249,6 +257,24 @@ class EventQueue(ABC):
         """Record that consumers settled events that are not done yet.
 
         :param progress: pairs of (event as handed out, consumer name)
+        """
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:  # noqa: B027
+        """Keep *letter* (called only when :attr:`stores_dead_letters` is ``True``).
+
+        Called from the event loop without waiting; the letter must be stored no later
+        than the settlement of its event that the dispatcher reports next.
+
+        :param letter: the delivery that was given up
+        """
+
+    def discard_dead_letter(self, letter: DeadLetter) -> None:  # noqa: B027
+        """Forget *letter*, which is being redelivered (only when :attr:`stores_dead_letters`).
+
+        Called from the event loop without waiting, right before the event is put again;
+        the removal must be stored no later than that put.
+
+        :param letter: a letter passed to :meth:`record_dead_letter` earlier
         """
 
     @abstractmethod

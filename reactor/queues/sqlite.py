@@ -1,0 +1,1316 @@
+"""A durable ingestion queue in one SQLite file: at-least-once, with dead letters and replay.
+
+Data flow::
+
+    put() ──► encode (CloudEvents JSON, size limit) ──► open _Work ──┐
+    ack() / record_progress() / record_dead_letter() ───────────────┤ group commit:
+                                                                    ▼ one thread hop and
+                        writer role (one at a time, taken by whoever waits first)  one
+                                                                    │ transaction per batch
+    get_batch() ◄── read-ahead (decoded events, bounded) ◄──────────┤ fresh events stay
+                ◄── backlog pages read from the file ◄──────────────┘ in memory, the rest
+                                                                      spills to the file
+
+Every statement runs in an anyio worker thread, one at a time; there is no background
+task, so the queue works the same on asyncio and trio and needs no task group: whoever
+needs a write (a publisher, the settlement loop, the dispatcher) and finds none running
+takes the writer role and commits everything pending at that moment, so commits batch
+themselves under load (group commit) and cost one thread hop per batch, not per event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import zlib
+from collections import deque
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from time import time
+from typing import IO, Any, Final, Literal
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import attrs
+
+from reactor import (
+    DeadLetter,
+    Event,
+    EventFormatError,
+    PayloadTooLargeError,
+    QueueFileError,
+    QueueFull,
+    QueueInUseError,
+    QueueStatistics,
+    ReactorNotRunning,
+)
+from reactor.abc import EventQueue, Received
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_MAX_EVENT_SIZE",
+    "SCHEMA_VERSION",
+    "SQLiteQueue",
+    "StoredDeadLetter",
+]
+
+logger = logging.getLogger("reactor.queues.sqlite")
+
+#: How many events may wait in a :class:`SQLiteQueue` (on disk) before ``publish()`` waits.
+DEFAULT_CAPACITY: Final = 1_000_000
+#: The largest encoded event (CloudEvents JSON) accepted by default: 1 MiB.
+DEFAULT_MAX_EVENT_SIZE: Final = 1 << 20
+#: The version of the file layout this release reads and writes.
+SCHEMA_VERSION: Final = 1
+#: ``PRAGMA application_id`` of reactor's queue files ("REAC").
+APPLICATION_ID: Final = 0x52454143
+
+#: Decoded events kept in memory ahead of the dispatcher; the rest wait on disk only.
+READ_AHEAD: Final = 2048
+#: Events read from the file per thread hop when the backlog is on disk.
+READ_PAGE: Final = 512
+#: Events accepted by ``put_nowait()`` and not yet written, before it raises QueueFull.
+WRITE_AHEAD: Final = 10_000
+#: Seconds between two purges of acknowledged events older than the retention.
+PURGE_INTERVAL: Final = 60.0
+#: Rows deleted per purge statement, so that a purge never holds the writer for long.
+PURGE_CHUNK: Final = 10_000
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+
+_SCHEMA: Final = (
+    """CREATE TABLE reactor_meta (
+        key TEXT PRIMARY KEY,
+        value ANY
+    ) STRICT, WITHOUT ROWID""",
+    # One row per journaled event, in publish order. `crc` covers body and only, so a
+    # damaged row is reported instead of being delivered altered. `attempt` counts the
+    # hand-outs recorded at earlier starts; `done_at` is set when the retention keeps
+    # acknowledged events (otherwise they are deleted).
+    """CREATE TABLE reactor_events (
+        seq INTEGER PRIMARY KEY,
+        body BLOB NOT NULL,
+        only TEXT,
+        published_at REAL NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        done_at REAL,
+        crc INTEGER NOT NULL
+    ) STRICT""",
+    "CREATE INDEX reactor_events_done ON reactor_events (done_at) WHERE done_at IS NOT NULL",
+    # Consumers that settled an event whose other consumers had not, yet.
+    """CREATE TABLE reactor_progress (
+        seq INTEGER NOT NULL,
+        consumer TEXT NOT NULL,
+        PRIMARY KEY (seq, consumer)
+    ) STRICT, WITHOUT ROWID""",
+    # A NULL consumer marks a journaled event that could not be decoded.
+    """CREATE TABLE reactor_dead_letters (
+        id INTEGER PRIMARY KEY,
+        source TEXT,
+        event_id TEXT,
+        consumer TEXT,
+        body BLOB NOT NULL,
+        error_type TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failed_at TEXT NOT NULL,
+        last_failed_at TEXT NOT NULL,
+        dead_at REAL NOT NULL,
+        UNIQUE (source, event_id, consumer)
+    ) STRICT""",
+)
+
+_INSERT: Final = (
+    "INSERT INTO reactor_events (seq, body, only, published_at, crc) VALUES (?, ?, ?, ?, ?)"
+)
+_SET_HANDED_OUT: Final = "UPDATE reactor_meta SET value = ? WHERE key = 'handed_out'"
+_STORE_LETTER: Final = (
+    "INSERT OR REPLACE INTO reactor_dead_letters (source, event_id, consumer, body, "
+    "error_type, error, attempts, first_failed_at, last_failed_at, dead_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LETTER_COLUMNS: Final = (
+    "id, consumer, body, error_type, error, attempts, first_failed_at, last_failed_at, dead_at"
+)
+
+Synchronous = Literal["full", "normal"]
+Check = Literal["quick", "full", "none"]
+
+
+@attrs.frozen(kw_only=True)
+class StoredDeadLetter:
+    """A dead letter as kept in a :class:`SQLiteQueue`'s file.
+
+    :ivar id: the letter's number in the file (for replaying or purging it)
+    :ivar event: the event, or ``None`` when the journaled event was damaged and could
+        not be decoded (then :attr:`body` holds its bytes and :attr:`consumer` is ``None``)
+    :ivar consumer: the consumer that gave up on the event
+    :ivar error_type: the qualified class name of the last attempt's exception
+    :ivar error: the text of that exception
+    :ivar attempts: how many times the handler was called
+    :ivar first_failed_at: wall time of the first failed attempt (aware UTC)
+    :ivar last_failed_at: wall time of the last failed attempt (aware UTC)
+    :ivar dead_at: when the letter was stored (aware UTC)
+    :ivar body: the event as stored (CloudEvents JSON)
+    """
+
+    id: int
+    event: Event | None
+    consumer: str | None
+    error_type: str
+    error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    dead_at: datetime
+    body: bytes = attrs.field(repr=False)
+
+
+class _Work:
+    """Everything waiting for the next commit; whoever commits takes it all."""
+
+    __slots__ = ("acks", "discards", "error", "finished", "inserts", "letters", "progress")
+
+    def __init__(self) -> None:
+        self.inserts: list[tuple[Received, bytes, str | None, float]] = []
+        self.acks: list[Any] = []  # sequence numbers (the tokens of Received)
+        self.progress: list[tuple[Any, str]] = []
+        self.letters: list[tuple[Any, ...]] = []
+        self.discards: list[tuple[str, str, str]] = []
+        self.finished = False
+        self.error: BaseException | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.acks or self.progress or self.letters or self.discards)
+
+
+class SQLiteQueue(EventQueue):
+    """A durable ingestion queue: events survive a crash and are delivered at least once.
+
+    ``Reactor(queue=SQLiteQueue("events.db"))`` journals every published event in one
+    SQLite file (WAL mode) before ``publish()`` returns, and removes it only once every
+    consumer's delivery of it has settled: succeeded, or failed every attempt and been
+    stored as a dead letter in the same file. After a crash or a cut-short stop, the
+    next start hands the unfinished events out again, to the consumers that had not
+    settled them only, with ``reactor.current_delivery().attempt`` raised.
+
+    Writes are batched: concurrent publishers, acknowledgements and dead letters share
+    one transaction and one fsync (group commit), run in a worker thread so the event
+    loop never waits on the disk. One process at a time owns the file (a second one gets
+    :class:`~reactor.QueueInUseError`); the dead-letter listing reads it while the owner
+    runs.
+
+    ``publish_nowait()`` (and ``app.notify()``) accept an event without waiting: it is
+    written with the next commit, a few milliseconds later, and is lost if the process
+    dies before that. ``await app.publish()`` returns only after the commit.
+
+    :param path: the database file; created (with its schema) when missing or empty
+    :param synchronous: ``"full"`` (default) makes every commit survive a power loss;
+        ``"normal"`` survives a crash of the process but may lose the last commits on a
+        power loss or OS crash, for several times the throughput
+    :param capacity: the most events waiting on disk before ``publish()`` waits
+        (default 1,000,000); memory stays bounded whatever the backlog
+    :param max_event_size: the largest encoded event accepted, in bytes (default 1 MiB)
+    :param retention: keep acknowledged events this long (seconds or a timedelta) for
+        :meth:`replay`; ``None`` (default) deletes them at acknowledgement
+    :param check: how the file is checked when opened: ``"quick"`` (default, ``PRAGMA
+        quick_check``, reads every page), ``"full"`` (``PRAGMA integrity_check``, also
+        checks indexes) or ``"none"``
+    :param busy_timeout: seconds to wait for another connection's lock (the CLI's)
+    """
+
+    needs_ack = True
+    stores_immediately = False
+    stores_dead_letters = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "full",
+        capacity: int = DEFAULT_CAPACITY,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        retention: float | timedelta | None = None,
+        check: Check = "quick",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+            raise TypeError(f"path must be a file path, got {path!r}")
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+        _check_positive_int("capacity", capacity)
+        _check_positive_int("max_event_size", max_event_size)
+        if isinstance(retention, timedelta):
+            retention = retention.total_seconds()
+        if retention is not None and (
+            not isinstance(retention, int | float) or isinstance(retention, bool) or retention < 0
+        ):
+            raise ValueError(
+                f"retention must be seconds >= 0, a timedelta or None, got {retention!r}"
+            )
+        if check not in ("quick", "full", "none"):
+            raise ValueError(f"check must be 'quick', 'full' or 'none', got {check!r}")
+        if (
+            not isinstance(busy_timeout, int | float)
+            or isinstance(busy_timeout, bool)
+            or busy_timeout < 0
+        ):
+            raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
+        self._path = Path(path)
+        self._synchronous = synchronous
+        self._capacity = capacity
+        self._max_event_size = max_event_size
+        self._retention: float | None = None if retention is None else float(retention)
+        self._check = check
+        self._busy_timeout = float(busy_timeout)
+        self._conn: sqlite3.Connection | None = None
+        self._owner_lock: _OwnerLock | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        # The writer role: set while one thread hop runs; its event fires when it ends.
+        self._busy: anyio.Event | None = None
+        self._writing: _Work | None = None  # the work being committed right now
+        self._work = _Work()
+        # Decoded events ready for get_batch(), all older than the disk-only range.
+        self._ready: deque[Received] = deque()
+        # Events with seq in [_cursor, _on_disk_until] wait in the file only.
+        self._cursor = 1
+        self._on_disk_until = 0
+        self._last_seq = 0
+        self._handed_out = 0  # the persisted hand-out watermark
+        self._with_progress: set[Any] = set()
+        self._depth = 0
+        self._getter: anyio.Event | None = None
+        self._putters: deque[anyio.Event] = deque()
+        self._closed = True
+        self._put_count = 0
+        self._get_count = 0
+        self._last_purge = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteQueue:
+        """Build a queue from a URL: ``sqlite:///events.db`` (relative to the current
+        directory) or ``sqlite:////var/lib/app/events.db`` (absolute).
+
+        :param url: the URL
+        :param options: keyword arguments of :class:`SQLiteQueue`
+        :raises ValueError: not a ``sqlite://`` URL with a path
+        """
+        parts = urlsplit(url)
+        if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
+            raise ValueError(
+                f"expected a URL like sqlite:///events.db or sqlite:////abs/path.db, got {url!r}"
+            )
+        path = unquote(parts.path[1:])
+        if not path:
+            raise ValueError(f"the URL {url!r} names no file")
+        return cls(path, **options)
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def capacity(self) -> int:
+        """The most events that may wait in the queue."""
+        return self._capacity
+
+    @property
+    def max_event_size(self) -> int:
+        """The largest encoded event accepted, in bytes."""
+        return self._max_event_size
+
+    @property
+    def retention(self) -> float | None:
+        """Seconds acknowledged events are kept for :meth:`replay` (``None``: not kept)."""
+        return self._retention
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or create) the file, check it, and recover what an earlier run left.
+
+        :raises ~reactor.QueueInUseError: another process owns the file
+        :raises ~reactor.QueueFileError: the file is not a reactor queue, has a newer
+            schema, or is damaged; it is left untouched
+        """
+        if self._conn is not None:
+            self._closed = False
+            return
+        self._limiter = anyio.CapacityLimiter(1)
+        await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+        self._closed = False
+
+    async def close(self) -> None:
+        """Write what is pending (acknowledgements, dead letters), then close the file.
+
+        Publishers waiting for room raise :class:`~reactor.ReactorNotRunning`.
+        """
+        self._closed = True
+        for ticket in self._putters:
+            ticket.set()
+        self._putters.clear()
+        if self._conn is None:
+            return
+        with anyio.CancelScope(shield=True):
+            while True:
+                if self._busy is not None:
+                    await self._busy.wait()
+                elif self._work:
+                    await self._write()
+                else:
+                    break
+            assert self._limiter is not None
+            await anyio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
+        self._ready.clear()
+        self._depth = 0
+
+    async def __aenter__(self) -> SQLiteQueue:
+        """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- publishing -----------------------------------------------------------------
+
+    def _encode(self, event: Event) -> bytes:
+        body = event.to_json()
+        if len(body) > self._max_event_size:
+            raise PayloadTooLargeError(len(body), self._max_event_size)
+        return body
+
+    def _check_running(self) -> None:
+        if self._conn is None or self._closed:
+            raise ReactorNotRunning(f"the queue {self._path} is not open")
+
+    def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Accept *event* without waiting; it is written with the next commit.
+
+        Unlike :meth:`put`, this returns before the event is on disk: it is lost if the
+        process dies within the few milliseconds before that commit.
+
+        :raises ~reactor.QueueFull: the queue is at capacity, publishers are waiting for
+            room, or too many accepted events are still waiting to be written
+        :raises ~reactor.EventFormatError: the event cannot be encoded as JSON
+        :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
+        """
+        self._check_running()
+        body = self._encode(event)
+        if self._depth >= self._capacity or self._putters or len(self._work.inserts) >= WRITE_AHEAD:
+            raise QueueFull(
+                f"the durable queue is full ({self._capacity} events, or {WRITE_AHEAD} "
+                "waiting to be written); use `await app.publish(...)` to wait for room"
+            )
+        self._accept(event, body, only)
+        if self._getter is not None:  # the dispatcher commits it when no publisher does
+            self._getter.set()
+            self._getter = None
+
+    def _accept(
+        self, event: Event, body: bytes, only: Collection[str] | None
+    ) -> tuple[Received, bytes, str | None, float]:
+        row: tuple[Received, bytes, str | None, float]
+        if only is None:
+            row = (Received(event), body, None, time())
+        else:
+            consumers = frozenset(only)
+            row = (Received(event, only=consumers), body, json.dumps(sorted(consumers)), time())
+        self._work.inserts.append(row)
+        self._depth += 1
+        self._put_count += 1
+        return row
+
+    async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Store *event* and return once it is committed; wait while the queue is full.
+
+        A publisher cancelled before its batch began to be written stores nothing; one
+        cancelled while it is written stores the event (it will be delivered).
+
+        :raises ~reactor.ReactorNotRunning: the queue is closed, or closed while waiting
+        :raises ~reactor.EventFormatError: the event cannot be encoded as JSON
+        :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
+        :raises ~reactor.QueueFileError: the file could not be written
+        """
+        self._check_running()
+        body = self._encode(event)
+        if self._depth >= self._capacity or self._putters:
+            await self._wait_for_room()
+        row = self._accept(event, body, only)
+        work = self._work
+        try:
+            await self._commit(work)
+        except BaseException:
+            if not work.finished and self._writing is not work:
+                # Not written yet: take the event back, the publish did not happen.
+                work.inserts.remove(row)
+                self._depth -= 1
+                self._put_count -= 1
+            raise
+
+    async def _wait_for_room(self) -> None:
+        ticket = anyio.Event()
+        self._putters.append(ticket)
+        try:
+            while True:
+                await ticket.wait()
+                if self._closed:
+                    raise ReactorNotRunning(
+                        "the app stopped while this publish() waited for room in the queue"
+                    )
+                if self._depth < self._capacity:
+                    return
+                ticket = anyio.Event()
+                self._putters.appendleft(ticket)
+        except BaseException:
+            if ticket in self._putters:
+                self._putters.remove(ticket)
+            elif ticket.is_set():
+                self._wake_putters()
+            raise
+
+    def _wake_putters(self) -> None:
+        room = self._capacity - self._depth
+        while room > 0 and self._putters:
+            self._putters.popleft().set()
+            room -= 1
+
+    # -- the writer role ------------------------------------------------------------
+
+    async def _commit(self, work: _Work) -> None:
+        """Return once *work* is committed, taking the writer role when it is free."""
+        while not work.finished:
+            if self._busy is not None:
+                await self._busy.wait()
+            else:
+                await self._write()
+        if work.error is not None:
+            raise work.error
+
+    async def _write(self) -> None:
+        """Commit everything pending now, in one transaction in a worker thread."""
+        assert self._busy is None and self._limiter is not None
+        work, self._work = self._work, _Work()
+        busy = self._busy = anyio.Event()
+        self._writing = work
+        # Fresh events stay in memory for the dispatcher while nothing older waits on
+        # disk and the read-ahead has room; the rest spill (they are read back later).
+        if self._cursor <= self._on_disk_until:
+            keep = 0
+        else:
+            keep = min(len(work.inserts), READ_AHEAD - len(self._ready))
+        with_progress = self._with_progress
+        progress_done = [seq for seq in work.acks if seq in with_progress] if with_progress else []
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    self._write_sync, work, keep, progress_done, limiter=self._limiter
+                )
+        except Exception as exc:
+            work.error = QueueFileError(f"could not write to {self._path}: {exc}")
+            work.error.__cause__ = exc
+            self._depth -= len(work.inserts)
+            self._put_count -= len(work.inserts)
+            logger.error("could not write to %s: %r", self._path, exc)
+        else:
+            self._with_progress.difference_update(progress_done)
+            self._with_progress.update(seq for seq, _ in work.progress)
+            inserts = work.inserts
+            if inserts:
+                ready = self._ready
+                for index in range(keep):
+                    ready.append(inserts[index][0])
+                if keep < len(inserts):
+                    self._on_disk_until = self._last_seq  # the last insert's
+                if self._cursor > self._on_disk_until:
+                    self._cursor = self._on_disk_until + 1
+                if self._getter is not None:
+                    self._getter.set()
+                    self._getter = None
+        finally:
+            work.finished = True
+            self._writing = None
+            self._busy = None
+            busy.set()
+
+    # -- handing events to the dispatcher -------------------------------------------
+
+    async def get_batch(self, limit: int) -> Sequence[Received]:
+        """Wait for at least one committed event; return up to *limit*, oldest first."""
+        ready = self._ready
+        while True:
+            if ready:
+                count = min(limit, len(ready))
+                batch = [ready.popleft() for _ in range(count)]
+                self._depth -= count
+                self._get_count += count
+                if self._putters:
+                    self._wake_putters()
+                return batch
+            if self._busy is not None:
+                await self._busy.wait()
+            elif self._cursor <= self._on_disk_until:
+                await self._read(max(limit, READ_PAGE))
+            elif self._work.inserts:
+                await self._write()  # accepted by put_nowait(), nobody else commits them
+            else:
+                getter = self._getter = anyio.Event()
+                await getter.wait()
+
+    async def _read(self, limit: int) -> None:
+        assert self._busy is None and self._limiter is not None
+        busy = self._busy = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                received, cursor, corrupt = await anyio.to_thread.run_sync(
+                    self._read_sync,
+                    self._cursor,
+                    self._on_disk_until,
+                    min(limit, READ_AHEAD),
+                    limiter=self._limiter,
+                )
+        finally:
+            self._busy = None
+            busy.set()
+        self._cursor = cursor
+        self._depth -= corrupt
+        self._with_progress.update([item.token for item in received if item.completed])
+        self._ready.extend(received)
+
+    # -- settlement -----------------------------------------------------------------
+
+    async def ack(self, received: Sequence[Received]) -> None:
+        """Mark events whose every delivery settled as done (deleted, or kept for replay)."""
+        work = self._work
+        work.acks.extend([item.token for item in received])
+        await self._commit(work)
+
+    async def record_progress(self, progress: Sequence[tuple[Received, str]]) -> None:
+        """Record consumers that settled events whose other consumers have not yet."""
+        work = self._work
+        work.progress.extend([(item.token, consumer) for item, consumer in progress])
+        await self._commit(work)
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep *letter* in the file; it is written with the event's settlement."""
+        error = letter.error
+        self._work.letters.append(
+            (
+                letter.event.source,
+                letter.event.id,
+                letter.consumer,
+                letter.event.to_json(),
+                _qualified_name(type(error)),
+                str(error) or repr(error),
+                letter.attempts,
+                letter.first_failed_at.isoformat(),
+                letter.last_failed_at.isoformat(),
+                time(),
+            )
+        )
+
+    def discard_dead_letter(self, letter: DeadLetter) -> None:
+        """Remove *letter* from the file; written with the redelivered event's put."""
+        self._work.discards.append((letter.event.source, letter.event.id, letter.consumer))
+
+    # -- dead letters, replay ---------------------------------------------------------
+
+    async def dead_letters(
+        self, *, consumer: str | None = None, limit: int | None = None
+    ) -> list[StoredDeadLetter]:
+        """Return the dead letters stored in the file, oldest first.
+
+        :param consumer: only this consumer's letters
+        :param limit: at most this many
+        """
+        sql = f"SELECT {_LETTER_COLUMNS} FROM reactor_dead_letters"
+        params: list[Any] = []
+        if consumer is not None:
+            sql += " WHERE consumer = ?"
+            params.append(consumer)
+        sql += " ORDER BY id"
+        if limit is not None:
+            _check_positive_int("limit", limit)
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = await self._run(self._query_sync, sql, params)
+        return [_stored_letter(row) for row in rows]
+
+    async def replay_dead_letters(
+        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
+    ) -> int:
+        """Publish stored dead letters' events again, each to its consumer only, and
+        remove the letters, in one transaction.
+
+        Letters of damaged events (no consumer) cannot be replayed and stay.
+
+        :param ids: the letters to replay (default: all, or all of *consumer*)
+        :param consumer: only this consumer's letters
+        :return: how many events were published again
+        """
+        self._check_running()
+        where, params = _letter_filter(ids, consumer)
+        return await self._run_on_journal(self._replay_letters_sync, where, params)
+
+    async def purge_dead_letters(
+        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
+    ) -> int:
+        """Delete stored dead letters.
+
+        :param ids: the letters to delete (default: all, or all of *consumer*)
+        :param consumer: only this consumer's letters
+        :return: how many letters were deleted
+        """
+        self._check_running()
+        where, params = _letter_filter(ids, consumer, include_damaged=True)
+        count: int = await self._run(self._purge_letters_sync, where, params)
+        return count
+
+    async def replay(
+        self,
+        since: datetime,
+        *,
+        until: datetime | None = None,
+        consumers: Collection[str] | None = None,
+    ) -> int:
+        """Publish again the acknowledged events kept by the retention, in their order.
+
+        The events keep their ids; they go to *consumers* only, or to every matching
+        subscription when ``None``. Events not yet acknowledged are left alone (they are
+        still to be delivered).
+
+        :param since: replay events published at or after this time (aware)
+        :param until: ... and before this time (default: no end)
+        :param consumers: the consumers to deliver them to (default: every match)
+        :return: how many events were published again
+        :raises ValueError: a naive time, or an empty *consumers*
+        """
+        self._check_running()
+        start = _timestamp("since", since)
+        end = None if until is None else _timestamp("until", until)
+        only = None
+        if consumers is not None:
+            if isinstance(consumers, str) or not consumers:
+                raise ValueError("consumers must be a non-empty collection of names, or None")
+            only = json.dumps(sorted(set(consumers)))
+        return await self._run_on_journal(self._replay_sync, start, end, only)
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        """Run *func* in the worker thread, holding the writer role."""
+        while self._busy is not None:
+            await self._busy.wait()
+        assert self._limiter is not None
+        busy = self._busy = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+        finally:
+            self._busy = None
+            busy.set()
+
+    async def _run_on_journal(self, func: Any, *args: Any) -> int:
+        """Run *func*, which appends events to the journal and returns how many."""
+        count: int = await self._run(func, *args)
+        if count:
+            # Appended behind everything else, on disk only: read back in order.
+            self._on_disk_until = self._last_seq
+            self._depth += count
+            self._put_count += count
+            if self._getter is not None:
+                self._getter.set()
+                self._getter = None
+        return count
+
+    # -- statistics -----------------------------------------------------------------
+
+    def statistics(self) -> QueueStatistics:
+        """Return a snapshot of the queue's depth, capacity and counters."""
+        return QueueStatistics(
+            depth=self._depth,
+            capacity=self._capacity,
+            put_count=self._put_count,
+            get_count=self._get_count,
+            waiting_publishers=len(self._putters),
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLiteQueue({str(self._path)!r}, synchronous={self._synchronous!r})"
+
+    # -- in the worker thread ---------------------------------------------------------
+
+    def _open_sync(self) -> None:
+        path = self._path
+        owner_lock = _OwnerLock.take(path)
+        try:
+            conn = _connect(path, self._busy_timeout)
+        except BaseException:
+            owner_lock.release()
+            raise
+        try:
+            self._prepare(conn)
+            self._recover(conn)
+        except BaseException as exc:
+            conn.close()
+            owner_lock.release()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise QueueFileError(f"{path} cannot be used as a reactor queue: {exc}") from exc
+            raise
+        self._conn = conn
+        self._owner_lock = owner_lock
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Check that the file is a queue of this schema, or create the schema."""
+        path = self._path
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and version == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise QueueFileError(
+                    f"{path} is an SQLite database but not a reactor queue; "
+                    "point the queue at a new file"
+                )
+            _set_journal_mode(conn, path)
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO reactor_meta (key, value) VALUES "
+                "('handed_out', 0), ('created_at', ?), ('writer', ?)",
+                (datetime.now(UTC).isoformat(), f"reactor {_version()}"),
+            )
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        elif app_id != APPLICATION_ID:
+            raise QueueFileError(
+                f"{path} is an SQLite database of another application "
+                f"(application_id {app_id:#x}), not a reactor queue"
+            )
+        elif version > SCHEMA_VERSION:
+            raise QueueFileError(
+                f"{path} has queue schema version {version}, newer than the {SCHEMA_VERSION} "
+                "this reactor supports; upgrade reactor to open it"
+            )
+        elif version < 1:
+            raise QueueFileError(f"{path} has an invalid queue schema version {version}")
+        else:
+            _set_journal_mode(conn, path)
+        conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        if self._check != "none":
+            pragma = "quick_check" if self._check == "quick" else "integrity_check"
+            problems = [row[0] for row in conn.execute(f"PRAGMA {pragma}(5)")]
+            if problems != ["ok"]:
+                raise QueueFileError(
+                    f"{path} is damaged ({pragma}: {'; '.join(problems)}); it was left "
+                    "as it is: move it aside and keep it for recovery"
+                )
+
+    def _recover(self, conn: sqlite3.Connection) -> None:
+        """Count what an earlier run left and raise the attempt of what it handed out."""
+        handed_out = conn.execute(
+            "SELECT value FROM reactor_meta WHERE key = 'handed_out'"
+        ).fetchone()
+        if handed_out is None or not isinstance(handed_out[0], int):
+            raise QueueFileError(f"{self._path} lacks its hand-out mark; the file is damaged")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if handed_out[0]:
+                conn.execute(
+                    "UPDATE reactor_events SET attempt = attempt + 1 "
+                    "WHERE seq <= ? AND done_at IS NULL",
+                    (handed_out[0],),
+                )
+                conn.execute(_SET_HANDED_OUT, (0,))
+            if self._retention is not None:
+                self._purge_sync(conn, time())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._handed_out = 0
+        self._last_seq = conn.execute("SELECT max(seq) FROM reactor_events").fetchone()[0] or 0
+        self._depth = conn.execute(
+            "SELECT count(*) FROM reactor_events WHERE done_at IS NULL"
+        ).fetchone()[0]
+        first = conn.execute(
+            "SELECT min(seq) FROM reactor_events WHERE done_at IS NULL"
+        ).fetchone()[0]
+        # Everything left is on disk only: read it back from its first event on.
+        self._on_disk_until = self._last_seq
+        self._cursor = self._last_seq + 1 if first is None else first
+        self._ready.clear()
+        self._with_progress.clear()
+        self._work = _Work()
+        if self._depth:
+            logger.info(
+                "%s: %d event(s) left by an earlier run will be delivered again",
+                self._path,
+                self._depth,
+            )
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # another reader holds the WAL; SQLite checkpoints it later
+            finally:
+                conn.close()
+        owner_lock, self._owner_lock = self._owner_lock, None
+        if owner_lock is not None:
+            owner_lock.release()
+
+    def _write_sync(self, work: _Work, keep: int, progress_done: list[Any]) -> None:
+        conn = self._conn
+        assert conn is not None
+        seq = self._last_seq
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            mark = self._last_seq + keep  # the last event handed out from memory
+            if work.inserts:
+                rows = []
+                for received, body, only, published_at in work.inserts:
+                    seq += 1
+                    received.token = seq
+                    rows.append((seq, body, only, published_at, _crc(body, only)))
+                conn.executemany(_INSERT, rows)
+                if keep and mark > self._handed_out:
+                    # Persisted before the events can reach a handler: a crash after it
+                    # counts them as handed out (their attempt is raised at the next
+                    # start), never the other way round.
+                    conn.execute(_SET_HANDED_OUT, (mark,))
+            if work.letters:
+                conn.executemany(_STORE_LETTER, work.letters)
+            if work.discards:
+                conn.executemany(
+                    "DELETE FROM reactor_dead_letters "
+                    "WHERE source = ? AND event_id = ? AND consumer = ?",
+                    work.discards,
+                )
+            if work.progress:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO reactor_progress (seq, consumer) VALUES (?, ?)",
+                    work.progress,
+                )
+            if work.acks:
+                now = time()
+                if self._retention is None:
+                    for first, last in _runs(work.acks):
+                        conn.execute(
+                            "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ?", (first, last)
+                        )
+                else:
+                    conn.executemany(
+                        "UPDATE reactor_events SET done_at = ? WHERE seq = ?",
+                        [(now, seq_) for seq_ in work.acks],
+                    )
+                    if now - self._last_purge >= PURGE_INTERVAL:
+                        self._purge_sync(conn, now)
+                if progress_done:
+                    conn.executemany(
+                        "DELETE FROM reactor_progress WHERE seq = ?",
+                        [(seq_,) for seq_ in progress_done],
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._last_seq = seq
+        if keep and mark > self._handed_out:
+            self._handed_out = mark
+
+    def _purge_sync(self, conn: sqlite3.Connection, now: float) -> None:
+        assert self._retention is not None
+        self._last_purge = now
+        conn.execute(
+            "DELETE FROM reactor_events WHERE seq IN (SELECT seq FROM reactor_events "
+            "WHERE done_at IS NOT NULL AND done_at < ? LIMIT ?)",
+            (now - self._retention, PURGE_CHUNK),
+        )
+
+    def _read_sync(self, cursor: int, upto: int, limit: int) -> tuple[list[Received], int, int]:
+        """Read the next page of the backlog; move damaged events to the dead letters."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "SELECT seq, body, only, attempt, crc FROM reactor_events "
+                "WHERE seq >= ? AND seq <= ? AND done_at IS NULL ORDER BY seq LIMIT ?",
+                (cursor, upto, limit),
+            ).fetchall()
+            if len(rows) < limit:
+                next_cursor = upto + 1
+            else:
+                next_cursor = rows[-1][0] + 1
+            if not rows:
+                conn.execute("COMMIT")
+                return [], next_cursor, 0
+            first, last = rows[0][0], rows[-1][0]
+            completed: dict[int, set[str]] = {}
+            for seq, consumer in conn.execute(
+                "SELECT seq, consumer FROM reactor_progress WHERE seq BETWEEN ? AND ?",
+                (first, last),
+            ):
+                completed.setdefault(seq, set()).add(consumer)
+            received: list[Received] = []
+            damaged: list[tuple[int, bytes, str]] = []
+            for seq, body, only, attempt, crc in rows:
+                try:
+                    item = _decode_row(seq, body, only, attempt, crc, completed.get(seq))
+                except (EventFormatError, ValueError, TypeError) as exc:
+                    damaged.append((seq, body, str(exc)))
+                else:
+                    received.append(item)
+            for seq, body, why in damaged:
+                self._bury_damaged(conn, seq, body, why)
+            if last > self._handed_out:
+                conn.execute(_SET_HANDED_OUT, (last,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if last > self._handed_out:
+            self._handed_out = last
+        return received, next_cursor, len(damaged)
+
+    def _bury_damaged(self, conn: sqlite3.Connection, seq: int, body: bytes, why: str) -> None:
+        logger.error(
+            "%s: journaled event #%d is damaged and cannot be delivered (%s); "
+            "it was moved to the dead letters",
+            self._path,
+            seq,
+            why,
+        )
+        now = datetime.now(UTC)
+        conn.execute(
+            _STORE_LETTER,
+            (
+                None,
+                None,
+                None,
+                body if isinstance(body, bytes) else str(body).encode(),
+                "reactor.EventFormatError",
+                f"journaled event #{seq} is damaged: {why}",
+                0,
+                now.isoformat(),
+                now.isoformat(),
+                now.timestamp(),
+            ),
+        )
+        conn.execute("DELETE FROM reactor_events WHERE seq = ?", (seq,))
+        conn.execute("DELETE FROM reactor_progress WHERE seq = ?", (seq,))
+
+    def _query_sync(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        conn = self._conn
+        if conn is None:
+            raise ReactorNotRunning(f"the queue {self._path} is not open")
+        return conn.execute(sql, params).fetchall()
+
+    def _append_sync(
+        self, conn: sqlite3.Connection, rows: Iterable[tuple[bytes, str | None]]
+    ) -> int:
+        """Append events to the journal (inside a transaction); return how many."""
+        now = time()
+        seq = self._last_seq
+        batch = []
+        for body, only in rows:
+            seq += 1
+            batch.append((seq, body, only, now, _crc(body, only)))
+        conn.executemany(_INSERT, batch)
+        count = seq - self._last_seq
+        return count
+
+    def _in_transaction(self, func: Any, *args: Any) -> int:
+        conn = self._conn
+        if conn is None:
+            raise ReactorNotRunning(f"the queue {self._path} is not open")
+        last_seq = self._last_seq
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            count: int = func(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._last_seq = last_seq
+            raise
+        return count
+
+    def _replay_letters_sync(self, where: str, params: list[Any]) -> int:
+        def replay(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                f"SELECT id, body, consumer FROM reactor_dead_letters WHERE {where} "
+                "AND consumer IS NOT NULL ORDER BY id",
+                params,
+            ).fetchall()
+            count = self._append_sync(
+                conn, ((body, json.dumps([consumer])) for _, body, consumer in rows)
+            )
+            conn.executemany(
+                "DELETE FROM reactor_dead_letters WHERE id = ?", [(row[0],) for row in rows]
+            )
+            self._last_seq += count
+            return count
+
+        return self._in_transaction(replay)
+
+    def _purge_letters_sync(self, where: str, params: list[Any]) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            return conn.execute(f"DELETE FROM reactor_dead_letters WHERE {where}", params).rowcount
+
+        return self._in_transaction(purge)
+
+    def _replay_sync(self, start: float, end: float | None, only: str | None) -> int:
+        def replay(conn: sqlite3.Connection) -> int:
+            total = 0
+            last_copied = 0
+            upto = self._last_seq  # never copy the copies
+            while True:
+                sql = (
+                    "SELECT seq, body FROM reactor_events WHERE seq > ? AND seq <= ? "
+                    "AND done_at IS NOT NULL AND published_at >= ?"
+                )
+                params: list[Any] = [last_copied, upto, start]
+                if end is not None:
+                    sql += " AND published_at < ?"
+                    params.append(end)
+                page = conn.execute(sql + " ORDER BY seq LIMIT ?", [*params, READ_PAGE]).fetchall()
+                if not page:
+                    return total
+                last_copied = page[-1][0]
+                count = self._append_sync(conn, ((body, only) for _, body in page))
+                self._last_seq += count
+                total += count
+
+        return self._in_transaction(replay)
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _timestamp(name: str, value: object) -> float:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime (with a time zone), got {value!r}")
+    return value.timestamp()
+
+
+def _crc(body: bytes, only: str | None) -> int:
+    crc = zlib.crc32(body)
+    return crc if only is None else zlib.crc32(only.encode(), crc)
+
+
+def _decode_row(
+    seq: int,
+    body: object,
+    only: object,
+    attempt: object,
+    crc: object,
+    completed: set[str] | None,
+) -> Received:
+    if not isinstance(body, bytes):
+        raise EventFormatError(f"the body is {type(body).__name__}, not bytes")
+    if only is not None and not isinstance(only, str):
+        raise EventFormatError("the consumer list is not text")
+    if _crc(body, only) != crc:
+        raise EventFormatError("its checksum does not match its contents")
+    if not isinstance(attempt, int) or attempt < 0:
+        raise EventFormatError(f"its attempt count {attempt!r} is invalid")
+    event = Event.from_json(body)
+    consumers = None
+    if only is not None:
+        names = json.loads(only)
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise EventFormatError("the consumer list is not a list of names")
+        consumers = frozenset(names)
+    return Received(
+        event,
+        seq,
+        attempt=attempt + 1,
+        completed=frozenset(completed) if completed else frozenset(),
+        only=consumers,
+    )
+
+
+def _runs(seqs: list[int]) -> Iterable[tuple[int, int]]:
+    """Group sequence numbers into (first, last) runs of consecutive numbers."""
+    ordered = sorted(seqs)
+    first = last = ordered[0]
+    for seq in ordered[1:]:
+        if seq == last + 1:
+            last = seq
+        elif seq != last:
+            yield first, last
+            first = last = seq
+    yield first, last
+
+
+def _letter_filter(
+    ids: Iterable[int] | None, consumer: str | None, *, include_damaged: bool = False
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if ids is not None:
+        numbers = list(ids)
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+            raise TypeError(f"ids must be ints, got {numbers!r}")
+        if not numbers:
+            return "0", []
+        clauses.append(f"id IN ({', '.join('?' * len(numbers))})")
+        params.extend(numbers)
+    if consumer is not None:
+        clauses.append("consumer = ?")
+        params.append(consumer)
+    if not clauses:
+        return ("1" if include_damaged else "consumer IS NOT NULL"), params
+    return " AND ".join(clauses), params
+
+
+def _stored_letter(row: tuple[Any, ...]) -> StoredDeadLetter:
+    id_, consumer, body, error_type, error, attempts, first, last, dead_at = row
+    event: Event | None
+    try:
+        event = Event.from_json(body) if consumer is not None else None
+    except EventFormatError:
+        event = None
+    return StoredDeadLetter(
+        id=id_,
+        event=event,
+        consumer=consumer,
+        error_type=error_type,
+        error=error,
+        attempts=attempts,
+        first_failed_at=datetime.fromisoformat(first),
+        last_failed_at=datetime.fromisoformat(last),
+        dead_at=datetime.fromtimestamp(dead_at, UTC),
+        body=bytes(body),
+    )
+
+
+def _qualified_name(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _version() -> str:
+    from reactor import __version__
+
+    return __version__
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """Open the file, refusing what is plainly not an SQLite database before SQLite does."""
+    if path.is_dir():
+        raise QueueFileError(f"{path} is a directory, not a queue file")
+    if not path.parent.is_dir():
+        raise QueueFileError(f"the directory of {path} does not exist")
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        header = b""
+    if header and header != _SQLITE_HEADER:
+        raise QueueFileError(
+            f"{path} is not an SQLite database (its header is damaged or it is another "
+            "kind of file); it was left as it is"
+        )
+    try:
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise QueueFileError(f"cannot open {path}: {exc}") from exc
+    return conn
+
+
+def _set_journal_mode(conn: sqlite3.Connection, path: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise QueueFileError(f"{path} cannot use write-ahead logging (journal mode {mode!r})")
+
+
+# -- one owner per file -----------------------------------------------------------------
+
+_held: set[str] = set()
+_held_lock = threading.Lock()
+
+
+class _OwnerLock:
+    """The owner lock of a queue file: an OS lock on a file beside it (``<name>-lock``).
+
+    The operating system releases it when the process dies, however it dies. Within one
+    process a second queue on the same file is refused too.
+    """
+
+    def __init__(self, file: IO[str], key: str) -> None:
+        self.file = file
+        self.key = key
+
+    @classmethod
+    def take(cls, path: Path) -> _OwnerLock:
+        """Take the lock of *path* or raise :class:`~reactor.QueueInUseError`."""
+        key = os.path.realpath(path)
+        lock_path = path.with_name(path.name + "-lock")
+        try:
+            file = open(lock_path, "a+", encoding="utf-8")  # held until release()
+        except OSError as exc:
+            raise QueueFileError(f"cannot create the lock file {lock_path}: {exc}") from exc
+        with _held_lock:
+            if key in _held:
+                file.close()
+                raise QueueInUseError(f"{path} is already open as a queue in this process")
+            try:
+                _os_lock(file)
+            except OSError:
+                file.seek(0)
+                holder = file.read().strip() or "unknown"
+                file.close()
+                raise QueueInUseError(
+                    f"{path} is in use by another process ({holder}); one process at a "
+                    "time owns a queue file: stop it first"
+                ) from None
+            _held.add(key)
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()}")
+        file.flush()
+        return cls(file, key)
+
+    def release(self) -> None:
+        """Give the lock up (closing the descriptor releases the OS lock)."""
+        with _held_lock:
+            _held.discard(self.key)
+        self.file.close()
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _os_lock(file: IO[str]) -> None:
+        file.seek(0)
+        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+
+else:
+    import fcntl
+
+    def _os_lock(file: IO[str]) -> None:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
