@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import anyio
 import pytest
@@ -10,22 +11,29 @@ import pytest
 from reactor import Event, QueueFull, Reactor
 from reactor.abc import EventQueue, Received
 from reactor.queues.memory import DEFAULT_CAPACITY, MemoryQueue
+from reactor.queues.sqlite import SQLiteQueue
 
 pytestmark = pytest.mark.anyio
 
 QueueFactory = Callable[[int], EventQueue]
 
-FACTORIES: dict[str, QueueFactory] = {
-    "memory": lambda capacity: MemoryQueue(capacity),
+#: Every queue implementation, built from a capacity and a directory for its files.
+FACTORIES: dict[str, Callable[[int, Path], EventQueue]] = {
+    "memory": lambda capacity, _: MemoryQueue(capacity),
+    "sqlite": lambda capacity, directory: SQLiteQueue(directory / "queue.db", capacity=capacity),
 }
 
 
 @pytest.fixture(params=sorted(FACTORIES))
-async def make_queue(request: pytest.FixtureRequest) -> AsyncIterator[QueueFactory]:
+async def make_queue(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[QueueFactory]:
     opened: list[EventQueue] = []
 
     def make(capacity: int) -> EventQueue:
-        queue = FACTORIES[request.param](capacity)
+        directory = tmp_path / str(len(opened))
+        directory.mkdir()
+        queue = FACTORIES[request.param](capacity, directory)
         opened.append(queue)
         return queue
 
@@ -76,12 +84,14 @@ async def test_full_queue_blocks_put_and_put_nowait_raises(make_queue: QueueFact
     with pytest.raises(QueueFull, match="full"):
         queue.put_nowait(event(2))
     done: list[int] = []
+    stored = {2: anyio.Event(), 3: anyio.Event()}
     async with anyio.create_task_group() as tg:
         for n in (2, 3):
 
             async def put(n: int = n) -> None:
                 await queue.put(event(n))
                 done.append(n)
+                stored[n].set()
 
             tg.start_soon(put)
             await anyio.wait_all_tasks_blocked()
@@ -90,6 +100,8 @@ async def test_full_queue_blocks_put_and_put_nowait_raises(make_queue: QueueFact
         with pytest.raises(QueueFull):
             queue.put_nowait(event(9))  # waiting publishers go first
         assert [r.event.data for r in await queue.get_batch(1)] == [0]
+        with anyio.fail_after(5):  # a durable queue returns once the event is written
+            await stored[2].wait()
         await anyio.wait_all_tasks_blocked()
         assert done == [2]
         assert [r.event.data for r in await queue.get_batch(5)] == [1, 2]

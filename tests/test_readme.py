@@ -25,7 +25,13 @@ def test_the_quickstart_block_is_the_example_file() -> None:
 
 
 @pytest.mark.parametrize("index", range(1, len(BLOCKS)))
-def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_example_runs(
+    index: int,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # examples may write files (a queue's database)
     exec(compile(BLOCKS[index], f"README.md example {index}", "exec"), {"__name__": "__readme__"})
 
 

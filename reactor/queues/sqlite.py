@@ -529,9 +529,8 @@ class SQLiteQueue(EventQueue):
                 for index in range(keep):
                     ready.append(inserts[index][0])
                 if keep < len(inserts):
-                    self._on_disk_until = self._last_seq  # the last insert's
-                if self._cursor > self._on_disk_until:
-                    self._cursor = self._on_disk_until + 1
+                    first = self._last_seq - len(inserts) + 1
+                    self._spill(first + keep, self._last_seq)
                 if self._getter is not None:
                     self._getter.set()
                     self._getter = None
@@ -631,6 +630,9 @@ class SQLiteQueue(EventQueue):
         :param consumer: only this consumer's letters
         :param limit: at most this many
         """
+        self._check_running()
+        if self._work:  # read what was recorded so far, letters not yet written included
+            await self._commit(self._work)
         sql = f"SELECT {_LETTER_COLUMNS} FROM reactor_dead_letters"
         params: list[Any] = []
         if consumer is not None:
@@ -716,12 +718,21 @@ class SQLiteQueue(EventQueue):
             self._busy = None
             busy.set()
 
+    def _spill(self, first: int, last: int) -> None:
+        """Note that the events *first* to *last*, just written, wait on disk only.
+
+        They are newer than everything in the read-ahead; when no older event waits on
+        disk, reading resumes at *first* (everything before it was handed out already).
+        """
+        if self._cursor > self._on_disk_until:
+            self._cursor = first
+        self._on_disk_until = last
+
     async def _run_on_journal(self, func: Any, *args: Any) -> int:
         """Run *func*, which appends events to the journal and returns how many."""
         count: int = await self._run(func, *args)
         if count:
-            # Appended behind everything else, on disk only: read back in order.
-            self._on_disk_until = self._last_seq
+            self._spill(self._last_seq - count + 1, self._last_seq)
             self._depth += count
             self._put_count += count
             if self._getter is not None:
@@ -748,6 +759,10 @@ class SQLiteQueue(EventQueue):
 
     def _open_sync(self) -> None:
         path = self._path
+        if path.is_dir():
+            raise QueueFileError(f"{path} is a directory, not a queue file")
+        if not path.parent.is_dir():
+            raise QueueFileError(f"the directory of {path} does not exist")
         owner_lock = _OwnerLock.take(path)
         try:
             conn = _connect(path, self._busy_timeout)
@@ -1219,10 +1234,6 @@ def _version() -> str:
 
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """Open the file, refusing what is plainly not an SQLite database before SQLite does."""
-    if path.is_dir():
-        raise QueueFileError(f"{path} is a directory, not a queue file")
-    if not path.parent.is_dir():
-        raise QueueFileError(f"the directory of {path} does not exist")
     try:
         with path.open("rb") as file:
             header = file.read(len(_SQLITE_HEADER))
