@@ -26,10 +26,10 @@ async def test_a_first_delivery_is_attempt_one_without_retries() -> None:
     assert not delivery.redelivered
 
 
-@pytest.mark.parametrize("timeout", [None, 5.0])
+@pytest.mark.parametrize("attempt_timeout", [None, 5.0])
 @pytest.mark.parametrize("ordered", [False, True])
 async def test_retries_count_the_failed_calls_before_this_one(
-    timeout: float | None, ordered: bool
+    attempt_timeout: float | None, ordered: bool
 ) -> None:
     app = Reactor()
     seen: list[tuple[str, int, bool]] = []
@@ -37,7 +37,7 @@ async def test_retries_count_the_failed_calls_before_this_one(
     @app.subscribe(
         "job.*",
         retry=Retry(attempts=3, backoff=Backoff(initial=0.0, jitter=False)),
-        timeout=timeout,
+        timeout=attempt_timeout,
         ordered_by=(lambda event: event.subject) if ordered else None,
     )
     async def flaky(event: Event) -> None:

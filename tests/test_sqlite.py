@@ -177,7 +177,9 @@ async def test_the_payload_limit_is_enforced_at_publish(tmp_path: Path) -> None:
     overhead = len(template.to_json())
     async with app:
         for size in (limit - 1, limit):
-            await app.publish(Event(type="job.run", source="/t", id="x", data="a" * (size - overhead)))
+            await app.publish(
+                Event(type="job.run", source="/t", id="x", data="a" * (size - overhead))
+            )
         with pytest.raises(PayloadTooLargeError, match=f"{limit + 1} bytes") as caught:
             await app.publish(
                 Event(type="job.run", source="/t", id="x", data="a" * (limit + 1 - overhead))
