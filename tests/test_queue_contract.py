@@ -25,9 +25,7 @@ FACTORIES: dict[str, Callable[[int, Path], EventQueue]] = {
 
 
 @pytest.fixture(params=sorted(FACTORIES))
-async def make_queue(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[QueueFactory]:
+async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
     opened: list[EventQueue] = []
 
     def make(capacity: int) -> EventQueue:

@@ -428,12 +428,15 @@ async def test_a_backlog_beyond_the_read_ahead_is_delivered_once_each(
     app = Reactor(queue=SQLiteQueue(path, retention=3600))
     seen: list[int] = []
     gate = anyio.Event()
+    rest_done = anyio.Event()
 
     @app.subscribe("job.*")
     async def consume(event: Event) -> None:
         seen.append(event.data)
         if event.data == 0:
             await gate.wait()
+        elif len(seen) == total:  # every event but the first one has been handled
+            rest_done.set()
 
     async with app:
         for n in range(min(total, 5000)):
@@ -442,8 +445,54 @@ async def test_a_backlog_beyond_the_read_ahead_is_delivered_once_each(
             for n in range(5000, total):
                 tg.start_soon(app.publish, "job.run", n)
         with anyio.fail_after(30):
-            while app.stats().delivered < total - 1:
-                await anyio.wait_all_tasks_blocked()
+            await rest_done.wait()
         gate.set()
     assert sorted(seen) == list(range(total))
     assert rows(path, "SELECT count(*) FROM reactor_events WHERE done_at IS NULL") == [(0,)]
+
+
+class _Gadget:
+    """Pickling this would create a marker file when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+async def test_a_foreign_payload_in_the_file_is_dead_lettered_never_loaded(
+    tmp_path: Path,
+) -> None:
+    import pickle
+    import zlib
+
+    path = tmp_path / "events.db"
+    marker = tmp_path / "pwned"
+    async with SQLiteQueue(path):
+        pass
+    gadget = pickle.dumps(_Gadget(marker))
+    with sqlite3.connect(path) as conn:
+        # A row written by someone else, with a checksum that matches its bytes.
+        conn.execute(
+            "INSERT INTO reactor_events (seq, body, only, published_at, crc) VALUES (1, ?, NULL, 0, ?)",
+            (gadget, zlib.crc32(gadget)),
+        )
+    queue = SQLiteQueue(path, check="full")
+    app = Reactor(queue=queue)
+    seen: list[Event] = []
+
+    @app.subscribe("*")
+    async def everything(event: Event) -> None:
+        seen.append(event)
+
+    async with app:
+        await app.publish("job.run", 1)
+    assert [event.data for event in seen] == [1]
+    assert not marker.exists()
+    async with app:
+        [letter] = await queue.dead_letters()
+    assert letter.consumer is None and letter.event is None and letter.body == gadget
+    assert letter.error_type == "reactor.EventFormatError"
+    assert "journaled event #1 is damaged" in letter.error
+    assert rows(path, "SELECT count(*) FROM reactor_events") == [(0,)]

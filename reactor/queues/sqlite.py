@@ -57,6 +57,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SQLiteQueue",
     "StoredDeadLetter",
+    "read_dead_letters",
 ]
 
 logger = logging.getLogger("reactor.queues.sqlite")
@@ -301,7 +302,13 @@ class SQLiteQueue(EventQueue):
         :raises ValueError: not a ``sqlite://`` URL with a path
         """
         parts = urlsplit(url)
-        if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
+        if (
+            parts.scheme != "sqlite"
+            or parts.netloc
+            or not parts.path.startswith("/")
+            or parts.query
+            or parts.fragment
+        ):
             raise ValueError(
                 f"expected a URL like sqlite:///events.db or sqlite:////abs/path.db, got {url!r}"
             )
@@ -631,18 +638,11 @@ class SQLiteQueue(EventQueue):
         :param limit: at most this many
         """
         self._check_running()
-        if self._work:  # read what was recorded so far, letters not yet written included
-            await self._commit(self._work)
-        sql = f"SELECT {_LETTER_COLUMNS} FROM reactor_dead_letters"
-        params: list[Any] = []
-        if consumer is not None:
-            sql += " WHERE consumer = ?"
-            params.append(consumer)
-        sql += " ORDER BY id"
         if limit is not None:
             _check_positive_int("limit", limit)
-            sql += " LIMIT ?"
-            params.append(limit)
+        if self._work:  # read what was recorded so far, letters not yet written included
+            await self._commit(self._work)
+        sql, params = _letters_query(consumer, limit)
         rows = await self._run(self._query_sync, sql, params)
         return [_stored_letter(row) for row in rows]
 
@@ -714,6 +714,8 @@ class SQLiteQueue(EventQueue):
         try:
             with anyio.CancelScope(shield=True):
                 return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise QueueFileError(f"could not use {self._path}: {exc}") from exc
         finally:
             self._busy = None
             busy.set()
@@ -759,8 +761,7 @@ class SQLiteQueue(EventQueue):
 
     def _open_sync(self) -> None:
         path = self._path
-        if path.is_dir():
-            raise QueueFileError(f"{path} is a directory, not a queue file")
+        _check_header(path, missing_ok=True)
         if not path.parent.is_dir():
             raise QueueFileError(f"the directory of {path} does not exist")
         owner_lock = _OwnerLock.take(path)
@@ -784,15 +785,7 @@ class SQLiteQueue(EventQueue):
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Check that the file is a queue of this schema, or create the schema."""
         path = self._path
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == 0 and version == 0:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise QueueFileError(
-                    f"{path} is an SQLite database but not a reactor queue; "
-                    "point the queue at a new file"
-                )
+        if _identify(conn, path):
             _set_journal_mode(conn, path)
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
@@ -805,18 +798,6 @@ class SQLiteQueue(EventQueue):
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
-        elif app_id != APPLICATION_ID:
-            raise QueueFileError(
-                f"{path} is an SQLite database of another application "
-                f"(application_id {app_id:#x}), not a reactor queue"
-            )
-        elif version > SCHEMA_VERSION:
-            raise QueueFileError(
-                f"{path} has queue schema version {version}, newer than the {SCHEMA_VERSION} "
-                "this reactor supports; upgrade reactor to open it"
-            )
-        elif version < 1:
-            raise QueueFileError(f"{path} has an invalid queue schema version {version}")
         else:
             _set_journal_mode(conn, path)
         conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
@@ -1232,25 +1213,120 @@ def _version() -> str:
     return __version__
 
 
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """Open the file, refusing what is plainly not an SQLite database before SQLite does."""
+def _check_header(path: Path, *, missing_ok: bool) -> bool:
+    """Refuse what is plainly not an SQLite database before SQLite sees it.
+
+    :return: whether the file exists with content (``False``: missing or empty)
+    :raises QueueFileError: not a file, unreadable, or not an SQLite database (or, unless
+        *missing_ok*, missing or empty)
+    """
+    if path.is_dir():
+        raise QueueFileError(f"{path} is a directory, not a queue file")
     try:
         with path.open("rb") as file:
             header = file.read(len(_SQLITE_HEADER))
     except FileNotFoundError:
         header = b""
-    if header and header != _SQLITE_HEADER:
+        if not missing_ok:
+            raise QueueFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise QueueFileError(f"cannot read {path}: {exc}") from None
+    if not header:
+        if not missing_ok:
+            raise QueueFileError(f"{path} is empty, not a reactor queue")
+        return False
+    if header != _SQLITE_HEADER:
         raise QueueFileError(
             f"{path} is not an SQLite database (its header is damaged or it is another "
             "kind of file); it was left as it is"
         )
+    return True
+
+
+def _identify(conn: sqlite3.Connection, path: Path) -> bool:
+    """Check that *conn*'s database is a reactor queue of a schema this release reads.
+
+    :return: ``True`` for a blank database (no table yet), where a queue may be created
+    :raises QueueFileError: another application's database, or a newer or invalid schema
+    """
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == 0 and version == 0:
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise QueueFileError(
+                f"{path} is an SQLite database but not a reactor queue; "
+                "point the queue at a new file"
+            )
+        return True
+    if app_id != APPLICATION_ID:
+        raise QueueFileError(
+            f"{path} is an SQLite database of another application "
+            f"(application_id {app_id:#x}), not a reactor queue"
+        )
+    if version > SCHEMA_VERSION:
+        raise QueueFileError(
+            f"{path} has queue schema version {version}, newer than the {SCHEMA_VERSION} "
+            "this reactor supports; upgrade reactor to open it"
+        )
+    if version < 1:
+        raise QueueFileError(f"{path} has an invalid queue schema version {version}")
+    return False
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(
+        return sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
     except sqlite3.Error as exc:
         raise QueueFileError(f"cannot open {path}: {exc}") from exc
-    return conn
+
+
+def read_dead_letters(
+    path: str | os.PathLike[str], *, consumer: str | None = None, limit: int | None = None
+) -> list[StoredDeadLetter]:
+    """Read the dead letters of a queue file without owning it, oldest first.
+
+    Works while an app runs on the file (its owner lock is not taken) and never creates
+    or changes the file. It blocks: from async code, run it in a worker thread
+    (``await anyio.to_thread.run_sync(...)``). ``reactor dead-letters list`` uses it.
+
+    :param path: the queue file
+    :param consumer: only this consumer's letters
+    :param limit: at most this many
+    :raises ~reactor.QueueFileError: the file is missing, not a reactor queue of a schema
+        this release reads, or cannot be read
+    """
+    path = Path(path)
+    if limit is not None:
+        _check_positive_int("limit", limit)
+    _check_header(path, missing_ok=False)
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise QueueFileError(f"cannot open {path}: {exc}") from exc
+    try:
+        if _identify(conn, path):
+            raise QueueFileError(f"{path} is an empty SQLite database, not a reactor queue")
+        sql, params = _letters_query(consumer, limit)
+        return [_stored_letter(row) for row in conn.execute(sql, params)]
+    except (sqlite3.Error, ValueError, TypeError) as exc:
+        raise QueueFileError(f"cannot read the dead letters of {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _letters_query(consumer: str | None, limit: int | None) -> tuple[str, list[Any]]:
+    sql = f"SELECT {_LETTER_COLUMNS} FROM reactor_dead_letters"
+    params: list[Any] = []
+    if consumer is not None:
+        sql += " WHERE consumer = ?"
+        params.append(consumer)
+    sql += " ORDER BY id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
 
 
 def _set_journal_mode(conn: sqlite3.Connection, path: Path) -> None:
@@ -1297,7 +1373,7 @@ class _OwnerLock:
                 file.close()
                 raise QueueInUseError(
                     f"{path} is in use by another process ({holder}); one process at a "
-                    "time owns a queue file: stop it first"
+                    "time owns a queue file"
                 ) from None
             _held.add(key)
         file.seek(0)
