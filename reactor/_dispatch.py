@@ -362,6 +362,14 @@ class Dispatcher:
                 and lane.name not in completed
                 and (lane.where is None or self._accepts(lane, received))
             )
+            if only is not None and not any(lane.name in only for lane in self._lanes):
+                logger.warning(
+                    "event %s was sent to %s only, and no such consumer is subscribed; "
+                    "nobody handles it",
+                    event.id,
+                    ", ".join(sorted(only)),
+                    extra={"event_id": event.id},
+                )
         received._open = len(lanes)
         self.in_flight += 1
         if not lanes:

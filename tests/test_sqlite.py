@@ -496,3 +496,22 @@ async def test_a_foreign_payload_in_the_file_is_dead_lettered_never_loaded(
     assert letter.error_type == "reactor.EventFormatError"
     assert "journaled event #1 is damaged" in letter.error
     assert rows(path, "SELECT count(*) FROM reactor_events") == [(0,)]
+
+
+async def test_a_replay_to_a_consumer_that_is_not_subscribed_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = SQLiteQueue(tmp_path / "events.db", retention=3600)
+    app = Reactor(queue=queue)
+    seen: Seen = []
+    recorder(app, seen, "audit")
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    async with app:
+        event = await app.publish("job.run", 1)
+    seen.clear()
+    async with app:
+        assert await queue.replay(start, consumers=["adit"]) == 1
+    assert seen == []
+    [record] = [r for r in caplog.records if "no such consumer" in r.getMessage()]
+    assert record.levelname == "WARNING" and event.id in record.getMessage()
+    assert "adit" in record.getMessage()
