@@ -12,7 +12,9 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
     ├── ConsumerNotFound (LookupError)      no subscription of that name
     ├── DeliveryTimeout (TimeoutError)      a handler attempt exceeded its timeout
-    └── AppImportError (ImportError)        ``reactor run`` could not load the app
+    ├── AppImportError (ImportError)        ``reactor run`` could not load the app
+    └── QueueFileError                      a durable queue's file is foreign, newer or damaged
+        └── QueueInUseError                 another process owns the queue's file
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ __all__ = [
     "InvalidEventError",
     "InvalidScheduleError",
     "PayloadTooLargeError",
+    "QueueFileError",
     "QueueFull",
+    "QueueInUseError",
     "ReactorError",
     "ReactorNotRunning",
 ]

@@ -79,6 +79,8 @@ READ_PAGE: Final = 512
 WRITE_AHEAD: Final = 10_000
 #: Seconds between two purges of acknowledged events older than the retention.
 PURGE_INTERVAL: Final = 60.0
+#: Seconds that close() waits for pending writes before giving them up.
+CLOSE_TIMEOUT: Final = 30.0
 #: Rows deleted per purge statement, so that a purge never holds the writer for long.
 PURGE_CHUNK: Final = 10_000
 
@@ -366,7 +368,9 @@ class SQLiteQueue(EventQueue):
         self._putters.clear()
         if self._conn is None:
             return
-        with anyio.CancelScope(shield=True):
+        # Shielded, so a cancelled app still stores the settlements it has; bounded,
+        # although a statement already running in the thread always runs to its end.
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True) as flush:
             while True:
                 if self._busy is not None:
                     await self._busy.wait()
@@ -374,6 +378,16 @@ class SQLiteQueue(EventQueue):
                     await self._write()
                 else:
                     break
+        if flush.cancelled_caught:
+            logger.error(
+                "%s: pending acknowledgements were not written within %s s; their events "
+                "will be delivered again",
+                self._path,
+                CLOSE_TIMEOUT,
+            )
+        with anyio.CancelScope(shield=True):
+            while self._busy is not None:
+                await self._busy.wait()
             assert self._limiter is not None
             await anyio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
         self._ready.clear()
