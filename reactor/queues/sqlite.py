@@ -597,6 +597,8 @@ class SQLiteQueue(EventQueue):
                     min(limit, READ_AHEAD),
                     limiter=self._limiter,
                 )
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise QueueFileError(f"could not read from {self._path}: {exc}") from exc
         finally:
             self._busy = None
             busy.set()
@@ -790,7 +792,8 @@ class SQLiteQueue(EventQueue):
         except BaseException as exc:
             conn.close()
             owner_lock.release()
-            if isinstance(exc, sqlite3.DatabaseError):
+            if isinstance(exc, sqlite3.DatabaseError | UnicodeDecodeError):
+                # A damaged schema can make even SQLite's error message undecodable.
                 raise QueueFileError(f"{path} cannot be used as a reactor queue: {exc}") from exc
             raise
         self._conn = conn
@@ -818,7 +821,9 @@ class SQLiteQueue(EventQueue):
         if self._check != "none":
             pragma = "quick_check" if self._check == "quick" else "integrity_check"
             problems = [row[0] for row in conn.execute(f"PRAGMA {pragma}(5)")]
-            if problems != ["ok"]:
+            if problems == ["ok"]:
+                problems = _schema_problems(conn)
+            if problems:
                 raise QueueFileError(
                     f"{path} is damaged ({pragma}: {'; '.join(problems)}); it was left "
                     "as it is: move it aside and keep it for recovery"
@@ -1238,23 +1243,63 @@ def _check_header(path: Path, *, missing_ok: bool) -> bool:
         raise QueueFileError(f"{path} is a directory, not a queue file")
     try:
         with path.open("rb") as file:
-            header = file.read(len(_SQLITE_HEADER))
+            first = file.read(100)
+            size = os.fstat(file.fileno()).st_size
     except FileNotFoundError:
-        header = b""
+        first = b""
         if not missing_ok:
             raise QueueFileError(f"{path}: no such file") from None
     except OSError as exc:
         raise QueueFileError(f"cannot read {path}: {exc}") from None
-    if not header:
+    if not first:
         if not missing_ok:
             raise QueueFileError(f"{path} is empty, not a reactor queue")
         return False
-    if header != _SQLITE_HEADER:
+    if first[: len(_SQLITE_HEADER)] != _SQLITE_HEADER:
         raise QueueFileError(
             f"{path} is not an SQLite database (its header is damaged or it is another "
             "kind of file); it was left as it is"
         )
+    # The file is made of whole pages; anything else was cut short (SQLite would read
+    # the missing tail of the last page as zeros, and quick_check may not notice).
+    page_size = int.from_bytes(first[16:18], "big") if len(first) >= 18 else 0
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1) or size % page_size:
+        raise QueueFileError(
+            f"{path} is truncated or damaged: its size of {size} bytes is not a whole "
+            f"number of {page_size}-byte pages; it was left as it is"
+        )
     return True
+
+
+def _schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """Find damage that SQLite's quick check cannot see; return it described, or ``[]``.
+
+    * The schema must be exactly the one this release created: a flipped byte in a
+      column's name would otherwise fail later, in the middle of a run.
+    * Every event marked done must be in the index of done events and the other way
+      round: a flipped type byte can turn "not done" into "done" without breaking the
+      record, and the event would then be skipped without a word.
+    """
+    problems: list[str] = []
+    found = {
+        sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+    }
+    if found != set(_SCHEMA):
+        problems.append("the queue's tables are not the ones its schema version defines")
+        return problems
+    in_table = conn.execute(
+        "SELECT count(*) FROM reactor_events NOT INDEXED WHERE done_at IS NOT NULL"
+    ).fetchone()[0]
+    in_index = conn.execute(
+        "SELECT count(*) FROM reactor_events INDEXED BY reactor_events_done "
+        "WHERE done_at IS NOT NULL"
+    ).fetchone()[0]
+    if in_table != in_index:
+        problems.append(
+            f"{in_table} event(s) are marked done but the index of done events holds {in_index}"
+        )
+    return problems
 
 
 def _identify(conn: sqlite3.Connection, path: Path) -> bool:
