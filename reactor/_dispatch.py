@@ -682,12 +682,13 @@ class Dispatcher:
                 await wakeup.wait()
             progress, self._progress = self._progress, []
             acks, self._acks = self._acks, []
+            if progress:
+                # Consumers that settled an event that has since been settled by all are
+                # covered by its ack: most progress never needs storing.
+                progress = [pair for pair in progress if pair[0]._open]
             self._acking = True
             try:
-                if progress:
-                    await self._queue.record_progress(progress)
-                if acks:
-                    await self._queue.ack(acks)
+                await self._queue.settle(acks, progress)
             finally:
                 self._acking = False
             if self._idle is not None and self.idle:

@@ -180,9 +180,11 @@ class EventQueue(ABC):
     * **Durability.** :meth:`put` returns once the event is stored at the queue's
       promised durability; an event accepted by :meth:`put` is handed out by
       :meth:`get_batch` at least once (durable queues) or at most once (memory).
-    * **Settlement.** The dispatcher calls :meth:`ack` with events all of whose
-      deliveries settled (succeeded or dead-lettered), and :meth:`record_progress`
-      with consumers that settled an event whose other consumers are still running.
+    * **Settlement.** The dispatcher reports settlements in batches through
+      :meth:`settle`: events all of whose deliveries settled (succeeded or
+      dead-lettered), and consumers that settled an event whose other consumers are
+      still running. Its default implementation calls :meth:`record_progress`, then
+      :meth:`ack`; a queue that can store both at once overrides it.
       An event handed out and never acked (the process stopped or crashed) is handed
       out again by a durable queue, with :attr:`Received.attempt` increased and the
       consumers recorded in :attr:`Received.completed`.
@@ -246,6 +248,20 @@ class EventQueue(ABC):
 
         :param limit: the most events to return
         """
+
+    async def settle(
+        self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
+    ) -> None:
+        """Store one batch of settlements; return once they are stored.
+
+        :param done: events whose every delivery settled, as for :meth:`ack`
+        :param progress: (event, consumer) pairs of events not done yet, as for
+            :meth:`record_progress`
+        """
+        if progress:
+            await self.record_progress(progress)
+        if done:
+            await self.ack(done)
 
     async def ack(self, received: Sequence[Received]) -> None:  # noqa: B027
         """Mark events whose every delivery settled as done.

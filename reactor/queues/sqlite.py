@@ -609,6 +609,18 @@ class SQLiteQueue(EventQueue):
 
     # -- settlement -----------------------------------------------------------------
 
+    async def settle(
+        self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
+    ) -> None:
+        """Store acknowledgements and progress in one commit (shared with publishers)."""
+        work = self._work
+        if progress:
+            work.progress.extend([(item.token, consumer) for item, consumer in progress])
+        if done:
+            work.acks.extend([item.token for item in done])
+        if work:
+            await self._commit(work)
+
     async def ack(self, received: Sequence[Received]) -> None:
         """Mark events whose every delivery settled as done (deleted, or kept for replay)."""
         work = self._work
@@ -1282,9 +1294,7 @@ def _schema_problems(conn: sqlite3.Connection) -> list[str]:
       record, and the event would then be skipped without a word.
     """
     problems: list[str] = []
-    found = {
-        sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
-    }
+    found = {sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")}
     if found != set(_SCHEMA):
         problems.append("the queue's tables are not the ones its schema version defines")
         return problems
