@@ -177,7 +177,16 @@ class StoredDeadLetter:
 class _Work:
     """Everything waiting for the next commit; whoever commits takes it all."""
 
-    __slots__ = ("acks", "discards", "error", "finished", "inserts", "letters", "progress")
+    __slots__ = (
+        "acks",
+        "discards",
+        "done",
+        "error",
+        "finished",
+        "inserts",
+        "letters",
+        "progress",
+    )
 
     def __init__(self) -> None:
         self.inserts: list[tuple[Received, bytes, str | None, float]] = []
@@ -187,6 +196,7 @@ class _Work:
         self.discards: list[tuple[str, str, str]] = []
         self.finished = False
         self.error: BaseException | None = None
+        self.done = anyio.Event()
 
     def __bool__(self) -> bool:
         return bool(self.inserts or self.acks or self.progress or self.letters or self.discards)
@@ -277,6 +287,8 @@ class SQLiteQueue(EventQueue):
         # The writer role: set while one thread hop runs; its event fires when it ends.
         self._busy: anyio.Event | None = None
         self._writing: _Work | None = None  # the work being committed right now
+        self._leader: _Work | None = None  # the work whose first waiter commits it next
+        self._read_error: QueueFileError | None = None
         self._work = _Work()
         # Decoded events ready for get_batch(), all older than the disk-only range.
         self._ready: deque[Received] = deque()
@@ -375,7 +387,7 @@ class SQLiteQueue(EventQueue):
                 if self._busy is not None:
                     await self._busy.wait()
                 elif self._work:
-                    await self._write()
+                    await self._hop()
                 else:
                     break
         if flush.cancelled_caught:
@@ -507,64 +519,100 @@ class SQLiteQueue(EventQueue):
     # -- the writer role ------------------------------------------------------------
 
     async def _commit(self, work: _Work) -> None:
-        """Return once *work* is committed, taking the writer role when it is free."""
+        """Return once *work* is committed, taking the writer role when it is free.
+
+        While a commit runs, the first task to wait for the next one is its leader and
+        the others wait for their batch to finish, so a finished commit wakes only the
+        tasks it concerns and one leader.
+        """
         while not work.finished:
-            if self._busy is not None:
-                await self._busy.wait()
+            if self._busy is None:
+                await self._hop()
+            elif work is self._writing or self._leader is not None:
+                await work.done.wait()
             else:
-                await self._write()
+                self._leader = work
+                try:
+                    await self._busy.wait()
+                except BaseException:
+                    self._leader = None
+                    if not work.finished:  # let a follower lead instead
+                        done, work.done = work.done, anyio.Event()
+                        done.set()
+                    raise
+                self._leader = None
         if work.error is not None:
             raise work.error
 
-    async def _write(self) -> None:
-        """Commit everything pending now, in one transaction in a worker thread."""
+    async def _hop(self) -> None:
+        """Commit everything pending now and, when the dispatcher will soon need it, read
+        the next page of the backlog, in one transaction in the worker thread."""
         assert self._busy is None and self._limiter is not None
-        work, self._work = self._work, _Work()
+        ready = self._ready
+        backlog = self._cursor <= self._on_disk_until
+        read = min(READ_PAGE, READ_AHEAD - len(ready)) if backlog and len(ready) < READ_PAGE else 0
+        work = self._work
+        if not work and not read:
+            return
+        self._work = _Work()
         busy = self._busy = anyio.Event()
         self._writing = work
+        inserts = work.inserts
         # Fresh events stay in memory for the dispatcher while nothing older waits on
         # disk and the read-ahead has room; the rest spill (they are read back later).
-        if self._cursor <= self._on_disk_until:
-            keep = 0
-        else:
-            keep = min(len(work.inserts), READ_AHEAD - len(self._ready))
+        keep = 0 if backlog else min(len(inserts), READ_AHEAD - len(ready))
         with_progress = self._with_progress
         progress_done = [seq for seq in work.acks if seq in with_progress] if with_progress else []
         try:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(
-                    self._write_sync, work, keep, progress_done, limiter=self._limiter
+                page = await anyio.to_thread.run_sync(
+                    self._hop_sync,
+                    work,
+                    keep,
+                    progress_done,
+                    (self._cursor, self._on_disk_until, read),
+                    limiter=self._limiter,
                 )
         except Exception as exc:
-            work.error = QueueFileError(f"could not write to {self._path}: {exc}")
-            work.error.__cause__ = exc
-            self._depth -= len(work.inserts)
-            self._put_count -= len(work.inserts)
-            logger.error("could not write to %s: %r", self._path, exc)
+            error = QueueFileError(f"could not use {self._path}: {exc}")
+            error.__cause__ = exc
+            work.error = error
+            if read:
+                self._read_error = error
+            self._depth -= len(inserts)
+            self._put_count -= len(inserts)
+            logger.error("could not use %s: %r", self._path, exc)
         else:
-            self._with_progress.difference_update(progress_done)
-            self._with_progress.update(seq for seq, _ in work.progress)
-            inserts = work.inserts
+            if page is not None:
+                received, self._cursor, damaged = page
+                self._depth -= damaged
+                with_progress.update([item.token for item in received if item.completed])
+                ready.extend(received)
+            with_progress.difference_update(progress_done)
+            with_progress.update(seq for seq, _ in work.progress)
             if inserts:
-                ready = self._ready
                 for index in range(keep):
                     ready.append(inserts[index][0])
                 if keep < len(inserts):
                     first = self._last_seq - len(inserts) + 1
                     self._spill(first + keep, self._last_seq)
-                if self._getter is not None:
-                    self._getter.set()
-                    self._getter = None
+            if ready and self._getter is not None:
+                self._getter.set()
+                self._getter = None
         finally:
             work.finished = True
             self._writing = None
             self._busy = None
             busy.set()
+            work.done.set()
 
     # -- handing events to the dispatcher -------------------------------------------
 
     async def get_batch(self, limit: int) -> Sequence[Received]:
-        """Wait for at least one committed event; return up to *limit*, oldest first."""
+        """Wait for at least one committed event; return up to *limit*, oldest first.
+
+        :raises ~reactor.QueueFileError: the backlog could not be read from the file
+        """
         ready = self._ready
         while True:
             if ready:
@@ -575,37 +623,19 @@ class SQLiteQueue(EventQueue):
                 if self._putters:
                     self._wake_putters()
                 return batch
-            if self._busy is not None:
-                await self._busy.wait()
-            elif self._cursor <= self._on_disk_until:
-                await self._read(max(limit, READ_PAGE))
-            elif self._work.inserts:
-                await self._write()  # accepted by put_nowait(), nobody else commits them
+            if self._read_error is not None:
+                error, self._read_error = self._read_error, None
+                raise error
+            if self._cursor <= self._on_disk_until or self._work.inserts:
+                # A backlog to read, or events from put_nowait() that nobody commits:
+                # the next commit, whoever runs it, does it.
+                if self._busy is None:
+                    await self._hop()
+                else:
+                    await self._busy.wait()
             else:
                 getter = self._getter = anyio.Event()
                 await getter.wait()
-
-    async def _read(self, limit: int) -> None:
-        assert self._busy is None and self._limiter is not None
-        busy = self._busy = anyio.Event()
-        try:
-            with anyio.CancelScope(shield=True):
-                received, cursor, corrupt = await anyio.to_thread.run_sync(
-                    self._read_sync,
-                    self._cursor,
-                    self._on_disk_until,
-                    min(limit, READ_AHEAD),
-                    limiter=self._limiter,
-                )
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise QueueFileError(f"could not read from {self._path}: {exc}") from exc
-        finally:
-            self._busy = None
-            busy.set()
-        self._cursor = cursor
-        self._depth -= corrupt
-        self._with_progress.update([item.token for item in received if item.completed])
-        self._ready.extend(received)
 
     # -- settlement -----------------------------------------------------------------
 
@@ -897,65 +927,90 @@ class SQLiteQueue(EventQueue):
         if owner_lock is not None:
             owner_lock.release()
 
-    def _write_sync(self, work: _Work, keep: int, progress_done: list[Any]) -> None:
+    def _hop_sync(
+        self,
+        work: _Work,
+        keep: int,
+        progress_done: list[Any],
+        read: tuple[int, int, int],
+    ) -> tuple[list[Received], int, int] | None:
+        """Write *work* and read a page of the backlog (when ``read[2]``), in one transaction.
+
+        :return: the page read (events, the next cursor, how many were damaged), or None
+        """
         conn = self._conn
         assert conn is not None
-        seq = self._last_seq
+        last_seq = self._last_seq
         conn.execute("BEGIN IMMEDIATE")
         try:
-            mark = self._last_seq + keep  # the last event handed out from memory
-            if work.inserts:
-                rows = []
-                for received, body, only, published_at in work.inserts:
-                    seq += 1
-                    received.token = seq
-                    rows.append((seq, body, only, published_at, _crc(body, only)))
-                conn.executemany(_INSERT, rows)
-                if keep and mark > self._handed_out:
-                    # Persisted before the events can reach a handler: a crash after it
-                    # counts them as handed out (their attempt is raised at the next
-                    # start), never the other way round.
-                    conn.execute(_SET_HANDED_OUT, (mark,))
-            if work.letters:
-                conn.executemany(_STORE_LETTER, work.letters)
-            if work.discards:
-                conn.executemany(
-                    "DELETE FROM reactor_dead_letters "
-                    "WHERE source = ? AND event_id = ? AND consumer = ?",
-                    work.discards,
-                )
-            if work.progress:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO reactor_progress (seq, consumer) VALUES (?, ?)",
-                    work.progress,
-                )
-            if work.acks:
-                now = time()
-                if self._retention is None:
-                    for first, last in _runs(work.acks):
-                        conn.execute(
-                            "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ?", (first, last)
-                        )
-                else:
-                    conn.executemany(
-                        "UPDATE reactor_events SET done_at = ? WHERE seq = ?",
-                        [(now, seq_) for seq_ in work.acks],
-                    )
-                    if now - self._last_purge >= PURGE_INTERVAL:
-                        self._purge_sync(conn, now)
-                if progress_done:
-                    conn.executemany(
-                        "DELETE FROM reactor_progress WHERE seq = ?",
-                        [(seq_,) for seq_ in progress_done],
-                    )
+            if work:
+                self._write_rows(conn, work, keep, progress_done)
+            page = self._read_rows(conn, *read) if read[2] else None
             conn.execute("COMMIT")
         except BaseException:
+            self._last_seq = last_seq
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        # The marks written in the transaction, now that it is committed.
+        if keep:
+            self._handed_out = max(self._handed_out, last_seq + keep)
+        if page is None:
+            return None
+        received, next_cursor, damaged, read_up_to = page
+        self._handed_out = max(self._handed_out, read_up_to)
+        return received, next_cursor, damaged
+
+    def _write_rows(
+        self, conn: sqlite3.Connection, work: _Work, keep: int, progress_done: list[Any]
+    ) -> None:
+        seq = self._last_seq
+        mark = self._last_seq + keep  # the last event handed out from memory
+        if work.inserts:
+            rows = []
+            for received, body, only, published_at in work.inserts:
+                seq += 1
+                received.token = seq
+                rows.append((seq, body, only, published_at, _crc(body, only)))
+            conn.executemany(_INSERT, rows)
+            if keep and mark > self._handed_out:
+                # Persisted before the events can reach a handler: a crash after it
+                # counts them as handed out (their attempt is raised at the next
+                # start), never the other way round.
+                conn.execute(_SET_HANDED_OUT, (mark,))
+        if work.letters:
+            conn.executemany(_STORE_LETTER, work.letters)
+        if work.discards:
+            conn.executemany(
+                "DELETE FROM reactor_dead_letters "
+                "WHERE source = ? AND event_id = ? AND consumer = ?",
+                work.discards,
+            )
+        if work.progress:
+            conn.executemany(
+                "INSERT OR IGNORE INTO reactor_progress (seq, consumer) VALUES (?, ?)",
+                work.progress,
+            )
+        if work.acks:
+            now = time()
+            if self._retention is None:
+                for first, last in _runs(work.acks):
+                    conn.execute(
+                        "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ?", (first, last)
+                    )
+            else:
+                conn.executemany(
+                    "UPDATE reactor_events SET done_at = ? WHERE seq = ?",
+                    [(now, seq_) for seq_ in work.acks],
+                )
+                if now - self._last_purge >= PURGE_INTERVAL:
+                    self._purge_sync(conn, now)
+            if progress_done:
+                conn.executemany(
+                    "DELETE FROM reactor_progress WHERE seq = ?",
+                    [(seq_,) for seq_ in progress_done],
+                )
         self._last_seq = seq
-        if keep and mark > self._handed_out:
-            self._handed_out = mark
 
     def _purge_sync(self, conn: sqlite3.Connection, now: float) -> None:
         assert self._retention is not None
@@ -966,52 +1021,46 @@ class SQLiteQueue(EventQueue):
             (now - self._retention, PURGE_CHUNK),
         )
 
-    def _read_sync(self, cursor: int, upto: int, limit: int) -> tuple[list[Received], int, int]:
-        """Read the next page of the backlog; move damaged events to the dead letters."""
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            rows = conn.execute(
-                "SELECT seq, body, only, attempt, crc FROM reactor_events "
-                "WHERE seq >= ? AND seq <= ? AND done_at IS NULL ORDER BY seq LIMIT ?",
-                (cursor, upto, limit),
-            ).fetchall()
-            if len(rows) < limit:
-                next_cursor = upto + 1
+    def _read_rows(
+        self, conn: sqlite3.Connection, cursor: int, upto: int, limit: int
+    ) -> tuple[list[Received], int, int, int]:
+        """Read the next page of the backlog; move damaged events to the dead letters.
+
+        :return: the events, the next cursor, how many were damaged, the last seq read
+        """
+        rows = conn.execute(
+            "SELECT seq, body, only, attempt, crc FROM reactor_events "
+            "WHERE seq >= ? AND seq <= ? AND done_at IS NULL ORDER BY seq LIMIT ?",
+            (cursor, upto, limit),
+        ).fetchall()
+        if len(rows) < limit:
+            next_cursor = upto + 1
+        else:
+            next_cursor = rows[-1][0] + 1
+        if not rows:
+            return [], next_cursor, 0, 0
+        first, last = rows[0][0], rows[-1][0]
+        completed: dict[int, set[str]] = {}
+        for seq, consumer in conn.execute(
+            "SELECT seq, consumer FROM reactor_progress WHERE seq BETWEEN ? AND ?",
+            (first, last),
+        ):
+            completed.setdefault(seq, set()).add(consumer)
+        received: list[Received] = []
+        damaged: list[tuple[int, bytes, str]] = []
+        for seq, body, only, attempt, crc in rows:
+            try:
+                item = _decode_row(seq, body, only, attempt, crc, completed.get(seq))
+            except (EventFormatError, ValueError, TypeError) as exc:
+                damaged.append((seq, body, str(exc)))
             else:
-                next_cursor = rows[-1][0] + 1
-            if not rows:
-                conn.execute("COMMIT")
-                return [], next_cursor, 0
-            first, last = rows[0][0], rows[-1][0]
-            completed: dict[int, set[str]] = {}
-            for seq, consumer in conn.execute(
-                "SELECT seq, consumer FROM reactor_progress WHERE seq BETWEEN ? AND ?",
-                (first, last),
-            ):
-                completed.setdefault(seq, set()).add(consumer)
-            received: list[Received] = []
-            damaged: list[tuple[int, bytes, str]] = []
-            for seq, body, only, attempt, crc in rows:
-                try:
-                    item = _decode_row(seq, body, only, attempt, crc, completed.get(seq))
-                except (EventFormatError, ValueError, TypeError) as exc:
-                    damaged.append((seq, body, str(exc)))
-                else:
-                    received.append(item)
-            for seq, body, why in damaged:
-                self._bury_damaged(conn, seq, body, why)
-            if last > self._handed_out:
-                conn.execute(_SET_HANDED_OUT, (last,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+                received.append(item)
+        for seq, body, why in damaged:
+            self._bury_damaged(conn, seq, body, why)
         if last > self._handed_out:
-            self._handed_out = last
-        return received, next_cursor, len(damaged)
+            # Persisted before the events can reach a handler (as for kept events).
+            conn.execute(_SET_HANDED_OUT, (last,))
+        return received, next_cursor, len(damaged), last
 
     def _bury_damaged(self, conn: sqlite3.Connection, seq: int, body: bytes, why: str) -> None:
         logger.error(
