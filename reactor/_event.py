@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, Self, TypeAlias
@@ -574,11 +574,31 @@ def _not_text(content_type: str | None, data: object) -> EventFormatError:
 # -- JSON --------------------------------------------------------------------------
 
 
+def _refuse(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder that json.JSONEncoder.encode() would build on every call, built once
+# (compact separators, no ASCII escaping, NaN refused; deep or circular values end in
+# RecursionError instead of the marker check); the pure-Python encoder where there is
+# no C one.
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER: Callable[[object, int], Iterable[str]] | None = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+)
+
+
 def _dump_json(value: object) -> bytes:
     try:
+        if _C_ENCODER is not None:
+            return "".join(_C_ENCODER(value, 0)).encode("utf-8")
         return _JSON_ENCODER.encode(value).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
-        where = _unencodable(value, "", 0)
+        where = _unencodable(value, "", ())
         at = f" at {where[0]}: {where[1]}" if where is not None else f": {exc}"
         raise EventFormatError(f"the event cannot be encoded as JSON{at}") from exc
 
@@ -587,13 +607,18 @@ def _dump_json(value: object) -> bytes:
 _MAX_REPORTED_DEPTH = 500
 
 
-def _unencodable(value: object, path: str, depth: int) -> tuple[str, str] | None:
+def _unencodable(value: object, path: str, parents: tuple[int, ...]) -> tuple[str, str] | None:
     """Find the first value JSON cannot encode: (its path, why), e.g. ``data['ids'][2]``.
 
     Only called after the encoder failed, so the hot path never walks the value.
+
+    :param parents: the ids of the containers that hold *value*, outermost first
     """
-    if depth > _MAX_REPORTED_DEPTH:
+    if id(value) in parents:
+        return path, "it contains itself (a circular reference)"
+    if len(parents) > _MAX_REPORTED_DEPTH:
         return path or "the top level", "nested too deeply"
+    parents = (*parents, id(value))
     if value is None or isinstance(value, str | bool | int):
         return None
     if isinstance(value, float):
@@ -604,17 +629,19 @@ def _unencodable(value: object, path: str, depth: int) -> tuple[str, str] | None
         for key, item in value.items():
             if not isinstance(key, str | int | float | bool) and key is not None:
                 return path or "the top level", f"key {key!r} is not a str"
-            found = _unencodable(item, f"{path}[{key!r}]" if path else str(key), depth + 1)
+            found = _unencodable(item, f"{path}[{key!r}]" if path else str(key), parents)
             if found is not None:
                 return found
         return None
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _unencodable(item, f"{path}[{index}]", depth + 1)
+            found = _unencodable(item, f"{path}[{index}]", parents)
             if found is not None:
                 return found
         return None
-    return path or "the top level", f"a {type(value).__name__} is not JSON serializable"
+    name = type(value).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return path or "the top level", f"{article} {name} is not JSON serializable"
 
 
 def _load_json(data: object) -> Any:

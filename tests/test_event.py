@@ -1149,3 +1149,24 @@ def test_sdk_reads_generated_events(event: Event, mode: Any) -> None:
     if event.time is None:
         event = attrs.evolve(event, time=WHEN)
     assert_same_as_sdk_event(event, from_http_event(HTTPMessage(*event.to_http(mode=mode))))
+
+
+def _circular() -> dict[str, Any]:
+    loop: dict[str, Any] = {"items": [1]}
+    loop["items"].append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"ids": [1, 2, {3}]}, r"at data\['ids'\]\[2\]: a set is not JSON serializable"),
+        ([{"ok": 1}, {"x": float("inf")}], r"at data\[1\]\['x'\]: inf is not valid JSON"),
+        ({1.5: "a", "b": [object()]}, r"at data\['b'\]\[0\]: an object is not JSON"),
+        ({(1, 2): "a"}, r"at data: key \(1, 2\) is not a str"),
+        (_circular(), r"at data\['items'\]\[1\]: it contains itself"),
+    ],
+)
+def test_an_unencodable_value_is_named_by_its_path(data: object, where: str) -> None:
+    with pytest.raises(EventFormatError, match=where):
+        Event(type="a.b", source="/x", data=data).to_json()
