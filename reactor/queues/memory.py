@@ -7,8 +7,10 @@ from collections.abc import Collection, Sequence
 
 import anyio
 
-from reactor import Event, QueueFull, QueueStatistics, ReactorNotRunning
+from reactor import Event, QueueFull, QueueStatistics
 from reactor.abc import EventQueue, Received
+
+from ._waiting import WaitingPublishers
 
 __all__ = ["DEFAULT_CAPACITY", "MemoryQueue"]
 
@@ -36,10 +38,10 @@ class MemoryQueue(EventQueue):
         self._capacity = capacity
         self._items: deque[Received] = deque()
         self._getter: anyio.Event | None = None
-        self._putters: deque[anyio.Event] = deque()
+        self._waiting = WaitingPublishers()
+        self._putters = self._waiting.tickets  # tested on every publish
         self._put_count = 0
         self._get_count = 0
-        self._closed = False
 
     @property
     def capacity(self) -> int:
@@ -48,17 +50,14 @@ class MemoryQueue(EventQueue):
 
     async def open(self) -> None:
         """Accept waiting publishers again (the app started)."""
-        self._closed = False
+        self._waiting.closed = False
 
     async def close(self) -> None:
         """Wake every publisher waiting for room: they raise :class:`~reactor.ReactorNotRunning`.
 
         Queued events stay for the next run of the app.
         """
-        self._closed = True
-        for ticket in self._putters:
-            ticket.set()
-        self._putters.clear()
+        self._waiting.close()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -97,38 +96,12 @@ class MemoryQueue(EventQueue):
 
         :raises ~reactor.ReactorNotRunning: the app stopped while this call waited
         """
-        if len(self._items) < self._capacity and not self._putters:
-            self._append(event, only)
-            return
-        ticket = anyio.Event()
-        self._putters.append(ticket)
-        try:
-            while True:
-                await ticket.wait()
-                if self._closed:
-                    raise ReactorNotRunning(
-                        "the app stopped while this publish() waited for room in the queue"
-                    )
-                if len(self._items) < self._capacity:
-                    break
-                # Someone else took the room we were woken for: queue up again, at the front.
-                ticket = anyio.Event()
-                self._putters.appendleft(ticket)
-        except BaseException:
-            if ticket in self._putters:
-                self._putters.remove(ticket)
-            elif ticket.is_set():
-                self._wake_putters()  # pass the room we were given on to the next one
-            raise
+        if len(self._items) >= self._capacity or self._putters:
+            await self._waiting.wait(self._room)
         self._append(event, only)
 
-    def _wake_putters(self) -> None:
-        room = self._capacity - len(self._items)
-        putters = self._putters
-        # A woken putter leaves the deque here; ones already woken hold their room.
-        while room > 0 and putters:
-            putters.popleft().set()
-            room -= 1
+    def _room(self) -> int:
+        return self._capacity - len(self._items)
 
     async def get_batch(self, limit: int) -> Sequence[Received]:
         """Wait for at least one event; return up to *limit*, oldest first."""
@@ -143,7 +116,7 @@ class MemoryQueue(EventQueue):
             batch = [items.popleft() for _ in range(limit)]
         self._get_count += len(batch)
         if self._putters:
-            self._wake_putters()
+            self._waiting.wake(self._capacity - len(items))
         return batch
 
     def statistics(self) -> QueueStatistics:

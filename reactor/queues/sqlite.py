@@ -51,6 +51,8 @@ from reactor import (
 )
 from reactor.abc import EventQueue, Received
 
+from ._waiting import WaitingPublishers
+
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_MAX_EVENT_SIZE",
@@ -300,7 +302,8 @@ class SQLiteQueue(EventQueue):
         self._with_progress: set[Any] = set()
         self._depth = 0
         self._getter: anyio.Event | None = None
-        self._putters: deque[anyio.Event] = deque()
+        self._waiting = WaitingPublishers()
+        self._putters = self._waiting.tickets
         self._closed = True
         self._put_count = 0
         self._get_count = 0
@@ -362,12 +365,10 @@ class SQLiteQueue(EventQueue):
         :raises ~reactor.QueueFileError: the file is not a reactor queue, has a newer
             schema, or is damaged; it is left untouched
         """
-        if self._conn is not None:
-            self._closed = False
-            return
-        self._limiter = anyio.CapacityLimiter(1)
-        await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
-        self._closed = False
+        if self._conn is None:
+            self._limiter = anyio.CapacityLimiter(1)
+            await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+        self._closed = self._waiting.closed = False
 
     async def close(self) -> None:
         """Write what is pending (acknowledgements, dead letters), then close the file.
@@ -375,9 +376,7 @@ class SQLiteQueue(EventQueue):
         Publishers waiting for room raise :class:`~reactor.ReactorNotRunning`.
         """
         self._closed = True
-        for ticket in self._putters:
-            ticket.set()
-        self._putters.clear()
+        self._waiting.close()
         if self._conn is None:
             return
         # Shielded, so a cancelled app still stores the settlements it has; bounded,
@@ -476,7 +475,7 @@ class SQLiteQueue(EventQueue):
         self._check_running()
         body = self._encode(event)
         if self._depth >= self._capacity or self._putters:
-            await self._wait_for_room()
+            await self._waiting.wait(self._room)
         row = self._accept(event, body, only)
         work = self._work
         try:
@@ -489,32 +488,8 @@ class SQLiteQueue(EventQueue):
                 self._put_count -= 1
             raise
 
-    async def _wait_for_room(self) -> None:
-        ticket = anyio.Event()
-        self._putters.append(ticket)
-        try:
-            while True:
-                await ticket.wait()
-                if self._closed:
-                    raise ReactorNotRunning(
-                        "the app stopped while this publish() waited for room in the queue"
-                    )
-                if self._depth < self._capacity:
-                    return
-                ticket = anyio.Event()
-                self._putters.appendleft(ticket)
-        except BaseException:
-            if ticket in self._putters:
-                self._putters.remove(ticket)
-            elif ticket.is_set():
-                self._wake_putters()
-            raise
-
-    def _wake_putters(self) -> None:
-        room = self._capacity - self._depth
-        while room > 0 and self._putters:
-            self._putters.popleft().set()
-            room -= 1
+    def _room(self) -> int:
+        return self._capacity - self._depth
 
     # -- the writer role ------------------------------------------------------------
 
@@ -621,7 +596,7 @@ class SQLiteQueue(EventQueue):
                 self._depth -= count
                 self._get_count += count
                 if self._putters:
-                    self._wake_putters()
+                    self._waiting.wake(self._capacity - self._depth)
                 return batch
             if self._read_error is not None:
                 error, self._read_error = self._read_error, None
