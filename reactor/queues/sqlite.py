@@ -20,6 +20,7 @@ themselves under load (group commit) and cost one thread hop per batch, not per 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -81,6 +82,8 @@ READ_PAGE: Final = 512
 WRITE_AHEAD: Final = 10_000
 #: Seconds between two purges of acknowledged events older than the retention.
 PURGE_INTERVAL: Final = 60.0
+#: Bytes of events written between two checkpoints of the write-ahead log.
+CHECKPOINT_BYTES: Final = 4 << 20
 #: Seconds that close() waits for pending writes before giving them up.
 CLOSE_TIMEOUT: Final = 30.0
 #: Rows deleted per purge statement, so that a purge never holds the writer for long.
@@ -130,9 +133,10 @@ _SCHEMA: Final = (
     ) STRICT""",
 )
 
-_INSERT: Final = (
-    "INSERT INTO reactor_events (seq, body, only, published_at, crc) VALUES (?, ?, ?, ?, ?)"
-)
+_INSERT: Final = "INSERT INTO reactor_events (seq, body, only, published_at, crc) VALUES "
+#: Rows per INSERT statement: one statement (one step of SQLite, one release of the GIL)
+#: for many rows, instead of one per row as ``executemany`` does.
+_INSERT_CHUNK: Final = 64
 _SET_HANDED_OUT: Final = "UPDATE reactor_meta SET value = ? WHERE key = 'handed_out'"
 _STORE_LETTER: Final = (
     "INSERT OR REPLACE INTO reactor_dead_letters (source, event_id, consumer, body, "
@@ -285,6 +289,8 @@ class SQLiteQueue(EventQueue):
         self._busy_timeout = float(busy_timeout)
         self._conn: sqlite3.Connection | None = None
         self._owner_lock: _OwnerLock | None = None
+        self._checkpointer: _Checkpointer | None = None
+        self._unchecked = 0  # bytes written since the last checkpoint request
         self._limiter: anyio.CapacityLimiter | None = None
         # The writer role: set while one thread hop runs; its event fires when it ends.
         self._busy: anyio.Event | None = None
@@ -815,6 +821,8 @@ class SQLiteQueue(EventQueue):
             raise
         self._conn = conn
         self._owner_lock = owner_lock
+        self._unchecked = 0
+        self._checkpointer = _Checkpointer(path, self._synchronous, self._busy_timeout)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Check that the file is a queue of this schema, or create the schema."""
@@ -835,6 +843,9 @@ class SQLiteQueue(EventQueue):
         else:
             _set_journal_mode(conn, path)
         conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        # The write-ahead log is copied into the file by a thread of its own (see
+        # _Checkpointer), not inside the commits that publishers wait for.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         if self._check != "none":
             pragma = "quick_check" if self._check == "quick" else "integrity_check"
             problems = [row[0] for row in conn.execute(f"PRAGMA {pragma}(5)")]
@@ -890,6 +901,9 @@ class SQLiteQueue(EventQueue):
             )
 
     def _close_sync(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -927,6 +941,11 @@ class SQLiteQueue(EventQueue):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if work.inserts:
+            self._unchecked += sum(len(insert[1]) for insert in work.inserts)
+            if self._unchecked >= CHECKPOINT_BYTES and self._checkpointer is not None:
+                self._unchecked = 0
+                self._checkpointer.request()
         # The marks written in the transaction, now that it is committed.
         if keep:
             self._handed_out = max(self._handed_out, last_seq + keep)
@@ -942,12 +961,12 @@ class SQLiteQueue(EventQueue):
         seq = self._last_seq
         mark = self._last_seq + keep  # the last event handed out from memory
         if work.inserts:
-            rows = []
+            values: list[Any] = []
             for received, body, only, published_at in work.inserts:
                 seq += 1
                 received.token = seq
-                rows.append((seq, body, only, published_at, _crc(body, only)))
-            conn.executemany(_INSERT, rows)
+                values += (seq, body, only, published_at, _crc(body, only))
+            _insert(conn, values)
             if keep and mark > self._handed_out:
                 # Persisted before the events can reach a handler: a crash after it
                 # counts them as handed out (their attempt is raised at the next
@@ -1076,11 +1095,11 @@ class SQLiteQueue(EventQueue):
         """Append events to the journal (inside a transaction); return how many."""
         now = time()
         seq = self._last_seq
-        batch = []
+        values: list[Any] = []
         for body, only in rows:
             seq += 1
-            batch.append((seq, body, only, now, _crc(body, only)))
-        conn.executemany(_INSERT, batch)
+            values += (seq, body, only, now, _crc(body, only))
+        _insert(conn, values)
         count = seq - self._last_seq
         return count
 
@@ -1150,6 +1169,19 @@ class SQLiteQueue(EventQueue):
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    return _INSERT + ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+
+
+def _insert(conn: sqlite3.Connection, values: list[Any]) -> None:
+    """Insert event rows given as one flat list of their five columns."""
+    step = 5 * _INSERT_CHUNK
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        conn.execute(_insert_sql(len(chunk) // 5), chunk)
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -1426,6 +1458,53 @@ def _set_journal_mode(conn: sqlite3.Connection, path: Path) -> None:
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise QueueFileError(f"{path} cannot use write-ahead logging (journal mode {mode!r})")
+
+
+class _Checkpointer:
+    """Copies the write-ahead log into the database file, in a thread beside the writer.
+
+    SQLite lets a second connection checkpoint while the first keeps committing (PASSIVE
+    mode never blocks the writer), so the copying and its fsync overlap the commits
+    instead of stalling one of them every thousand pages. Started by ``open()``, stopped
+    and joined by ``close()``; a failed checkpoint is logged and tried again next time.
+    """
+
+    def __init__(self, path: Path, synchronous: str, busy_timeout: float) -> None:
+        self._conn = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self._path = path
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"reactor checkpoint of {path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def request(self) -> None:
+        """Ask for a checkpoint (requests made while one runs are merged)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop the thread after any checkpoint in progress and close its connection."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    logger.warning("%s: checkpoint failed, tried again later: %s", self._path, exc)
+        finally:
+            self._conn.close()
 
 
 # -- one owner per file -----------------------------------------------------------------
