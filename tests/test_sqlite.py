@@ -515,3 +515,17 @@ async def test_a_replay_to_a_consumer_that_is_not_subscribed_is_logged(
     [record] = [r for r in caplog.records if "no such consumer" in r.getMessage()]
     assert record.levelname == "WARNING" and event.id in record.getMessage()
     assert "adit" in record.getMessage()
+
+
+async def test_publish_is_a_cancellation_point(tmp_path: Path) -> None:
+    # The commit itself runs shielded; a publishing loop must still see its cancellation.
+    app = Reactor(queue=SQLiteQueue(tmp_path / "events.db"))
+    published = 0
+    async with app:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            for _ in range(100):
+                await app.publish("job.run")
+                published += 1
+        assert scope.cancelled_caught
+    assert published == 0

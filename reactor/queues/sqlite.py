@@ -37,6 +37,7 @@ from typing import IO, Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from reactor import (
@@ -478,6 +479,9 @@ class SQLiteQueue(EventQueue):
         :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
         :raises ~reactor.QueueFileError: the file could not be written
         """
+        # The commit below runs shielded: without this, a publishing loop in a cancelled
+        # scope would never see its cancellation.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_running()
         body = self._encode(event)
         if self._depth >= self._capacity or self._putters:
@@ -529,14 +533,20 @@ class SQLiteQueue(EventQueue):
         """Commit everything pending now and, when the dispatcher will soon need it, read
         the next page of the backlog, in one transaction in the worker thread."""
         assert self._busy is None and self._limiter is not None
+        busy = self._busy = anyio.Event()
+        # Hold the writer role for one turn of the loop first: the publishers that the last
+        # commit woke join this batch instead of the next one (else batches alternate
+        # between one event and all the others).
+        await anyio.lowlevel.cancel_shielded_checkpoint()
         ready = self._ready
         backlog = self._cursor <= self._on_disk_until
         read = min(READ_PAGE, READ_AHEAD - len(ready)) if backlog and len(ready) < READ_PAGE else 0
         work = self._work
         if not work and not read:
+            self._busy = None
+            busy.set()
             return
         self._work = _Work()
-        busy = self._busy = anyio.Event()
         self._writing = work
         inserts = work.inserts
         # Fresh events stay in memory for the dispatcher while nothing older waits on
