@@ -189,12 +189,12 @@ class EventQueue(ABC):
       out again by a durable queue, with :attr:`Received.attempt` increased and the
       consumers recorded in :attr:`Received.completed`.
     * Queues whose :attr:`needs_ack` is ``False`` (the memory queue) are never called
-      with :meth:`ack` or :meth:`record_progress`, which keeps the hot path free.
+      with :meth:`settle`, which keeps the hot path free.
     * **Dead letters.** A queue whose :attr:`stores_dead_letters` is ``True`` is told of
       every dead letter through :meth:`record_dead_letter` before the delivery settles,
-      and must store it no later than the :meth:`ack` or :meth:`record_progress` that
-      follows; ``app.redeliver(letter)`` calls :meth:`discard_dead_letter` before it
-      puts the event again.
+      and must store it no later than the :meth:`settle` that follows;
+      ``app.redeliver(letter)`` calls :meth:`discard_dead_letter` before it puts the
+      event again.
     * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
       the app's drain waits for a depth of zero.
     * One dispatcher calls :meth:`get_batch`; any number of tasks call :meth:`put`.

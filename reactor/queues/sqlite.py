@@ -450,9 +450,7 @@ class SQLiteQueue(EventQueue):
                 "waiting to be written); use `await app.publish(...)` to wait for room"
             )
         self._accept(event, body, only)
-        if self._getter is not None:  # the dispatcher commits it when no publisher does
-            self._getter.set()
-            self._getter = None
+        self._wake_getter()  # the dispatcher commits it when no publisher does
 
     def _accept(
         self, event: Event, body: bytes, only: Collection[str] | None
@@ -587,9 +585,8 @@ class SQLiteQueue(EventQueue):
                 if keep < len(inserts):
                     first = self._last_seq - len(inserts) + 1
                     self._spill(first + keep, self._last_seq)
-            if ready and self._getter is not None:
-                self._getter.set()
-                self._getter = None
+            if ready:
+                self._wake_getter()
         finally:
             work.finished = True
             self._writing = None
@@ -644,15 +641,11 @@ class SQLiteQueue(EventQueue):
 
     async def ack(self, received: Sequence[Received]) -> None:
         """Mark events whose every delivery settled as done (deleted, or kept for replay)."""
-        work = self._work
-        work.acks.extend([item.token for item in received])
-        await self._commit(work)
+        await self.settle(received, ())
 
     async def record_progress(self, progress: Sequence[tuple[Received, str]]) -> None:
         """Record consumers that settled events whose other consumers have not yet."""
-        work = self._work
-        work.progress.extend([(item.token, consumer) for item, consumer in progress])
-        await self._commit(work)
+        await self.settle((), progress)
 
     def record_dead_letter(self, letter: DeadLetter) -> None:
         """Keep *letter* in the file; it is written with the event's settlement."""
@@ -769,6 +762,12 @@ class SQLiteQueue(EventQueue):
             self._busy = None
             busy.set()
 
+    def _wake_getter(self) -> None:
+        """Wake the dispatcher if it waits in :meth:`get_batch`."""
+        if self._getter is not None:
+            self._getter.set()
+            self._getter = None
+
     def _spill(self, first: int, last: int) -> None:
         """Note that the events *first* to *last*, just written, wait on disk only.
 
@@ -786,9 +785,7 @@ class SQLiteQueue(EventQueue):
             self._spill(self._last_seq - count + 1, self._last_seq)
             self._depth += count
             self._put_count += count
-            if self._getter is not None:
-                self._getter.set()
-                self._getter = None
+            self._wake_getter()
         return count
 
     # -- statistics -----------------------------------------------------------------
@@ -968,15 +965,11 @@ class SQLiteQueue(EventQueue):
     def _write_rows(
         self, conn: sqlite3.Connection, work: _Work, keep: int, progress_done: list[Any]
     ) -> None:
-        seq = self._last_seq
         mark = self._last_seq + keep  # the last event handed out from memory
         if work.inserts:
-            values: list[Any] = []
-            for received, body, only, published_at in work.inserts:
-                seq += 1
-                received.token = seq
-                values += (seq, body, only, published_at, _crc(body, only))
-            _insert(conn, values)
+            first = self._append_sync(conn, [insert[1:] for insert in work.inserts])
+            for seq, insert in enumerate(work.inserts, first):
+                insert[0].token = seq
             if keep and mark > self._handed_out:
                 # Persisted before the events can reach a handler: a crash after it
                 # counts them as handed out (their attempt is raised at the next
@@ -1014,7 +1007,6 @@ class SQLiteQueue(EventQueue):
                     "DELETE FROM reactor_progress WHERE seq = ?",
                     [(seq_,) for seq_ in progress_done],
                 )
-        self._last_seq = seq
 
     def _purge_sync(self, conn: sqlite3.Connection, now: float) -> None:
         assert self._retention is not None
@@ -1100,18 +1092,22 @@ class SQLiteQueue(EventQueue):
         return conn.execute(sql, params).fetchall()
 
     def _append_sync(
-        self, conn: sqlite3.Connection, rows: Iterable[tuple[bytes, str | None]]
+        self, conn: sqlite3.Connection, rows: Iterable[tuple[bytes, str | None, float]]
     ) -> int:
-        """Append events to the journal (inside a transaction); return how many."""
-        now = time()
-        seq = self._last_seq
+        """Append events (body, consumers, publish time) to the journal, numbered after
+        the last one, inside the caller's transaction (which restores the count if it
+        rolls back).
+
+        :return: the number of the first event appended
+        """
+        first = seq = self._last_seq + 1
         values: list[Any] = []
-        for body, only in rows:
+        for body, only, published_at in rows:
+            values += (seq, body, only, published_at, _crc(body, only))
             seq += 1
-            values += (seq, body, only, now, _crc(body, only))
         _insert(conn, values)
-        count = seq - self._last_seq
-        return count
+        self._last_seq = seq - 1
+        return first
 
     def _in_transaction(self, func: Any, *args: Any) -> int:
         conn = self._conn
@@ -1136,14 +1132,14 @@ class SQLiteQueue(EventQueue):
                 "AND consumer IS NOT NULL ORDER BY id",
                 params,
             ).fetchall()
-            count = self._append_sync(
-                conn, ((body, json.dumps([consumer])) for _, body, consumer in rows)
+            now = time()
+            self._append_sync(
+                conn, ((body, json.dumps([consumer]), now) for _, body, consumer in rows)
             )
             conn.executemany(
                 "DELETE FROM reactor_dead_letters WHERE id = ?", [(row[0],) for row in rows]
             )
-            self._last_seq += count
-            return count
+            return len(rows)
 
         return self._in_transaction(replay)
 
@@ -1171,9 +1167,9 @@ class SQLiteQueue(EventQueue):
                 if not page:
                     return total
                 last_copied = page[-1][0]
-                count = self._append_sync(conn, ((body, only) for _, body in page))
-                self._last_seq += count
-                total += count
+                now = time()
+                self._append_sync(conn, ((body, only, now) for _, body in page))
+                total += len(page)
 
         return self._in_transaction(replay)
 
