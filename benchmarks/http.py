@@ -9,7 +9,7 @@ Run ``python -m benchmarks.http [--quick] [--json out.json] [--loops asyncio,uvl
   ``application/cloudevents+json``), ``webhook`` (a signed Standard Webhooks request
   with a JSON body, HMAC checked), ``batch`` (100 events per
   ``application/cloudevents-batch+json`` request). Requests are built before timing (and
-  frozen out of the garbage collector's way, as in ``benchmarks.dispatch``); the timed
+  frozen out of the garbage collector's way, as in ``reactor bench``); the timed
   section ends when a counting consumer has received every event. A request answered
   503 (the queue is full: batches arrive faster than one consumer drains them) is sent
   again after 1 ms, as a sender honouring ``Retry-After`` would, and counted in the

@@ -35,15 +35,16 @@ What is measured (K = 4 trivial consumers, ~1 KB CloudEvents JSON per event):
   - ``backlog`` -- ``open()`` time with the file evicted from the page cache
     (``posix_fadvise(DONTNEED)``, this file only) and again warm (``open()`` runs ``PRAGMA
     quick_check`` and counts the rows), then an app with K consumers draining the
-    backlog; peak RSS (psutil, every 10 ms) during the first 100,000 events handled and
+    backlog; peak RSS (sampled every 10 ms) during the first 100,000 events handled and
     during the next 100,000. Flat: the second window's peak is not above the first's;
   - ``empty`` -- the reference: the same app on an empty file, with 64 publishers
     publishing all along (nothing to drain otherwise);
   - ``contention`` -- the backlog file again, consumers draining it while 64 publishers
     publish for 10 s: how fast each side goes when both want the file.
 
-Method, as in ``benchmarks.dispatch``: every measurement runs in a fresh interpreter
-(``python -m benchmarks.sqlite --child '<json spec>'``, one JSON line back) with a fresh
+Method, as in ``reactor bench`` (the shared code is ``reactor._bench._harness``): every
+measurement runs in a fresh interpreter (``python -m benchmarks.sqlite --child '<json
+spec>'``, one JSON line back) with a fresh
 temporary file; within a repetition the systems alternate and the order rotates from one
 repetition to the next; cells show the median (min-max) over repetitions, and ratios are
 taken pair by pair within a repetition, then the median. Every consumer counts its events
@@ -56,18 +57,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import importlib.metadata
 import json
 import os
-import platform
-import resource
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -78,6 +74,7 @@ from typing import Any, Literal
 import anyio
 
 from reactor import Event, Reactor
+from reactor._bench import _harness as h
 from reactor.abc import Received
 from reactor.queues.sqlite import SQLiteQueue
 from reactor.queues.sqlite import _crc as queue_crc
@@ -123,8 +120,10 @@ TARGET_RATIO = 0.7
 TARGET_LAG_MS = 5.0
 TARGET_FLAT_MB = 10.0
 
-RESULT_MARK = "BENCH-RESULT "
+# The child's module, run as ``python -m`` from the repository root.
+CHILD_MODULE = "benchmarks.sqlite"
 ROOT = Path(__file__).resolve().parent.parent
+DISTRIBUTIONS = ("reactor", "anyio", "trio", "uvloop", "psutil")
 MIB = 1024 * 1024
 
 # The data of every event: ~1 KB once wrapped in its CloudEvents envelope. The nested
@@ -283,21 +282,13 @@ def _async_handler(i: int, tally: Tally) -> Callable[[Event], Any]:
     return handle
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, min(len(sorted_values), int(-(-q * len(sorted_values) // 1))))
-    return sorted_values[rank - 1]
-
-
 def _distribution(values: Sequence[float], prefix: str) -> dict[str, float]:
-    """p50, p99 and max of *values* (seconds) in milliseconds, keys prefixed."""
-    ordered = sorted(values)
+    """p50, p99 and max of *values* (seconds) in milliseconds, keys prefixed; 0 if none."""
+    ordered = sorted(values) or [0.0]
     return {
-        f"{prefix}_p50_ms": _percentile(ordered, 0.50) * 1e3,
-        f"{prefix}_p99_ms": _percentile(ordered, 0.99) * 1e3,
-        f"{prefix}_max_ms": (ordered[-1] if ordered else 0.0) * 1e3,
+        f"{prefix}_p50_ms": h.percentile(ordered, 0.50) * 1e3,
+        f"{prefix}_p99_ms": h.percentile(ordered, 0.99) * 1e3,
+        f"{prefix}_max_ms": ordered[-1] * 1e3,
     }
 
 
@@ -481,18 +472,7 @@ class CountingQueue(SQLiteQueue):
 
 async def _wait_done(done: anyio.Event, progress: Callable[[], int], limit: float) -> bool:
     """Wait for *done*; give up after *limit* s, or after STALL_SECONDS without progress."""
-    deadline = time.perf_counter() + limit
-    seen, last_progress = -1, time.perf_counter()
-    while not done.is_set():
-        with anyio.move_on_after(0.25):
-            await done.wait()
-        now = time.perf_counter()
-        current = progress()
-        if current != seen:
-            seen, last_progress = current, now
-        if now >= deadline or now - last_progress >= STALL_SECONDS:
-            break
-    return done.is_set()
+    return await h.wait_for(done, progress, limit, STALL_SECONDS)
 
 
 def _run_loop(loop: str, main: Callable[[], Any]) -> None:
@@ -636,38 +616,24 @@ def _evict(path: Path) -> bool:
     return True
 
 
-class RssSampler:
-    """Samples RSS from a thread every :data:`RSS_SAMPLE_INTERVAL`, peak per window."""
+class WindowedRss(h.RssSampler):
+    """The harness's sampler (every :data:`RSS_SAMPLE_INTERVAL`), with a peak per window.
+
+    Window *n* holds the samples taken while the consumers had handled between ``n *
+    window`` and ``(n + 1) * window`` events; later samples count in the last window.
+    """
 
     def __init__(self, progress: Callable[[], int], window: int, windows: int) -> None:
         """Prepare the sampler.
 
         :param progress: events every consumer has handled so far.
         :param window: events per window.
-        :param windows: number of windows; later samples count in the last one.
+        :param windows: number of windows.
         """
-        import psutil
-
-        self._process = psutil.Process()
+        super().__init__(RSS_SAMPLE_INTERVAL)
         self._progress = progress
         self._window = window
         self.peaks = [0] * windows
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
-        self.samples = 0
-
-    def rss(self) -> int:
-        """Return the current resident set size in bytes."""
-        return int(self._process.memory_info().rss)
-
-    def start(self) -> None:
-        """Start sampling."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop sampling (after one last sample)."""
-        self._stop.set()
-        self._thread.join()
 
     def _sample(self) -> None:
         last = len(self.peaks) - 1
@@ -675,7 +641,7 @@ class RssSampler:
             slot = min(last, self._progress() // self._window)
             self.peaks[slot] = max(self.peaks[slot], self.rss())
             self.samples += 1
-            if self._stop.wait(RSS_SAMPLE_INTERVAL):
+            if self._stop.wait(self._interval):
                 return
 
 
@@ -684,8 +650,6 @@ def _child_memory(spec: Spec) -> dict[str, Any]:
 
     With ``spec.publishers`` > 0, that many tasks publish new events all along.
     """
-    import psutil
-
     path = Path(spec.path)
     backlog, window = spec.backlog, spec.window
     # Backlog events have indexes 0..backlog-1 and are delivered first, oldest first; new
@@ -694,9 +658,8 @@ def _child_memory(spec: Spec) -> dict[str, Any]:
     first_new = backlog
     tally = Tally(K, 2 * window)
     handlers = [_async_handler(i, tally) for i in range(K)]
-    process = psutil.Process()
-    out: dict[str, Any] = {"rss_start_mb": process.memory_info().rss / MIB}
-    sampler = RssSampler(tally.progress, window, 2)
+    sampler = WindowedRss(tally.progress, window, 2)
+    out: dict[str, Any] = {"rss_start_mb": sampler.rss() / MIB}
 
     async def main() -> None:
         clock = time.perf_counter
@@ -711,7 +674,7 @@ def _child_memory(spec: Spec) -> dict[str, Any]:
         await queue.open()  # the app's own open() then finds it open
         out["open_warm_s"] = clock() - t
         out["depth_at_open"] = queue.statistics().depth
-        out["rss_open_mb"] = process.memory_info().rss / MIB
+        out["rss_open_mb"] = sampler.rss() / MIB
         app = Reactor(queue=queue, source=EVENT_SOURCE)
         for i, handler in enumerate(handlers):
             app.subscribe(EVENT_TYPE, handler, name=f"h{i}")
@@ -759,7 +722,7 @@ def _child_memory(spec: Spec) -> dict[str, Any]:
         "peak_first_mb": first,
         "peak_second_mb": second,
         "growth_mb": second - first,
-        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_mb": h.max_rss_mb(),
         "samples": sampler.samples,
         "elapsed": out["elapsed"],
         "events_per_s": 2 * window / out["elapsed"],
@@ -836,7 +799,7 @@ def child_main(spec_json: str) -> int:
             raise ValueError(f"unknown kind {spec.kind!r}")
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
-    print(RESULT_MARK + json.dumps(result), flush=True)
+    h.print_result(result)
     return 0
 
 
@@ -851,22 +814,15 @@ def run_child(spec: Spec, timeout: float) -> dict[str, Any]:
     :return: the child's result; has an ``error`` key if it failed.
     """
     scratch = Path(tempfile.mkdtemp(prefix="reactor-bench-", dir=spec.directory or None))
-    spec = replace(spec, directory=str(scratch))
-    cmd = [sys.executable, "-m", "benchmarks.sqlite", "--child", spec.to_json()]
+    spec_json = replace(spec, directory=str(scratch)).to_json()
     try:
-        proc = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"child timed out after {timeout:.0f} s"}
+        # From the repository root, where ``-m benchmarks.sqlite`` resolves.
+        result = h.run_child(CHILD_MODULE, spec_json, timeout, cwd=ROOT)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
-            return result
-    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-    return {"error": f"child exited {proc.returncode} without a result: {tail}"}
+    if not isinstance(result, dict):
+        return {"error": f"child returned a {type(result).__name__}, not an object"}
+    return result
 
 
 def _commit_id() -> str:
@@ -892,31 +848,14 @@ def environment(directory: str) -> dict[str, Any]:
     :param directory: where the temporary files go.
     :return: a JSON-ready description.
     """
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = {}
-    for dist in ("reactor", "anyio", "trio", "uvloop", "psutil"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    versions["sqlite"] = sqlite3.sqlite_version
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-        "versions": versions,
-        "commit": _commit_id(),
-        "directory": directory,
-        "filesystem": _filesystem(directory),
-        "load_average": list(os.getloadavg()),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    env = h.environment(
+        DISTRIBUTIONS,
+        commit=_commit_id(),
+        directory=directory,
+        filesystem=_filesystem(directory),
+    )
+    env["versions"]["sqlite"] = sqlite3.sqlite_version
+    return env
 
 
 def _filesystem(directory: str) -> str:
@@ -964,42 +903,35 @@ class Config:
         return PACED_SECONDS_QUICK if self.quick else PACED_SECONDS
 
 
-def _rotated(items: Sequence[tuple[str, str]], n: int) -> list[tuple[str, str]]:
-    n %= len(items)
-    return [*items[n:], *items[:n]]
-
-
 Plan = Iterator[tuple[str, str, str, int, Spec, float]]
 
 
 def _plan(cfg: Config) -> Plan:
     """Yield (workload, level, system, rep, spec, timeout) in execution order."""
-    systems: list[tuple[str, str]] = []
+    # name -> (kind, loop); the names are what rotates from one repetition to the next.
+    systems: dict[str, tuple[str, str]] = {}
     if "throughput" in cfg.workloads:
-        systems += [("baseline", "-"), ("reactor", "asyncio"), ("per-event", "-")]
-        systems += [("reactor", loop) for loop in cfg.loops if loop != "asyncio"]
+        systems["baseline"] = ("baseline", "-")
+        systems["reactor asyncio"] = ("reactor", "asyncio")
+        systems["per-event"] = ("per-event", "-")
+        systems |= {f"reactor {loop}": ("reactor", loop) for loop in cfg.loops if loop != "asyncio"}
     if "paced" in cfg.workloads:
-        systems.append(("paced", "asyncio"))
+        systems["paced"] = ("paced", "asyncio")
+    pair = {"baseline": ("baseline", "-"), "reactor asyncio": ("reactor", "asyncio")}
     for rep in range(cfg.repeat):
         for level in cfg.levels:
-            for kind, loop in _rotated(systems, rep) if systems else []:
+            for name in h.rotated(list(systems), rep):
+                kind, loop = systems[name]
                 yield _spec(
                     cfg, "throughput" if kind != "paced" else "paced", level, kind, loop, rep
                 )
         if cfg.tmpfs:
-            pair = [("baseline", "-"), ("reactor", "asyncio")]
-            for kind, loop in _rotated(pair, rep):
+            for name in h.rotated(list(pair), rep):
+                kind, loop = pair[name]
                 workload, level, system, rep_, spec, timeout = _spec(
                     cfg, "tmpfs", "full", kind, loop, rep
                 )
-                yield (
-                    workload,
-                    level,
-                    system,
-                    rep_,
-                    replace(spec, directory=str(TMPFS)),
-                    timeout,
-                )
+                yield workload, level, system, rep_, replace(spec, directory=str(TMPFS)), timeout
 
 
 def _spec(
@@ -1031,17 +963,6 @@ def _spec(
         timeout=600,
     )
     return workload, level, system, rep, spec, 900.0
-
-
-def _stats(values: Sequence[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
 
 
 Results = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]
@@ -1077,13 +998,13 @@ def summarise(results: Results) -> dict[str, Any]:
             ok = [r for r in runs if "error" not in r]
             entry: dict[str, Any] = {"errors": [r["error"] for r in runs if "error" in r]}
             for metric in METRICS:
-                entry[metric] = _stats([r[metric] for r in ok if r.get(metric) is not None])
+                entry[metric] = h.stats([r[metric] for r in ok if r.get(metric) is not None])
             pairs = [
                 a["events_per_s"] / b["events_per_s"]
                 for a, b in zip(runs, base, strict=False)
                 if "error" not in a and "error" not in b
             ]
-            entry["ratio"] = _stats(pairs) if system != "baseline" else None
+            entry["ratio"] = h.stats(pairs) if system != "baseline" else None
             cell["systems"][system] = entry
         summary[f"{workload}/{level}"] = cell
     return summary
@@ -1152,66 +1073,9 @@ def evaluate_targets(
 # ------------------------------------------------------------------------------ report
 
 
-def _fmt_rate(stats: dict[str, float] | None) -> str:
-    if stats is None:
-        return "ERROR"
-
-    def one(v: float) -> str:
-        return f"{v / 1e3:.1f}k"
-
-    if stats["n"] == 1:
-        return one(stats["median"])
-    return f"{one(stats['median'])} ({one(stats['min'])}-{one(stats['max'])})"
-
-
-def _fmt_num(stats: dict[str, float] | None, unit: str = "", digits: int = 0) -> str:
-    if stats is None:
-        return "-"
-    if stats["n"] == 1:
-        return f"{stats['median']:.{digits}f}{unit}"
-    return (
-        f"{stats['median']:.{digits}f}{unit} ({stats['min']:.{digits}f}-{stats['max']:.{digits}f})"
-    )
-
-
-class Table:
-    """A titled table printed as aligned plain text (the first column left-aligned)."""
-
-    def __init__(self, title: str, headers: Sequence[str]) -> None:
-        """Start an empty table.
-
-        :param title: printed above the table.
-        :param headers: column names.
-        """
-        self.title = title
-        self.headers = list(headers)
-        self.rows: list[list[str]] = []
-
-    def add(self, *cells: str) -> None:
-        """Append a row.
-
-        :param cells: one string per column.
-        """
-        self.rows.append(list(cells))
-
-    def render(self) -> None:
-        """Print the table to stdout."""
-        widths = [
-            max(len(r[i]) for r in [self.headers, *self.rows]) for i in range(len(self.headers))
-        ]
-
-        def line(cells: Sequence[str]) -> str:
-            parts = [
-                c.ljust(w) if i <= 1 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            ]
-            return "  ".join(parts).rstrip()
-
-        print(f"\n{self.title}")
-        print(line(self.headers))
-        print("  ".join("-" * w for w in widths))
-        for row in self.rows:
-            print(line(row))
+def _fmt_num(value: dict[str, float] | None, unit: str = "", digits: int = 0) -> str:
+    """:func:`h.fmt_num`, but ``-`` where a system lacks the metric (baseline: no loop lag)."""
+    return "-" if value is None else h.fmt_num(value, unit, digits)
 
 
 def _system_order(system: str) -> tuple[int, str]:
@@ -1233,6 +1097,8 @@ def report(
     summary: dict[str, Any],
     memory: dict[str, dict[str, Any]] | None,
     targets: list[dict[str, Any]],
+    *,
+    plain: bool = False,
 ) -> None:
     """Print the environment header, the tables and the targets.
 
@@ -1241,6 +1107,7 @@ def report(
     :param summary: output of :func:`summarise`.
     :param memory: the memory runs, if measured.
     :param targets: output of :func:`evaluate_targets`.
+    :param plain: plain-text tables even if rich is installed.
     """
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     print(f"\nCPU: {env['cpu']} ({env['cores']} cores) | {env['python']} | {env['platform']}")
@@ -1275,7 +1142,7 @@ def report(
         cells = [summary[key] for key in summary if summary[key]["workload"] == workload]
         if not cells:
             continue
-        table = Table(title, headers)
+        table = h.Table(title, headers)
         for cell in cells:
             level = cell["level"]
             for system in sorted(cell["systems"], key=_system_order):
@@ -1283,7 +1150,7 @@ def report(
                 table.add(
                     level,
                     _label(system, cfg, level),
-                    _fmt_rate(s["events_per_s"]),
+                    h.fmt_rate(s["events_per_s"]),
                     "1.00x" if system == "baseline" else _fmt_num(s["ratio"], "x", 2),
                     _fmt_num(s["lag_max_ms"], "", 1),
                     _fmt_num(s["lag_p99_ms"], "", 1),
@@ -1292,10 +1159,10 @@ def report(
                     _fmt_num(s["cpu_share"], "", 2),
                     _fmt_num(s["others_share"], "", 2),
                 )
-        table.render()
+        table.render(plain=plain)
     paced = [summary[key] for key in summary if summary[key]["workload"] == "paced"]
     if paced:
-        table = Table(
+        table = h.Table(
             f"paced: {PACED_RATE:,.0f} events/s for {cfg.paced_seconds():g} s, "
             f"{PACED_PUBLISHERS} publishers, reactor on asyncio",
             [
@@ -1314,7 +1181,7 @@ def report(
             s = cell["systems"]["reactor asyncio"]
             table.add(
                 cell["level"],
-                _fmt_rate(s["events_per_s"]),
+                h.fmt_rate(s["events_per_s"]),
                 _fmt_num(s["lag_p50_ms"], "", 2),
                 _fmt_num(s["lag_p99_ms"], "", 1),
                 _fmt_num(s["lag_max_ms"], "", 1),
@@ -1323,7 +1190,7 @@ def report(
                 _fmt_num(s["publish_p99_ms"], "", 1),
                 _fmt_num(s["publish_max_ms"], "", 1),
             )
-        table.render()
+        table.render(plain=plain)
     if memory is not None:
         fill = memory.get("fill", {})
         if "error" in fill:
@@ -1333,7 +1200,7 @@ def report(
                 f"\nbacklog file: {fill['events']:,} events, {fill['file_mb']:.0f} MB, "
                 f"written in {fill['elapsed']:.1f} s"
             )
-        table = Table(
+        table = h.Table(
             f"memory: K={K} consumers; peak RSS during the first {cfg.window:,} events "
             f"handled and during the next {cfg.window:,}",
             [
@@ -1369,7 +1236,7 @@ def report(
                 f"{run['events_per_s']:,.0f}",
                 f"{run['depth_at_end']:,}",
             )
-        table.render()
+        table.render(plain=plain)
         backlog, empty = memory.get("backlog", {}), memory.get("empty", {})
         if "peak_second_mb" in backlog and "peak_second_mb" in empty:
             print(
@@ -1401,10 +1268,10 @@ def report(
         for name, entry in cell["systems"].items():
             for error in entry["errors"]:
                 print(f"ERROR {cell['workload']}/{cell['level']} {name}: {error}")
-    table = Table("Targets (from the issue)", ["result", "target", "value"])
+    table = h.Table("Targets (from the issue)", ["result", "target", "value"])
     for t in targets:
         table.add(t["status"], t["target"], t["text"])
-    table.render()
+    table.render(plain=plain)
 
 
 # -------------------------------------------------------------------------------- main
@@ -1466,6 +1333,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help=f"re-run a measurement during which other processes used more than "
         f"{NOISY_OTHERS:g} cores, up to N times (default 2)",
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="plain-text tables even if rich is installed"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1626,7 +1496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["commit_after"] = _commit_id()
     summary = summarise(results)
     targets = evaluate_targets(summary, memory)
-    report(env, cfg, summary, memory, targets)
+    report(env, cfg, summary, memory, targets, plain=args.plain)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     if args.json is not None:
         document = {

@@ -20,6 +20,10 @@ argument, environment variable or import string). An exception raised by the use
 own code (while it is imported, or by a failing source) propagates with its traceback
 and exits 1, as under ``python -m``.
 
+``reactor bench [--quick] [--json out.json] [--plots DIR] ...`` runs the benchmark suite:
+reactor, hand-written baselines and the peer libraries of the ``bench`` extra on the same
+workloads, each measurement in a child process (``reactor bench --help``).
+
 The other commands work on the file of a :class:`~reactor.queues.sqlite.SQLiteQueue`,
 named by ``--queue sqlite:///events.db`` (relative to the current directory; four
 slashes for an absolute path) or the ``REACTOR_QUEUE`` variable::
@@ -151,9 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         when a second signal forced it; for the queue commands, 0 on success and 1 when
         the queue file cannot be used; 2 for a usage error.
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        # The suite has its own parser (and imports nothing until asked to run).
+        from ._bench._suite import main as bench
+
+        return bench(arguments[1:], prog="reactor bench")
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:
         # argparse exits for --help, --version and bad arguments; return the status
         # instead so that main() can be called (and tested) like a function.
@@ -344,6 +354,12 @@ def _add_queue_commands(commands: Any) -> None:
         "formatter_class": argparse.RawDescriptionHelpFormatter,
     }
 
+    commands.add_parser(
+        "bench",
+        help="benchmark reactor against hand-written baselines and peer libraries "
+        "(reactor bench --help)",
+        add_help=False,
+    )
     dead_letters = commands.add_parser(
         "dead-letters",
         help="list, replay or purge the dead letters stored in a queue file",

@@ -559,7 +559,9 @@ class Dispatcher:
                 self._settle(lane, received, "timed_out" if timed_out else "failed", attempt, error)
                 return 0
             delay = retry.backoff.delay(attempt)
-            logger.warning(
+            # A retry is the policy working, not yet a problem: INFO. The attempt that
+            # gives up is logged at ERROR with its traceback (_dead_letter).
+            logger.info(
                 "consumer %s failed on event %s (attempt %d of %d: %r); retrying in %.3g s",
                 lane.name,
                 event.id,

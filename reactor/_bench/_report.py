@@ -1,0 +1,241 @@
+"""Terminal tables and PNG plots of a suite run."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _harness as h
+
+LABELS = {
+    "w1": "W1 handlers never suspend",
+    "w2": "W2 handlers await sleep(0) once",
+    "w6": "W6 10% of deliveries fail once and are retried",
+}
+
+
+def _names(summary: dict[str, Any], loop: str, order: Sequence[str]) -> list[str]:
+    seen = {name for cell in summary.values() if cell["loop"] == loop for name in cell["systems"]}
+    return [name for name in order if name in seen]
+
+
+def _cells(summary: dict[str, Any], loop: str, workload: str) -> list[dict[str, Any]]:
+    return sorted(
+        (c for c in summary.values() if c["loop"] == loop and c["workload"] == workload),
+        key=lambda c: int(c["k"]),
+    )
+
+
+def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = False) -> list[str]:
+    """Print the environment header, the tables of every loop and workload, the targets.
+
+    :param document: the run's JSON document (environment, config, summary, targets).
+    :param order: system names in report order.
+    :param plain: plain text even if rich is installed.
+    :return: the problems found (errors and noisy runs), also printed.
+    """
+    env, cfg, summary = document["environment"], document["config"], document["summary"]
+    say = print
+    say(f"\nCPU: {env['cpu']} ({env['cores']} cores) | {env['python']} | {env['platform']}")
+    say("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    load = ", ".join(f"{x:.2f}" for x in env["load_average"])
+    after = ", ".join(f"{x:.2f}" for x in env.get("load_average_after", []))
+    say(f"load average (1, 5, 15 min) before: {load}; after: {after}")
+    say(
+        f"mode: {'quick' if cfg['quick'] else 'full'}, repeat={cfg['repeat']}, "
+        f"loops={','.join(cfg['loops'])}; cells are median (min-max) over repetitions; "
+        "ratios are taken within each repetition, then their median"
+    )
+    for name, reason in {**document["skipped_loops"], **document["skipped_systems"]}.items():
+        say(f"skipped {name}: {reason}")
+    for loop in cfg["loops"]:
+        names = _names(summary, loop, order)
+        for workload in ("w1", "w2", "w6"):
+            cells = _cells(summary, loop, workload)
+            if not cells:
+                continue
+            ks = [str(c["k"]) for c in cells]
+            rates = h.Table(
+                f"[{loop}] {LABELS[workload]}: deliveries/s by K",
+                ["system", *(f"K={k}" for k in ks)],
+            )
+            ratios = h.Table(
+                f"[{loop}] {LABELS[workload]}: x taskgroup (pair by pair)",
+                ["system", *(f"K={k}" for k in ks)],
+            )
+            for name in names:
+                row = [c["systems"].get(name) for c in cells]
+                if all(r is None for r in row):
+                    continue
+                rates.add(
+                    name,
+                    *("-" if r is None else h.fmt_rate(r["deliveries_per_s"]) for r in row),
+                )
+                ratios.add(
+                    name,
+                    *(
+                        "-"
+                        if name not in c["systems"]
+                        else "1x"
+                        if name == "taskgroup"
+                        else h.fmt_num(c["ratios"].get(f"{name}/taskgroup"), "x", 2)
+                        for c in cells
+                    ),
+                )
+            rates.render(plain=plain)
+            ratios.render(plain=plain)
+        for cell in _cells(summary, loop, "w3"):
+            table = h.Table(
+                f"[{loop}] W3 publish -> handler start latency, K={cell['k']}, "
+                f"{document['w3']['rate']:,.0f} events/s for {document['w3']['seconds']:g} s",
+                [
+                    "system",
+                    "events",
+                    "p50 us",
+                    "p99 us",
+                    "max us",
+                    "events/s",
+                    "sustains",
+                    "p99 / reactor's",
+                ],
+            )
+            for name in names:
+                s = cell["systems"].get(name)
+                if s is None:
+                    continue
+                vs = cell["ratios"].get(f"reactor/{name}")
+                table.add(
+                    name,
+                    f"{s['events']:,}",
+                    h.fmt_num(s["p50_us"]),
+                    h.fmt_num(s["p99_us"]),
+                    h.fmt_num(s["max_us"]),
+                    h.fmt_num(s["achieved_rate"]),
+                    "yes" if s["sustains"] else "NO",
+                    "-" if name == "reactor" else h.fmt_num(vs, "x", 2),
+                )
+            table.render(plain=plain)
+        for cell in _cells(summary, loop, "w4"):
+            table = h.Table(
+                f"[{loop}] W4 slow consumer (busy-waits {document['w4']['consumer_us']:g} us "
+                "per event), producer as fast as the system lets it",
+                ["system", "events", "peak RSS growth MB", "producer done at", "elapsed s"],
+            )
+            for name in names:
+                s = cell["systems"].get(name)
+                if s is None:
+                    continue
+                share = s["producer_share"]
+                table.add(
+                    name,
+                    f"{s['events']:,}",
+                    h.fmt_num(s["peak_rss_growth_mb"], "", 1),
+                    "ERROR" if share is None else f"{share['median']:.0%} of the run",
+                    h.fmt_num(s["elapsed"], "", 1),
+                )
+            table.render(plain=plain)
+    problems = []
+    for key, cell in summary.items():
+        for name, entry in cell["systems"].items():
+            problems += [f"ERROR {key} {name}: {error}" for error in entry["errors"]]
+    noisy = [
+        f"{key} {name} ({entry['cpu_share_min']:.2f})"
+        for key, cell in summary.items()
+        if cell["workload"] in ("w1", "w2", "w6")
+        for name, entry in cell["systems"].items()
+        if entry["cpu_share_min"] is not None and entry["cpu_share_min"] < h.NOISY_CPU_SHARE
+    ]
+    for line in problems:
+        say(line)
+    if noisy:
+        say(
+            f"\nNOISY: these runs got less than {h.NOISY_CPU_SHARE:.0%} of a CPU while timed "
+            f"(CPU time / wall time): {', '.join(noisy)}"
+        )
+    if document.get("import"):
+        say(f"\nimport reactor: {document['import']['importtime_ms']:.1f} ms (-X importtime)")
+    if document["targets"]:
+        table = h.Table(
+            "Targets (binding on asyncio; other loops in parentheses)",
+            ["loop", "target", "value", "result"],
+        )
+        for t in document["targets"]:
+            status = t["status"] if t["binding"] else f"({t['status']})"
+            table.add(t["loop"], t["target"], t["text"], status)
+        table.render(plain=plain)
+    return problems
+
+
+def plot(document: dict[str, Any], order: Sequence[str], directory: Path) -> list[Path]:
+    """Write PNG plots: deliveries/s against K, and the W3 latency CDF, per loop.
+
+    :param document: the run's JSON document.
+    :param order: system names in plot order.
+    :param directory: where to write (created if missing).
+    :raises ImportError: matplotlib is not installed.
+    :return: the files written.
+    """
+    matplotlib = importlib.import_module("matplotlib")
+    matplotlib.use("Agg")
+    plt = importlib.import_module("matplotlib.pyplot")
+    directory.mkdir(parents=True, exist_ok=True)
+    summary = document["summary"]
+    written = []
+    for loop in document["config"]["loops"]:
+        names = _names(summary, loop, order)
+        cells = _cells(summary, loop, "w1")
+        if len(cells) > 1:
+            fig, ax = plt.subplots(figsize=(8, 5))
+            for name in names:
+                points = [
+                    (c["k"], c["systems"][name]["deliveries_per_s"]["median"])
+                    for c in cells
+                    if c["systems"].get(name, {}).get("deliveries_per_s") is not None
+                ]
+                if points:
+                    style = (
+                        "-o"
+                        if name == "reactor"
+                        else ("--s" if name in ("direct", "taskgroup", "eager") else ":^")
+                    )
+                    ax.plot(
+                        *zip(*points, strict=True),
+                        style,
+                        label=name,
+                        linewidth=2.5 if name == "reactor" else 1.2,
+                    )
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("K (handlers per event)")
+            ax.set_ylabel("deliveries/s (median)")
+            ax.set_title(f"W1/W5 fan-out sweep, handlers never suspend ({loop})")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize="small", ncol=2)
+            path = directory / f"w5-throughput-{loop}.png"
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+        for cell in _cells(summary, loop, "w3"):
+            fig, ax = plt.subplots(figsize=(8, 5))
+            for name in names:
+                cdf = cell["systems"].get(name, {}).get("cdf_us")
+                if cdf:
+                    ys = [n / (len(cdf) - 1) for n in range(len(cdf))]
+                    ax.plot(cdf, ys, label=name, linewidth=2.5 if name == "reactor" else 1.2)
+            ax.set_xscale("log")
+            ax.set_xlabel("publish -> handler start (us)")
+            ax.set_ylabel("fraction of deliveries")
+            ax.set_title(
+                f"W3 latency CDF, K={cell['k']}, {document['w3']['rate']:,.0f} events/s ({loop})"
+            )
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize="small", ncol=2)
+            path = directory / f"w3-latency-cdf-{loop}.png"
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+    return written

@@ -1,0 +1,673 @@
+"""The parent side of the suite: plan the runs, start the children, summarise, report.
+
+``reactor bench`` and ``python -m benchmarks`` both call :func:`main`. Every measurement
+runs in a child process (``python -m reactor._bench --child SPECS``); systems alternate
+within a repetition, the order rotating from one repetition to the next, and ratios are
+computed pair by pair within a repetition before their median is taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import _harness as h
+from ._peers import PEERS
+from ._systems import BASELINES, REACTOR, System
+from ._workloads import Spec
+
+CHILD_MODULE = "reactor._bench"
+SYSTEMS: dict[str, System] = {
+    s.name: s for s in (*BASELINES[:1], BASELINES[1], BASELINES[2], REACTOR, *PEERS)
+}
+LOOPS = ("asyncio", "uvloop", "trio")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "import")
+BASE = "taskgroup"
+
+#: Deliveries per W1/W2/W5/W6 run at scale 1 (before a system's own scale), sized so the
+#: slowest baseline takes 1-2 s on a 2-core VM; ``--quick`` divides by 10.
+DELIVERIES = {"asyncio": 200_000, "uvloop": 200_000, "trio": 40_000}
+#: The fewest events of any run: the slowest peers at K = 64 get this many.
+MIN_EVENTS = 20
+W1_KS = (1, 4, 16)
+W2_KS = (1, 4, 16)
+W5_KS = (1, 2, 4, 8, 16, 32, 64)
+QUICK_W1_KS = (1, 4, 64)
+QUICK_W2_KS = (4,)
+TARGET_K = 4
+W3_RATE = 10_000.0
+W3_SECONDS = 2.0
+W3_SECONDS_QUICK = 0.5
+W4_EVENTS = 200_000
+W4_CONSUMER_US = 20.0
+IMPORT_RUNS = 5
+
+# The issue's targets, binding on asyncio and reported for the other loops.
+TARGET_W1 = 6.0
+TARGET_W2 = 1.5
+TARGET_EAGER = 0.5
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """What one run of the suite measures, and how often."""
+
+    quick: bool
+    repeat: int
+    loops: tuple[str, ...]
+    systems: tuple[str, ...]
+    workloads: tuple[str, ...]
+    scale: float
+    retry_noisy: int
+
+    def events(self, loop: str, k: int, system: System) -> int:
+        """Events of one W1/W2/W5/W6 run.
+
+        :param loop: the loop.
+        :param k: handlers per event.
+        :param system: the system (its ``scale`` applies).
+        :return: the event count.
+        """
+        n = DELIVERIES[loop] / k * system.scale * self.scale / (10 if self.quick else 1)
+        return max(MIN_EVENTS, int(n))
+
+    def w1_ks(self) -> tuple[int, ...]:
+        """The fan-outs W1 runs at (W5 widens them to the sweep)."""
+        if self.quick:
+            return QUICK_W1_KS
+        return W5_KS if "w5" in self.workloads else W1_KS
+
+    def w3_events(self, system: System) -> int:
+        """Events of one W3 run: the rate for :attr:`w3_seconds`.
+
+        A system that falls far behind the rate (``scale`` below 0.2) publishes for a
+        proportionally shorter time: its latency is queueing either way, and a full run
+        would take it minutes.
+
+        :param system: the system.
+        :return: the event count.
+        """
+        return max(MIN_EVENTS, int(W3_RATE * self.w3_seconds * min(1.0, system.scale * 5)))
+
+    @property
+    def w3_seconds(self) -> float:
+        """How long W3 publishes."""
+        return W3_SECONDS_QUICK if self.quick else W3_SECONDS
+
+
+@attrs.frozen
+class Run:
+    """One planned child: its specs, and where each result goes."""
+
+    specs: tuple[Spec, ...]
+    rep: int
+    timeout: float
+
+
+def _missing(modules: Sequence[str]) -> list[str]:
+    # Looked up, not imported: importing some peers has side effects (eventkit asks for
+    # the current event loop when imported).
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def available_loops(loops: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Split *loops* into the installed ones and the others, with the reason.
+
+    :param loops: loop names.
+    :return: the usable loops, and ``{loop: reason}`` for the skipped ones.
+    """
+    ok, skipped = [], {}
+    for loop in loops:
+        if _missing([loop]):
+            skipped[loop] = f"{loop} is not installed (pip install 'reactor[{loop}]')"
+        else:
+            ok.append(loop)
+    return ok, skipped
+
+
+def available_systems(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Split *names* into the systems whose modules are installed and the others.
+
+    :param names: system names.
+    :return: the usable systems, and ``{name: reason}`` for the skipped ones.
+    """
+    ok, skipped = [], {}
+    for name in names:
+        system = SYSTEMS[name]
+        missing = _missing(system.requires)
+        if missing:
+            extra = " (pip install 'reactor[bench]')" if system.kind == "peer" else ""
+            skipped[name] = f"{', '.join(missing)} not installed{extra}"
+        else:
+            ok.append(name)
+    return ok, skipped
+
+
+def plan(cfg: Config) -> Iterator[Run]:
+    """Yield the children to run, in order.
+
+    Full mode runs one measurement per child; ``--quick`` runs all of one system's
+    measurements on a loop in one child (W4, which measures RSS, always alone).
+
+    :param cfg: the configuration.
+    """
+    specs: list[tuple[int, Spec, float]] = []
+    for loop in cfg.loops:
+        names = [n for n in cfg.systems if loop in SYSTEMS[n].loops]
+        cells: list[tuple[str, int]] = []
+        if "w1" in cfg.workloads or "w5" in cfg.workloads:
+            cells += [("w1", k) for k in cfg.w1_ks()]
+        if "w2" in cfg.workloads:
+            cells += [("w2", k) for k in (QUICK_W2_KS if cfg.quick else W2_KS)]
+        if "w6" in cfg.workloads:
+            cells.append(("w6", TARGET_K))
+        for workload, k in cells:
+            for rep in range(cfg.repeat):
+                for name in h.rotated(names, rep):
+                    n = cfg.events(loop, k, SYSTEMS[name])
+                    spec = Spec(workload=workload, system=name, loop=loop, k=k, events=n)
+                    specs.append((rep, spec, 120.0))
+        if "w3" in cfg.workloads:
+            for rep in range(cfg.repeat):
+                for name in h.rotated(names, rep):
+                    n = cfg.w3_events(SYSTEMS[name])
+                    spec = Spec(
+                        workload="w3",
+                        system=name,
+                        loop=loop,
+                        k=TARGET_K,
+                        events=n,
+                        rate=W3_RATE,
+                        timeout=60,
+                    )
+                    specs.append((rep, spec, 90.0))
+    if cfg.quick:
+        groups: dict[tuple[str, str], list[Spec]] = {}
+        for _, spec, _ in specs:
+            groups.setdefault((spec.loop, spec.system), []).append(spec)
+        for group in groups.values():
+            yield Run(tuple(group), 0, 60.0 + 30.0 * len(group))
+    else:
+        for rep, spec, timeout in specs:
+            yield Run((spec,), rep, timeout)
+    if "w4" in cfg.workloads:
+        # Peak RSS is not noisy like a rate: one repetition.
+        for loop in cfg.loops:
+            for name in cfg.systems:
+                system = SYSTEMS[name]
+                if loop not in system.loops:
+                    continue
+                size = W4_EVENTS * system.scale * cfg.scale / (10 if cfg.quick else 1)
+                n = max(MIN_EVENTS, int(size))
+                budget = n * (W4_CONSUMER_US + 200) * 1e-6 * 3 + 60
+                spec = Spec(
+                    workload="w4",
+                    system=name,
+                    loop=loop,
+                    k=1,
+                    events=n,
+                    consumer_us=W4_CONSUMER_US,
+                    timeout=budget,
+                )
+                yield Run((spec,), 0, budget + 30)
+
+
+def _child(run: Run) -> list[dict[str, Any]]:
+    specs = json.dumps([s.to_dict() for s in run.specs])
+    result = h.run_child(CHILD_MODULE, specs, run.timeout)
+    if isinstance(result, dict):  # the child failed as a whole
+        return [result] * len(run.specs)
+    return result
+
+
+def execute(cfg: Config, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every planned child and collect one record per measurement.
+
+    :param cfg: the configuration.
+    :param progress: print a line per measurement to stderr.
+    :return: ``{"spec", "rep", "result", "attempts"}`` per measurement.
+    """
+    runs = list(plan(cfg))
+    records: list[dict[str, Any]] = []
+    total = sum(len(r.specs) for r in runs)
+    for run in runs:
+        t0 = time.perf_counter()
+        results = _child(run)
+        attempts = 1
+        # A throughput run that was descheduled measures the machine, not the system: run
+        # it again and keep the attempt that got the most CPU.
+        while (
+            len(run.specs) == 1
+            and run.specs[0].workload in ("w1", "w2", "w6")
+            and attempts <= cfg.retry_noisy
+            and results[0].get("cpu_share", 1.0) < h.NOISY_CPU_SHARE
+        ):
+            again = _child(run)
+            attempts += 1
+            if "error" in again[0] or again[0]["cpu_share"] > results[0]["cpu_share"]:
+                results = again
+        wall = time.perf_counter() - t0
+        for spec, result in zip(run.specs, results, strict=True):
+            records.append(
+                {
+                    "spec": spec.to_dict(),
+                    "rep": run.rep,
+                    "result": result,
+                    "attempts": attempts,
+                    "child_wall_s": wall,
+                }
+            )
+            if progress:
+                print(
+                    f"[{len(records)}/{total}] {spec.loop} {spec.workload} K={spec.k} "
+                    f"rep {run.rep + 1} {spec.system}: {_brief(result)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return records
+
+
+_METRICS = {
+    "w1": ("deliveries_per_s",),
+    "w2": ("deliveries_per_s",),
+    "w6": ("deliveries_per_s",),
+    "w3": ("p50_us", "p90_us", "p99_us", "max_us", "achieved_rate", "mean_burst"),
+    "w4": ("peak_rss_growth_mb", "maxrss_growth_mb", "producer_share", "elapsed"),
+}
+
+
+def _better(workload: str, a: dict[str, Any], b: dict[str, Any]) -> float:
+    """How many times better *a* did than *b*: a rate ratio, or an inverse latency ratio."""
+    if workload == "w3":
+        return float(b["p99_us"]) / float(a["p99_us"])
+    return float(a["deliveries_per_s"]) / float(b["deliveries_per_s"])
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Reduce the records to medians, ranges and pairwise ratios.
+
+    Ratios are ``x/taskgroup`` for every system and ``reactor/x`` against every other
+    system, each computed within a repetition, then reduced to median (min-max). For W3 a
+    ratio is the inverse ratio of p99 latencies, so above 1 is better there too.
+
+    :param records: output of :func:`execute`.
+    :return: ``{"loop/workload/K=k": cell}``.
+    """
+    cells: dict[str, dict[str, Any]] = {}
+    by_rep: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
+    for record in records:
+        spec, result = record["spec"], record["result"]
+        key = f"{spec['loop']}/{spec['workload']}/K={spec['k']}"
+        cell = cells.setdefault(
+            key,
+            {
+                "loop": spec["loop"],
+                "workload": spec["workload"],
+                "k": spec["k"],
+                "runs": {},
+                "events": {},
+            },
+        )
+        cell["runs"].setdefault(spec["system"], []).append(result)
+        cell["events"][spec["system"]] = spec["events"]
+        by_rep.setdefault(key, {}).setdefault(record["rep"], {})[spec["system"]] = result
+    summary: dict[str, Any] = {}
+    for key, cell in cells.items():
+        workload = cell["workload"]
+        systems: dict[str, Any] = {}
+        for name, runs in cell.pop("runs").items():
+            ok = [r for r in runs if "error" not in r]
+            entry: dict[str, Any] = {
+                "errors": [r["error"] for r in runs if "error" in r],
+                "events": cell["events"][name],
+                "cpu_share_min": min((r["cpu_share"] for r in ok), default=None),
+            }
+            for metric in _METRICS[workload]:
+                entry[metric] = h.stats([r[metric] for r in ok])
+            if workload == "w3":
+                entry["sustains"] = (
+                    bool(ok) and not entry["errors"] and all(r["sustains"] for r in ok)
+                )
+                if ok:  # the CDF of the repetition with the median p99
+                    ranked = sorted(ok, key=lambda r: r["p99_us"])
+                    entry["cdf_us"] = ranked[len(ranked) // 2]["cdf_us"]
+            systems[name] = entry
+        del cell["events"]
+        cell["systems"] = systems
+        ratios: dict[str, Any] = {}
+        if workload != "w4":
+            reps = by_rep[key].values()
+            for name in systems:
+                for a, b, label in (
+                    (name, BASE, f"{name}/{BASE}"),
+                    ("reactor", name, f"reactor/{name}"),
+                ):
+                    if a == b:
+                        continue
+                    pairs = [
+                        _better(workload, rep[a], rep[b])
+                        for rep in reps
+                        if a in rep and b in rep and "error" not in rep[a] and "error" not in rep[b]
+                    ]
+                    ratios[label] = h.stats(pairs)
+        cell["ratios"] = ratios
+        summary[key] = cell
+    return summary
+
+
+def evaluate_targets(summary: dict[str, Any], loops: Sequence[str]) -> list[dict[str, Any]]:
+    """Check the issue's targets: binding on asyncio, reported for the other loops.
+
+    :param summary: output of :func:`summarise`.
+    :param loops: the loops measured.
+    :return: one entry per target and loop: value text and ``PASS``/``MISS``/``n/a``.
+    """
+    out: list[dict[str, Any]] = []
+
+    def ratio(loop: str, workload: str, label: str) -> float | None:
+        cell = summary.get(f"{loop}/{workload}/K={TARGET_K}")
+        value = None if cell is None else cell["ratios"].get(label)
+        return None if value is None else float(value["median"])
+
+    def add(loop: str, target: str, value: float | None, goal: float, strict: bool) -> None:
+        if value is None:
+            status, text = "n/a", "-"
+        else:
+            ok = value > goal if strict else value >= goal
+            status, text = ("PASS" if ok else "MISS"), f"{value:.2f}x"
+        out.append(
+            {
+                "loop": loop,
+                "target": target,
+                "value": value,
+                "text": text,
+                "status": status,
+                "binding": loop == "asyncio",
+            }
+        )
+
+    for loop in loops:
+        add(
+            loop,
+            f"W1 K=4 reactor/taskgroup >= {TARGET_W1:g}x",
+            ratio(loop, "w1", "reactor/taskgroup"),
+            TARGET_W1,
+            False,
+        )
+        add(
+            loop,
+            f"W2 K=4 reactor/taskgroup >= {TARGET_W2:g}x",
+            ratio(loop, "w2", "reactor/taskgroup"),
+            TARGET_W2,
+            False,
+        )
+        add(
+            loop,
+            "W1 K=4 reactor within 2x of eager (reactor/eager >= 0.5x)",
+            ratio(loop, "w1", "reactor/eager"),
+            TARGET_EAGER,
+            False,
+        )
+        for name, system in SYSTEMS.items():
+            if system.kind != "peer" or not system.awaits_concurrently:
+                continue
+            for workload, what in (
+                ("w1", "deliveries/s"),
+                ("w2", "deliveries/s"),
+                ("w3", "p99 latency"),
+            ):
+                value = ratio(loop, workload, f"reactor/{name}")
+                if value is None and f"{loop}/{workload}/K={TARGET_K}" not in summary:
+                    continue
+                add(
+                    loop,
+                    f"{workload.upper()} K=4 reactor ahead of {name} ({what})",
+                    value,
+                    1.0,
+                    True,
+                )
+    return out
+
+
+def measure_import(runs: int = IMPORT_RUNS) -> dict[str, Any]:
+    """Measure ``import reactor``: ``-X importtime`` cumulative time, median of *runs*.
+
+    :param runs: repetitions.
+    :return: the median and raw values, in milliseconds.
+    """
+
+    def once() -> float:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import reactor"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        for line in proc.stderr.splitlines():
+            parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+            if len(parts) == 3 and parts[2] == "reactor":
+                return int(parts[1]) / 1000
+        raise RuntimeError("no 'reactor' line in -X importtime output")
+
+    once()  # warm the bytecode caches
+    values = [once() for _ in range(runs)]
+    return {"importtime_ms": statistics.median(values), "raw_ms": values}
+
+
+def _brief(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"ERROR {result['error']}"
+    if "p99_us" in result:
+        return (
+            f"p50 {result['p50_us']:.0f} us, p99 {result['p99_us']:.0f} us, "
+            f"{result['achieved_rate']:,.0f} events/s"
+        )
+    if "peak_rss_growth_mb" in result:
+        return (
+            f"peak RSS +{result['peak_rss_growth_mb']:.1f} MB, producer done at "
+            f"{result['producer_share']:.0%}, {result['elapsed']:.1f} s"
+        )
+    return (
+        f"{result['deliveries_per_s']:,.0f} deliveries/s in {result['elapsed']:.2f} s "
+        f"(cpu share {result['cpu_share']:.2f})"
+    )
+
+
+def _choices(
+    text: str, allowed: Sequence[str], option: str, parser: argparse.ArgumentParser
+) -> tuple[str, ...]:
+    chosen = tuple(x.strip() for x in text.split(",") if x.strip())
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown or not chosen:
+        parser.error(
+            f"{option}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(allowed)}"
+        )
+    return chosen
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    """The suite's argument parser.
+
+    :param prog: the program name shown in help (``reactor bench``, ``python -m benchmarks``).
+    :return: the parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run reactor, hand-written baselines and peer libraries on the same "
+        "workloads, side by side, and print ratios to the taskgroup baseline.",
+        epilog="workloads: w1 handlers never suspend; w2 handlers suspend once; w3 latency at "
+        "10,000 events/s; w4 slow consumer (memory, backpressure); w5 fan-out sweep "
+        "K=1..64 (W1 handlers); w6 10%% of deliveries fail once and are retried; import: "
+        "'import reactor' time. Exit status 1 if any run failed or lost deliveries.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run under a minute: asyncio only, "
+        "a tenth of the events, one repetition, one child per system",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write everything measured here")
+    parser.add_argument(
+        "--plots", type=Path, metavar="DIR", help="write PNG plots here (needs matplotlib)"
+    )
+    parser.add_argument(
+        "--loops",
+        help="comma-separated subset of asyncio,uvloop,trio (default: all; --quick: asyncio)",
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="comma-separated subset of " + ",".join(SYSTEMS),
+    )
+    parser.add_argument(
+        "--workloads",
+        help="comma-separated subset of "
+        + ",".join(WORKLOADS)
+        + " (default: all; --quick: all but import)",
+    )
+    parser.add_argument("--repeat", type=int, help="repetitions (default 5; --quick 1)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every event count")
+    parser.add_argument(
+        "--retry-noisy",
+        type=int,
+        default=2,
+        metavar="N",
+        help="re-run a throughput measurement that got under 90%% of a CPU, up to N times",
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="plain-text tables even if rich is installed"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the systems and their semantics, then exit"
+    )
+    return parser
+
+
+def describe(names: Sequence[str]) -> dict[str, Any]:
+    """What each system is and promises, for ``--list`` and the JSON document.
+
+    :param names: system names.
+    :return: ``{name: description}``.
+    """
+    out = {}
+    for name in names:
+        system = SYSTEMS[name]
+        version = (
+            h.versions([system.distribution])[system.distribution] if system.distribution else None
+        )
+        out[name] = {
+            "kind": system.kind,
+            "summary": system.summary,
+            "loops": list(system.loops),
+            "version": version,
+            "awaits_concurrently": system.awaits_concurrently,
+            "scale": system.scale,
+            "semantics": attrs.asdict(system.semantics),
+        }
+    return out
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "reactor bench") -> int:
+    """Run the suite.
+
+    :param argv: the arguments; ``None`` reads :data:`sys.argv`.
+    :param prog: the program name for help and errors.
+    :return: the exit status: 0, or 1 if any measurement failed; 2 for a usage error.
+    """
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.list:
+        _, skipped = available_systems(list(SYSTEMS))
+        for name, info in describe(list(SYSTEMS)).items():
+            state = (
+                f"skipped: {skipped[name]}" if name in skipped else (info["version"] or "built in")
+            )
+            print(f"{name} ({info['kind']}, {state}; loops {', '.join(info['loops'])})")
+            print(f"  {info['summary']}")
+            for key, text in info["semantics"].items():
+                print(f"  {key}: {text}")
+        return 0
+    try:
+        loops = _choices(
+            args.loops or ("asyncio" if args.quick else ",".join(LOOPS)), LOOPS, "--loops", parser
+        )
+        systems = _choices(args.systems, tuple(SYSTEMS), "--systems", parser)
+        default_workloads = [w for w in WORKLOADS if not (args.quick and w == "import")]
+        workloads = _choices(
+            args.workloads or ",".join(default_workloads), WORKLOADS, "--workloads", parser
+        )
+        if args.repeat is not None and args.repeat < 1:
+            parser.error("--repeat must be at least 1")
+        if args.scale <= 0:
+            parser.error("--scale must be positive")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    usable_loops, skipped_loops = available_loops(loops)
+    usable, skipped_systems = available_systems(systems)
+    if BASE not in usable and any(w != "import" for w in workloads):
+        print(
+            f"{prog}: the {BASE} baseline must be among --systems: every ratio is to it",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = Config(
+        quick=args.quick,
+        repeat=args.repeat or (1 if args.quick else 5),
+        loops=tuple(usable_loops),
+        systems=tuple(usable),
+        workloads=workloads,
+        scale=args.scale,
+        retry_noisy=0 if args.quick else args.retry_noisy,
+    )
+    dists = ["reactor", "anyio", "trio", "uvloop", "attrs"]
+    dists += [s.distribution for s in SYSTEMS.values() if s.distribution and s.name in usable]
+    env = h.environment(dists, loops=list(cfg.loops))
+    started = time.perf_counter()
+    records = execute(cfg)
+    imports = measure_import() if "import" in workloads else None
+    env["load_average_after"] = list(os.getloadavg())
+    summary = summarise(records)
+    document: dict[str, Any] = {
+        "environment": env,
+        "config": attrs.asdict(cfg),
+        "systems": describe(usable),
+        "skipped_loops": skipped_loops,
+        "skipped_systems": skipped_systems,
+        "w3": {"rate": W3_RATE, "seconds": cfg.w3_seconds, "k": TARGET_K},
+        "w4": {"consumer_us": W4_CONSUMER_US},
+        "summary": summary,
+        "targets": evaluate_targets(summary, cfg.loops),
+        "import": imports,
+        "runs": records,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    from ._report import plot, report
+
+    order = [n for n in SYSTEMS if n in usable]
+    problems = report(document, order, plain=args.plain)
+    if args.plots is not None:
+        try:
+            for path in plot(document, order, args.plots):
+                print(f"wrote {path}")
+        except ImportError:
+            print("no plots: matplotlib is not installed (pip install 'reactor[bench]')")
+    if args.json is not None:
+        args.json.write_text(json.dumps(document, indent=1))
+        print(f"wrote {args.json}")
+    print(f"total {document['elapsed_s']:.0f} s")
+    return 1 if problems else 0

@@ -1,0 +1,334 @@
+"""The benchmark suite behind ``reactor bench``: correct counts, honest errors, the CLI.
+
+These tests check behaviour only (counts, errors, ratios, output files); timing figures
+belong to the suite itself, never to a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reactor._bench import _workloads
+from reactor._bench._harness import Table, percentile, rotated, stats
+from reactor._bench._suite import SYSTEMS, Config, evaluate_targets, main, plan, summarise
+from reactor._bench._systems import ALL_LOOPS, Handler, Publish, Semantics, System
+from reactor._bench._workloads import Spec, expected_failures, measure
+
+BASELINES_AND_REACTOR = ("direct", "taskgroup", "eager", "reactor")
+PEERS = tuple(name for name, system in SYSTEMS.items() if system.kind == "peer")
+
+
+def _spec(workload: str, system: str, loop: str = "asyncio", **fields: Any) -> Spec:
+    defaults: dict[str, Any] = {"k": 4, "events": 300}
+    if workload == "w3":
+        defaults.update(events=200, rate=20_000.0)
+    if workload == "w4":
+        defaults.update(k=1, events=300, consumer_us=5.0)
+    defaults.update(fields)
+    return Spec(workload=workload, system=system, loop=loop, timeout=30, **defaults)
+
+
+# ------------------------------------------------------------------ every system is exact
+
+
+@pytest.mark.parametrize("loop", ALL_LOOPS)
+@pytest.mark.parametrize("system", BASELINES_AND_REACTOR)
+@pytest.mark.parametrize("workload", ["w1", "w2", "w3", "w4", "w6"])
+def test_baselines_and_reactor_deliver_every_event_to_every_handler(
+    workload: str, system: str, loop: str
+) -> None:
+    result = measure(_spec(workload, system, loop), SYSTEMS[system])
+    assert "error" not in result, result
+    if workload in ("w1", "w2", "w6"):
+        assert result["deliveries"] == 300 * 4
+    if workload == "w6":
+        assert result["failed_attempts"] == sum(expected_failures(4, 300)) == 120
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("system", PEERS)
+@pytest.mark.parametrize("workload", ["w1", "w2", "w3", "w4", "w6"])
+def test_peers_deliver_every_event_to_every_handler(workload: str, system: str, loop: str) -> None:
+    # The peers come with the dev extra: a missing one fails here instead of skipping.
+    result = measure(_spec(workload, system, loop, k=3), SYSTEMS[system])
+    assert "error" not in result, result
+
+
+# --------------------------------------------------- a system that loses work is an error
+
+
+def _lossy(every: int, *, duplicate: bool = False) -> System:
+    @asynccontextmanager
+    async def open_(handlers: Sequence[Handler], loop: str, retries: int) -> AsyncIterator[Publish]:
+        seen = 0
+
+        async def publish(event: Any) -> None:
+            nonlocal seen
+            seen += 1
+            if seen % every == 0:
+                if not duplicate:
+                    return  # dropped: the handlers never see it
+                for handler in handlers:
+                    await handler(event)
+            for handler in handlers:
+                await handler(event)
+
+        yield publish
+
+    return System(
+        name="lossy",
+        kind="baseline",
+        summary="drops or duplicates events",
+        loops=ALL_LOOPS,
+        open=open_,
+        semantics=Semantics(awaits="-", concurrency="-", buffers="-", errors="-"),
+    )
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["drops", "duplicates"])
+@pytest.mark.parametrize("workload", ["w1", "w3", "w6"])
+def test_a_system_that_drops_or_duplicates_deliveries_is_an_error_not_a_speed(
+    workload: str, duplicate: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_workloads, "STALL_SECONDS", 0.3)
+    result = measure(_spec(workload, "lossy"), _lossy(50, duplicate=duplicate))
+    assert set(result) == {"error"}
+    assert result["error"].startswith("lost deliveries")
+
+
+def test_a_failing_system_is_reported_with_its_exception() -> None:
+    @asynccontextmanager
+    async def broken(
+        handlers: Sequence[Handler], loop: str, retries: int
+    ) -> AsyncIterator[Publish]:
+        if loop:
+            raise RuntimeError("cannot start")
+        yield publish_nothing
+
+    async def publish_nothing(event: Any) -> None:
+        pass
+
+    system = System(
+        name="broken",
+        kind="peer",
+        summary="-",
+        loops=ALL_LOOPS,
+        open=broken,
+        semantics=Semantics(awaits="-", concurrency="-", buffers="-", errors="-"),
+    )
+    assert measure(_spec("w1", "broken"), system) == {"error": "RuntimeError: cannot start"}
+
+
+def test_the_eager_baseline_isolates_a_raising_handler_and_finishes_suspended_ones() -> None:
+    import anyio
+    import anyio.lowlevel
+
+    eager = SYSTEMS["eager"]
+    seen: list[str] = []
+
+    async def raises(event: Any) -> None:
+        raise ValueError(event)
+
+    async def suspends(event: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append(f"suspends {event}")
+
+    async def inline(event: Any) -> None:
+        seen.append(f"inline {event}")
+
+    async def main_() -> None:
+        async with eager.open([raises, suspends, inline], "asyncio", 0) as publish:
+            for event in ("a", "b"):
+                await publish(event)
+
+    anyio.run(main_)
+    assert sorted(seen) == ["inline a", "inline b", "suspends a", "suspends b"]
+
+
+# ------------------------------------------------------------------ planning and summaries
+
+
+def _cfg(**fields: Any) -> Config:
+    values: dict[str, Any] = {
+        "quick": False,
+        "repeat": 3,
+        "loops": ("asyncio",),
+        "systems": ("taskgroup", "eager", "reactor"),
+        "workloads": ("w1",),
+        "scale": 1.0,
+        "retry_noisy": 0,
+    }
+    values.update(fields)
+    return Config(**values)
+
+
+def test_full_plan_alternates_systems_with_a_rotating_order_one_measurement_per_child() -> None:
+    runs = list(plan(_cfg()))
+    assert all(len(run.specs) == 1 for run in runs)
+    k1 = [(run.rep, run.specs[0].system) for run in runs if run.specs[0].k == 1]
+    assert k1 == [
+        (0, "taskgroup"),
+        (0, "eager"),
+        (0, "reactor"),
+        (1, "eager"),
+        (1, "reactor"),
+        (1, "taskgroup"),
+        (2, "reactor"),
+        (2, "taskgroup"),
+        (2, "eager"),
+    ]
+
+
+def test_quick_plan_runs_one_child_per_system_and_w4_alone() -> None:
+    runs = list(plan(_cfg(quick=True, repeat=1, workloads=("w1", "w2", "w3", "w4", "w6"))))
+    w4 = [run for run in runs if run.specs[0].workload == "w4"]
+    rest = [run for run in runs if run.specs[0].workload != "w4"]
+    assert [len(run.specs) for run in w4] == [1, 1, 1]
+    assert sorted(run.specs[0].system for run in rest) == ["eager", "reactor", "taskgroup"]
+    assert all(len({spec.system for spec in run.specs}) == 1 for run in rest)
+
+
+def test_w5_widens_w1_to_the_fan_out_sweep_and_slow_systems_get_fewer_events() -> None:
+    cfg = _cfg(workloads=("w5",), repeat=1)
+    ks = sorted({run.specs[0].k for run in plan(cfg)})
+    assert ks == [1, 2, 4, 8, 16, 32, 64]
+    slow = [s for s in SYSTEMS.values() if s.scale < 1]
+    for system in slow:
+        assert cfg.events("asyncio", 4, system) < cfg.events("asyncio", 4, SYSTEMS["reactor"])
+
+
+def _record(system: str, rep: int, rate: float, workload: str = "w1") -> dict[str, Any]:
+    spec = Spec(workload=workload, system=system, loop="asyncio", k=4, events=100)
+    result: dict[str, Any] = {"deliveries_per_s": rate, "cpu_share": 1.0, "elapsed": 1.0}
+    return {"spec": spec.to_dict(), "rep": rep, "result": result, "attempts": 1}
+
+
+def test_ratios_are_taken_pair_by_pair_then_reduced_to_their_median() -> None:
+    # Per repetition reactor/taskgroup is 10, 2 and 3: median 3. The ratio of the medians
+    # (300 / 100) would also be 3 here, so the min-max range tells the two apart.
+    records = [
+        _record("taskgroup", 0, 10.0),
+        _record("reactor", 0, 100.0),
+        _record("taskgroup", 1, 100.0),
+        _record("reactor", 1, 200.0),
+        _record("taskgroup", 2, 100.0),
+        _record("reactor", 2, 300.0),
+    ]
+    cell = summarise(records)["asyncio/w1/K=4"]
+    assert cell["ratios"]["reactor/taskgroup"] == {"median": 3.0, "min": 2.0, "max": 10.0, "n": 3}
+    assert cell["systems"]["reactor"]["deliveries_per_s"]["median"] == 200.0
+
+
+def test_a_failed_run_drops_out_of_the_ratios_and_is_listed() -> None:
+    records = [_record("taskgroup", 0, 10.0), _record("reactor", 0, 100.0)]
+    records.append({**_record("reactor", 1, 0.0), "result": {"error": "lost deliveries: 3"}})
+    records.append(_record("taskgroup", 1, 10.0))
+    cell = summarise(records)["asyncio/w1/K=4"]
+    assert cell["ratios"]["reactor/taskgroup"]["n"] == 1
+    assert cell["systems"]["reactor"]["errors"] == ["lost deliveries: 3"]
+
+
+def test_targets_bind_on_asyncio_and_say_pass_or_miss() -> None:
+    records = [
+        _record("taskgroup", 0, 100.0),
+        _record("eager", 0, 1000.0),
+        _record("reactor", 0, 700.0),
+    ]
+    targets = {t["target"]: t for t in evaluate_targets(summarise(records), ["asyncio"])}
+    w1 = targets["W1 K=4 reactor/taskgroup >= 6x"]
+    assert (w1["status"], w1["text"], w1["binding"]) == ("PASS", "7.00x", True)
+    assert targets["W1 K=4 reactor within 2x of eager (reactor/eager >= 0.5x)"]["status"] == "PASS"
+    assert targets["W2 K=4 reactor/taskgroup >= 1.5x"]["status"] == "n/a"
+
+
+def test_harness_statistics_and_plain_tables() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.99) == 4.0
+    assert stats([]) is None
+    assert rotated(["a", "b", "c"], 4) == ["b", "c", "a"]
+    table = Table("title", ["system", "rate"])
+    table.add("reactor", "1.00M")
+    assert table.plain().splitlines()[2:] == ["system    rate", "-------  -----", "reactor  1.00M"]
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_bench_list_names_every_system_and_its_semantics(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in SYSTEMS:
+        assert f"\n{name} (" in f"\n{out}"
+    assert out.count("buffers:") == len(SYSTEMS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--loops", "tokio"], "--loops: unknown tokio"),
+        (["--systems", "reactor"], "the taskgroup baseline must be among --systems"),
+        (["--repeat", "0"], "--repeat must be at least 1"),
+        (["--workloads", "w9"], "--workloads: unknown w9"),
+    ],
+)
+def test_bench_usage_errors_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_reactor_help_lists_bench() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "bench" in proc.stdout
+
+
+@pytest.mark.timeout(300)
+def test_quick_smoke_run_from_the_installed_command(tmp_path: Path) -> None:
+    """``reactor bench --quick --json``: every system runs and every count is right."""
+    out, plots = tmp_path / "bench.json", tmp_path / "plots"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "reactor", "bench", "--quick", "--plain"),
+            *("--json", str(out), "--plots", str(plots)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    document = json.loads(out.read_text())
+    ran = set(document["systems"]) | set(document["skipped_systems"])
+    assert ran == set(SYSTEMS)
+    assert document["skipped_systems"] == {}, "install the project with '.[dev]'"
+    assert document["environment"]["loops"] == ["asyncio"]
+    assert {"cpu", "python", "versions"} <= set(document["environment"])
+    seen = set()
+    for record in document["runs"]:
+        spec, result = record["spec"], record["result"]
+        assert "error" not in result, record
+        seen.add((spec["system"], spec["workload"]))
+        if spec["workload"] in ("w1", "w2", "w6"):
+            assert result["deliveries"] == spec["events"] * spec["k"]
+        if spec["workload"] == "w6":
+            assert result["failed_attempts"] == sum(expected_failures(spec["k"], spec["events"]))
+    assert seen == {(s, w) for s in SYSTEMS for w in ("w1", "w2", "w3", "w4", "w6")}
+    assert {t["status"] for t in document["targets"]} <= {"PASS", "MISS"}
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "w3-latency-cdf-asyncio.png",
+        "w5-throughput-asyncio.png",
+    ]
+    assert "Targets" in proc.stdout
