@@ -37,8 +37,8 @@ WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "import")
 BASE = "taskgroup"
 
 #: Deliveries per W1/W2/W5/W6 run at scale 1 (before a system's own scale), sized so the
-#: slowest baseline takes 1-2 s on a 2-core VM; ``--quick`` divides by 10.
-DELIVERIES = {"asyncio": 200_000, "uvloop": 200_000, "trio": 40_000}
+#: slowest baseline takes 1-3 s on a 2-core VM; ``--quick`` divides by 10.
+DELIVERIES = {"asyncio": 100_000, "uvloop": 100_000, "trio": 20_000}
 #: The fewest events of any run: the slowest peers at K = 64 get this many.
 MIN_EVENTS = 20
 W1_KS = (1, 4, 16)
@@ -256,6 +256,8 @@ def execute(cfg: Config, *, progress: bool = True) -> list[dict[str, Any]]:
         ):
             again = _child(run)
             attempts += 1
+            # An error in any attempt is reported: a system that sometimes loses
+            # deliveries must not be hidden behind its lucky attempt.
             if "error" in again[0] or again[0]["cpu_share"] > results[0]["cpu_share"]:
                 results = again
         wall = time.perf_counter() - t0
@@ -509,7 +511,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "workloads, side by side, and print ratios to the taskgroup baseline.",
         epilog="workloads: w1 handlers never suspend; w2 handlers suspend once; w3 latency at "
         "10,000 events/s; w4 slow consumer (memory, backpressure); w5 fan-out sweep "
-        "K=1..64 (W1 handlers); w6 10%% of deliveries fail once and are retried; import: "
+        "K=1..64 (W1 handlers); w6 10% of deliveries fail once and are retried; import: "
         "'import reactor' time. Exit status 1 if any run failed or lost deliveries.",
     )
     parser.add_argument(
@@ -538,7 +540,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         + " (default: all; --quick: all but import)",
     )
     parser.add_argument("--repeat", type=int, help="repetitions (default 5; --quick 1)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every event count")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply the event counts of w1, w2, w4, w5 and w6",
+    )
     parser.add_argument(
         "--retry-noisy",
         type=int,
