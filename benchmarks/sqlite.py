@@ -1109,15 +1109,12 @@ def report(
     :param targets: output of :func:`evaluate_targets`.
     :param plain: plain-text tables even if rich is installed.
     """
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-    print(f"\nCPU: {env['cpu']} ({env['cores']} cores) | {env['python']} | {env['platform']}")
-    print(f"versions: {versions}; reactor commit {env['commit']}")
+    for line in h.environment_lines(env):
+        print(line)
+    print(f"reactor commit {env['commit']}")
     if env.get("commit_after", env["commit"]) != env["commit"]:
         print(f"WARNING: reactor changed during the run, now at {env['commit_after']}")
     print(f"files in {env['directory']}: {env['filesystem']}")
-    load = ", ".join(f"{x:.2f}" for x in env["load_average"])
-    after = ", ".join(f"{x:.2f}" for x in env.get("load_average_after", []))
-    print(f"load average (1, 5, 15 min) before the run: {load}; after: {after}")
     print(
         f"mode: {'quick' if cfg.quick else 'full'}, repeat={cfg.repeat}, K={K} consumers, "
         f"{cfg.events:,} events per run, {cfg.publishers} publishers; cells are median "

@@ -83,13 +83,13 @@ def _lossy(every: int, *, duplicate: bool = False) -> System:
 
         yield publish
 
+    return _system("lossy", open_)
+
+
+def _system(name: str, opener: Any) -> System:
+    semantics = Semantics(awaits="-", concurrency="-", buffers="-", errors="-")
     return System(
-        name="lossy",
-        kind="baseline",
-        summary="drops or duplicates events",
-        loops=ALL_LOOPS,
-        open=open_,
-        semantics=Semantics(awaits="-", concurrency="-", buffers="-", errors="-"),
+        name=name, kind="peer", summary="-", loops=ALL_LOOPS, open=opener, semantics=semantics
     )
 
 
@@ -116,15 +116,8 @@ def test_a_failing_system_is_reported_with_its_exception() -> None:
     async def publish_nothing(event: Any) -> None:
         pass
 
-    system = System(
-        name="broken",
-        kind="peer",
-        summary="-",
-        loops=ALL_LOOPS,
-        open=broken,
-        semantics=Semantics(awaits="-", concurrency="-", buffers="-", errors="-"),
-    )
-    assert measure(_spec("w1", "broken"), system) == {"error": "RuntimeError: cannot start"}
+    result = measure(_spec("w1", "broken"), _system("broken", broken))
+    assert result == {"error": "RuntimeError: cannot start"}
 
 
 def test_the_eager_baseline_isolates_a_raising_handler_and_finishes_suspended_ones() -> None:

@@ -229,6 +229,21 @@ def environment(distributions: Iterable[str], **extra: Any) -> dict[str, Any]:
     }
 
 
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    """The header lines a report prints about its machine and software.
+
+    :param env: output of :func:`environment`, with ``load_average_after`` if known.
+    :return: the CPU, versions and load average lines.
+    """
+    load = ", ".join(f"{x:.2f}" for x in env["load_average"])
+    after = ", ".join(f"{x:.2f}" for x in env.get("load_average_after", []))
+    return [
+        f"\nCPU: {env['cpu']} ({env['cores']} cores) | {env['python']} | {env['platform']}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        f"load average (1, 5, 15 min) before the run: {load}; after: {after}",
+    ]
+
+
 def fmt_rate(value: dict[str, float] | None) -> str:
     """Format a rate's statistics as ``812k (790k-830k)``.
 

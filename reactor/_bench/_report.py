@@ -38,11 +38,8 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
     """
     env, cfg, summary = document["environment"], document["config"], document["summary"]
     say = print
-    say(f"\nCPU: {env['cpu']} ({env['cores']} cores) | {env['python']} | {env['platform']}")
-    say("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-    load = ", ".join(f"{x:.2f}" for x in env["load_average"])
-    after = ", ".join(f"{x:.2f}" for x in env.get("load_average_after", []))
-    say(f"load average (1, 5, 15 min) before: {load}; after: {after}")
+    for line in h.environment_lines(env):
+        say(line)
     say(
         f"mode: {'quick' if cfg['quick'] else 'full'}, repeat={cfg['repeat']}, "
         f"loops={','.join(cfg['loops'])}; cells are median (min-max) over repetitions; "
@@ -211,13 +208,7 @@ def plot(document: dict[str, Any], order: Sequence[str], directory: Path) -> lis
             ax.set_xlabel("K (handlers per event)")
             ax.set_ylabel("deliveries/s (median)")
             ax.set_title(f"W1/W5 fan-out sweep, handlers never suspend ({loop})")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize="small", ncol=2)
-            path = directory / f"w5-throughput-{loop}.png"
-            fig.tight_layout()
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+            written.append(_save(plt, fig, ax, directory / f"w5-throughput-{loop}.png"))
         for cell in _cells(summary, loop, "w3"):
             fig, ax = plt.subplots(figsize=(8, 5))
             for name in names:
@@ -231,11 +222,14 @@ def plot(document: dict[str, Any], order: Sequence[str], directory: Path) -> lis
             ax.set_title(
                 f"W3 latency CDF, K={cell['k']}, {document['w3']['rate']:,.0f} events/s ({loop})"
             )
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize="small", ncol=2)
-            path = directory / f"w3-latency-cdf-{loop}.png"
-            fig.tight_layout()
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+            written.append(_save(plt, fig, ax, directory / f"w3-latency-cdf-{loop}.png"))
     return written
+
+
+def _save(plt: Any, fig: Any, ax: Any, path: Path) -> Path:
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -510,7 +510,9 @@ def measure(spec: Spec, system: System) -> dict[str, Any]:
     """
     # reactor logs each retry at WARNING: the records are made (their cost is reactor's),
     # then dropped, instead of flooding stderr through logging's last-resort handler.
-    logging.getLogger().addHandler(logging.NullHandler())
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
     try:
         if spec.workload in ("w1", "w2", "w6"):
             return _throughput(spec, system)
