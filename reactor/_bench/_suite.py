@@ -29,9 +29,7 @@ from ._systems import BASELINES, REACTOR, System
 from ._workloads import Spec
 
 CHILD_MODULE = "reactor._bench"
-SYSTEMS: dict[str, System] = {
-    s.name: s for s in (*BASELINES[:1], BASELINES[1], BASELINES[2], REACTOR, *PEERS)
-}
+SYSTEMS: dict[str, System] = {s.name: s for s in (*BASELINES, REACTOR, *PEERS)}
 LOOPS = ("asyncio", "uvloop", "trio")
 WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "import")
 BASE = "taskgroup"
