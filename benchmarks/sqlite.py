@@ -475,12 +475,6 @@ async def _wait_done(done: anyio.Event, progress: Callable[[], int], limit: floa
     return await h.wait_for(done, progress, limit, STALL_SECONDS)
 
 
-def _run_loop(loop: str, main: Callable[[], Any]) -> None:
-    backend = "trio" if loop == "trio" else "asyncio"
-    options: dict[str, Any] = {"use_uvloop": True} if loop == "uvloop" else {}
-    anyio.run(main, backend=backend, backend_options=options)
-
-
 def _child_reactor(spec: Spec) -> dict[str, Any]:
     """Saturated (``reactor``) or paced (``paced``) publishing into an app on a fresh file."""
     paced = spec.kind == "paced"
@@ -540,7 +534,7 @@ def _child_reactor(spec: Spec) -> dict[str, Any]:
         out["close_s"] = clock() - t_close
         out["acked"] = queue.acked
 
-    _run_loop(spec.loop, main)
+    h.run_anyio(spec.loop, main)
     problems = tally.problems()
     if not out.get("finished") or problems or tally.others:
         head = f"lost deliveries: {out.get('acked', 0)} of {total} acked"
@@ -704,7 +698,7 @@ def _child_memory(spec: Spec) -> dict[str, Any]:
                     sampler.stop()
                     scope.cancel()
 
-    _run_loop(spec.loop, main)
+    h.run_anyio(spec.loop, main)
     problems = tally.problems()
     if not out.get("finished") or problems:
         return {"error": "; ".join([f"stalled at {tally.progress()} events", *problems[:4]])}
@@ -766,7 +760,7 @@ def _child_contention(spec: Spec) -> dict[str, Any]:
                     stop = True
                     scope.cancel()
 
-    _run_loop(spec.loop, main)
+    h.run_anyio(spec.loop, main)
     return {
         "seconds": spec.seconds,
         "publishers": spec.publishers,

@@ -252,6 +252,18 @@ def test_harness_statistics_and_plain_tables() -> None:
     assert table.plain().splitlines()[2:] == ["system    rate", "-------  -----", "reactor  1.00M"]
 
 
+def test_tables_render_with_rich_when_it_is_installed(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("rich")
+    table = Table("[asyncio] title", ["system", "rate"])
+    table.add("reactor", "1.00M")
+    table.render()
+    out = capsys.readouterr().out
+    # The title is printed as text: "[asyncio]" is not taken for rich markup.
+    assert "[asyncio] title" in out
+    assert "┃ system" in out
+    assert "│ reactor │ 1.00M │" in out
+
+
 # ----------------------------------------------------------------------------- the CLI
 
 

@@ -207,6 +207,17 @@ def run_worker(server: ForkServer, scenario: Scenario, *, kill_after: float | No
     return code
 
 
+def _execute(path: Path, *statements: str) -> None:
+    """Run *statements* in one transaction on the SQLite file *path*, then close it."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            for statement in statements:
+                conn.execute(statement)
+    finally:
+        conn.close()
+
+
 def integrity(path: Path) -> list[str]:
     with sqlite3.connect(path) as conn:
         return [row[0] for row in conn.execute("PRAGMA integrity_check")]
@@ -681,26 +692,22 @@ async def test_foreign_and_newer_files_fail_at_start_and_are_left_alone(tmp_path
 
     other = tmp_path / "other" / "events.db"
     other.parent.mkdir()
-    with sqlite3.connect(other) as conn:
-        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
-        conn.execute("INSERT INTO invoices (total) VALUES (12.5)")
-    conn.close()
+    _execute(
+        other,
+        "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)",
+        "INSERT INTO invoices (total) VALUES (12.5)",
+    )
     await _fails_at_start(other, "not a reactor queue")
 
     tagged = tmp_path / "tagged" / "events.db"
     tagged.parent.mkdir()
-    with sqlite3.connect(tagged) as conn:
-        conn.execute("PRAGMA application_id = 1234")
-        conn.execute("PRAGMA user_version = 1")
-    conn.close()
+    _execute(tagged, "PRAGMA application_id = 1234", "PRAGMA user_version = 1")
     await _fails_at_start(tagged, "another application")
 
     newer = tmp_path / "newer" / "events.db"
     newer.parent.mkdir()
     await _queue_file(newer, 5)
-    with sqlite3.connect(newer) as conn:
-        conn.execute("PRAGMA user_version = 99")
-    conn.close()
+    _execute(newer, "PRAGMA user_version = 99")
     await _fails_at_start(newer, "newer than")
 
 

@@ -89,6 +89,17 @@ async def wait_for(
     return done.is_set()
 
 
+def run_anyio(loop: str, main: Callable[[], Any]) -> None:
+    """Run *main* under :func:`anyio.run` on *loop*: ``asyncio``, ``uvloop`` or ``trio``.
+
+    :param loop: the loop's name.
+    :param main: the coroutine function to run.
+    """
+    backend = "trio" if loop == "trio" else "asyncio"
+    options: dict[str, Any] = {"use_uvloop": True} if loop == "uvloop" else {}
+    anyio.run(main, backend=backend, backend_options=options)
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an ascending, non-empty sequence.
 

@@ -27,7 +27,7 @@ import anyio
 import attrs
 
 from .._event import Event
-from ._harness import RssSampler, max_rss_mb, percentile, print_result, wait_for
+from ._harness import RssSampler, max_rss_mb, percentile, print_result, run_anyio, wait_for
 from ._systems import EVENT_TYPE, Handler, System
 
 Sleep = Callable[[float], Coroutine[Any, Any, None]]
@@ -307,9 +307,7 @@ def run_main(system: System, loop: str, main: Callable[[], Coroutine[Any, Any, N
     :param main: the coroutine function to run.
     """
     if system.runner == "anyio" or loop == "trio":
-        backend = "trio" if loop == "trio" else "asyncio"
-        options: dict[str, Any] = {"use_uvloop": True} if loop == "uvloop" else {}
-        anyio.run(main, backend=backend, backend_options=options)
+        run_anyio(loop, main)
     elif loop == "uvloop":
         import uvloop
 
