@@ -31,8 +31,10 @@ from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
 from ._exceptions import QueueFileError as QueueFileError
 from ._exceptions import QueueFull as QueueFull
 from ._exceptions import QueueInUseError as QueueInUseError
+from ._exceptions import QueueUnavailableError as QueueUnavailableError
 from ._exceptions import ReactorError as ReactorError
 from ._exceptions import ReactorNotRunning as ReactorNotRunning
+from ._exceptions import RedeliveryLimitExceeded as RedeliveryLimitExceeded
 from ._outcomes import DeadLetter as DeadLetter
 from ._outcomes import DeadLetters as DeadLetters
 from ._outcomes import Outcome as Outcome
@@ -70,10 +72,12 @@ __all__ = [
     "QueueFull",
     "QueueInUseError",
     "QueueStatistics",
+    "QueueUnavailableError",
     "Reactor",
     "ReactorError",
     "ReactorNotRunning",
     "Receipt",
+    "RedeliveryLimitExceeded",
     "Retry",
     "Stats",
     "Subscription",

@@ -12,7 +12,9 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
     ├── ConsumerNotFound (LookupError)      no subscription of that name
     ├── DeliveryTimeout (TimeoutError)      a handler attempt exceeded its timeout
+    ├── RedeliveryLimitExceeded             a durable queue handed an event out too often
     ├── AppImportError (ImportError)        ``reactor run`` could not load the app
+    ├── QueueUnavailableError               the queue cannot store events right now (disk full)
     └── QueueFileError                      a durable queue's file is foreign, newer or damaged
         └── QueueInUseError                 another process owns the queue's file
 """
@@ -30,8 +32,10 @@ __all__ = [
     "QueueFileError",
     "QueueFull",
     "QueueInUseError",
+    "QueueUnavailableError",
     "ReactorError",
     "ReactorNotRunning",
+    "RedeliveryLimitExceeded",
 ]
 
 
@@ -99,6 +103,27 @@ class DeliveryTimeout(ReactorError, TimeoutError):
         self.timeout = timeout
 
 
+class RedeliveryLimitExceeded(ReactorError):
+    """A durable queue handed an event out more often than its ``max_redeliveries``.
+
+    The event kept ending the process (or its shutdown) before every consumer settled
+    it: a poison event. Instead of running the handlers again, the dispatcher
+    dead-letters it for each consumer that had not settled it, with this error.
+
+    :ivar attempt: how many times the queue has handed the event out, this time included
+    :ivar limit: the queue's ``max_redeliveries``
+    """
+
+    def __init__(self, attempt: int, limit: int) -> None:
+        super().__init__(
+            f"the queue handed this event out {attempt} times without every consumer "
+            f"settling it (max_redeliveries={limit}); dead-lettered without running the "
+            "handler again"
+        )
+        self.attempt = attempt
+        self.limit = limit
+
+
 class AppImportError(ReactorError, ImportError):
     """``reactor run`` could not import the module or find the app attribute."""
 
@@ -109,6 +134,16 @@ class QueueFileError(ReactorError):
 
     The file is never replaced or emptied to get past this error: move it aside (and keep
     it for recovery) or point the queue at another path.
+    """
+
+
+class QueueUnavailableError(ReactorError):
+    """The queue cannot store events right now: its disk is full, its file cannot be
+    written, or its broker does not answer.
+
+    The condition may pass: publishing again later can succeed. The app keeps running
+    meanwhile and retries its own settlements; ``app.stats().queue`` counts the errors.
+    The HTTP ingress answers such a publish with 503 and ``Retry-After``.
     """
 
 

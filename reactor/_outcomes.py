@@ -12,12 +12,30 @@ import attrs
 
 from ._event import Event
 
-__all__ = ["DeadLetter", "DeadLetters", "Outcome", "Receipt"]
+__all__ = ["DeadLetter", "DeadLetters", "Outcome", "Receipt", "describe_error"]
 
 logger = logging.getLogger("reactor.dispatch")
 
 #: How many dead letters an app keeps in memory by default.
 DEFAULT_DEAD_LETTER_LIMIT = 10_000
+
+
+def describe_error(error: BaseException) -> str:
+    """Return ``str(error)``, or ``repr(error)`` when that is empty; never raise.
+
+    A handler's exception is the handler's code: its ``__str__`` or ``__repr__`` may
+    raise. Logging, storing or listing a dead letter must not fail on it, so such an
+    error is described by its type alone.
+    """
+    try:
+        text = str(error)
+        return text if text else repr(error)
+    except Exception:
+        pass
+    try:
+        return repr(error)
+    except Exception:
+        return f"<{type(error).__qualname__} whose str() and repr() raised>"
 
 
 @attrs.frozen(kw_only=True)
@@ -76,6 +94,12 @@ class DeadLetter:
     attempts: int
     first_failed_at: datetime
     last_failed_at: datetime
+
+    @property
+    def error_message(self) -> str:
+        """The error's text (its ``str()``, else its ``repr()``); never raises, even for an
+        exception whose ``__str__`` does."""
+        return describe_error(self.error)
 
 
 class DeadLetters:

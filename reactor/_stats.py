@@ -104,6 +104,11 @@ class QueueStatistics:
     :ivar put_count: events accepted since the queue was created
     :ivar get_count: events handed to the dispatcher since the queue was created
     :ivar waiting_publishers: ``publish()`` calls waiting for room right now
+    :ivar errors: storage operations (stores of published events, settlements) that
+        failed since the queue was created, e.g. on a full disk; the app retries its
+        settlements, and publishers get :class:`~reactor.QueueUnavailableError`
+    :ivar last_error: a description of the latest such failure while it lasts, ``None``
+        once an operation succeeded again (the queue is healthy)
     """
 
     depth: int
@@ -111,6 +116,8 @@ class QueueStatistics:
     put_count: int
     get_count: int
     waiting_publishers: int
+    errors: int = 0
+    last_error: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -188,8 +188,24 @@ class EventQueue(ABC):
       An event handed out and never acked (the process stopped or crashed) is handed
       out again by a durable queue, with :attr:`Received.attempt` increased and the
       consumers recorded in :attr:`Received.completed`.
+    * **Failed settlements are retried.** When :meth:`settle` raises an
+      :class:`Exception`, none of that call's settlements count as stored: the
+      dispatcher logs the error and calls :meth:`settle` again with the same
+      settlements (and any newer ones), after a capped exponential backoff, until it
+      succeeds. The app keeps running meanwhile; a queue that cannot store anything
+      right now (a full disk, an unreachable broker) raises
+      :class:`~reactor.QueueUnavailableError` from :meth:`put` and counts its failures
+      in :attr:`QueueStatistics.errors <reactor.QueueStatistics.errors>`.
     * Queues whose :attr:`needs_ack` is ``False`` (the memory queue) are never called
       with :meth:`settle`, which keeps the hot path free.
+    * **Bounded redeliveries.** A durable queue whose :attr:`max_redeliveries` is not
+      ``None`` hands an event out at most ``1 + max_redeliveries`` times to be handled:
+      when :attr:`Received.attempt` exceeds that, the dispatcher does not run the
+      handlers; it dead-letters the event (error
+      :class:`~reactor.RedeliveryLimitExceeded`) for every matching consumer that had
+      not settled it, then settles it as usual. This ends the crash loop of a poison
+      event that kills the process before it settles. For that the queue must count
+      a hand-out durably before the handlers can run.
     * **Dead letters.** A queue whose :attr:`stores_dead_letters` is ``True`` is told of
       every dead letter through :meth:`record_dead_letter` before the delivery settles,
       and must store it no later than the :meth:`settle` that follows;
@@ -208,6 +224,10 @@ class EventQueue(ABC):
     stores_immediately: ClassVar[bool] = False
     #: ``True`` when the queue keeps dead letters itself (see :meth:`record_dead_letter`).
     stores_dead_letters: ClassVar[bool] = False
+    #: How many times an unsettled event may be handed out again before it is
+    #: dead-lettered instead of handled (``None``: no bound; see the contract above).
+    #: Read once, when the app is created.
+    max_redeliveries: int | None = None
 
     @property
     @abstractmethod
