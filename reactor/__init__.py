@@ -23,6 +23,7 @@ from ._dispatch import current_delivery as current_delivery
 from ._event import Event as Event
 from ._exceptions import AppImportError as AppImportError
 from ._exceptions import ConsumerNotFound as ConsumerNotFound
+from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
 from ._exceptions import DeliveryTimeout as DeliveryTimeout
 from ._exceptions import EventFormatError as EventFormatError
 from ._exceptions import InvalidEventError as InvalidEventError
@@ -58,6 +59,7 @@ __all__ = [
     "Clock",
     "ConsumerNotFound",
     "DeadLetter",
+    "DeadLetterNotFound",
     "DeadLetters",
     "Delivery",
     "DeliveryTimeout",

@@ -38,7 +38,19 @@ others change the file, which one process at a time owns: they need the app stop
 (inside the app, call the queue's ``replay_dead_letters()``, ``purge_dead_letters()``
 or ``replay()``). What they re-publish is delivered when the app next runs. They exit
 with 0 on success, 1 when the file cannot be used (missing, not a reactor queue,
-damaged, or owned by a running app) and 2 for a usage error.
+damaged, or owned by a running app) or the selection names what the file does not
+hold (a consumer name it has never seen, or an ``--id`` of no dead letter: then
+nothing is changed), and 2 for a usage error.
+
+A replay is not a new publication. ``reactor replay`` replays each event published in
+the window once, to the consumers it was meant for: every subscription whose pattern
+and filter match it when it is delivered, or the ``--consumer`` names among them;
+never the copies made by earlier replays or dead-letter replays, which the retention
+does not keep.
+
+Output to a closed pipe (``reactor dead-letters list --json | head -1``) ends the
+command quietly with status 141, as a shell reports a command killed by SIGPIPE
+(128 + 13), so that ``set -o pipefail`` scripts see what they see with other tools.
 """
 
 from __future__ import annotations
@@ -65,7 +77,13 @@ from typing import Any, Final, TypeVar
 import anyio
 import attrs
 
-from ._exceptions import AppImportError, QueueFileError, QueueInUseError
+from ._exceptions import (
+    AppImportError,
+    ConsumerNotFound,
+    DeadLetterNotFound,
+    QueueFileError,
+    QueueInUseError,
+)
 from ._reactor import Reactor
 from .queues import sqlite as sqlite_queue
 from .queues.sqlite import SQLiteQueue, StoredDeadLetter
@@ -87,6 +105,9 @@ LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 EXIT_USAGE: Final = 2
 #: Exit status when a queue file cannot be used: missing, not a queue, damaged or owned.
 EXIT_FAILURE: Final = 1
+#: Exit status when standard output was closed by its reader (``| head``): 128 + SIGPIPE,
+#: what a shell reports for a tool that the signal ended.
+EXIT_BROKEN_PIPE: Final = 141
 
 _LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 _ENV_HELP: Final = """\
@@ -153,8 +174,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: the arguments after the program name; ``None`` reads :data:`sys.argv`.
     :return: the process exit status: for ``reactor run``, 0 after a graceful stop, 1
         when a second signal forced it; for the queue commands, 0 on success and 1 when
-        the queue file cannot be used; 2 for a usage error.
+        the queue file cannot be used; 2 for a usage error; 141 when standard output
+        was closed by its reader (``reactor dead-letters list | head -1``).
     """
+    try:
+        status = _main(argv)
+        # Written out here, so that a reader that went away shows up below, not as an
+        # error printed by the interpreter's final flush.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader has all it wanted, as with any Unix tool: end quietly. Standard
+        # output goes to devnull, so that the interpreter's final flush of what is
+        # left in its buffer does not fail again (the pattern of Python's signal docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["bench"]:
         # The suite has its own parser (and imports nothing until asked to run).
@@ -627,7 +668,7 @@ def _change_queue(
         return anyio.run(work, queue)
     except QueueInUseError as exc:
         raise _Stop(_failure(f"{exc}; stop the app first, or call {inside} inside it")) from None
-    except QueueFileError as exc:
+    except (QueueFileError, ConsumerNotFound, DeadLetterNotFound) as exc:
         raise _Stop(_failure(str(exc))) from None
     except sqlite3.Error as exc:  # the queue's methods let SQLite's errors through
         raise _Stop(_failure(f"cannot change {queue.path}: {exc}")) from None
@@ -655,7 +696,6 @@ def _dead_letters_replay(args: argparse.Namespace, environ: Mapping[str, str]) -
         )
     else:
         sys.stdout.write("replayed no dead letters: none matched\n")
-    _warn_unmatched(args.ids, count, "dead letter that can be replayed", ", or a damaged event")
     if damaged:
         sys.stderr.write(
             f"reactor: {_plural(damaged, 'dead letter')} of damaged events cannot be "
@@ -675,7 +715,6 @@ def _dead_letters_purge(args: argparse.Namespace, environ: Mapping[str, str]) ->
     except _Stop as stop:
         return stop.status
     sys.stdout.write(f"purged {_plural(count, 'dead letter')}\n")
-    _warn_unmatched(args.ids, count, "dead letter", "")
     return 0
 
 
@@ -711,18 +750,6 @@ def _replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             "replayed (SQLiteQueue(..., retention=...))\n"
         )
     return 0
-
-
-def _warn_unmatched(ids: Sequence[int] | None, count: int, what: str, extra: str) -> None:
-    """Say when some of the ``--id`` numbers selected nothing."""
-    if ids is None:
-        return
-    missing = len(set(ids)) - count
-    if missing > 0:
-        sys.stderr.write(
-            f"reactor: {missing} of the {len(set(ids))} ids given matched no {what} "
-            f"(no such id{extra})\n"
-        )
 
 
 def _plural(count: int, noun: str) -> str:

@@ -10,7 +10,8 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── InvalidScheduleError (ValueError)   a cron expression is invalid or never fires
     ├── QueueFull                           publish_nowait() found the ingestion queue full
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
-    ├── ConsumerNotFound (LookupError)      no subscription of that name
+    ├── ConsumerNotFound (LookupError)      no subscription (or queue file's consumer) so named
+    ├── DeadLetterNotFound (LookupError)    no stored dead letter has that id
     ├── DeliveryTimeout (TimeoutError)      a handler attempt exceeded its timeout
     ├── RedeliveryLimitExceeded             a durable queue handed an event out too often
     ├── AppImportError (ImportError)        ``reactor run`` could not load the app
@@ -24,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "AppImportError",
     "ConsumerNotFound",
+    "DeadLetterNotFound",
     "DeliveryTimeout",
     "EventFormatError",
     "InvalidEventError",
@@ -87,7 +89,20 @@ class ReactorNotRunning(ReactorError, RuntimeError):
 
 
 class ConsumerNotFound(ReactorError, LookupError):
-    """No active subscription has the given consumer name."""
+    """No active subscription has the given consumer name (or, for a durable queue's
+    replay, no consumer of that name ever used the queue's file)."""
+
+
+class DeadLetterNotFound(ReactorError, LookupError):
+    """No dead letter stored by a durable queue has the given id (or, for a replay, none
+    that can be replayed).
+
+    :ivar ids: the ids that matched nothing
+    """
+
+    def __init__(self, message: str, ids: list[int]) -> None:
+        super().__init__(message)
+        self.ids = ids
 
 
 class DeliveryTimeout(ReactorError, TimeoutError):

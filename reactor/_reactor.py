@@ -316,6 +316,8 @@ class Reactor:
         )
         sub._lane = self._dispatcher.add(sub)
         sub._on_cancel = self._unsubscribe
+        if self._state is not _State.IDLE:
+            self._queue.note_consumers((sub.name,))
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
@@ -786,6 +788,7 @@ class Reactor:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            self._queue.note_consumers([lane.name for lane in self._dispatcher.lanes])
             await self._queue.open()
             stack.push_async_callback(self._queue.close)
             self._tg = await stack.enter_async_context(anyio.create_task_group())

@@ -304,6 +304,17 @@ class EventQueue(ABC):
         :param letter: the delivery that was given up
         """
 
+    def note_consumers(self, names: Collection[str]) -> None:  # noqa: B027
+        """Learn consumer names of the app (default: ignored).
+
+        The app calls it with the names of its subscriptions right before :meth:`open`,
+        and with a new subscription's name when one is added while it runs; from the
+        event loop, without waiting. A queue that keeps events for replay can record
+        them, to refuse a replay to a consumer name that never used it (a typo).
+
+        :param names: consumer names
+        """
+
     def discard_dead_letter(self, letter: DeadLetter) -> None:  # noqa: B027
         """Forget *letter*, which is being redelivered (only when :attr:`stores_dead_letters`).
 

@@ -273,15 +273,25 @@ def test_replay_by_id(queue_file: Path, cli: Callable[..., Result]) -> None:
 
 
 def test_replay_several_ids(queue_file: Path, cli: Callable[..., Result]) -> None:
-    result = cli("dead-letters", "replay", "--queue", URL, "--id", "1", "2", "--id", "99")
+    result = cli("dead-letters", "replay", "--queue", URL, "--id", "1", "2", "--id", "1")
     assert result.code == 0
     assert result.out.startswith("replayed 2 dead letters:")
-    assert result.err == (
-        "reactor: 1 of the 3 ids given matched no dead letter that can be replayed "
-        "(no such id, or a damaged event)\n"
-    )
+    assert result.err == ""
     assert deliver(queue_file) == [("audit", "e1"), ("mail", "e2")]
     assert letter_ids(cli) == [3]
+
+
+def test_replay_ids_that_match_nothing(queue_file: Path, cli: Callable[..., Result]) -> None:
+    add_damaged_letter(queue_file)
+    result = cli("dead-letters", "replay", "--queue", URL, "--id", "1", "99", "4", "--id", "7")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (
+        "reactor: error: no dead letter that can be replayed has the ids 4, 7, 99 (no such "
+        "id, or the letter of a damaged event, which can only be purged); nothing was "
+        "changed\n"
+    )
+    assert letter_ids(cli) == [1, 2, 3, 4]
+    assert deliver(queue_file) == []
 
 
 def test_replay_by_consumer(queue_file: Path, cli: Callable[..., Result]) -> None:
@@ -302,8 +312,24 @@ def test_replay_all(queue_file: Path, cli: Callable[..., Result]) -> None:
 
 
 def test_replay_nothing(queue_file: Path, cli: Callable[..., Result]) -> None:
-    result = cli("dead-letters", "replay", "--queue", URL, "--consumer", "nobody")
+    # A consumer the file knows, without letters: nothing to do.
+    result = cli("dead-letters", "replay", "--queue", URL, "--id", "2")
+    assert result.code == 0
+    result = cli("dead-letters", "replay", "--queue", URL, "--consumer", "mail")
     assert (result.code, result.out) == (0, "replayed no dead letters: none matched\n")
+    assert letter_ids(cli) == [1, 3]
+
+
+@pytest.mark.parametrize("action", ["replay", "purge"])
+def test_an_unknown_consumer_is_refused(
+    queue_file: Path, cli: Callable[..., Result], action: str
+) -> None:
+    result = cli("dead-letters", action, "--queue", URL, "--consumer", "nobody")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (
+        "reactor: error: events.db has never seen a consumer named 'nobody'; the "
+        "consumers it knows: audit, mail\n"
+    )
     assert letter_ids(cli) == [1, 2, 3]
 
 
@@ -312,8 +338,11 @@ def test_replay_nothing(queue_file: Path, cli: Callable[..., Result]) -> None:
 
 def test_purge_by_id(queue_file: Path, cli: Callable[..., Result]) -> None:
     result = cli("dead-letters", "purge", "--queue", URL, "--id", "2", "--id", "7")
-    assert (result.code, result.out) == (0, "purged 1 dead letter\n")
-    assert "1 of the 2 ids given matched no dead letter (no such id)" in result.err
+    assert (result.code, result.out) == (1, "")
+    assert result.err == "reactor: error: no dead letter has the id 7; nothing was changed\n"
+    assert letter_ids(cli) == [1, 2, 3]
+    result = cli("dead-letters", "purge", "--queue", URL, "--id", "2")
+    assert (result.code, result.out, result.err) == (0, "purged 1 dead letter\n", "")
     assert letter_ids(cli) == [1, 3]
     assert deliver(queue_file) == []  # purged, not replayed
 

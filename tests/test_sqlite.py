@@ -14,6 +14,7 @@ import pytest
 
 import reactor
 from reactor import (
+    ConsumerNotFound,
     Event,
     EventFormatError,
     PayloadTooLargeError,
@@ -278,8 +279,9 @@ async def test_replay_republishes_retained_events_to_chosen_consumers(tmp_path: 
     async with app:
         assert await queue.replay(datetime.now(UTC) + timedelta(hours=1)) == 0
         assert await queue.replay(start - timedelta(seconds=1), until=start) == 0
-        assert await queue.replay(start - timedelta(seconds=1)) == 6  # the replays are kept too
-    assert sorted(seen) == sorted([(c, n, 1) for c in "ab" for n in range(3)] * 2)
+        # The copies sent to "b" were not kept: each event is replayed once.
+        assert await queue.replay(start - timedelta(seconds=1)) == 3
+    assert sorted(seen) == sorted([(c, n, 1) for c in "ab" for n in range(3)])
     async with app:
         with pytest.raises(ValueError, match="aware"):
             await queue.replay(datetime(2026, 1, 1))
@@ -505,16 +507,26 @@ async def test_a_replay_to_a_consumer_that_is_not_subscribed_is_logged(
     app = Reactor(queue=queue)
     seen: Seen = []
     recorder(app, seen, "audit")
+
+    async def ignore(event: Event) -> None:
+        pass
+
+    old = app.subscribe("job.*", ignore, name="old")
     start = datetime.now(UTC) - timedelta(seconds=1)
     async with app:
         event = await app.publish("job.run", 1)
+    old.cancel()
     seen.clear()
     async with app:
-        assert await queue.replay(start, consumers=["adit"]) == 1
+        # A name the file never saw is refused (a typo) ...
+        with pytest.raises(ConsumerNotFound, match=r"'adit'; the consumers it knows: audit, old"):
+            await queue.replay(start, consumers=["adit"])
+        # ... one that it saw, and that is no longer subscribed, reaches nobody, and says so.
+        assert await queue.replay(start, consumers=["old"]) == 1
     assert seen == []
     [record] = [r for r in caplog.records if "no such consumer" in r.getMessage()]
     assert record.levelname == "WARNING" and event.id in record.getMessage()
-    assert "adit" in record.getMessage()
+    assert "old" in record.getMessage()
 
 
 async def test_publish_is_a_cancellation_point(tmp_path: Path) -> None:

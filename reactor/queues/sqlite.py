@@ -41,7 +41,9 @@ import anyio.lowlevel
 import attrs
 
 from reactor import (
+    ConsumerNotFound,
     DeadLetter,
+    DeadLetterNotFound,
     Event,
     EventFormatError,
     PayloadTooLargeError,
@@ -57,6 +59,7 @@ from ._waiting import WaitingPublishers
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "DEFAULT_MAX_REDELIVERIES",
     "DEFAULT_MAX_EVENT_SIZE",
     "SCHEMA_VERSION",
     "SQLiteQueue",
@@ -70,6 +73,9 @@ logger = logging.getLogger("reactor.queues.sqlite")
 DEFAULT_CAPACITY: Final = 1_000_000
 #: The largest encoded event (CloudEvents JSON) accepted by default: 1 MiB.
 DEFAULT_MAX_EVENT_SIZE: Final = 1 << 20
+#: How many times :class:`SQLiteQueue` hands an unsettled event out again by default
+#: before it is dead-lettered instead of handled (see ``max_redeliveries``).
+DEFAULT_MAX_REDELIVERIES: Final = 5
 #: The version of the file layout this release reads and writes.
 SCHEMA_VERSION: Final = 1
 #: ``PRAGMA application_id`` of reactor's queue files ("REAC").
@@ -144,6 +150,9 @@ _STORE_LETTER: Final = (
     "error_type, error, attempts, first_failed_at, last_failed_at, dead_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_DELETE_COPIES: Final = (
+    "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ? AND only IS NOT NULL"
+)
 _LETTER_COLUMNS: Final = (
     "id, consumer, body, error_type, error, attempts, first_failed_at, last_failed_at, dead_at"
 )
@@ -192,6 +201,7 @@ class _Work:
         "finished",
         "inserts",
         "letters",
+        "mark",
         "progress",
     )
 
@@ -201,12 +211,15 @@ class _Work:
         self.progress: list[tuple[Any, str]] = []
         self.letters: list[tuple[Any, ...]] = []
         self.discards: list[tuple[str, str, str]] = []
+        self.mark = 0  # the hand-out mark to persist: the last seq get_batch() hands out
         self.finished = False
         self.error: BaseException | None = None
         self.done = anyio.Event()
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.acks or self.progress or self.letters or self.discards)
+        return bool(
+            self.inserts or self.acks or self.progress or self.letters or self.discards or self.mark
+        )
 
 
 class SQLiteQueue(EventQueue):
@@ -242,6 +255,15 @@ class SQLiteQueue(EventQueue):
         quick_check``, reads every page), ``"full"`` (``PRAGMA integrity_check``, also
         checks indexes) or ``"none"``
     :param busy_timeout: seconds to wait for another connection's lock (the CLI's)
+    :param max_redeliveries: how many times an event may be handed out again after a
+        run that did not settle it (a crash, a kill, a cut-short stop) before it is
+        dead-lettered, with :class:`~reactor.RedeliveryLimitExceeded`, for the consumers
+        that had not settled it, instead of being handled again: the bound on a poison
+        event that kills the process every time (default 5, so an event is handled at
+        most 6 times, as with Amazon SQS's ``maxReceiveCount``; ``None``: no bound). A
+        hand-out is counted in the file before any handler can run; events handed out
+        together with the poison event and still unsettled when the process died count
+        too, so leave some room above 0.
     """
 
     needs_ack = True
@@ -258,6 +280,7 @@ class SQLiteQueue(EventQueue):
         retention: float | timedelta | None = None,
         check: Check = "quick",
         busy_timeout: float = 5.0,
+        max_redeliveries: int | None = DEFAULT_MAX_REDELIVERIES,
     ) -> None:
         if not isinstance(path, str | os.PathLike) or not os.fspath(path):
             raise TypeError(f"path must be a file path, got {path!r}")
@@ -281,6 +304,15 @@ class SQLiteQueue(EventQueue):
             or busy_timeout < 0
         ):
             raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
+        if max_redeliveries is not None and (
+            not isinstance(max_redeliveries, int)
+            or isinstance(max_redeliveries, bool)
+            or max_redeliveries < 0
+        ):
+            raise ValueError(
+                f"max_redeliveries must be an int >= 0 or None, got {max_redeliveries!r}"
+            )
+        self.max_redeliveries = max_redeliveries
         self._path = Path(path)
         self._synchronous = synchronous
         self._capacity = capacity
@@ -307,6 +339,9 @@ class SQLiteQueue(EventQueue):
         self._last_seq = 0
         self._handed_out = 0  # the persisted hand-out watermark
         self._with_progress: set[Any] = set()
+        # Consumer names the app told of (note_consumers), and whether the file has them.
+        self._consumers: set[str] = set()
+        self._consumers_stored = True
         self._depth = 0
         self._getter: anyio.Event | None = None
         self._waiting = WaitingPublishers()
@@ -605,6 +640,15 @@ class SQLiteQueue(EventQueue):
         while True:
             if ready:
                 count = min(limit, len(ready))
+                last = ready[count - 1].token
+                if last > self._handed_out:
+                    # Events of the backlog: count them as handed out, durably, before
+                    # any handler can run (a poison event that kills the process must
+                    # still count towards max_redeliveries). This joins the next commit.
+                    work = self._work
+                    work.mark = max(work.mark, last)
+                    await self._commit(work)
+                    continue
                 batch = [ready.popleft() for _ in range(count)]
                 self._depth -= count
                 self._get_count += count
@@ -649,15 +693,14 @@ class SQLiteQueue(EventQueue):
 
     def record_dead_letter(self, letter: DeadLetter) -> None:
         """Keep *letter* in the file; it is written with the event's settlement."""
-        error = letter.error
         self._work.letters.append(
             (
                 letter.event.source,
                 letter.event.id,
                 letter.consumer,
                 letter.event.to_json(),
-                _qualified_name(type(error)),
-                str(error) or repr(error),
+                _qualified_name(type(letter.error)),
+                letter.error_message,  # never raises, whatever the handler raised
                 letter.attempts,
                 letter.first_failed_at.isoformat(),
                 letter.last_failed_at.isoformat(),
@@ -694,28 +737,41 @@ class SQLiteQueue(EventQueue):
         """Publish stored dead letters' events again, each to its consumer only, and
         remove the letters, in one transaction.
 
+        Such a redelivery is not a new publication: once settled it is not kept by the
+        retention, and :meth:`replay` never replays it (it replays the original event).
         Letters of damaged events (no consumer) cannot be replayed and stay.
 
-        :param ids: the letters to replay (default: all, or all of *consumer*)
+        :param ids: the letters to replay (default: all, or all of *consumer*); every id
+            must name a letter that can be replayed
         :param consumer: only this consumer's letters
         :return: how many events were published again
+        :raises ~reactor.DeadLetterNotFound: an id names no letter, or the letter of a
+            damaged event; nothing was replayed
+        :raises ~reactor.ConsumerNotFound: *consumer* was never seen in this file
         """
         self._check_running()
         where, params = _letter_filter(ids, consumer)
-        return await self._run_on_journal(self._replay_letters_sync, where, params)
+        return await self._run_on_journal(
+            self._replay_letters_sync, where, params, _id_set(ids), consumer
+        )
 
     async def purge_dead_letters(
         self, ids: Iterable[int] | None = None, *, consumer: str | None = None
     ) -> int:
         """Delete stored dead letters.
 
-        :param ids: the letters to delete (default: all, or all of *consumer*)
+        :param ids: the letters to delete (default: all, or all of *consumer*); every id
+            must name a letter
         :param consumer: only this consumer's letters
         :return: how many letters were deleted
+        :raises ~reactor.DeadLetterNotFound: an id names no letter; nothing was deleted
+        :raises ~reactor.ConsumerNotFound: *consumer* was never seen in this file
         """
         self._check_running()
         where, params = _letter_filter(ids, consumer, include_damaged=True)
-        count: int = await self._run(self._purge_letters_sync, where, params)
+        count: int = await self._run(
+            self._purge_letters_sync, where, params, _id_set(ids), consumer
+        )
         return count
 
     async def replay(
@@ -725,27 +781,47 @@ class SQLiteQueue(EventQueue):
         until: datetime | None = None,
         consumers: Collection[str] | None = None,
     ) -> int:
-        """Publish again the acknowledged events kept by the retention, in their order.
+        """Publish again the events published in ``[since, until)`` that were
+        acknowledged and are still kept by the retention, in the order they were
+        published, with their ids.
 
-        The events keep their ids; they go to *consumers* only, or to every matching
-        subscription when ``None``. Events not yet acknowledged are left alone (they are
+        Only publications are replayed, each once: never a replay or a redelivery (of a
+        dead letter, or by an earlier replay to chosen consumers), which is not kept as
+        an event of its own. A replay to every consumer takes the event back into the
+        queue, where it is kept again once settled; a replay to chosen *consumers*
+        sends them a copy, which is not kept.
+
+        Each event goes to the consumers it was meant for: every subscription whose
+        pattern and filter match it when it is delivered, or only those of
+        *consumers* among them. Events not yet acknowledged are left alone (they are
         still to be delivered).
 
         :param since: replay events published at or after this time (aware)
         :param until: ... and before this time (default: no end)
-        :param consumers: the consumers to deliver them to (default: every match)
+        :param consumers: the consumers to deliver them to (default: every match);
+            each must be a consumer that this file has seen
         :return: how many events were published again
         :raises ValueError: a naive time, or an empty *consumers*
+        :raises ~reactor.ConsumerNotFound: a name in *consumers* was never seen in this
+            file (a consumer that has run on it, or the app's subscriptions when it
+            opened the queue); nothing was replayed
         """
         self._check_running()
         start = _timestamp("since", since)
         end = None if until is None else _timestamp("until", until)
-        only = None
+        names = None
         if consumers is not None:
             if isinstance(consumers, str) or not consumers:
                 raise ValueError("consumers must be a non-empty collection of names, or None")
-            only = json.dumps(sorted(set(consumers)))
-        return await self._run_on_journal(self._replay_sync, start, end, only)
+            names = sorted(set(consumers))
+        return await self._run_on_journal(self._replay_sync, start, end, names)
+
+    def note_consumers(self, names: Collection[str]) -> None:
+        """Remember the app's consumer names, recorded in the file (see :meth:`replay`)."""
+        new = set(names) - self._consumers
+        if new:
+            self._consumers.update(new)
+            self._consumers_stored = False
 
     async def _run(self, func: Any, *args: Any) -> Any:
         """Run *func* in the worker thread, holding the writer role."""
@@ -819,6 +895,7 @@ class SQLiteQueue(EventQueue):
         try:
             self._prepare(conn)
             self._recover(conn)
+            self._store_consumers_sync(conn)
         except BaseException as exc:
             conn.close()
             owner_lock.release()
@@ -914,6 +991,10 @@ class SQLiteQueue(EventQueue):
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
+                self._store_consumers_sync(conn)  # those of subscriptions added meanwhile
+            except (sqlite3.Error, QueueFileError) as exc:
+                logger.warning("%s: could not record the consumers' names: %s", self._path, exc)
+            try:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass  # another reader holds the WAL; SQLite checkpoints it later
@@ -956,25 +1037,25 @@ class SQLiteQueue(EventQueue):
         # The marks written in the transaction, now that it is committed.
         if keep:
             self._handed_out = max(self._handed_out, last_seq + keep)
-        if page is None:
-            return None
-        received, next_cursor, damaged, read_up_to = page
-        self._handed_out = max(self._handed_out, read_up_to)
-        return received, next_cursor, damaged
+        self._handed_out = max(self._handed_out, work.mark)
+        return page
 
     def _write_rows(
         self, conn: sqlite3.Connection, work: _Work, keep: int, progress_done: list[Any]
     ) -> None:
-        mark = self._last_seq + keep  # the last event handed out from memory
+        # The last event handed out from memory: fresh events kept for the dispatcher
+        # count as handed out from now on (there is no commit between their read-ahead
+        # and get_batch()); events of the backlog count once get_batch() hands them out.
+        mark = max(self._last_seq + keep if keep else 0, work.mark)
         if work.inserts:
             first = self._append_sync(conn, [insert[1:] for insert in work.inserts])
             for seq, insert in enumerate(work.inserts, first):
                 insert[0].token = seq
-            if keep and mark > self._handed_out:
-                # Persisted before the events can reach a handler: a crash after it
-                # counts them as handed out (their attempt is raised at the next
-                # start), never the other way round.
-                conn.execute(_SET_HANDED_OUT, (mark,))
+        if mark > self._handed_out:
+            # Persisted before the events can reach a handler: a crash after it counts
+            # them as handed out (their attempt is raised at the next start), never the
+            # other way round.
+            conn.execute(_SET_HANDED_OUT, (mark,))
         if work.letters:
             conn.executemany(_STORE_LETTER, work.letters)
         if work.discards:
@@ -996,6 +1077,11 @@ class SQLiteQueue(EventQueue):
                         "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ?", (first, last)
                     )
             else:
+                # Only publications are kept: a replay or redelivery to chosen consumers
+                # (a row with a consumer list) is a copy of an event kept already, or of
+                # a dead letter's event, not an event of its own.
+                for first, last in _runs(work.acks):
+                    conn.execute(_DELETE_COPIES, (first, last))
                 conn.executemany(
                     "UPDATE reactor_events SET done_at = ? WHERE seq = ?",
                     [(now, seq_) for seq_ in work.acks],
@@ -1019,10 +1105,10 @@ class SQLiteQueue(EventQueue):
 
     def _read_rows(
         self, conn: sqlite3.Connection, cursor: int, upto: int, limit: int
-    ) -> tuple[list[Received], int, int, int]:
+    ) -> tuple[list[Received], int, int]:
         """Read the next page of the backlog; move damaged events to the dead letters.
 
-        :return: the events, the next cursor, how many were damaged, the last seq read
+        :return: the events, the next cursor, how many were damaged
         """
         rows = conn.execute(
             "SELECT seq, body, only, attempt, crc FROM reactor_events "
@@ -1034,7 +1120,7 @@ class SQLiteQueue(EventQueue):
         else:
             next_cursor = rows[-1][0] + 1
         if not rows:
-            return [], next_cursor, 0, 0
+            return [], next_cursor, 0
         first, last = rows[0][0], rows[-1][0]
         completed: dict[int, set[str]] = {}
         for seq, consumer in conn.execute(
@@ -1053,10 +1139,9 @@ class SQLiteQueue(EventQueue):
                 received.append(item)
         for seq, body, why in damaged:
             self._bury_damaged(conn, seq, body, why)
-        if last > self._handed_out:
-            # Persisted before the events can reach a handler (as for kept events).
-            conn.execute(_SET_HANDED_OUT, (last,))
-        return received, next_cursor, len(damaged), last
+        # Not counted as handed out yet: get_batch() does that for the events it hands
+        # out, so that a crash counts only those, not the whole read-ahead.
+        return received, next_cursor, len(damaged)
 
     def _bury_damaged(self, conn: sqlite3.Connection, seq: int, body: bytes, why: str) -> None:
         logger.error(
@@ -1125,13 +1210,19 @@ class SQLiteQueue(EventQueue):
             raise
         return count
 
-    def _replay_letters_sync(self, where: str, params: list[Any]) -> int:
+    def _replay_letters_sync(
+        self, where: str, params: list[Any], ids: set[int] | None, consumer: str | None
+    ) -> int:
         def replay(conn: sqlite3.Connection) -> int:
+            if consumer is not None:
+                self._check_consumers_sync(conn, [consumer])
             rows = conn.execute(
                 f"SELECT id, body, consumer FROM reactor_dead_letters WHERE {where} "
                 "AND consumer IS NOT NULL ORDER BY id",
                 params,
             ).fetchall()
+            if ids is not None:
+                _check_ids(ids, {row[0] for row in rows}, replayable=True)
             now = time()
             self._append_sync(
                 conn, ((body, json.dumps([consumer]), now) for _, body, consumer in rows)
@@ -1143,35 +1234,86 @@ class SQLiteQueue(EventQueue):
 
         return self._in_transaction(replay)
 
-    def _purge_letters_sync(self, where: str, params: list[Any]) -> int:
+    def _purge_letters_sync(
+        self, where: str, params: list[Any], ids: set[int] | None, consumer: str | None
+    ) -> int:
         def purge(conn: sqlite3.Connection) -> int:
+            if consumer is not None:
+                self._check_consumers_sync(conn, [consumer])
+            if ids is not None:
+                found = conn.execute(
+                    f"SELECT id FROM reactor_dead_letters WHERE {where}", params
+                ).fetchall()
+                _check_ids(ids, {row[0] for row in found}, replayable=False)
             return conn.execute(f"DELETE FROM reactor_dead_letters WHERE {where}", params).rowcount
 
         return self._in_transaction(purge)
 
-    def _replay_sync(self, start: float, end: float | None, only: str | None) -> int:
+    def _replay_sync(self, start: float, end: float | None, names: list[str] | None) -> int:
         def replay(conn: sqlite3.Connection) -> int:
-            total = 0
-            last_copied = 0
-            upto = self._last_seq  # never copy the copies
-            while True:
-                sql = (
-                    "SELECT seq, body FROM reactor_events WHERE seq > ? AND seq <= ? "
-                    "AND done_at IS NOT NULL AND published_at >= ?"
-                )
-                params: list[Any] = [last_copied, upto, start]
-                if end is not None:
-                    sql += " AND published_at < ?"
-                    params.append(end)
-                page = conn.execute(sql + " ORDER BY seq LIMIT ?", [*params, READ_PAGE]).fetchall()
-                if not page:
-                    return total
-                last_copied = page[-1][0]
-                now = time()
-                self._append_sync(conn, ((body, only, now) for _, body in page))
-                total += len(page)
+            only = None
+            if names is not None:
+                self._check_consumers_sync(conn, names)
+                only = json.dumps(names)
+            # Kept publications only: a row with a consumer list is a redelivery (kept
+            # by files of earlier releases only).
+            where = "seq <= ? AND done_at IS NOT NULL AND only IS NULL AND published_at >= ?"
+            params: list[Any] = [self._last_seq, start]
+            if end is not None:
+                where += " AND published_at < ?"
+                params.append(end)
+            # In publication order, numbered after the last event. The checksum of a
+            # publication covers its body only, so a copy for chosen consumers extends
+            # the stored one: damage to the original still shows in the copy.
+            conn.create_function("reactor_crc_with", 2, _crc_with, deterministic=True)
+            count: int = conn.execute(
+                "INSERT INTO reactor_events (seq, body, only, published_at, crc) "
+                "SELECT ? + row_number() OVER (ORDER BY published_at, seq), body, ?, "
+                f"published_at, reactor_crc_with(crc, ?) FROM reactor_events WHERE {where}",
+                [self._last_seq, only, only, *params],
+            ).rowcount
+            if only is None:
+                # Replayed to every consumer: the event itself goes back into the queue,
+                # not a copy of it (kept again once settled, as one event).
+                conn.execute(f"DELETE FROM reactor_events WHERE {where}", params)
+            self._last_seq += count
+            return count
 
         return self._in_transaction(replay)
+
+    def _check_consumers_sync(self, conn: sqlite3.Connection, names: Iterable[str]) -> None:
+        """Raise :class:`~reactor.ConsumerNotFound` for a name this file never saw."""
+        known = self._known_consumers_sync(conn)
+        unknown = sorted(set(names) - known)
+        if unknown:
+            listed = ", ".join(sorted(known)) if known else "none yet"
+            raise ConsumerNotFound(
+                f"{self._path} has never seen a consumer named "
+                f"{', '.join(map(repr, unknown))}; the consumers it knows: {listed}"
+            )
+
+    def _known_consumers_sync(self, conn: sqlite3.Connection) -> set[str]:
+        known = set(self._consumers)
+        known.update(_stored_consumers(conn))
+        known.update(
+            name
+            for (name,) in conn.execute(
+                "SELECT DISTINCT consumer FROM reactor_dead_letters WHERE consumer IS NOT NULL"
+            )
+        )
+        known.update(name for (name,) in conn.execute("SELECT DISTINCT consumer FROM reactor_progress"))
+        return known
+
+    def _store_consumers_sync(self, conn: sqlite3.Connection) -> None:
+        """Record the consumer names noted since the last time, in autocommit."""
+        if self._consumers_stored:
+            return
+        names = sorted(self._consumers | _stored_consumers(conn))
+        conn.execute(
+            "INSERT OR REPLACE INTO reactor_meta (key, value) VALUES ('consumers', ?)",
+            (json.dumps(names),),
+        )
+        self._consumers_stored = True
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -1204,8 +1346,42 @@ def _timestamp(name: str, value: object) -> float:
 
 
 def _crc(body: bytes, only: str | None) -> int:
-    crc = zlib.crc32(body)
+    return _crc_with(zlib.crc32(body), only)
+
+
+def _crc_with(crc: int, only: str | None) -> int:
+    """Extend the checksum of a body to cover a consumer list."""
     return crc if only is None else zlib.crc32(only.encode(), crc)
+
+
+def _id_set(ids: Iterable[int] | None) -> set[int] | None:
+    return None if ids is None else set(ids)
+
+
+def _check_ids(wanted: set[int], found: set[int], *, replayable: bool) -> None:
+    """Raise :class:`~reactor.DeadLetterNotFound` when some of *wanted* were not found."""
+    missing = sorted(wanted - found)
+    if missing:
+        what = "dead letter that can be replayed" if replayable else "dead letter"
+        why = " (no such id, or the letter of a damaged event, which can only be purged)"
+        raise DeadLetterNotFound(
+            f"no {what} has the id{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
+            f"{why if replayable else ''}; nothing was changed",
+            missing,
+        )
+
+
+def _stored_consumers(conn: sqlite3.Connection) -> set[str]:
+    row = conn.execute("SELECT value FROM reactor_meta WHERE key = 'consumers'").fetchone()
+    if row is None:
+        return set()  # a file of an earlier release, or no app has run on it yet
+    try:
+        names = json.loads(row[0])
+    except (TypeError, ValueError):
+        names = None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise QueueFileError("the list of consumer names is damaged")
+    return set(names)
 
 
 def _decode_row(
