@@ -576,7 +576,9 @@ def _dead_letters_list(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         for letter in letters:
             out.write(json.dumps(_letter_json(letter)) + "\n")
     elif letters:
-        out.write(_letter_table(letters))
+        # Line by line: one big write to a pipe that its reader closes early is cut
+        # short without an error, and the command would not know (see main()).
+        out.writelines(_letter_table(letters))
     else:
         whose = "" if args.consumer is None else f" of consumer {args.consumer!r}"
         out.write(f"no dead letters{whose} in {queue.path}\n")
@@ -605,8 +607,8 @@ def _letter_json(letter: StoredDeadLetter) -> dict[str, object]:
     }
 
 
-def _letter_table(letters: Sequence[StoredDeadLetter]) -> str:
-    """Format dead letters as a table with a header line."""
+def _letter_table(letters: Sequence[StoredDeadLetter]) -> list[str]:
+    """Format dead letters as the lines of a table with a header line."""
     rows = [("ID", "CONSUMER", "ATTEMPTS", "LAST FAILED (UTC)", "ERROR", "EVENT")]
     for letter in letters:
         error = " ".join(letter.error.split())
@@ -626,8 +628,8 @@ def _letter_table(letters: Sequence[StoredDeadLetter]) -> str:
     lines = []
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines) + "\n"
+        lines.append("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    return lines
 
 
 def _format_time(moment: datetime) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -683,3 +684,63 @@ def test_no_queue(
         "",
         "reactor: error: no queue given: pass --queue sqlite:///events.db or set REACTOR_QUEUE\n",
     )
+
+
+# -- a closed pipe ------------------------------------------------------------------------
+
+
+def add_letters(path: Path, count: int) -> None:
+    """Store *count* more dead letters, so that listing them overflows a pipe's buffer."""
+    now = datetime.now(UTC)
+    body = Event(type="order.created", source="/shop", id="e9", data={"n": 9}).to_json()
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO reactor_dead_letters (source, event_id, consumer, body, error_type, "
+            "error, attempts, first_failed_at, last_failed_at, dead_at) "
+            "VALUES ('/shop', ?, 'audit', ?, 'ValueError', ?, 1, ?, ?, ?)",
+            [
+                (f"x{n}", body, f"order {n} is odd", now.isoformat(), now.isoformat(), 0.0)
+                for n in range(count)
+            ],
+        )
+    conn.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="head(1) and SIGPIPE are Unix's")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dead-letters", "list"],
+        ["dead-letters", "list", "--json"],
+        ["dead-letters", "list", "--consumer", "audit", "--limit", "20000"],
+        ["--help"],
+        ["dead-letters", "list", "--help"],
+        ["replay", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_output_to_a_closed_pipe_ends_quietly(queue_file: Path, args: list[str]) -> None:
+    # Far more than a pipe holds (over 2 MiB: Linux's pipes hold 64 KiB, at most
+    # fs.pipe-max-size, 1 MiB by default), so the command is still writing when head(1)
+    # has its line and exits.
+    add_letters(queue_file, 20_000)
+    env = {**os.environ, "REACTOR_QUEUE": URL}
+    command = subprocess.Popen(
+        [sys.executable, "-m", "reactor", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=queue_file.parent,
+        env=env,
+    )
+    assert command.stdout is not None and command.stderr is not None
+    head = subprocess.Popen(["head", "-1"], stdin=command.stdout, stdout=subprocess.PIPE)
+    command.stdout.close()  # head is the only reader
+    first, _ = head.communicate(timeout=60)
+    err = command.stderr.read().decode()
+    command.stderr.close()
+    status = command.wait(timeout=60)
+    assert first.strip()
+    assert err == ""
+    # 128 + SIGPIPE, what a shell reports for a tool that SIGPIPE ended (help texts fit
+    # in the pipe: they may be written before head exits).
+    assert status == 141 or (status == 0 and "--help" in args)
