@@ -22,17 +22,24 @@ from reactor.queues.sqlite import DEFAULT_MAX_REDELIVERIES, SQLiteQueue, read_de
 
 CHILD = Path(__file__).with_name("sqlite_poison_child.py")
 
-#: What a run of the child ends with, by mode (a negative status: killed by that signal).
+#: What a run of the child ends with, by mode (a negative status: killed by that
+#: signal; ``None``: any failure, the app stops with an error it did not handle).
 CRASH_STATUS = {
     "exit": 7,
     "kill": -signal.SIGKILL,
-    "system-exit": 7,
-    "keyboard-interrupt": None,  # the interpreter's own status for it (130 or -SIGINT)
+    "system-exit": None,
+    "keyboard-interrupt": None,
 }
 
 
+#: Innocent events published after the poison event, and in flight when it kills.
+INNOCENT = 5
+
+
 def run_child(path: Path, mode: str, runs: Path, limit: int, *, publish: bool) -> int:
-    args = [str(path), mode, str(runs), str(limit), *(["publish"] if publish else [])]
+    args = [str(path), mode, str(runs), str(limit)]
+    if publish:
+        args += ["publish", str(INNOCENT)]
     child = subprocess.run(
         [sys.executable, str(CHILD), *args], capture_output=True, text=True, timeout=60
     )
@@ -41,8 +48,10 @@ def run_child(path: Path, mode: str, runs: Path, limit: int, *, publish: bool) -
     return child.returncode
 
 
-def handled(runs: Path) -> list[str]:
-    return runs.read_text().splitlines() if runs.exists() else []
+def handled(runs: Path, event_id: str = "p1") -> list[int]:
+    """The attempts with which the handler was called for *event_id*, in order."""
+    lines = runs.read_text().splitlines() if runs.exists() else []
+    return [int(line.split()[1]) for line in lines if line.split()[0] == event_id]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the modes kill with POSIX signals")
@@ -59,13 +68,28 @@ def test_an_event_that_kills_the_process_is_dead_lettered_after_max_redeliveries
         statuses.append(run_child(path, mode, runs, limit, publish=False))
     # The handler ran once per hand-out, the first one included, each counted although
     # the process died in the handler; then the event was dead-lettered unrun.
-    assert handled(runs) == [f"p1 {attempt}" for attempt in range(1, limit + 2)]
+    assert handled(runs) == list(range(1, limit + 2))
     assert statuses[-1] == 0
     assert len(statuses) == limit + 2
     expected = CRASH_STATUS[mode]
     for status in statuses[:-1]:
-        assert status == expected if expected is not None else status in (130, -signal.SIGINT)
-    [letter] = read_dead_letters(path)
+        assert status != 0
+        assert expected is None or status == expected
+    letters = read_dead_letters(path)
+    innocent = [f"e{n}" for n in range(1, INNOCENT + 1)]
+    if mode in ("exit", "kill"):
+        # The innocent events were in flight when the first run died: handed out once
+        # more, and no more, since the poison event went out alone after it.
+        for id_ in innocent:
+            assert handled(runs, id_) == ([1] if limit == 0 else [1, 2])
+        if limit == 0:  # no redelivery at all: they were given up with it
+            assert [letter.event.id for letter in letters[1:] if letter.event] == innocent
+            letters = letters[:1]
+    else:
+        # The app stopped on the error: the other handlers finished first.
+        for id_ in innocent:
+            assert handled(runs, id_) == [1]
+    [letter] = letters
     assert letter.event is not None and letter.event.id == "p1"
     assert letter.consumer == "poison"
     assert letter.error_type == "reactor.RedeliveryLimitExceeded"
@@ -138,3 +162,31 @@ def test_an_error_that_cannot_be_described_is_dead_lettered_and_listed(tmp_path:
 def test_the_error_of_the_limit_says_why() -> None:
     error = RedeliveryLimitExceeded(3, 2)
     assert "max_redeliveries=2" in str(error)
+
+
+@pytest.mark.anyio
+async def test_only_events_handed_out_count_and_redeliveries_go_out_alone(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    events = [Event(type="order.created", source="/shop", id=f"e{n}") for n in range(1, 11)]
+    async with SQLiteQueue(path) as queue:
+        for event in events:
+            await queue.put(event)
+        assert [item.event.id for item in await queue.get_batch(3)] == ["e1", "e2", "e3"]
+    # A run cut short with three events handed out and none settled; the other seven
+    # were read ahead, never handed out, and do not count.
+    async with SQLiteQueue(path) as queue:
+        batches = [await queue.get_batch(100) for _ in range(4)]
+    assert [[(item.event.id, item.attempt) for item in batch] for batch in batches] == [
+        # Handed out before: each alone (it may be what ended the last run) ...
+        [("e1", 2)],
+        [("e2", 2)],
+        [("e3", 2)],
+        # ... the others together, at their first hand-out.
+        [(event.id, 1) for event in events[3:]],
+    ]
+    # All ten were handed out by that run, none settled: each goes out alone again.
+    async with SQLiteQueue(path) as queue:
+        batches = [await queue.get_batch(100) for _ in range(10)]
+    assert [[(item.event.id, item.attempt) for item in batch] for batch in batches] == [
+        [(event.id, 3 if n < 3 else 2)] for n, event in enumerate(events)
+    ]

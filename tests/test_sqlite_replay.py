@@ -16,11 +16,9 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from reactor import Event, Reactor
@@ -51,7 +49,9 @@ def shop(path: Path, received: list[Delivery], *, failing: frozenset[str] = froz
     return app
 
 
-async def run_shop(path: Path, *, publish: int = 0, failing: frozenset[str] = frozenset()) -> Counter[Delivery]:
+async def run_shop(
+    path: Path, *, publish: int = 0, failing: frozenset[str] = frozenset()
+) -> Counter[Delivery]:
     """Run the app once on *path* (publishing orders e0.. first) until it is idle."""
     received: list[Delivery] = []
     async with shop(path, received, failing=failing) as app:

@@ -21,6 +21,7 @@ themselves under load (group commit) and cost one thread hop per batch, not per 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+import reactor
 from reactor import (
     ConsumerNotFound,
     DeadLetter,
@@ -59,8 +61,8 @@ from ._waiting import WaitingPublishers
 
 __all__ = [
     "DEFAULT_CAPACITY",
-    "DEFAULT_MAX_REDELIVERIES",
     "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_MAX_REDELIVERIES",
     "SCHEMA_VERSION",
     "SQLiteQueue",
     "StoredDeadLetter",
@@ -150,9 +152,7 @@ _STORE_LETTER: Final = (
     "error_type, error, attempts, first_failed_at, last_failed_at, dead_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_DELETE_COPIES: Final = (
-    "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ? AND only IS NOT NULL"
-)
+_DELETE_COPIES: Final = "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ? AND only IS NOT NULL"
 _LETTER_COLUMNS: Final = (
     "id, consumer, body, error_type, error, attempts, first_failed_at, last_failed_at, dead_at"
 )
@@ -333,11 +333,13 @@ class SQLiteQueue(EventQueue):
         self._work = _Work()
         # Decoded events ready for get_batch(), all older than the disk-only range.
         self._ready: deque[Received] = deque()
+        self._redeliveries = 0  # how many of them an earlier run handed out already
         # Events with seq in [_cursor, _on_disk_until] wait in the file only.
         self._cursor = 1
         self._on_disk_until = 0
         self._last_seq = 0
         self._handed_out = 0  # the persisted hand-out watermark
+        self._given = 0  # the last seq that get_batch() handed out
         self._with_progress: set[Any] = set()
         # Consumer names the app told of (note_consumers), and whether the file has them.
         self._consumers: set[str] = set()
@@ -444,6 +446,7 @@ class SQLiteQueue(EventQueue):
             assert self._limiter is not None
             await anyio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
         self._ready.clear()
+        self._redeliveries = 0
         self._depth = 0
 
     async def __aenter__(self) -> SQLiteQueue:
@@ -612,6 +615,7 @@ class SQLiteQueue(EventQueue):
                 self._depth -= damaged
                 with_progress.update([item.token for item in received if item.completed])
                 ready.extend(received)
+                self._redeliveries += sum(item.attempt > 1 for item in received)
             with_progress.difference_update(progress_done)
             with_progress.update(seq for seq, _ in work.progress)
             if inserts:
@@ -640,7 +644,9 @@ class SQLiteQueue(EventQueue):
         while True:
             if ready:
                 count = min(limit, len(ready))
-                last = ready[count - 1].token
+                if self._redeliveries:
+                    count = self._alone(count)
+                last = _seq(ready[count - 1])
                 if last > self._handed_out:
                     # Events of the backlog: count them as handed out, durably, before
                     # any handler can run (a poison event that kills the process must
@@ -649,7 +655,10 @@ class SQLiteQueue(EventQueue):
                     work.mark = max(work.mark, last)
                     await self._commit(work)
                     continue
+                if self._redeliveries and ready[0].attempt > 1:
+                    self._redeliveries -= 1
                 batch = [ready.popleft() for _ in range(count)]
+                self._given = last
                 self._depth -= count
                 self._get_count += count
                 if self._putters:
@@ -668,6 +677,19 @@ class SQLiteQueue(EventQueue):
             else:
                 getter = self._getter = anyio.Event()
                 await getter.wait()
+
+    def _alone(self, count: int) -> int:
+        """Shorten a batch of *count* events so that an event handed out by an earlier
+        run goes out alone.
+
+        Such an event may be the one that ended that run (a poison event): counted and
+        handed out on its own, it does not take the events behind it towards their
+        ``max_redeliveries`` if it ends this run too.
+        """
+        for index, item in enumerate(itertools.islice(self._ready, count)):
+            if item.attempt > 1:
+                return index or 1
+        return count
 
     # -- settlement -----------------------------------------------------------------
 
@@ -963,7 +985,7 @@ class SQLiteQueue(EventQueue):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self._handed_out = 0
+        self._handed_out = self._given = 0
         self._last_seq = conn.execute("SELECT max(seq) FROM reactor_events").fetchone()[0] or 0
         self._depth = conn.execute(
             "SELECT count(*) FROM reactor_events WHERE done_at IS NULL"
@@ -975,6 +997,7 @@ class SQLiteQueue(EventQueue):
         self._on_disk_until = self._last_seq
         self._cursor = self._last_seq + 1 if first is None else first
         self._ready.clear()
+        self._redeliveries = 0
         self._with_progress.clear()
         self._work = _Work()
         if self._depth:
@@ -992,8 +1015,12 @@ class SQLiteQueue(EventQueue):
         if conn is not None:
             try:
                 self._store_consumers_sync(conn)  # those of subscriptions added meanwhile
+                if self._handed_out > self._given:
+                    # Fresh events that were read ahead but never handed out: not
+                    # counted as handed out at the next start.
+                    conn.execute(_SET_HANDED_OUT, (self._given,))
             except (sqlite3.Error, QueueFileError) as exc:
-                logger.warning("%s: could not record the consumers' names: %s", self._path, exc)
+                logger.warning("%s: could not write its last marks: %s", self._path, exc)
             try:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
@@ -1301,7 +1328,9 @@ class SQLiteQueue(EventQueue):
                 "SELECT DISTINCT consumer FROM reactor_dead_letters WHERE consumer IS NOT NULL"
             )
         )
-        known.update(name for (name,) in conn.execute("SELECT DISTINCT consumer FROM reactor_progress"))
+        known.update(
+            name for (name,) in conn.execute("SELECT DISTINCT consumer FROM reactor_progress")
+        )
         return known
 
     def _store_consumers_sync(self, conn: sqlite3.Connection) -> None:
@@ -1343,6 +1372,12 @@ def _timestamp(name: str, value: object) -> float:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be an aware datetime (with a time zone), got {value!r}")
     return value.timestamp()
+
+
+def _seq(received: Received) -> int:
+    seq = received.token
+    assert isinstance(seq, int)
+    return seq
 
 
 def _crc(body: bytes, only: str | None) -> int:
@@ -1473,7 +1508,12 @@ def _stored_letter(row: tuple[Any, ...]) -> StoredDeadLetter:
 
 def _qualified_name(cls: type) -> str:
     module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    if module == "builtins":
+        return cls.__qualname__
+    if module.startswith("reactor._"):
+        if getattr(reactor, cls.__qualname__, None) is cls:
+            return f"reactor.{cls.__qualname__}"  # the public name, not the private module
+    return f"{module}.{cls.__qualname__}"
 
 
 def _version() -> str:
