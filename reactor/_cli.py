@@ -478,6 +478,10 @@ def _add_queue_commands(commands: Any) -> None:
             "with their ids. They are delivered when the app next runs, to the --consumer\n"
             "names given, or to every matching subscription. The app must be stopped:\n"
             "inside it, call queue.replay() instead.\n\n"
+            "A replay is not a new publication: each event is replayed once, never the\n"
+            "copies that earlier replays or dead-letter replays delivered. An event goes\n"
+            "to a --consumer only if that consumer's subscription matches it. A consumer\n"
+            "name that never used the file is refused (exit status 1).\n\n"
             f"{_TIME_HELP}"
         ),
         **common,
@@ -500,8 +504,8 @@ def _add_queue_commands(commands: Any) -> None:
         metavar="NAME",
         dest="consumers",
         action="append",
-        help="deliver them to this consumer only (repeat for several; default: every "
-        "subscription whose filter matches)",
+        help="deliver them to this consumer only, if its subscription matches them (repeat "
+        "for several; default: every subscription whose filter matches)",
     )
     replay.set_defaults(handler=_replay)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from reactor import Event, Reactor, RedeliveryLimitExceeded
+from reactor import Event, Reactor
 from reactor.abc import EventQueue
 from reactor.queues.sqlite import DEFAULT_MAX_REDELIVERIES, SQLiteQueue, read_dead_letters
 
@@ -159,11 +159,6 @@ def test_an_error_that_cannot_be_described_is_dead_lettered_and_listed(tmp_path:
     ]
 
 
-def test_the_error_of_the_limit_says_why() -> None:
-    error = RedeliveryLimitExceeded(3, 2)
-    assert "max_redeliveries=2" in str(error)
-
-
 @pytest.mark.anyio
 async def test_only_events_handed_out_count_and_redeliveries_go_out_alone(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
@@ -175,7 +170,8 @@ async def test_only_events_handed_out_count_and_redeliveries_go_out_alone(tmp_pa
     # A run cut short with three events handed out and none settled; the other seven
     # were read ahead, never handed out, and do not count.
     async with SQLiteQueue(path) as queue:
-        batches = [await queue.get_batch(100) for _ in range(4)]
+        with anyio.fail_after(10):  # a regression hands them out at once, then waits
+            batches = [await queue.get_batch(100) for _ in range(4)]
     assert [[(item.event.id, item.attempt) for item in batch] for batch in batches] == [
         # Handed out before: each alone (it may be what ended the last run) ...
         [("e1", 2)],
@@ -186,7 +182,8 @@ async def test_only_events_handed_out_count_and_redeliveries_go_out_alone(tmp_pa
     ]
     # All ten were handed out by that run, none settled: each goes out alone again.
     async with SQLiteQueue(path) as queue:
-        batches = [await queue.get_batch(100) for _ in range(10)]
+        with anyio.fail_after(10):
+            batches = [await queue.get_batch(100) for _ in range(10)]
     assert [[(item.event.id, item.attempt) for item in batch] for batch in batches] == [
         [(event.id, 3 if n < 3 else 2)] for n, event in enumerate(events)
     ]

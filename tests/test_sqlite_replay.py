@@ -16,12 +16,13 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reactor import Event, Reactor
+from reactor import ConsumerNotFound, DeadLetterNotFound, Event, Reactor
 from reactor.queues.sqlite import SQLiteQueue
 
 pytestmark = pytest.mark.anyio
@@ -89,11 +90,7 @@ def once_each(consumers: tuple[str, ...], ids: list[str]) -> Counter[Delivery]:
 ORDERS = [f"e{n}" for n in range(4)]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the file is the subject here, not the event loop
-
-
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the subject is the file
 async def test_replays_are_not_new_publications(tmp_path: Path) -> None:
     """The reported scenario, end to end: a dead-letter replay, then replays of a window
     to one consumer and to all, by the command line between runs of the app."""
@@ -142,3 +139,121 @@ async def test_replays_are_not_new_publications(tmp_path: Path) -> None:
         assert "Traceback" not in refused.stderr
     assert await run_shop(path) == Counter()
     assert journal_rows(path) == 4
+
+
+# -- the same rules through the Python API ------------------------------------------------
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_the_api_replays_publications_only_each_once(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    assert await run_shop(path, publish=4, failing=frozenset({"e2"})) == once_each(
+        ("audit", "charge"), ORDERS
+    )
+    received: list[Delivery] = []
+    app = shop(path, received)
+    queue = app.queue
+    assert isinstance(queue, SQLiteQueue)
+    async with app:
+        assert await queue.replay_dead_letters() == 1
+    # The copy of e2 sent to charge, once settled, is not kept: four events.
+    assert received == [("charge", "e2")]
+    assert rows(path, "SELECT count(*) FROM reactor_events") == [(4,)]
+    received.clear()
+    async with app:
+        assert await queue.replay(start, consumers=["audit"]) == 4
+        assert await queue.replay(start, consumers=["charge", "audit"]) == 4
+    audit = once_each(("audit",), ORDERS)
+    assert Counter(received) == audit + audit + once_each(("charge",), ORDERS)
+    assert rows(path, "SELECT count(*) FROM reactor_events") == [(4,)]
+    received.clear()
+    async with app:
+        assert await queue.replay(start) == 4
+        # Taken back into the queue, the events are no longer kept as done: asked again
+        # before they are delivered, the replay has nothing more to send.
+        assert await queue.replay(start) == 0
+    assert Counter(received) == once_each(("audit", "charge"), ORDERS)
+    assert rows(path, "SELECT count(*) FROM reactor_events WHERE done_at IS NOT NULL") == [(4,)]
+
+
+async def test_a_replay_to_every_consumer_keeps_the_publication_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    await run_shop(path, publish=4)
+    received: list[Delivery] = []
+    app = shop(path, received)
+    queue = app.queue
+    assert isinstance(queue, SQLiteQueue)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany(
+            "UPDATE reactor_events SET published_at = ? WHERE seq = ?",
+            [((base + timedelta(hours=seq)).timestamp(), seq) for seq in range(1, 5)],
+        )
+    conn.close()
+    # e2 and e3 first: they move to the end of the journal ...
+    async with app:
+        assert await queue.replay(base + timedelta(hours=3)) == 2
+    assert [id_ for consumer, id_ in received if consumer == "audit"] == ["e2", "e3"]
+    received.clear()
+    # ... and a replay of all four still goes in the order they were published.
+    async with app:
+        assert await queue.replay(base) == 4
+    assert [id_ for consumer, id_ in received if consumer == "audit"] == ORDERS
+
+
+async def test_unknown_consumers_and_ids_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    await run_shop(path, publish=4, failing=frozenset({"e1", "e3"}))
+    async with SQLiteQueue(path) as queue:  # a tool's view: no app, the file's record
+        with pytest.raises(
+            ConsumerNotFound, match="'nobody'; the consumers it knows: audit, charge"
+        ):
+            await queue.replay(start, consumers=["audit", "nobody"])
+        with pytest.raises(ConsumerNotFound, match="'nobody'"):
+            await queue.replay_dead_letters(consumer="nobody")
+        with pytest.raises(ConsumerNotFound, match="'nobody'"):
+            await queue.purge_dead_letters(consumer="nobody")
+        with pytest.raises(DeadLetterNotFound, match="has the id 99") as caught:
+            await queue.replay_dead_letters([1, 99])
+        assert caught.value.ids == [99]
+        assert isinstance(caught.value, LookupError)
+        with pytest.raises(DeadLetterNotFound, match="has the ids 7, 99"):
+            await queue.purge_dead_letters([99, 2, 7])
+        # Nothing was changed by the refusals.
+        assert [letter.id for letter in await queue.dead_letters()] == [1, 2]
+        assert queue.statistics().depth == 0
+        # A known consumer without letters, and an empty selection, are not errors.
+        assert await queue.replay_dead_letters(consumer="audit") == 0
+        assert await queue.purge_dead_letters([]) == 0
+        assert await queue.replay(start, consumers=["audit"]) == 4
+
+
+async def test_the_file_knows_the_consumers_of_every_app_that_ran_on_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    app = Reactor(queue=SQLiteQueue(path, retention=3600))
+
+    async def handle(event: Event) -> None:
+        pass
+
+    # One consumer that never fails: no dead letter or progress names it.
+    app.subscribe("order.*", handle, name="solo")
+    async with app:
+        await app.publish_and_wait("order.created", id="e0")
+        # A subscription added while the app runs is recorded when it stops.
+        app.subscribe("order.*", handle, name="late")
+    async with SQLiteQueue(path) as queue:
+        assert await queue.replay(start, consumers=["solo"]) == 1
+        assert await queue.replay(start, consumers=["late"]) == 1
+        with pytest.raises(ConsumerNotFound, match="the consumers it knows: late, solo"):
+            await queue.replay(start, consumers=["sol"])
