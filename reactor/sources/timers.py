@@ -356,9 +356,14 @@ class CronTrigger:
 
         :param moment: an aware datetime
         :return: an aware UTC datetime, or ``None`` when no time matches within 50 years
+            (or before the end of the year 9999)
         :raises ValueError: *moment* is naive
         """
-        return self._after(_utc(moment, "moment"))
+        moment = _utc(moment, "moment")
+        try:
+            return self._after(moment)
+        except OverflowError:  # the search ran past the years a datetime can hold
+            return None
 
     def last_at_or_before(self, moment: datetime) -> datetime | None:
         """Return the latest fire time at or before *moment*, or ``None`` if none came.
@@ -368,8 +373,14 @@ class CronTrigger:
         :raises ValueError: *moment* is naive
         """
         moment = _utc(moment, "moment")
-        # Built on next_after() so that the two never disagree: find a window that holds
-        # a fire time, then halve the stretch in which the last one can lie.
+        try:
+            return self._last_at_or_before(moment)
+        except OverflowError:  # the search ran past the years a datetime can hold
+            return None
+
+    def _last_at_or_before(self, moment: datetime) -> datetime | None:
+        # Built on _after() so that the two never disagree: find a window that holds a
+        # fire time, then halve the stretch in which the last one can lie.
         span = _SEARCH_START
         while True:
             last = self._after(moment - span)
@@ -489,13 +500,16 @@ def _instant(wall: datetime, offset: timedelta) -> datetime:
 class _WallTimes:
     """The local wall-clock minutes a cron expression matches, with no time zone."""
 
-    __slots__ = ("_hours", "_match_day", "_minutes", "_months")
+    __slots__ = ("_hours", "_match_day", "_minutes", "_months", "_sorted_hours", "_sorted_minutes")
 
     def __init__(self, text: str) -> None:
+        # cronsim's parse of the fields; the search below is ours.
         fields = CronSim(text, datetime(2000, 1, 1))
-        self._minutes = sorted(fields.minutes)
-        self._hours = sorted(fields.hours)
+        self._minutes = frozenset(fields.minutes)
+        self._hours = frozenset(fields.hours)
         self._months = frozenset(fields.months)
+        self._sorted_minutes = sorted(self._minutes)
+        self._sorted_hours = sorted(self._hours)
         self._match_day = fields.match_day
 
     def matches(self, wall: datetime) -> bool:
@@ -512,7 +526,7 @@ class _WallTimes:
         if lower.second or lower.microsecond:
             lower = lower.replace(second=0, microsecond=0) + _MINUTE
         day, hour, minute = lower.date(), lower.hour, lower.minute
-        hours, minutes = self._hours, self._minutes
+        hours, minutes = self._sorted_hours, self._sorted_minutes
         try:
             end = day.replace(year=day.year + 50)
         except ValueError:  # the 29th of February, or past the year 9999
