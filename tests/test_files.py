@@ -11,7 +11,7 @@ import json
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -555,11 +555,15 @@ class Child:
         self._lines = TextReceiveStream(process.stdout)
         self._buffer = ""
 
-    async def until(self, done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
-        """Read messages until *done(messages)* holds; fail after ``WAIT`` seconds."""
+    async def until(
+        self, done: Callable[[list[dict[str, Any]]], bool], *, failures: bool = True
+    ) -> list[dict[str, Any]]:
+        """Read messages until *done(messages)* holds; fail after ``WAIT`` seconds, or at
+        once if the app failed (unless *failures* is false).
+        """
         with anyio.fail_after(WAIT):
             while not done(self.messages):
-                if any("error" in m for m in self.messages):
+                if failures and any("error" in m for m in self.messages):
                     pytest.fail(f"the app failed: {self.messages}")
                 try:
                     chunk = await self._lines.receive()
@@ -602,7 +606,7 @@ async def start_child(anyio_backend: str, root: Path, **options: Any) -> Child:
 
 
 @pytest.fixture
-def unlock(tmp_path: Path) -> Any:
+def unlock(tmp_path: Path) -> Iterator[None]:
     """Give every directory back its permissions afterwards, for the cleanup of tmp_path."""
     yield
     for path in [tmp_path, *tmp_path.rglob("*")]:
@@ -681,3 +685,22 @@ async def test_a_directory_made_unreadable_later_is_logged_once_and_counted(
     assert stats["unreadable"] == 1 and stats["gaps"] == 0
     warnings = child.warnings()
     assert len(warnings) == 1 and str(root / "d") in warnings[0], warnings
+
+
+@pytest.mark.usefixtures("unlock")
+async def test_an_unreadable_root_at_start_stops_the_app(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    root.chmod(0)
+    child = await start_child(anyio_backend, root)
+    try:
+        messages = await child.until(lambda ms: any("error" in m for m in ms), failures=False)
+        with anyio.fail_after(WAIT):
+            assert await child.process.wait() == 1
+    finally:
+        with anyio.CancelScope(shield=True):
+            await child.process.aclose()
+    assert "PermissionError" in messages[-1]["error"]
+    assert not any("ready" in m for m in messages)

@@ -293,7 +293,7 @@ class _Tree:
         *,
         recursive: bool,
         follow_symlinks: bool,
-        name: str = "",
+        name: str,
     ) -> None:
         self.match = match
         self.recursive = recursive
@@ -522,8 +522,8 @@ class _Tree:
         first one refused; its poller fails every poll): then each readable directory is
         watched on its own, the unreadable ones are not.
         """
-        self.replan = False
         if not self.recursive:
+            self.replan = False
             return None  # the root alone: unreadable subdirectories do not matter
         found: list[str] = []
         unreadable: set[str] = set()
@@ -1092,6 +1092,9 @@ class FileChangeSource(Source):
                         force_polling=True if polling else None,
                         poll_delay_ms=poll_ms,
                         recursive=recursive,
+                        # Never skip what cannot be read (WATCHFILES_IGNORE_PERMISSION_DENIED):
+                        # notify would then silently leave out whatever it had not reached.
+                        ignore_permission_denied=False,
                     )
                 ) as batches:
                     async for batch in batches:
