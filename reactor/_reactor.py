@@ -470,6 +470,7 @@ class Reactor:
         force_polling: bool = False,
         poll_interval: float = 0.3,
         follow_symlinks: bool = False,
+        status_events: bool = False,
         name: str | None = None,
         concurrency: int = 16,
         ordered_by: KeyFunction | _Unset | None = _UNSET,
@@ -488,6 +489,8 @@ class Reactor:
         :param force_polling: poll instead of OS notifications (network mounts, containers)
         :param poll_interval: seconds between polls when polling
         :param follow_symlinks: report changes behind symbolic links
+        :param status_events: also hand the handler the root missing, root restored and gap
+            events (by default it gets the file events matching *pattern* only)
         :param name: the source's and consumer's name (default: the handler's)
         :param concurrency: as in :meth:`subscribe`
         :param ordered_by: as in :meth:`subscribe` (default: one file's changes in order)
@@ -505,6 +508,7 @@ class Reactor:
             force_polling=force_polling,
             poll_interval=poll_interval,
             follow_symlinks=follow_symlinks,
+            status_events=status_events,
             name=name,
             concurrency=concurrency,
             timeout=timeout,
