@@ -25,6 +25,7 @@ from ._exceptions import AppImportError as AppImportError
 from ._exceptions import ConsumerNotFound as ConsumerNotFound
 from ._exceptions import DeliveryTimeout as DeliveryTimeout
 from ._exceptions import EventFormatError as EventFormatError
+from ._exceptions import HandlerCancelled as HandlerCancelled
 from ._exceptions import InvalidEventError as InvalidEventError
 from ._exceptions import InvalidScheduleError as InvalidScheduleError
 from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
@@ -63,6 +64,7 @@ __all__ = [
     "DeliveryTimeout",
     "Event",
     "EventFormatError",
+    "HandlerCancelled",
     "InvalidEventError",
     "InvalidScheduleError",
     "LatencyStats",

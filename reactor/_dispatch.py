@@ -21,8 +21,10 @@ back-to-back by a single worker without any task switch.
 from __future__ import annotations
 
 import logging
+import math
+import sys
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from datetime import datetime
 from time import perf_counter
@@ -35,8 +37,9 @@ from anyio.lowlevel import checkpoint
 
 from ._clock import Clock
 from ._event import Event
-from ._exceptions import DeliveryTimeout
-from ._outcomes import DeadLetter, DeadLetters, Outcome
+from ._exceptions import DeliveryTimeout, HandlerCancelled, RedeliveryLimitExceeded
+from ._outcomes import DeadLetter, DeadLetters, Outcome, describe_error
+from ._policies import Backoff
 from ._stats import LatencyHistogram, SubscriptionStats
 from .abc import EventQueue, Received
 
@@ -57,6 +60,31 @@ ROUTE_CACHE_LIMIT = 4096
 _Status = Literal["ok", "failed", "timed_out"]
 
 OK_ONCE = Outcome(status="ok", attempts=1)
+
+#: The waits between attempts to store settlements that the queue failed to store.
+SETTLE_BACKOFF = Backoff(initial=0.05, maximum=5.0, jitter=False)
+
+
+def _cancelled_by_scope() -> bool:
+    """Whether a cancel scope around the calling task has been cancelled.
+
+    A cancellation exception that reaches reactor while no enclosing scope (the app's
+    shutdown, a delivery's timeout) is cancelled did not come from reactor: a handler
+    awaited a future or task that someone else cancelled.
+    """
+    return anyio.current_effective_deadline() == -math.inf
+
+
+def _stray_cancellation(lane: Lane, cancellation: BaseException) -> HandlerCancelled:
+    error = HandlerCancelled(lane.name)
+    error.__cause__ = cancellation
+    return error
+
+
+class InternalTaskDied(RuntimeError):
+    """One of the dispatcher's own tasks ended while the app runs (a bug, or a stray
+    cancellation that reached it): the app stops with this error instead of silently
+    accepting events that nobody would deliver."""
 
 
 @attrs.frozen(kw_only=True)
@@ -220,8 +248,12 @@ class Dispatcher:
         clock: Clock,
         dead_letters: DeadLetters,
         max_in_flight: int,
+        on_failure: Callable[[], object] = lambda: None,
     ) -> None:
         self._queue = queue
+        self._on_failure = on_failure
+        self._cancelled: type[BaseException] = BaseException
+        self._attempt_limit = sys.maxsize
         self._clock = clock
         self._dead_letters = dead_letters
         self._max_in_flight = max_in_flight
@@ -238,6 +270,9 @@ class Dispatcher:
         self._progress: list[tuple[Received, str]] = []
         self._settle_wakeup: anyio.Event | None = None
         self._acking = False
+        #: Consecutive failed settle() calls; while not zero, unacked events count
+        #: against the in-flight bound, so a queue that cannot store acks holds intake.
+        self.settle_failures = 0
         self.latency = LatencyHistogram()
         self._record_latency = self.latency.record
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
@@ -312,15 +347,36 @@ class Dispatcher:
         for lane in self._lanes:
             lane.reset()
         self.in_flight = 0
+        self._cancelled = anyio.get_cancelled_exc_class()
+        limit = self._queue.max_redeliveries
+        self._attempt_limit = sys.maxsize if limit is None else 1 + limit
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 if self._needs_ack:
                     tg.start_soon(self._settle_loop, name="reactor settlement")
                 task_status.started()
-                await self._dispatch_loop()
+                try:
+                    await self._dispatch_loop()
+                except BaseException as exc:
+                    raise self._died("dispatcher", exc) from exc
         finally:
             self._tg = None
+
+    def _died(self, task: str, exc: BaseException) -> BaseException:
+        """Return what to raise when one of the dispatcher's own tasks ends with *exc*.
+
+        The app's own cancellation passes through. Anything else stops the app: it is
+        told first (so that it accepts no more events), then an error naming the task
+        propagates through the app's task group and out of ``async with app:``.
+        """
+        if isinstance(exc, self._cancelled) and _cancelled_by_scope():
+            return exc
+        self._on_failure()
+        logger.critical("reactor's %s task died; the app stops", task, exc_info=exc)
+        if isinstance(exc, Exception):
+            return exc
+        return InternalTaskDied(f"reactor's {task} task ended with {describe_error(exc)!r}")
 
     async def _dispatch_loop(self) -> None:
         queue = self._queue
@@ -329,6 +385,8 @@ class Dispatcher:
             # Take no more than may be in flight, so that whatever the dispatcher has not
             # routed yet stays visible (and countable) in the queue.
             room = self._max_in_flight - self.in_flight
+            if self.settle_failures:
+                room -= len(self._acks)
             if room <= 0:
                 wakeup = self._room = anyio.Event()
                 await wakeup.wait()
@@ -375,10 +433,22 @@ class Dispatcher:
         if not lanes:
             self._event_done(received)
             return
+        if received.attempt > self._attempt_limit:
+            self._give_up(received, lanes)
+            return
         for lane in lanes:
             lane.inbox.append(received)
             if not lane.waking:
                 self._kick(lane)
+
+    def _give_up(self, received: Received, lanes: tuple[Lane, ...]) -> None:
+        """Dead-letter a poison event for *lanes* without running their handlers."""
+        limit = self._queue.max_redeliveries
+        assert limit is not None
+        error = RedeliveryLimitExceeded(received.attempt, limit)
+        for lane in lanes:
+            self._dead_letter(lane, received.event, error, attempts=0, first_failed=None)
+            self._settle(lane, received, "failed", 0, error)
 
     def _accepts(self, lane: Lane, received: Received) -> bool:
         assert lane.where is not None
@@ -416,10 +486,12 @@ class Dispatcher:
         fast = lane.fast
         ordered = lane.key_fn is not None
         needs_ack = self._needs_ack
+        cancelled = self._cancelled
         slot = _Slot(lane)
         _slot.set(slot)
         lane.waking -= 1
         streak = 0
+        error: Exception | None
         try:
             while True:
                 if not inbox:
@@ -449,10 +521,13 @@ class Dispatcher:
                     try:
                         await handler(received.event)
                     except Exception as exc:
-                        attempts = await self._recover(lane, received, exc)
-                        if attempts:
-                            self._settle(lane, received, "ok", attempts, None)
+                        error = exc
+                    except cancelled as exc:
+                        if _cancelled_by_scope():
+                            raise
+                        error = _stray_cancellation(lane, exc)
                     else:
+                        error = None
                         lane.delivered += 1
                         if received._waiter is not None:
                             received._waiter.outcomes[lane.name] = OK_ONCE
@@ -462,6 +537,13 @@ class Dispatcher:
                         elif needs_ack:
                             self._progress.append((received, lane.name))
                             self._wake_settler()
+                    if error is not None:
+                        # Recovered outside the except clause, so that a later attempt's
+                        # error is not chained to this one as raised while handling it.
+                        attempts = await self._recover(lane, received, error)
+                        error = None
+                        if attempts:
+                            self._settle(lane, received, "ok", attempts, None)
                 elif ordered:
                     await self._deliver_in_order(lane, received)
                 else:
@@ -471,6 +553,8 @@ class Dispatcher:
                 if streak >= STREAK:
                     streak = 0
                     await checkpoint()
+        except BaseException as exc:
+            raise self._died(f"consumer {lane.name}", exc) from exc
         finally:
             slot.received = None
             lane.workers -= 1
@@ -506,16 +590,28 @@ class Dispatcher:
         if not received._started:
             self._started(received)
         if lane.timeout is None:
-            try:
-                await lane.handler(received.event)
-            except Exception as exc:
-                attempts = await self._recover(lane, received, exc)
-            else:
-                attempts = 1
+            error = await self._attempt(lane, received.event)
+            attempts = 1 if error is None else await self._recover(lane, received, error)
         else:
             attempts = await self._attempts(lane, received)
         if attempts:
             self._settle(lane, received, "ok", attempts, None)
+
+    async def _attempt(self, lane: Lane, event: Event) -> Exception | None:
+        """Call the handler once; return its failure, ``None`` when it returned.
+
+        Cancellation by a scope of reactor's (shutdown, the timeout around this call)
+        propagates; a stray one is the attempt's failure (:class:`HandlerCancelled`).
+        """
+        try:
+            await lane.handler(event)
+        except Exception as exc:
+            return exc
+        except self._cancelled as exc:
+            if _cancelled_by_scope():
+                raise
+            return _stray_cancellation(lane, exc)
+        return None
 
     async def _attempts(self, lane: Lane, received: Received) -> int:
         """Run attempts under the lane's timeout; return how many it took (0: dead-lettered)."""
@@ -523,10 +619,8 @@ class Dispatcher:
         clock = self._clock
         error: Exception | None = None
         with clock.deadline_scope(clock.monotonic() + lane.timeout) as scope:
-            try:
-                await lane.handler(received.event)
-            except Exception as exc:
-                error = exc  # recovered outside the scope: its deadline is this attempt's only
+            # Recovered outside the scope: its deadline is this attempt's only.
+            error = await self._attempt(lane, received.event)
         if scope.cancelled_caught:
             error = DeliveryTimeout(lane.name, lane.timeout)
         return 1 if error is None else await self._recover(lane, received, error)
@@ -575,17 +669,17 @@ class Dispatcher:
             await clock.sleep(delay)
             slot.retries = attempt
             attempt += 1
-            try:
-                if lane.timeout is None:
-                    await lane.handler(event)
-                    return attempt
+            failure: Exception | None = None
+            if lane.timeout is None:
+                failure = await self._attempt(lane, event)
+            else:
                 with clock.deadline_scope(clock.monotonic() + lane.timeout) as scope:
-                    await lane.handler(event)
-                if not scope.cancelled_caught:
-                    return attempt
-                error = DeliveryTimeout(lane.name, lane.timeout)
-            except Exception as exc:
-                error = exc
+                    failure = await self._attempt(lane, event)
+                if scope.cancelled_caught:
+                    failure = DeliveryTimeout(lane.name, lane.timeout)
+            if failure is None:
+                return attempt
+            error = failure
 
     def _dead_letter(
         self,
@@ -677,7 +771,19 @@ class Dispatcher:
             self._settle_wakeup = None
 
     async def _settle_loop(self) -> None:
-        """Report settlements to a queue that needs them, in batches."""
+        try:
+            await self._settle_batches()
+        except BaseException as exc:
+            raise self._died("settlement", exc) from exc
+
+    async def _settle_batches(self) -> None:
+        """Report settlements to a queue that needs them, in batches.
+
+        A batch the queue fails to store is kept and offered again, with newer
+        settlements, after a capped backoff: a full disk or a broker outage slows the
+        app down (intake is held once unacked events reach ``max_in_flight``) but never
+        stops it, and nothing is acknowledged that was not stored.
+        """
         while True:
             if not self._acks and not self._progress:
                 wakeup = self._settle_wakeup = anyio.Event()
@@ -691,8 +797,33 @@ class Dispatcher:
             self._acking = True
             try:
                 await self._queue.settle(acks, progress)
+            except Exception as exc:
+                self._acks[:0] = acks
+                self._progress[:0] = progress
+                self.settle_failures += 1
+                delay = SETTLE_BACKOFF.delay(self.settle_failures)
+                logger.error(
+                    "the queue could not store the settlement of %d event(s) (failure %d in "
+                    "a row: %s); retrying in %.3g s",
+                    len(acks) + len(progress),
+                    self.settle_failures,
+                    describe_error(exc),
+                    delay,
+                    exc_info=exc if self.settle_failures == 1 else None,
+                )
+                await self._clock.sleep(delay)
+                continue
             finally:
                 self._acking = False
+            if self.settle_failures:
+                logger.warning(
+                    "the queue stores settlements again, after %d failed attempt(s)",
+                    self.settle_failures,
+                )
+                self.settle_failures = 0
+                if self._room is not None:
+                    self._room.set()
+                    self._room = None
             if self._idle is not None and self.idle:
                 self._idle.set()
                 self._idle = None

@@ -12,6 +12,7 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
     ├── ConsumerNotFound (LookupError)      no subscription of that name
     ├── DeliveryTimeout (TimeoutError)      a handler attempt exceeded its timeout
+    ├── HandlerCancelled                    a handler ended with a cancellation not reactor's
     ├── RedeliveryLimitExceeded             a durable queue handed an event out too often
     ├── AppImportError (ImportError)        ``reactor run`` could not load the app
     ├── QueueUnavailableError               the queue cannot store events right now (disk full)
@@ -26,6 +27,7 @@ __all__ = [
     "ConsumerNotFound",
     "DeliveryTimeout",
     "EventFormatError",
+    "HandlerCancelled",
     "InvalidEventError",
     "InvalidScheduleError",
     "PayloadTooLargeError",
@@ -101,6 +103,27 @@ class DeliveryTimeout(ReactorError, TimeoutError):
         super().__init__(f"consumer {consumer!r} did not finish within its timeout of {timeout} s")
         self.consumer = consumer
         self.timeout = timeout
+
+
+class HandlerCancelled(ReactorError):
+    """A handler attempt ended with a cancellation that no cancel scope of reactor's caused.
+
+    Ordinary asyncio code raises such a stray ``CancelledError``: awaiting a task or
+    future that someone else cancelled, a misused ``asyncio.timeout``, a library that
+    cancels its own tasks. It is that attempt's failure, retried by the subscription's
+    :class:`~reactor.Retry` policy like any :class:`Exception`, then dead-lettered; the
+    original cancellation is its ``__cause__``. (Cancellation by the app's shutdown or by
+    the subscription's timeout is not this: it is never a failure.)
+
+    :ivar consumer: the name of the consumer whose handler was cancelled
+    """
+
+    def __init__(self, consumer: str) -> None:
+        super().__init__(
+            f"the handler of consumer {consumer!r} ended with a cancellation that reactor did "
+            "not cause (it awaited something that was cancelled?)"
+        )
+        self.consumer = consumer
 
 
 class RedeliveryLimitExceeded(ReactorError):

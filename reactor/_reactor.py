@@ -11,6 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import datetime, tzinfo
+from functools import partial
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -25,7 +26,7 @@ from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters, Receipt
 from ._policies import NO_RETRY, Retry
 from ._stats import Stats
-from ._subscription import Handler, KeyFunction, Predicate, Subscription
+from ._subscription import Handler, KeyFunction, Predicate, Subscription, compile_glob
 from .abc import EventQueue, Source
 
 if TYPE_CHECKING:
@@ -59,16 +60,18 @@ class _State(enum.Enum):
 class _SubjectIs:
     """The filter of ``on_notification(channel)`` (a class, so that it has a useful repr)."""
 
-    __slots__ = ("channel",)
+    __slots__ = ("_match", "channel")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
+        self._match = compile_glob(channel, "channel")
 
     def __call__(self, event: Event) -> bool:
-        return event.subject == self.channel
+        subject = event.subject
+        return subject is not None and self._match(subject)
 
     def __repr__(self) -> str:
-        return f"subject == {self.channel!r}"
+        return f"subject matches {self.channel!r}"
 
 
 def _check_seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
@@ -152,6 +155,7 @@ class Reactor:
             clock=clock,
             dead_letters=self._dead_letters,
             max_in_flight=max_in_flight,
+            on_failure=self._refuse_events,
         )
         self._sources: list[Source] = []
         self._state = _State.IDLE
@@ -338,7 +342,9 @@ class Reactor:
         ``"reactor.notification"``, subject *channel*, the data as given. The options are
         those of :meth:`subscribe`.
 
-        :param channel: the channel name
+        :param channel: the channel name, or a case-sensitive glob on channel names
+            (``"orders.*"`` receives ``notify("orders.created", ...)``; ``"*"`` every
+            channel), as event type patterns are
         """
         if not isinstance(channel, str) or not channel:
             raise ValueError(f"channel must be a non-empty str, got {channel!r}")
@@ -594,6 +600,12 @@ class Reactor:
                 "the app is not running: publish inside `async with app:` or from a "
                 "handler or source while `app.run()` runs"
             )
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "publish(), publish_nowait() and publish_and_wait() must be called from the "
+                "app's event loop thread; from another thread use "
+                "app.publish_from_thread(...) (waits for room) or app.notify(channel, data)"
+            )
         if isinstance(event, Event):
             if (
                 data is not None
@@ -735,6 +747,54 @@ class Reactor:
             )
         return Receipt(event=built, outcomes=MappingProxyType(dict(waiter.outcomes)))
 
+    def publish_from_thread(
+        self,
+        event: Event | str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        dataschema: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Publish an event from a thread other than the app's event loop thread.
+
+        Takes the same arguments as :meth:`publish`, runs it in the app's event loop and
+        blocks the calling thread until the event is queued (waiting while the queue is
+        full, as :meth:`publish` does).
+
+        :return: the event as queued
+        :raises RuntimeError: called from the event loop's own thread (``await
+            app.publish(...)`` there)
+        :raises ReactorNotRunning: the app is not running
+        """
+        token = self._token
+        if token is None or self._thread is None:
+            raise ReactorNotRunning("the app is not running: publish_from_thread() needs it")
+        if threading.get_ident() == self._thread:
+            raise RuntimeError(
+                "publish_from_thread() blocks the calling thread; in the event loop's thread "
+                "use `await app.publish(...)` instead"
+            )
+        return anyio.from_thread.run(
+            partial(
+                self.publish,
+                event,
+                data,
+                source=source,
+                subject=subject,
+                id=id,
+                time=time,
+                datacontenttype=datacontenttype,
+                dataschema=dataschema,
+                extensions=extensions,
+            ),
+            token=token,
+        )
+
     def notify(self, channel: str, data: Any = None) -> Event:
         """Publish *data* on the in-process notification *channel*, without waiting.
 
@@ -856,11 +916,26 @@ class Reactor:
                 stop_scope.cancel()
             assert self._sources_stopped is not None
             await self._sources_stopped.wait()
-            deadline = self._clock.monotonic() + self.graceful_timeout
-            with self._clock.deadline_scope(deadline) as drain_scope:
-                await dispatcher.wait_idle()
+            clock = self._clock
+            deadline = clock.monotonic() + self.graceful_timeout
+            with (
+                clock.deadline_scope(deadline) as drain_scope,
+                anyio.move_on_after(self.graceful_timeout) as real_scope,
+            ):
+                from .testing import VirtualClock
+
+                if isinstance(clock, VirtualClock):
+                    # Nobody advances a virtual clock once the app is being left: the
+                    # drain lets it run by itself, and real time bounds the drain too.
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(clock._run_freely, deadline)
+                        await dispatcher.wait_idle()
+                        tg.cancel_scope.cancel()
+                else:
+                    await dispatcher.wait_idle()
         self._stop_scope = None
-        if not (stop_scope.cancelled_caught or drain_scope.cancelled_caught):
+        cut = drain_scope.cancelled_caught or real_scope.cancelled_caught
+        if not (stop_scope.cancelled_caught or cut):
             return
         why = "stop forced" if self._forced else f"not drained within {self.graceful_timeout} s"
         logger.warning(
@@ -870,6 +945,10 @@ class Reactor:
             dispatcher.in_flight,
             self._queue.statistics().depth,
         )
+
+    def _refuse_events(self) -> None:
+        # An internal task died: the app is about to fail; publish nothing more into it.
+        self._accepting = False
 
     def _force_stop(self) -> None:
         self._forced = True

@@ -93,6 +93,14 @@ class VirtualClock:
         self._wall_offset = timedelta()
         self._timers: list[_Timer] = []
         self._seq = 0
+        # Held by whoever moves time (a test's advance(), or the app's drain), so that two
+        # of them never wait for each other to block.
+        self._mover: anyio.Lock | None = None
+
+    def _lock(self) -> anyio.Lock:
+        if self._mover is None:
+            self._mover = anyio.Lock()
+        return self._mover
 
     def now(self) -> datetime:
         """Return the virtual wall time (aware UTC)."""
@@ -158,7 +166,10 @@ class VirtualClock:
         """
         if seconds < 0:
             raise ValueError("virtual time only moves forward")
-        target = self._now + seconds
+        async with self._lock():
+            await self._advance_to(self._now + seconds)
+
+    async def _advance_to(self, target: float) -> None:
         await _wait_all_tasks_blocked()
         while (deadline := self.next_deadline()) is not None and deadline <= target:
             timer = heapq.heappop(self._timers)
@@ -185,6 +196,26 @@ class VirtualClock:
         await _wait_all_tasks_blocked()
         self._now += seconds
         await self.advance(0)
+
+    async def _run_freely(self, until: float) -> None:
+        """Let virtual time flow by itself until *until*, until cancelled.
+
+        The app runs this while it drains on leaving ``async with app:``, when no test
+        can call :meth:`advance` any more: whenever every task is blocked, time jumps to
+        the next sleeper or deadline, so a handler sleeping or backing off on this clock
+        finishes as it would in real time. When only *until* (the drain's own deadline)
+        is pending, what is left waits on real work (a thread, a socket): time then
+        stands still and the app's real-time bound applies. When the next deadline is
+        past *until*, time jumps to *until*, which ends the drain.
+        """
+        while True:
+            async with self._lock():
+                await _wait_all_tasks_blocked()
+                deadline = self.next_deadline()
+                if deadline is not None and (deadline < until or self.pending > 1):
+                    await self._advance_to(max(self._now, min(deadline, until)))
+                    continue
+            await anyio.sleep(0.01)  # real work is under way: look again shortly
 
     def jump(self, seconds: float | timedelta) -> None:
         """Step the wall clock by *seconds* (negative: backward) without moving monotonic time.
