@@ -620,6 +620,8 @@ class SQLiteQueue(EventQueue):
             pending.inserts[:0] = later
             pending.letters[:0] = work.letters
             pending.discards[:0] = work.discards
+            if later:
+                self._wake_getter()  # the dispatcher writes them when nobody else does
         else:
             self._succeeded()
             if page is not None:
