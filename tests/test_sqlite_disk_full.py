@@ -157,7 +157,7 @@ async def test_a_full_disk_refuses_publishes_retries_settlements_and_recovers_by
         assert conn.execute("SELECT count(*) FROM reactor_events").fetchone() == (0,)
     [letter] = read_dead_letters(path)
     assert (letter.consumer, letter.error) == ("fails", "the provider is down")
-    assert not Path(f"{path}-lock").exists()
+    assert not await anyio.Path(f"{path}-lock").exists()
     messages = [record.getMessage() for record in caplog.records]
     assert any("disk is full" in message for message in messages)
     assert any("has recovered" in message for message in messages)
