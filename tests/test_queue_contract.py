@@ -87,11 +87,11 @@ class JournalQueue(EventQueue):
 
     async def ack(self, received: Sequence[Received]) -> None:
         for item in received:
-            del self._journal[item.token]
+            del self._journal[item.event.id]
 
     async def record_progress(self, progress: Sequence[tuple[Received, str]]) -> None:
         for item, consumer in progress:
-            self._journal[item.token].completed.add(consumer)
+            self._journal[item.event.id].completed.add(consumer)
 
     def statistics(self) -> QueueStatistics:
         return self._inner.statistics()
