@@ -30,7 +30,7 @@ import sqlite3
 import sys
 import threading
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1501,18 +1501,34 @@ def _check_header(path: Path, *, missing_ok: bool) -> bool:
     return True
 
 
+_MASTER_COLUMNS: Final = "type, name, tbl_name, sql"
+
+
+@functools.cache
+def _expected_master() -> Counter[tuple[Any, ...]]:
+    """The rows of ``sqlite_master`` (but their page numbers) that the schema creates."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        return Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
+    finally:
+        conn.close()
+
+
 def _schema_problems(conn: sqlite3.Connection) -> list[str]:
     """Find damage that SQLite's quick check cannot see; return it described, or ``[]``.
 
-    * The schema must be exactly the one this release created: a flipped byte in a
-      column's name would otherwise fail later, in the middle of a run.
+    * The schema must be exactly the one this release created, each object's type,
+      name and table as well as its SQL: a flipped byte in a column's name would
+      otherwise fail later, in the middle of a run.
     * Every event marked done must be in the index of done events and the other way
       round: a flipped type byte can turn "not done" into "done" without breaking the
       record, and the event would then be skipped without a word.
     """
     problems: list[str] = []
-    found = {sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")}
-    if found != set(_SCHEMA):
+    found = Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
+    if found != _expected_master():
         problems.append("the queue's tables are not the ones its schema version defines")
         return problems
     in_table = conn.execute(
