@@ -1439,9 +1439,12 @@ def _unavailable_cause(path: Path, exc: BaseException) -> str | None:
     elif isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return "the disk is full"
-        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO):
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            code = sqlite3.SQLITE_READONLY
+        elif exc.errno == errno.EIO:
+            code = sqlite3.SQLITE_IOERR
+        else:
             return None
-        code = sqlite3.SQLITE_IOERR
     else:
         return None
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
