@@ -23,6 +23,7 @@ import anyio
 import pytest
 
 from reactor import Event, QueueFileError, QueueUnavailableError, Reactor, Retry
+from reactor.queues import sqlite as sqlite_queue
 from reactor.queues.sqlite import SQLiteQueue, read_dead_letters
 from reactor.testing import Capture, VirtualClock
 
@@ -232,3 +233,50 @@ async def test_restarting_on_a_full_disk_reports_the_full_disk_not_a_damaged_fil
         async with app:
             await capture.wait_for(20)
     assert sorted(event.data for event in capture.events) == list(range(20))
+
+
+class ThreadLogWaiter(logging.Handler):
+    """Notes, from any thread, a record whose message contains *text*."""
+
+    def __init__(self, logger: str, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+        self.logger = logging.getLogger(logger)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+    def __enter__(self) -> ThreadLogWaiter:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self)
+
+
+async def test_the_checkpoint_thread_survives_a_full_disk(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = small_disk / "events.db"
+    # No checkpoint while the log fills up, so that the log holds what the file has not.
+    monkeypatch.setattr(sqlite_queue, "CHECKPOINT_BYTES", 1 << 30)
+    with anyio.fail_after(30):
+        async with SQLiteQueue(path) as queue:
+            for n in range(40):
+                await queue.put(Event(type="job.run", source="/test", data="x" * 8000 + str(n)))
+            filler = fill(small_disk, leave=65536)  # room for the log to grow a little
+            monkeypatch.setattr(sqlite_queue, "CHECKPOINT_BYTES", 1)
+            with ThreadLogWaiter("reactor.queues.sqlite", "checkpoint failed") as failed:
+                await queue.put(Event(type="job.run", source="/test", data="asks a checkpoint"))
+                # Copying the log into the file needs room the disk does not have.
+                assert await anyio.to_thread.run_sync(failed.seen.wait, 20)
+            assert checkpoint_thread_alive(path)
+            filler.unlink()
+            await queue.put(Event(type="job.run", source="/test", data="after"))
+            assert queue.statistics().depth == 42
+            assert checkpoint_thread_alive(path)
+        assert not checkpoint_thread_alive(path)  # stopped by close()
+    async with SQLiteQueue(path) as reopened:
+        assert reopened.statistics().depth == 42
