@@ -255,6 +255,16 @@ class SQLiteQueue(EventQueue):
     written with the next commit, a few milliseconds later, and is lost if the process
     dies before that. ``await app.publish()`` returns only after the commit.
 
+    When the file cannot be written (a full disk, most often), ``publish()`` raises
+    :class:`~reactor.QueueUnavailableError` saying why, and stores nothing; events
+    accepted by ``publish_nowait()`` and dead letters wait in memory for the next commit
+    that succeeds; the app retries its settlements until they are stored, and keeps
+    running. The queue recovers by itself once the disk has room again. Failures are
+    logged (once, when they begin, and again when they end) and counted in
+    ``app.stats().queue``: ``errors``, and ``last_error`` while it lasts. Opening a file on
+    a full disk raises :class:`~reactor.QueueUnavailableError` too, never a damaged-file
+    error. A clean close removes the ``<name>-lock`` file beside the database.
+
     :param path: the database file; created (with its schema) when missing or empty
     :param synchronous: ``"full"`` (default) makes every commit survive a power loss;
         ``"normal"`` survives a crash of the process but may lose the last commits on a
@@ -668,6 +678,9 @@ class SQLiteQueue(EventQueue):
 
     async def get_batch(self, limit: int) -> Sequence[Received]:
         """Wait for at least one committed event; return up to *limit*, oldest first.
+
+        While the file cannot be written (handing an event out is written first), this
+        keeps trying, with pauses growing up to two seconds.
 
         :raises ~reactor.QueueFileError: the backlog could not be read from the file
         """
