@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
-from reactor import Event, QueueUnavailableError
+from reactor import Event, QueueFileError, QueueUnavailableError
 from reactor.abc import Received
 from reactor.queues.sqlite import SQLiteQueue
 
@@ -159,3 +159,21 @@ async def test_acks_of_non_consecutive_events_leave_only_the_held_one(tmp_path: 
         held = {2, 5}
         await queue.settle([item for item in batch if item.event.data not in held], [])
     assert await stored(path) == [(2, 2), (5, 2)]
+
+
+async def test_a_commit_failing_for_another_reason_is_a_queue_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    async with SQLiteQueue(path) as queue:
+        await queue.put(event(1))
+        # Another program writes into the journal: the queue's next number is taken.
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute(
+                "INSERT INTO reactor_events (seq, body, published_at, crc) VALUES (2, x'00', 0, 0)"
+            )
+        with pytest.raises(QueueFileError, match="could not use") as caught:
+            await queue.put(event(2))
+        assert not isinstance(caught.value, QueueUnavailableError)
+        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+        stats = queue.statistics()
+        assert (stats.put_count, stats.depth, stats.errors) == (1, 1, 1)
+        assert stats.last_error == str(caught.value)
