@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -154,7 +155,7 @@ async def test_a_full_disk_refuses_publishes_retries_settlements_and_recovers_by
             assert checkpoint_thread_alive(path)
     assert [event.data for event in capture.events] == ["before", "held", "fail", "after"]
     assert app.stats().queue.put_count == 4
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT count(*) FROM reactor_events").fetchone() == (0,)
     [letter] = read_dead_letters(path)
     assert (letter.consumer, letter.error) == ("fails", "the provider is down")
