@@ -913,7 +913,6 @@ class SQLiteQueue(EventQueue):
         try:
             self._prepare(conn)
             self._recover(conn)
-            checkpointer = _Checkpointer(path, self._synchronous, self._busy_timeout)
         except BaseException as exc:
             conn.close()
             owner_lock.release()
@@ -927,7 +926,7 @@ class SQLiteQueue(EventQueue):
         self._conn = conn
         self._owner_lock = owner_lock
         self._unchecked = 0
-        self._checkpointer = checkpointer
+        self._checkpointer = _Checkpointer(path, self._synchronous, self._busy_timeout)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Check that the file is a queue of this schema, or create the schema."""
