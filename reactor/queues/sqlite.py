@@ -208,21 +208,21 @@ class _Work:
 
     __slots__ = (
         "acks",
-        "awaited",
         "discards",
         "done",
         "error",
         "finished",
         "inserts",
+        "kept",
         "letters",
         "progress",
     )
 
     def __init__(self) -> None:
         self.inserts: list[tuple[Received, bytes, str | None, float]] = []
-        # The inserts whose put() waits for this commit (by id): when it fails, they are
-        # that publisher's error; the others (from put_nowait) wait for the next commit.
-        self.awaited: set[int] = set()
+        # The inserts of put_nowait(), whose publishers do not wait: when the commit
+        # fails, they wait for the next one; the others are their publishers' error.
+        self.kept: list[tuple[Received, bytes, str | None, float]] = []
         self.acks: list[Any] = []  # sequence numbers (the tokens of Received)
         self.progress: list[tuple[Any, str]] = []
         self.letters: list[tuple[Any, ...]] = []
@@ -493,7 +493,7 @@ class SQLiteQueue(EventQueue):
                 f"the durable queue is full ({self._capacity} events, or {WRITE_AHEAD} "
                 "waiting to be written); use `await app.publish(...)` to wait for room"
             )
-        self._accept(event, body, only)
+        self._work.kept.append(self._accept(event, body, only))
         self._wake_getter()  # the dispatcher commits it when no publisher does
 
     def _accept(
@@ -534,14 +534,12 @@ class SQLiteQueue(EventQueue):
             await self._waiting.wait(self._room)
         row = self._accept(event, body, only)
         work = self._work
-        work.awaited.add(id(row))
         try:
             await self._commit(work)
         except BaseException:
             if not work.finished and self._writing is not work:
                 # Not written yet: take the event back, the publish did not happen.
                 work.inserts.remove(row)
-                work.awaited.discard(id(row))
                 self._depth -= 1
                 self._put_count -= 1
             raise
@@ -621,13 +619,13 @@ class SQLiteQueue(EventQueue):
             error = work.error = self._failed(exc)
             if read and not isinstance(error, QueueUnavailableError):
                 self._read_error = error
-            awaited = work.awaited
-            later = [row for row in inserts if id(row) not in awaited] if awaited else inserts
+            later = work.kept
             dropped = len(inserts) - len(later)
             self._depth -= dropped
             self._put_count -= dropped
             pending = self._work
             pending.inserts[:0] = later
+            pending.kept[:0] = later
             pending.letters[:0] = work.letters
             pending.discards[:0] = work.discards
             if later:
