@@ -327,7 +327,9 @@ async def test_requests_built_by_the_legacy_cloudevents_sdk(mode: str) -> None:
     )
     if sent_type is not None:
         expected["datacontenttype"] = sent_type
-    assert_matches_sdk(received, expected, {"a": [1, 2]})
+    # Binary mode without a Content-Type infers no content type: the body is octets.
+    data = {"a": [1, 2]} if sent_type is not None or mode == "structured" else body
+    assert_matches_sdk(received, expected, data)
 
 
 @pytest.mark.usefixtures("sdk")
