@@ -8,7 +8,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime, tzinfo
 from types import MappingProxyType, TracebackType
@@ -689,6 +689,33 @@ class Reactor:
         self._queue.put_nowait(built)
         self._published += 1
         return built
+
+    async def publish_many(self, events: Sequence[Event]) -> None:
+        """Publish a batch of events all or nothing: every one is queued, or none is.
+
+        For a sender that will retry the whole batch (the HTTP ingress's batched mode):
+        a refused batch leaves nothing behind to be delivered twice. Unlike
+        :meth:`publish`, it does not wait for room: a queue short of room for the whole
+        batch refuses it.
+
+        :param events: the events, queued in this order
+        :raises ReactorNotRunning: the app is not running
+        :raises ~reactor.QueueFull: the queue has no room for every event right now
+        :raises TypeError: an item is not an :class:`Event`
+        :raises ~reactor.PayloadTooLargeError: an event is over the queue's size limit
+        :raises ~reactor.EventFormatError: the queue cannot encode an event
+        :raises ~reactor.QueueUnavailableError: the queue cannot store events right now
+        """
+        if not self._accepting:
+            raise ReactorNotRunning(
+                "the app is not running: publish inside `async with app:` or from a "
+                "handler or source while `app.run()` runs"
+            )
+        for event in events:
+            if not isinstance(event, Event):
+                raise TypeError(f"publish_many() takes Event objects, got {event!r}")
+        await self._queue.put_many(events)
+        self._published += len(events)
 
     async def publish_and_wait(
         self,

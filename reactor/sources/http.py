@@ -37,21 +37,26 @@ status    when
 404       no route at that path
 405       not a ``POST`` (with an ``Allow: POST`` header)
 413       ``Content-Length`` or the body read so far exceeds ``max_body`` (reading stops
-          there), or a batch holds more events than the queue can ever hold
+          there), a batch holds more events than the queue can ever hold, or an event is
+          larger than the queue takes (``SQLiteQueue``'s ``max_event_size``)
 415       a content type this route does not take
-503       the queue has no room for the request's events, or the app is not running or
-          is stopping (with ``Retry-After``)
+501       a batch for a queue that cannot store batches all or nothing (a third-party
+          queue without :meth:`~reactor.abc.EventQueue.put_many`)
+503       the queue has no room for the request's events, cannot store anything right now
+          (:class:`~reactor.QueueUnavailableError`, e.g. a full disk), or the app is not
+          running or is stopping (with ``Retry-After``)
 ========  =================================================================================
+
+No client input is answered 500: every event is checked by :class:`~reactor.Event`
+whatever the queue (lone surrogates, for one, are refused before any queue sees them),
+and a queue's refusal of an event is a 4xx or a 503 as above.
 
 **Nothing answered with a 2xx is lost while the app runs**: the answer is sent only once
 every event of the request is in the ingestion queue, which the app drains before it
-stops. A request is all or nothing on the memory queue: the ingress checks that the
-queue has room for every event of a batch before publishing any, and publishes them
-without yielding. On a queue that stores with I/O (``stores_immediately`` is false) the
-room check is advisory and the events are published one by one with ``await
-app.publish``; if the app stops in the middle, the request is answered 503 and the events
-published before stay queued, so a sender's retry may deliver them twice (consumers
-deduplicate by ``source`` and ``id``, as the CloudEvents specification intends).
+stops. **A request is all or nothing on every queue**: its events are published with
+:meth:`Reactor.publish_many <reactor.Reactor.publish_many>`, which stores every event or
+none (``SQLiteQueue`` commits a batch in one transaction), so an answer other than 2xx
+means nothing of the request was stored and the sender may retry it whole.
 
 **Signatures** (Standard Webhooks): the ``webhook-signature`` header holds space-separated
 ``v1,<base64>`` entries, each an HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{body}"``
@@ -116,7 +121,10 @@ from reactor import (
     Event,
     EventFormatError,
     InvalidEventError,
+    PayloadTooLargeError,
+    QueueFileError,
     QueueFull,
+    QueueUnavailableError,
     Reactor,
     ReactorNotRunning,
     Retry,
@@ -722,38 +730,52 @@ class HttpIngress(Source):
         """Publish one event into a queue that stores without I/O (the memory queue)."""
         try:
             self._app.publish_nowait(event)
-        except QueueFull:
-            raise self._full() from None
-        except ReactorNotRunning:
-            raise _Reject(503, "the app is not running", (self._retry_header,)) from None
+        except Exception as exc:
+            raise self._refusal(exc) from None
         self._counters["accepted"] += 1
 
     async def _enqueue(self, events: list[Event]) -> None:
-        """Publish the events of one request, all of them or (with a 503) none."""
+        """Publish the events of one request, all of them or (with an error answer) none."""
         app = self._app
         queue = app.queue
         if len(events) == 1 and queue.stores_immediately:
             self._publish_now(events[0])
             return
-        stats = queue.statistics()
-        if len(events) > stats.capacity:
+        capacity = queue.capacity
+        if len(events) > capacity:
             raise _Reject(
                 413,
                 f"the batch holds {len(events)} events, more than the ingestion queue "
-                f"ever holds ({stats.capacity}); split it",
+                f"ever holds ({capacity}); split it",
             )
-        if stats.waiting_publishers or stats.depth + len(events) > stats.capacity:
-            raise self._full()
         try:
-            for event in events:
-                # On the memory queue the room check above means this never waits.
-                await app.publish(event)
-        except ReactorNotRunning:
-            raise _Reject(503, "the app stopped", (self._retry_header,)) from None
+            # All or nothing on every queue, and no waiting for room: a sender retries.
+            await app.publish_many(events)
+        except Exception as exc:
+            raise self._refusal(exc) from None
         self._counters["accepted"] += len(events)
 
-    def _full(self) -> _Reject:
-        return _Reject(503, "the ingestion queue is full; retry later", (self._retry_header,))
+    def _refusal(self, exc: Exception) -> _Reject:
+        """The answer to a queue's refusal of a request's events; re-raise anything else.
+
+        Nothing of the request was stored: the queue stores a batch all or nothing.
+        """
+        retry = (self._retry_header,)
+        if isinstance(exc, QueueFull):
+            return _Reject(503, "the ingestion queue is full; retry later", retry)
+        if isinstance(exc, ReactorNotRunning):
+            return _Reject(503, "the app is not running", retry)
+        if isinstance(exc, QueueUnavailableError | QueueFileError):
+            # The queue's trouble (a full disk), not the client's: the request may pass later.
+            logger.warning("the ingestion queue refused a request: %s", exc)
+            return _Reject(503, f"the ingestion queue cannot store events now: {exc}", retry)
+        if isinstance(exc, PayloadTooLargeError):
+            return _Reject(413, _reason(exc))
+        if isinstance(exc, EventFormatError | InvalidEventError):
+            return _Reject(400, _reason(exc))
+        if isinstance(exc, NotImplementedError):
+            return _Reject(501, f"the ingestion queue takes no batches: {exc}")
+        raise exc
 
     # -- lifespan -------------------------------------------------------------------
 
