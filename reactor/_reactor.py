@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime, tzinfo
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -525,6 +525,7 @@ class Reactor:
         type: str,
         secret: str | bytes | None = None,
         tolerance: float = 300.0,
+        scheme: Literal["standard", "github", "stripe"] = "standard",
         name: str | None = None,
         concurrency: int = 16,
         ordered_by: KeyFunction | None = None,
@@ -538,8 +539,10 @@ class Reactor:
 
         :param path: the route, e.g. ``"/github"``
         :param type: the CloudEvents type of the events made from the requests
-        :param secret: a Standard Webhooks secret (``"whsec_..."``) to verify signatures
+        :param secret: the key that verifies signatures (``None``: unsigned requests)
         :param tolerance: seconds a signature's timestamp may differ from the clock
+        :param scheme: the sender's signature scheme: ``"standard"`` (Standard Webhooks),
+            ``"github"`` (``X-Hub-Signature-256``) or ``"stripe"`` (``Stripe-Signature``)
         :param name: the consumer's name (default: the handler's)
         :param concurrency: as in :meth:`subscribe`
         :param ordered_by: as in :meth:`subscribe`
@@ -554,6 +557,7 @@ class Reactor:
             type=type,
             secret=secret,
             tolerance=tolerance,
+            scheme=scheme,
             name=name,
             concurrency=concurrency,
             ordered_by=ordered_by,

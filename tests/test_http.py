@@ -1141,11 +1141,15 @@ async def test_statistics_count_requests_by_outcome() -> None:
         await call(ingress, b"{}", signed, path="/signed")  # 200, duplicate
         await call(ingress, b"", path="/nowhere")  # 404
         await call(ingress, b"{", {"content-type": "application/cloudevents+json"})  # 400
+        await post_event(ingress, Event(type="reactor.timer", source="/x"))  # 403
+        await call(ingress, b"{}", {**signed, "webhook-signature": "v1,AAAA"}, path="/signed")
         stats = app.stats().sources["http"]
     assert stats == {
-        "requests": 6,
+        "requests": 8,
         "accepted": 2,
-        "rejected": 2,
+        "rejected": 4,
+        "unauthorized": 1,
+        "forbidden": 1,
         "unavailable": 1,
         "duplicates": 1,
     }
