@@ -315,8 +315,9 @@ class Event:
         so it is read back with that ``datacontenttype``; ``bytes`` without one are sent
         without a ``content-type`` and read back as the same bytes. ``bytes`` under a
         JSON or ``text/*`` type are the encoded body and are read back as the JSON value
-        or text they encode. (Binary mode cannot tell empty data from none: an empty body
-        is read back as ``None``.) Structured mode sends :meth:`to_json` as
+        or text they encode; ``str`` under any other type is read back as its encoded
+        ``bytes``. (Binary mode cannot tell empty data from none: an empty body is read
+        back as ``None``.) Structured mode sends :meth:`to_json` as
         ``application/cloudevents+json``.
 
         :param mode: ``"binary"`` (the default) or ``"structured"``.
