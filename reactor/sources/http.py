@@ -814,14 +814,13 @@ class HttpIngress(Source):
             raise _Reject(413, f"the body is larger than {limit} bytes")
 
         media_type = _media_type(content_type)
-        now = app.clock.now()
         if route is None:
             secret = self._secret
             if secret is None:
                 events = self._cloudevents(event_headers, media_type, binary, body)
                 self._check_allowed(events)
             else:
-                unix_now = now.timestamp()
+                unix_now = app.clock.now().timestamp()
                 sent = _verify(
                     secret, self._tolerance, msg_id, timestamp, signature, body, unix_now
                 )
@@ -832,8 +831,9 @@ class HttpIngress(Source):
                 window_end = max(sent, unix_now) + self._tolerance
                 return await self._publish_signed(key, events, unix_now, window_end)
         elif route.secret is None:
-            events = [self._webhook_event(route, msg_id, media_type, body, now)]
+            events = [self._webhook_event(route, msg_id, media_type, body, app.clock.now())]
         else:
+            now = app.clock.now()
             unix_now = now.timestamp()
             if route.scheme == "github":
                 _verify_github(route.secret, auth.get(b"x-hub-signature-256"), body)
