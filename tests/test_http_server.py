@@ -56,13 +56,13 @@ async def serving(app: Reactor) -> AsyncIterator[int]:
     port: int = sock.getsockname()[1]
     config = uvicorn.Config(app.asgi, lifespan="off", log_level="warning", access_log=False)
     server = uvicorn.Server(config)
-    async with app, anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        try:
-            yield port
-        finally:
-            server.should_exit = True
-    sock.close()
+    with sock:
+        async with app, anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield port
+            finally:
+                server.should_exit = True
 
 
 async def post(port: int, body: bytes, headers: Mapping[str, str]) -> Answer:
