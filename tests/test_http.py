@@ -1453,3 +1453,19 @@ async def test_a_queue_that_cannot_store_now_is_503_with_retry_after(size: int) 
             received = await capture.wait_for(size)
     assert [event.id for event in received] == [str(n) for n in range(size)]
     assert app.stats().sources["http"]["unavailable"] == 1
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"name": "a\\ud800"}', b'{"\\udc80": 1}', b"[1e400]", b'{"n": -1e999}']
+)
+async def test_webhook_json_no_queue_could_store_is_400_on_every_queue(body: bytes) -> None:
+    # The memory queue keeps Python objects; SQLite encodes them and would refuse these.
+    app = Reactor()
+    ingress = asgi(app)
+    ingress.webhook("/hook", type="com.example.hook")
+    async with running(app) as capture:
+        answer = await call(ingress, body, {"content-type": "application/json"}, path="/hook")
+        assert answer.status == 400
+        assert "JSON" in answer.error
+        await anyio.wait_all_tasks_blocked()
+    assert capture.events == []

@@ -508,7 +508,13 @@ class SQLiteQueue(EventQueue):
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_running()
         # Every event is encoded before any is accepted: a bad one refuses the batch.
-        bodies = [self._encode(event) for event in events]
+        bodies = []
+        for index, event in enumerate(events):
+            try:
+                bodies.append(self._encode(event))
+            except (EventFormatError, PayloadTooLargeError) as exc:
+                exc.add_note(f"event {index} of the batch (id {event.id!r})")
+                raise
         if not bodies:
             return
         if self._depth + len(bodies) > self._capacity or self._putters:

@@ -125,7 +125,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import math
 import re
@@ -152,6 +151,7 @@ from reactor import (
     ReactorNotRunning,
     Retry,
 )
+from reactor._event import _load_json
 from reactor._reactor import _UNSET, _Unset
 from reactor._subscription import Handler, KeyFunction, compile_glob
 from reactor.abc import Source
@@ -220,14 +220,6 @@ _AUTH_HEADERS = frozenset(
         b"stripe-signature",
     )
 )
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# NaN and Infinity are Python extensions that other JSON parsers (and durable queues) reject.
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 class _Reject(Exception):
@@ -1112,13 +1104,11 @@ def _parse_json(body: bytes) -> Any:
     if not body:
         raise _Reject(400, "the body is empty; a webhook takes a JSON body")
     try:
-        return _JSON_DECODER.decode(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise _Reject(400, "the body is not UTF-8 JSON") from None
-    except ValueError as exc:
-        raise _Reject(400, f"invalid JSON: {exc}") from None
-    except RecursionError:
-        raise _Reject(400, "invalid JSON: nested too deeply") from None
+        # The event codec's reader: it refuses what no queue could store either (lone
+        # surrogates, numbers out of range), so every queue takes the same bodies.
+        return _load_json(body)
+    except EventFormatError as exc:
+        raise _Reject(400, str(exc)) from None
 
 
 def _verify(
