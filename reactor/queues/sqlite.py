@@ -544,6 +544,45 @@ class SQLiteQueue(EventQueue):
                 self._put_count -= 1
             raise
 
+    async def put_many(self, events: Sequence[Event]) -> None:
+        """Store all of *events* in one transaction, or none; do not wait for room.
+
+        :raises ~reactor.QueueFull: less room than events, or publishers waiting for room
+        :raises ~reactor.ReactorNotRunning: the queue is closed
+        :raises ~reactor.EventFormatError: an event cannot be encoded as JSON
+        :raises ~reactor.PayloadTooLargeError: an encoded event is over the limit
+        :raises ~reactor.QueueFileError: the file could not be written (nothing stored)
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_running()
+        # Every event is encoded before any is accepted: a bad one refuses the batch.
+        bodies = []
+        for index, event in enumerate(events):
+            try:
+                bodies.append(self._encode(event))
+            except (EventFormatError, PayloadTooLargeError) as exc:
+                exc.add_note(f"event {index} of the batch (id {event.id!r})")
+                raise
+        if not bodies:
+            return
+        if self._depth + len(bodies) > self._capacity or self._putters:
+            raise QueueFull(
+                f"the durable queue has room for {max(self._capacity - self._depth, 0)} "
+                f"events, not the {len(bodies)} of this batch; retry later"
+            )
+        # One work item holds every row, so they are committed in one transaction.
+        rows = [self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)]
+        work = self._work
+        try:
+            await self._commit(work)
+        except BaseException:
+            if not work.finished and self._writing is not work:
+                for row in rows:
+                    work.inserts.remove(row)
+                self._depth -= len(rows)
+                self._put_count -= len(rows)
+            raise
+
     def _room(self) -> int:
         return self._capacity - self._depth
 
