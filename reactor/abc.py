@@ -263,31 +263,35 @@ class EventQueue(ABC):
         not wait for room (a batch is taken whole or refused), and when it raises, none
         of the events is stored or will be handed out.
 
-        The default implementation suits queues whose :attr:`stores_immediately` is
-        ``True``: it checks :meth:`statistics` for room for the whole batch, then calls
+        The default implementation checks :meth:`statistics` for room for the whole
+        batch, then, on a queue whose :attr:`stores_immediately` is ``True``, calls
         :meth:`put_nowait` for each event without yielding (so such a queue's
-        :meth:`put_nowait` must not fail while there is room). A queue that stores with
-        I/O overrides it, typically with one transaction for the batch.
+        :meth:`put_nowait` must not fail while there is room); on other queues it stores
+        a single event with :meth:`put`. A queue that stores with I/O overrides it to take
+        batches, typically with one transaction.
 
         :param events: the events, in the order they are to be handed out
         :raises ~reactor.QueueFull: the queue lacks room for every event right now, or
             publishers are waiting for room
-        :raises NotImplementedError: a queue that stores with I/O and does not
-            override this method
+        :raises NotImplementedError: a batch of more than one event, on a queue that
+            stores with I/O and does not override this method
         """
-        if not self.stores_immediately:
+        if not events:
+            return
+        if not self.stores_immediately and len(events) > 1:
             raise NotImplementedError(
                 f"{type(self).__name__} stores events with I/O and does not implement "
                 "put_many(); it cannot store a batch all or nothing"
             )
-        if not events:
-            return
         stats = self.statistics()
         if stats.waiting_publishers or stats.depth + len(events) > stats.capacity:
             raise QueueFull(
                 f"the ingestion queue has room for {max(stats.capacity - stats.depth, 0)} "
                 f"events, not the {len(events)} of this batch; retry later"
             )
+        if not self.stores_immediately:
+            await self.put(events[0])
+            return
         for event in events:
             self.put_nowait(event)
 

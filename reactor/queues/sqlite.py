@@ -551,7 +551,10 @@ class SQLiteQueue(EventQueue):
         :raises ~reactor.ReactorNotRunning: the queue is closed
         :raises ~reactor.EventFormatError: an event cannot be encoded as JSON
         :raises ~reactor.PayloadTooLargeError: an encoded event is over the limit
-        :raises ~reactor.QueueFileError: the file could not be written (nothing stored)
+        :raises ~reactor.QueueUnavailableError: the file cannot be written right now (a
+            full disk; nothing stored)
+        :raises ~reactor.QueueFileError: the file could not be written for another reason
+            (nothing stored)
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_running()
