@@ -49,6 +49,10 @@ def test_readme_example_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # examples may write files (a queue's database)
+    # The secrets that the ingress examples read from the environment, as a deployment sets.
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test_secret")
+    monkeypatch.setenv("EVENTS_TOKEN", "a-long-random-token")
     block = BLOCKS[index]
     exec(compile(block, f"README.md example {index}", "exec"), {"__name__": "__readme__"})
     expected = next((out for line, out in EXPECTED_OUTPUT.items() if line in block), "")
