@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -54,15 +55,29 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _QUOTED_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _CE_PREFIX = "ce-"
+# Python strings may hold surrogate code points that no UTF-8 encoder (JSON, headers,
+# SQLite) can write; CloudEvents strings are Unicode text, so they are refused up front.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# What in JSON text may decode to a surrogate: a \uD800-\uDFFF escape (paired ones decode
+# to one code point and are checked after decoding) or, in str input, a raw surrogate.
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    # 1e400 parses as inf, which no JSON encoder writes back: refuse it like Infinity.
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"the number {text} is out of range")
+    return value
+
+
 # NaN and Infinity are Python extensions that other JSON parsers reject.
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 _VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
@@ -101,7 +116,9 @@ class Event:
         characters ``[a-z0-9]`` to ``str``, ``int`` (signed 32-bit), ``bool``,
         ``bytes`` or aware ``datetime`` values.
     :raises InvalidEventError: from the constructor, naming the attribute that breaks
-        the specification.
+        the specification: among others a string attribute or extension holding a lone
+        surrogate (not Unicode text: no UTF-8 encoder, JSON or SQLite writes it), or a
+        ``datacontenttype`` outside printable ASCII.
     """
 
     type: str
@@ -120,10 +137,13 @@ class Event:
         if not (
             isinstance(self.type, str)
             and self.type
+            and self.type.isascii()
             and isinstance(self.source, str)
             and self.source
+            and self.source.isascii()
             and isinstance(self.id, str)
             and self.id
+            and self.id.isascii()
             and self.specversion == "1.0"
         ):
             _check_required(self)
@@ -196,11 +216,14 @@ class Event:
 
         Members that are not context attributes, ``data`` or ``data_base64`` are
         extensions; ``null`` members count as absent. ``data_base64`` decodes to
-        ``bytes``, ``data`` is taken as is.
+        ``bytes``, ``data`` is taken as is. What :meth:`to_dict` could not write back
+        is refused: ``data`` other than a string under a ``datacontenttype`` that is not
+        JSON.
 
         :param d: the decoded JSON object.
         :raises EventFormatError: if ``d`` is not an object, has both ``data`` and
-            ``data_base64``, or ``data_base64`` is not valid base64.
+            ``data_base64``, ``data_base64`` is not valid base64, or ``data`` is not a
+            string while ``datacontenttype`` is not JSON.
         :raises InvalidEventError: if an attribute is missing or invalid.
         :return: the event.
         """
@@ -218,6 +241,14 @@ class Event:
                     "a CloudEvent in JSON format has either 'data' or 'data_base64', not both"
                 )
             data = _decode_base64(encoded)
+        elif data is not None and not isinstance(data, str):
+            content_type = members.get("datacontenttype")
+            # The encoder writes such data only as JSON: refuse now what to_json() would.
+            if isinstance(content_type, str) and not _is_json(content_type):
+                raise EventFormatError(
+                    f"'data' is a JSON {_json_kind(data)} but datacontenttype {content_type!r} "
+                    "is not JSON: send a JSON datacontenttype, a string, or data_base64"
+                )
         return cls._from_members(members, data)
 
     @classmethod
@@ -279,12 +310,20 @@ class Event:
         except ``datacontenttype``, which becomes ``content-type``, and the data in
         the body: ``bytes`` as is, JSON content types (and no content type) as JSON,
         ``str`` encoded with the content type's charset (UTF-8 by default), ``None``
-        as an empty body. Structured mode sends :meth:`to_json` as
+        as an empty body. Data other than ``bytes`` without a ``datacontenttype`` is
+        sent with ``content-type: application/json`` (a body without one is octets),
+        so it is read back with that ``datacontenttype``; ``bytes`` without one are sent
+        without a ``content-type`` and read back as the same bytes. ``bytes`` under a
+        JSON or ``text/*`` type are the encoded body and are read back as the JSON value
+        or text they encode; ``str`` under any other type is read back as its encoded
+        ``bytes``. (Binary mode cannot tell empty data from none: an empty body is read
+        back as ``None``.) Structured mode sends :meth:`to_json` as
         ``application/cloudevents+json``.
 
         :param mode: ``"binary"`` (the default) or ``"structured"``.
-        :raises EventFormatError: if the data cannot be encoded for its content type,
-            or an attribute cannot be encoded as UTF-8.
+        :raises EventFormatError: if the data cannot be encoded for its content type
+            (in binary mode also ``bytes`` that are not JSON text, or text in the
+            charset, under such a type), or an attribute cannot be encoded as UTF-8.
         :return: ``(headers, body)``; header names are lower-case.
         """
         if mode == "structured":
@@ -307,13 +346,13 @@ class Event:
             headers[_CE_PREFIX + name] = _encode_header(_canonical_string(value))
         content_type = self.datacontenttype
         if content_type is not None:
-            # Content-Type is not percent-encoded; anything else could split the header.
-            if not (content_type.isascii() and content_type.isprintable()):
-                raise EventFormatError(
-                    f"datacontenttype {content_type!r} is not a valid HTTP Content-Type: "
-                    "use printable ASCII only"
-                )
+            # Printable ASCII (checked by the constructor): it cannot split the header.
             headers["content-type"] = content_type
+        elif self.data is not None and not isinstance(self.data, _BINARY):
+            # Data without a datacontenttype is JSON (the JSON format's default); binary
+            # mode says so, as the specification's example does, since a body without a
+            # Content-Type is read as octets.
+            headers["content-type"] = "application/json"
         return headers, _encode_body(self.data, self.datacontenttype)
 
     @classmethod
@@ -325,8 +364,8 @@ class Event:
         ``ce-id``, ``ce-source`` and ``ce-type`` headers. In binary mode the body
         becomes the data: parsed JSON for JSON content types, ``str`` for ``text/*``
         (decoded with the charset parameter, UTF-8 by default), ``bytes`` otherwise.
-        Without a content type a body that parses as JSON is taken as JSON (the
-        CloudEvents default), any other body as ``bytes``. An empty body is ``None``.
+        Without a content type no content type is inferred: the body is ``bytes``
+        (HTTP binding 3.1.1). An empty body is ``None``.
 
         :param headers: the request headers, a mapping or ``(name, value)`` pairs of
             ``str`` or ``bytes``; names are case-insensitive.
@@ -439,6 +478,7 @@ def _check_required(event: Event) -> None:
         value = getattr(event, name)
         if not (isinstance(value, str) and value):
             raise InvalidEventError(name, f"must be a non-empty str, got {value!r}")
+        _check_unicode(name, value)
     if event.specversion != "1.0":
         raise InvalidEventError(
             "specversion", f"must be '1.0', the only version supported, got {event.specversion!r}"
@@ -448,8 +488,27 @@ def _check_required(event: Event) -> None:
 def _check_optional(event: Event) -> None:
     for name in ("subject", "datacontenttype", "dataschema"):
         value = getattr(event, name)
-        if value is not None and not (isinstance(value, str) and value):
+        if value is None:
+            continue
+        if not (isinstance(value, str) and value):
             raise InvalidEventError(name, f"must be a non-empty str or None, got {value!r}")
+        _check_unicode(name, value)
+    content_type = event.datacontenttype
+    if content_type is not None and not (content_type.isascii() and content_type.isprintable()):
+        # A media type (RFC 2045) is printable ASCII; anything else cannot be sent as the
+        # Content-Type of binary mode.
+        raise InvalidEventError(
+            "datacontenttype", f"must be a media type in printable ASCII, got {content_type!r}"
+        )
+
+
+def _check_unicode(name: str, value: str) -> None:
+    if not value.isascii() and _SURROGATE.search(value) is not None:
+        raise InvalidEventError(
+            name,
+            f"{value!r} holds a lone surrogate, which is not Unicode text and cannot be "
+            "encoded as UTF-8",
+        )
 
 
 def _to_utc(name: str, value: object) -> datetime:
@@ -480,7 +539,10 @@ def _checked_extensions(extensions: object) -> Mapping[str, ExtensionValue]:
             raise InvalidEventError(
                 name, "is a context attribute or data member, not an extension; pass it as such"
             )
-        if isinstance(value, str | bytes):
+        if isinstance(value, str):
+            _check_unicode(name, value)
+            checked[name] = value
+        elif isinstance(value, bytes):
             checked[name] = value
         elif isinstance(value, int):  # bool included: always in range
             if not _INT32_MIN <= value <= _INT32_MAX:
@@ -562,6 +624,16 @@ def _is_json(content_type: str | None) -> bool:
         return True
     subtype = _media_type(content_type)[0].partition("/")[2]
     return subtype == "json" or subtype.endswith("+json")
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, bool):
+        return "boolean"
+    return "number"
 
 
 def _not_text(content_type: str | None, data: object) -> EventFormatError:
@@ -653,11 +725,38 @@ def _load_json(data: object) -> Any:
     if not isinstance(data, str):
         raise EventFormatError(f"expected JSON as bytes or str, got {type(data).__name__}")
     try:
-        return _JSON_DECODER.decode(data)
+        value = _JSON_DECODER.decode(data)
     except ValueError as exc:
         raise EventFormatError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise EventFormatError("invalid JSON: nested too deeply") from None
+    if _MAYBE_SURROGATE.search(data) is not None:
+        where = _surrogate_in(value, "")
+        if where is not None:
+            raise EventFormatError(
+                f"invalid JSON: the string at {where} holds a lone surrogate (a \\uD800 to "
+                "\\uDFFF escape without its pair), which is not Unicode text"
+            )
+    return value
+
+
+def _surrogate_in(value: object, path: str) -> str | None:
+    """The path of the first string (or key) in decoded JSON holding a lone surrogate."""
+    if isinstance(value, str):
+        return (path or "the top level") if _SURROGATE.search(value) is not None else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATE.search(key) is not None:
+                return f"{path or 'the top level'} (a key)"
+            found = _surrogate_in(item, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _surrogate_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 # -- HTTP --------------------------------------------------------------------------
@@ -741,7 +840,21 @@ def _encode_body(data: Any, content_type: str | None) -> bytes:
     if data is None:
         return b""
     if isinstance(data, _BINARY):
-        return bytes(data)
+        body = bytes(data)
+        if content_type is not None and (
+            _is_json(content_type) or _media_type(content_type)[0].startswith("text/")
+        ):
+            # The body is read back as the JSON value or the text it encodes: bytes that
+            # do not decode so would make a message no receiver (reactor included) reads.
+            try:
+                _decode_body(body, content_type)
+            except EventFormatError as exc:
+                raise EventFormatError(
+                    f"bytes data under datacontenttype {content_type!r} must be what that "
+                    f"type says in binary mode ({exc}); send structured mode, or another "
+                    "datacontenttype"
+                ) from None
+        return body
     if _is_json(content_type):
         return _dump_json(data)
     if not isinstance(data, str):
@@ -759,12 +872,10 @@ def _decode_body(body: bytes, content_type: str | None) -> Any:
     if not body:
         return None
     if content_type is None:
-        # No Content-Type: CloudEvents implies JSON, HTTP implies octets; take
-        # whichever the body is.
-        try:
-            return _load_json(body)
-        except EventFormatError:
-            return body
+        # Binary mode without a Content-Type: no content type is inferred (HTTP binding
+        # 3.1.1), so the body is octets. Guessing JSON would turn the bytes b"null" or
+        # b'{ "a": 1 }' that an event carried into other data.
+        return body
     if _is_json(content_type):
         return _load_json(body)
     media_type, charset = _media_type(content_type)

@@ -8,12 +8,12 @@ import math
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime, tzinfo
 from functools import partial
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -472,6 +472,7 @@ class Reactor:
         force_polling: bool = False,
         poll_interval: float = 0.3,
         follow_symlinks: bool = False,
+        status_events: bool = False,
         name: str | None = None,
         concurrency: int = 16,
         ordered_by: KeyFunction | _Unset | None = _UNSET,
@@ -490,6 +491,8 @@ class Reactor:
         :param force_polling: poll instead of OS notifications (network mounts, containers)
         :param poll_interval: seconds between polls when polling
         :param follow_symlinks: report changes behind symbolic links
+        :param status_events: also hand the handler the root missing, root restored and gap
+            events (by default it gets the file events matching *pattern* only)
         :param name: the source's and consumer's name (default: the handler's)
         :param concurrency: as in :meth:`subscribe`
         :param ordered_by: as in :meth:`subscribe` (default: one file's changes in order)
@@ -507,6 +510,7 @@ class Reactor:
             force_polling=force_polling,
             poll_interval=poll_interval,
             follow_symlinks=follow_symlinks,
+            status_events=status_events,
             name=name,
             concurrency=concurrency,
             timeout=timeout,
@@ -533,6 +537,7 @@ class Reactor:
         type: str,
         secret: str | bytes | None = None,
         tolerance: float = 300.0,
+        scheme: Literal["standard", "github", "stripe"] = "standard",
         name: str | None = None,
         concurrency: int = 16,
         ordered_by: KeyFunction | None = None,
@@ -546,8 +551,10 @@ class Reactor:
 
         :param path: the route, e.g. ``"/github"``
         :param type: the CloudEvents type of the events made from the requests
-        :param secret: a Standard Webhooks secret (``"whsec_..."``) to verify signatures
+        :param secret: the key that verifies signatures (``None``: unsigned requests)
         :param tolerance: seconds a signature's timestamp may differ from the clock
+        :param scheme: the sender's signature scheme: ``"standard"`` (Standard Webhooks),
+            ``"github"`` (``X-Hub-Signature-256``) or ``"stripe"`` (``Stripe-Signature``)
         :param name: the consumer's name (default: the handler's)
         :param concurrency: as in :meth:`subscribe`
         :param ordered_by: as in :meth:`subscribe`
@@ -562,6 +569,7 @@ class Reactor:
             type=type,
             secret=secret,
             tolerance=tolerance,
+            scheme=scheme,
             name=name,
             concurrency=concurrency,
             ordered_by=ordered_by,
@@ -703,6 +711,33 @@ class Reactor:
         self._queue.put_nowait(built)
         self._published += 1
         return built
+
+    async def publish_many(self, events: Sequence[Event]) -> None:
+        """Publish a batch of events all or nothing: every one is queued, or none is.
+
+        For a sender that will retry the whole batch (the HTTP ingress's batched mode):
+        a refused batch leaves nothing behind to be delivered twice. Unlike
+        :meth:`publish`, it does not wait for room: a queue short of room for the whole
+        batch refuses it.
+
+        :param events: the events, queued in this order
+        :raises ReactorNotRunning: the app is not running
+        :raises ~reactor.QueueFull: the queue has no room for every event right now
+        :raises TypeError: an item is not an :class:`Event`
+        :raises ~reactor.PayloadTooLargeError: an event is over the queue's size limit
+        :raises ~reactor.EventFormatError: the queue cannot encode an event
+        :raises ~reactor.QueueUnavailableError: the queue cannot store events right now
+        """
+        if not self._accepting:
+            raise ReactorNotRunning(
+                "the app is not running: publish inside `async with app:` or from a "
+                "handler or source while `app.run()` runs"
+            )
+        for event in events:
+            if not isinstance(event, Event):
+                raise TypeError(f"publish_many() takes Event objects, got {event!r}")
+        await self._queue.put_many(events)
+        self._published += len(events)
 
     async def publish_and_wait(
         self,

@@ -18,6 +18,7 @@ from anyio.abc import TaskStatus
 
 from ._clock import Clock as Clock
 from ._event import Event
+from ._exceptions import QueueFull
 from ._outcomes import DeadLetter
 from ._stats import QueueStatistics
 
@@ -180,6 +181,9 @@ class EventQueue(ABC):
     * **Durability.** :meth:`put` returns once the event is stored at the queue's
       promised durability; an event accepted by :meth:`put` is handed out by
       :meth:`get_batch` at least once (durable queues) or at most once (memory).
+    * **Batches are all or nothing.** :meth:`put_many` stores every event of a batch or
+      none: when it raises, no event of the batch is stored or handed out, so a sender
+      that retries the whole batch creates no duplicates.
     * **Settlement.** The dispatcher reports settlements in batches through
       :meth:`settle`: events all of whose deliveries settled (succeeded or
       dead-lettered), and consumers that settled an event whose other consumers are
@@ -251,6 +255,45 @@ class EventQueue(ABC):
         :param event: the event to store
         :param only: deliver it to these consumers only (``None``: every match)
         """
+
+    async def put_many(self, events: Sequence[Event]) -> None:
+        """Store all of *events*, in order, or none of them.
+
+        Returns once every event is stored at the queue's promised durability. It does
+        not wait for room (a batch is taken whole or refused), and when it raises, none
+        of the events is stored or will be handed out.
+
+        The default implementation checks :meth:`statistics` for room for the whole
+        batch, then, on a queue whose :attr:`stores_immediately` is ``True``, calls
+        :meth:`put_nowait` for each event without yielding (so such a queue's
+        :meth:`put_nowait` must not fail while there is room); on other queues it stores
+        a single event with :meth:`put`. A queue that stores with I/O overrides it to take
+        batches, typically with one transaction.
+
+        :param events: the events, in the order they are to be handed out
+        :raises ~reactor.QueueFull: the queue lacks room for every event right now, or
+            publishers are waiting for room
+        :raises NotImplementedError: a batch of more than one event, on a queue that
+            stores with I/O and does not override this method
+        """
+        if not events:
+            return
+        if not self.stores_immediately and len(events) > 1:
+            raise NotImplementedError(
+                f"{type(self).__name__} stores events with I/O and does not implement "
+                "put_many(); it cannot store a batch all or nothing"
+            )
+        stats = self.statistics()
+        if stats.waiting_publishers or stats.depth + len(events) > stats.capacity:
+            raise QueueFull(
+                f"the ingestion queue has room for {max(stats.capacity - stats.depth, 0)} "
+                f"events, not the {len(events)} of this batch; retry later"
+            )
+        if not self.stores_immediately:
+            await self.put(events[0])
+            return
+        for event in events:
+            self.put_nowait(event)
 
     @abstractmethod
     def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:

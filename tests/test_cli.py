@@ -552,3 +552,10 @@ def test_missing_import_inside_the_app_shows_its_traceback(spawn: Callable[..., 
     assert "Traceback" in child.output
     assert "No module named 'cliapp_missing_dependency'" in child.lines[-1]
     assert "reactor: error:" not in child.output
+
+
+def test_an_app_whose_dispatcher_dies_exits_non_zero(spawn: Callable[..., Child]) -> None:
+    child = spawn("run", "--app-dir=tests/apps", "cliapp_dying:app")
+    assert child.exit_code() == 1
+    assert "the queue's storage broke" in child.output
+    assert "reactor's dispatcher task died; the app stops" in child.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -9,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from cronsim import CronSim
+from hypothesis import HealthCheck, assume, event, given, reject, settings
 from hypothesis import strategies as st
 
 from reactor import Event, InvalidScheduleError, Reactor
@@ -337,8 +339,8 @@ def test_searches_across_daylight_saving_changes_terminate_and_move_forward() ->
                         moment = fire
 
 
-def test_a_midnight_change_that_loops_cronsim_is_searched_by_minutes() -> None:
-    # cronsim alone never returns from this search (a change at 00:01 in St. John's).
+def test_a_change_just_after_midnight_in_st_johns() -> None:
+    # cronsim never returns from this search (a change at 00:01 in St. John's).
     trigger = CronTrigger("26/7 */21 30 11 0,4", "America/St_Johns", reference=START)
     found = chain(trigger, datetime(2008, 10, 29, 17, tzinfo=UTC), 6)
     assert found == [
@@ -355,7 +357,7 @@ def test_a_midnight_change_that_loops_cronsim_is_searched_by_minutes() -> None:
 
 def test_a_half_hour_change_does_not_throw_real_time_jobs_off() -> None:
     # Lord Howe Island moves its clocks by 30 minutes, at 02:00 on 2026-10-04; cronsim
-    # alone gives 06:30 and 07:58 here.
+    # gives 06:30 and 07:58 here.
     lord_howe = ZoneInfo("Australia/Lord_Howe")
     hourly = CronTrigger("* 6 * * *", lord_howe, reference=START)
     assert chain(hourly, datetime(2026, 10, 3, 22, 31, tzinfo=lord_howe), 2) == [
@@ -608,3 +610,742 @@ async def test_a_restarted_app_does_not_repeat_the_last_run() -> None:
         "2026-01-01T01:00:00Z",
         "2026-01-01T02:00:00Z",
     ]
+
+
+# -- offset changes of any size at any minute ----------------------------------------------------
+
+
+def local(name: str, *parts: int, fold: int = 0) -> datetime:
+    """The wall-clock time *parts* (year, month, day[, hour[, minute[, second]]]) in *name*."""
+    year, month, day, hour, minute, second = (*parts, 0, 0, 0)[:6]
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(name), fold=fold)
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "expected"),
+    [
+        # Havana springs forward at 00:00 CST on 2026-03-08 (a Sunday), to 01:00 CDT.
+        pytest.param(
+            "America/Havana",
+            local("America/Havana", 2026, 3, 7, 21),
+            [
+                "2026-03-07T22:00:00-05:00",
+                "2026-03-08T01:00:00-04:00",  # 00:00, skipped: the day begins at 01:00
+                "2026-03-08T02:00:00-04:00",
+                "2026-03-08T04:00:00-04:00",
+            ],
+            id="havana",
+        ),
+        # Santiago springs forward at 00:00 on 2026-09-06 (a Sunday), from -04 to -03.
+        pytest.param(
+            "America/Santiago",
+            local("America/Santiago", 2026, 9, 5, 21),
+            [
+                "2026-09-05T22:00:00-04:00",
+                "2026-09-06T01:00:00-03:00",
+                "2026-09-06T02:00:00-03:00",
+                "2026-09-06T04:00:00-03:00",
+            ],
+            id="santiago",
+        ),
+        # Tehran sprang forward at 00:00 on 2021-03-22 (a Monday), from +03:30 to +04:30.
+        pytest.param(
+            "Asia/Tehran",
+            local("Asia/Tehran", 2021, 3, 21, 21),
+            [
+                "2021-03-21T22:00:00+03:30",
+                "2021-03-22T01:00:00+04:30",
+                "2021-03-22T02:00:00+04:30",
+                "2021-03-22T04:00:00+04:30",
+            ],
+            id="tehran",
+        ),
+    ],
+)
+def test_a_gap_that_swallows_midnight_moves_the_midnight_run(
+    zone: str, start: datetime, expected: list[str]
+) -> None:
+    every_day = CronTrigger("0 */2 * * *", zone, reference=START)
+    assert chain(every_day, start, 4) == expected
+    # Restricted to the day of the change, the job runs the same that day (it always did).
+    weekday = (start + timedelta(days=1)).isoweekday() % 7
+    that_day = CronTrigger(f"0 */2 * * {weekday}", zone, reference=START)
+    assert chain(that_day, start, 3) == expected[1:]
+
+
+CHATHAM = "Pacific/Chatham"  # changes at 02:45 standard time, 03:45 daylight time
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "start", "expected"),
+    [
+        # Chatham springs forward at 02:45 +12:45 on 2026-09-27, to 03:45 +13:45.
+        pytest.param(
+            "*/5 */2 * * *",
+            CHATHAM,
+            local(CHATHAM, 2026, 9, 27, 2, 30),
+            [
+                "2026-09-27T02:35:00+12:45",
+                "2026-09-27T02:40:00+12:45",
+                # 02:45-02:55 were skipped; 03:45-03:55 are outside the hours */2
+                "2026-09-27T04:00:00+13:45",
+                "2026-09-27T04:05:00+13:45",
+            ],
+            id="chatham-real-time-across-the-gap",
+        ),
+        pytest.param(
+            "*/5 3 * * *",
+            CHATHAM,
+            local(CHATHAM, 2026, 9, 27, 2, 30),
+            ["2026-09-27T03:45:00+13:45", "2026-09-27T03:50:00+13:45", "2026-09-27T03:55:00+13:45"],
+            id="chatham-real-time-after-the-gap",
+        ),
+        pytest.param(
+            "50 2 * * *",
+            CHATHAM,
+            local(CHATHAM, 2026, 9, 26, 12),
+            ["2026-09-27T03:45:00+13:45", "2026-09-28T02:50:00+13:45"],
+            id="chatham-fixed-time-in-the-gap",
+        ),
+        pytest.param(
+            "45 2 * * *",
+            CHATHAM,
+            local(CHATHAM, 2026, 9, 26, 12),
+            ["2026-09-27T03:45:00+13:45", "2026-09-28T02:45:00+13:45"],
+            id="chatham-fixed-time-at-the-start-of-the-gap",
+        ),
+        # Chatham falls back at 03:45 +13:45 on 2026-04-05, to 02:45 +12:45.
+        pytest.param(
+            "*/5 */2 * * *",
+            CHATHAM,
+            local(CHATHAM, 2026, 4, 5, 2, 40),
+            [
+                "2026-04-05T02:45:00+13:45",
+                "2026-04-05T02:50:00+13:45",
+                "2026-04-05T02:55:00+13:45",
+                "2026-04-05T02:45:00+12:45",  # the repeated pass
+                "2026-04-05T02:50:00+12:45",
+                "2026-04-05T02:55:00+12:45",
+                "2026-04-05T04:00:00+12:45",
+            ],
+            id="chatham-real-time-in-both-passes",
+        ),
+        pytest.param(
+            "50 2 * * *",
+            CHATHAM,
+            local(CHATHAM, 2026, 4, 4, 12),
+            ["2026-04-05T02:50:00+13:45", "2026-04-06T02:50:00+12:45"],
+            id="chatham-fixed-time-at-the-first-pass",
+        ),
+        pytest.param(
+            "50 2 * * *",
+            CHATHAM,
+            local(CHATHAM, 2026, 4, 5, 2, 47, fold=1),
+            ["2026-04-06T02:50:00+12:45"],
+            id="chatham-fixed-time-from-inside-the-second-pass",
+        ),
+        # Lord Howe Island moves 30 minutes: 02:00 -> 02:30 on 2026-10-04 ...
+        pytest.param(
+            "*/10 * * * *",
+            "Australia/Lord_Howe",
+            local("Australia/Lord_Howe", 2026, 10, 4, 1, 45),
+            ["2026-10-04T01:50:00+10:30", "2026-10-04T02:30:00+11:00"],
+            id="lord-howe-real-time-across-the-gap",
+        ),
+        pytest.param(
+            "15 2 * * *",
+            "Australia/Lord_Howe",
+            local("Australia/Lord_Howe", 2026, 10, 3, 12),
+            ["2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"],
+            id="lord-howe-fixed-time-in-the-gap",
+        ),
+        # ... and 02:00 -> 01:30 on 2026-04-05.
+        pytest.param(
+            "*/10 1 * * *",
+            "Australia/Lord_Howe",
+            local("Australia/Lord_Howe", 2026, 4, 5, 1, 25),
+            [
+                "2026-04-05T01:30:00+11:00",
+                "2026-04-05T01:40:00+11:00",
+                "2026-04-05T01:50:00+11:00",
+                "2026-04-05T01:30:00+10:30",
+                "2026-04-05T01:40:00+10:30",
+                "2026-04-05T01:50:00+10:30",
+                "2026-04-06T01:00:00+10:30",
+            ],
+            id="lord-howe-real-time-in-both-passes",
+        ),
+        pytest.param(
+            "45 1 * * *",
+            "Australia/Lord_Howe",
+            local("Australia/Lord_Howe", 2026, 4, 4, 12),
+            ["2026-04-05T01:45:00+11:00", "2026-04-06T01:45:00+10:30"],
+            id="lord-howe-fixed-time-at-the-first-pass",
+        ),
+        # Samoa skipped a whole day, 2011-12-30: its runs become one, at the first
+        # instant of the 31st.
+        pytest.param(
+            "0 9,17 * * *",
+            "Pacific/Apia",
+            local("Pacific/Apia", 2011, 12, 29, 12),
+            [
+                "2011-12-29T17:00:00-10:00",
+                "2011-12-31T00:00:00+14:00",
+                "2011-12-31T09:00:00+14:00",
+            ],
+            id="apia-fixed-time-in-a-skipped-day",
+        ),
+        pytest.param(
+            "0 */8 * * *",
+            "Pacific/Apia",
+            local("Pacific/Apia", 2011, 12, 29, 12),
+            [
+                "2011-12-29T16:00:00-10:00",
+                "2011-12-31T00:00:00+14:00",
+                "2011-12-31T08:00:00+14:00",
+            ],
+            id="apia-real-time-in-a-skipped-day",
+        ),
+    ],
+)
+def test_offset_changes_at_any_minute(
+    expression: str, zone: str, start: datetime, expected: list[str]
+) -> None:
+    trigger = CronTrigger(expression, zone, reference=START)
+    assert chain(trigger, start, len(expected)) == expected
+    for fire in expected:
+        moment = datetime.fromisoformat(fire)
+        assert trigger.last_at_or_before(moment) == moment
+        assert trigger.last_at_or_before(moment - timedelta(microseconds=1)) != moment
+
+
+async def test_the_midnight_run_in_havana_in_virtual_time() -> None:
+    clock = VirtualClock(start=local("America/Havana", 2026, 3, 7, 21))
+    app = Reactor(clock=clock)
+    runs = Runs(clock)
+    timers.cron(app, "0 */2 * * *", tz="America/Havana", name="two-hourly")(runs)
+    async with app:
+        await clock.advance(6 * 3600)
+    assert [d["scheduled"] for d in runs.data] == [
+        "2026-03-08T03:00:00Z",  # 22:00 CST
+        "2026-03-08T05:00:00Z",  # 01:00 CDT: 00:00 never came
+        "2026-03-08T06:00:00Z",  # 02:00 CDT
+        "2026-03-08T08:00:00Z",  # 04:00 CDT
+    ]
+    assert runs.starts == [3600, 3 * 3600, 4 * 3600, 6 * 3600]
+    assert not any(d["late"] or d["missed"] for d in runs.data)
+
+
+async def test_a_chatham_job_crosses_the_02_45_change_in_virtual_time() -> None:
+    clock = VirtualClock(start=local(CHATHAM, 2026, 9, 27, 2, 30))
+    app = Reactor(clock=clock)
+    runs = Runs(clock)
+    timers.cron(app, "*/5 */2 * * *", tz=CHATHAM, name="five")(runs)
+    async with app:
+        await clock.advance(35 * 60)
+    assert [d["scheduled"] for d in runs.data] == [
+        "2026-09-26T13:50:00Z",  # 02:35 +12:45
+        "2026-09-26T13:55:00Z",  # 02:40 +12:45
+        "2026-09-26T14:15:00Z",  # 04:00 +13:45
+        "2026-09-26T14:20:00Z",  # 04:05 +13:45
+    ]
+    assert runs.starts == [300, 600, 1800, 2100]
+
+
+# -- the oracles' own published test vectors ---------------------------------------------------
+
+RIGA = "Europe/Riga"
+
+# From cronsim's test suite (github.com/cuu508/cronsim, tests/test_cronsim.py, class
+# TestDstTransitions, as of commit 098dd10491d9e1612ee54041afc41b1d6ddc3389). Riga in
+# 2021 springs forward on March 28 at 03:00 (+02:00 -> 04:00 +03:00) and falls back on
+# October 31 at 04:00 (+03:00 -> 03:00 +02:00). Each row: expression, start (local), the
+# times that follow.
+CRONSIM_DST_VECTORS: list[tuple[str, tuple[int, ...], list[str]]] = [
+    ("0 * * * *", (2021, 3, 28, 1, 30), ["2021-03-28T02:00:00+02:00", "2021-03-28T04:00:00+03:00"]),
+    (
+        "0 * * * *",
+        (2021, 10, 31, 1, 30),
+        [
+            "2021-10-31T02:00:00+03:00",
+            "2021-10-31T03:00:00+03:00",
+            "2021-10-31T03:00:00+02:00",
+            "2021-10-31T04:00:00+02:00",
+        ],
+    ),
+    (
+        "*/30 * * * *",
+        (2021, 3, 28, 2, 10),
+        ["2021-03-28T02:30:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-28T04:30:00+03:00"],
+    ),
+    (
+        "*/30 * * * *",
+        (2021, 10, 31, 2, 10),
+        [
+            "2021-10-31T02:30:00+03:00",
+            "2021-10-31T03:00:00+03:00",
+            "2021-10-31T03:30:00+03:00",
+            "2021-10-31T03:00:00+02:00",
+            "2021-10-31T03:30:00+02:00",
+            "2021-10-31T04:00:00+02:00",
+        ],
+    ),
+    (
+        "*/15 * * * *",
+        (2021, 3, 28, 2, 40),
+        ["2021-03-28T02:45:00+02:00", "2021-03-28T04:00:00+03:00"],
+    ),
+    (
+        "*/15 * * * *",
+        (2021, 10, 31, 2, 40),
+        [
+            "2021-10-31T02:45:00+03:00",
+            "2021-10-31T03:00:00+03:00",
+            "2021-10-31T03:15:00+03:00",
+            "2021-10-31T03:30:00+03:00",
+            "2021-10-31T03:45:00+03:00",
+            "2021-10-31T03:00:00+02:00",
+            "2021-10-31T03:15:00+02:00",
+            "2021-10-31T03:30:00+02:00",
+            "2021-10-31T03:45:00+02:00",
+            "2021-10-31T04:00:00+02:00",
+        ],
+    ),
+    (
+        "0 */2 * * *",
+        (2021, 3, 28, 1, 30),
+        ["2021-03-28T02:00:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-28T06:00:00+03:00"],
+    ),
+    (
+        "0 */2 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T02:00:00+03:00", "2021-10-31T04:00:00+02:00", "2021-10-31T06:00:00+02:00"],
+    ),
+    (
+        "30 */2 * * *",
+        (2021, 3, 28, 1, 30),
+        ["2021-03-28T02:30:00+02:00", "2021-03-28T04:30:00+03:00"],
+    ),
+    (
+        "30 */2 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T02:30:00+03:00", "2021-10-31T04:30:00+02:00"],
+    ),
+    (
+        "0 */3 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T03:00:00+03:00", "2021-10-31T03:00:00+02:00", "2021-10-31T06:00:00+02:00"],
+    ),
+    (
+        "0 1,2,3,4,5 * * *",
+        (2021, 3, 28, 1, 30),
+        ["2021-03-28T02:00:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-28T05:00:00+03:00"],
+    ),
+    (
+        "0 1,2,3,4,5 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T02:00:00+03:00", "2021-10-31T03:00:00+03:00", "2021-10-31T04:00:00+02:00"],
+    ),
+    (
+        "30 1,2,3,4,5 * * *",
+        (2021, 3, 28, 1, 30),
+        ["2021-03-28T02:30:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-28T04:30:00+03:00"],
+    ),
+    (
+        "30 1,2,3,4,5 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T02:30:00+03:00", "2021-10-31T03:30:00+03:00", "2021-10-31T04:30:00+02:00"],
+    ),
+    ("0 2 * * *", (2021, 3, 28, 1, 30), ["2021-03-28T02:00:00+02:00", "2021-03-29T02:00:00+03:00"]),
+    (
+        "0 2 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T02:00:00+03:00", "2021-11-01T02:00:00+02:00"],
+    ),
+    (
+        "0 3 * * *",
+        (2021, 3, 27, 1, 30),
+        ["2021-03-27T03:00:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-29T03:00:00+03:00"],
+    ),
+    (
+        "0 3 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T03:00:00+03:00", "2021-11-01T03:00:00+02:00"],
+    ),
+    (
+        "0 4 * * *",
+        (2021, 3, 27, 1, 30),
+        ["2021-03-27T04:00:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-29T04:00:00+03:00"],
+    ),
+    (
+        "0 4 * * *",
+        (2021, 10, 30, 1, 30),
+        ["2021-10-30T04:00:00+03:00", "2021-10-31T04:00:00+02:00", "2021-11-01T04:00:00+02:00"],
+    ),
+    (
+        "0 " + ",".join(map(str, range(24))) + " * * *",
+        (2021, 3, 28, 1, 30),
+        ["2021-03-28T02:00:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-28T05:00:00+03:00"],
+    ),
+    (
+        "0 " + ",".join(map(str, range(24))) + " * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T02:00:00+03:00", "2021-10-31T03:00:00+03:00", "2021-10-31T04:00:00+02:00"],
+    ),
+    (
+        "0 1,3,5,7,9,11,13,15,17,19,21,23 * * *",
+        (2021, 3, 28, 0, 30),
+        ["2021-03-28T01:00:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-28T05:00:00+03:00"],
+    ),
+    (
+        "0 1,3,5,7,9,11,13,15,17,19,21,23 * * *",
+        (2021, 10, 31, 0, 30),
+        ["2021-10-31T01:00:00+03:00", "2021-10-31T03:00:00+03:00", "2021-10-31T05:00:00+02:00"],
+    ),
+    (
+        "0 1-5 * * *",
+        (2021, 3, 28, 1, 30),
+        ["2021-03-28T02:00:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-28T05:00:00+03:00"],
+    ),
+    (
+        "0 1-5 * * *",
+        (2021, 10, 31, 1, 30),
+        ["2021-10-31T02:00:00+03:00", "2021-10-31T03:00:00+03:00", "2021-10-31T04:00:00+02:00"],
+    ),
+    (
+        "15 3 * * *",
+        (2021, 3, 27, 0, 0),
+        ["2021-03-27T03:15:00+02:00", "2021-03-28T04:00:00+03:00", "2021-03-29T03:15:00+03:00"],
+    ),
+    (
+        "15 3 * * *",
+        (2021, 10, 30, 0, 0),
+        ["2021-10-30T03:15:00+03:00", "2021-10-31T03:15:00+03:00", "2021-11-01T03:15:00+02:00"],
+    ),
+    ("* * * * *", (2021, 3, 28, 2, 58), ["2021-03-28T02:59:00+02:00", "2021-03-28T04:00:00+03:00"]),
+    (
+        "* * * * *",
+        (2021, 10, 31, 3, 58),
+        ["2021-10-31T03:59:00+03:00", "2021-10-31T03:00:00+02:00", "2021-10-31T03:01:00+02:00"],
+    ),
+    (
+        "* 1-6 * * *",
+        (2021, 3, 28, 2, 58),
+        ["2021-03-28T02:59:00+02:00", "2021-03-28T04:00:00+03:00"],
+    ),
+    (
+        "* 1-6 * * *",
+        (2021, 10, 31, 3, 58),
+        ["2021-10-31T03:59:00+03:00", "2021-10-31T03:00:00+02:00", "2021-10-31T03:01:00+02:00"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("expression", "start", "expected"), CRONSIM_DST_VECTORS)
+def test_cronsims_daylight_saving_vectors(
+    expression: str, start: tuple[int, ...], expected: list[str]
+) -> None:
+    trigger = CronTrigger(expression, RIGA, reference=START)
+    assert chain(trigger, local(RIGA, *start), len(expected)) == expected
+
+
+EASTERN = "America/New_York"  # croniter's tests say "US/Eastern", an alias of it
+
+
+# From croniter's test suite (github.com/kiorky/croniter,
+# src/croniter/tests/test_croniter_dst.py, as of commit
+# 517f8baa899c05af340b5d0442caa3fc6c321e8d): test_range_dst_backwards runs "m h * * *"
+# from 2020-10-30 to 2020-11-03 in US/Eastern, which falls back on 2020-11-01 at 02:00
+# EDT to 01:00 EST: a repeated time runs once, at its first pass, as here.
+@pytest.mark.parametrize(
+    ("hour", "minute", "expected"),
+    [
+        (0, 0, ["2020-10-30T00:00:00-04:00", "2020-10-31T00:00:00-04:00",
+                "2020-11-01T00:00:00-04:00", "2020-11-02T00:00:00-05:00",
+                "2020-11-03T00:00:00-05:00"]),
+        (0, 30, ["2020-10-30T00:30:00-04:00", "2020-10-31T00:30:00-04:00",
+                 "2020-11-01T00:30:00-04:00", "2020-11-02T00:30:00-05:00"]),
+        (1, 0, ["2020-10-30T01:00:00-04:00", "2020-10-31T01:00:00-04:00",
+                "2020-11-01T01:00:00-04:00", "2020-11-02T01:00:00-05:00"]),
+        (1, 30, ["2020-10-30T01:30:00-04:00", "2020-10-31T01:30:00-04:00",
+                 "2020-11-01T01:30:00-04:00", "2020-11-02T01:30:00-05:00"]),
+        (2, 0, ["2020-10-30T02:00:00-04:00", "2020-10-31T02:00:00-04:00",
+                "2020-11-01T02:00:00-05:00", "2020-11-02T02:00:00-05:00"]),
+        (2, 30, ["2020-10-30T02:30:00-04:00", "2020-10-31T02:30:00-04:00",
+                 "2020-11-01T02:30:00-05:00", "2020-11-02T02:30:00-05:00"]),
+        (3, 0, ["2020-10-30T03:00:00-04:00", "2020-10-31T03:00:00-04:00",
+                "2020-11-01T03:00:00-05:00", "2020-11-02T03:00:00-05:00"]),
+        (3, 30, ["2020-10-30T03:30:00-04:00", "2020-10-31T03:30:00-04:00",
+                 "2020-11-01T03:30:00-05:00", "2020-11-02T03:30:00-05:00"]),
+    ],
+)  # fmt: skip
+def test_croniters_repeated_hour_vectors(hour: int, minute: int, expected: list[str]) -> None:
+    trigger = CronTrigger(f"{minute} {hour} * * *", EASTERN, reference=START)
+    start, end = local(EASTERN, 2020, 10, 30), local(EASTERN, 2020, 11, 3)
+    runs = chain(trigger, start - timedelta(microseconds=1), len(expected) + 1)
+    assert [run for run in runs if datetime.fromisoformat(run) <= end] == expected
+
+
+def test_croniters_skipped_hour_vectors() -> None:
+    # croniter's testTimezoneSummerTime (the file above): Europe/Athens springs forward on
+    # 2013-03-31 at 03:00 +02:00 to 04:00 +03:00; "*/30 * * * *" follows real time.
+    trigger = CronTrigger("*/30 * * * *", "Europe/Athens", reference=START)
+    assert chain(trigger, local("Europe/Athens", 2013, 3, 31, 1), 5) == [
+        "2013-03-31T01:30:00+02:00",
+        "2013-03-31T02:00:00+02:00",
+        "2013-03-31T02:30:00+02:00",
+        "2013-03-31T04:00:00+03:00",
+        "2013-03-31T04:30:00+03:00",
+    ]
+    # A difference by design. croniter moves a skipped fixed time forward by the length
+    # of the gap: its test_range_dst_forward expects "30 2 * * *" in US/Eastern on
+    # 2020-03-08 at 03:30 EDT, and test_dst_issue90_st31ny expects "1 2 * * *" in
+    # Europe/Paris on 2020-03-29 at 03:01 CEST. Debian cron, cronsim and reactor run a
+    # skipped time at the first instant after the gap: 03:00 in both.
+    eastern = CronTrigger("30 2 * * *", EASTERN, reference=START)
+    assert chain(eastern, local(EASTERN, 2020, 3, 7, 12), 2) == [
+        "2020-03-08T03:00:00-04:00",  # croniter: 03:30
+        "2020-03-09T02:30:00-04:00",
+    ]
+    paris = CronTrigger("1 2 * * *", "Europe/Paris", reference=START)
+    assert chain(paris, local("Europe/Paris", 2020, 3, 28, 1, 58, 55), 2) == [
+        "2020-03-28T02:01:00+01:00",
+        "2020-03-29T03:00:00+02:00",  # croniter: 03:01
+    ]
+
+
+# -- properties: cronsim as a differential oracle, and the rule minute by minute ---------------
+
+
+def field(low: int, high: int, *, star: bool) -> st.SearchStrategy[str]:
+    """A cron field over low..high: a value, a range, a stepped range, a list (or a star)."""
+    value = st.integers(low, high)
+    step = st.integers(1, high - low + 1)
+    forms = [
+        value.map(str),
+        st.tuples(value, value).map(lambda ab: f"{min(ab)}-{max(ab)}"),
+        st.tuples(value, value, step).map(lambda abn: f"{min(abn[:2])}-{max(abn[:2])}/{abn[2]}"),
+        st.lists(value, min_size=2, max_size=4).map(lambda vs: ",".join(map(str, sorted(set(vs))))),
+    ]
+    if star:
+        forms += [st.just("*"), step.map(lambda n: f"*/{n}")]
+    return st.one_of(forms)
+
+
+EXPRESSIONS = st.tuples(
+    field(0, 59, star=True),
+    field(0, 23, star=True),
+    st.one_of(st.just("*"), field(1, 31, star=False)),
+    st.one_of(st.just("*"), field(1, 12, star=False)),
+    st.one_of(st.just("*"), field(0, 6, star=False)),
+).map(" ".join)
+
+CHANGING_ZONES = [
+    "Pacific/Chatham",  # changes at 02:45 / 03:45, by an hour, offsets of :45
+    "Australia/Lord_Howe",  # changes by 30 minutes, at 02:00
+    "America/Havana",  # changes at midnight
+    "America/Santiago",  # at midnight
+    "Asia/Tehran",  # at midnight, offsets of :30
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Sao_Paulo",  # at midnight, until 2019
+    "Atlantic/Azores",  # at midnight (01:00 UTC)
+    "Asia/Beirut",  # at midnight
+    "Asia/Gaza",  # changes at varying times, twice a week apart in 2000
+    "Australia/Adelaide",  # offsets of :30
+]
+
+
+def fire_times(
+    trigger: CronTrigger, start: datetime, *, count: int = 10_000, until: datetime | None = None
+) -> list[datetime]:
+    """Up to *count* fire times after *start*, up to *until*, in UTC."""
+    found: list[datetime] = []
+    moment = start
+    while len(found) < count:
+        fire = trigger.next_after(moment)
+        if fire is None or (until is not None and fire > until):
+            break
+        found.append(fire)
+        moment = fire
+    return found
+
+
+@functools.cache
+def changes_in(name: str, year: int) -> list[datetime]:
+    return transitions(ZoneInfo(name), year)
+
+
+def real_time(expression: str) -> bool:
+    minute, hour = expression.split()[:2]
+    return minute.startswith("*") or hour.startswith("*")
+
+
+def matches(fields: CronSim, wall: datetime) -> bool:
+    """Whether the wall time matches, by cronsim's own reading of the fields."""
+    return (
+        wall.second == 0
+        and wall.minute in fields.minutes
+        and wall.hour in fields.hours
+        and wall.month in fields.months
+        and fields.match_day(wall.date())
+    )
+
+
+def wall_time(moment: datetime, zone: ZoneInfo) -> datetime:
+    return moment.astimezone(zone).replace(tzinfo=None, fold=0)
+
+
+class _BoundedCronSim(CronSim):
+    """cronsim with a bound on its steps: it cycles on a few changes."""
+
+    budget = 100_000
+
+    def tick(self, *args: int, **kwargs: int) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise TimeoutError("cronsim does not move on")
+        super().tick(*args, **kwargs)
+
+
+def cronsim_times(expression: str, zone: ZoneInfo, start: datetime, count: int) -> list[datetime]:
+    """cronsim's next *count* times after *start*, in UTC (fewer if it cycles)."""
+    times = _BoundedCronSim(expression, start.astimezone(zone))
+    found: list[datetime] = []
+    for _ in range(count + 24 * 60):
+        if len(found) == count:
+            break
+        try:
+            moment = next(times).astimezone(UTC)
+        except (StopIteration, TimeoutError):
+            break
+        # From inside a repeated stretch cronsim first gives the times of the first pass,
+        # which lie before the start (at most a day of minutes).
+        if moment > start and (not found or moment > found[-1]):
+            found.append(moment)
+    return found
+
+
+def explain_difference(expression: str, zone: ZoneInfo, ours: datetime, theirs: datetime) -> str:
+    """Why reactor's and cronsim's next time differ: the two by-design reasons, else fail.
+
+    Both follow Debian cron: a fixed-time job runs once per matching local time (first
+    pass; a skipped time at the first instant after the gap), a job with ``*`` in its
+    minute or hour field runs at every instant whose local time matches. They agree on
+    every fixed-time job. For real-time jobs:
+
+    * reactor documents one addition: a matching day whose 00:00 a change skipped still
+      begins, and its 00:00 run runs at the first instant after the gap. cronsim does so
+      only when its search enters that day through its day-stepping code (``0 */2 * * 0``
+      but not ``0 */2 * * *``, issue 10 item 11); Debian cron never does.
+    * cronsim misses real matches after some changes: it steps whole hours in UTC from
+      wherever a change left it, so after a change of 30 minutes (Lord Howe) or at 02:45
+      (Chatham) it lands off the hour and skips matching minutes; and it skips a repeated
+      stretch that crosses midnight (St. John's). reactor's time is then a real match.
+    """
+    assert real_time(expression), "fixed-time jobs must agree exactly"
+    assert ours < theirs, "cronsim found a time that reactor missed"
+    fields = CronSim(expression, datetime(2000, 1, 1))
+    before, after = ours - timedelta(microseconds=1), ours
+    skipped_from, skipped_to = wall_time(before, zone), wall_time(after, zone)
+    if skipped_to - skipped_from > timedelta(minutes=1):
+        midnight = datetime.combine(skipped_to.date(), datetime.min.time())
+        if skipped_from < midnight and matches(fields, midnight):
+            return "a skipped midnight runs at the first instant after the gap"
+    assert matches(fields, wall_time(ours, zone)), "reactor's time does not match"
+    assert offset_changes_near(zone, ours, hours=24), "no offset change explains it"
+    return "cronsim skipped a real match after an offset change"
+
+
+@given(
+    expression=EXPRESSIONS,
+    name=st.sampled_from(CHANGING_ZONES),
+    year=st.integers(1990, 2037),
+    pick=st.integers(0, 3),
+    before=st.integers(0, 8 * 3600),
+)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_next_fire_times_agree_with_cronsim_across_offset_changes(
+    expression: str, name: str, year: int, pick: int, before: int
+) -> None:
+    changes = changes_in(name, year)
+    assume(changes)
+    zone = ZoneInfo(name)
+    start = changes[pick % len(changes)] - timedelta(seconds=before)
+    try:
+        trigger = CronTrigger(expression, zone, reference=start)
+    except InvalidScheduleError:
+        reject()  # never fires: nothing to compare
+    ours = fire_times(trigger, start, count=6)
+    theirs = cronsim_times(expression, zone, start, 6)
+    for mine, other in zip(ours, theirs, strict=False):
+        if mine != other:
+            event(explain_difference(expression, zone, mine, other))
+            return  # the two diverge from here on
+    # cronsim can cycle over the first pass of a repeated stretch when it starts inside
+    # the second (and on some changes at midnight): then it gives fewer times.
+    assert len(ours) >= len(theirs)
+    if len(ours) > len(theirs):
+        event("cronsim cycles")
+
+
+def rule_times(expression: str, zone: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
+    """The documented rule applied minute by minute: every fire time in (start, end].
+
+    The clock's reading is taken at every whole minute (the zones used change offsets at
+    whole minutes, by whole minutes). A fixed-time job fires when the reading passes a
+    matching time for the first time (all the times a jump skips fire together); a
+    real-time job fires whenever the reading matches, and at a jump that skips a matching
+    midnight.
+    """
+    fields = CronSim(expression, datetime(2000, 1, 1))
+    fixed = not real_time(expression)
+    minute = timedelta(minutes=1)
+    moment = start.replace(second=0, microsecond=0) - timedelta(days=2)
+    previous = highest = wall_time(moment, zone)
+    found = []
+    while moment < end:
+        moment += minute
+        reading = wall_time(moment, zone)
+        if fixed:
+            wall, fires = highest + minute, False
+            while wall <= reading and not fires:
+                fires, wall = matches(fields, wall), wall + minute
+        else:
+            fires = matches(fields, reading) or any(
+                matches(fields, wall)
+                for wall in (
+                    previous + k * minute for k in range(1, (reading - previous) // minute)
+                )
+                if wall.time() == datetime.min.time()
+            )
+        if fires and start < moment <= end:
+            found.append(moment)
+        previous, highest = reading, max(highest, reading)
+    return found
+
+
+@given(
+    expression=EXPRESSIONS,
+    name=st.sampled_from([*CHANGING_ZONES, "America/St_Johns", "Pacific/Apia"]),
+    year=st.integers(1990, 2037),
+    pick=st.integers(0, 3),
+    before=st.integers(0, 8 * 3600),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_next_fire_times_follow_the_rule_minute_by_minute(
+    expression: str, name: str, year: int, pick: int, before: int
+) -> None:
+    changes = changes_in(name, year)
+    assume(changes)
+    zone = ZoneInfo(name)
+    start = changes[pick % len(changes)] - timedelta(seconds=before)
+    end = start + timedelta(hours=16)
+    try:
+        trigger = CronTrigger(expression, zone, reference=start)
+    except InvalidScheduleError:
+        reject()
+    ours = fire_times(trigger, start, until=end)
+    assert ours == rule_times(expression, zone, start, end)
+    for fire in ours:
+        assert trigger.last_at_or_before(fire) == fire

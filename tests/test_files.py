@@ -7,14 +7,18 @@ watcher is real I/O, so these tests run in real time except where the root is mi
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import Process
+from anyio.streams.text import TextReceiveStream
 
 from reactor import Event, Reactor
 from reactor.abc import GAP_EVENT_TYPE
@@ -110,8 +114,9 @@ def listing(root: Path) -> set[str]:
 
 
 def watch(app: Reactor, root: Path, **options: Any) -> Capture:
+    """A capture of everything the source publishes, status events included."""
     capture = Capture()
-    on_file_change(app, root, name="files", **options)(capture)
+    on_file_change(app, root, name="files", **{"status_events": True} | options)(capture)
     return capture
 
 
@@ -470,3 +475,232 @@ async def test_the_app_method(tmp_path: Path) -> None:
         (tmp_path / "x.csv").write_text("x")
         await until(capture, lambda ev: len(ev) >= 1)
     assert file_events(capture.events) == [("created", "x.csv")]
+
+
+async def test_a_pattern_handler_gets_only_the_file_events_it_asked_for(tmp_path: Path) -> None:
+    root = tmp_path / "inbox"
+    clock = VirtualClock()
+    app = Reactor(clock=clock)
+    csv = Capture()
+    app.on_file_change(root, pattern="*.csv", name="csv", force_polling=True, poll_interval=60)(csv)
+    # The status events are still published, under their own types and the source's URI.
+    status = Capture()
+    app.subscribe(
+        "*", status, source="/reactor/files/csv", where=lambda e: e.subject is None, name="status"
+    )
+    gaps = Capture()
+    app.subscribe(GAP_EVENT_TYPE, gaps, source="/reactor/files/csv", name="gaps")
+    async with app:
+        await until(status, lambda ev: len(ev) >= 1)
+        root.mkdir()
+        (root / "a.csv").write_text("a")
+        (root / "a.txt").write_text("a")
+        await clock.advance(60)  # the source looks for the missing root again
+        await until(csv, lambda ev: len(ev) >= 1)
+        await until(status, lambda ev: len(ev) >= 2)
+        # A gap: changes the watcher did not report (it polls once a minute).
+        (root / "b.csv").write_text("b")
+        source = app.sources[-1]
+        assert isinstance(source, FileChangeSource)
+        assert await source.rescan() == 1
+        await until(csv, lambda ev: len(ev) >= 2)
+        await until(gaps, lambda ev: len(ev) >= 1)
+        await anyio.wait_all_tasks_blocked()
+    assert [(e.type, e.subject) for e in csv.events] == [
+        (FILE_CREATED, "a.csv"),
+        (FILE_CREATED, "b.csv"),
+    ]
+    assert [e.type for e in status.events] == [ROOT_MISSING, ROOT_RESTORED]
+    assert gaps.events[0].data["missed"] == 1
+
+
+async def test_status_events_true_hands_the_status_events_to_the_handler(tmp_path: Path) -> None:
+    root = tmp_path / "inbox"
+    clock = VirtualClock()
+    app = Reactor(clock=clock)
+    capture = Capture()
+    app.on_file_change(root, pattern="*.csv", name="csv", status_events=True, poll_interval=60)(
+        capture
+    )
+    async with app:
+        await until(capture, lambda ev: len(ev) >= 1)
+        root.mkdir()
+        (root / "a.txt").write_text("a")
+        (root / "a.csv").write_text("a")
+        await clock.advance(60)
+        await until(capture, lambda ev: len(ev) >= 3)
+    assert [(e.type, e.subject) for e in capture.events] == [
+        (ROOT_MISSING, None),
+        (ROOT_RESTORED, None),
+        (FILE_CREATED, "a.csv"),
+    ]
+
+
+# -- unreadable directories ------------------------------------------------------------------
+
+CHILD = Path(__file__).with_name("files_unreadable_child.py")
+
+
+class Child:
+    """An app watching a tree in a child process to which directory permissions apply.
+
+    The suite may run as root, which ignores directory permissions; the child drops the
+    capabilities that allow that (see ``tests/files_unreadable_child.py``).
+    """
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.messages: list[dict[str, Any]] = []
+        assert process.stdout is not None
+        self._lines = TextReceiveStream(process.stdout)
+        self._buffer = ""
+
+    async def until(
+        self, done: Callable[[list[dict[str, Any]]], bool], *, failures: bool = True
+    ) -> list[dict[str, Any]]:
+        """Read messages until *done(messages)* holds; fail after ``WAIT`` seconds, or at
+        once if the app failed (unless *failures* is false).
+        """
+        with anyio.fail_after(WAIT):
+            while not done(self.messages):
+                if failures and any("error" in m for m in self.messages):
+                    pytest.fail(f"the app failed: {self.messages}")
+                try:
+                    chunk = await self._lines.receive()
+                except anyio.EndOfStream:
+                    pytest.fail(f"the child ended early: {self.messages}")
+                *lines, self._buffer = (self._buffer + chunk).split("\n")
+                self.messages.extend(json.loads(line) for line in lines)
+        return self.messages
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(m["event"], m["subject"]) for m in self.messages if "event" in m]
+
+    def has(self, *wanted: tuple[str, str]) -> Callable[[list[dict[str, Any]]], bool]:
+        return lambda _: set(wanted) <= set(self.events())
+
+    def warnings(self) -> list[str]:
+        return [m["message"] for m in self.messages if m.get("log") == "WARNING"]
+
+    async def stop(self) -> dict[str, int]:
+        """Leave the app (close stdin) and return its source's statistics."""
+        assert self.process.stdin is not None
+        await self.process.stdin.aclose()
+        messages = await self.until(lambda ms: "stats" in ms[-1] if ms else False)
+        with anyio.fail_after(WAIT):
+            assert await self.process.wait() == 0
+        stats: dict[str, int] = messages[-1]["stats"]
+        return stats
+
+
+async def start_child(anyio_backend: str, root: Path, **options: Any) -> Child:
+    process = await anyio.open_process(
+        [sys.executable, str(CHILD), anyio_backend, str(root), json.dumps(options)]
+    )
+    child = Child(process)
+    await child.until(lambda ms: bool(ms))
+    if "skip" in child.messages[0]:
+        await process.wait()
+        pytest.skip(f"cannot make a directory unreadable here: {child.messages[0]['skip']}")
+    return child
+
+
+@pytest.fixture
+def unlock(tmp_path: Path) -> Iterator[None]:
+    """Give every directory back its permissions afterwards, for the cleanup of tmp_path."""
+    yield
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+
+
+@pytest.mark.usefixtures("unlock")
+async def test_an_unreadable_directory_at_start_is_logged_counted_and_watched_around(
+    tmp_path: Path, mode: dict[str, Any], anyio_backend: str
+) -> None:
+    root = tmp_path / "root"
+    for name in ("aa", "locked", "zz"):
+        (root / name).mkdir(parents=True)
+    (root / "locked" / "old.txt").write_text("o")
+    (root / "locked").chmod(0)
+    child = await start_child(anyio_backend, root, **mode)
+    try:
+        await child.until(lambda ms: any("ready" in m for m in ms))  # the app started
+        # Every readable directory is watched, before and after the unreadable one.
+        for name in ("aa/a.txt", "zz/z.txt", "top.txt"):
+            (root / name).write_text("x")
+        await child.until(
+            child.has(
+                (FILE_CREATED, "aa/a.txt"), (FILE_CREATED, "zz/z.txt"), (FILE_CREATED, "top.txt")
+            )
+        )
+        # A new directory, watched as soon as it appears (each is watched on its own now).
+        (root / "new" / "sub").mkdir(parents=True)
+        (root / "new" / "sub" / "n.txt").write_text("n")
+        await child.until(child.has((FILE_CREATED, "new/sub/n.txt")))
+        (root / "new" / "sub" / "m.txt").write_text("m")
+        await child.until(child.has((FILE_CREATED, "new/sub/m.txt")))
+        # Readable again: what it holds is reported, and it is watched from then on.
+        (root / "locked").chmod(0o755)
+        await child.until(child.has((FILE_CREATED, "locked/old.txt")))
+        (root / "locked" / "new.txt").write_text("n")
+        await child.until(child.has((FILE_CREATED, "locked/new.txt")))
+        stats = await child.stop()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await child.process.aclose()
+    assert stats["unreadable"] == 1 and stats["gaps"] == 0
+    assert {event for event, _ in child.events()} == {FILE_CREATED}
+    warnings = child.warnings()
+    assert len(warnings) == 1 and str(root / "locked") in warnings[0], warnings
+
+
+@pytest.mark.usefixtures("unlock")
+async def test_a_directory_made_unreadable_later_is_logged_once_and_counted(
+    tmp_path: Path, mode: dict[str, Any], anyio_backend: str
+) -> None:
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f.txt").write_text("f")
+    child = await start_child(anyio_backend, root, **mode)
+    try:
+        await child.until(lambda ms: any("ready" in m for m in ms))
+        (root / "d").chmod(0)
+        # Its files cannot be seen any more: reported deleted.
+        await child.until(child.has((FILE_DELETED, "d/f.txt")))
+        (root / "top.txt").write_text("t")  # the rest is still watched
+        await child.until(child.has((FILE_CREATED, "top.txt")))
+        (root / "d").chmod(0o755)
+        await child.until(lambda _: child.events().count((FILE_CREATED, "d/f.txt")) == 1)
+        (root / "d").chmod(0)  # again: the same directory is not logged twice
+        await child.until(lambda _: child.events().count((FILE_DELETED, "d/f.txt")) == 2)
+        (root / "d").chmod(0o755)
+        await child.until(lambda _: child.events().count((FILE_CREATED, "d/f.txt")) == 2)
+        (root / "d" / "g.txt").write_text("g")  # and it is watched again
+        await child.until(child.has((FILE_CREATED, "d/g.txt")))
+        stats = await child.stop()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await child.process.aclose()
+    assert stats["unreadable"] == 1 and stats["gaps"] == 0
+    warnings = child.warnings()
+    assert len(warnings) == 1 and str(root / "d") in warnings[0], warnings
+
+
+@pytest.mark.usefixtures("unlock")
+async def test_an_unreadable_root_at_start_stops_the_app(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    root.chmod(0)
+    child = await start_child(anyio_backend, root)
+    try:
+        messages = await child.until(lambda ms: any("error" in m for m in ms), failures=False)
+        with anyio.fail_after(WAIT):
+            assert await child.process.wait() == 1
+    finally:
+        with anyio.CancelScope(shield=True):
+            await child.process.aclose()
+    assert "PermissionError" in messages[-1]["error"]
+    assert not any("ready" in m for m in messages)

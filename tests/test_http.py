@@ -9,6 +9,7 @@ signatures are checked against the Standard Webhooks published test vector.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -327,7 +328,9 @@ async def test_requests_built_by_the_legacy_cloudevents_sdk(mode: str) -> None:
     )
     if sent_type is not None:
         expected["datacontenttype"] = sent_type
-    assert_matches_sdk(received, expected, {"a": [1, 2]})
+    # Binary mode without a Content-Type infers no content type: the body is octets.
+    data = {"a": [1, 2]} if sent_type is not None or mode == "structured" else body
+    assert_matches_sdk(received, expected, data)
 
 
 @pytest.mark.usefixtures("sdk")
@@ -1138,11 +1141,15 @@ async def test_statistics_count_requests_by_outcome() -> None:
         await call(ingress, b"{}", signed, path="/signed")  # 200, duplicate
         await call(ingress, b"", path="/nowhere")  # 404
         await call(ingress, b"{", {"content-type": "application/cloudevents+json"})  # 400
+        await post_event(ingress, Event(type="reactor.timer", source="/x"))  # 403
+        await call(ingress, b"{}", {**signed, "webhook-signature": "v1,AAAA"}, path="/signed")
         stats = app.stats().sources["http"]
     assert stats == {
-        "requests": 6,
+        "requests": 8,
         "accepted": 2,
-        "rejected": 2,
+        "rejected": 4,
+        "unauthorized": 1,
+        "forbidden": 1,
         "unavailable": 1,
         "duplicates": 1,
     }
@@ -1319,3 +1326,146 @@ async def test_junk_gets_a_clear_answer_and_never_breaks_the_app(request: dict[s
         with anyio.fail_after(5):
             received = await capture.wait_for(len(published) + 1)
     assert [event.id for event in received] == [*published, "ok"]
+
+
+# -- exact limits, and every queue refusal answered without a 500 (issue 10) -------------
+
+BINARY_HEADERS = {
+    "ce-specversion": "1.0",
+    "ce-id": "1",
+    "ce-source": "/s",
+    "ce-type": "limit",
+    "content-type": "application/octet-stream",
+}
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["no-length", "content-length"])
+@pytest.mark.parametrize(
+    "split",
+    [None, [50], [100], [1, 98]],
+    ids=["one-message", "halves", "then-empty", "three-parts"],
+)
+async def test_a_body_of_exactly_max_body_is_read_one_byte_more_is_413(
+    declared: bool, split: list[int] | None
+) -> None:
+    app = Reactor()
+    ingress = asgi(app)
+    ingress.max_body = 100
+
+    def request(size: int) -> dict[str, Any]:
+        body = bytes(range(size))
+        options: dict[str, Any] = {"body": body, "headers": BINARY_HEADERS}
+        if split is not None:
+            cuts = [0, *split, size]
+            options["chunks"] = [body[a:b] for a, b in itertools.pairwise(cuts)]
+        if declared:
+            options["raw_headers"] = [(b"content-length", b"%d" % size)]
+        return options
+
+    async with running(app) as capture:
+        exact = await call(ingress, **request(100))
+        assert (exact.status, exact.json) == (202, {"ids": ["1"]})
+        over = await call(ingress, **request(101))
+        assert over.status == 413
+        assert "100 bytes" in over.error
+        with anyio.fail_after(5):
+            [event] = await capture.wait_for(1)
+    assert event.data == bytes(range(100))
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def queue_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+def small_queue(kind: str, capacity: int, tmp_path: Any) -> Any:
+    from reactor.queues.sqlite import SQLiteQueue
+
+    if kind == "memory":
+        return MemoryQueue(capacity=capacity)
+    return SQLiteQueue(tmp_path / "events.db", capacity=capacity)
+
+
+async def test_a_batch_that_exactly_fills_the_room_left_is_taken_one_more_is_not(
+    queue_kind: str, tmp_path: Any
+) -> None:
+    app = Reactor(queue=small_queue(queue_kind, 4, tmp_path), max_in_flight=1)
+    ingress = asgi(app)
+    gate = Gate()
+    app.subscribe("*", gate, concurrency=1)
+    batch = {"content-type": "application/cloudevents-batch+json"}
+
+    def events(*ids: str) -> bytes:
+        return Event.batch_to_json([Event(type="a", source="/s", id=i) for i in ids])
+
+    async with app:
+        assert (await call(ingress, events("held"), batch)).status == 202
+        with anyio.fail_after(5):
+            while not gate.seen:  # the dispatcher took it: the gate holds it
+                await anyio.wait_all_tasks_blocked()
+        assert (await call(ingress, events("1"), batch)).status == 202  # room left: 3
+        over = await call(ingress, events("w", "x", "y", "z"), batch)  # one more than room
+        assert over.status == 503
+        assert over.headers["retry-after"] == "1"
+        exact = await call(ingress, events("2", "3", "4"), batch)  # exactly the room left
+        assert (exact.status, exact.json) == (202, {"ids": ["2", "3", "4"]})
+        full = await call(ingress, events("5"), batch)
+        assert full.status == 503
+        assert app.stats().queue.depth == 4
+        gate.open.set()
+        with anyio.fail_after(5):
+            while len(gate.seen) < 5:
+                await anyio.wait_all_tasks_blocked()
+    assert [event.id for event in gate.seen] == ["held", "1", "2", "3", "4"]
+    assert app.stats().published == 5
+
+
+class FlakyQueue(MemoryQueue):
+    """A queue that, while ``down``, cannot store anything (a full disk, a lost broker)."""
+
+    down = False
+
+    def put_nowait(self, event: Event, *, only: Any = None) -> None:
+        from reactor import QueueUnavailableError
+
+        if self.down:
+            raise QueueUnavailableError("the disk is full")
+        super().put_nowait(event, only=only)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+async def test_a_queue_that_cannot_store_now_is_503_with_retry_after(size: int) -> None:
+    queue = FlakyQueue()
+    app = Reactor(queue=queue)
+    ingress = asgi(app)
+    ingress.retry_after = 9
+    body = Event.batch_to_json([Event(type="a", source="/s", id=str(n)) for n in range(size)])
+    batch = {"content-type": "application/cloudevents-batch+json"}
+    async with running(app) as capture:
+        queue.down = True
+        refused = await call(ingress, body, batch)
+        assert (refused.status, refused.headers["retry-after"]) == (503, "9")
+        assert "disk is full" in refused.error
+        queue.down = False
+        assert (await call(ingress, body, batch)).status == 202
+        with anyio.fail_after(5):
+            received = await capture.wait_for(size)
+    assert [event.id for event in received] == [str(n) for n in range(size)]
+    assert app.stats().sources["http"]["unavailable"] == 1
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"name": "a\\ud800"}', b'{"\\udc80": 1}', b"[1e400]", b'{"n": -1e999}']
+)
+async def test_webhook_json_no_queue_could_store_is_400_on_every_queue(body: bytes) -> None:
+    # The memory queue keeps Python objects; SQLite encodes them and would refuse these.
+    app = Reactor()
+    ingress = asgi(app)
+    ingress.webhook("/hook", type="com.example.hook")
+    async with running(app) as capture:
+        answer = await call(ingress, body, {"content-type": "application/json"}, path="/hook")
+        assert answer.status == 400
+        assert "JSON" in answer.error
+        await anyio.wait_all_tasks_blocked()
+    assert capture.events == []

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.anyio
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 NO_JITTER = Backoff(initial=1.0, maximum=8.0, jitter=False)
+#: Real seconds a virtual-clock test may take.
+PATIENCE = 10
 
 
 async def test_a_hanging_consumer_is_cut_by_its_timeout() -> None:
@@ -41,8 +43,8 @@ async def test_a_hanging_consumer_is_cut_by_its_timeout() -> None:
         finally:
             cancelled.set()
 
-    async with app:
-        async with anyio.create_task_group() as tg:
+    with anyio.fail_after(PATIENCE):  # a regression fails in seconds, not at the suite timeout
+        async with app, anyio.create_task_group() as tg:
             receipts = []
 
             async def wait() -> None:
@@ -78,8 +80,8 @@ async def test_timeouts_are_retried_and_count_as_failed_attempts() -> None:
         if calls < 3:
             await anyio.sleep_forever()
 
-    async with app:
-        async with anyio.create_task_group() as tg:
+    with anyio.fail_after(PATIENCE):  # a regression fails in seconds, not at the suite timeout
+        async with app, anyio.create_task_group() as tg:
             tg.start_soon(app.publish_and_wait, "job")
             # attempt 1 times out at t=2, waits 1 s, attempt 2 times out at t=5, waits 2 s
             await clock.advance(6.9)
@@ -100,8 +102,8 @@ async def test_poison_event_is_retried_with_backoff_then_dead_lettered() -> None
         attempts_at.append(clock.monotonic())
         raise ValueError(f"cannot handle {event.data}")
 
-    async with app:
-        async with anyio.create_task_group() as tg:
+    with anyio.fail_after(PATIENCE):  # a regression fails in seconds, not at the suite timeout
+        async with app, anyio.create_task_group() as tg:
             receipts = []
 
             async def wait() -> None:
@@ -319,8 +321,8 @@ async def test_retries_after_a_raising_attempt_get_their_own_timeout() -> None:
             raise RuntimeError("first attempt fails at once")
         await clock.sleep(5)  # every later attempt outlives its 2 s timeout
 
-    async with app:
-        async with anyio.create_task_group() as tg:
+    with anyio.fail_after(PATIENCE):  # a regression fails in seconds, not at the suite timeout
+        async with app, anyio.create_task_group() as tg:
             tg.start_soon(app.publish_and_wait, "job")
             await clock.advance(100)
     # fails at 0, retried at 1 (times out at 3), retried at 3 + 2 = 5 (times out at 7)

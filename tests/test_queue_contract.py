@@ -1,43 +1,141 @@
-"""The EventQueue contract, run against every implementation, and backpressure through the app."""
+"""The EventQueue contract, run against every implementation, and backpressure through the app.
+
+Besides reactor's queues, the suite runs against :class:`JournalQueue`, a small durable
+queue written as a third party would, that relies on the default
+:meth:`EventQueue.settle <reactor.abc.EventQueue.settle>` (it implements only ``ack`` and
+``record_progress``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import anyio
+import attrs
 import pytest
 
-from reactor import Event, QueueFull, Reactor
+from reactor import Event, QueueFull, QueueStatistics, Reactor
 from reactor.abc import EventQueue, Received
 from reactor.queues.memory import DEFAULT_CAPACITY, MemoryQueue
 from reactor.queues.sqlite import SQLiteQueue
 
 pytestmark = pytest.mark.anyio
 
-QueueFactory = Callable[[int], EventQueue]
 
-#: Every queue implementation, built from a capacity and a directory for its files.
+@attrs.define
+class Entry:
+    """One event kept by a :class:`JournalQueue`."""
+
+    event: Event
+    only: frozenset[str] | None
+    attempt: int = 1
+    handed_out: bool = False
+    completed: set[str] = attrs.Factory(set)
+
+
+class JournalQueue(EventQueue):
+    """A durable queue whose storage (the *journal*) outlives the queue object: a new
+    queue on the same journal is the queue after a restart. It keeps no dead letters and
+    does not override :meth:`settle`."""
+
+    needs_ack = True
+
+    def __init__(self, capacity: int, journal: dict[str, Entry]) -> None:
+        self._inner = MemoryQueue(capacity)
+        self._journal = journal  # event id -> entry, in publish order
+
+    @property
+    def capacity(self) -> int:
+        return self._inner.capacity
+
+    async def open(self) -> None:
+        await self._inner.open()
+        for entry in self._journal.values():  # what the last run left
+            if entry.handed_out:
+                entry.attempt += 1
+                entry.handed_out = False
+            self._inner.put_nowait(entry.event, only=entry.only)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        await self._inner.put(event, only=only)
+        self._journal[event.id] = Entry(event, None if only is None else frozenset(only))
+
+    def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        self._inner.put_nowait(event, only=only)
+        self._journal[event.id] = Entry(event, None if only is None else frozenset(only))
+
+    async def get_batch(self, limit: int) -> Sequence[Received]:
+        batch: list[Received] = []
+        for item in await self._inner.get_batch(limit):
+            entry = self._journal[item.event.id]
+            entry.handed_out = True
+            batch.append(
+                Received(
+                    item.event,
+                    item.event.id,
+                    attempt=entry.attempt,
+                    completed=frozenset(entry.completed),
+                    only=entry.only,
+                )
+            )
+        return batch
+
+    async def ack(self, received: Sequence[Received]) -> None:
+        for item in received:
+            del self._journal[item.event.id]
+
+    async def record_progress(self, progress: Sequence[tuple[Received, str]]) -> None:
+        for item, consumer in progress:
+            self._journal[item.event.id].completed.add(consumer)
+
+    def statistics(self) -> QueueStatistics:
+        return self._inner.statistics()
+
+
+_JOURNALS: dict[Path, dict[str, Entry]] = {}
+
+#: Every queue implementation, built from a capacity and a directory for its files (a
+#: queue built again on the same directory is the same queue after a restart).
 FACTORIES: dict[str, Callable[[int, Path], EventQueue]] = {
     "memory": lambda capacity, _: MemoryQueue(capacity),
     "sqlite": lambda capacity, directory: SQLiteQueue(directory / "queue.db", capacity=capacity),
+    "settle-default": lambda capacity, directory: JournalQueue(
+        capacity, _JOURNALS.setdefault(directory, {})
+    ),
 }
+
+
+class QueueFactory(Protocol):
+    def __call__(self, capacity: int, *, restart: EventQueue | None = None) -> EventQueue:
+        """Build a queue; with *restart*, a new one on the closed *restart*'s storage."""
+        ...
 
 
 @pytest.fixture(params=sorted(FACTORIES))
 async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
     opened: list[EventQueue] = []
+    directories: dict[int, Path] = {}
 
-    def make(capacity: int) -> EventQueue:
-        directory = tmp_path / str(len(opened))
-        directory.mkdir()
+    def make(capacity: int, *, restart: EventQueue | None = None) -> EventQueue:
+        if restart is None:
+            directory = tmp_path / str(len(opened))
+            directory.mkdir()
+        else:
+            directory = directories[id(restart)]
         queue = FACTORIES[request.param](capacity, directory)
+        directories[id(queue)] = directory
         opened.append(queue)
         return queue
 
     yield make
     for queue in opened:
         await queue.close()
+    _JOURNALS.clear()
 
 
 def event(n: int) -> Event:
@@ -128,6 +226,82 @@ async def test_only_is_carried_to_the_dispatcher(make_queue: QueueFactory) -> No
     await queue.put(event(1), only=["a", "b"])
     [received] = await queue.get_batch(5)
     assert received.only == frozenset({"a", "b"})
+
+
+async def _durable(make_queue: QueueFactory) -> EventQueue:
+    queue = make_queue(10)
+    if not queue.needs_ack:
+        pytest.skip("the memory queue is not durable: it is never told of settlements")
+    await queue.open()
+    return queue
+
+
+async def _restart(
+    make_queue: QueueFactory, queue: EventQueue
+) -> tuple[EventQueue, list[Received]]:
+    """Close *queue*, open it again; return it and everything it hands out."""
+    await queue.close()
+    queue = make_queue(10, restart=queue)
+    await queue.open()
+    if not queue.statistics().depth:
+        return queue, []
+    return queue, list(await queue.get_batch(10))
+
+
+def _state(items: Sequence[Received]) -> list[tuple[object, int, frozenset[str]]]:
+    return [(item.event.data, item.attempt, item.completed) for item in items]
+
+
+async def test_settled_events_and_consumers_are_not_handed_out_again(
+    make_queue: QueueFactory,
+) -> None:
+    queue = await _durable(make_queue)
+    for n in range(6):
+        await queue.put(event(n))
+    batch = await queue.get_batch(10)
+    assert _state(batch) == [(n, 1, frozenset()) for n in range(6)]
+    # Non-consecutive events done; progress of consumers on the others.
+    await queue.settle(
+        [batch[0], batch[1], batch[3]],
+        [(batch[2], "audit"), (batch[4], "audit"), (batch[4], "mail")],
+    )
+    assert _state((await _restart(make_queue, queue))[1]) == [
+        (2, 2, frozenset({"audit"})),
+        (4, 2, frozenset({"audit", "mail"})),
+        (5, 2, frozenset()),
+    ]
+
+
+async def test_ack_and_record_progress_store_what_settle_stores(make_queue: QueueFactory) -> None:
+    queue = await _durable(make_queue)
+    for n in range(3):
+        await queue.put(event(n))
+    batch = await queue.get_batch(10)
+    await queue.record_progress([(batch[1], "audit")])
+    await queue.ack([batch[0], batch[2]])
+    assert _state((await _restart(make_queue, queue))[1]) == [(1, 2, frozenset({"audit"}))]
+
+
+async def test_unsettled_events_are_handed_out_again_with_their_attempt_raised(
+    make_queue: QueueFactory,
+) -> None:
+    queue = await _durable(make_queue)
+    await queue.put(event(0))
+    queue.put_nowait(event(1), only=["audit"])
+    batch = [*await queue.get_batch(10)]
+    while len(batch) < 2:  # a durable queue may hand out the put_nowait() event later
+        batch += await queue.get_batch(10)
+    ids = [item.event.id for item in batch]
+    queue, redelivered = await _restart(make_queue, queue)
+    assert [item.event.id for item in redelivered] == ids
+    assert [item.only for item in redelivered] == [None, frozenset({"audit"})]
+    assert _state(redelivered) == [(0, 2, frozenset()), (1, 2, frozenset())]
+    # Still not settled: the next restart hands them out again, one attempt more.
+    queue, again = await _restart(make_queue, queue)
+    assert [item.event.id for item in again] == ids
+    assert [item.attempt for item in again] == [3, 3]
+    await queue.settle(again, [])
+    assert (await _restart(make_queue, queue))[1] == []
 
 
 def test_memory_queue_capacity_is_validated() -> None:

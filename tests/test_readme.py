@@ -24,6 +24,23 @@ def test_the_quickstart_block_is_the_example_file() -> None:
     assert BLOCKS[0] == (ROOT / "examples" / "quickstart.py").read_text(encoding="utf-8")
 
 
+#: What the examples that print write to stdout, each found by a line of its code; every
+#: other example prints nothing.
+EXPECTED_OUTPUT = {
+    'print("audit", event.type, event.data)': (
+        "audit order.created {'order': 1}\n"
+        "audit order.paid {'order': 1}\n"
+        "3 deliveries; 0 dead letters\n"
+    ),
+    'print("booked", event.data["amount"])': "booked 42\n",
+}
+
+
+def test_every_expected_output_belongs_to_an_example() -> None:
+    for line in EXPECTED_OUTPUT:
+        assert sum(line in block for block in BLOCKS[1:]) == 1, line
+
+
 @pytest.mark.parametrize("index", range(1, len(BLOCKS)))
 def test_readme_example_runs(
     index: int,
@@ -32,7 +49,17 @@ def test_readme_example_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # examples may write files (a queue's database)
-    exec(compile(BLOCKS[index], f"README.md example {index}", "exec"), {"__name__": "__readme__"})
+    # The secrets that the ingress examples read from the environment, as a deployment sets.
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test_secret")
+    monkeypatch.setenv("EVENTS_TOKEN", "a-long-random-token")
+    block = BLOCKS[index]
+    exec(compile(block, f"README.md example {index}", "exec"), {"__name__": "__readme__"})
+    expected = next((out for line, out in EXPECTED_OUTPUT.items() if line in block), "")
+    assert capsys.readouterr().out == expected, (
+        f"README example {index} printed something else; if it should, put its output in "
+        "EXPECTED_OUTPUT"
+    )
 
 
 def test_install_and_test_commands_are_what_ci_runs() -> None:

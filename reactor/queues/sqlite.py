@@ -20,6 +20,8 @@ themselves under load (group commit) and cost one thread hop per batch, not per 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import itertools
 import json
@@ -29,7 +31,7 @@ import sqlite3
 import sys
 import threading
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +55,7 @@ from reactor import (
     QueueFull,
     QueueInUseError,
     QueueStatistics,
+    QueueUnavailableError,
     ReactorNotRunning,
 )
 from reactor.abc import EventQueue, Received
@@ -97,6 +100,25 @@ CHECKPOINT_BYTES: Final = 4 << 20
 CLOSE_TIMEOUT: Final = 30.0
 #: Rows deleted per purge statement, so that a purge never holds the writer for long.
 PURGE_CHUNK: Final = 10_000
+#: Seconds between two tries to read the backlog while the file cannot be written (the
+#: first pause; it doubles up to the second).
+RETRY_DELAY: Final = (0.05, 2.0)
+#: Free bytes below which a failed write is reported as a full disk.
+FULL_DISK_BYTES: Final = 1 << 20
+
+#: SQLite's primary result codes that mean "cannot write right now", not a damaged file:
+#: full disk (FULL, and IOERR for the files SQLite creates beside the database), another
+#: connection's lock (BUSY, LOCKED), a file or directory that cannot be written.
+_UNAVAILABLE_CODES: Final = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
 
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
@@ -200,6 +222,7 @@ class _Work:
         "error",
         "finished",
         "inserts",
+        "kept",
         "letters",
         "mark",
         "progress",
@@ -207,6 +230,9 @@ class _Work:
 
     def __init__(self) -> None:
         self.inserts: list[tuple[Received, bytes, str | None, float]] = []
+        # The inserts of put_nowait(), whose publishers do not wait: when the commit
+        # fails, they wait for the next one; the others are their publishers' error.
+        self.kept: list[tuple[Received, bytes, str | None, float]] = []
         self.acks: list[Any] = []  # sequence numbers (the tokens of Received)
         self.progress: list[tuple[Any, str]] = []
         self.letters: list[tuple[Any, ...]] = []
@@ -241,6 +267,16 @@ class SQLiteQueue(EventQueue):
     ``publish_nowait()`` (and ``app.notify()``) accept an event without waiting: it is
     written with the next commit, a few milliseconds later, and is lost if the process
     dies before that. ``await app.publish()`` returns only after the commit.
+
+    When the file cannot be written (a full disk, most often), ``publish()`` raises
+    :class:`~reactor.QueueUnavailableError` saying why, and stores nothing; events
+    accepted by ``publish_nowait()`` and dead letters wait in memory for the next commit
+    that succeeds; the app retries its settlements until they are stored, and keeps
+    running. The queue recovers by itself once the disk has room again. Failures are
+    logged (once, when they begin, and again when they end) and counted in
+    ``app.stats().queue``: ``errors``, and ``last_error`` while it lasts. Opening a file on
+    a full disk raises :class:`~reactor.QueueUnavailableError` too, never a damaged-file
+    error. A clean close removes the ``<name>-lock`` file beside the database.
 
     :param path: the database file; created (with its schema) when missing or empty
     :param synchronous: ``"full"`` (default) makes every commit survive a power loss;
@@ -352,6 +388,9 @@ class SQLiteQueue(EventQueue):
         self._put_count = 0
         self._get_count = 0
         self._last_purge = 0.0
+        self._errors = 0  # failed storage operations
+        self._last_error: str | None = None  # set while the file cannot be written
+        self._retry_delay = RETRY_DELAY[0]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteQueue:
@@ -431,15 +470,20 @@ class SQLiteQueue(EventQueue):
                     await self._busy.wait()
                 elif self._work:
                     await self._hop()
+                    if self._last_error is not None:
+                        break  # the file cannot be written now; closing cannot wait for it
                 else:
                     break
-        if flush.cancelled_caught:
+        if flush.cancelled_caught or self._work:
             logger.error(
-                "%s: pending acknowledgements were not written within %s s; their events "
-                "will be delivered again",
+                "%s: pending writes were given up at close (%s); %d event(s) accepted by "
+                "publish_nowait() are lost, and the events whose acknowledgements were not "
+                "written will be delivered again",
                 self._path,
-                CLOSE_TIMEOUT,
+                self._last_error or f"not written within {CLOSE_TIMEOUT} s",
+                len(self._work.inserts),
             )
+            self._work = _Work()
         with anyio.CancelScope(shield=True):
             while self._busy is not None:
                 await self._busy.wait()
@@ -487,7 +531,7 @@ class SQLiteQueue(EventQueue):
                 f"the durable queue is full ({self._capacity} events, or {WRITE_AHEAD} "
                 "waiting to be written); use `await app.publish(...)` to wait for room"
             )
-        self._accept(event, body, only)
+        self._work.kept.append(self._accept(event, body, only))
         self._wake_getter()  # the dispatcher commits it when no publisher does
 
     def _accept(
@@ -508,12 +552,16 @@ class SQLiteQueue(EventQueue):
         """Store *event* and return once it is committed; wait while the queue is full.
 
         A publisher cancelled before its batch began to be written stores nothing; one
-        cancelled while it is written stores the event (it will be delivered).
+        cancelled while it is written stores the event (it will be delivered) unless the
+        write fails.
 
         :raises ~reactor.ReactorNotRunning: the queue is closed, or closed while waiting
         :raises ~reactor.EventFormatError: the event cannot be encoded as JSON
         :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
-        :raises ~reactor.QueueFileError: the file could not be written
+        :raises ~reactor.QueueUnavailableError: the file cannot be written right now (a
+            full disk, a read-only file, another connection's lock); nothing was stored,
+            and publishing again later can succeed
+        :raises ~reactor.QueueFileError: the file could not be written for another reason
         """
         # The commit below runs shielded: without this, a publishing loop in a cancelled
         # scope would never see its cancellation.
@@ -532,6 +580,48 @@ class SQLiteQueue(EventQueue):
                 work.inserts.remove(row)
                 self._depth -= 1
                 self._put_count -= 1
+            raise
+
+    async def put_many(self, events: Sequence[Event]) -> None:
+        """Store all of *events* in one transaction, or none; do not wait for room.
+
+        :raises ~reactor.QueueFull: less room than events, or publishers waiting for room
+        :raises ~reactor.ReactorNotRunning: the queue is closed
+        :raises ~reactor.EventFormatError: an event cannot be encoded as JSON
+        :raises ~reactor.PayloadTooLargeError: an encoded event is over the limit
+        :raises ~reactor.QueueUnavailableError: the file cannot be written right now (a
+            full disk; nothing stored)
+        :raises ~reactor.QueueFileError: the file could not be written for another reason
+            (nothing stored)
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_running()
+        # Every event is encoded before any is accepted: a bad one refuses the batch.
+        bodies = []
+        for index, event in enumerate(events):
+            try:
+                bodies.append(self._encode(event))
+            except (EventFormatError, PayloadTooLargeError) as exc:
+                exc.add_note(f"event {index} of the batch (id {event.id!r})")
+                raise
+        if not bodies:
+            return
+        if self._depth + len(bodies) > self._capacity or self._putters:
+            raise QueueFull(
+                f"the durable queue has room for {max(self._capacity - self._depth, 0)} "
+                f"events, not the {len(bodies)} of this batch; retry later"
+            )
+        # One work item holds every row, so they are committed in one transaction.
+        rows = [self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)]
+        work = self._work
+        try:
+            await self._commit(work)
+        except BaseException:
+            if not work.finished and self._writing is not work:
+                for row in rows:
+                    work.inserts.remove(row)
+                self._depth -= len(rows)
+                self._put_count -= len(rows)
             raise
 
     def _room(self) -> int:
@@ -601,15 +691,27 @@ class SQLiteQueue(EventQueue):
                     limiter=self._limiter,
                 )
         except Exception as exc:
-            error = QueueFileError(f"could not use {self._path}: {exc}")
-            error.__cause__ = exc
-            work.error = error
-            if read:
+            # Nothing of the transaction is stored, and nothing of the queue's state moved
+            # (_hop_sync restores the sequence). The publishers waiting for this commit
+            # get the error, their events not stored; events accepted by put_nowait(),
+            # dead letters and discards wait for the next commit; the settlements are
+            # the dispatcher's to send again (see EventQueue.settle).
+            error = work.error = self._failed(exc)
+            if read and not isinstance(error, QueueUnavailableError):
                 self._read_error = error
-            self._depth -= len(inserts)
-            self._put_count -= len(inserts)
-            logger.error("could not use %s: %r", self._path, exc)
+            later = work.kept
+            dropped = len(inserts) - len(later)
+            self._depth -= dropped
+            self._put_count -= dropped
+            pending = self._work
+            pending.inserts[:0] = later
+            pending.kept[:0] = later
+            pending.letters[:0] = work.letters
+            pending.discards[:0] = work.discards
+            if later:
+                self._wake_getter()  # the dispatcher writes them when nobody else does
         else:
+            self._succeeded()
             if page is not None:
                 received, self._cursor, damaged = page
                 self._depth -= damaged
@@ -633,10 +735,31 @@ class SQLiteQueue(EventQueue):
             busy.set()
             work.done.set()
 
+    def _failed(self, exc: Exception) -> QueueFileError | QueueUnavailableError:
+        """Count and log a failed write; return the error to raise for it."""
+        error = _storage_error(self._path, exc)
+        self._errors += 1
+        if self._last_error is None:
+            logger.error("%s", error, exc_info=exc)
+        else:  # the same condition again: said once, when it began
+            logger.debug("%s", error)
+        self._last_error = str(error)
+        return error
+
+    def _succeeded(self) -> None:
+        """Note a successful write: the file can be written again."""
+        if self._last_error is not None:
+            logger.warning("%s can be written again; the queue has recovered", self._path)
+            self._last_error = None
+            self._retry_delay = RETRY_DELAY[0]
+
     # -- handing events to the dispatcher -------------------------------------------
 
     async def get_batch(self, limit: int) -> Sequence[Received]:
         """Wait for at least one committed event; return up to *limit*, oldest first.
+
+        While the file cannot be written (handing an event out is written first), this
+        keeps trying, with pauses growing up to two seconds.
 
         :raises ~reactor.QueueFileError: the backlog could not be read from the file
         """
@@ -672,6 +795,13 @@ class SQLiteQueue(EventQueue):
                 # the next commit, whoever runs it, does it.
                 if self._busy is None:
                     await self._hop()
+                    if self._last_error is not None:
+                        # Reading the backlog writes its hand-out mark, so a file that
+                        # cannot be written cannot be read either: try again after a
+                        # pause (in real time: it is the disk that is waited for).
+                        delay = self._retry_delay
+                        self._retry_delay = min(delay * 2, RETRY_DELAY[1])
+                        await anyio.sleep(delay)
                 else:
                     await self._busy.wait()
             else:
@@ -853,9 +983,11 @@ class SQLiteQueue(EventQueue):
         busy = self._busy = anyio.Event()
         try:
             with anyio.CancelScope(shield=True):
-                return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+                result = await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
         except sqlite3.Error as exc:
-            raise QueueFileError(f"could not use {self._path}: {exc}") from exc
+            raise self._failed(exc) from exc
+        else:
+            return result
         finally:
             self._busy = None
             busy.set()
@@ -896,6 +1028,8 @@ class SQLiteQueue(EventQueue):
             put_count=self._put_count,
             get_count=self._get_count,
             waiting_publishers=len(self._putters),
+            errors=self._errors,
+            last_error=self._last_error,
         )
 
     def __repr__(self) -> str:
@@ -921,6 +1055,9 @@ class SQLiteQueue(EventQueue):
         except BaseException as exc:
             conn.close()
             owner_lock.release()
+            if isinstance(exc, sqlite3.Error | OSError) and _unavailable_cause(path, exc):
+                # A full disk is not a damaged file: say what it is (and that it may pass).
+                raise _storage_error(path, exc, opening=True) from exc
             if isinstance(exc, sqlite3.DatabaseError | UnicodeDecodeError):
                 # A damaged schema can make even SQLite's error message undecodable.
                 raise QueueFileError(f"{path} cannot be used as a reactor queue: {exc}") from exc
@@ -983,7 +1120,7 @@ class SQLiteQueue(EventQueue):
                 self._purge_sync(conn, time())
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         self._handed_out = self._given = 0
         self._last_seq = conn.execute("SELECT max(seq) FROM reactor_events").fetchone()[0] or 0
@@ -1045,6 +1182,7 @@ class SQLiteQueue(EventQueue):
         conn = self._conn
         assert conn is not None
         last_seq = self._last_seq
+        _rollback(conn)  # what a failed ROLLBACK may have left open
         conn.execute("BEGIN IMMEDIATE")
         try:
             if work:
@@ -1053,8 +1191,7 @@ class SQLiteQueue(EventQueue):
             conn.execute("COMMIT")
         except BaseException:
             self._last_seq = last_seq
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         if work.inserts:
             self._unchecked += sum(len(insert[1]) for insert in work.inserts)
@@ -1226,13 +1363,13 @@ class SQLiteQueue(EventQueue):
         if conn is None:
             raise ReactorNotRunning(f"the queue {self._path} is not open")
         last_seq = self._last_seq
+        _rollback(conn)  # what a failed ROLLBACK may have left open
         conn.execute("BEGIN IMMEDIATE")
         try:
             count: int = func(conn, *args)
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             self._last_seq = last_seq
             raise
         return count
@@ -1359,6 +1496,20 @@ def _insert(conn: sqlite3.Connection, values: list[Any]) -> None:
     for start in range(0, len(values), step):
         chunk = values[start : start + step]
         conn.execute(_insert_sql(len(chunk) // 5), chunk)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any, without masking the error being handled.
+
+    SQLite ends a transaction by itself after some errors (a full disk), and a ROLLBACK
+    can itself fail; the error that caused it is the one to report, and the next BEGIN
+    tries again.
+    """
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            logger.debug("rollback failed: %s", exc)
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -1522,6 +1673,65 @@ def _version() -> str:
     return __version__
 
 
+def _storage_error(
+    path: Path, exc: BaseException, *, opening: bool = False
+) -> QueueFileError | QueueUnavailableError:
+    """Describe a failure to use *path*: what cannot be written right now (a full disk,
+    a read-only file, another connection's lock) is :class:`~reactor.QueueUnavailableError`,
+    anything else :class:`~reactor.QueueFileError`, either way with the real cause."""
+    error: QueueFileError | QueueUnavailableError
+    why = _unavailable_cause(path, exc)
+    if why is None:
+        error = QueueFileError(f"could not use {path}: {exc}")
+    elif opening:
+        error = QueueUnavailableError(
+            f"cannot open {path} right now: {why} ({exc}); the file was left as it is "
+            "and can be opened once this is resolved"
+        )
+    else:
+        error = QueueUnavailableError(
+            f"cannot write {path} right now: {why} ({exc}); nothing of this write was "
+            "stored, and the queue tries again"
+        )
+    error.__cause__ = exc
+    return error
+
+
+def _unavailable_cause(path: Path, exc: BaseException) -> str | None:
+    """Say why *exc* means the file cannot be written right now, or return ``None``."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if not isinstance(code, int) or code & 0xFF not in _UNAVAILABLE_CODES:
+            return None
+        code &= 0xFF
+    elif isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "the disk is full"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            code = sqlite3.SQLITE_READONLY
+        elif exc.errno == errno.EIO:
+            code = sqlite3.SQLITE_IOERR
+        else:
+            return None
+    else:
+        return None
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return "another connection holds its write lock"
+    # SQLite reports a full disk as FULL when the log cannot grow, but as an I/O error
+    # when the files beside the database cannot be created or sized: ask the disk.
+    try:
+        stat = os.statvfs(path.parent)
+    except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+        free = None
+    else:
+        free = stat.f_bavail * stat.f_frsize
+    if code == sqlite3.SQLITE_FULL or (free is not None and free < FULL_DISK_BYTES):
+        return "the disk is full" if free is None else f"the disk is full ({free} bytes free)"
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+        return "the file or its directory cannot be written"
+    return "the disk reported an I/O error"
+
+
 def _check_header(path: Path, *, missing_ok: bool) -> bool:
     """Refuse what is plainly not an SQLite database before SQLite sees it.
 
@@ -1562,18 +1772,34 @@ def _check_header(path: Path, *, missing_ok: bool) -> bool:
     return True
 
 
+_MASTER_COLUMNS: Final = "type, name, tbl_name, sql"
+
+
+@functools.cache
+def _expected_master() -> Counter[tuple[Any, ...]]:
+    """The rows of ``sqlite_master`` (but their page numbers) that the schema creates."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        return Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
+    finally:
+        conn.close()
+
+
 def _schema_problems(conn: sqlite3.Connection) -> list[str]:
     """Find damage that SQLite's quick check cannot see; return it described, or ``[]``.
 
-    * The schema must be exactly the one this release created: a flipped byte in a
-      column's name would otherwise fail later, in the middle of a run.
+    * The schema must be exactly the one this release created, each object's type,
+      name and table as well as its SQL: a flipped byte in a column's name would
+      otherwise fail later, in the middle of a run.
     * Every event marked done must be in the index of done events and the other way
       round: a flipped type byte can turn "not done" into "done" without breaking the
       record, and the event would then be skipped without a word.
     """
     problems: list[str] = []
-    found = {sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")}
-    if found != set(_SCHEMA):
+    found = Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
+    if found != _expected_master():
         problems.append("the queue's tables are not the ones its schema version defines")
         return problems
     in_table = conn.execute(
@@ -1695,7 +1921,11 @@ class _Checkpointer:
         self._conn = sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        try:
+            self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        except BaseException:
+            self._conn.close()
+            raise
         self._path = path
         self._wake = threading.Event()
         self._stopping = False
@@ -1723,7 +1953,7 @@ class _Checkpointer:
                     return
                 try:
                     self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:
+                except Exception as exc:  # a full disk: the log is copied when it has room
                     logger.warning("%s: checkpoint failed, tried again later: %s", self._path, exc)
         finally:
             self._conn.close()
@@ -1740,47 +1970,84 @@ class _OwnerLock:
 
     The operating system releases it when the process dies, however it dies. Within one
     process a second queue on the same file is refused too.
+
+    A clean close removes the lock file while still holding its lock, so a process that
+    opened the old file meanwhile holds a lock on a file that no longer has the name: the
+    taker checks, once it holds a lock, that the name still leads to the file it locked,
+    and tries again if not. So two processes never both own the queue file.
     """
 
-    def __init__(self, file: IO[str], key: str) -> None:
+    def __init__(self, file: IO[str], key: str, lock_path: Path) -> None:
         self.file = file
         self.key = key
+        self.lock_path = lock_path
 
     @classmethod
     def take(cls, path: Path) -> _OwnerLock:
         """Take the lock of *path* or raise :class:`~reactor.QueueInUseError`."""
         key = os.path.realpath(path)
         lock_path = path.with_name(path.name + "-lock")
-        try:
-            file = open(lock_path, "a+", encoding="utf-8")  # held until release()
-        except OSError as exc:
-            raise QueueFileError(f"cannot create the lock file {lock_path}: {exc}") from exc
         with _held_lock:
             if key in _held:
-                file.close()
                 raise QueueInUseError(f"{path} is already open as a queue in this process")
-            try:
-                _os_lock(file)
-            except OSError:
-                file.seek(0)
-                holder = file.read().strip() or "unknown"
-                file.close()
-                raise QueueInUseError(
-                    f"{path} is in use by another process ({holder}); one process at a "
-                    "time owns a queue file"
-                ) from None
+            while True:
+                try:
+                    file = open(lock_path, "a+", encoding="utf-8")  # held until release()
+                except OSError as exc:
+                    raise _lock_file_error(lock_path, exc) from exc
+                try:
+                    _os_lock(file)
+                except OSError:
+                    file.seek(0)
+                    holder = file.read().strip() or "unknown"
+                    file.close()
+                    raise QueueInUseError(
+                        f"{path} is in use by another process ({holder}); one process at "
+                        "a time owns a queue file"
+                    ) from None
+                if _names(lock_path, file):
+                    break
+                file.close()  # removed by its owner's close() meanwhile: take the new one
             _held.add(key)
-        file.seek(0)
-        file.truncate()
-        file.write(f"pid {os.getpid()}")
-        file.flush()
-        return cls(file, key)
+        try:
+            # Who holds it, for the error of the next taker; worth nothing to the lock
+            # itself, so a full disk does not stop the queue from opening.
+            fd = file.fileno()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        except OSError:
+            pass
+        return cls(file, key, lock_path)
 
     def release(self) -> None:
-        """Give the lock up (closing the descriptor releases the OS lock)."""
+        """Remove the lock file, then give the lock up (closing the descriptor releases
+        the OS lock)."""
         with _held_lock:
             _held.discard(self.key)
-        self.file.close()
+            if sys.platform != "win32" and _names(self.lock_path, self.file):
+                # Removed while held: see the class docstring. (Windows cannot remove an
+                # open file; the lock file stays there, which is harmless.)
+                with contextlib.suppress(OSError):
+                    self.lock_path.unlink()
+            self.file.close()
+
+
+def _names(lock_path: Path, file: IO[str]) -> bool:
+    """Whether *lock_path* still names the open *file* (not removed, not replaced)."""
+    try:
+        named = os.stat(lock_path)
+    except OSError:
+        return False
+    held = os.fstat(file.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _lock_file_error(lock_path: Path, exc: OSError) -> QueueFileError | QueueUnavailableError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return QueueUnavailableError(
+            f"cannot create the lock file {lock_path}: the disk is full ({exc})"
+        )
+    return QueueFileError(f"cannot create the lock file {lock_path}: {exc}")
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only

@@ -59,6 +59,15 @@ under whichever the watcher picked.
   what it finds.
 * A directory replaced by another at the same path is rescanned and the differences
   published.
+* A directory inside the tree that cannot be read (no read or search permission), there at
+  start or made so later, is logged once (a warning naming it) and counted (``unreadable``
+  in :meth:`FileChangeSource.statistics`); its files are invisible while it stays so: those
+  known are reported ``deleted``, and once it can be read again (checked when the watcher
+  has been quiet for a tick) what it holds is reported ``created``. Since one unreadable
+  directory makes the recursive OS watcher (and the poller) fail as a whole, the source
+  then watches each readable directory on its own, and sets the watcher up again when a
+  directory appears or changes readability. The root itself unreadable at start is an
+  error (``PermissionError``).
 * Overflow: watchfiles does not pass the ``notify`` crate's "rescan" flag on (the kernel's
   inotify ``IN_Q_OVERFLOW`` arrives as an event without paths, which watchfiles drops;
   samuelcolvin/watchfiles#348), so an overflow cannot be seen directly. Instead, after any
@@ -87,7 +96,8 @@ under whichever the watcher picked.
   very large trees.
 
 Gap events of this source carry the source's own URI as their CloudEvents ``source`` (not
-the app's), so the handler of :func:`on_file_change` receives them with the file events.
+the app's), like its root events, so that one subscription to that source sees them all.
+The handler of :func:`on_file_change` gets file events only unless ``status_events=True``.
 
 **Threads.** Each watching source keeps one worker thread of anyio's default thread limiter
 (40 tokens unless raised) busy in watchfiles, and runs its own file-system work on a
@@ -161,6 +171,7 @@ ROOT_MISSING: Final = "reactor.file.root_missing"
 ROOT_RESTORED: Final = "reactor.file.root_restored"
 
 _TYPES: Final = {"created": FILE_CREATED, "modified": FILE_MODIFIED, "deleted": FILE_DELETED}
+_FILE_TYPES: Final = frozenset(_TYPES.values())
 
 # How long the Rust side waits for changes before returning empty-handed: the quiet time
 # after which a pending verification rescan runs, and the period of the root check while
@@ -277,11 +288,17 @@ class _Tree:
     """
 
     def __init__(
-        self, match: Callable[[str], bool], *, recursive: bool, follow_symlinks: bool
+        self,
+        match: Callable[[str], bool],
+        *,
+        recursive: bool,
+        follow_symlinks: bool,
+        name: str,
     ) -> None:
         self.match = match
         self.recursive = recursive
         self.follow = follow_symlinks
+        self.name = name
         self.root = ""
         self.prefix = ""
         self.files: dict[str, _Sig] = {}
@@ -289,6 +306,18 @@ class _Tree:
         # in here is rescanned so that each file under it is reported deleted.
         self.dirs: dict[str, int] = {}
         self.escaped = 0
+        # Directories found unreadable and not readable again since, and every directory
+        # ever found so (each is logged once).
+        self.unreadable: set[str] = set()
+        self.warned: set[str] = set()
+        # Set when a directory became unreadable or readable, or (watching directories
+        # one by one) one appeared: the watcher must be set up again.
+        self.replan = False
+        # Whether the watcher watches the readable directories one by one; always, once a
+        # recursive watcher was refused where no unreadable directory could be found (a
+        # link to one outside the tree, which ``notify`` follows).
+        self.one_by_one = False
+        self.forced = False
 
     def set_root(self, root: str) -> None:
         self.root = root
@@ -343,6 +372,26 @@ class _Tree:
 
     # bookkeeping
 
+    def _unreadable(self, rel: str, error: OSError | None) -> None:
+        if rel in self.unreadable:
+            return
+        self.unreadable.add(rel)
+        self.replan = True
+        if rel not in self.warned:
+            self.warned.add(rel)
+            logger.warning(
+                "file source %s: cannot read the directory %s (%s); the files in it are "
+                "not reported while it cannot be read",
+                self.name,
+                self._abs(rel),
+                error.strerror if error is not None and error.strerror else "permission denied",
+            )
+
+    def _readable(self, rel: str) -> None:
+        if rel in self.unreadable:
+            self.unreadable.discard(rel)
+            self.replan = True
+
     def _add(self, rel: str, sig: _Sig) -> None:
         if rel not in self.files:
             dirs = self.dirs
@@ -387,12 +436,24 @@ class _Tree:
                 self._remove(rel)
                 out.append(_FileChange(rel, "deleted", None, None))
             is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+            if not is_dir:
+                self.unreadable.discard(rel)  # gone: nothing to read again
+            elif self.one_by_one and Change.added in kinds[rel]:
+                self.replan = True  # a new directory, which nothing watches yet
             # A directory created or moved in is reported alone by the native watchers (its
             # files may even predate the watch on it), one removed or moved out likewise: look
             # inside. A "modified" directory (polling) only means its entries changed, and
-            # those are reported one by one.
-            if (is_dir and self.recursive and kinds[rel] & {Change.added, Change.deleted}) or (
-                not is_dir and rel in self.dirs
+            # those are reported one by one; but a change of its permissions (native) may
+            # have made its files visible or invisible: look inside if it did.
+            if (
+                (is_dir and self.recursive and kinds[rel] & {Change.added, Change.deleted})
+                or (not is_dir and rel in self.dirs)
+                or (
+                    is_dir
+                    and self.recursive
+                    and Change.modified in kinds[rel]
+                    and _can_list(self._abs(rel)) == (rel in self.unreadable)
+                )
             ):
                 if not any(rel.startswith(done + "/") for done in subtrees):
                     subtrees.append(rel)
@@ -421,6 +482,7 @@ class _Tree:
         stack = [base]
         while stack:
             rel_dir = stack.pop()
+            denied: OSError | None = None
             try:
                 with os.scandir(self._abs(rel_dir)) as entries:
                     for entry in entries:
@@ -438,11 +500,84 @@ class _Tree:
                             elif entry.is_file(follow_symlinks=follow) and self.match(rel):
                                 st = entry.stat(follow_symlinks=follow)
                                 found[rel] = (st.st_ino, st.st_size, st.st_mtime_ns)
+                        except PermissionError as exc:
+                            denied = exc  # listed but not searchable: its files are hidden
                         except OSError:
-                            continue  # vanished or unreadable since listed
+                            continue  # vanished since listed
+            except PermissionError as exc:
+                denied = exc
             except OSError:
-                continue  # a directory that vanished or cannot be read has no files for us
+                continue  # a directory that vanished has no files for us
+            if denied is not None:
+                self._unreadable(rel_dir, denied)
+            else:
+                self._readable(rel_dir)
         return found
+
+    def plan(self) -> list[str] | None:
+        """Return the directories to watch one by one, or ``None`` to watch the root whole.
+
+        A directory in the tree that cannot be read makes a recursive watcher fail as a
+        whole (``notify`` adds the watches of a tree one after the other and gives up at the
+        first one refused; its poller fails every poll): then each readable directory is
+        watched on its own, the unreadable ones are not.
+        """
+        if not self.recursive:
+            self.replan = False
+            return None  # the root alone: unreadable subdirectories do not matter
+        found: list[str] = []
+        unreadable: set[str] = set()
+        seen: set[tuple[int, int]] = set()
+        follow = self.follow
+        stack = [""]
+        while stack:
+            rel_dir = stack.pop()
+            path = self._abs(rel_dir)
+            children: list[str] = []
+            try:
+                with os.scandir(path) as entries:
+                    for entry in entries:
+                        try:
+                            if not entry.is_dir(follow_symlinks=follow):
+                                continue
+                            if follow:  # links may form cycles: visit each directory once
+                                st = entry.stat()
+                                key = (st.st_dev, st.st_ino)
+                                if key in seen:
+                                    continue
+                                seen.add(key)
+                        except OSError:
+                            continue
+                        children.append(f"{rel_dir}/{entry.name}" if rel_dir else entry.name)
+            except PermissionError as exc:
+                unreadable.add(rel_dir)
+                self._unreadable(rel_dir, exc)
+                continue
+            except OSError:
+                continue  # vanished
+            found.append(path)
+            stack.extend(children)
+        for rel in self.unreadable - unreadable:
+            self._readable(rel)
+        self.replan = False
+        self.one_by_one = bool(unreadable) or self.forced
+        if not self.one_by_one or "" in unreadable:
+            self.one_by_one = False
+            return None
+        found.sort()
+        return found
+
+    def probe(self) -> list[_FileChange]:
+        """Look again into each unreadable directory that can be read now."""
+        out: list[_FileChange] = []
+        for rel in sorted(self.unreadable):
+            path = self._abs(rel)
+            if not os.path.isdir(path):
+                self.unreadable.discard(rel)
+            elif _can_list(path):
+                out.extend(self.rescan(rel))
+        out.sort(key=lambda c: c.rel)
+        return out
 
     def adopt(self) -> None:
         """Take the snapshot of the whole tree without reporting anything."""
@@ -475,6 +610,21 @@ class _Tree:
         self.files.clear()
         self.dirs.clear()
         return out
+
+
+def _can_list(path: str) -> bool:
+    """Whether the directory *path* can be listed and its entries looked at."""
+    # Not os.access(): it asks about the real user, not the effective one.
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                entry.stat(follow_symlinks=False)
+                break
+    except PermissionError:
+        return False
+    except OSError:
+        return True  # vanished, or an entry did: not a matter of permission
+    return True
 
 
 def _root_identity(path: str) -> tuple[int, int] | None:
@@ -595,7 +745,9 @@ class FileChangeSource(Source):
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         self._name = name
         self._uri = "/reactor/files/" + quote(name, safe="")
-        self._tree = _Tree(self._match, recursive=self._recursive, follow_symlinks=self._follow)
+        self._tree = _Tree(
+            self._match, recursive=self._recursive, follow_symlinks=self._follow, name=name
+        )
         self._batch = 0
         self._counters = {
             "batches": 0,
@@ -631,10 +783,16 @@ class FileChangeSource(Source):
     def statistics(self) -> dict[str, int]:
         """Return the counters: ``batches`` taken from the watcher, file ``changes`` published,
         ``rescans`` of the tree, ``gaps`` announced, times the root was found ``root_missing``,
-        watcher ``restarts``, paths dropped as ``escaped`` (outside the root), and ``files``
-        known in the snapshot.
+        watcher ``restarts``, paths dropped as ``escaped`` (outside the root), ``files``
+        known in the snapshot, and directories found ``unreadable`` (each counted once).
         """
-        return {**self._counters, "escaped": self._tree.escaped, "files": len(self._tree.files)}
+        tree = self._tree
+        return {
+            **self._counters,
+            "escaped": tree.escaped,
+            "files": len(tree.files),
+            "unreadable": len(tree.warned),
+        }
 
     def __repr__(self) -> str:
         return f"FileChangeSource({self._path!r}, pattern={self._pattern!r}, name={self._name!r})"
@@ -725,7 +883,7 @@ class FileChangeSource(Source):
         :param app: the running app to publish into
         :param task_status: started once the watcher is live (or the root was found
             missing and announced)
-        :raises PermissionError: the directory cannot be watched for lack of permission
+        :raises PermissionError: the directory itself cannot be read
         """
         self._tree.clear()
         self._batch = 0
@@ -736,6 +894,7 @@ class FileChangeSource(Source):
         polling = self._force_polling
         failures = 0
         started = False
+        dirs: list[str] | None = None  # None: the root, recursively; else these one by one
 
         def ready() -> None:
             nonlocal started
@@ -750,17 +909,31 @@ class FileChangeSource(Source):
                 ready()
                 await app.clock.sleep(self._poll_interval)
                 continue
-            self._tree.set_root(real)
-            failure = await self._watch(app, real, polling=polling, ready=ready)
+            tree = self._tree
+            tree.set_root(real)
+            if tree.replan or tree.one_by_one:  # directories may have come and gone since
+                dirs = await self._in_thread(tree.plan)
+            failure = await self._watch(app, real, dirs, polling=polling, ready=ready)
             if failure is None:
                 failures = 0
-                continue  # the root is gone or was replaced: find it again
+                continue  # the root is gone or was replaced, or directories changed: again
             error = failure.error
             if isinstance(error, FileNotFoundError) and not failure.live:
                 continue  # removed between the check and the watch
-            if isinstance(error, PermissionError):
-                raise error
-            if not failure.live and not polling:
+            # An unreadable directory in the tree fails the watcher (at start natively, at
+            # each poll when polling; the error says which path, not always as a
+            # PermissionError): watch around the unreadable directories if that helps.
+            denied = isinstance(error, PermissionError)
+            previous = dirs
+            dirs = await self._in_thread(tree.plan)
+            if denied and not started and "" in tree.unreadable:
+                raise error  # the directory itself: nothing to watch at all
+            if denied and dirs is None and not tree.forced:
+                tree.forced = True
+                dirs = await self._in_thread(tree.plan)
+            if dirs != previous:
+                continue
+            if not failure.live and not polling and not denied:
                 # The OS watcher could not be set up (inotify instance or watch limits,
                 # an unsupported file system): polling works everywhere.
                 logger.warning(
@@ -792,9 +965,17 @@ class FileChangeSource(Source):
         await self._publish_root(app, ROOT_MISSING, reason)
 
     async def _watch(
-        self, app: Reactor, root: str, *, polling: bool, ready: Callable[[], None]
+        self,
+        app: Reactor,
+        root: str,
+        dirs: list[str] | None,
+        *,
+        polling: bool,
+        ready: Callable[[], None],
     ) -> _Failure | None:
-        """Watch *root* until it is gone or replaced (``None``) or the watcher fails."""
+        """Watch *root* until it is gone or replaced or must be watched anew (``None``), or
+        the watcher fails. *dirs*: watch these one by one instead of *root* recursively.
+        """
         tree = self._tree
         lock = self._lock
         assert lock is not None
@@ -806,7 +987,14 @@ class FileChangeSource(Source):
         async with anyio.create_task_group() as tg, receive:
             try:
                 tg.start_soon(
-                    self._pump, root, hook, send, polling, polls, name=f"watch {self._name}"
+                    self._pump,
+                    [root] if dirs is None else dirs,
+                    dirs is None and self._recursive,
+                    hook,
+                    send,
+                    polling,
+                    polls,
+                    name=f"watch {self._name}",
                 )
                 await hook.ready.wait()
                 if not hook.live:
@@ -851,9 +1039,13 @@ class FileChangeSource(Source):
                             verify_countdown = _VERIFY_LATEST
                         else:
                             verify_countdown -= 1
+                    elif tree.unreadable:  # the watcher was quiet: can they be read now?
+                        async with lock:
+                            changes, now_identity = await self._in_thread(_probe, tree, root)
+                            await self._publish_changes(app, changes)
                     else:  # the watcher was quiet for a while
                         now_identity = await self._in_thread(_root_identity, root)
-                    if now_identity != identity:
+                    if now_identity != identity or tree.replan:
                         return None
                     if verify_since is not None and (not message or verify_countdown <= 0):
                         await self._verify(app, verify_since)
@@ -874,7 +1066,8 @@ class FileChangeSource(Source):
 
     async def _pump(
         self,
-        root: str,
+        paths: list[str],
+        recursive: bool,
         hook: _StopHook,
         send: MemoryObjectSendStream[_Message],
         polling: bool,
@@ -888,7 +1081,7 @@ class FileChangeSource(Source):
             try:
                 async with aclosing(
                     awatch(
-                        root,
+                        *paths,
                         watch_filter=None,
                         debounce=max(debounce_ms, step_ms),
                         step=step_ms,
@@ -898,7 +1091,10 @@ class FileChangeSource(Source):
                         debug=False,
                         force_polling=True if polling else None,
                         poll_delay_ms=poll_ms,
-                        recursive=self._recursive,
+                        recursive=recursive,
+                        # Never skip what cannot be read (WATCHFILES_IGNORE_PERMISSION_DENIED):
+                        # notify would then silently leave out whatever it had not reached.
+                        ignore_permission_denied=False,
                     )
                 ) as batches:
                     async for batch in batches:
@@ -934,11 +1130,21 @@ def _resolve_root(path: str) -> tuple[str | None, bool]:
     return os.path.realpath(path), True
 
 
+def _probe(tree: _Tree, root: str) -> tuple[list[_FileChange], tuple[int, int] | None]:
+    """Look into the unreadable directories and check the root, in one trip to a thread."""
+    return tree.probe(), _root_identity(root)
+
+
 def _reconcile(
     tree: _Tree, hints: set[tuple[Change, str]], root: str
 ) -> tuple[list[_FileChange], tuple[int, int] | None]:
     """Reconcile a batch and check the root, in one trip to a worker thread."""
     return tree.reconcile(hints), _root_identity(root)
+
+
+def _is_file_event(event: Event) -> bool:
+    # Routed by type first: only the two root events get this far besides file events.
+    return event.type in _FILE_TYPES
 
 
 def on_file_change(
@@ -951,6 +1157,7 @@ def on_file_change(
     force_polling: bool = False,
     poll_interval: float = 0.3,
     follow_symlinks: bool = False,
+    status_events: bool = False,
     name: str | None = None,
     concurrency: int = 16,
     ordered_by: KeyFunction | None = by_path,
@@ -959,15 +1166,21 @@ def on_file_change(
 ) -> Callable[[H], H]:
     """Decorate a handler for the files created, modified or deleted under *path*.
 
-    The handler receives one event per changed file: type ``"reactor.file.created"``,
-    ``"reactor.file.modified"`` or ``"reactor.file.deleted"``, subject the path relative to
-    *path* (``/`` separators), data ``{"path", "change", "root", "size", "mtime", "batch",
-    "batch_size"}``. It also receives ``"reactor.file.root_missing"`` and
-    ``"reactor.file.root_restored"`` when the directory disappears and comes back, and
-    ``"reactor.source.gap"`` when changes were found that the watcher had not reported
-    (check ``event.type``). Files present when the app starts are not reported. Changes are
-    batched for up to *debounce* seconds; the events of each file are handled in order
-    (``ordered_by``), different files concurrently.
+    The handler receives one event per changed file that matches *pattern*: type
+    ``"reactor.file.created"``, ``"reactor.file.modified"`` or ``"reactor.file.deleted"``,
+    subject the path relative to *path* (``/`` separators), data ``{"path", "change",
+    "root", "size", "mtime", "batch", "batch_size"}``, and nothing else. Files present when
+    the app starts are not reported. Changes are batched for up to *debounce* seconds; the
+    events of each file are handled in order (``ordered_by``), different files concurrently.
+
+    The source's status events, which name no file, are published too:
+    ``"reactor.file.root_missing"`` and ``"reactor.file.root_restored"`` when the directory
+    disappears and comes back, and ``"reactor.source.gap"`` when changes were found that the
+    watcher had not reported (they follow as file events). Their CloudEvents source is the
+    file source's, ``/reactor/files/<name>``: subscribe to them with
+    ``app.subscribe("*", handler, source="/reactor/files/<name>")`` (or a narrower type
+    such as ``"reactor.file.root_*"``), or pass ``status_events=True`` to hand them to this
+    handler as well (then check ``event.type``).
 
     :param app: the app to add the source and the subscription to
     :param path: the directory to watch; it may be missing when the app starts
@@ -980,6 +1193,8 @@ def on_file_change(
         missing directory
     :param follow_symlinks: follow symbolic links; by default none is, and nothing outside
         the directory is ever reported
+    :param status_events: also hand the handler the source's status events (root missing,
+        root restored, gap), which have no path; by default it gets file events only
     :param name: the consumer name, unique in the app, also the source's name in
         ``/reactor/files/<name>`` (default: the handler's qualified name)
     :param concurrency: the most events handled at once
@@ -1009,9 +1224,10 @@ def on_file_change(
     def decorate(handler: H) -> H:
         source = make(default_name(handler) if name is None else name)
         app.subscribe(
-            "*",
+            "*" if status_events else "reactor.file.*",
             handler,
             source=source.uri,
+            where=None if status_events else _is_file_event,
             name=name,
             concurrency=concurrency,
             ordered_by=ordered_by,

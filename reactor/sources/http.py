@@ -5,24 +5,44 @@ framework. It accepts two kinds of ``POST``:
 
 * **CloudEvents** at its root (``/``), in any mode of the CloudEvents HTTP binding: binary
   (``ce-*`` headers, the data in the body), structured (``application/cloudevents+json``)
-  or batched (``application/cloudevents-batch+json``). Every event is published as sent.
+  or batched (``application/cloudevents-batch+json``). Every event is published as sent,
+  except those of the reserved types and sources (see *Security*).
 * **Webhooks** at the paths registered with :meth:`HttpIngress.webhook` (or the
   :func:`on_webhook` decorator): any JSON body becomes the ``data`` of an event whose
   ``type`` is the route's, whose ``source`` is ``"/reactor/http" + path`` and whose ``id``
-  is the ``webhook-id`` header (a new UUID without one). A route with a ``secret``
-  verifies `Standard Webhooks <https://www.standardwebhooks.com>`_ signatures.
+  is the sender's delivery id (a new UUID without one). A route with a ``secret``
+  verifies the signatures of the sender's scheme: `Standard Webhooks
+  <https://www.standardwebhooks.com>`_, GitHub or Stripe.
 
 ::
+
+    import os
 
     from reactor import Reactor
     from reactor.sources.http import asgi, on_webhook
 
     app = Reactor()
-    ingress = asgi(app)                  # app.asgi: one ingress per app, made on first use
-    ingress.max_body = 4 * 2**20         # settings are attributes (see HttpIngress)
+    ingress = asgi(app, token=os.environ["EVENTS_TOKEN"], allow_types=["com.example.*"])
+    ingress.max_body = 4 * 2**20         # settings are also attributes (see HttpIngress)
 
-    @on_webhook(app, "/github", type="com.github.push", secret="whsec_...")
+    @on_webhook(app, "/github", type="com.github.push",
+                secret=os.environ["GITHUB_WEBHOOK_SECRET"], scheme="github")
     async def pushed(event): ...         # event.data is the parsed JSON body
+
+**Security.** Event types under ``reactor.`` (timers, file changes, notifications, gap
+events) and sources under ``/reactor/`` (built-in sources and webhook routes) are
+reserved: the CloudEvents endpoint answers 403 to a request holding any such event, so
+that no client can run a cron handler with forged data or reach a signed webhook
+route's handlers without its signature; ``allow_reserved=True`` lifts this for a trusted
+forwarder. ``allow_types`` and ``allow_sources`` (globs) narrow what the endpoint takes
+(403 otherwise). Authentication of the endpoint: a bearer ``token`` (``Authorization:
+Bearer ...``, checked before the body is read) and/or a Standard Webhooks ``secret``
+that signs each whole request (``webhook-id``, ``webhook-timestamp`` and
+``webhook-signature`` headers, replays answered 200 as for webhooks); without either,
+anyone who can reach the endpoint publishes events, so serve it only on a private
+network or behind a proxy that authenticates. Webhook routes without a ``secret`` take
+any request. A request is refused whole: 401 (authentication), 403 (reserved or not
+allowed), with the reason in the JSON body.
 
 Answers, all with a JSON body:
 
@@ -33,27 +53,35 @@ status    when
 200       a signed webhook whose ``webhook-id`` was accepted already within the tolerance
           window: nothing is published again, ``{"ids": [id], "duplicate": true}``
 400       malformed body, headers or event: ``{"error": "<reason>"}`` (and every 4xx below)
-401       a signed route's ``webhook-*`` headers are missing, stale or do not verify
+401       the endpoint's bearer token is missing or wrong (with ``WWW-Authenticate``), or
+          a signature (of the endpoint or a route) is missing, stale or does not verify
+403       a CloudEvent of a reserved type or source, or one the allow-lists exclude
 404       no route at that path
 405       not a ``POST`` (with an ``Allow: POST`` header)
 413       ``Content-Length`` or the body read so far exceeds ``max_body`` (reading stops
-          there), or a batch holds more events than the queue can ever hold
+          there), a batch holds more events than the queue can ever hold, or an event is
+          larger than the queue takes (``SQLiteQueue``'s ``max_event_size``)
 415       a content type this route does not take
-503       the queue has no room for the request's events, or the app is not running or
-          is stopping (with ``Retry-After``)
+501       a batch for a queue that cannot store batches all or nothing (a third-party
+          queue without :meth:`~reactor.abc.EventQueue.put_many`)
+503       the queue has no room for the request's events, cannot store anything right now
+          (:class:`~reactor.QueueUnavailableError`, e.g. a full disk), or the app is not
+          running or is stopping (with ``Retry-After``)
 ========  =================================================================================
+
+No client input is answered 500: every event is checked by :class:`~reactor.Event`
+whatever the queue (lone surrogates, for one, are refused before any queue sees them),
+and a queue's refusal of an event is a 4xx or a 503 as above.
 
 **Nothing answered with a 2xx is lost while the app runs**: the answer is sent only once
 every event of the request is in the ingestion queue, which the app drains before it
-stops. A request is all or nothing on the memory queue: the ingress checks that the
-queue has room for every event of a batch before publishing any, and publishes them
-without yielding. On a queue that stores with I/O (``stores_immediately`` is false) the
-room check is advisory and the events are published one by one with ``await
-app.publish``; if the app stops in the middle, the request is answered 503 and the events
-published before stay queued, so a sender's retry may deliver them twice (consumers
-deduplicate by ``source`` and ``id``, as the CloudEvents specification intends).
+stops. **A request is all or nothing on every queue**: its events are published with
+:meth:`Reactor.publish_many <reactor.Reactor.publish_many>`, which stores every event or
+none (``SQLiteQueue`` commits a batch in one transaction), so an answer other than 2xx
+means nothing of the request was stored and the sender may retry it whole.
 
-**Signatures** (Standard Webhooks): the ``webhook-signature`` header holds space-separated
+**Signatures** (Standard Webhooks; GitHub and Stripe are described at
+:meth:`HttpIngress.webhook`): the ``webhook-signature`` header holds space-separated
 ``v1,<base64>`` entries, each an HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{body}"``
 under the route's secret; one matching entry (compared in constant time) is enough,
 others (``v1a``, unknown versions) are skipped. ``webhook-timestamp`` (integer Unix
@@ -97,7 +125,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import math
 import re
@@ -106,7 +133,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _quote
 from types import MappingProxyType
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import anyio
 import attrs
@@ -116,23 +143,30 @@ from reactor import (
     Event,
     EventFormatError,
     InvalidEventError,
+    PayloadTooLargeError,
+    QueueFileError,
     QueueFull,
+    QueueUnavailableError,
     Reactor,
     ReactorNotRunning,
     Retry,
 )
+from reactor._event import _load_json
 from reactor._reactor import _UNSET, _Unset
-from reactor._subscription import Handler, KeyFunction
+from reactor._subscription import Handler, KeyFunction, compile_glob
 from reactor.abc import Source
 
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_REPLAY_CACHE",
     "DEFAULT_TOLERANCE",
+    "RESERVED_SOURCE_PREFIX",
+    "RESERVED_TYPE_PREFIX",
     "SOURCE_PREFIX",
     "HttpIngress",
     "Message",
     "Receive",
+    "Scheme",
     "Scope",
     "Send",
     "Webhook",
@@ -158,6 +192,17 @@ DEFAULT_TOLERANCE = 300.0
 DEFAULT_REPLAY_CACHE = 100_000
 #: Webhook events have the source ``SOURCE_PREFIX + path``.
 SOURCE_PREFIX = "/reactor/http"
+#: Event types of reactor's built-in sources (timers, files, notifications, gaps): the
+#: CloudEvents endpoint refuses them unless ``allow_reserved`` is set.
+RESERVED_TYPE_PREFIX = "reactor."
+#: Sources of reactor's built-in sources and webhook routes (``"/reactor/..."``), refused
+#: like the reserved types: a CloudEvent from ``/reactor/http/github`` would otherwise
+#: reach the GitHub route's handlers without its signature.
+RESERVED_SOURCE_PREFIX = "/reactor/"
+
+Scheme: TypeAlias = Literal["standard", "github", "stripe"]
+"""How a webhook route verifies its requests (see :meth:`HttpIngress.webhook`)."""
+_SCHEMES = ("standard", "github", "stripe")
 
 _SECRET_PREFIX = "whsec_"
 _STRUCTURED = b"application/cloudevents+json"
@@ -166,14 +211,15 @@ _BATCH = b"application/cloudevents-batch+json"
 # used as a subscription's ``source=`` filter as is.
 _PATH = re.compile(r"(?:/[A-Za-z0-9._~!$&'()+,;=:@-]+)+")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# NaN and Infinity are Python extensions that other JSON parsers (and durable queues) reject.
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_AUTH_HEADERS = frozenset(
+    (
+        b"authorization",
+        b"x-hub-signature-256",
+        b"x-github-delivery",
+        b"x-github-event",
+        b"stripe-signature",
+    )
+)
 
 
 class _Reject(Exception):
@@ -208,11 +254,15 @@ def _check_path(path: object) -> str:
     return normalized
 
 
-def _check_secret(secret: object) -> bytes | None:
+def _check_secret(secret: object, scheme: str = "standard") -> bytes | None:
     if secret is None:
         return None
     if isinstance(secret, bytes | bytearray):
         key = bytes(secret)
+    elif isinstance(secret, str) and scheme != "standard":
+        # GitHub and Stripe use the secret's text itself as the HMAC key (Stripe's
+        # "whsec_..." included), unlike Standard Webhooks, which base64-decodes it.
+        key = secret.encode("utf-8")
     elif isinstance(secret, str):
         text = secret.removeprefix(_SECRET_PREFIX)
         try:
@@ -240,6 +290,18 @@ def _check_tolerance(tolerance: object) -> float:
     return float(tolerance)
 
 
+def _check_globs(
+    name: str, value: object, what: str
+) -> tuple[tuple[str, ...] | None, Callable[[str], bool] | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of globs or None, got {value!r}")
+    globs = tuple(value)
+    matchers = [compile_glob(glob, what) for glob in globs]
+    return globs, lambda text: any(match(text) for match in matchers)
+
+
 def _check_count(name: str, value: object, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -255,9 +317,12 @@ class Webhook:
     :ivar path: the path below the ingress, e.g. ``"/github"``
     :ivar type: the ``type`` of the events it publishes
     :ivar source: the ``source`` of the events it publishes: ``"/reactor/http" + path``
-    :ivar secret: the HMAC key of Standard Webhooks signatures (decoded), or ``None``
-        for a route that takes unsigned requests
-    :ivar tolerance: seconds a ``webhook-timestamp`` may differ from the app's clock
+    :ivar secret: the HMAC key of the route's signatures (decoded), or ``None`` for a
+        route that takes unsigned requests
+    :ivar tolerance: seconds a signature's timestamp may differ from the app's clock (and
+        how long a scheme without timestamps remembers an accepted delivery id)
+    :ivar scheme: how requests are signed: ``"standard"`` (Standard Webhooks),
+        ``"github"`` or ``"stripe"``
     """
 
     path: str
@@ -265,31 +330,42 @@ class Webhook:
     source: str
     secret: bytes | None = attrs.field(default=None, repr=False)
     tolerance: float = DEFAULT_TOLERANCE
+    scheme: Scheme = "standard"
 
     @property
     def signed(self) -> bool:
-        """Whether requests must carry a valid Standard Webhooks signature."""
+        """Whether requests must carry a valid signature."""
         return self.secret is not None
 
     def sign(self, msg_id: str, timestamp: int, body: bytes) -> str:
-        """Return the ``webhook-signature`` header a sender would put on *body*.
+        """Return the signature header a sender would put on *body*.
 
         Handy for tests and for forwarding; a receiving app never needs it.
 
-        :param msg_id: the ``webhook-id``
-        :param timestamp: the ``webhook-timestamp``, integer Unix seconds
+        :param msg_id: the ``webhook-id`` (Standard Webhooks; unused by the others)
+        :param timestamp: integer Unix seconds (unused by GitHub, which signs none)
         :param body: the exact request body
         :raises ValueError: the route has no secret
-        :return: ``"v1,<base64 HMAC-SHA256>"``
+        :return: the value of ``webhook-signature`` (``"v1,<base64>"``),
+            ``X-Hub-Signature-256`` (``"sha256=<hex>"``) or ``Stripe-Signature``
+            (``"t=<timestamp>,v1=<hex>"``), by the route's scheme
         """
         if self.secret is None:
             raise ValueError(f"webhook {self.path!r} has no secret to sign with")
+        if self.scheme == "github":
+            return "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+        if self.scheme == "stripe":
+            return f"t={timestamp},v1={_stripe_digest(self.secret, str(timestamp).encode(), body)}"
         digest = _digest(self.secret, msg_id.encode(), str(timestamp).encode(), body)
         return "v1," + base64.b64encode(digest).decode("ascii")
 
 
 def _digest(key: bytes, msg_id: bytes, timestamp: bytes, body: bytes) -> bytes:
     return hmac.new(key, b"%s.%s.%s" % (msg_id, timestamp, body), hashlib.sha256).digest()
+
+
+def _stripe_digest(key: bytes, timestamp: bytes, body: bytes) -> str:
+    return hmac.new(key, b"%s.%s" % (timestamp, body), hashlib.sha256).hexdigest()
 
 
 def _route_path(scope: Scope) -> str:
@@ -344,13 +420,26 @@ class HttpIngress(Source):
     that it still publishes, but keeps accepting while the app drains and its counters
     are not in ``app.stats()``.
 
-    Settings are attributes that may change at any time:
+    Settings are attributes that may change at any time (or arguments of :func:`asgi`).
+    The CloudEvents endpoint's security settings (see the module docs):
 
     :param app: the app to publish into
     :param max_body: the largest request body read, in bytes (default 1 MiB); larger
         bodies are answered 413
     :param retry_after: the ``Retry-After`` seconds of 503 answers (default 1)
     :param replay_cache: the most signed webhook ids remembered against replays
+    :param token: CloudEvents requests must carry ``Authorization: Bearer <token>``
+        (else 401); ``None`` (default) asks for none
+    :param secret: CloudEvents requests must be signed as Standard Webhooks with this
+        key (``"whsec_..."``, base64, or raw ``bytes``; else 401), the whole request
+        once; ``None`` (default) asks for no signature
+    :param tolerance: seconds the signature's ``webhook-timestamp`` may differ from now
+    :param allow_types: globs; a CloudEvent whose type matches none is refused (403);
+        ``None`` (default) allows every type that is not reserved
+    :param allow_sources: globs on the ``source``, as *allow_types*
+    :param allow_reserved: take CloudEvents of the reserved types (``reactor.*``) and
+        sources (``/reactor/...``), which otherwise get 403: only for a trusted sender
+        that forwards another reactor app's events
     """
 
     def __init__(
@@ -360,6 +449,12 @@ class HttpIngress(Source):
         max_body: int = DEFAULT_MAX_BODY,
         retry_after: int = 1,
         replay_cache: int = DEFAULT_REPLAY_CACHE,
+        token: str | None = None,
+        secret: str | bytes | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
+        allow_types: Sequence[str] | None = None,
+        allow_sources: Sequence[str] | None = None,
+        allow_reserved: bool = False,
     ) -> None:
         if not isinstance(app, Reactor):
             raise TypeError(f"app must be a reactor.Reactor, got {app!r}")
@@ -367,13 +462,28 @@ class HttpIngress(Source):
         self.max_body = max_body
         self.retry_after = retry_after
         self.replay_cache = replay_cache
+        self.token = token
+        self.secret = secret
+        self.tolerance = tolerance
+        self.allow_types = allow_types
+        self.allow_sources = allow_sources
+        self.allow_reserved = allow_reserved
         self._routes: dict[str, Webhook] = {}
         # (path, webhook-id) -> Unix time until which a repeat is a replay; oldest first.
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         # Set when the app cancels this source (it is stopping): answer 503 from then on.
         self._stopping = False
         self._counters = dict.fromkeys(
-            ("requests", "accepted", "rejected", "unavailable", "duplicates"), 0
+            (
+                "requests",
+                "accepted",
+                "rejected",
+                "unauthorized",
+                "forbidden",
+                "unavailable",
+                "duplicates",
+            ),
+            0,
         )
 
     # -- configuration --------------------------------------------------------------
@@ -417,6 +527,74 @@ class HttpIngress(Source):
         self._replay_cache = _check_count("replay_cache", value, 1)
 
     @property
+    def token(self) -> str | None:
+        """The bearer token CloudEvents requests must carry, or ``None`` for none.
+
+        Kept out of the repr; compared in constant time.
+        """
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        if value is not None and not (
+            isinstance(value, str) and value and value.isascii() and value.isprintable()
+        ):
+            raise ValueError("token must be a non-empty str of printable ASCII, or None")
+        self._token = value
+        self._token_bytes = None if value is None else value.encode("ascii")
+
+    @property
+    def secret(self) -> bytes | None:
+        """The decoded Standard Webhooks key that signs CloudEvents requests, or ``None``.
+
+        Set it to ``"whsec_..."`` (or base64, or raw ``bytes``) as for a webhook route.
+        """
+        return self._secret
+
+    @secret.setter
+    def secret(self, value: str | bytes | None) -> None:
+        self._secret = _check_secret(value)
+
+    @property
+    def tolerance(self) -> float:
+        """Seconds a CloudEvents request's ``webhook-timestamp`` may differ from now."""
+        return self._tolerance
+
+    @tolerance.setter
+    def tolerance(self, value: float) -> None:
+        self._tolerance = _check_tolerance(value)
+
+    @property
+    def allow_types(self) -> tuple[str, ...] | None:
+        """Globs the type of every CloudEvent must match (``None``: any unreserved type)."""
+        return self._allow_types
+
+    @allow_types.setter
+    def allow_types(self, value: Sequence[str] | None) -> None:
+        self._allow_types, self._type_allowed = _check_globs("allow_types", value, "event type")
+
+    @property
+    def allow_sources(self) -> tuple[str, ...] | None:
+        """Globs the source of every CloudEvent must match (``None``: any unreserved one)."""
+        return self._allow_sources
+
+    @allow_sources.setter
+    def allow_sources(self, value: Sequence[str] | None) -> None:
+        self._allow_sources, self._source_allowed = _check_globs("allow_sources", value, "source")
+
+    @property
+    def allow_reserved(self) -> bool:
+        """Whether CloudEvents of the reserved ``reactor.*`` types and ``/reactor/...``
+        sources are taken (default ``False``: 403)."""
+        return self._allow_reserved
+
+    @allow_reserved.setter
+    def allow_reserved(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"allow_reserved must be a bool, got {value!r}")
+        self._allow_reserved = value
+
+    @property
     def routes(self) -> Mapping[str, Webhook]:
         """The webhook routes by path (read-only)."""
         return MappingProxyType(self._routes)
@@ -428,31 +606,57 @@ class HttpIngress(Source):
         type: str,
         secret: str | bytes | None = None,
         tolerance: float = DEFAULT_TOLERANCE,
+        scheme: Scheme = "standard",
     ) -> Webhook:
         """Route ``POST`` requests with a JSON body at *path* to events of *type*.
 
         Calling it again with the same settings returns the same route, so several
-        handlers can share one path.
+        handlers can share one path. With a *secret*, requests must be signed by the
+        *scheme* the sender uses:
+
+        * ``"standard"`` (`Standard Webhooks <https://www.standardwebhooks.com>`_):
+          ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers; the
+          event's id is the ``webhook-id``.
+        * ``"github"``: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``
+          under the secret as typed in GitHub's settings; the event's id is the
+          ``X-GitHub-Delivery`` header, its subject the ``X-GitHub-Event`` header
+          (``"push"``, ...). GitHub signs no timestamp: a delivery id is refused again
+          for *tolerance* seconds after it was accepted, and no longer.
+        * ``"stripe"``: ``Stripe-Signature: t=<timestamp>,v1=<hex>`` (one or more
+          ``v1``), an HMAC-SHA256 of ``"{t}.{body}"`` under the endpoint's signing
+          secret (``"whsec_..."``, used as is); ``t`` must be within *tolerance* of now.
+          The event's id is the body's ``id`` (``"evt_..."``), its subject the body's
+          ``type`` (``"payment_intent.succeeded"``, ...).
+
+        In every scheme a repeated id is answered 200 without publishing (see the
+        module docs).
 
         :param path: the path below the ingress, e.g. ``"/github"`` (a trailing slash
             is ignored; ``"/"`` is the CloudEvents endpoint)
         :param type: the ``type`` of the events
-        :param secret: verify Standard Webhooks signatures with this key: ``"whsec_"``
+        :param secret: the key the sender signs with: for ``"standard"``, ``"whsec_"``
             followed by base64 (as senders show it), base64 alone, or raw ``bytes``;
+            for ``"github"`` and ``"stripe"``, the secret's text (or ``bytes``);
             ``None`` takes unsigned requests
-        :param tolerance: seconds a ``webhook-timestamp`` may differ from the app's clock
+        :param tolerance: seconds a signature's timestamp may differ from the app's clock
+        :param scheme: ``"standard"`` (default), ``"github"`` or ``"stripe"``
         :raises ValueError: a bad setting, or *path* is routed already with other settings
         :return: the route
         """
         normalized = _check_path(path)
         if not isinstance(type, str) or not type:
             raise ValueError(f"type must be a non-empty str, got {type!r}")
+        if scheme not in _SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(_SCHEMES)}, got {scheme!r}")
+        if scheme != "standard" and secret is None:
+            raise ValueError(f"a {scheme!r} webhook verifies signatures: give its secret")
         route = Webhook(
             path=normalized,
             type=type,
             source=SOURCE_PREFIX + normalized,
-            secret=_check_secret(secret),
+            secret=_check_secret(secret, scheme),
             tolerance=_check_tolerance(tolerance),
+            scheme=scheme,
         )
         existing = self._routes.get(normalized)
         if existing is not None:
@@ -471,8 +675,10 @@ class HttpIngress(Source):
         """Return the counters.
 
         ``requests`` (HTTP requests seen), ``accepted`` (events published), ``rejected``
-        (requests answered 4xx), ``unavailable`` (answered 503) and ``duplicates``
-        (replayed webhook ids answered 200).
+        (requests answered 4xx), among them ``unauthorized`` (401: a missing or wrong
+        token or signature) and ``forbidden`` (403: a reserved or not allowed type or
+        source), ``unavailable`` (answered 503) and ``duplicates`` (replayed webhook ids
+        answered 200).
         """
         return dict(self._counters)
 
@@ -521,6 +727,10 @@ class HttpIngress(Source):
                 counters["unavailable"] += 1
             else:
                 counters["rejected"] += 1
+                if reject.status == 401:
+                    counters["unauthorized"] += 1
+                elif reject.status == 403:
+                    counters["forbidden"] += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s answered %d: %s",
@@ -555,6 +765,8 @@ class HttpIngress(Source):
         # Only the CloudEvents headers go to Event.from_http(), which then has fewer to
         # look at; its checks (duplicates, encoding) are the same.
         event_headers: list[tuple[bytes, bytes]] = []
+        # The headers of the other signature schemes and of the bearer token.
+        auth: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             name = name.lower()
             if name[:3] == b"ce-":
@@ -573,6 +785,11 @@ class HttpIngress(Source):
                     timestamp = value
                 elif name == b"webhook-signature":
                     signature = value
+            elif name in _AUTH_HEADERS:
+                auth[name] = value
+        if route is None and self._token_bytes is not None:
+            # Checked before the body is read: an unauthenticated client costs nothing.
+            self._check_token(auth.get(b"authorization"))
         limit = self._max_body
         if content_length is not None:
             if _DIGITS.fullmatch(content_length.strip()) is None:
@@ -590,26 +807,89 @@ class HttpIngress(Source):
 
         media_type = _media_type(content_type)
         if route is None:
-            events = self._cloudevents(event_headers, media_type, binary, body)
+            secret = self._secret
+            if secret is None:
+                events = self._cloudevents(event_headers, media_type, binary, body)
+                self._check_allowed(events)
+            else:
+                unix_now = app.clock.now().timestamp()
+                sent = _verify(
+                    secret, self._tolerance, msg_id, timestamp, signature, body, unix_now
+                )
+                events = self._cloudevents(event_headers, media_type, binary, body)
+                self._check_allowed(events)
+                assert msg_id is not None  # verified
+                key = ("/", msg_id.decode("latin-1"))
+                window_end = max(sent, unix_now) + self._tolerance
+                return await self._publish_signed(key, events, unix_now, window_end)
+        elif route.secret is None:
+            events = [self._webhook_event(route, msg_id, media_type, body, app.clock.now())]
         else:
             now = app.clock.now()
-            if route.secret is None:
-                events = [self._webhook_event(route, msg_id, media_type, body, now)]
+            unix_now = now.timestamp()
+            if route.scheme == "github":
+                _verify_github(route.secret, auth.get(b"x-hub-signature-256"), body)
+                # No timestamp is signed: remember the delivery for a tolerance from now.
+                sent = int(unix_now)
+                msg_id = auth.get(b"x-github-delivery")
+                subject = auth.get(b"x-github-event")
+                event = self._webhook_event(route, msg_id, media_type, body, now, subject)
+            elif route.scheme == "stripe":
+                sent = _verify_stripe(
+                    route.secret, route.tolerance, auth.get(b"stripe-signature"), body, unix_now
+                )
+                event = self._webhook_event(route, None, media_type, body, now)
+                event = _stripe_event(event)
             else:
-                unix_now = now.timestamp()
                 sent = _verify(
                     route.secret, route.tolerance, msg_id, timestamp, signature, body, unix_now
                 )
                 event = self._webhook_event(route, msg_id, media_type, body, now)
-                # Until then a replay of this very request passes the timestamp check; a
-                # sender's retry (same id, new timestamp) is caught for a tolerance from now.
-                window_end = max(sent, unix_now) + route.tolerance
-                return await self._publish_signed(route, event, unix_now, window_end)
+            # Until then a replay of this very request passes the timestamp check; a
+            # sender's retry (same id, new timestamp) is caught for a tolerance from now.
+            window_end = max(sent, unix_now) + route.tolerance
+            return await self._publish_signed((route.path, event.id), [event], unix_now, window_end)
         if len(events) == 1 and app.queue.stores_immediately:
             self._publish_now(events[0])
         else:
             await self._enqueue(events)
         return _accepted(events)
+
+    def _check_token(self, authorization: bytes | None) -> None:
+        expected = self._token_bytes
+        assert expected is not None
+        scheme, _, credentials = (authorization or b"").strip().partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(), expected):
+            raise _Reject(
+                401,
+                "send the ingress's token as 'Authorization: Bearer <token>'"
+                if authorization is None
+                else "the bearer token is not valid",
+                ((b"www-authenticate", b'Bearer realm="reactor"'),),
+            )
+
+    def _check_allowed(self, events: Sequence[Event]) -> None:
+        """Refuse (403) a request with any event of a reserved or not allowed type or source."""
+        reserved = not self._allow_reserved
+        type_allowed = self._type_allowed
+        source_allowed = self._source_allowed
+        for event in events:
+            type_, source = event.type, event.source
+            if reserved and (
+                type_.startswith(RESERVED_TYPE_PREFIX)
+                or source.startswith(RESERVED_SOURCE_PREFIX)
+                or source == "/reactor"
+            ):
+                raise _Reject(
+                    403,
+                    f"event {event.id!r}: types under 'reactor.' and sources under "
+                    f"'/reactor/' are reserved for reactor's built-in sources and webhook "
+                    f"routes; got type {type_!r} from {source!r}",
+                )
+            if type_allowed is not None and not type_allowed(type_):
+                raise _Reject(403, f"event {event.id!r}: type {type_!r} is not allowed here")
+            if source_allowed is not None and not source_allowed(source):
+                raise _Reject(403, f"event {event.id!r}: source {source!r} is not allowed here")
 
     async def _read_rest(self, receive: Receive, body: bytes, limit: int) -> bytes:
         """Read the rest of a body that comes in several messages, up to *limit* bytes."""
@@ -672,6 +952,7 @@ class HttpIngress(Source):
         media_type: bytes,
         body: bytes,
         now: datetime,
+        subject: bytes | None = None,
     ) -> Event:
         if media_type and not _is_json(media_type):
             raise _Reject(
@@ -679,20 +960,29 @@ class HttpIngress(Source):
                 f"webhook {route.path!r} takes JSON bodies, got {media_type.decode('latin-1')!r}",
             )
         data = _parse_json(body)
-        if msg_id:
+        try:
+            if msg_id:
+                return Event(
+                    type=route.type,
+                    source=route.source,
+                    id=msg_id.decode("latin-1"),
+                    subject=subject.decode("latin-1") if subject else None,
+                    time=now,
+                    data=data,
+                )
             return Event(
                 type=route.type,
                 source=route.source,
-                id=msg_id.decode("latin-1"),
+                subject=subject.decode("latin-1") if subject else None,
                 time=now,
                 data=data,
             )
-        return Event(type=route.type, source=route.source, time=now, data=data)
+        except InvalidEventError as exc:
+            raise _Reject(400, _reason(exc)) from None
 
     async def _publish_signed(
-        self, route: Webhook, event: Event, now: float, window_end: float
+        self, key: tuple[str, str], events: list[Event], now: float, window_end: float
     ) -> tuple[Message, Message]:
-        key = (route.path, event.id)
         seen = self._seen
         # Forget ids whose window has passed. Entries are in acceptance order, which is
         # nearly window order; one that outlives its window a little is harmless.
@@ -703,18 +993,19 @@ class HttpIngress(Source):
             del seen[oldest]
         if key in seen:
             self._counters["duplicates"] += 1
-            return _json_response(200, f'{{"ids":[{_quote(event.id)}],"duplicate":true}}')
+            ids = ",".join([_quote(event.id) for event in events])
+            return _json_response(200, f'{{"ids":[{ids}],"duplicate":true}}')
         while len(seen) >= self._replay_cache:
             seen.popitem(last=False)
         # Reserve the id before publishing, which may wait: a concurrent copy of this
         # request is then a duplicate, not a second event.
         seen[key] = window_end
         try:
-            await self._enqueue([event])
+            await self._enqueue(events)
         except BaseException:
             seen.pop(key, None)
             raise
-        return _accepted([event])
+        return _accepted(events)
 
     # -- publishing -----------------------------------------------------------------
 
@@ -722,38 +1013,52 @@ class HttpIngress(Source):
         """Publish one event into a queue that stores without I/O (the memory queue)."""
         try:
             self._app.publish_nowait(event)
-        except QueueFull:
-            raise self._full() from None
-        except ReactorNotRunning:
-            raise _Reject(503, "the app is not running", (self._retry_header,)) from None
+        except Exception as exc:
+            raise self._refusal(exc) from None
         self._counters["accepted"] += 1
 
     async def _enqueue(self, events: list[Event]) -> None:
-        """Publish the events of one request, all of them or (with a 503) none."""
+        """Publish the events of one request, all of them or (with an error answer) none."""
         app = self._app
         queue = app.queue
         if len(events) == 1 and queue.stores_immediately:
             self._publish_now(events[0])
             return
-        stats = queue.statistics()
-        if len(events) > stats.capacity:
+        capacity = queue.capacity
+        if len(events) > capacity:
             raise _Reject(
                 413,
                 f"the batch holds {len(events)} events, more than the ingestion queue "
-                f"ever holds ({stats.capacity}); split it",
+                f"ever holds ({capacity}); split it",
             )
-        if stats.waiting_publishers or stats.depth + len(events) > stats.capacity:
-            raise self._full()
         try:
-            for event in events:
-                # On the memory queue the room check above means this never waits.
-                await app.publish(event)
-        except ReactorNotRunning:
-            raise _Reject(503, "the app stopped", (self._retry_header,)) from None
+            # All or nothing on every queue, and no waiting for room: a sender retries.
+            await app.publish_many(events)
+        except Exception as exc:
+            raise self._refusal(exc) from None
         self._counters["accepted"] += len(events)
 
-    def _full(self) -> _Reject:
-        return _Reject(503, "the ingestion queue is full; retry later", (self._retry_header,))
+    def _refusal(self, exc: Exception) -> _Reject:
+        """The answer to a queue's refusal of a request's events; re-raise anything else.
+
+        Nothing of the request was stored: the queue stores a batch all or nothing.
+        """
+        retry = (self._retry_header,)
+        if isinstance(exc, QueueFull):
+            return _Reject(503, "the ingestion queue is full; retry later", retry)
+        if isinstance(exc, ReactorNotRunning):
+            return _Reject(503, "the app is not running", retry)
+        if isinstance(exc, QueueUnavailableError | QueueFileError):
+            # The queue's trouble (a full disk), not the client's: the request may pass later.
+            logger.warning("the ingestion queue refused a request: %s", exc)
+            return _Reject(503, f"the ingestion queue cannot store events now: {exc}", retry)
+        if isinstance(exc, PayloadTooLargeError):
+            return _Reject(413, _reason(exc))
+        if isinstance(exc, EventFormatError | InvalidEventError):
+            return _Reject(400, _reason(exc))
+        if isinstance(exc, NotImplementedError):
+            return _Reject(501, f"the ingestion queue takes no batches: {exc}")
+        raise exc
 
     # -- lifespan -------------------------------------------------------------------
 
@@ -799,13 +1104,11 @@ def _parse_json(body: bytes) -> Any:
     if not body:
         raise _Reject(400, "the body is empty; a webhook takes a JSON body")
     try:
-        return _JSON_DECODER.decode(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise _Reject(400, "the body is not UTF-8 JSON") from None
-    except ValueError as exc:
-        raise _Reject(400, f"invalid JSON: {exc}") from None
-    except RecursionError:
-        raise _Reject(400, "invalid JSON: nested too deeply") from None
+        # The event codec's reader: it refuses what no queue could store either (lone
+        # surrogates, numbers out of range), so every queue takes the same bodies.
+        return _load_json(body)
+    except EventFormatError as exc:
+        raise _Reject(400, str(exc)) from None
 
 
 def _verify(
@@ -849,7 +1152,80 @@ def _verify(
     raise _Reject(401, "no webhook-signature matches the body")
 
 
-def asgi(app: Reactor) -> HttpIngress:
+def _verify_github(secret: bytes, header: bytes | None, body: bytes) -> None:
+    """Check GitHub's ``X-Hub-Signature-256``; raise a 401 that says what is wrong."""
+    if not header:
+        raise _Reject(401, "a GitHub webhook needs the X-Hub-Signature-256 header")
+    algorithm, _, signature = header.strip().partition(b"=")
+    if algorithm != b"sha256":
+        raise _Reject(401, "X-Hub-Signature-256 must be 'sha256=<hex digest>'")
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
+    if not hmac.compare_digest(signature.lower(), expected):
+        raise _Reject(401, "X-Hub-Signature-256 does not match the body")
+
+
+def _verify_stripe(
+    secret: bytes, tolerance: float, header: bytes | None, body: bytes, now: float
+) -> int:
+    """Check a ``Stripe-Signature`` header; raise a 401 that says what is wrong.
+
+    :return: the verified timestamp ``t``
+    """
+    if not header:
+        raise _Reject(401, "a Stripe webhook needs the Stripe-Signature header")
+    timestamp: bytes | None = None
+    signatures: list[bytes] = []
+    for item in header.split(b","):
+        key, _, value = item.strip().partition(b"=")
+        if key == b"t":
+            timestamp = value
+        elif key == b"v1":  # v0 (test mode's legacy scheme) and others are not checked
+            signatures.append(value)
+    if timestamp is None or _DIGITS.fullmatch(timestamp) is None:
+        raise _Reject(401, "Stripe-Signature needs a timestamp t=<Unix seconds>")
+    if not signatures:
+        raise _Reject(401, "Stripe-Signature holds no v1 signature")
+    sent = int(timestamp)
+    if sent < now - tolerance:
+        raise _Reject(401, "the Stripe-Signature timestamp is too old")
+    if sent > now + tolerance:
+        raise _Reject(401, "the Stripe-Signature timestamp is too far in the future")
+    expected = _stripe_digest(secret, timestamp, body).encode("ascii")
+    for candidate in signatures:
+        if hmac.compare_digest(candidate.lower(), expected):
+            return sent
+    raise _Reject(401, "no Stripe-Signature v1 signature matches the body")
+
+
+def _stripe_event(event: Event) -> Event:
+    """Take the id and subject of a Stripe event from its body (``id``, ``type``)."""
+    data = event.data
+    if not isinstance(data, dict):
+        return event
+    stripe_id, stripe_type = data.get("id"), data.get("type")
+    try:
+        return attrs.evolve(
+            event,
+            id=stripe_id if isinstance(stripe_id, str) and stripe_id else event.id,
+            subject=stripe_type if isinstance(stripe_type, str) and stripe_type else None,
+        )
+    except InvalidEventError as exc:
+        raise _Reject(400, _reason(exc)) from None
+
+
+def asgi(
+    app: Reactor,
+    *,
+    token: str | _Unset | None = _UNSET,
+    secret: str | bytes | _Unset | None = _UNSET,
+    tolerance: float | _Unset = _UNSET,
+    allow_types: Sequence[str] | _Unset | None = _UNSET,
+    allow_sources: Sequence[str] | _Unset | None = _UNSET,
+    allow_reserved: bool | _Unset = _UNSET,
+    max_body: int | _Unset = _UNSET,
+    retry_after: int | _Unset = _UNSET,
+    replay_cache: int | _Unset = _UNSET,
+) -> HttpIngress:
     """Return the app's HTTP ingress, an ASGI application, creating it on first use.
 
     The ingress takes CloudEvents (binary, structured or batched) at its root and JSON
@@ -857,16 +1233,41 @@ def asgi(app: Reactor) -> HttpIngress:
     every event is in the ingestion queue. Serve it standalone (``uvicorn
     mymodule:app.asgi``: it then starts and stops the app from the server's lifespan) or
     mount it in FastAPI or Starlette and run ``async with app:`` in the host's lifespan.
-    Settings are attributes of the ingress: ``app.asgi.max_body = 4 * 2**20``.
+
+    The settings given are set on the ingress (those left out keep their value; they
+    are also attributes: ``app.asgi.max_body = 4 * 2**20``)::
+
+        asgi(app, token=os.environ["INGRESS_TOKEN"], allow_types=["com.example.*"])
 
     :param app: the app to publish into
+    :param token: see :class:`HttpIngress` (the other settings too)
+    :raises ValueError: a bad setting (nothing is changed then)
     :return: the same :class:`HttpIngress` on every call for that app
     """
     for source in app.sources:
         if isinstance(source, HttpIngress) and source.app is app:
-            return source
-    ingress = HttpIngress(app)
-    app.add_source(ingress)
+            ingress = source
+            break
+    else:
+        ingress = HttpIngress(app)
+        app.add_source(ingress)
+    settings: dict[str, object] = {
+        "token": token,
+        "secret": secret,
+        "tolerance": tolerance,
+        "allow_types": allow_types,
+        "allow_sources": allow_sources,
+        "allow_reserved": allow_reserved,
+        "max_body": max_body,
+        "retry_after": retry_after,
+        "replay_cache": replay_cache,
+    }
+    given = {name: value for name, value in settings.items() if value is not _UNSET}
+    if given:
+        # Check every setting on a scratch ingress first: all of them apply, or none.
+        HttpIngress(app, **given)  # type: ignore[arg-type]
+        for name, value in given.items():
+            setattr(ingress, name, value)
     return ingress
 
 
@@ -877,6 +1278,7 @@ def on_webhook(
     type: str,
     secret: str | bytes | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
+    scheme: Scheme = "standard",
     name: str | None = None,
     concurrency: int = 16,
     ordered_by: KeyFunction | None = None,
@@ -887,15 +1289,22 @@ def on_webhook(
 
     Routes *path* on the app's ingress (see :meth:`HttpIngress.webhook`) and subscribes
     the handler to the route's events only: type *type*, source ``"/reactor/http" +
-    path``, the parsed JSON body as ``data`` and the ``webhook-id`` header as ``id``.
-    Several handlers may share a path when they give the same route settings. The
-    other options are those of :meth:`Reactor.subscribe`.
+    path``, the parsed JSON body as ``data`` and the delivery id as ``id``. Several
+    handlers may share a path when they give the same route settings. The other
+    options are those of :meth:`Reactor.subscribe`. Choose the *scheme* of the sender::
+
+        @on_webhook(app, "/github", type="com.github.push", secret=..., scheme="github")
+        @on_webhook(app, "/stripe", type="com.stripe.event", secret="whsec_...",
+                    scheme="stripe")
 
     :param path: the path below the ingress, e.g. ``"/github"``
     :param type: the ``type`` of the events
-    :param secret: verify Standard Webhooks signatures with this key (``"whsec_..."``,
-        base64, or raw ``bytes``); ``None`` takes unsigned requests
-    :param tolerance: seconds a ``webhook-timestamp`` may differ from the app's clock
+    :param secret: verify signatures with this key (see :meth:`HttpIngress.webhook`);
+        ``None`` takes unsigned requests
+    :param tolerance: seconds a signature's timestamp may differ from the app's clock
+    :param scheme: the sender's signature scheme: ``"standard"`` (Standard Webhooks,
+        the default), ``"github"`` (``X-Hub-Signature-256``) or ``"stripe"``
+        (``Stripe-Signature``)
     :param name: the consumer name (default: the handler's qualified name)
     :param concurrency: the most deliveries of this handler running at once
     :param ordered_by: ``key(event)``: events with equal keys are handled in order
@@ -904,7 +1313,7 @@ def on_webhook(
     :raises ValueError: a bad option, or *path* is routed already with other settings
     :return: a decorator that subscribes the handler and returns it unchanged
     """
-    route = asgi(app).webhook(path, type=type, secret=secret, tolerance=tolerance)
+    route = asgi(app).webhook(path, type=type, secret=secret, tolerance=tolerance, scheme=scheme)
     return app.subscribe(
         route.type,
         source=route.source,

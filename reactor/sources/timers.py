@@ -62,22 +62,30 @@ names such as ``MON`` and ``JAN``; ``L``, ``LW``, ``n#k`` and ``nL`` as extensio
 the aliases ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``,
 ``@midnight`` and ``@hourly``, parsed by `cronsim <https://pypi.org/project/cronsim/>`_.
 Day of month and day of week combine as in Debian cron: if either field starts with
-``*`` both must match, otherwise either may. Times are evaluated in an IANA time zone
-and daylight-saving changes behave as in Debian cron:
+``*`` both must match, otherwise either may.
 
-* a job at a fixed time (neither the minute nor the hour field starts with ``*``) whose
-  time is skipped by a spring-forward change runs once, at the first minute that exists
-  after it (``30 2 * * *`` in ``America/New_York`` on 2026-03-08 runs at 03:00 EDT);
-* such a job whose time falls in the hour repeated by a fall-back change runs once, at
-  the first of the two (``30 1 * * *`` on 2026-11-01 runs at 01:30 EDT, not 01:30 EST);
-* a job whose minute or hour field starts with ``*`` follows real time: ``0 * * * *``
-  runs at both 01:00s of a repeated hour and not at all in a skipped one (but a change
-  at midnight moves a run due at 00:00 to the first minute after the gap).
+Times are local wall-clock times in an IANA time zone. When the zone's UTC offset
+changes (daylight saving time, or a zone changing its standard time), the wall clock
+skips a stretch of local times or repeats one; the rules below hold for a change of any
+size at any minute (``Australia/Lord_Howe`` moves 30 minutes, ``Pacific/Chatham`` changes
+at 02:45, ``America/Havana`` at midnight) and are Debian cron's, with one addition
+at midnight:
 
-Two cronsim faults are worked around by scanning minute by minute across the change:
-it can loop forever on some changes at midnight (``America/St_Johns`` before 2011), and
-jobs that follow real time can miss a match on the day of a half-hour change
-(``Australia/Lord_Howe``).
+* a job at a fixed time (neither the minute nor the hour field starts with ``*``) runs
+  once for each matching local time, at the first instant the clock reads that time or
+  later: a repeated time runs at its first pass only (``30 1 * * *`` in
+  ``America/New_York`` on 2026-11-01 runs at 01:30 EDT, not again at 01:30 EST), and
+  the skipped times of one change run once, at the first instant after the gap
+  (``30 2 * * *`` on 2026-03-08 runs at 03:00 EDT);
+* a job whose minute or hour field starts with ``*`` follows real time: it runs at every
+  instant whose local time matches, so at both passes of a repeated time (``0 * * * *``
+  runs at both 01:00s on 2026-11-01) and not at a skipped one (``30 * * * *`` skips
+  02:30 on 2026-03-08); the addition: the day fields follow the calendar, so a
+  matching day whose 00:00 was skipped still begins, and a run due at 00:00 runs at
+  the first instant after the gap (``0 */2 * * *`` in ``America/Havana`` on 2026-03-08
+  runs at 01:00 CDT, 02:00, 04:00, ...).
+
+Runs due at the same instant are one run: nothing is dropped or run twice.
 
 Expressions are checked when registered: longer than :data:`MAX_EXPRESSION_LENGTH`
 characters, malformed, out of range, or unable to fire within 50 years (``0 0 30 2 *``)
@@ -90,9 +98,10 @@ import logging
 import math
 import random
 from abc import abstractmethod
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, TypeVar, get_args
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -161,17 +170,17 @@ _EARLY = 0.002
 # Missed cron times counted one by one after a stall; past this many the last one is
 # found directly and "missed" reports this lower bound.
 _MISSED_COUNT_LIMIT = 1000
-# cronsim steps (ticks) one search may take: a real one takes under a hundred (an hour
-# of minutes and a day of hours at most).
-_STEP_BUDGET = 1_000
-# How far a search stuck in cronsim scans minute by minute, and how often it restarts.
-_SCAN_WINDOW = timedelta(days=2)
-_STUCK_RETRIES = 3
-_SECOND = timedelta(seconds=1)
 _MINUTE = timedelta(minutes=1)
-# How often the UTC offset is sampled between a search's start and its result (no
-# zone changes twice within a week).
-_CHANGE_PROBE = timedelta(days=7)
+_DAY = timedelta(days=1)
+# The smallest step of time: a fire time is strictly after the moment searched from.
+_TICK = timedelta(microseconds=1)
+# How far before a moment a cron search starts, to know the wall clock's readings up to
+# it: no offset change in the tz database moves the clock back by more than a day.
+_LOOK_BACK = timedelta(days=3)
+# The first window last_at_or_before() looks back over, and the widest: the 50 years
+# within which next_after() finds a time if there is one.
+_SEARCH_START = timedelta(hours=1)
+_SEARCH_LIMIT = timedelta(days=366 * 51)
 
 _ALIASES: Final = {
     "@yearly": "0 0 1 1 *",
@@ -241,7 +250,7 @@ def _zone(tz: str | tzinfo) -> tzinfo:
     if not isinstance(tz, str):
         raise TypeError(f"tz must be an IANA time zone name or a tzinfo, got {tz!r}")
     if tz == "UTC":
-        return UTC  # cronsim skips its daylight-saving handling for this exact object
+        return UTC
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
@@ -313,7 +322,7 @@ class CronTrigger:
     :raises TypeError: *expression* is not a str
     """
 
-    __slots__ = ("_text", "_zone", "expression", "tz")
+    __slots__ = ("_fixed_offset", "_real_time", "_times", "_zone", "expression", "tz")
 
     def __init__(
         self, expression: str, tz: str | tzinfo = "UTC", *, reference: datetime | None = None
@@ -321,7 +330,15 @@ class CronTrigger:
         if not isinstance(expression, str):
             raise TypeError(f"a cron expression must be a str, got {type(expression).__name__}")
         self._zone = _zone(tz)
-        self._text = _check_expression(expression)
+        text = _check_expression(expression)
+        self._times = _WallTimes(text)
+        minute, hour = text.split()[:2]
+        # Debian cron's line between the two kinds of job (see the module documentation).
+        self._real_time = minute.startswith("*") or hour.startswith("*")
+        # A zone whose offset never changes needs no search for changes.
+        self._fixed_offset = (
+            self._zone.utcoffset(None) if isinstance(self._zone, timezone) else None
+        )
         #: The expression as given.
         self.expression = expression
         #: The time zone as given.
@@ -339,9 +356,14 @@ class CronTrigger:
 
         :param moment: an aware datetime
         :return: an aware UTC datetime, or ``None`` when no time matches within 50 years
+            (or before the end of the year 9999)
         :raises ValueError: *moment* is naive
         """
-        return self._search(_utc(moment, "moment"), forward=True)
+        moment = _utc(moment, "moment")
+        try:
+            return self._after(moment)
+        except OverflowError:  # the search ran past the years a datetime can hold
+            return None
 
     def last_at_or_before(self, moment: datetime) -> datetime | None:
         """Return the latest fire time at or before *moment*, or ``None`` if none came.
@@ -351,143 +373,185 @@ class CronTrigger:
         :raises ValueError: *moment* is naive
         """
         moment = _utc(moment, "moment")
-        last = self._search(moment, forward=False)
-        following = None if last is None else self._search(last, forward=True)
-        if last is None or following is None or following > moment:
-            return last
-        # cronsim's reverse search stepped over later times near a daylight-saving
-        # change: look back minute by minute, else walk forward to the moment.
-        sim = CronSim(self._text, moment.astimezone(self._zone))
-        scanned = _scan(sim, self._zone, moment, forward=False)
-        if scanned is not None and scanned >= following:
-            return scanned
-        for _ in range(_MISSED_COUNT_LIMIT):
-            following, last = self._search(following, forward=True), following
-            if following is None or following > moment:
-                break
-        return last
+        try:
+            return self._last_at_or_before(moment)
+        except OverflowError:  # the search ran past the years a datetime can hold
+            return None
 
-    def _search(self, moment: datetime, *, forward: bool) -> datetime | None:
-        for _ in range(_STUCK_RETRIES):
-            # Reverse iteration yields times before its start: start one second past the
-            # (whole-second) moment so that a fire time equal to it is included.
-            start = moment if forward else moment.replace(microsecond=0) + _SECOND
-            times = _GuardedCronSim(self._text, start.astimezone(self._zone), reverse=not forward)
-            try:
-                # cronsim works on local wall time for fixed-time jobs, so from inside the
-                # second pass of a repeated hour it returns the first pass, which lies on
-                # the wrong side of the moment: take the next one.
-                for _ in range(4):
-                    times.budget = _STEP_BUDGET
-                    try:
-                        fire = next(times).astimezone(UTC)
-                    except StopIteration:
-                        return None
-                    if forward and fire > moment:
-                        if times.fixup_tz is None:  # the real-time path, see _after_odd_change
-                            return _after_odd_change(times, self._zone, moment, fire)
-                        return fire
-                    if not forward and fire <= moment:
-                        return fire
-                raise _Stuck  # it keeps returning the same wrong-side time
-            except _Stuck:
-                # cronsim cycles on some daylight-saving changes at midnight
-                # (America/St_Johns before 2011, for one), forever or over one time.
-                # Jobs that reach its stepping code follow real time, so scan real
-                # minutes across the change instead.
-                found = _scan(times, self._zone, moment, forward=forward)
-                if found is not None:
-                    return found
-                moment += _SCAN_WINDOW if forward else -_SCAN_WINDOW
-        logger.error(
-            "cron %r in %s: no fire time could be computed after %s",
-            self.expression,
-            self.tz,
-            moment,
-        )
+    def _last_at_or_before(self, moment: datetime) -> datetime | None:
+        # Built on _after() so that the two never disagree: find a window that holds a
+        # fire time, then halve the stretch in which the last one can lie.
+        span = _SEARCH_START
+        while True:
+            last = self._after(moment - span)
+            if last is not None and last <= moment:
+                break
+            if span > _SEARCH_LIMIT:
+                return None
+            span *= 8
+        high = moment
+        while True:
+            following = self._after(last)
+            if following is None or following > high:
+                return last
+            middle = following + (high - following) / 2
+            probe = self._after(middle)
+            if probe is None or probe > high:
+                last, high = following, middle
+            else:
+                last = probe
+
+    def _offset(self, moment: datetime) -> timedelta:
+        offset = moment.astimezone(self._zone).utcoffset()
+        assert offset is not None  # _zone() accepts only zones that give one
+        return offset
+
+    def _after(self, moment: datetime) -> datetime | None:
+        """The first fire time after *moment* (aware UTC): the rule of the module docs.
+
+        Time is cut into pieces at the zone's offset changes; within a piece the wall
+        clock reads ``instant + offset``. A fixed-time job fires at the first instant at
+        which the clock reads each matching time or later: in a repeated stretch only
+        times past the latest reading so far count, and times a change skips fire at
+        the change. A real-time job fires at every instant whose reading matches, and
+        at a change that skips a matching midnight.
+        """
+        times = self._times
+        fixed = self._fixed_offset
+        if fixed is not None:
+            wall = times.first_at_or_after(_wall(moment, fixed) + _TICK)
+            return None if wall is None else _instant(wall, fixed)
+        # Start far enough back to know the latest reading before *moment*: a repeated
+        # stretch lasts at most a day.
+        piece = moment.replace(microsecond=0) - _LOOK_BACK
+        offset = self._offset(piece)
+        latest = _wall(piece, offset)  # the highest reading so far
+        while True:
+            lower = max(_wall(moment, offset) + _TICK, _wall(piece, offset))
+            if not self._real_time:
+                lower = max(lower, latest)
+            wall = times.first_at_or_after(lower)
+            if wall is None:
+                return None
+            fire = _instant(wall, offset)
+            change = self._change(piece, fire)
+            if change is None:
+                return fire
+            new = self._offset(change)
+            latest = max(latest, _wall(change, offset))
+            after = _wall(change, new)
+            if after > latest and change > moment and self._fires_in_gap(latest, after):
+                return change
+            piece, offset = change, new
+
+    def _fires_in_gap(self, start: datetime, end: datetime) -> bool:
+        """Whether wall times in [start, end), which a change skipped, fire at the change."""
+        times = self._times
+        if not self._real_time:
+            wall = times.first_at_or_after(start)
+            return wall is not None and wall < end
+        # A real-time job keeps only the skipped midnights: every day begins.
+        midnight = datetime.combine(start.date(), time())
+        if midnight < start:
+            midnight += _DAY
+        while midnight < end:
+            if times.matches(midnight):
+                return True
+            midnight += _DAY
+        return False
+
+    def _change(self, start: datetime, end: datetime) -> datetime | None:
+        """The first instant in (start, end] whose offset differs from *start*'s.
+
+        The offset is sampled once a day and a change is then narrowed down to the
+        second (offsets change at whole seconds). No zone in the tz database changes
+        its offset twice within six days, so a day holds at most one change.
+        """
+        offset = self._offset(start)
+        low = start
+        while low < end:
+            high = min(low + _DAY, end)
+            if self._offset(high) != offset:
+                first, last = math.floor(low.timestamp()), math.ceil(high.timestamp())
+                while last - first > 1:
+                    middle = (first + last) // 2
+                    if self._offset(datetime.fromtimestamp(middle, UTC)) == offset:
+                        first = middle
+                    else:
+                        last = middle
+                return datetime.fromtimestamp(last, UTC)
+            low = high
         return None
 
     def __repr__(self) -> str:
         return f"CronTrigger({self.expression!r}, tz={self.tz!r})"
 
 
-class _Stuck(Exception):
-    """cronsim took more steps than any search needs."""
+def _wall(moment: datetime, offset: timedelta) -> datetime:
+    """The naive local reading of the instant *moment* at *offset*."""
+    return (moment + offset).replace(tzinfo=None)
 
 
-class _GuardedCronSim(CronSim):
-    """cronsim with a bound on the steps of one search (see :meth:`CronTrigger._search`)."""
-
-    budget = _STEP_BUDGET
-
-    # Every step of cronsim's search goes through tick() (named "minutes" before 2.7).
-    def tick(self, *args: int, **kwargs: int) -> None:
-        self.budget -= 1
-        if self.budget < 0:
-            raise _Stuck
-        super().tick(*args, **kwargs)
+def _instant(wall: datetime, offset: timedelta) -> datetime:
+    """The aware UTC instant at which a clock at *offset* reads the naive *wall*."""
+    return (wall - offset).replace(tzinfo=UTC)
 
 
-def _matches(sim: CronSim, local: datetime) -> bool:
-    return (
-        local.minute in sim.minutes
-        and local.hour in sim.hours
-        and local.month in sim.months
-        and sim.match_day(local.date())
-    )
+class _WallTimes:
+    """The local wall-clock minutes a cron expression matches, with no time zone."""
 
+    __slots__ = ("_hours", "_match_day", "_minutes", "_months", "_sorted_hours", "_sorted_minutes")
 
-def _scan(sim: CronSim, zone: tzinfo, moment: datetime, *, forward: bool) -> datetime | None:
-    """Find the nearest real minute after (before) *moment* whose local time matches."""
-    minute = timedelta(minutes=1)
-    candidate = moment.replace(second=0, microsecond=0)
-    if forward:
-        candidate += minute
-    step = minute if forward else -minute
-    for _ in range(int(_SCAN_WINDOW / minute)):
-        if _matches(sim, candidate.astimezone(zone)):
-            return candidate
-        candidate += step
-    return None
+    def __init__(self, text: str) -> None:
+        # cronsim's parse of the fields; the search below is ours.
+        fields = CronSim(text, datetime(2000, 1, 1))
+        self._minutes = frozenset(fields.minutes)
+        self._hours = frozenset(fields.hours)
+        self._months = frozenset(fields.months)
+        self._sorted_minutes = sorted(self._minutes)
+        self._sorted_hours = sorted(self._hours)
+        self._match_day = fields.match_day
 
+    def matches(self, wall: datetime) -> bool:
+        """Whether the naive *wall* (a whole minute) matches."""
+        return (
+            wall.minute in self._minutes
+            and wall.hour in self._hours
+            and wall.month in self._months
+            and self._match_day(wall.date())
+        )
 
-def _after_odd_change(sim: CronSim, zone: tzinfo, moment: datetime, fire: datetime) -> datetime:
-    """Correct *fire* if cronsim stepped across a change of a fraction of an hour.
-
-    For jobs that follow real time, cronsim steps whole hours in UTC from a local ``:00``;
-    across a change of 30 minutes (``Australia/Lord_Howe``) it lands on ``:30`` and may
-    miss the next match by up to a day. If such a change lies between *moment* and *fire*,
-    the day after it is scanned minute by minute for an earlier match (also when the
-    search starts in that day).
-    """
-    if zone is UTC or isinstance(zone, timezone):
-        return fire
-    # A search that starts in the day after such a change can be thrown off too.
-    probe = moment - _SCAN_WINDOW
-    offset = probe.astimezone(zone).utcoffset()
-    while probe < fire:
-        later = min(probe + _CHANGE_PROBE, fire)
-        new = later.astimezone(zone).utcoffset()
-        if new == offset:
-            probe = later
-            continue
-        assert offset is not None and new is not None
-        low, high = probe, later
-        while high - low > _MINUTE:
-            middle = low + (high - low) / 2
-            if middle.astimezone(zone).utcoffset() == offset:
-                low = middle
-            else:
-                high = middle
-        if (new - offset) % timedelta(hours=1):
-            candidate = max(moment, low).replace(second=0, microsecond=0) + _MINUTE
-            end = min(fire, high + _SCAN_WINDOW)
-            while candidate < end:
-                if _matches(sim, candidate.astimezone(zone)):
-                    return candidate
-                candidate += _MINUTE
-        probe, offset = high, high.astimezone(zone).utcoffset()
-    return fire
+    def first_at_or_after(self, lower: datetime) -> datetime | None:
+        """The first matching whole minute at or after the naive *lower*, within 50 years."""
+        if lower.second or lower.microsecond:
+            lower = lower.replace(second=0, microsecond=0) + _MINUTE
+        day, hour, minute = lower.date(), lower.hour, lower.minute
+        hours, minutes = self._sorted_hours, self._sorted_minutes
+        try:
+            end = day.replace(year=day.year + 50)
+        except ValueError:  # the 29th of February, or past the year 9999
+            end = date(min(day.year + 50, date.max.year), 12, 31)
+        while day <= end:
+            if day.month not in self._months:
+                if day.month == 12:
+                    if day.year == date.max.year:
+                        return None
+                    day = date(day.year + 1, 1, 1)
+                else:
+                    day = date(day.year, day.month + 1, 1)
+                hour = minute = 0
+                continue
+            if self._match_day(day):
+                for index in range(bisect_left(hours, hour), len(hours)):
+                    at = hours[index]
+                    found = bisect_left(minutes, minute if at == hour else 0)
+                    if found < len(minutes):
+                        return datetime.combine(day, time(at, minutes[found]))
+            if day == date.max:
+                return None
+            day += _DAY
+            hour = minute = 0
+        return None
 
 
 def _check_expression(expression: str) -> str:
@@ -1029,10 +1093,12 @@ def cron(
     *expression* has 5 fields, ``minute hour day-of-month month day-of-week``
     (``"*/5 * * * *"``, ``"30 2 * * MON-FRI"``), or is one of the aliases ``@yearly``,
     ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``, ``@hourly``.
-    Times are wall-clock times in *tz*, daylight-saving changes handled as Debian cron
-    does: a job at a fixed time runs once on the day of a change (a skipped time runs at
-    the first minute after the gap; a repeated time at its first occurrence), a job with
-    ``*`` in its minute or hour field follows real time. A wall-clock step forward gives
+    Times are wall-clock times in *tz*, offset changes (daylight saving) handled as
+    Debian cron does, for changes of any size at any minute: a job at a fixed time runs
+    once for each matching time (a skipped time at the first instant after the gap, a
+    repeated time at its first pass); a job with ``*`` in its minute or hour field
+    follows real time (both passes of a repeated time, none of a skipped one, but a
+    skipped 00:00 runs at the first instant after the gap). A wall-clock step forward gives
     at most one catch-up run; a step backward never repeats a run. The handler receives
     events of type ``"reactor.timer"`` from the source ``"/reactor/timers/<name>"``, with
     data ``{"kind": "cron", "scheduled": <RFC 3339 due time, UTC>, "late": <bool>,
