@@ -243,9 +243,11 @@ async def _restart(
     await queue.close()
     queue = make_queue(10, restart=queue)
     await queue.open()
-    if not queue.statistics().depth:
-        return queue, []
-    return queue, list(await queue.get_batch(10))
+    items: list[Received] = []
+    # A durable queue may hand out in several batches what an earlier run handed out.
+    while queue.statistics().depth:
+        items += await queue.get_batch(10)
+    return queue, items
 
 
 def _state(items: Sequence[Received]) -> list[tuple[object, int, frozenset[str]]]:

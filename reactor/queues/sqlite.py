@@ -776,7 +776,10 @@ class SQLiteQueue(EventQueue):
                     # still count towards max_redeliveries). This joins the next commit.
                     work = self._work
                     work.mark = max(work.mark, last)
-                    await self._commit(work)
+                    try:
+                        await self._commit(work)
+                    except QueueUnavailableError:
+                        await self._pause()  # nothing is handed out uncounted
                     continue
                 if self._redeliveries and ready[0].attempt > 1:
                     self._redeliveries -= 1
@@ -796,17 +799,22 @@ class SQLiteQueue(EventQueue):
                 if self._busy is None:
                     await self._hop()
                     if self._last_error is not None:
-                        # Reading the backlog writes its hand-out mark, so a file that
-                        # cannot be written cannot be read either: try again after a
-                        # pause (in real time: it is the disk that is waited for).
-                        delay = self._retry_delay
-                        self._retry_delay = min(delay * 2, RETRY_DELAY[1])
-                        await anyio.sleep(delay)
+                        # Reading the backlog is a write transaction (it may move damaged
+                        # events to the dead letters), so a file that cannot be written
+                        # cannot be read either: try again after a pause.
+                        await self._pause()
                 else:
                     await self._busy.wait()
             else:
                 getter = self._getter = anyio.Event()
                 await getter.wait()
+
+    async def _pause(self) -> None:
+        """Wait before trying the file again, longer each time while it cannot be written
+        (in real time: it is the disk that is waited for)."""
+        delay = self._retry_delay
+        self._retry_delay = min(delay * 2, RETRY_DELAY[1])
+        await anyio.sleep(delay)
 
     def _alone(self, count: int) -> int:
         """Shorten a batch of *count* events so that an event handed out by an earlier
