@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -187,3 +189,39 @@ async def test_only_events_handed_out_count_and_redeliveries_go_out_alone(tmp_pa
     assert [[(item.event.id, item.attempt) for item in batch] for batch in batches] == [
         [(event.id, 3 if n < 3 else 2)] for n, event in enumerate(events)
     ]
+
+
+@pytest.mark.anyio
+async def test_nothing_is_handed_out_before_its_hand_out_is_stored(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    events = [Event(type="order.created", source="/shop", id=f"e{n}") for n in range(1, 4)]
+    async with SQLiteQueue(path) as queue:
+        for event in events:
+            await queue.put(event)
+    async with SQLiteQueue(path, busy_timeout=0) as queue:
+        # Reads the backlog into memory (a commit of its own).
+        await queue.put(Event(type="order.created", source="/shop", id="e4"))
+        handed: list[list[str]] = []
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the file
+            async with anyio.create_task_group() as tg:
+
+                async def take() -> None:
+                    handed.append([item.event.id for item in await queue.get_batch(10)])
+
+                tg.start_soon(take)
+                with anyio.fail_after(10):
+                    while not queue.statistics().errors:  # counting the hand-out failed
+                        await anyio.wait_all_tasks_blocked()
+                assert handed == []  # so nothing was handed out
+                other.execute("ROLLBACK")
+        assert handed == [["e1", "e2", "e3", "e4"]]
+    # Counted: reopened, they are redeliveries (and go out alone).
+    async with SQLiteQueue(path) as queue:
+        batches = []
+        with anyio.fail_after(10):
+            while queue.statistics().depth:
+                batches.append(
+                    [(item.event.id, item.attempt) for item in await queue.get_batch(10)]
+                )
+    assert batches == [[(f"e{n}", 2)] for n in range(1, 5)]

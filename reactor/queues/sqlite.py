@@ -192,7 +192,8 @@ class StoredDeadLetter:
         not be decoded (then :attr:`body` holds its bytes and :attr:`consumer` is ``None``)
     :ivar consumer: the consumer that gave up on the event
     :ivar error_type: the qualified class name of the last attempt's exception
-    :ivar error: the text of that exception
+    :ivar error: the text of that exception (its ``str()``, or its ``repr()`` when that is
+        empty or raises)
     :ivar attempts: how many times the handler was called
     :ivar first_failed_at: wall time of the first failed attempt (aware UTC)
     :ivar last_failed_at: wall time of the last failed attempt (aware UTC)
