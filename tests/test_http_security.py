@@ -312,6 +312,45 @@ async def test_github_deliveries() -> None:
     assert first.data == {"ref": "refs/heads/main", "commits": []}
 
 
+async def test_github_form_encoded_deliveries_are_read_from_their_payload_field() -> None:
+    # GitHub's default content type for a new webhook: the JSON in a form field "payload";
+    # the signature covers the form body as sent.
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    app = Reactor()
+    pushes: list[Event] = []
+
+    @on_webhook(app, "/github", type="com.github.event", secret=GITHUB_SECRET, scheme="github")
+    async def on_push(event: Event) -> None:
+        pushes.append(event)
+
+    def delivery(body: bytes, delivery_id: str) -> dict[str, str]:
+        digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        return {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-github-event": "push",
+            "x-github-delivery": delivery_id,
+            "x-hub-signature-256": "sha256=" + digest,
+        }
+
+    form = urlencode({"payload": json.dumps({"ref": "refs/heads/main", "n": "a&b=c"})}).encode()
+    async with app:
+        accepted = await call(app.asgi, form, delivery(form, "d1"), path="/github")
+        assert accepted.status == 202
+        for bad in (b"payload=%7B", b"other=1", b"payload=1&payload=2", b"\xff=1"):
+            answer = await call(app.asgi, bad, delivery(bad, "d2"), path="/github")
+            assert answer.status == 400, bad
+        unsigned = {**delivery(form, "d3"), "x-hub-signature-256": "sha256=00"}
+        assert (await call(app.asgi, form, unsigned, path="/github")).status == 401
+        with anyio.fail_after(5):
+            while not pushes:
+                await anyio.wait_all_tasks_blocked()
+    assert pushes[0].data == {"ref": "refs/heads/main", "n": "a&b=c"}
+    assert len(pushes) == 1
+
+
 # -- Stripe -----------------------------------------------------------------------------
 
 

@@ -151,6 +151,7 @@ async def test_a_binary_body_over_the_queues_event_size_is_413(tmp_path: Path) -
         answer = await post(port, b"\x00" * 800_000, headers)
         assert answer.status == 413
         assert "limit" in answer.json["error"]
+        assert "batch" not in answer.json["error"]  # one event, not a batch's
         assert app.stats().queue.put_count == 0
     assert stored_rows(path) == 0
     assert capture.events == []

@@ -603,7 +603,8 @@ class SQLiteQueue(EventQueue):
             try:
                 bodies.append(self._encode(event))
             except (EventFormatError, PayloadTooLargeError) as exc:
-                exc.add_note(f"event {index} of the batch (id {event.id!r})")
+                if len(events) > 1:
+                    exc.add_note(f"event {index} of the batch (id {event.id!r})")
                 raise
         if not bodies:
             return

@@ -134,6 +134,7 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii as _quote
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, TypeVar
+from urllib.parse import parse_qs
 
 import anyio
 import attrs
@@ -207,6 +208,7 @@ _SCHEMES = ("standard", "github", "stripe")
 _SECRET_PREFIX = "whsec_"
 _STRUCTURED = b"application/cloudevents+json"
 _BATCH = b"application/cloudevents-batch+json"
+_FORM = b"application/x-www-form-urlencoded"
 # Paths are plain URL segments: no glob characters, so that the route's source can be
 # used as a subscription's ``source=`` filter as is.
 _PATH = re.compile(r"(?:/[A-Za-z0-9._~!$&'()+,;=:@-]+)+")
@@ -954,7 +956,11 @@ class HttpIngress(Source):
         now: datetime,
         subject: bytes | None = None,
     ) -> Event:
-        if media_type and not _is_json(media_type):
+        if route.scheme == "github" and media_type == _FORM:
+            # GitHub's other content type: the JSON payload in a form field named payload
+            # (the signature covers the form body, checked before this).
+            body = _github_form_payload(body)
+        elif media_type and not _is_json(media_type):
             raise _Reject(
                 415,
                 f"webhook {route.path!r} takes JSON bodies, got {media_type.decode('latin-1')!r}",
@@ -1050,8 +1056,11 @@ class HttpIngress(Source):
             return _Reject(503, "the app is not running", retry)
         if isinstance(exc, QueueUnavailableError | QueueFileError):
             # The queue's trouble (a full disk), not the client's: the request may pass later.
+            # The detail (a file path, say) is for the log, not for the client.
             logger.warning("the ingestion queue refused a request: %s", exc)
-            return _Reject(503, f"the ingestion queue cannot store events now: {exc}", retry)
+            return _Reject(
+                503, "the ingestion queue cannot store events right now; retry later", retry
+            )
         if isinstance(exc, PayloadTooLargeError):
             return _Reject(413, _reason(exc))
         if isinstance(exc, EventFormatError | InvalidEventError):
@@ -1098,6 +1107,19 @@ def _describe(exc: BaseException) -> str:
 def _reason(exc: BaseException) -> str:
     notes = getattr(exc, "__notes__", ())
     return "; ".join([str(exc), *notes])
+
+
+def _github_form_payload(body: bytes) -> bytes:
+    try:
+        fields = parse_qs(
+            body.decode("ascii"), strict_parsing=True, max_num_fields=8, errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise _Reject(400, "the form body is not valid application/x-www-form-urlencoded") from None
+    payload = fields.get("payload")
+    if payload is None or len(payload) != 1:
+        raise _Reject(400, "a form-encoded GitHub webhook has one field named payload")
+    return payload[0].encode("utf-8")
 
 
 def _parse_json(body: bytes) -> Any:
