@@ -83,6 +83,7 @@ from ._exceptions import (
     DeadLetterNotFound,
     QueueFileError,
     QueueInUseError,
+    QueueUnavailableError,
 )
 from ._reactor import Reactor
 from .queues import sqlite as sqlite_queue
@@ -573,7 +574,7 @@ def _dead_letters_list(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         letters = sqlite_queue.read_dead_letters(
             queue.path, consumer=args.consumer, limit=args.limit
         )
-    except QueueFileError as exc:
+    except (QueueFileError, QueueUnavailableError) as exc:
         return _failure(str(exc))
     out = sys.stdout
     if args.json:
@@ -674,7 +675,7 @@ def _change_queue(
         return anyio.run(work, queue)
     except QueueInUseError as exc:
         raise _Stop(_failure(f"{exc}; stop the app first, or call {inside} inside it")) from None
-    except (QueueFileError, ConsumerNotFound, DeadLetterNotFound) as exc:
+    except (QueueFileError, QueueUnavailableError, ConsumerNotFound, DeadLetterNotFound) as exc:
         raise _Stop(_failure(str(exc))) from None
     except sqlite3.Error as exc:  # the queue's methods let SQLite's errors through
         raise _Stop(_failure(f"cannot change {queue.path}: {exc}")) from None

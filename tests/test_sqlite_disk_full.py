@@ -283,3 +283,33 @@ async def test_the_checkpoint_thread_survives_a_full_disk(
         assert not checkpoint_thread_alive(path)  # stopped by close()
     async with SQLiteQueue(path) as reopened:
         assert reopened.statistics().depth == 42
+
+
+async def test_the_command_line_reports_a_full_disk_without_a_traceback(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "events.db"
+    app = Reactor(queue=SQLiteQueue(path))
+
+    @app.subscribe("job.*")
+    async def fails(event: Event) -> None:
+        raise ValueError("refused")
+
+    async with app:
+        await app.publish_and_wait("job.run")
+    filler = fill(small_disk)
+    try:
+        for command in (["list"], ["replay", "--all"], ["purge", "--all"]):
+            done = await anyio.run_process(
+                [sys.executable, "-m", "reactor", "dead-letters", *command],
+                env={**os.environ, "REACTOR_QUEUE": f"sqlite:///{path}"},
+                check=False,
+            )
+            output = (done.stdout + done.stderr).decode()
+            assert done.returncode == 1, output
+            assert "Traceback" not in output
+            assert "disk is full" in output
+    finally:
+        filler.unlink()
+    [letter] = read_dead_letters(path)  # nothing was changed
+    assert letter.consumer == "fails"

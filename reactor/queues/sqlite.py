@@ -1879,6 +1879,7 @@ def read_dead_letters(
     :param limit: at most this many
     :raises ~reactor.QueueFileError: the file is missing, not a reactor queue of a schema
         this release reads, or cannot be read
+    :raises ~reactor.QueueUnavailableError: it cannot be read right now (a full disk)
     """
     path = Path(path)
     if limit is not None:
@@ -1894,6 +1895,13 @@ def read_dead_letters(
         sql, params = _letters_query(consumer, limit)
         return [_stored_letter(row) for row in conn.execute(sql, params)]
     except (sqlite3.Error, ValueError, TypeError) as exc:
+        # Reading a file in WAL mode may need to create its side files: a full disk says
+        # so, rather than pass for a damaged file.
+        why = _unavailable_cause(path, exc)
+        if why is not None:
+            raise QueueUnavailableError(
+                f"cannot read the dead letters of {path} right now: {why} ({exc})"
+            ) from exc
         raise QueueFileError(f"cannot read the dead letters of {path}: {exc}") from exc
     finally:
         conn.close()
