@@ -592,6 +592,20 @@ class Reactor:
 
     # -- publishing -----------------------------------------------------------------
 
+    def _check_publishing(self) -> None:
+        """Raise unless the app accepts events from the calling thread."""
+        if not self._accepting:
+            raise ReactorNotRunning(
+                "the app is not running: publish inside `async with app:` or from a "
+                "handler or source while `app.run()` runs"
+            )
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "publish(), publish_nowait(), publish_and_wait() and publish_many() must be "
+                "called from the app's event loop thread; from another thread use "
+                "app.publish_from_thread(...) (waits for room) or app.notify(channel, data)"
+            )
+
     def _event(
         self,
         event: Event | str,
@@ -605,17 +619,7 @@ class Reactor:
         extensions: Mapping[str, Any] | None,
     ) -> Event:
         """Check that the app runs and return the event to publish."""
-        if not self._accepting:
-            raise ReactorNotRunning(
-                "the app is not running: publish inside `async with app:` or from a "
-                "handler or source while `app.run()` runs"
-            )
-        if threading.get_ident() != self._thread:
-            raise RuntimeError(
-                "publish(), publish_nowait() and publish_and_wait() must be called from the "
-                "app's event loop thread; from another thread use "
-                "app.publish_from_thread(...) (waits for room) or app.notify(channel, data)"
-            )
+        self._check_publishing()
         if isinstance(event, Event):
             if (
                 data is not None
@@ -728,11 +732,7 @@ class Reactor:
         :raises ~reactor.EventFormatError: the queue cannot encode an event
         :raises ~reactor.QueueUnavailableError: the queue cannot store events right now
         """
-        if not self._accepting:
-            raise ReactorNotRunning(
-                "the app is not running: publish inside `async with app:` or from a "
-                "handler or source while `app.run()` runs"
-            )
+        self._check_publishing()
         for event in events:
             if not isinstance(event, Event):
                 raise TypeError(f"publish_many() takes Event objects, got {event!r}")
