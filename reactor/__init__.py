@@ -27,6 +27,7 @@ from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
 from ._exceptions import DeliveryTimeout as DeliveryTimeout
 from ._exceptions import EventFormatError as EventFormatError
 from ._exceptions import HandlerCancelled as HandlerCancelled
+from ._exceptions import InternalTaskDied as InternalTaskDied
 from ._exceptions import InvalidEventError as InvalidEventError
 from ._exceptions import InvalidScheduleError as InvalidScheduleError
 from ._exceptions import PayloadTooLargeError as PayloadTooLargeError
@@ -67,6 +68,7 @@ __all__ = [
     "Event",
     "EventFormatError",
     "HandlerCancelled",
+    "InternalTaskDied",
     "InvalidEventError",
     "InvalidScheduleError",
     "LatencyStats",

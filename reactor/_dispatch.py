@@ -37,7 +37,12 @@ from anyio.lowlevel import checkpoint
 
 from ._clock import Clock
 from ._event import Event
-from ._exceptions import DeliveryTimeout, HandlerCancelled, RedeliveryLimitExceeded
+from ._exceptions import (
+    DeliveryTimeout,
+    HandlerCancelled,
+    InternalTaskDied,
+    RedeliveryLimitExceeded,
+)
 from ._outcomes import DeadLetter, DeadLetters, Outcome, describe_error
 from ._policies import Backoff
 from ._stats import LatencyHistogram, SubscriptionStats
@@ -66,25 +71,30 @@ SETTLE_BACKOFF = Backoff(initial=0.05, maximum=5.0, jitter=False)
 
 
 def _cancelled_by_scope() -> bool:
-    """Whether a cancel scope around the calling task has been cancelled.
+    """Whether the calling task itself is being cancelled.
 
-    A cancellation exception that reaches reactor while no enclosing scope (the app's
-    shutdown, a delivery's timeout) is cancelled did not come from reactor: a handler
-    awaited a future or task that someone else cancelled.
+    True when a cancel scope around it has been cancelled (the app's shutdown, a
+    delivery's timeout) or, on asyncio, when the task was cancelled directly (the event
+    loop's runner does that to every task it shuts down). A cancellation exception that
+    reaches reactor otherwise did not come from either: a handler awaited a future or
+    task that someone else cancelled. Called on failure paths only.
     """
-    return anyio.current_effective_deadline() == -math.inf
+    if anyio.current_effective_deadline() == -math.inf:
+        return True
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop in this thread: trio
+        return False
+    return task is not None and task.cancelling() > 0
 
 
 def _stray_cancellation(lane: Lane, cancellation: BaseException) -> HandlerCancelled:
     error = HandlerCancelled(lane.name)
     error.__cause__ = cancellation
     return error
-
-
-class InternalTaskDied(RuntimeError):
-    """One of the dispatcher's own tasks ended while the app runs (a bug, or a stray
-    cancellation that reached it): the app stops with this error instead of silently
-    accepting events that nobody would deliver."""
 
 
 @attrs.frozen(kw_only=True)
@@ -273,6 +283,9 @@ class Dispatcher:
         #: Consecutive failed settle() calls; while not zero, unacked events count
         #: against the in-flight bound, so a queue that cannot store acks holds intake.
         self.settle_failures = 0
+        #: A KeyboardInterrupt or SystemExit that ended one of the dispatcher's tasks:
+        #: the app raises it once it has unwound.
+        self.fatal: BaseException | None = None
         self.latency = LatencyHistogram()
         self._record_latency = self.latency.record
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
@@ -348,6 +361,7 @@ class Dispatcher:
             lane.reset()
         self.in_flight = 0
         self._cancelled = anyio.get_cancelled_exc_class()
+        self.fatal = None
         limit = self._queue.max_redeliveries
         self._attempt_limit = sys.maxsize if limit is None else 1 + limit
         try:
@@ -359,24 +373,40 @@ class Dispatcher:
                 try:
                     await self._dispatch_loop()
                 except BaseException as exc:
-                    raise self._died("dispatcher", exc) from exc
+                    self._died("dispatcher", exc)
+                    raise
         finally:
             self._tg = None
 
-    def _died(self, task: str, exc: BaseException) -> BaseException:
-        """Return what to raise when one of the dispatcher's own tasks ends with *exc*.
+    def _died(self, task: str, exc: BaseException) -> None:
+        """Handle one of the dispatcher's own tasks ending with *exc*, which the caller
+        re-raises unless this raises something else.
 
         The app's own cancellation passes through. Anything else stops the app: it is
         told first (so that it accepts no more events), then an error naming the task
         propagates through the app's task group and out of ``async with app:``.
         """
-        if isinstance(exc, self._cancelled) and _cancelled_by_scope():
-            return exc
+        stray = isinstance(exc, self._cancelled)
+        if stray and _cancelled_by_scope():
+            return
         self._on_failure()
-        logger.critical("reactor's %s task died; the app stops", task, exc_info=exc)
         if isinstance(exc, Exception):
-            return exc
-        return InternalTaskDied(f"reactor's {task} task ended with {describe_error(exc)!r}")
+            logger.critical("reactor's %s task died; the app stops", task, exc_info=exc)
+            return
+        if stray:
+            # A stray cancellation would end the task quietly (asyncio) or pass for the
+            # app's own cancellation: turn it into an error that says what happened.
+            logger.critical("reactor's %s task died; the app stops", task, exc_info=exc)
+            why = f"a cancellation that reactor did not cause: {describe_error(exc)!r}"
+        else:
+            # KeyboardInterrupt or SystemExit (a handler called sys.exit()): the process
+            # is to stop. Raised as they are, asyncio would tear the event loop down under
+            # every task; an error unwinds the app in order (settlements are flushed), and
+            # the app raises the original once it is out.
+            logger.warning("%r was raised in reactor's %s task; the app stops", exc, task)
+            self.fatal = exc
+            why = repr(exc)
+        raise InternalTaskDied(f"reactor's {task} task ended with {why}") from exc
 
     async def _dispatch_loop(self) -> None:
         queue = self._queue
@@ -554,7 +584,8 @@ class Dispatcher:
                     streak = 0
                     await checkpoint()
         except BaseException as exc:
-            raise self._died(f"consumer {lane.name}", exc) from exc
+            self._died(f"consumer {lane.name}", exc)
+            raise
         finally:
             slot.received = None
             lane.workers -= 1
@@ -774,7 +805,8 @@ class Dispatcher:
         try:
             await self._settle_batches()
         except BaseException as exc:
-            raise self._died("settlement", exc) from exc
+            self._died("settlement", exc)
+            raise
 
     async def _settle_batches(self) -> None:
         """Report settlements to a queue that needs them, in batches.

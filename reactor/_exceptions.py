@@ -14,6 +14,7 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── DeadLetterNotFound (LookupError)    no stored dead letter has that id
     ├── DeliveryTimeout (TimeoutError)      a handler attempt exceeded its timeout
     ├── HandlerCancelled                    a handler ended with a cancellation not reactor's
+    ├── InternalTaskDied (RuntimeError)     one of the app's own tasks was cancelled from outside
     ├── RedeliveryLimitExceeded             a durable queue handed an event out too often
     ├── AppImportError (ImportError)        ``reactor run`` could not load the app
     ├── QueueUnavailableError               the queue cannot store events right now (disk full)
@@ -30,6 +31,7 @@ __all__ = [
     "DeliveryTimeout",
     "EventFormatError",
     "HandlerCancelled",
+    "InternalTaskDied",
     "InvalidEventError",
     "InvalidScheduleError",
     "PayloadTooLargeError",
@@ -139,6 +141,16 @@ class HandlerCancelled(ReactorError):
             "not cause (it awaited something that was cancelled?)"
         )
         self.consumer = consumer
+
+
+class InternalTaskDied(ReactorError, RuntimeError):
+    """One of the app's own tasks (the dispatcher, a consumer's worker, the settlement
+    loop) ended with a cancellation that reactor did not cause, while the app ran.
+
+    The app stops with this error, raised out of ``async with app:`` (inside the task
+    group's exception group), instead of accepting events that nobody would deliver. A
+    queue or source that raises a stray ``CancelledError`` causes it.
+    """
 
 
 class RedeliveryLimitExceeded(ReactorError):

@@ -935,6 +935,13 @@ class Reactor:
                 else:
                     await stack.__aexit__(None, None, None)
                     suppress = False
+            except BaseExceptionGroup:
+                fatal, self._dispatcher.fatal = self._dispatcher.fatal, None
+                if fatal is None:
+                    raise
+                # A handler raised KeyboardInterrupt or SystemExit: the app has unwound in
+                # order; now the process stops as the handler asked.
+                raise fatal from None
             finally:
                 self._state = _State.IDLE
                 self._accepting = False

@@ -18,6 +18,7 @@ from reactor import (
     DeliveryTimeout,
     Event,
     HandlerCancelled,
+    InternalTaskDied,
     Reactor,
     ReactorNotRunning,
     RedeliveryLimitExceeded,
@@ -146,7 +147,13 @@ async def test_a_dying_dispatcher_fails_the_app_loudly() -> None:
     async def handler(event: Event) -> None:
         pass
 
-    with anyio.fail_after(PATIENCE), pytest.RaisesGroup(RuntimeError, flatten_subgroups=True):
+    with (
+        anyio.fail_after(PATIENCE),
+        pytest.RaisesGroup(
+            pytest.RaisesExc(InternalTaskDied, match="dispatcher task ended with a cancellation"),
+            flatten_subgroups=True,
+        ),
+    ):
         async with app:
             queue.armed = True
             await app.publish("job")  # wakes the dispatcher, which dies
@@ -174,6 +181,41 @@ async def test_a_dying_dispatcher_refuses_publishes_before_the_app_unwinds() -> 
                     except ReactorNotRunning as exc:
                         refused.append(exc)
     assert refused
+
+
+@pytest.mark.parametrize("stop", [SystemExit(3), KeyboardInterrupt()])
+async def test_a_handler_that_stops_the_process_unwinds_the_app_then_stops_it(
+    stop: BaseException,
+) -> None:
+    # Not a failure to retry or dead-letter: the process is asked to stop. The app unwinds
+    # in order (other deliveries are cancelled, not lost in a torn-down event loop), then
+    # the original exception comes out of `async with app:` with its meaning intact.
+    app = Reactor()
+    cancelled: list[str] = []
+    running = anyio.Event()
+
+    @app.subscribe("slow")
+    async def slow(event: Event) -> None:
+        running.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.append("slow")
+
+    @app.subscribe("stop")
+    async def stops(event: Event) -> None:
+        raise stop
+
+    with anyio.fail_after(PATIENCE), pytest.raises(type(stop)) as caught:
+        async with app:
+            await app.publish("slow")
+            await running.wait()
+            await app.publish("stop")
+            await anyio.sleep_forever()
+    assert caught.value is stop
+    assert cancelled == ["slow"]
+    assert len(app.dead_letters) == 0
+    assert not app.running
 
 
 class FlakySettleQueue(MemoryQueue):
