@@ -489,13 +489,7 @@ class _Tree:
                         rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                         try:
                             if entry.is_dir(follow_symlinks=follow):
-                                if self.recursive:
-                                    if follow:  # links may form cycles: visit each directory once
-                                        st = entry.stat()
-                                        key = (st.st_dev, st.st_ino)
-                                        if key in seen:
-                                            continue
-                                        seen.add(key)
+                                if self.recursive and _first_visit(entry, follow, seen):
                                     stack.append(rel)
                             elif entry.is_file(follow_symlinks=follow) and self.match(rel):
                                 st = entry.stat(follow_symlinks=follow)
@@ -538,14 +532,11 @@ class _Tree:
                 with os.scandir(path) as entries:
                     for entry in entries:
                         try:
-                            if not entry.is_dir(follow_symlinks=follow):
+                            if not (
+                                entry.is_dir(follow_symlinks=follow)
+                                and _first_visit(entry, follow, seen)
+                            ):
                                 continue
-                            if follow:  # links may form cycles: visit each directory once
-                                st = entry.stat()
-                                key = (st.st_dev, st.st_ino)
-                                if key in seen:
-                                    continue
-                                seen.add(key)
                         except OSError:
                             continue
                         children.append(f"{rel_dir}/{entry.name}" if rel_dir else entry.name)
@@ -1238,3 +1229,19 @@ def on_file_change(
         return handler
 
     return decorate
+
+
+def _first_visit(entry: os.DirEntry[str], follow: bool, seen: set[tuple[int, int]]) -> bool:
+    """Whether the directory *entry* is met for the first time in this walk.
+
+    Only links can lead to one directory twice (and into cycles): without following
+    them, every directory is new.
+    """
+    if not follow:
+        return True
+    st = entry.stat()
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
