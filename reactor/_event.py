@@ -60,7 +60,7 @@ _CE_PREFIX = "ce-"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # What in JSON text may decode to a surrogate: a \uD800-\uDFFF escape (paired ones decode
 # to one code point and are checked after decoding) or, in str input, a raw surrogate.
-_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _reject_constant(name: str) -> Any:
@@ -717,6 +717,8 @@ def _unencodable(value: object, path: str, parents: tuple[int, ...]) -> tuple[st
 
 
 def _load_json(data: object) -> Any:
+    # Text decoded from UTF-8 holds no raw surrogate (the codec refuses them).
+    raw_surrogates_possible = not isinstance(data, _BINARY)
     if isinstance(data, _BINARY):
         try:
             data = bytes(data).decode("utf-8")
@@ -730,7 +732,10 @@ def _load_json(data: object) -> Any:
         raise EventFormatError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise EventFormatError("invalid JSON: nested too deeply") from None
-    if _MAYBE_SURROGATE.search(data) is not None:
+    # Cheap tests first: this runs for every event read (the ingress, a queue's file).
+    if ("\\u" in data and _SURROGATE_ESCAPE.search(data) is not None) or (
+        raw_surrogates_possible and not data.isascii() and _SURROGATE.search(data) is not None
+    ):
         where = _surrogate_in(value, "")
         if where is not None:
             raise EventFormatError(
