@@ -1241,9 +1241,13 @@ def test_json_that_cannot_be_written_back_is_refused(document: dict[str, Any]) -
         b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"\\udfff":1}}',
         b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":[1e400]}',
         b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":[-1e999]}',
+        b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":"x\\uDBFFy"}',
+        # Text given as str may hold a raw surrogate, which no UTF-8 bytes can.
+        '{"specversion":"1.0","id":"1","source":"/s","type":"t","data":"a\ud800"}',
+        '{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"\udc00":"é"}}',
     ],
 )
-def test_json_data_that_cannot_be_encoded_is_refused(body: bytes) -> None:
+def test_json_data_that_cannot_be_encoded_is_refused(body: bytes | str) -> None:
     with pytest.raises(EventFormatError):
         Event.from_json(body)
 
