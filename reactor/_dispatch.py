@@ -620,11 +620,8 @@ class Dispatcher:
         """Run one delivery to its end: success, or retries then the dead-letter sink."""
         if not received._started:
             self._started(received)
-        if lane.timeout is None:
-            error = await self._attempt(lane, received.event)
-            attempts = 1 if error is None else await self._recover(lane, received, error)
-        else:
-            attempts = await self._attempts(lane, received)
+        error = await self._timed_attempt(lane, received.event)
+        attempts = 1 if error is None else await self._recover(lane, received, error)
         if attempts:
             self._settle(lane, received, "ok", attempts, None)
 
@@ -644,17 +641,19 @@ class Dispatcher:
             return _stray_cancellation(lane, exc)
         return None
 
-    async def _attempts(self, lane: Lane, received: Received) -> int:
-        """Run attempts under the lane's timeout; return how many it took (0: dead-lettered)."""
-        assert lane.timeout is not None
+    async def _timed_attempt(self, lane: Lane, event: Event) -> Exception | None:
+        """:meth:`_attempt` under the lane's timeout, if it has one (then a cut attempt
+        fails with :class:`DeliveryTimeout`). Failures are recovered outside the scope:
+        its deadline is this attempt's only."""
+        if lane.timeout is None:
+            return await self._attempt(lane, event)
         clock = self._clock
         error: Exception | None = None
         with clock.deadline_scope(clock.monotonic() + lane.timeout) as scope:
-            # Recovered outside the scope: its deadline is this attempt's only.
-            error = await self._attempt(lane, received.event)
+            error = await self._attempt(lane, event)
         if scope.cancelled_caught:
-            error = DeliveryTimeout(lane.name, lane.timeout)
-        return 1 if error is None else await self._recover(lane, received, error)
+            return DeliveryTimeout(lane.name, lane.timeout)
+        return error
 
     async def _recover(self, lane: Lane, received: Received, error: Exception) -> int:
         """Retry after the first attempt failed with *error*.
@@ -687,12 +686,13 @@ class Dispatcher:
             # A retry is the policy working, not yet a problem: INFO. The attempt that
             # gives up is logged at ERROR with its traceback (_dead_letter).
             logger.info(
-                "consumer %s failed on event %s (attempt %d of %d: %r); retrying in %.3g s",
+                "consumer %s failed on event %s (attempt %d of %d: %s: %s); retrying in %.3g s",
                 lane.name,
                 event.id,
                 attempt,
                 retry.attempts,
-                error,
+                type(error).__qualname__,
+                describe_error(error),  # the handler's exception: its str() may raise
                 delay,
                 extra={"event_id": event.id, "consumer": lane.name, "attempt": attempt},
             )
@@ -700,14 +700,7 @@ class Dispatcher:
             await clock.sleep(delay)
             slot.retries = attempt
             attempt += 1
-            failure: Exception | None = None
-            if lane.timeout is None:
-                failure = await self._attempt(lane, event)
-            else:
-                with clock.deadline_scope(clock.monotonic() + lane.timeout) as scope:
-                    failure = await self._attempt(lane, event)
-                if scope.cancelled_caught:
-                    failure = DeliveryTimeout(lane.name, lane.timeout)
+            failure = await self._timed_attempt(lane, event)
             if failure is None:
                 return attempt
             error = failure

@@ -6,6 +6,7 @@ public API, on asyncio and trio.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Sequence
 
@@ -583,3 +584,22 @@ async def test_a_notification_channel_glob_matches_channels() -> None:
             app.notify(channel)
         await app.publish_and_wait("reactor.notification", subject=None)
     assert seen == {"glob": ["orders.created", "orders.paid"], "exact": ["orders.created"]}
+
+
+async def test_retrying_an_error_that_cannot_be_described_is_logged_safely(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="reactor")
+    app = Reactor()
+
+    @app.subscribe("job", retry=Retry(attempts=2, backoff=Backoff(initial=0, jitter=False)))
+    async def handler(event: Event) -> None:
+        raise Unprintable
+
+    with anyio.fail_after(PATIENCE):
+        async with app:
+            receipt = await app.publish_and_wait("job")
+            assert app.running
+    assert receipt.outcomes["handler"].attempts == 2
+    [retried] = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert "Unprintable whose str() and repr() raised" in retried.getMessage()
