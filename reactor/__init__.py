@@ -54,6 +54,13 @@ from ._subscription import Subscription as Subscription
 
 __version__ = "0.1.0.dev0"
 
+# Exported names report this package as their home (``reactor.Event``, not
+# ``reactor._event.Event``): in reprs, tracebacks, pickles and the names stored on disk.
+for _value in list(globals().values()):
+    if getattr(_value, "__module__", "").startswith("reactor._"):
+        _value.__module__ = __name__
+del _value
+
 __all__ = [
     "NOTIFICATION_TYPE",
     "AppImportError",

@@ -212,7 +212,7 @@ class TestImportApp:
 
     def test_the_reactor_class_itself(self) -> None:
         message = app_import_error("cliapp_good:Reactor")
-        assert "is the class reactor._reactor.Reactor, not a reactor.Reactor" in message
+        assert "is the class reactor.Reactor, not a reactor.Reactor" in message
         assert "create an instance" in message
 
     def test_a_module(self) -> None:
