@@ -10,7 +10,7 @@ from anyio.abc import TaskStatus
 
 import reactor
 from reactor import Event, Reactor
-from reactor.abc import Source
+from reactor.abc import App, Source
 
 app = Reactor()
 
@@ -29,7 +29,7 @@ class Shop(Source):
     """A pretend shop that takes an order every second."""
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
         for order_id in itertools.count(1):

@@ -41,16 +41,23 @@ from ._exceptions import RedeliveryLimitExceeded as RedeliveryLimitExceeded
 from ._outcomes import DeadLetter as DeadLetter
 from ._outcomes import DeadLetters as DeadLetters
 from ._outcomes import Outcome as Outcome
-from ._outcomes import Receipt as Receipt
 from ._policies import Backoff as Backoff
 from ._policies import Retry as Retry
 from ._reactor import NOTIFICATION_TYPE as NOTIFICATION_TYPE
 from ._reactor import Reactor as Reactor
+from ._receipts import Receipt as Receipt
 from ._stats import LatencyStats as LatencyStats
 from ._stats import QueueStatistics as QueueStatistics
 from ._stats import Stats as Stats
 from ._stats import SubscriptionStats as SubscriptionStats
 from ._subscription import Subscription as Subscription
+from ._types import UNSET as UNSET
+from ._types import ConsumerOptions as ConsumerOptions
+from ._types import EventAttributes as EventAttributes
+from ._types import Handler as Handler
+from ._types import KeyFunction as KeyFunction
+from ._types import Predicate as Predicate
+from ._types import Unset as Unset
 
 __version__ = "0.1.0.dev0"
 
@@ -63,24 +70,30 @@ del _value
 
 __all__ = [
     "NOTIFICATION_TYPE",
+    "UNSET",
     "AppImportError",
     "Backoff",
     "Clock",
     "ConsumerNotFound",
+    "ConsumerOptions",
     "DeadLetter",
     "DeadLetterNotFound",
     "DeadLetters",
     "Delivery",
     "DeliveryTimeout",
     "Event",
+    "EventAttributes",
     "EventFormatError",
+    "Handler",
     "HandlerCancelled",
     "InternalTaskDied",
     "InvalidEventError",
     "InvalidScheduleError",
+    "KeyFunction",
     "LatencyStats",
     "Outcome",
     "PayloadTooLargeError",
+    "Predicate",
     "QueueFileError",
     "QueueFull",
     "QueueInUseError",
@@ -96,6 +109,7 @@ __all__ = [
     "Subscription",
     "SubscriptionStats",
     "SystemClock",
+    "Unset",
     "__version__",
     "current_delivery",
 ]

@@ -45,6 +45,7 @@ from ._exceptions import (
 )
 from ._outcomes import DeadLetter, DeadLetters, Outcome, describe_error
 from ._policies import Backoff
+from ._receipts import Receipts
 from ._stats import LatencyHistogram, SubscriptionStats
 from .abc import EventQueue, Received
 
@@ -165,18 +166,6 @@ def current_delivery() -> Delivery:
     )
 
 
-class _ReceiptWaiter:
-    """Collects the outcomes of one event for ``publish_and_wait()``."""
-
-    __slots__ = ("abandoned", "done", "outcomes")
-
-    def __init__(self) -> None:
-        self.outcomes: dict[str, Outcome] = {}
-        self.done = anyio.Event()
-        #: Set when the app stopped before the event was settled.
-        self.abandoned = False
-
-
 class Lane:
     """The runtime side of a subscription: its inbox, its workers and its counters."""
 
@@ -275,7 +264,7 @@ class Dispatcher:
         self.in_flight = 0
         self._room: anyio.Event | None = None
         self._idle: anyio.Event | None = None
-        self.receipts: dict[tuple[str, str], _ReceiptWaiter] = {}
+        self.receipts = Receipts()
         self._acks: list[Received] = []
         self._progress: list[tuple[Received, str]] = []
         self._settle_wakeup: anyio.Event | None = None
@@ -345,13 +334,6 @@ class Dispatcher:
             for name in totals:
                 totals[name] += getattr(lane, name)
         return totals
-
-    def abandon_receipts(self) -> None:
-        """Wake every ``publish_and_wait()`` whose event can no longer settle (the app stopped)."""
-        for waiter in self.receipts.values():
-            if not waiter.done.is_set():
-                waiter.abandoned = True
-                waiter.done.set()
 
     # -- the dispatch loop ----------------------------------------------------------
 
@@ -436,8 +418,6 @@ class Dispatcher:
 
     def _route(self, received: Received) -> None:
         event = received.event
-        if self.receipts:
-            received._waiter = self.receipts.get((event.source, event.id))
         found = self._routes.get((event.type, event.source))
         lanes, filtered = self._lookup(event) if found is None else found
         only = received.only
@@ -488,9 +468,9 @@ class Dispatcher:
             # The filter is the consumer's code: its failure is that consumer's failed
             # delivery, settled at once (no attempt was made).
             self._dead_letter(lane, received.event, exc, attempts=0, first_failed=None)
-            if received._waiter is not None:
-                received._waiter.outcomes[lane.name] = Outcome(
-                    status="failed", attempts=0, error=exc
+            if self.receipts.waiting:
+                self.receipts.note(
+                    received.event, lane.name, Outcome(status="failed", attempts=0, error=exc)
                 )
             return False
 
@@ -517,6 +497,7 @@ class Dispatcher:
         ordered = lane.key_fn is not None
         needs_ack = self._needs_ack
         cancelled = self._cancelled
+        receipts = self.receipts
         slot = _Slot(lane)
         _slot.set(slot)
         lane.waking -= 1
@@ -559,8 +540,8 @@ class Dispatcher:
                     else:
                         error = None
                         lane.delivered += 1
-                        if received._waiter is not None:
-                            received._waiter.outcomes[lane.name] = OK_ONCE
+                        if receipts.waiting:
+                            receipts.note(received.event, lane.name, OK_ONCE)
                         received._open -= 1
                         if not received._open:
                             self._event_done(received)
@@ -748,9 +729,10 @@ class Dispatcher:
     ) -> None:
         if status == "ok":
             lane.delivered += 1
-        waiter = received._waiter
-        if waiter is not None:
-            waiter.outcomes[lane.name] = Outcome(status=status, attempts=attempts, error=error)
+        if self.receipts.waiting:
+            self.receipts.note(
+                received.event, lane.name, Outcome(status=status, attempts=attempts, error=error)
+            )
         received._open -= 1
         if not received._open:
             self._event_done(received)
@@ -766,8 +748,8 @@ class Dispatcher:
         if self._needs_ack:
             self._acks.append(received)
             self._wake_settler()
-        if received._waiter is not None:
-            received._waiter.done.set()
+        if self.receipts.waiting:
+            self.receipts.done(received.event)
         if self._idle is not None and self.idle:
             self._idle.set()
             self._idle = None

@@ -716,7 +716,16 @@ def _unencodable(value: object, path: str, parents: tuple[int, ...]) -> tuple[st
     return path or "the top level", f"{article} {name} is not JSON serializable"
 
 
-def _load_json(data: object) -> Any:
+def load_json(data: object) -> Any:
+    """Parse JSON text as strictly as reactor's CloudEvents codec does.
+
+    For plugins that take JSON from outside (webhook bodies, broker payloads): UTF-8
+    only, no ``NaN`` or ``Infinity``, no lone surrogates, a bounded nesting depth.
+
+    :param data: the JSON text, as bytes (UTF-8) or str
+    :return: the parsed value
+    :raises ~reactor.EventFormatError: the text is not valid JSON under these rules
+    """
     # Text decoded from UTF-8 holds no raw surrogate (the codec refuses them).
     raw_surrogates_possible = not isinstance(data, _BINARY)
     if isinstance(data, _BINARY):
@@ -892,3 +901,6 @@ def _decode_body(body: bytes, content_type: str | None) -> Any:
         raise EventFormatError(f"unknown charset in content type {content_type!r}") from None
     except ValueError as exc:
         raise EventFormatError(f"the body is not valid {content_type!r}: {exc}") from None
+
+
+_load_json = load_json

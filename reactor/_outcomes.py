@@ -1,10 +1,10 @@
-"""What became of deliveries: per-consumer outcomes, receipts and dead letters."""
+"""What became of deliveries: per-consumer outcomes and dead letters."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Literal
 
@@ -12,7 +12,7 @@ import attrs
 
 from ._event import Event
 
-__all__ = ["DeadLetter", "DeadLetters", "Outcome", "Receipt", "describe_error"]
+__all__ = ["DeadLetter", "DeadLetters", "Outcome", "describe_error"]
 
 logger = logging.getLogger("reactor.dispatch")
 
@@ -56,24 +56,6 @@ class Outcome:
     def ok(self) -> bool:
         """Whether the handler finally succeeded."""
         return self.status == "ok"
-
-
-@attrs.frozen(kw_only=True)
-class Receipt:
-    """The settled fate of one event, returned by ``publish_and_wait()``.
-
-    :ivar event: the event as published
-    :ivar outcomes: each matching consumer's outcome, by consumer name (empty when no
-        subscription matched)
-    """
-
-    event: Event
-    outcomes: Mapping[str, Outcome]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every consumer succeeded (``True`` when there was none)."""
-        return all(outcome.ok for outcome in self.outcomes.values())
 
 
 @attrs.frozen(kw_only=True)

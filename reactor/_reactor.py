@@ -3,35 +3,43 @@
 from __future__ import annotations
 
 import enum
+import importlib
 import logging
-import math
-import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import datetime, tzinfo
 from functools import partial
-from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from types import MappingProxyType, MethodType, TracebackType
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, Unpack, overload
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import EventLoopToken, current_token
 
+from . import validators
 from ._clock import Clock, SystemClock
-from ._dispatch import Dispatcher, _ReceiptWaiter
+from ._dispatch import Dispatcher
 from ._event import Event
 from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
-from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters, Receipt
+from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
 from ._policies import NO_RETRY, Retry
+from ._receipts import Receipt
 from ._stats import Stats
-from ._subscription import Handler, KeyFunction, Predicate, Subscription, compile_glob
-from .abc import EventQueue, Source
+from ._subscription import DEFAULT_CONCURRENCY, Subscription, compile_glob
+from ._types import (
+    UNSET,
+    ConsumerOptions,
+    EventAttributes,
+    Handler,
+    Predicate,
+    check_keywords,
+)
+from .abc import App, EventQueue, Source
 
 if TYPE_CHECKING:
+    from .sources import files, http, timers
     from .sources.http import HttpIngress
-    from .sources.timers import Misfire, Overlap, Past
 
 __all__ = ["NOTIFICATION_TYPE", "Reactor"]
 
@@ -41,15 +49,41 @@ logger = logging.getLogger("reactor")
 NOTIFICATION_TYPE = "reactor.notification"
 
 H = TypeVar("H", bound=Handler)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _get_ident = threading.get_ident
 
 
-class _Unset(enum.Enum):
-    UNSET = enum.auto()
+class _Shortcut(Generic[P, R]):
+    """A method of :class:`Reactor` that is a plugin's function with the app bound to it.
+
+    ``app.every(5)`` is ``reactor.sources.timers.every(app, 5)``: the plugin function is
+    the one definition of the trigger's signature and documentation. The plugin module is
+    imported on first use, so that ``import reactor`` imports no trigger's dependencies
+    (cronsim, watchfiles). Type checkers see the function itself.
+    """
+
+    def __init__(self, module: str, function: str) -> None:
+        self._module = f"{__package__}.sources.{module}"
+        self._function = function
+        self.__doc__ = f"``{self._module}.{function}`` with the app bound as its first argument."
+
+    @overload
+    def __get__(self, app: None, owner: type[Reactor]) -> _Shortcut[P, R]: ...
+    @overload
+    def __get__(self, app: Reactor, owner: type[Reactor]) -> Callable[P, R]: ...
+    def __get__(self, app: Reactor | None, owner: type[Reactor]) -> Any:
+        if app is None:
+            return self
+        function = getattr(importlib.import_module(self._module), self._function)
+        return MethodType(function, app)
 
 
-_UNSET = _Unset.UNSET
+if TYPE_CHECKING:
+
+    def _bind(function: Callable[Concatenate[App, P], R]) -> _Shortcut[P, R]:
+        """How type checkers see a shortcut: the plugin function, less its app argument."""
 
 
 class _State(enum.Enum):
@@ -74,18 +108,6 @@ class _SubjectIs:
 
     def __repr__(self) -> str:
         return f"subject matches {self.channel!r}"
-
-
-def _check_seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 class Reactor:
@@ -133,22 +155,16 @@ class Reactor:
             clock = SystemClock()
         elif not isinstance(clock, Clock):
             raise TypeError(f"clock must implement reactor.Clock, got {clock!r}")
-        if not isinstance(source, str) or not source:
-            raise ValueError(f"source must be a non-empty str, got {source!r}")
-        if (
-            not isinstance(max_in_flight, int)
-            or isinstance(max_in_flight, bool)
-            or max_in_flight < 1
-        ):
-            raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        validators.name("source", source)
+        validators.integer("max_in_flight", max_in_flight, minimum=1)
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
         if timeout is not None:
-            _check_seconds("timeout", timeout, allow_zero=False)
+            validators.seconds("timeout", timeout, positive=True)
         self._queue = queue
         self._clock = clock
         self._source = source
-        self.graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
+        self.graceful_timeout = validators.seconds("graceful_timeout", graceful_timeout)
         self._retry = NO_RETRY if retry is None else retry
         self._timeout = timeout
         self._dead_letters = DeadLetters(dead_letter_limit)
@@ -220,11 +236,7 @@ class Reactor:
         *,
         source: str | None = None,
         where: Predicate | None = None,
-        name: str | None = None,
-        concurrency: int = 16,
-        ordered_by: KeyFunction | None = None,
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
+        **options: Unpack[ConsumerOptions],
     ) -> Callable[[H], H]: ...
 
     @overload
@@ -235,11 +247,7 @@ class Reactor:
         *,
         source: str | None = None,
         where: Predicate | None = None,
-        name: str | None = None,
-        concurrency: int = 16,
-        ordered_by: KeyFunction | None = None,
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
+        **options: Unpack[ConsumerOptions],
     ) -> Subscription: ...
 
     def subscribe(
@@ -249,11 +257,7 @@ class Reactor:
         *,
         source: str | None = None,
         where: Predicate | None = None,
-        name: str | None = None,
-        concurrency: int = 16,
-        ordered_by: KeyFunction | None = None,
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
+        **options: Unpack[ConsumerOptions],
     ) -> Subscription | Callable[[H], H]:
         """Subscribe a coroutine *handler* to events whose type matches *pattern*.
 
@@ -267,258 +271,75 @@ class Reactor:
         :param source: a glob on the event source (default: any source)
         :param where: an extra filter ``where(event) -> bool``, evaluated when the event is
             routed; if it raises, that is this consumer's failure (dead-lettered)
-        :param name: the consumer name, unique in the app (default: the handler's
-            qualified name)
-        :param concurrency: the most deliveries of this subscription running at once
-        :param ordered_by: ``key(event)``: events with equal keys are handled one at a
-            time, in the order they were published, retries included
-        :param timeout: seconds each attempt may take before it is cancelled and counted
-            as failed (``None``: no limit; default: the app's)
-        :param retry: the retry policy (``None``: one attempt; default: the app's)
-        :raises TypeError: *handler* is not a coroutine function
-        :raises ValueError: a bad option, or *name* is taken
+        :param options: the consumer's ``name``, ``concurrency``, ``ordered_by``,
+            ``timeout`` and ``retry`` (:class:`~reactor.ConsumerOptions`)
+        :raises TypeError: *handler* is not a coroutine function, or an unknown option
+        :raises ValueError: a bad option, or the name is taken
         """
-        options = {
-            "source": source,
-            "where": where,
-            "name": name,
-            "concurrency": concurrency,
-            "ordered_by": ordered_by,
-            "timeout": timeout,
-            "retry": retry,
-        }
+        check_keywords("subscribe", options, ConsumerOptions)
         if handler is None:
 
             def decorate(func: H) -> H:
-                self._subscribe(pattern, func, **options)  # type: ignore[arg-type]
+                self._subscribe(pattern, func, source, where, options)
                 return func
 
             return decorate
-        return self._subscribe(pattern, handler, **options)  # type: ignore[arg-type]
+        return self._subscribe(pattern, handler, source, where, options)
 
     def _subscribe(
         self,
         pattern: str,
         handler: Handler,
-        *,
         source: str | None,
         where: Predicate | None,
-        name: str | None,
-        concurrency: int,
-        ordered_by: KeyFunction | None,
-        timeout: float | _Unset | None,
-        retry: Retry | _Unset | None,
+        options: ConsumerOptions,
     ) -> Subscription:
+        timeout = options.get("timeout", UNSET)
+        retry = options.get("retry", UNSET)
         sub = Subscription(
             pattern=pattern,
             handler=handler,
-            name=name,
+            name=options.get("name"),
             source=source,
             where=where,
-            concurrency=concurrency,
-            ordered_by=ordered_by,
-            timeout=self._timeout if timeout is _UNSET else timeout,
-            retry=self._retry if retry is _UNSET else (NO_RETRY if retry is None else retry),
+            concurrency=options.get("concurrency", DEFAULT_CONCURRENCY),
+            ordered_by=options.get("ordered_by"),
+            timeout=self._timeout if timeout is UNSET else timeout,
+            retry=self._retry if retry is UNSET else (NO_RETRY if retry is None else retry),
         )
-        sub._lane = self._dispatcher.add(sub)
-        sub._on_cancel = self._unsubscribe
+        sub._on_cancel = partial(self._dispatcher.remove, self._dispatcher.add(sub))
         if self._state is not _State.IDLE:
             self._queue.note_consumers((sub.name,))
         return sub
 
-    def _unsubscribe(self, sub: Subscription) -> None:
-        assert sub._lane is not None
-        self._dispatcher.remove(sub._lane)
-
-    def on_notification(
-        self,
-        channel: str,
-        *,
-        name: str | None = None,
-        concurrency: int = 16,
-        ordered_by: KeyFunction | None = None,
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
-    ) -> Callable[[H], H]:
+    def on_notification(self, channel: str, **options: Unpack[ConsumerOptions]) -> Callable[[H], H]:
         """Decorate a handler for the in-process notification *channel*.
 
         The handler receives the events that ``app.notify(channel, data)`` publishes: type
-        ``"reactor.notification"``, subject *channel*, the data as given. The options are
-        those of :meth:`subscribe`.
+        ``"reactor.notification"``, subject *channel*, the data as given.
 
         :param channel: the channel name, or a case-sensitive glob on channel names
             (``"orders.*"`` receives ``notify("orders.created", ...)``; ``"*"`` every
             channel), as event type patterns are
+        :param options: the consumer's options, as for :meth:`subscribe`
         """
-        if not isinstance(channel, str) or not channel:
-            raise ValueError(f"channel must be a non-empty str, got {channel!r}")
-        return self.subscribe(
-            NOTIFICATION_TYPE,
-            where=_SubjectIs(channel),
-            name=name,
-            concurrency=concurrency,
-            ordered_by=ordered_by,
-            timeout=timeout,
-            retry=retry,
-        )
+        validators.name("channel", channel)
+        return self.subscribe(NOTIFICATION_TYPE, where=_SubjectIs(channel), **options)
 
-    # -- built-in triggers (reactor.sources) -----------------------------------------
+    # -- built-in triggers: the plugin functions with the app bound (reactor.sources) --
 
-    def every(
-        self,
-        seconds: float,
-        *,
-        name: str | None = None,
-        jitter: float = 0.0,
-        overlap: Overlap = "skip",
-        misfire: Misfire = "coalesce",
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
-    ) -> Callable[[H], H]:
-        """Decorate a handler to run every *seconds*, on the monotonic clock, without drift.
-
-        Details (events, overlap and misfire policies) in :func:`reactor.sources.timers.every`.
-
-        :param seconds: the period
-        :param name: the timer's and consumer's name (default: the handler's)
-        :param jitter: up to this many seconds added at random to each run
-        :param overlap: when a run is still going: ``"skip"`` the tick, ``"queue"`` it, or
-            run ``"concurrent"``-ly
-        :param misfire: after a stall, ``"coalesce"`` missed runs into one late run or
-            ``"skip"`` them
-        :param timeout: per-attempt timeout, as in :meth:`subscribe`
-        :param retry: retry policy, as in :meth:`subscribe`
-        """
-        from .sources import timers
-
-        return timers.every(
-            self,
-            seconds,
-            name=name,
-            jitter=jitter,
-            overlap=overlap,
-            misfire=misfire,
-            timeout=timeout,
-            retry=retry,
-        )
-
-    def cron(
-        self,
-        expression: str,
-        *,
-        tz: str | tzinfo = "UTC",
-        name: str | None = None,
-        overlap: Overlap = "skip",
-        misfire: Misfire = "coalesce",
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
-    ) -> Callable[[H], H]:
-        """Decorate a handler to run on a cron schedule, DST-correct in time zone *tz*.
-
-        Details (syntax, aliases, daylight-saving rules, clock jumps) in
-        :func:`reactor.sources.timers.cron`.
-
-        :param expression: 5 fields (``"*/5 * * * *"``) or an alias such as ``"@hourly"``
-        :param tz: an IANA time zone name or a tzinfo
-        :param name: the timer's and consumer's name (default: the handler's)
-        :param overlap: as in :meth:`every`
-        :param misfire: as in :meth:`every`
-        :param timeout: per-attempt timeout, as in :meth:`subscribe`
-        :param retry: retry policy, as in :meth:`subscribe`
-        :raises ValueError: the expression is invalid or can never fire
-        """
-        from .sources import timers
-
-        return timers.cron(
-            self,
-            expression,
-            tz=tz,
-            name=name,
-            overlap=overlap,
-            misfire=misfire,
-            timeout=timeout,
-            retry=retry,
-        )
-
-    def at(
-        self,
-        when: datetime,
-        *,
-        name: str | None = None,
-        past: Past = "fire",
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
-    ) -> Callable[[H], H]:
-        """Decorate a handler to run once, at the aware datetime *when*.
-
-        Details in :func:`reactor.sources.timers.at`.
-
-        :param when: an aware datetime
-        :param name: the timer's and consumer's name (default: the handler's)
-        :param past: a time already past is ``"fire"``-d at once or ``"reject"``-ed
-        :param timeout: per-attempt timeout, as in :meth:`subscribe`
-        :param retry: retry policy, as in :meth:`subscribe`
-        :raises ValueError: *when* is naive, or past with ``past="reject"``
-        """
-        from .sources import timers
-
-        return timers.at(self, when, name=name, past=past, timeout=timeout, retry=retry)
-
-    def on_file_change(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        pattern: str = "*",
-        recursive: bool = True,
-        debounce: float = 0.05,
-        force_polling: bool = False,
-        poll_interval: float = 0.3,
-        follow_symlinks: bool = False,
-        status_events: bool = False,
-        name: str | None = None,
-        concurrency: int = 16,
-        ordered_by: KeyFunction | _Unset | None = _UNSET,
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
-    ) -> Callable[[H], H]:
-        """Decorate a handler for files created, modified or deleted under *path*.
-
-        Wraps ``watchfiles``; details (events, globs, symlinks, missing roots, rescans) in
-        :func:`reactor.sources.files.on_file_change`.
-
-        :param path: the directory to watch
-        :param pattern: a glob on the path relative to *path*
-        :param recursive: watch subdirectories too
-        :param debounce: the longest a change waits to be batched with others, in seconds
-        :param force_polling: poll instead of OS notifications (network mounts, containers)
-        :param poll_interval: seconds between polls when polling
-        :param follow_symlinks: report changes behind symbolic links
-        :param status_events: also hand the handler the root missing, root restored and gap
-            events (by default it gets the file events matching *pattern* only)
-        :param name: the source's and consumer's name (default: the handler's)
-        :param concurrency: as in :meth:`subscribe`
-        :param ordered_by: as in :meth:`subscribe` (default: one file's changes in order)
-        :param timeout: per-attempt timeout, as in :meth:`subscribe`
-        :param retry: retry policy, as in :meth:`subscribe`
-        """
-        from .sources import files
-
-        return files.on_file_change(
-            self,
-            path,
-            pattern=pattern,
-            recursive=recursive,
-            debounce=debounce,
-            force_polling=force_polling,
-            poll_interval=poll_interval,
-            follow_symlinks=follow_symlinks,
-            status_events=status_events,
-            name=name,
-            concurrency=concurrency,
-            timeout=timeout,
-            retry=retry,
-            **({} if ordered_by is _UNSET else {"ordered_by": ordered_by}),
-        )
+    if TYPE_CHECKING:
+        every = _bind(timers.every)
+        cron = _bind(timers.cron)
+        at = _bind(timers.at)
+        on_file_change = _bind(files.on_file_change)
+        on_webhook = _bind(http.on_webhook)
+    else:
+        every = _Shortcut("timers", "every")
+        cron = _Shortcut("timers", "cron")
+        at = _Shortcut("timers", "at")
+        on_file_change = _Shortcut("files", "on_file_change")
+        on_webhook = _Shortcut("http", "on_webhook")
 
     @property
     def asgi(self) -> HttpIngress:
@@ -531,53 +352,6 @@ class Reactor:
         from .sources import http
 
         return http.asgi(self)
-
-    def on_webhook(
-        self,
-        path: str,
-        *,
-        type: str,
-        secret: str | bytes | None = None,
-        tolerance: float = 300.0,
-        scheme: Literal["standard", "github", "stripe"] = "standard",
-        name: str | None = None,
-        concurrency: int = 16,
-        ordered_by: KeyFunction | None = None,
-        timeout: float | _Unset | None = _UNSET,
-        retry: Retry | _Unset | None = _UNSET,
-    ) -> Callable[[H], H]:
-        """Decorate a handler for JSON webhooks ``POST``-ed to *path* of :attr:`asgi`.
-
-        Details (signatures, replay protection, responses) in
-        :func:`reactor.sources.http.on_webhook`.
-
-        :param path: the route, e.g. ``"/github"``
-        :param type: the CloudEvents type of the events made from the requests
-        :param secret: the key that verifies signatures (``None``: unsigned requests)
-        :param tolerance: seconds a signature's timestamp may differ from the clock
-        :param scheme: the sender's signature scheme: ``"standard"`` (Standard Webhooks),
-            ``"github"`` (``X-Hub-Signature-256``) or ``"stripe"`` (``Stripe-Signature``)
-        :param name: the consumer's name (default: the handler's)
-        :param concurrency: as in :meth:`subscribe`
-        :param ordered_by: as in :meth:`subscribe`
-        :param timeout: per-attempt timeout, as in :meth:`subscribe`
-        :param retry: retry policy, as in :meth:`subscribe`
-        """
-        from .sources import http
-
-        return http.on_webhook(
-            self,
-            path,
-            type=type,
-            secret=secret,
-            tolerance=tolerance,
-            scheme=scheme,
-            name=name,
-            concurrency=concurrency,
-            ordered_by=ordered_by,
-            timeout=timeout,
-            retry=retry,
-        )
 
     def add_source(self, source: Source) -> None:
         """Run *source* while the app runs (started now if the app is already running).
@@ -611,78 +385,42 @@ class Reactor:
                 "app.publish_from_thread(...) (waits for room) or app.notify(channel, data)"
             )
 
-    def _event(
-        self,
-        event: Event | str,
-        data: Any,
-        source: str | None,
-        subject: str | None,
-        id: str | None,
-        time: datetime | None,
-        datacontenttype: str | None,
-        dataschema: str | None,
-        extensions: Mapping[str, Any] | None,
-    ) -> Event:
+    def _event(self, event: Event | str, data: Any, attributes: EventAttributes) -> Event:
         """Check that the app runs and return the event to publish."""
         if not self._accepting or _get_ident() != self._thread:
             self._check_publishing()
         if isinstance(event, Event):
-            if (
-                data is not None
-                or source is not None
-                or subject is not None
-                or id is not None
-                or time is not None
-                or datacontenttype is not None
-                or dataschema is not None
-                or extensions is not None
+            if data is not None or (
+                attributes and any(value is not None for value in attributes.values())
             ):
                 raise TypeError("pass either an Event or a type with its attributes, not both")
             return event
         if not isinstance(event, str):
             raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
-        optional: dict[str, Any] = {}
-        if id is not None:
-            optional["id"] = id
-        if extensions is not None:
-            optional["extensions"] = extensions
-        return Event(
-            type=event,
-            source=self._source if source is None else source,
-            data=data,
-            subject=subject,
-            time=self._clock.now() if time is None else time,
-            datacontenttype=datacontenttype,
-            dataschema=dataschema,
-            **optional,
-        )
+        check_keywords("publish", attributes, EventAttributes)
+        fields: dict[str, Any] = {
+            name: value for name, value in attributes.items() if value is not None
+        }
+        fields.setdefault("source", self._source)
+        if "time" not in fields:
+            fields["time"] = self._clock.now()
+        return Event(type=event, data=data, **fields)
 
     async def publish(
-        self,
-        event: Event | str,
-        data: Any = None,
-        *,
-        source: str | None = None,
-        subject: str | None = None,
-        id: str | None = None,
-        time: datetime | None = None,
-        datacontenttype: str | None = None,
-        dataschema: str | None = None,
-        extensions: Mapping[str, Any] | None = None,
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
     ) -> Event:
         """Publish an event, waiting while the ingestion queue is full.
 
         Pass an :class:`Event`, or its type with the data and any other attributes
-        (``source`` defaults to the app's, ``time`` to the clock's now, ``id`` to a new
-        UUID). Does not yield to the event loop while the queue has room.
+        (:class:`~reactor.EventAttributes`: ``source`` defaults to the app's, ``time`` to
+        the clock's now, ``id`` to a new UUID). Does not yield to the event loop while
+        the queue has room.
 
         :return: the event as queued
         :raises ReactorNotRunning: the app is not running
         :raises ~reactor.InvalidEventError: an attribute is invalid
         """
-        built = self._event(
-            event, data, source, subject, id, time, datacontenttype, dataschema, extensions
-        )
+        built = self._event(event, data, attributes)
         queue = self._queue
         if queue.stores_immediately:
             try:
@@ -695,17 +433,7 @@ class Reactor:
         return built
 
     def publish_nowait(
-        self,
-        event: Event | str,
-        data: Any = None,
-        *,
-        source: str | None = None,
-        subject: str | None = None,
-        id: str | None = None,
-        time: datetime | None = None,
-        datacontenttype: str | None = None,
-        dataschema: str | None = None,
-        extensions: Mapping[str, Any] | None = None,
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
     ) -> Event:
         """Publish an event if the ingestion queue has room, without waiting.
 
@@ -715,9 +443,7 @@ class Reactor:
         :raises ~reactor.QueueFull: the queue is full
         :raises ReactorNotRunning: the app is not running
         """
-        built = self._event(
-            event, data, source, subject, id, time, datacontenttype, dataschema, extensions
-        )
+        built = self._event(event, data, attributes)
         self._queue.put_nowait(built)
         self._published += 1
         return built
@@ -746,17 +472,7 @@ class Reactor:
         self._published += len(events)
 
     async def publish_and_wait(
-        self,
-        event: Event | str,
-        data: Any = None,
-        *,
-        source: str | None = None,
-        subject: str | None = None,
-        id: str | None = None,
-        time: datetime | None = None,
-        datacontenttype: str | None = None,
-        dataschema: str | None = None,
-        extensions: Mapping[str, Any] | None = None,
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
     ) -> Receipt:
         """Publish an event and wait until every consumer it was routed to has settled.
 
@@ -770,38 +486,15 @@ class Reactor:
         :raises ReactorNotRunning: the app is not running, or stopped before the event
             was settled (its deliveries were cancelled by the shutdown)
         """
-        built = self._event(
-            event, data, source, subject, id, time, datacontenttype, dataschema, extensions
-        )
-        key = (built.source, built.id)
-        receipts = self._dispatcher.receipts
-        if key in receipts:
-            raise ValueError(f"event {built.id!r} from {built.source!r} is already being awaited")
-        waiter = receipts[key] = _ReceiptWaiter()
-        try:
-            await self._queue.put(built)
-            self._published += 1
-            await waiter.done.wait()
-        finally:
-            del receipts[key]
-        if waiter.abandoned:
-            raise ReactorNotRunning(
-                f"the app stopped before every consumer of event {built.id!r} settled it"
-            )
-        return Receipt(event=built, outcomes=MappingProxyType(dict(waiter.outcomes)))
+        built = self._event(event, data, attributes)
+        return await self._dispatcher.receipts.wait(built, self._put_counted)
+
+    async def _put_counted(self, event: Event) -> None:
+        await self._queue.put(event)
+        self._published += 1
 
     def publish_from_thread(
-        self,
-        event: Event | str,
-        data: Any = None,
-        *,
-        source: str | None = None,
-        subject: str | None = None,
-        id: str | None = None,
-        time: datetime | None = None,
-        datacontenttype: str | None = None,
-        dataschema: str | None = None,
-        extensions: Mapping[str, Any] | None = None,
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
     ) -> Event:
         """Publish an event from a thread other than the app's event loop thread.
 
@@ -822,21 +515,7 @@ class Reactor:
                 "publish_from_thread() blocks the calling thread; in the event loop's thread "
                 "use `await app.publish(...)` instead"
             )
-        return anyio.from_thread.run(
-            partial(
-                self.publish,
-                event,
-                data,
-                source=source,
-                subject=subject,
-                id=id,
-                time=time,
-                datacontenttype=datacontenttype,
-                dataschema=dataschema,
-                extensions=extensions,
-            ),
-            token=token,
-        )
+        return anyio.from_thread.run(partial(self.publish, event, data, **attributes), token=token)
 
     def notify(self, channel: str, data: Any = None) -> Event:
         """Publish *data* on the in-process notification *channel*, without waiting.
@@ -869,7 +548,7 @@ class Reactor:
             raise ConsumerNotFound(
                 f"no active subscription is named {letter.consumer!r}; subscribe it first"
             )
-        self._event(letter.event, None, None, None, None, None, None, None, None)
+        self._event(letter.event, None, {})
         if self._queue.stores_dead_letters:
             self._queue.discard_dead_letter(letter)
         await self._queue.put(letter.event, only=(letter.consumer,))
@@ -951,7 +630,7 @@ class Reactor:
             finally:
                 self._state = _State.IDLE
                 self._accepting = False
-                self._dispatcher.abandon_receipts()
+                self._dispatcher.receipts.abandon()
         return suppress
 
     async def _stop_gracefully(self) -> None:
@@ -1049,7 +728,7 @@ class Reactor:
             1 when a second signal forced the stop
         """
         if graceful_timeout is not None:
-            self.graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
+            self.graceful_timeout = validators.seconds("graceful_timeout", graceful_timeout)
         options = {"use_uvloop": True} if use_uvloop else {}
         return anyio.run(self._serve, backend=backend, backend_options=options)
 

@@ -6,23 +6,15 @@ import fnmatch
 import inspect
 import math
 import re
-from collections.abc import Callable, Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Callable
 
-from ._event import Event
 from ._policies import Retry
+from ._types import Handler, KeyFunction, Predicate
 
-if TYPE_CHECKING:
-    from ._dispatch import Lane
+__all__ = ["DEFAULT_CONCURRENCY", "Subscription", "compile_glob", "default_name"]
 
-__all__ = ["Handler", "Subscription"]
-
-#: A consumer: a coroutine function taking the event.
-Handler: TypeAlias = Callable[[Event], Coroutine[Any, Any, object]]
-#: A filter evaluated when an event is routed.
-Predicate: TypeAlias = Callable[[Event], bool]
-#: Computes the ordering key of an event.
-KeyFunction: TypeAlias = Callable[[Event], Hashable]
+#: The most deliveries of one subscription running at once, unless it says otherwise.
+DEFAULT_CONCURRENCY = 16
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -75,7 +67,6 @@ class Subscription:
     """
 
     __slots__ = (
-        "_lane",
         "_matches_source",
         "_matches_type",
         "_on_cancel",
@@ -144,8 +135,8 @@ class Subscription:
         self.timeout = timeout
         #: The retry policy.
         self.retry = retry
-        self._lane: Lane | None = None
-        self._on_cancel: Callable[[Subscription], None] | None = None
+        #: Set by the app that routes to this subscription: stops the routing.
+        self._on_cancel: Callable[[], None] | None = None
 
     def matches(self, type: str, source: str) -> bool:
         """Whether an event of this *type* from this *source* is routed here (before ``where``)."""
@@ -162,7 +153,7 @@ class Subscription:
         """Stop routing new events here; deliveries already routed still run. Idempotent."""
         on_cancel, self._on_cancel = self._on_cancel, None
         if on_cancel is not None:
-            on_cancel(self)
+            on_cancel()
 
     def __repr__(self) -> str:
         state = "active" if self.active else "cancelled"

@@ -1,35 +1,171 @@
-"""The contracts that plugins implement: trigger sources and ingestion queues.
+"""The plugin API: the contracts that plugins implement, and what they may use of the app.
 
 Everything a third party needs to write a :class:`Source` or an :class:`EventQueue`
 is documented here once; the built-in implementations in :mod:`reactor.sources` and
-:mod:`reactor.queues` follow exactly these rules and use only the public API.
+:mod:`reactor.queues` follow exactly these rules and use only the public API (this
+module, :mod:`reactor` and :mod:`reactor.validators`), which CI checks. A source sees the
+app through :class:`App`, the part of :class:`reactor.Reactor` a plugin may rely on.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar, Unpack, overload
 
 import anyio
 from anyio.abc import TaskStatus
 
 from ._clock import Clock as Clock
 from ._event import Event
+from ._event import load_json as load_json
 from ._exceptions import QueueFull
 from ._outcomes import DeadLetter
-from ._stats import QueueStatistics
+from ._receipts import Receipt
+from ._stats import QueueStatistics, Stats
+from ._subscription import Subscription
+from ._subscription import compile_glob as compile_glob
+from ._subscription import default_name as default_name
+from ._types import ConsumerOptions, EventAttributes, Handler, Predicate
 
-if TYPE_CHECKING:
-    from ._reactor import Reactor
+__all__ = [
+    "GAP_EVENT_TYPE",
+    "App",
+    "Clock",
+    "EventQueue",
+    "Received",
+    "Source",
+    "compile_glob",
+    "default_name",
+    "load_json",
+    "run_with_subscription",
+]
 
-__all__ = ["GAP_EVENT_TYPE", "Clock", "EventQueue", "Received", "Source"]
+H = TypeVar("H", bound=Handler)
 
 #: The type of the event a source publishes after an interruption in which it may have
 #: missed events (see :meth:`Source.gap_event`).
 GAP_EVENT_TYPE = "reactor.source.gap"
+
+
+class App(Protocol):
+    """What a plugin may use of the app it runs in: a protocol :class:`reactor.Reactor` meets.
+
+    :meth:`Source.run`, :meth:`Source.gap_event` and plugin functions such as
+    ``timers.every(app, ...)`` take an :class:`App`, so a plugin depends on this small
+    interface, not on the concrete class. Each member behaves as the
+    :class:`~reactor.Reactor` member of the same name documents.
+    """
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every wait of the app and its plugins goes through."""
+
+    @property
+    def source(self) -> str:
+        """The app's CloudEvents ``source``, the default of events published by type."""
+
+    @property
+    def running(self) -> bool:
+        """Whether the app accepts events."""
+
+    @property
+    def queue(self) -> EventQueue:
+        """The app's ingestion queue."""
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """The sources the app runs."""
+
+    async def publish(
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+    ) -> Event:
+        """Publish an event, waiting while the ingestion queue is full."""
+
+    def publish_nowait(
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+    ) -> Event:
+        """Publish an event if the ingestion queue has room, else raise ``QueueFull``."""
+
+    async def publish_many(self, events: Sequence[Event]) -> None:
+        """Publish a batch of events, all or nothing."""
+
+    async def publish_and_wait(
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+    ) -> Receipt:
+        """Publish an event and wait until every consumer it was routed to settled it."""
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        **options: Unpack[ConsumerOptions],
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        **options: Unpack[ConsumerOptions],
+    ) -> Subscription: ...
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler | None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        **options: Unpack[ConsumerOptions],
+    ) -> Subscription | Callable[[H], H]:
+        """Subscribe a coroutine handler to events whose type matches *pattern*."""
+
+    def add_source(self, source: Source) -> None:
+        """Run *source* while the app runs."""
+
+    def stats(self) -> Stats:
+        """Return a snapshot of the app's counters."""
+
+
+def run_with_subscription(
+    app: App,
+    source: Source,
+    pattern: str,
+    handler: Handler,
+    *,
+    events_from: str | None = None,
+    where: Predicate | None = None,
+    **options: Unpack[ConsumerOptions],
+) -> Subscription:
+    """Subscribe *handler* to the events of *source*, then run *source* in *app*.
+
+    What every trigger decorator does with the handler it decorates. It subscribes
+    first: that checks the handler and the consumer name, so a mistake leaves no
+    source behind that would publish events nobody handles.
+
+    :param app: the app
+    :param source: the new source
+    :param pattern: the event types the handler receives, as in ``app.subscribe()``
+    :param handler: the decorated handler
+    :param events_from: a glob on the event ``source`` attribute (the source's URI), so
+        that the handler receives this source's events only
+    :param where: an extra filter, as in ``app.subscribe()``
+    :param options: the consumer's options (:class:`~reactor.ConsumerOptions`)
+    :return: the subscription
+    """
+    subscription = app.subscribe(pattern, handler, source=events_from, where=where, **options)
+    app.add_source(source)
+    return subscription
 
 
 class Source(ABC):
@@ -68,7 +204,7 @@ class Source(ABC):
 
     def gap_event(
         self,
-        app: Reactor,
+        app: App,
         *,
         reason: str,
         since: datetime | None = None,
@@ -108,7 +244,7 @@ class Source(ABC):
 
     @abstractmethod
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Publish events into *app* until cancelled.
 
@@ -135,7 +271,6 @@ class Received:
     __slots__ = (
         "_open",
         "_started",
-        "_waiter",
         "attempt",
         "completed",
         "enqueued_at",
@@ -162,7 +297,6 @@ class Received:
         self.enqueued_at = perf_counter() if enqueued_at is None else enqueued_at
         self._open = 0
         self._started = False
-        self._waiter: Any = None
 
     def __repr__(self) -> str:
         return (

@@ -14,7 +14,7 @@ import reactor.testing
 def test_all_is_sorted_and_complete() -> None:
     assert reactor.__all__ == sorted(reactor.__all__, key=lambda name: (not name.isupper(), name))
     public = {name for name in vars(reactor) if not name.startswith("_")}
-    modules = {"abc", "queues", "sources", "testing"}
+    modules = {"abc", "queues", "sources", "testing", "validators"}
     assert public - modules - {"annotations"} <= set(reactor.__all__)
     for name in reactor.__all__:
         assert hasattr(reactor, name), name

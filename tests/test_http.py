@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reactor import Event, Reactor
-from reactor.abc import Source
+from reactor.abc import App, Source
 from reactor.queues.memory import MemoryQueue
 from reactor.sources.http import (
     DEFAULT_MAX_BODY,
@@ -1092,7 +1092,7 @@ class Broken(Source):
     """A source that fails as it starts."""
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         raise RuntimeError("no database")
 

@@ -10,7 +10,7 @@ import pytest
 from anyio.abc import TaskStatus
 
 from reactor import Event, QueueFull, Reactor, ReactorNotRunning, Stats
-from reactor.abc import GAP_EVENT_TYPE, Source
+from reactor.abc import GAP_EVENT_TYPE, App, Source
 from reactor.queues.memory import MemoryQueue
 from reactor.testing import Capture, VirtualClock
 
@@ -27,7 +27,7 @@ class Burst(Source):
         self.cancelled = False
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
         try:
@@ -152,7 +152,7 @@ async def test_sources_start_before_the_block_and_stop_before_the_drain() -> Non
 async def test_a_failing_source_stops_the_app(caplog: pytest.LogCaptureFixture) -> None:
     class Broken(Source):
         async def run(
-            self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+            self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
         ) -> None:
             task_status.started()
             raise OSError("device gone")
@@ -370,7 +370,7 @@ async def test_source_statistics_and_gap_events() -> None:
             return {"reconnects": self.reconnects}
 
         async def run(
-            self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+            self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
         ) -> None:
             task_status.started()
             self.reconnects += 1

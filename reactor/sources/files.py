@@ -135,13 +135,11 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 from watchfiles import Change, awatch
 
-from reactor import Event
-from reactor._reactor import _UNSET, _Unset
-from reactor._subscription import Handler, KeyFunction, default_name
-from reactor.abc import Source
+from reactor import UNSET, Event, Handler, KeyFunction, Unset
+from reactor.abc import App, Source, default_name
 
 if TYPE_CHECKING:
-    from reactor import Reactor, Retry
+    from reactor import Retry
 
 __all__ = [
     "FILE_CREATED",
@@ -748,7 +746,7 @@ class FileChangeSource(Source):
             "root_missing": 0,
             "restarts": 0,
         }
-        self._app: Reactor | None = None
+        self._app: App | None = None
         self._lock: anyio.Lock | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._snapshot_taken = False
@@ -790,7 +788,7 @@ class FileChangeSource(Source):
 
     # -- publishing
 
-    async def _publish_changes(self, app: Reactor, changes: list[_FileChange]) -> None:
+    async def _publish_changes(self, app: App, changes: list[_FileChange]) -> None:
         if not changes:
             return
         self._batch += 1
@@ -814,14 +812,14 @@ class FileChangeSource(Source):
             )
         self._counters["changes"] += size
 
-    async def _publish_root(self, app: Reactor, type: str, reason: str | None) -> None:
+    async def _publish_root(self, app: App, type: str, reason: str | None) -> None:
         data: dict[str, Any] = {"root": self._path}
         if reason is not None:
             data["reason"] = reason
         await app.publish(Event(type=type, source=self._uri, time=app.clock.now(), data=data))
 
     async def _publish_gap(
-        self, app: Reactor, reason: str, since: datetime | None, missed: int | None
+        self, app: App, reason: str, since: datetime | None, missed: int | None
     ) -> None:
         # The source URI instead of the app's, so that the file handler gets it too.
         gap = self.gap_event(app, reason=reason, since=since, missed=missed, source=self._uri)
@@ -845,7 +843,7 @@ class FileChangeSource(Source):
             raise RuntimeError(f"file source {self._name!r} is not watching")
         return await self._verify(app, since=None)
 
-    async def _verify(self, app: Reactor, since: datetime | None) -> int:
+    async def _verify(self, app: App, since: datetime | None) -> int:
         assert self._lock is not None
         async with self._lock:
             changes = await self._in_thread(self._tree.rescan)
@@ -867,7 +865,7 @@ class FileChangeSource(Source):
     # -- running
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Watch the directory and publish its changes until cancelled.
 
@@ -941,7 +939,7 @@ class FileChangeSource(Source):
             ready()
             await app.clock.sleep(min(self._poll_interval * 2 ** min(failures, 10), _MAX_BACKOFF))
 
-    async def _announce_missing(self, app: Reactor, occupied: bool) -> None:
+    async def _announce_missing(self, app: App, occupied: bool) -> None:
         if self._missing:
             return
         self._missing = True
@@ -957,7 +955,7 @@ class FileChangeSource(Source):
 
     async def _watch(
         self,
-        app: Reactor,
+        app: App,
         root: str,
         dirs: list[str] | None,
         *,
@@ -1139,7 +1137,8 @@ def _is_file_event(event: Event) -> bool:
 
 
 def on_file_change(
-    app: Reactor,
+    app: App,
+    /,
     path: str | os.PathLike[str],
     *,
     pattern: str = "*",
@@ -1152,8 +1151,8 @@ def on_file_change(
     name: str | None = None,
     concurrency: int = 16,
     ordered_by: KeyFunction | None = by_path,
-    timeout: float | _Unset | None = _UNSET,
-    retry: Retry | _Unset | None = _UNSET,
+    timeout: float | Unset | None = UNSET,
+    retry: Retry | Unset | None = UNSET,
 ) -> Callable[[H], H]:
     """Decorate a handler for the files created, modified or deleted under *path*.
 

@@ -141,9 +141,12 @@ import attrs
 from anyio.abc import TaskStatus
 
 from reactor import (
+    UNSET,
     Event,
     EventFormatError,
+    Handler,
     InvalidEventError,
+    KeyFunction,
     PayloadTooLargeError,
     QueueFileError,
     QueueFull,
@@ -151,11 +154,9 @@ from reactor import (
     Reactor,
     ReactorNotRunning,
     Retry,
+    Unset,
 )
-from reactor._event import _load_json
-from reactor._reactor import _UNSET, _Unset
-from reactor._subscription import Handler, KeyFunction, compile_glob
-from reactor.abc import Source
+from reactor.abc import App, Source, compile_glob, load_json
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -446,7 +447,7 @@ class HttpIngress(Source):
 
     def __init__(
         self,
-        app: Reactor,
+        app: App,
         *,
         max_body: int = DEFAULT_MAX_BODY,
         retry_after: int = 1,
@@ -685,7 +686,7 @@ class HttpIngress(Source):
         return dict(self._counters)
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Accept requests while the app runs; answer 503 once it begins to stop.
 
@@ -1128,7 +1129,7 @@ def _parse_json(body: bytes) -> Any:
     try:
         # The event codec's reader: it refuses what no queue could store either (lone
         # surrogates, numbers out of range), so every queue takes the same bodies.
-        return _load_json(body)
+        return load_json(body)
     except EventFormatError as exc:
         raise _Reject(400, str(exc)) from None
 
@@ -1236,17 +1237,18 @@ def _stripe_event(event: Event) -> Event:
 
 
 def asgi(
-    app: Reactor,
+    app: App,
+    /,
     *,
-    token: str | _Unset | None = _UNSET,
-    secret: str | bytes | _Unset | None = _UNSET,
-    tolerance: float | _Unset = _UNSET,
-    allow_types: Sequence[str] | _Unset | None = _UNSET,
-    allow_sources: Sequence[str] | _Unset | None = _UNSET,
-    allow_reserved: bool | _Unset = _UNSET,
-    max_body: int | _Unset = _UNSET,
-    retry_after: int | _Unset = _UNSET,
-    replay_cache: int | _Unset = _UNSET,
+    token: str | Unset | None = UNSET,
+    secret: str | bytes | Unset | None = UNSET,
+    tolerance: float | Unset = UNSET,
+    allow_types: Sequence[str] | Unset | None = UNSET,
+    allow_sources: Sequence[str] | Unset | None = UNSET,
+    allow_reserved: bool | Unset = UNSET,
+    max_body: int | Unset = UNSET,
+    retry_after: int | Unset = UNSET,
+    replay_cache: int | Unset = UNSET,
 ) -> HttpIngress:
     """Return the app's HTTP ingress, an ASGI application, creating it on first use.
 
@@ -1284,7 +1286,7 @@ def asgi(
         "retry_after": retry_after,
         "replay_cache": replay_cache,
     }
-    given = {name: value for name, value in settings.items() if value is not _UNSET}
+    given = {name: value for name, value in settings.items() if value is not UNSET}
     if given:
         # Check every setting on a scratch ingress first: all of them apply, or none.
         HttpIngress(app, **given)  # type: ignore[arg-type]
@@ -1294,7 +1296,8 @@ def asgi(
 
 
 def on_webhook(
-    app: Reactor,
+    app: App,
+    /,
     path: str,
     *,
     type: str,
@@ -1304,8 +1307,8 @@ def on_webhook(
     name: str | None = None,
     concurrency: int = 16,
     ordered_by: KeyFunction | None = None,
-    timeout: float | _Unset | None = _UNSET,
-    retry: Retry | _Unset | None = _UNSET,
+    timeout: float | Unset | None = UNSET,
+    retry: Retry | Unset | None = UNSET,
 ) -> Callable[[H], H]:
     """Decorate a handler for the JSON webhooks ``POST``-ed to *path* of ``app.asgi``.
 

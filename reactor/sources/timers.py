@@ -111,13 +111,20 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 from cronsim import CronSim, CronSimError
 
-from .. import Event, InvalidScheduleError, ReactorNotRunning, Retry, SystemClock
-from .._reactor import _UNSET, _Unset
-from .._subscription import Handler, default_name
-from ..abc import Source
+from .. import (
+    UNSET,
+    Event,
+    Handler,
+    InvalidScheduleError,
+    ReactorNotRunning,
+    Retry,
+    SystemClock,
+    Unset,
+)
+from ..abc import App, Source, default_name
 
 if TYPE_CHECKING:
-    from .. import Reactor
+    pass
 
 __all__ = [
     "LATE_AFTER",
@@ -707,7 +714,7 @@ class TimerSource(Source):
         return dict(self._counts)
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Fire into *app* until cancelled (a one-shot timer returns after its run).
 
@@ -724,10 +731,10 @@ class TimerSource(Source):
             self._backlog.clear()
 
     @abstractmethod
-    async def _schedule(self, app: Reactor, task_status: TaskStatus[None]) -> None:
+    async def _schedule(self, app: App, task_status: TaskStatus[None]) -> None:
         """Sleep toward each due time and call :meth:`_due`; ``started()`` when ready."""
 
-    def _due(self, app: Reactor, tick: _Tick, *, late: bool) -> None:
+    def _due(self, app: App, tick: _Tick, *, late: bool) -> None:
         """Apply the misfire, then the overlap policy to a due time; never waits."""
         if late and self.misfire == "skip":
             self._counts["missed"] += tick.missed + 1
@@ -766,20 +773,20 @@ class TimerSource(Source):
         self._running += 1
         self._tg.start_soon(self._run_once, app, tick, name=f"timer {self.timer_name}")
 
-    async def _drain(self, app: Reactor) -> None:
+    async def _drain(self, app: App) -> None:
         try:
             while self._backlog:
                 await self._publish(app, self._backlog.popleft())
         finally:
             self._running = 0
 
-    async def _run_once(self, app: Reactor, tick: _Tick) -> None:
+    async def _run_once(self, app: App, tick: _Tick) -> None:
         try:
             await self._publish(app, tick)
         finally:
             self._running -= 1
 
-    async def _publish(self, app: Reactor, tick: _Tick) -> None:
+    async def _publish(self, app: App, tick: _Tick) -> None:
         """Publish one run and wait until every delivery of it has settled."""
         clock = app.clock
         late = tick.missed > 0 or clock.monotonic() - tick.due > LATE_AFTER
@@ -831,7 +838,7 @@ class IntervalSource(TimerSource):
         self.seconds = _positive_seconds("seconds", seconds)
         self.jitter = _jitter(jitter, self.seconds)
 
-    async def _schedule(self, app: Reactor, task_status: TaskStatus[None]) -> None:
+    async def _schedule(self, app: App, task_status: TaskStatus[None]) -> None:
         clock = app.clock
         trigger = IntervalTrigger(self.seconds, clock.monotonic())
         jitter = self.jitter
@@ -884,7 +891,7 @@ class _WallClockSource(TimerSource):
         """The latest due time ``<= now`` from *due* on, and how many came before it."""
         return due, 0
 
-    async def _schedule(self, app: Reactor, task_status: TaskStatus[None]) -> None:
+    async def _schedule(self, app: App, task_status: TaskStatus[None]) -> None:
         clock = app.clock
         due = self._first(clock.now())
         task_status.started()
@@ -1003,11 +1010,12 @@ class OneShotSource(_WallClockSource):
 
 
 def _register(
-    app: Reactor,
+    app: App,
+    /,
     make: Callable[[str], TimerSource],
     name: str | None,
-    timeout: float | _Unset | None,
-    retry: Retry | _Unset | None,
+    timeout: float | Unset | None,
+    retry: Retry | Unset | None,
 ) -> Callable[[H], H]:
     def decorate(handler: H) -> H:
         source = make(default_name(handler) if name is None else name)
@@ -1029,15 +1037,16 @@ def _register(
 
 
 def every(
-    app: Reactor,
+    app: App,
+    /,
     seconds: float,
     *,
     name: str | None = None,
     jitter: float = 0.0,
     overlap: Overlap = "skip",
     misfire: Misfire = "coalesce",
-    timeout: float | _Unset | None = _UNSET,
-    retry: Retry | _Unset | None = _UNSET,
+    timeout: float | Unset | None = UNSET,
+    retry: Retry | Unset | None = UNSET,
 ) -> Callable[[H], H]:
     """Decorate a handler to run every *seconds*: an interval timer.
 
@@ -1078,15 +1087,16 @@ def every(
 
 
 def cron(
-    app: Reactor,
+    app: App,
+    /,
     expression: str,
     *,
     tz: str | tzinfo = "UTC",
     name: str | None = None,
     overlap: Overlap = "skip",
     misfire: Misfire = "coalesce",
-    timeout: float | _Unset | None = _UNSET,
-    retry: Retry | _Unset | None = _UNSET,
+    timeout: float | Unset | None = UNSET,
+    retry: Retry | Unset | None = UNSET,
 ) -> Callable[[H], H]:
     """Decorate a handler to run on a cron schedule, in a time zone.
 
@@ -1131,13 +1141,14 @@ def cron(
 
 
 def at(
-    app: Reactor,
+    app: App,
+    /,
     when: datetime,
     *,
     name: str | None = None,
     past: Past = "fire",
-    timeout: float | _Unset | None = _UNSET,
-    retry: Retry | _Unset | None = _UNSET,
+    timeout: float | Unset | None = UNSET,
+    retry: Retry | Unset | None = UNSET,
 ) -> Callable[[H], H]:
     """Decorate a handler to run once, at the wall-clock time *when*.
 

@@ -8,7 +8,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from reactor import Event, Reactor
-from reactor.abc import Received, Source
+from reactor.abc import App, Received, Source
 from reactor.queues.memory import MemoryQueue
 
 
@@ -31,7 +31,7 @@ class Ticker(Source):
     """Publishes an event, then another once the first was handled."""
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
         await app.publish_and_wait("tick")

@@ -15,7 +15,7 @@ import sniffio
 from anyio.abc import TaskStatus
 
 from reactor import Event, Reactor
-from reactor.abc import Source
+from reactor.abc import App, Source
 
 
 def say(line: str) -> None:
@@ -35,7 +35,7 @@ class OneJob(Source):
     """Publish a single ``job.created`` event once the app runs."""
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Publish the event, then wait to be cancelled when the app stops."""
         task_status.started()
@@ -47,7 +47,7 @@ class SlowToStop(OneJob):
     """Like :class:`OneJob`, but stopping takes a second of shielded cleanup."""
 
     async def run(
-        self, app: Reactor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Publish the event, wait to be cancelled, then clean up for a second."""
         try:

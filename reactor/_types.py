@@ -1,0 +1,107 @@
+"""The types that appear in the public signatures: handlers, filters, options, "unset"."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Coroutine, Hashable, Mapping
+from datetime import datetime
+from typing import Any, Final, TypeAlias, TypedDict
+
+from ._event import Event
+from ._policies import Retry
+
+__all__ = [
+    "UNSET",
+    "ConsumerOptions",
+    "EventAttributes",
+    "Handler",
+    "KeyFunction",
+    "Predicate",
+    "Unset",
+    "check_keywords",
+]
+
+#: A consumer: a coroutine function taking the event.
+Handler: TypeAlias = Callable[[Event], Coroutine[Any, Any, object]]
+#: A filter evaluated when an event is routed.
+Predicate: TypeAlias = Callable[[Event], bool]
+#: Computes the ordering key of an event.
+KeyFunction: TypeAlias = Callable[[Event], Hashable]
+
+
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`: an option left out, as opposed to one set to ``None``.
+
+    ``timeout=None`` means "no time limit", while leaving ``timeout`` out means "the
+    app's default"; a plugin that forwards such an option keeps :data:`UNSET` as its
+    default and passes it on, so the two stay apart.
+    """
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: The default of an option whose absence means "the app's default" (see :class:`Unset`).
+UNSET: Final = Unset.UNSET
+
+
+class ConsumerOptions(TypedDict, total=False):
+    """How a consumer wants its deliveries: the options every way of subscribing takes.
+
+    ``app.subscribe()``, ``app.on_notification()`` and every trigger decorator
+    (``app.every()``, ``app.on_file_change()``, ``app.on_webhook()``, a plugin's own)
+    take these keyword arguments, all optional:
+
+    * ``name``: the consumer name, unique in the app (default: the handler's qualified
+      name); the key of its outcomes, stats and dead letters
+    * ``concurrency``: the most deliveries of this consumer running at once (an int
+      ``>= 1``; default 16)
+    * ``ordered_by``: ``key(event)``; events with equal keys are handled one at a time,
+      in the order they were published, retries included (default: no ordering)
+    * ``timeout``: seconds each attempt may take before it is cancelled and counted as
+      failed (``None``: no limit; default: the app's)
+    * ``retry``: the :class:`~reactor.Retry` policy (``None``: one attempt; default: the
+      app's)
+    """
+
+    name: str | None
+    concurrency: int
+    ordered_by: KeyFunction | None
+    timeout: float | Unset | None
+    retry: Retry | Unset | None
+
+
+class EventAttributes(TypedDict, total=False):
+    """The CloudEvents attributes that ``app.publish(type, data, ...)`` and its variants take.
+
+    All optional: ``source`` (default: the app's), ``subject``, ``id`` (default: a new
+    UUID), ``time`` (default: the app clock's now), ``datacontenttype``, ``dataschema``
+    and ``extensions``; see :class:`~reactor.Event` for what each may hold.
+    """
+
+    source: str | None
+    subject: str | None
+    id: str | None
+    time: datetime | None
+    datacontenttype: str | None
+    dataschema: str | None
+    extensions: Mapping[str, Any] | None
+
+
+_KNOWN: Final = {
+    ConsumerOptions: frozenset(ConsumerOptions.__annotations__),
+    EventAttributes: frozenset(EventAttributes.__annotations__),
+}
+
+
+def check_keywords(function: str, given: Mapping[str, object], allowed: type) -> None:
+    """Raise :class:`TypeError` for a keyword argument that *allowed* (a TypedDict) lacks.
+
+    ``**options: Unpack[ConsumerOptions]`` is checked by type checkers only; this gives
+    the error Python gives for an unknown keyword at run time too.
+    """
+    unknown = given.keys() - _KNOWN[allowed]
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {min(unknown)!r}")
