@@ -33,7 +33,6 @@ from ._types import (
     EventAttributes,
     Handler,
     Predicate,
-    check_keywords,
 )
 from .abc import App, EventQueue, Source
 
@@ -276,7 +275,7 @@ class Reactor:
         :raises TypeError: *handler* is not a coroutine function, or an unknown option
         :raises ValueError: a bad option, or the name is taken
         """
-        check_keywords("subscribe", options, ConsumerOptions)
+        validators.keywords("subscribe", options, ConsumerOptions)
         if handler is None:
 
             def decorate(func: H) -> H:
@@ -397,7 +396,7 @@ class Reactor:
             return event
         if not isinstance(event, str):
             raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
-        check_keywords("publish", attributes, EventAttributes)
+        validators.keywords("publish", attributes, EventAttributes)
         fields: dict[str, Any] = {
             name: value for name, value in attributes.items() if value is not None
         }

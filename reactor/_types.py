@@ -18,7 +18,6 @@ __all__ = [
     "KeyFunction",
     "Predicate",
     "Unset",
-    "check_keywords",
 ]
 
 #: A consumer: a coroutine function taking the event.
@@ -88,20 +87,3 @@ class EventAttributes(TypedDict, total=False):
     datacontenttype: str | None
     dataschema: str | None
     extensions: Mapping[str, Any] | None
-
-
-_KNOWN: Final = {
-    ConsumerOptions: frozenset(ConsumerOptions.__annotations__),
-    EventAttributes: frozenset(EventAttributes.__annotations__),
-}
-
-
-def check_keywords(function: str, given: Mapping[str, object], allowed: type) -> None:
-    """Raise :class:`TypeError` for a keyword argument that *allowed* (a TypedDict) lacks.
-
-    ``**options: Unpack[ConsumerOptions]`` is checked by type checkers only; this gives
-    the error Python gives for an unknown keyword at run time too.
-    """
-    unknown = given.keys() - _KNOWN[allowed]
-    if unknown:
-        raise TypeError(f"{function}() got an unexpected keyword argument {min(unknown)!r}")

@@ -18,11 +18,11 @@ line::
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TypeVar
 
-__all__ = ["aware_datetime", "integer", "name", "one_of", "seconds"]
+__all__ = ["aware_datetime", "integer", "keywords", "name", "one_of", "seconds"]
 
 T = TypeVar("T")
 
@@ -111,3 +111,19 @@ def name(what: str, value: object) -> str:
     if not value:
         raise ValueError(f"{what} must be a non-empty str, got ''")
     return value
+
+
+def keywords(function: str, given: Mapping[str, object], allowed: type) -> None:
+    """Refuse a keyword argument that the TypedDict *allowed* does not declare.
+
+    ``**options: Unpack[ConsumerOptions]`` is checked by type checkers only; this gives,
+    at run time, the error Python gives for an unknown keyword argument.
+
+    :param function: the function's name, for the message
+    :param given: the keyword arguments received
+    :param allowed: a TypedDict class such as :class:`~reactor.ConsumerOptions`
+    :raises TypeError: a keyword argument that *allowed* does not declare
+    """
+    unknown = given.keys() - allowed.__required_keys__ - allowed.__optional_keys__  # type: ignore[attr-defined]
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {min(unknown)!r}")
