@@ -10,6 +10,7 @@ from typing import Literal
 
 import attrs
 
+from . import validators
 from ._event import Event
 
 __all__ = ["DeadLetter", "DeadLetters", "Outcome", "describe_error"]
@@ -95,8 +96,7 @@ class DeadLetters:
     """
 
     def __init__(self, limit: int = DEFAULT_DEAD_LETTER_LIMIT) -> None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"dead-letter limit must be an int >= 1, got {limit!r}")
+        validators.integer("dead_letter_limit", limit, minimum=1)
         self._letters: deque[DeadLetter] = deque()
         self._limit = limit
         #: How many letters were dropped because the sink was full.

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import attrs
 
+from . import validators
+
 __all__ = ["Backoff", "Retry"]
 
 
-def _non_negative_finite(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+def _seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    validators.seconds(attribute.name, value)
+
+
+def _multiplier(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    validators.number(attribute.name, value, minimum=1)
 
 
 @attrs.frozen(kw_only=True)
@@ -29,9 +33,9 @@ class Backoff:
     :param jitter: whether to randomise each wait
     """
 
-    initial: float = attrs.field(default=0.1, validator=_non_negative_finite)
-    maximum: float = attrs.field(default=30.0, validator=_non_negative_finite)
-    multiplier: float = attrs.field(default=2.0, validator=_non_negative_finite)
+    initial: float = attrs.field(default=0.1, validator=_seconds)
+    maximum: float = attrs.field(default=30.0, validator=_seconds)
+    multiplier: float = attrs.field(default=2.0, validator=_multiplier)
     jitter: bool = True
 
     def __attrs_post_init__(self) -> None:
@@ -39,8 +43,6 @@ class Backoff:
             raise ValueError(
                 f"maximum ({self.maximum}) must be >= initial ({self.initial}) in Backoff"
             )
-        if self.multiplier < 1:
-            raise ValueError(f"multiplier must be >= 1, got {self.multiplier}")
 
     def delay(self, retry: int) -> float:
         """Return the wait in seconds before retry number *retry* (counting from 1).
@@ -58,8 +60,7 @@ class Backoff:
 
 
 def _positive_attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"attempts must be an int >= 1 (1 means no retry), got {value!r}")
+    validators.integer("attempts (1 means no retry)", value, minimum=1)
 
 
 def _exception_types(

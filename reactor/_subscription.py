@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import math
 import re
 from collections.abc import Callable
 
+from . import validators
 from ._policies import Retry
 from ._types import Handler, KeyFunction, Predicate
 
@@ -103,18 +103,14 @@ class Subscription:
         self._matches_source = None if source is None else compile_glob(source, "source")
         if name is None:
             name = default_name(handler)
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        validators.name("name", name)
         if where is not None and not callable(where):
             raise TypeError(f"where must be a callable taking the event, got {where!r}")
         if ordered_by is not None and not callable(ordered_by):
             raise TypeError(f"ordered_by must be a callable taking the event, got {ordered_by!r}")
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if timeout is not None and (
-            not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0
-        ):
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        validators.integer("concurrency", concurrency, minimum=1)
+        if timeout is not None:
+            validators.seconds("timeout", timeout, positive=True)
         if not isinstance(retry, Retry):
             raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
         #: The glob on the event type.

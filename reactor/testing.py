@@ -14,7 +14,6 @@ Both helpers work on asyncio and trio, with no monkeypatching.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 from anyio.lowlevel import checkpoint
 
+from . import validators
 from ._event import Event
 
 __all__ = ["Capture", "VirtualClock"]
@@ -85,8 +85,8 @@ class VirtualClock:
     def __init__(self, start: datetime | None = None) -> None:
         if start is None:
             start = datetime(2026, 1, 1, tzinfo=UTC)
-        elif start.tzinfo is None or start.utcoffset() is None:
-            raise ValueError("start must be an aware datetime, e.g. datetime(..., tzinfo=UTC)")
+        else:
+            validators.aware_datetime("start", start)
         self._start = start.astimezone(UTC)
         self._now = 0.0
         # Wall-clock steps made by jump(): they move now() but never monotonic time.
@@ -162,10 +162,12 @@ class VirtualClock:
     async def advance(self, seconds: float) -> None:
         """Move virtual time forward by *seconds*, firing everything due on the way, in order.
 
-        :raises ValueError: *seconds* is negative
+        :raises ValueError: *seconds* is negative (virtual time only moves forward)
         """
-        if seconds < 0:
-            raise ValueError("virtual time only moves forward")
+        if validators.number("seconds", seconds) < 0:
+            raise ValueError(
+                f"virtual time only moves forward: seconds must be >= 0, got {seconds!r}"
+            )
         async with self._lock():
             await self._advance_to(self._now + seconds)
 
@@ -189,10 +191,12 @@ class VirtualClock:
         machine or a debugger pause looks like to code that waits.
 
         :param seconds: how long the loop was blocked
-        :raises ValueError: *seconds* is negative
+        :raises ValueError: *seconds* is negative (virtual time only moves forward)
         """
-        if seconds < 0:
-            raise ValueError("virtual time only moves forward")
+        if validators.number("seconds", seconds) < 0:
+            raise ValueError(
+                f"virtual time only moves forward: seconds must be >= 0, got {seconds!r}"
+            )
         await _wait_all_tasks_blocked()
         self._now += seconds
         await self.advance(0)
@@ -229,14 +233,8 @@ class VirtualClock:
         """
         if isinstance(seconds, timedelta):
             step = seconds
-        elif (
-            isinstance(seconds, int | float)
-            and not isinstance(seconds, bool)
-            and math.isfinite(seconds)
-        ):
-            step = timedelta(seconds=seconds)
         else:
-            raise ValueError(f"seconds must be a finite number or a timedelta, got {seconds!r}")
+            step = timedelta(seconds=validators.number("seconds", seconds))
         self._wall_offset += step
 
     def __repr__(self) -> str:

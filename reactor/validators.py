@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TypeVar
 
-__all__ = ["aware_datetime", "integer", "keywords", "name", "one_of", "seconds"]
+__all__ = ["aware_datetime", "integer", "keywords", "name", "number", "one_of", "seconds"]
 
 T = TypeVar("T")
 
@@ -41,6 +41,23 @@ def integer(what: str, value: object, *, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def number(what: str, value: object, *, minimum: float | None = None) -> float:
+    """Return *value* as a float if it is a finite number ``>= minimum``.
+
+    :param what: the argument's name, for the message
+    :param value: the value to check (an int or a float)
+    :param minimum: the smallest value allowed (``None``: any finite number)
+    :raises TypeError: *value* is not an int or a float (or is a bool)
+    :raises ValueError: *value* is NaN, infinite, or below *minimum*
+    """
+    bound = "" if minimum is None else f" >= {minimum:g}"
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"{what} must be a finite number{bound}, got {value!r}")
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise ValueError(f"{what} must be a finite number{bound}, got {value!r}")
+    return float(value)
 
 
 def seconds(what: str, value: object, *, positive: bool = False) -> float:

@@ -302,7 +302,7 @@ def test_bad_backoff(kwargs: dict[str, Any], match: str) -> None:
 def test_bad_retry() -> None:
     with pytest.raises(ValueError, match="attempts"):
         Retry(attempts=0)
-    with pytest.raises(ValueError, match="attempts"):
+    with pytest.raises(TypeError, match="attempts"):  # the wrong type: TypeError
         Retry(attempts=True)
     with pytest.raises(TypeError, match="Exception"):
         Retry(on=KeyboardInterrupt)

@@ -308,9 +308,12 @@ async def test_unsettled_events_are_handed_out_again_with_their_attempt_raised(
 
 def test_memory_queue_capacity_is_validated() -> None:
     assert MemoryQueue().capacity == DEFAULT_CAPACITY == 10_000
-    for bad in (0, -1, 1.5, True):
+    for bad in (0, -1):
         with pytest.raises(ValueError, match="capacity"):
-            MemoryQueue(bad)  # type: ignore[arg-type]
+            MemoryQueue(bad)
+    for wrong_type in (1.5, True):
+        with pytest.raises(TypeError, match="capacity"):
+            MemoryQueue(wrong_type)  # type: ignore[arg-type]
 
 
 async def test_app_backpressure_publish_waits_and_publish_nowait_raises() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 
 import anyio
 
-from reactor import Event, QueueFull, QueueStatistics
+from reactor import Event, QueueFull, QueueStatistics, validators
 from reactor.abc import EventQueue, Received
 
 from ._waiting import WaitingPublishers
@@ -33,9 +33,7 @@ class MemoryQueue(EventQueue):
     stores_immediately = True
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
-        self._capacity = capacity
+        self._capacity = validators.integer("capacity", capacity, minimum=1)
         self._items: deque[Received] = deque()
         self._getter: anyio.Event | None = None
         self._waiting = WaitingPublishers()
