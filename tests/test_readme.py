@@ -33,6 +33,7 @@ EXPECTED_OUTPUT = {
         "3 deliveries; 0 dead letters\n"
     ),
     'print("booked", event.data["amount"])': "booked 42\n",
+    'print("T minus", event.data)': "T minus 3\nT minus 2\nT minus 1\n",
 }
 
 
