@@ -1,5 +1,8 @@
 """The CloudEvents 1.0 envelope and its codecs: the JSON event format and the HTTP binding.
 
+The strict JSON reader and writer live in :mod:`._json`, the HTTP binding's header and
+body rules in :mod:`._binding`; this module is the :class:`Event` class and its checks.
+
 Both codecs follow the CloudEvents 1.0 specification closely enough that any CloudEvents
 SDK reads what :class:`Event` writes and the other way round.
 """
@@ -7,28 +10,36 @@ SDK reads what :class:`Event` writes and the other way round.
 from __future__ import annotations
 
 import base64
-import functools
-import json
-import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, Self, TypeAlias
-from urllib.parse import quote, unquote_to_bytes
 
 import attrs
 
+from ._binding import (
+    CE_PREFIX,
+    Headers,
+    body_bytes,
+    decode_body,
+    decode_header,
+    encode_body,
+    encode_header,
+    is_json,
+    lowercase_headers,
+    not_text,
+    parse_media_type,
+)
 from ._exceptions import EventFormatError, InvalidEventError
+from ._json import dump_json, load_json, lone_surrogate
 
 __all__ = ["BATCH_CONTENT_TYPE", "STRUCTURED_CONTENT_TYPE", "Event", "ExtensionValue", "Headers"]
 
 ExtensionValue: TypeAlias = str | int | bool | bytes | datetime
 """The CloudEvents types an extension attribute may hold."""
 
-Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
-"""HTTP headers: a mapping, or ``(name, value)`` pairs as ASGI servers provide them."""
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -48,37 +59,6 @@ _BINARY = (bytes, bytearray, memoryview)
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
-
-# HTTP binding 3.1.3.2: printable ASCII travels as is, except space, '"' and '%'.
-_HEADER_SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "%')
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_QUOTED_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
-_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
-_CE_PREFIX = "ce-"
-# Python strings may hold surrogate code points that no UTF-8 encoder (JSON, headers,
-# SQLite) can write; CloudEvents strings are Unicode text, so they are refused up front.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# What in JSON text may decode to a surrogate: a \uD800-\uDFFF escape (paired ones decode
-# to one code point and are checked after decoding) or, in str input, a raw surrogate.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    # 1e400 parses as inf, which no JSON encoder writes back: refuse it like Infinity.
-    if value in (math.inf, -math.inf):
-        raise ValueError(f"the number {text} is out of range")
-    return value
-
-
-# NaN and Infinity are Python extensions that other JSON parsers reject.
-_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-
 
 _VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
 
@@ -196,8 +176,8 @@ class Event:
         if isinstance(data, _BINARY):
             result["data_base64"] = base64.b64encode(data).decode("ascii")
         elif data is not None:
-            if not (isinstance(data, str) or _is_json(self.datacontenttype)):
-                raise _not_text(self.datacontenttype, data)
+            if not (isinstance(data, str) or is_json(self.datacontenttype)):
+                raise not_text(self.datacontenttype, data)
             result["data"] = data
         return result
 
@@ -208,7 +188,7 @@ class Event:
             :meth:`to_dict`), or holds values :mod:`json` cannot encode.
         :return: compact UTF-8 JSON, media type ``application/cloudevents+json``.
         """
-        return _dump_json(self.to_dict())
+        return dump_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Self:
@@ -244,7 +224,7 @@ class Event:
         elif data is not None and not isinstance(data, str):
             content_type = members.get("datacontenttype")
             # The encoder writes such data only as JSON: refuse now what to_json() would.
-            if isinstance(content_type, str) and not _is_json(content_type):
+            if isinstance(content_type, str) and not is_json(content_type):
                 raise EventFormatError(
                     f"'data' is a JSON {_json_kind(data)} but datacontenttype {content_type!r} "
                     "is not JSON: send a JSON datacontenttype, a string, or data_base64"
@@ -261,7 +241,7 @@ class Event:
         :raises InvalidEventError: if an attribute is missing or invalid.
         :return: the event.
         """
-        return cls.from_dict(_load_json(data))
+        return cls.from_dict(load_json(data))
 
     @staticmethod
     def batch_to_json(events: Iterable[Event]) -> bytes:
@@ -272,7 +252,7 @@ class Event:
         :return: a compact UTF-8 JSON array, media type
             ``application/cloudevents-batch+json``.
         """
-        return _dump_json([event.to_dict() for event in events])
+        return dump_json([event.to_dict() for event in events])
 
     @classmethod
     def batch_from_json(cls, data: bytes | str) -> list[Self]:
@@ -285,7 +265,7 @@ class Event:
             invalid; noted with the element's index as well.
         :return: the events, in order.
         """
-        batch = _load_json(data)
+        batch = load_json(data)
         if not isinstance(batch, list):
             raise EventFormatError(
                 f"a CloudEvents JSON batch must be a JSON array, got {type(batch).__name__}"
@@ -332,18 +312,18 @@ class Event:
             raise ValueError(f"mode must be 'binary' or 'structured', got {mode!r}")
         headers = {
             "ce-specversion": self.specversion,
-            "ce-id": _encode_header(self.id),
-            "ce-source": _encode_header(self.source),
-            "ce-type": _encode_header(self.type),
+            "ce-id": encode_header(self.id),
+            "ce-source": encode_header(self.source),
+            "ce-type": encode_header(self.type),
         }
         if self.subject is not None:
-            headers["ce-subject"] = _encode_header(self.subject)
+            headers["ce-subject"] = encode_header(self.subject)
         if self.time is not None:
             headers["ce-time"] = _format_time(self.time)
         if self.dataschema is not None:
-            headers["ce-dataschema"] = _encode_header(self.dataschema)
+            headers["ce-dataschema"] = encode_header(self.dataschema)
         for name, value in self.extensions.items():
-            headers[_CE_PREFIX + name] = _encode_header(_canonical_string(value))
+            headers[CE_PREFIX + name] = encode_header(_canonical_string(value))
         content_type = self.datacontenttype
         if content_type is not None:
             # Printable ASCII (checked by the constructor): it cannot split the header.
@@ -353,7 +333,7 @@ class Event:
             # mode says so, as the specification's example does, since a body without a
             # Content-Type is read as octets.
             headers["content-type"] = "application/json"
-        return headers, _encode_body(self.data, self.datacontenttype)
+        return headers, encode_body(self.data, self.datacontenttype)
 
     @classmethod
     def from_http(cls, headers: Headers, body: bytes) -> Self:
@@ -376,7 +356,7 @@ class Event:
         :raises InvalidEventError: if an attribute is missing or invalid.
         :return: the event.
         """
-        return cls._from_header_map(_header_map(headers), body)
+        return cls._from_header_map(lowercase_headers(headers), body)
 
     @classmethod
     def batch_from_http(cls, headers: Headers, body: bytes) -> list[Self]:
@@ -393,10 +373,10 @@ class Event:
         :raises InvalidEventError: if an attribute is missing or invalid.
         :return: the events, in order.
         """
-        header_map = _header_map(headers)
+        header_map = lowercase_headers(headers)
         content_type = header_map.get("content-type")
-        if content_type is not None and _media_type(content_type)[0] == BATCH_CONTENT_TYPE:
-            return cls.batch_from_json(_body_bytes(body))
+        if content_type is not None and parse_media_type(content_type)[0] == BATCH_CONTENT_TYPE:
+            return cls.batch_from_json(body_bytes(body))
         return [cls._from_header_map(header_map, body)]
 
     # -- decoding internals ----------------------------------------------------------
@@ -404,7 +384,7 @@ class Event:
     @classmethod
     def _from_header_map(cls, header_map: Mapping[str, str], body: bytes) -> Self:
         content_type = header_map.get("content-type")
-        if content_type is not None and _media_type(content_type)[0].startswith(
+        if content_type is not None and parse_media_type(content_type)[0].startswith(
             "application/cloudevents"
         ):
             return cls._from_structured(content_type, body)
@@ -412,9 +392,9 @@ class Event:
 
     @classmethod
     def _from_structured(cls, content_type: str, body: bytes) -> Self:
-        media_type = _media_type(content_type)[0]
+        media_type = parse_media_type(content_type)[0]
         if media_type == STRUCTURED_CONTENT_TYPE:
-            return cls.from_json(_body_bytes(body))
+            return cls.from_json(body_bytes(body))
         if media_type == BATCH_CONTENT_TYPE:
             raise EventFormatError(
                 "the message is a batch of CloudEvents; read it with Event.batch_from_http()"
@@ -439,14 +419,14 @@ class Event:
                 "a ce-datacontenttype header is not allowed"
             )
         members = {
-            name[len(_CE_PREFIX) :]: _decode_header(name, value)
+            name[len(CE_PREFIX) :]: decode_header(name, value)
             for name, value in header_map.items()
-            if name.startswith(_CE_PREFIX)
+            if name.startswith(CE_PREFIX)
         }
         _require(members, ("id", "source", "type"), "the header ce-{}")
         if content_type is not None:
             members["datacontenttype"] = content_type
-        return cls._from_members(members, _decode_body(_body_bytes(body), content_type))
+        return cls._from_members(members, decode_body(body_bytes(body), content_type))
 
     @classmethod
     def _from_members(cls, members: dict[str, Any], data: Any) -> Self:
@@ -503,7 +483,7 @@ def _check_optional(event: Event) -> None:
 
 
 def _check_unicode(name: str, value: str) -> None:
-    if not value.isascii() and _SURROGATE.search(value) is not None:
+    if lone_surrogate(value):
         raise InvalidEventError(
             name,
             f"{value!r} holds a lone surrogate, which is not Unicode text and cannot be "
@@ -606,26 +586,6 @@ def _decode_base64(value: object) -> bytes:
         raise EventFormatError("'data_base64' is not valid base64") from None
 
 
-@functools.lru_cache(maxsize=256)
-def _media_type(content_type: str) -> tuple[str, str | None]:
-    """Split a Content-Type into its lower-case ``type/subtype`` and charset parameter."""
-    media_type, *parameters = content_type.split(";")
-    charset = None
-    for parameter in parameters:
-        key, _, value = parameter.partition("=")
-        if key.strip().lower() == "charset":
-            charset = value.strip().strip('"')
-    return media_type.strip().lower(), charset
-
-
-def _is_json(content_type: str | None) -> bool:
-    """Whether a datacontenttype declares JSON: ``*/json``, ``*/*+json`` or absent."""
-    if content_type is None:
-        return True
-    subtype = _media_type(content_type)[0].partition("/")[2]
-    return subtype == "json" or subtype.endswith("+json")
-
-
 def _json_kind(value: object) -> str:
     if isinstance(value, dict):
         return "object"
@@ -634,273 +594,3 @@ def _json_kind(value: object) -> str:
     if isinstance(value, bool):
         return "boolean"
     return "number"
-
-
-def _not_text(content_type: str | None, data: object) -> EventFormatError:
-    return EventFormatError(
-        f"data of type {type(data).__name__} cannot be encoded as {content_type!r}: "
-        "pass str or bytes data, or a JSON datacontenttype"
-    )
-
-
-# -- JSON --------------------------------------------------------------------------
-
-
-def _refuse(value: object) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# The C encoder that json.JSONEncoder.encode() would build on every call, built once
-# (compact separators, no ASCII escaping, NaN refused; deep or circular values end in
-# RecursionError instead of the marker check); the pure-Python encoder where there is
-# no C one.
-_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-_C_ENCODER: Callable[[object, int], Iterable[str]] | None = (
-    None
-    if _make_c_encoder is None
-    else _make_c_encoder(
-        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-)
-
-
-def _dump_json(value: object) -> bytes:
-    try:
-        if _C_ENCODER is not None:
-            return "".join(_C_ENCODER(value, 0)).encode("utf-8")
-        return _JSON_ENCODER.encode(value).encode("utf-8")
-    except (TypeError, ValueError, RecursionError) as exc:
-        where = _unencodable(value, "", ())
-        at = f" at {where[0]}: {where[1]}" if where is not None else f": {exc}"
-        raise EventFormatError(f"the event cannot be encoded as JSON{at}") from exc
-
-
-#: Nesting deeper than this is reported as too deep by the encoder's error message.
-_MAX_REPORTED_DEPTH = 500
-
-
-def _unencodable(value: object, path: str, parents: tuple[int, ...]) -> tuple[str, str] | None:
-    """Find the first value JSON cannot encode: (its path, why), e.g. ``data['ids'][2]``.
-
-    Only called after the encoder failed, so the hot path never walks the value.
-
-    :param parents: the ids of the containers that hold *value*, outermost first
-    """
-    if id(value) in parents:
-        return path, "it contains itself (a circular reference)"
-    if len(parents) > _MAX_REPORTED_DEPTH:
-        return path or "the top level", "nested too deeply"
-    parents = (*parents, id(value))
-    if value is None or isinstance(value, str | bool | int):
-        return None
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return path, f"{value!r} is not valid JSON"
-        return None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                return path or "the top level", f"key {key!r} is not a str"
-            found = _unencodable(item, f"{path}[{key!r}]" if path else str(key), parents)
-            if found is not None:
-                return found
-        return None
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            found = _unencodable(item, f"{path}[{index}]", parents)
-            if found is not None:
-                return found
-        return None
-    name = type(value).__name__
-    article = "an" if name[:1].lower() in "aeiou" else "a"
-    return path or "the top level", f"{article} {name} is not JSON serializable"
-
-
-def load_json(data: object) -> Any:
-    """Parse JSON text as strictly as reactor's CloudEvents codec does.
-
-    For plugins that take JSON from outside (webhook bodies, broker payloads): UTF-8
-    only, no ``NaN`` or ``Infinity``, no lone surrogates, a bounded nesting depth.
-
-    :param data: the JSON text, as bytes (UTF-8) or str
-    :return: the parsed value
-    :raises ~reactor.EventFormatError: the text is not valid JSON under these rules
-    """
-    # Text decoded from UTF-8 holds no raw surrogate (the codec refuses them).
-    raw_surrogates_possible = not isinstance(data, _BINARY)
-    if isinstance(data, _BINARY):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise EventFormatError(f"CloudEvents JSON must be UTF-8: {exc}") from None
-    if not isinstance(data, str):
-        raise EventFormatError(f"expected JSON as bytes or str, got {type(data).__name__}")
-    try:
-        value = _JSON_DECODER.decode(data)
-    except ValueError as exc:
-        raise EventFormatError(f"invalid JSON: {exc}") from None
-    except RecursionError:
-        raise EventFormatError("invalid JSON: nested too deeply") from None
-    # Cheap tests first: this runs for every event read (the ingress, a queue's file).
-    if ("\\u" in data and _SURROGATE_ESCAPE.search(data) is not None) or (
-        raw_surrogates_possible and not data.isascii() and _SURROGATE.search(data) is not None
-    ):
-        where = _surrogate_in(value, "")
-        if where is not None:
-            raise EventFormatError(
-                f"invalid JSON: the string at {where} holds a lone surrogate (a \\uD800 to "
-                "\\uDFFF escape without its pair), which is not Unicode text"
-            )
-    return value
-
-
-def _surrogate_in(value: object, path: str) -> str | None:
-    """The path of the first string (or key) in decoded JSON holding a lone surrogate."""
-    if isinstance(value, str):
-        return (path or "the top level") if _SURROGATE.search(value) is not None else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if _SURROGATE.search(key) is not None:
-                return f"{path or 'the top level'} (a key)"
-            found = _surrogate_in(item, f"{path}[{key!r}]")
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _surrogate_in(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
-
-
-# -- HTTP --------------------------------------------------------------------------
-
-
-def _encode_header(value: str) -> str:
-    try:
-        return quote(value, safe=_HEADER_SAFE)
-    except UnicodeEncodeError:
-        raise EventFormatError(
-            f"attribute value {value!r} is not valid Unicode and cannot go in a header"
-        ) from None
-
-
-def _decode_header(name: str, value: str) -> str:
-    # HTTP binding 3.1.3.2: undo an RFC 7230 quoted-string, then one round of
-    # percent-decoding that must yield valid UTF-8.
-    value = value.strip(" \t")
-    if value.startswith('"'):
-        quoted = _QUOTED_STRING.fullmatch(value)
-        if quoted is None:
-            raise EventFormatError(f"header {name!r} has a malformed quoted string")
-        value = _QUOTED_PAIR.sub(r"\1", quoted.group(1))
-    if not (value.isascii() and value.isprintable()):
-        raise EventFormatError(
-            f"header {name!r} holds characters outside printable ASCII; "
-            "percent-encode them as UTF-8 (CloudEvents HTTP binding 3.1.3.2)"
-        )
-    if "%" not in value:
-        return value
-    if _BAD_PERCENT.search(value) is not None:
-        raise EventFormatError(f"header {name!r} has a '%' not followed by two hex digits")
-    try:
-        return unquote_to_bytes(value).decode("utf-8")
-    except UnicodeDecodeError:
-        raise EventFormatError(f"header {name!r} percent-decodes to invalid UTF-8") from None
-
-
-def _header_map(headers: Headers) -> dict[str, str]:
-    """Headers as a dict of lower-case names, rejecting duplicated CloudEvents headers."""
-    # Typed loosely on purpose: callers pass whatever their server hands them.
-    source: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
-    try:
-        pairs = iter(source)
-    except TypeError:
-        raise EventFormatError(
-            f"headers must be a mapping or (name, value) pairs, got {type(headers).__name__}"
-        ) from None
-    result: dict[str, str] = {}
-    for pair in pairs:
-        try:
-            name, value = pair
-        except (TypeError, ValueError):
-            raise EventFormatError(f"headers must be (name, value) pairs, got {pair!r}") from None
-        # ASGI passes bytes; HTTP header bytes are Latin-1 by definition.
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        if not (isinstance(name, str) and isinstance(value, str)):
-            raise EventFormatError(f"header names and values must be str or bytes, got {pair!r}")
-        name = name.lower()
-        if name in result and (name.startswith(_CE_PREFIX) or name == "content-type"):
-            raise EventFormatError(f"header {name!r} appears more than once")
-        result[name] = value
-    content_type = result.get("content-type")
-    if content_type is not None and not content_type.strip():
-        del result["content-type"]
-    return result
-
-
-def _body_bytes(body: object) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise EventFormatError(f"the HTTP body must be bytes, got {type(body).__name__}")
-
-
-def _encode_body(data: Any, content_type: str | None) -> bytes:
-    if data is None:
-        return b""
-    if isinstance(data, _BINARY):
-        body = bytes(data)
-        if content_type is not None and (
-            _is_json(content_type) or _media_type(content_type)[0].startswith("text/")
-        ):
-            # The body is read back as the JSON value or the text it encodes: bytes that
-            # do not decode so would make a message no receiver (reactor included) reads.
-            try:
-                _decode_body(body, content_type)
-            except EventFormatError as exc:
-                raise EventFormatError(
-                    f"bytes data under datacontenttype {content_type!r} must be what that "
-                    f"type says in binary mode ({exc}); send structured mode, or another "
-                    "datacontenttype"
-                ) from None
-        return body
-    if _is_json(content_type):
-        return _dump_json(data)
-    if not isinstance(data, str):
-        raise _not_text(content_type, data)
-    charset = _media_type(content_type)[1] if content_type else None
-    try:
-        return data.encode(charset or "utf-8")
-    except LookupError:
-        raise EventFormatError(f"unknown charset in content type {content_type!r}") from None
-    except ValueError as exc:
-        raise EventFormatError(f"data cannot be encoded as {content_type!r}: {exc}") from None
-
-
-def _decode_body(body: bytes, content_type: str | None) -> Any:
-    if not body:
-        return None
-    if content_type is None:
-        # Binary mode without a Content-Type: no content type is inferred (HTTP binding
-        # 3.1.1), so the body is octets. Guessing JSON would turn the bytes b"null" or
-        # b'{ "a": 1 }' that an event carried into other data.
-        return body
-    if _is_json(content_type):
-        return _load_json(body)
-    media_type, charset = _media_type(content_type)
-    if not media_type.startswith("text/"):
-        return body
-    try:
-        return body.decode(charset or "utf-8")
-    except LookupError:
-        raise EventFormatError(f"unknown charset in content type {content_type!r}") from None
-    except ValueError as exc:
-        raise EventFormatError(f"the body is not valid {content_type!r}: {exc}") from None
-
-
-_load_json = load_json

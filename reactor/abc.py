@@ -20,8 +20,8 @@ from anyio.abc import TaskStatus
 
 from ._clock import Clock as Clock
 from ._event import Event
-from ._event import load_json as load_json
 from ._exceptions import QueueFull
+from ._json import load_json as load_json
 from ._outcomes import DeadLetter
 from ._receipts import Receipt
 from ._stats import QueueStatistics, Stats
