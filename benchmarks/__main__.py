@@ -1,10 +1,13 @@
-"""``python -m benchmarks``: the suite that ``reactor bench`` runs, from a source checkout.
-
-Takes the same options as ``reactor bench`` (``python -m benchmarks --help``).
-"""
+"""``python -m reactor._bench``: the suite, or with ``--child SPECS`` one child's runs."""
 
 import sys
 
-from reactor._bench._suite import main
+if len(sys.argv) == 3 and sys.argv[1] == "--child":
+    from ._suite import SYSTEMS
+    from ._workloads import child_main
 
-sys.exit(main(prog="python -m benchmarks"))
+    sys.exit(child_main(sys.argv[2], SYSTEMS))
+
+from ._suite import main
+
+sys.exit(main(prog="python -m reactor._bench"))
