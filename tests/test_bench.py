@@ -390,7 +390,10 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
             assert result["failed_attempts"] == sum(expected_failures(spec["k"], spec["events"]))
     ran_systems = set(SYSTEMS) - set(MISSING_PEERS)
     assert seen == {(s, w) for s in ran_systems for w in ("w1", "w2", "w3", "w4", "w6")}
-    assert {t["status"] for t in document["targets"]} <= {"PASS", "MISS"}
+    for target in document["targets"]:
+        # A target against a peer that is not installed was not measured.
+        unmeasured = any(f" ahead of {peer} (" in target["target"] for peer in MISSING_PEERS)
+        assert target["status"] in ({"n/a"} if unmeasured else {"PASS", "MISS"}), target
     if HAVE_MATPLOTLIB:
         assert sorted(p.name for p in plots.iterdir()) == [
             "w3-latency-cdf-asyncio.png",
