@@ -133,7 +133,7 @@ async def _measure(mode: str, samples: int, seed: int) -> dict[str, Any]:
 
 def _versions() -> dict[str, str]:
     found = {}
-    for name in ("reactor", "anyio", "watchfiles", "trio"):
+    for name in ("reactor-events", "anyio", "watchfiles", "trio"):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -124,7 +124,7 @@ TARGET_FLAT_MB = 10.0
 # The child's module, run as ``python -m`` from the repository root.
 CHILD_MODULE = "benchmarks.sqlite"
 ROOT = Path(__file__).resolve().parent.parent
-DISTRIBUTIONS = ("reactor", "anyio", "trio", "uvloop", "psutil")
+DISTRIBUTIONS = ("reactor-events", "anyio", "trio", "uvloop", "psutil")
 MIB = 1024 * 1024
 
 # The data of every event: ~1 KB once wrapped in its CloudEvents envelope. The nested

@@ -217,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "cores": os.cpu_count(),
-        "versions": {d: _version(d) for d in ("reactor", "anyio", "trio", "uvloop", "cronsim")},
+        "versions": {
+            d: _version(d) for d in ("reactor-events", "anyio", "trio", "uvloop", "cronsim")
+        },
         "load_average": list(os.getloadavg()),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
