@@ -12,7 +12,7 @@ lands at a different phase of the watcher's polling step. Reported: p50, p99 and
 reports how long writing them took and how long after the last write the last handler
 started.
 
-Target (the issue): native watcher, p99 < debounce + 50 ms, binding on asyncio; trio and
+Target: native watcher, p99 < debounce + 50 ms, binding on asyncio; trio and
 polling are reported (polling adds up to one poll interval, here 50 ms, so its line shows
 p99 against debounce + poll interval + 50 ms).
 """
@@ -133,7 +133,7 @@ async def _measure(mode: str, samples: int, seed: int) -> dict[str, Any]:
 
 def _versions() -> dict[str, str]:
     found = {}
-    for name in ("reactor", "anyio", "watchfiles", "trio"):
+    for name in ("reactor-events", "anyio", "watchfiles", "trio"):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -9,7 +9,7 @@ Run ``python -m benchmarks.http [--quick] [--json out.json] [--loops asyncio,uvl
   ``application/cloudevents+json``), ``webhook`` (a signed Standard Webhooks request
   with a JSON body, HMAC checked), ``batch`` (100 events per
   ``application/cloudevents-batch+json`` request). Requests are built before timing (and
-  frozen out of the garbage collector's way, as in ``reactor bench``); the timed
+  frozen out of the garbage collector's way, as in ``python -m benchmarks``); the timed
   section ends when a counting consumer has received every event. A request answered
   503 (the queue is full: batches arrive faster than one consumer drains them) is sent
   again after 1 ms, as a sender honouring ``Retry-After`` would, and counted in the
@@ -20,7 +20,7 @@ Run ``python -m benchmarks.http [--quick] [--json out.json] [--loops asyncio,uvl
   events. The server counts what its consumer received and reports it when it stops;
   the run is an error unless that equals the number of 202 answers.
 
-Target (from the issue): in-process binary-mode ingestion >= 20,000 events/s on one core,
+Target: in-process binary-mode ingestion >= 20,000 events/s on one core,
 checked on asyncio; the other figures are reported. The exit status is 1 when a run lost
 or refused events, else 0; a missed target shows as MISS.
 """

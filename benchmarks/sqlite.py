@@ -42,7 +42,7 @@ What is measured (K = 4 trivial consumers, ~1 KB CloudEvents JSON per event):
   - ``contention`` -- the backlog file again, consumers draining it while 64 publishers
     publish for 10 s: how fast each side goes when both want the file.
 
-Method, as in ``reactor bench`` (the shared code is ``reactor._bench._harness``): every
+Method, as in ``python -m benchmarks`` (the shared code is ``benchmarks._harness``): every
 measurement runs in a fresh interpreter (``python -m benchmarks.sqlite --child '<json
 spec>'``, one JSON line back) with a fresh
 temporary file; within a repetition the systems alternate and the order rotates from one
@@ -65,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -74,10 +75,10 @@ from typing import Any, Literal
 import anyio
 
 from reactor import Event, Reactor
-from reactor._bench import _harness as h
 from reactor.abc import Received
 from reactor.queues.sqlite import SQLiteQueue
-from reactor.queues.sqlite import _crc as queue_crc
+
+from . import _harness as h
 
 K = 4
 LEVELS = ("full", "normal")
@@ -123,7 +124,7 @@ TARGET_FLAT_MB = 10.0
 # The child's module, run as ``python -m`` from the repository root.
 CHILD_MODULE = "benchmarks.sqlite"
 ROOT = Path(__file__).resolve().parent.parent
-DISTRIBUTIONS = ("reactor", "anyio", "trio", "uvloop", "psutil")
+DISTRIBUTIONS = ("reactor-events", "anyio", "trio", "uvloop", "psutil")
 MIB = 1024 * 1024
 
 # The data of every event: ~1 KB once wrapped in its CloudEvents envelope. The nested
@@ -580,9 +581,10 @@ def _child_fill(spec: Spec) -> dict[str, Any]:
                 time=EVENT_TIME,
                 data=make_data(index),
             ).to_json()
-            # The queue's row format (schema version 1) and its own checksum function:
-            # the rows publish() writes.
-            rows.append((index + 1, body, None, now, queue_crc(body, None)))
+            # The queue's row format (schema version 1) and checksum (the CRC-32 of the
+            # body, for a row meant for every consumer): the rows publish() writes. A row
+            # written wrong here would be read back as damaged, never delivered.
+            rows.append((index + 1, body, None, now, zlib.crc32(body)))
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(FILL_INSERT, rows)
         conn.execute("COMMIT")
@@ -1007,7 +1009,7 @@ def summarise(results: Results) -> dict[str, Any]:
 def evaluate_targets(
     summary: dict[str, Any], memory: dict[str, dict[str, Any]] | None
 ) -> list[dict[str, Any]]:
-    """Check the issue's targets.
+    """Check the targets (each entry names its own).
 
     :param summary: output of :func:`summarise`.
     :param memory: the memory runs (``backlog`` and ``empty``), if measured.
@@ -1259,7 +1261,7 @@ def report(
         for name, entry in cell["systems"].items():
             for error in entry["errors"]:
                 print(f"ERROR {cell['workload']}/{cell['level']} {name}: {error}")
-    table = h.Table("Targets (from the issue)", ["result", "target", "value"])
+    table = h.Table("Targets", ["result", "target", "value"])
     for t in targets:
         table.add(t["status"], t["target"], t["text"])
     table.render(plain=plain)

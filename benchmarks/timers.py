@@ -7,7 +7,7 @@ Run ``python -m benchmarks.timers [--quick] [--json PATH] [--loops asyncio,uvloo
   it starts minus the tick's ``"scheduled"`` time. Reported: mean, p50, p99 and max
   lateness, ticks run against ticks due, late and missed ticks, the drift of the grid
   (last scheduled time minus first, minus the whole periods between them) and the share
-  of a CPU the process used. Target (from the issue): p99 lateness under 2 ms, binding
+  of a CPU the process used. Target: p99 lateness under 2 ms, binding
   on asyncio.
 * **cron validation** -- the time ``CronTrigger`` takes to accept or reject expressions
   that are slow to check: a 10 kB string, never-firing ones (``0 0 30 2 *``, and one
@@ -217,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "cores": os.cpu_count(),
-        "versions": {d: _version(d) for d in ("reactor", "anyio", "trio", "uvloop", "cronsim")},
+        "versions": {
+            d: _version(d) for d in ("reactor-events", "anyio", "trio", "uvloop", "cronsim")
+        },
         "load_average": list(os.getloadavg()),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -23,7 +23,8 @@ import anyio.to_thread
 import pytest
 
 from reactor import Event, Reactor
-from reactor._cli import _parse_time, main
+from reactor._cli import main
+from reactor._cli._queue_admin import _parse_time
 from reactor.queues.sqlite import SQLiteQueue
 
 URL = "sqlite:///events.db"  # relative: the tests run in their tmp_path
@@ -746,7 +747,6 @@ def test_output_piped_to_head_ends_quietly(queue_file: Path, args: list[str]) ->
     [
         ["dead-letters", "list"],
         ["dead-letters", "list", "--json"],
-        ["bench", "--list"],
     ],
     ids=" ".join,
 )

@@ -26,7 +26,8 @@ from typing import Any
 import anyio
 import attrs
 
-from .._event import Event
+from reactor import Event
+
 from ._harness import RssSampler, max_rss_mb, percentile, print_result, run_anyio, wait_for
 from ._systems import EVENT_TYPE, Handler, System
 

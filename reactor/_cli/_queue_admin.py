@@ -1,0 +1,436 @@
+"""The queue file commands: ``reactor dead-letters list|replay|purge`` and ``reactor replay``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sqlite3
+import sys
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, TypeVar
+
+import anyio
+
+from reactor import (
+    ConsumerNotFound,
+    DeadLetterNotFound,
+    QueueFileError,
+    QueueInUseError,
+    QueueUnavailableError,
+)
+from reactor.queues.sqlite import SQLiteQueue, StoredDeadLetter, read_dead_letters
+
+from ._options import ConfigError, failure, pick, usage_error
+
+_QUEUE_ENV_HELP: Final = """\
+environment variables (a command-line argument wins over its variable):
+  REACTOR_QUEUE  --queue
+"""
+_QUEUE_HELP: Final = (
+    "the queue file: sqlite:///events.db (relative to the current directory) or "
+    "sqlite:////abs/path/events.db (default: $REACTOR_QUEUE)"
+)
+_TIME_HELP: Final = """\
+TIME is an ISO 8601 time with a time zone (2026-11-30T10:00:00Z or
+2026-11-30T10:00:00+01:00), a date (2026-11-30, meaning midnight UTC), or a
+duration meaning that long ago (90s, 15m, 2h, 3d, 1w, 1h30m). A time without a
+time zone (2026-11-30T10:00:00) is refused rather than guessed."""
+#: Units of the relative times of ``reactor replay`` (``15m``: 15 minutes ago).
+_DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+#: The longest error message shown in the table of ``reactor dead-letters list``.
+_ERROR_WIDTH: Final = 60
+
+
+def add_queue_commands(commands: Any) -> None:
+    """Add ``reactor dead-letters ...`` and ``reactor replay`` to the subcommands.
+
+    :param commands: what the parser's ``add_subparsers()`` returned.
+    """
+    queue_option = argparse.ArgumentParser(add_help=False)
+    queue_option.add_argument("--queue", metavar="URL", help=_QUEUE_HELP)
+    common: dict[str, Any] = {
+        "parents": [queue_option],
+        "epilog": _QUEUE_ENV_HELP,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+    dead_letters = commands.add_parser(
+        "dead-letters",
+        help="list, replay or purge the dead letters stored in a queue file",
+        description="List, replay or purge the dead letters stored in an SQLiteQueue's file.",
+    )
+    actions = dead_letters.add_subparsers(title="actions", dest="action", required=True)
+
+    listing = actions.add_parser(
+        "list",
+        help="show the stored dead letters, oldest first",
+        description=(
+            "Show the stored dead letters, oldest first. The file is read read-only, so\n"
+            "this works while the app runs."
+        ),
+        **common,
+    )
+    listing.add_argument("--consumer", metavar="NAME", help="only this consumer's letters")
+    listing.add_argument("--limit", metavar="N", type=_positive_int, help="show at most N letters")
+    listing.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per line: id, consumer, error_type, error, attempts, "
+        "first_failed_at, last_failed_at, dead_at, event (the CloudEvents JSON object, "
+        "null for a damaged event) and body (the stored text of a damaged event, else null)",
+    )
+    listing.set_defaults(handler=_dead_letters_list)
+
+    for name, summary, description, handler in (
+        (
+            "replay",
+            "publish the selected dead letters' events again and remove the letters",
+            "Publish the selected dead letters' events again, each to its consumer only,\n"
+            "and remove the letters; the events are delivered when the app next runs.\n"
+            "Letters of damaged events cannot be replayed (purge them).\n"
+            "The app must be stopped: inside it, call queue.replay_dead_letters().",
+            _dead_letters_replay,
+        ),
+        (
+            "purge",
+            "delete the selected dead letters",
+            "Delete the selected dead letters.\n"
+            "The app must be stopped: inside it, call queue.purge_dead_letters().",
+            _dead_letters_purge,
+        ),
+    ):
+        action = actions.add_parser(name, help=summary, description=description, **common)
+        selection = action.add_mutually_exclusive_group(required=True)
+        selection.add_argument(
+            "--all",
+            action="store_true",
+            help="every dead letter"
+            + (" (but those of damaged events)" if name == "replay" else ""),
+        )
+        selection.add_argument(
+            "--id",
+            metavar="N",
+            dest="ids",
+            type=_positive_int,
+            action="extend",
+            nargs="+",
+            help="the letters with these ids, as listed by 'reactor dead-letters list' "
+            "(repeat --id or give several)",
+        )
+        selection.add_argument("--consumer", metavar="NAME", help="every letter of this consumer")
+        action.set_defaults(handler=handler)
+
+    replay = commands.add_parser(
+        "replay",
+        help="publish again the acknowledged events a queue file kept",
+        description=(
+            "Publish again the events published in [--since, --until) that were\n"
+            "acknowledged and are still kept by the queue's retention (only a queue\n"
+            "created with SQLiteQueue(..., retention=...) keeps any), in their order and\n"
+            "with their ids. They are delivered when the app next runs, to the --consumer\n"
+            "names given, or to every matching subscription. The app must be stopped:\n"
+            "inside it, call queue.replay() instead.\n\n"
+            "A replay is not a new publication: each event is replayed once, never the\n"
+            "copies that earlier replays or dead-letter replays delivered. An event goes\n"
+            "to a --consumer only if that consumer's subscription matches it. A consumer\n"
+            "name that never used the file is refused (exit status 1).\n\n"
+            f"{_TIME_HELP}"
+        ),
+        **common,
+    )
+    replay.add_argument(
+        "--since",
+        metavar="TIME",
+        type=_time_argument,
+        required=True,
+        help="replay events published at or after TIME",
+    )
+    replay.add_argument(
+        "--until",
+        metavar="TIME",
+        type=_time_argument,
+        help="... and before TIME (default: no end)",
+    )
+    replay.add_argument(
+        "--consumer",
+        metavar="NAME",
+        dest="consumers",
+        action="append",
+        help="deliver them to this consumer only, if its subscription matches them (repeat "
+        "for several; default: every subscription whose filter matches)",
+    )
+    replay.set_defaults(handler=_replay)
+
+
+def _queue_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SQLiteQueue:
+    """Build the (unopened) queue that ``--queue`` or ``REACTOR_QUEUE`` names.
+
+    :raises ConfigError: neither is given, or the URL is not an ``sqlite://`` one.
+    """
+    url, origin = pick(args.queue, "--queue", environ, "REACTOR_QUEUE", "")
+    if not url:
+        raise ConfigError("no queue given: pass --queue sqlite:///events.db or set REACTOR_QUEUE")
+    try:
+        return SQLiteQueue.from_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _dead_letters_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    try:
+        queue = _queue_from(args, environ)
+    except ConfigError as exc:
+        return usage_error(str(exc))
+    try:
+        letters = read_dead_letters(queue.path, consumer=args.consumer, limit=args.limit)
+    except (QueueFileError, QueueUnavailableError) as exc:
+        return failure(str(exc))
+    out = sys.stdout
+    if args.json:
+        for letter in letters:
+            out.write(json.dumps(_letter_json(letter)) + "\n")
+    elif letters:
+        # Line by line: one big write to a pipe that its reader closes early is cut
+        # short without an error, and the command would not know (see main()).
+        out.writelines(_letter_table(letters))
+    else:
+        whose = "" if args.consumer is None else f" of consumer {args.consumer!r}"
+        out.write(f"no dead letters{whose} in {queue.path}\n")
+    return 0
+
+
+def _letter_json(letter: StoredDeadLetter) -> dict[str, object]:
+    """A dead letter as a JSON object: the event is its CloudEvents JSON object."""
+    event: object = None
+    if letter.event is not None:
+        try:
+            event = json.loads(letter.body)
+        except ValueError:
+            event = None
+    return {
+        "id": letter.id,
+        "consumer": letter.consumer,
+        "error_type": letter.error_type,
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "first_failed_at": letter.first_failed_at.isoformat(),
+        "last_failed_at": letter.last_failed_at.isoformat(),
+        "dead_at": letter.dead_at.isoformat(),
+        "event": event,
+        "body": None if event is not None else letter.body.decode("utf-8", "replace"),
+    }
+
+
+def _letter_table(letters: Sequence[StoredDeadLetter]) -> list[str]:
+    """Format dead letters as the lines of a table with a header line."""
+    rows = [("ID", "CONSUMER", "ATTEMPTS", "LAST FAILED (UTC)", "ERROR", "EVENT")]
+    for letter in letters:
+        error = " ".join(letter.error.split())
+        if len(error) > _ERROR_WIDTH:
+            error = error[: _ERROR_WIDTH - 3] + "..."
+        rows.append(
+            (
+                str(letter.id),
+                "-" if letter.consumer is None else letter.consumer,
+                str(letter.attempts),
+                _format_time(letter.last_failed_at),
+                f"{letter.error_type}: {error}" if error else letter.error_type,
+                "(damaged)" if letter.event is None else f"{letter.event.type} {letter.event.id}",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    return lines
+
+
+def _format_time(moment: datetime) -> str:
+    """A time in UTC to the second, in the form ``--since`` accepts."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_T = TypeVar("_T")
+
+
+class _Stop(Exception):
+    """A queue command stops with this exit status; its message is written already."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _change_queue(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    work: Callable[[SQLiteQueue], Coroutine[Any, Any, _T]],
+    inside: str,
+) -> _T:
+    """Check the queue file, then run *work* on the queue (which it opens) in anyio.
+
+    :param inside: the call that does the same inside the app, for the "in use" error.
+    :raises _Stop: after writing the error, for a usage error or an unusable file.
+    """
+    try:
+        queue = _queue_from(args, environ)
+    except ConfigError as exc:
+        raise _Stop(usage_error(str(exc))) from None
+    try:
+        # Checked read-only first: SQLiteQueue.open() would create a missing file, and
+        # turn an empty one into a queue.
+        read_dead_letters(queue.path, limit=1)
+        return anyio.run(work, queue)
+    except QueueInUseError as exc:
+        raise _Stop(failure(f"{exc}; stop the app first, or call {inside} inside it")) from None
+    except (QueueFileError, QueueUnavailableError, ConsumerNotFound, DeadLetterNotFound) as exc:
+        raise _Stop(failure(str(exc))) from None
+    except sqlite3.Error as exc:  # the queue's methods let SQLite's errors through
+        raise _Stop(failure(f"cannot change {queue.path}: {exc}")) from None
+
+
+def _dead_letters_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async def replay(queue: SQLiteQueue) -> tuple[int, int]:
+        async with queue:
+            count = await queue.replay_dead_letters(args.ids, consumer=args.consumer)
+            damaged = 0
+            if args.all:  # every replayable letter is gone: what is left is damaged
+                damaged = sum(letter.consumer is None for letter in await queue.dead_letters())
+            return count, damaged
+
+    try:
+        count, damaged = _change_queue(args, environ, replay, "queue.replay_dead_letters()")
+    except _Stop as stop:
+        return stop.status
+    if count:
+        sys.stdout.write(
+            f"replayed {_plural(count, 'dead letter')}: "
+            f"{'its event is' if count == 1 else 'their events are'} queued again for "
+            f"{'its consumer' if count == 1 else 'their consumers'}, and delivered when "
+            "the app next runs\n"
+        )
+    else:
+        sys.stdout.write("replayed no dead letters: none matched\n")
+    if damaged:
+        sys.stderr.write(
+            f"reactor: {_plural(damaged, 'dead letter')} of damaged events cannot be "
+            "replayed; inspect them with 'reactor dead-letters list' and remove them with "
+            "'reactor dead-letters purge'\n"
+        )
+    return 0
+
+
+def _dead_letters_purge(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async def purge(queue: SQLiteQueue) -> int:
+        async with queue:
+            return await queue.purge_dead_letters(args.ids, consumer=args.consumer)
+
+    try:
+        count = _change_queue(args, environ, purge, "queue.purge_dead_letters()")
+    except _Stop as stop:
+        return stop.status
+    sys.stdout.write(f"purged {_plural(count, 'dead letter')}\n")
+    return 0
+
+
+def _replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    since: datetime = args.since
+    until: datetime | None = args.until
+    if until is not None and until <= since:
+        return usage_error(
+            f"--until ({_format_time(until)}) must be later than --since ({_format_time(since)})"
+        )
+
+    async def replay(queue: SQLiteQueue) -> int:
+        async with queue:
+            return await queue.replay(since, until=until, consumers=args.consumers)
+
+    try:
+        count = _change_queue(args, environ, replay, "queue.replay()")
+    except _Stop as stop:
+        return stop.status
+    window = f"since {_format_time(since)}"
+    if until is not None:
+        window += f" and before {_format_time(until)}"
+    to = "" if args.consumers is None else f" for {', '.join(sorted(set(args.consumers)))}"
+    if count:
+        sys.stdout.write(
+            f"replayed {_plural(count, 'event')} published {window}{to}; "
+            f"{'it is' if count == 1 else 'they are'} delivered when the app next runs\n"
+        )
+    else:
+        sys.stdout.write(f"replayed no events: none kept was published {window}\n")
+        sys.stderr.write(
+            "reactor: only acknowledged events kept by the queue's retention can be "
+            "replayed (SQLiteQueue(..., retention=...))\n"
+        )
+    return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return number
+
+
+def _parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """Parse a ``reactor replay`` time into an aware datetime.
+
+    Accepted: an ISO 8601 time with a time zone (``2026-11-30T10:00:00Z``,
+    ``2026-11-30T10:00:00+01:00``), a date (``2026-11-30``, midnight UTC), or a duration
+    that long before *now*: a number and a unit among ``s``, ``m``, ``h``, ``d`` and
+    ``w``, possibly several (``15m``, ``2h``, ``1h30m``, ``1.5d``).
+
+    :param text: the time as given.
+    :param now: the time durations count back from (default: the current time).
+    :raises ValueError: the text is none of these, or a time without a time zone; the
+        message completes a sentence about *text*.
+    :return: the time, aware.
+    """
+    text = text.strip()
+    if _DURATION.fullmatch(text):
+        seconds = sum(
+            float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text)
+        )
+        try:
+            return (datetime.now(UTC) if now is None else now) - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError("is too long ago") from None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise ValueError("is not a valid date") from None
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "is not a time: give an ISO 8601 time with a time zone "
+            "(2026-11-30T10:00:00Z), a date (2026-11-30) or a duration ago (15m, 2h, 3d)"
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            "has no time zone: add Z for UTC or an offset such as +01:00 (2026-11-30T10:00:00Z)"
+        )
+    return moment
+
+
+def _time_argument(text: str) -> datetime:
+    try:
+        return _parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None

@@ -1,0 +1,221 @@
+"""``reactor run``: its options, their environment variables, and running the app."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import math
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from reactor import AppImportError
+
+from ._apps import import_app
+from ._options import ConfigError, check_choice, logger, pick, usage_error
+
+BACKENDS: Final = ("asyncio", "trio")
+LOOPS: Final = ("auto", "asyncio", "uvloop")
+LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
+_ENV_HELP: Final = """\
+environment variables (a command-line argument wins over its variable):
+  REACTOR_APP_DIR           --app-dir
+  REACTOR_BACKEND           --backend
+  REACTOR_LOOP              --loop
+  REACTOR_GRACEFUL_TIMEOUT  --graceful-timeout
+  REACTOR_LOG_LEVEL         --log-level
+"""
+
+
+@attrs.frozen(kw_only=True)
+class RunSettings:
+    """The resolved configuration of one ``reactor run``.
+
+    :ivar app: the import string or file path of the app (``module:attr``).
+    :ivar app_dir: the directory put first on :data:`sys.path` before importing.
+    :ivar factory: whether ``app`` names a zero-argument callable returning the app.
+    :ivar backend: the anyio backend, ``"asyncio"`` or ``"trio"``.
+    :ivar use_uvloop: whether the asyncio backend runs on uvloop.
+    :ivar graceful_timeout: seconds to drain after the first signal, or ``None`` to
+        keep the app's own ``graceful_timeout``.
+    :ivar log_level: the level of the root logger, in lower case.
+    """
+
+    app: str
+    app_dir: str
+    factory: bool
+    backend: str
+    use_uvloop: bool
+    graceful_timeout: float | None
+    log_level: str
+
+
+def resolve_run_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
+    """Combine the parsed arguments of ``reactor run`` with the environment.
+
+    Each value comes from its command-line argument if given, else from its
+    ``REACTOR_*`` environment variable if set and not empty, else from the default.
+
+    :param args: the namespace returned by the ``reactor`` argument parser.
+    :param environ: the environment, usually :data:`os.environ`.
+    :raises ConfigError: an environment variable has an invalid value, or the loop
+        and backend do not go together.
+    :return: the resolved settings.
+    """
+    backend, backend_origin = pick(args.backend, "--backend", environ, "REACTOR_BACKEND", "asyncio")
+    backend = check_choice(backend.lower(), BACKENDS, backend_origin)
+    loop, loop_origin = pick(args.loop, "--loop", environ, "REACTOR_LOOP", "auto")
+    loop = check_choice(loop.lower(), LOOPS, loop_origin)
+    level, level_origin = pick(args.log_level, "--log-level", environ, "REACTOR_LOG_LEVEL", "info")
+    level = check_choice(level.lower(), LOG_LEVELS, level_origin)
+    app_dir, _ = pick(args.app_dir, "--app-dir", environ, "REACTOR_APP_DIR", ".")
+
+    timeout: float | None = args.graceful_timeout
+    if timeout is None and environ.get("REACTOR_GRACEFUL_TIMEOUT"):
+        text = environ["REACTOR_GRACEFUL_TIMEOUT"]
+        try:
+            timeout = _parse_timeout(text)
+        except ValueError as exc:
+            raise ConfigError(f"REACTOR_GRACEFUL_TIMEOUT={text!r} {exc}") from None
+
+    return RunSettings(
+        app=args.app,
+        app_dir=app_dir,
+        factory=args.factory,
+        backend=backend,
+        use_uvloop=_use_uvloop(loop, loop_origin, backend),
+        graceful_timeout=timeout,
+        log_level=level,
+    )
+
+
+def add_run_command(commands: Any) -> None:
+    """Add ``reactor run`` to the subcommands of the ``reactor`` parser.
+
+    :param commands: what the parser's ``add_subparsers()`` returned.
+    """
+    run = commands.add_parser(
+        "run",
+        help="run an app until SIGINT or SIGTERM",
+        # Wrapped by hand: the raw formatter keeps the epilog's table intact.
+        description=(
+            "Import APP and run it until SIGINT or SIGTERM. The first signal stops the\n"
+            "sources and drains in-flight work within the graceful timeout; a second\n"
+            "signal forces the exit."
+        ),
+        epilog=_ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "app",
+        metavar="APP",
+        help="'module:attribute' or 'path/to/file.py:attribute' naming a reactor.Reactor",
+    )
+    # Defaults are None so that resolve_run_settings() can tell "not given" (fall back to
+    # the environment) from "given".
+    run.add_argument(
+        "--app-dir",
+        metavar="DIR",
+        help="directory to put first on the module search path (default: the current directory)",
+    )
+    run.add_argument(
+        "--factory",
+        action="store_true",
+        help="APP names a callable taking no arguments that returns the reactor.Reactor",
+    )
+    run.add_argument(
+        "--backend", type=str.lower, choices=BACKENDS, help="anyio backend (default: asyncio)"
+    )
+    run.add_argument(
+        "--loop",
+        type=str.lower,
+        choices=LOOPS,
+        help="asyncio event loop; auto uses uvloop when it is installed (default: auto)",
+    )
+    run.add_argument(
+        "--graceful-timeout",
+        metavar="SECONDS",
+        type=_timeout_argument,
+        help="seconds to drain in-flight work after the first signal "
+        "(default: the app's graceful_timeout)",
+    )
+    run.add_argument(
+        "--log-level", type=str.lower, choices=LOG_LEVELS, help="logging level (default: info)"
+    )
+    run.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run ``reactor run``: resolve its settings, import the app and run it.
+
+    :param args: the parsed arguments.
+    :param environ: the environment.
+    :return: the exit status: :meth:`Reactor.run() <reactor.Reactor.run>`'s, or 2 for a
+        usage error.
+    """
+    try:
+        settings = resolve_run_settings(args, environ)
+    except ConfigError as exc:
+        return usage_error(str(exc))
+    # Configure logging before the import, so that the app's import-time logs show; the
+    # library itself never configures logging, the command line is the application.
+    logging.basicConfig(level=settings.log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+    try:
+        app = import_app(settings.app, app_dir=settings.app_dir, factory=settings.factory)
+    except AppImportError as exc:
+        return usage_error(str(exc))
+
+    logger.info(
+        "starting %s on %s%s (pid %d)",
+        settings.app,
+        settings.backend,
+        " with uvloop" if settings.use_uvloop else "",
+        os.getpid(),
+    )
+    return app.run(
+        backend=settings.backend,
+        use_uvloop=settings.use_uvloop,
+        graceful_timeout=settings.graceful_timeout,
+    )
+
+
+def _use_uvloop(loop: str, origin: str, backend: str) -> bool:
+    if backend != "asyncio":
+        if loop != "auto":
+            raise ConfigError(f"{origin}={loop!r} applies only to the asyncio backend")
+        return False
+    if loop == "asyncio":
+        return False
+    try:
+        importlib.import_module("uvloop")
+    except ImportError:
+        if loop == "uvloop":
+            raise ConfigError(
+                f"{origin}='uvloop' but uvloop is not installed: pip install 'reactor-events[uvloop]'"
+            ) from None
+        return False
+    return True
+
+
+def _parse_timeout(text: str) -> float:
+    """Parse seconds; the ValueError's message completes a sentence about *text*."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("must be a finite number of seconds, zero or more")
+    return seconds
+
+
+def _timeout_argument(text: str) -> float:
+    try:
+        return _parse_timeout(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
