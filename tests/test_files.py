@@ -22,18 +22,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
-from reactor import (
-    Clock,
-    ConsumerOptions,
-    Event,
-    EventAttributes,
-    Handler,
-    Predicate,
-    Reactor,
-    Receipt,
-    Stats,
-    SystemClock,
-)
+from reactor import Clock, Event, EventAttributes, Reactor, Receipt, Stats, SystemClock
 from reactor.abc import GAP_EVENT_TYPE, App, EventQueue, Source
 from reactor.sources.files import (
     FILE_CREATED,
@@ -448,6 +437,36 @@ async def test_events_of_one_file_are_handled_in_order_by_default(tmp_path: Path
     assert order == ["created", "deleted"]
 
 
+async def test_ordered_by_none_handles_the_events_of_one_file_concurrently(
+    tmp_path: Path,
+) -> None:
+    # None is not "left out": it asks for no ordering, so the default by path does not apply.
+    app = Reactor()
+    order: list[str] = []
+    running = anyio.Event()
+    deleted = anyio.Event()
+    gate = anyio.Event()
+
+    @on_file_change(app, tmp_path, name="free", ordered_by=None)
+    async def free(event: Event) -> None:
+        if event.type == FILE_CREATED:
+            running.set()
+            await gate.wait()
+        order.append(event.data["change"])
+        if event.type == FILE_DELETED:
+            deleted.set()
+
+    async with app:
+        (tmp_path / "f").write_text("1")
+        with anyio.fail_after(WAIT):
+            await running.wait()
+        (tmp_path / "f").unlink()
+        with anyio.fail_after(WAIT):
+            await deleted.wait()  # the deletion does not wait behind the creation
+        gate.set()
+    assert order == ["deleted", "created"]
+
+
 async def test_options_are_checked_when_decorating(tmp_path: Path) -> None:
     app = Reactor()
     (tmp_path / "file.txt").write_text("x")
@@ -593,28 +612,18 @@ class RecordingApp:
         self.changed = anyio.Event()
         return event
 
-    def publish_nowait(
-        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
-    ) -> Event:
+    # What the source does not use.
+
+    def publish_nowait(self, *args: Any, **kwargs: Any) -> Event:
         raise NotImplementedError
 
-    async def publish_many(self, events: Sequence[Event]) -> None:
+    async def publish_many(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError
 
-    async def publish_and_wait(
-        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
-    ) -> Receipt:
+    async def publish_and_wait(self, *args: Any, **kwargs: Any) -> Receipt:
         raise NotImplementedError
 
-    def subscribe(
-        self,
-        pattern: str,
-        handler: Handler | None = None,
-        *,
-        source: str | None = None,
-        where: Predicate | None = None,
-        **options: Unpack[ConsumerOptions],
-    ) -> Any:
+    def subscribe(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
     def add_source(self, source: Source) -> None:

@@ -10,20 +10,6 @@ import attrs
 
 from reactor import Event
 
-__all__ = [
-    "FILE_CREATED",
-    "FILE_DELETED",
-    "FILE_MODIFIED",
-    "ROOT_MISSING",
-    "ROOT_RESTORED",
-    "ChangeKind",
-    "FileChange",
-    "by_path",
-    "change_events",
-    "is_file_event",
-    "root_event",
-]
-
 #: The type of the event for a file that appeared (created, moved or copied in).
 FILE_CREATED: Final = "reactor.file.created"
 #: The type of the event for a file whose content or metadata changed, or that was replaced.

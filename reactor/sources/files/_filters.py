@@ -11,8 +11,6 @@ import os
 import re
 from collections.abc import Callable
 
-__all__ = ["RootPaths", "compile_pattern"]
-
 
 def compile_pattern(pattern: str) -> Callable[[str], bool]:
     """Return a matcher for a relative POSIX path (see ``on_file_change``'s *pattern*).

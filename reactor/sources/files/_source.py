@@ -36,8 +36,6 @@ from ._tree import Tree
 from ._walk import Walker, resolve_root, root_identity
 from ._watcher import Failure, Message, StopHook, pump, watchfiles_polls
 
-__all__ = ["FileChangeSource", "WatchOptions", "on_file_change"]
-
 logger = logging.getLogger("reactor.sources.files")
 
 H = TypeVar("H", bound=Handler)

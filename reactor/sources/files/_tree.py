@@ -18,8 +18,6 @@ from ._events import ChangeKind, FileChange
 from ._filters import RootPaths
 from ._walk import Sig, Walker, can_list
 
-__all__ = ["Tree"]
-
 
 class Tree:
     """The snapshot of the watched tree: the matching files with their signatures."""

@@ -14,8 +14,6 @@ from typing import TypeAlias
 
 from ._filters import RootPaths
 
-__all__ = ["Sig", "Walker", "can_list", "resolve_root", "root_identity"]
-
 logger = logging.getLogger("reactor.sources.files")
 
 #: (inode, size, mtime in ns): what a rescan compares to tell whether a file changed.

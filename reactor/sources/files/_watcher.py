@@ -17,8 +17,6 @@ import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 from watchfiles import Change, awatch
 
-__all__ = ["Failure", "Message", "StopHook", "pump", "watchfiles_polls"]
-
 # How long the Rust side waits for changes before returning empty-handed: the quiet time
 # after which a pending verification rescan runs, and the period of the root check while
 # nothing happens (removals are normally reported as changes and noticed at once). When
