@@ -7,21 +7,23 @@ watcher is real I/O, so these tests run in real time except where the root is mi
 
 from __future__ import annotations
 
+import inspect
 import json
+import pydoc
 import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
-from reactor import Event, Reactor
-from reactor.abc import GAP_EVENT_TYPE
+from reactor import Clock, Event, EventAttributes, Reactor, Receipt, Stats, SystemClock
+from reactor.abc import GAP_EVENT_TYPE, App, EventQueue, Source
 from reactor.sources.files import (
     FILE_CREATED,
     FILE_DELETED,
@@ -435,6 +437,36 @@ async def test_events_of_one_file_are_handled_in_order_by_default(tmp_path: Path
     assert order == ["created", "deleted"]
 
 
+async def test_ordered_by_none_handles_the_events_of_one_file_concurrently(
+    tmp_path: Path,
+) -> None:
+    # None is not "left out": it asks for no ordering, so the default by path does not apply.
+    app = Reactor()
+    order: list[str] = []
+    running = anyio.Event()
+    deleted = anyio.Event()
+    gate = anyio.Event()
+
+    @on_file_change(app, tmp_path, name="free", ordered_by=None)
+    async def free(event: Event) -> None:
+        if event.type == FILE_CREATED:
+            running.set()
+            await gate.wait()
+        order.append(event.data["change"])
+        if event.type == FILE_DELETED:
+            deleted.set()
+
+    async with app:
+        (tmp_path / "f").write_text("1")
+        with anyio.fail_after(WAIT):
+            await running.wait()
+        (tmp_path / "f").unlink()
+        with anyio.fail_after(WAIT):
+            await deleted.wait()  # the deletion does not wait behind the creation
+        gate.set()
+    assert order == ["deleted", "created"]
+
+
 async def test_options_are_checked_when_decorating(tmp_path: Path) -> None:
     app = Reactor()
     (tmp_path / "file.txt").write_text("x")
@@ -475,6 +507,145 @@ async def test_the_app_method(tmp_path: Path) -> None:
         (tmp_path / "x.csv").write_text("x")
         await until(capture, lambda ev: len(ev) >= 1)
     assert file_events(capture.events) == [("created", "x.csv")]
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_the_function(tmp_path: Path) -> None:
+    app = Reactor()
+    with pytest.raises(TypeError, match=r"on_file_change\(\) got an unexpected .*'ordred_by'"):
+        on_file_change(app, tmp_path, ordred_by=None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"FileChangeSource\(\) got an unexpected .*'paterns'"):
+        FileChangeSource(tmp_path, paterns="*")  # type: ignore[call-arg]
+    assert app.subscriptions == () and app.sources == ()
+
+
+def test_an_option_of_the_wrong_type_is_a_type_error(tmp_path: Path) -> None:
+    app = Reactor()
+    with pytest.raises(TypeError, match="debounce"):
+        on_file_change(app, tmp_path, debounce="0.1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="poll_interval"):
+        FileChangeSource(tmp_path, poll_interval=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name"):
+        FileChangeSource(tmp_path, name=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="path"):
+        FileChangeSource(b"inbox")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="path"):
+        FileChangeSource("")
+
+
+def test_the_app_method_is_the_function_with_its_options_and_doc(tmp_path: Path) -> None:
+    app = Reactor()
+    assert app.on_file_change.__doc__ == on_file_change.__doc__
+    assert ":param pattern:" in pydoc.render_doc(app.on_file_change)
+    parameters = inspect.signature(app.on_file_change).parameters
+    assert list(parameters) == [
+        "path",
+        "pattern",
+        "recursive",
+        "debounce",
+        "force_polling",
+        "poll_interval",
+        "follow_symlinks",
+        "status_events",
+        "options",
+    ]
+    assert parameters["pattern"].default == "*"
+    assert parameters["debounce"].default == 0.05
+    assert parameters["options"].kind is inspect.Parameter.VAR_KEYWORD
+
+
+async def test_a_source_made_directly_has_the_defaults_of_the_function(tmp_path: Path) -> None:
+    # poll_interval (0.3 s by default) paces the checks for the missing root: count them.
+    clock = VirtualClock()
+    app = Reactor(clock=clock)
+    source = FileChangeSource(tmp_path / "missing", name="direct")
+    assert (
+        repr(source)
+        == f"FileChangeSource({str(tmp_path / 'missing')!r}, pattern='*', name='direct')"
+    )
+    capture = Capture()
+    app.subscribe("*", capture, source=source.uri)
+    app.add_source(source)
+    async with app:
+        await capture.wait_for(1)
+        assert capture.events[0].type == ROOT_MISSING
+        (tmp_path / "missing").mkdir()
+        await clock.advance(0.29)
+        assert len(capture.events) == 1
+        await clock.advance(0.01)
+        await capture.wait_for(2)
+    assert capture.events[1].type == ROOT_RESTORED
+
+
+class RecordingApp:
+    """An :class:`App` that is not a :class:`Reactor`: it records what is published."""
+
+    def __init__(self) -> None:
+        self.published: list[Event] = []
+        self.changed = anyio.Event()
+
+    @property
+    def clock(self) -> Clock:
+        return SystemClock()
+
+    @property
+    def source(self) -> str:
+        return "/recording"
+
+    @property
+    def running(self) -> bool:
+        return True
+
+    @property
+    def queue(self) -> EventQueue:
+        raise NotImplementedError
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return ()
+
+    async def publish(
+        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+    ) -> Event:
+        assert isinstance(event, Event)
+        self.published.append(event)
+        self.changed.set()
+        self.changed = anyio.Event()
+        return event
+
+    # What the source does not use.
+
+    def publish_nowait(self, *args: Any, **kwargs: Any) -> Event:
+        raise NotImplementedError
+
+    async def publish_many(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    async def publish_and_wait(self, *args: Any, **kwargs: Any) -> Receipt:
+        raise NotImplementedError
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def add_source(self, source: Source) -> None:
+        raise NotImplementedError
+
+    def stats(self) -> Stats:
+        raise NotImplementedError
+
+
+async def test_the_source_runs_in_any_app(tmp_path: Path) -> None:
+    recording = RecordingApp()
+    app: App = recording  # type checkers check that it is one
+    source = FileChangeSource(tmp_path, name="any")
+    async with anyio.create_task_group() as tg:
+        await tg.start(source.run, app)
+        (tmp_path / "a.txt").write_text("a")
+        with anyio.fail_after(WAIT):
+            while not recording.published:
+                await recording.changed.wait()
+        tg.cancel_scope.cancel()
+    assert file_events(recording.published) == [("created", "a.txt")]
+    assert recording.published[0].source == "/reactor/files/any"
 
 
 async def test_a_pattern_handler_gets_only_the_file_events_it_asked_for(tmp_path: Path) -> None:
