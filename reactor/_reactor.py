@@ -1,4 +1,10 @@
-"""The Reactor: wiring, lifecycle, and the publish / subscribe API."""
+"""The Reactor: wiring, lifecycle, and the publish / subscribe API.
+
+Why one module of about 800 lines: it is one class, the facade, and most of its length is
+the documentation of the public methods users call. The jobs it could hand out are
+already elsewhere: routing and delivery in ``_dispatch``, receipts in ``_receipts``, the
+consumer options in ``_types``, the triggers in the plugins (bound by ``_Shortcut``).
+"""
 
 from __future__ import annotations
 
