@@ -59,26 +59,32 @@ def test_the_tree_keeps_every_contract() -> None:
     ("module", "text", "contract"),
     [
         pytest.param(
-            "sources/rogue.py",
+            "reactor/sources/rogue.py",
             "from reactor._event import Event\n",
-            "Plugins (sources, queues) use only the public API",
+            "Plugins (sources, queues) and the benchmarks use only the public API",
             id="plugin-imports-private",
         ),
         pytest.param(
-            "queues/rogue.py",
+            "reactor/queues/rogue.py",
             "from reactor._reactor import Reactor\n",
-            "Plugins (sources, queues) use only the public API",
+            "Plugins (sources, queues) and the benchmarks use only the public API",
             id="queue-imports-facade",
         ),
         pytest.param(
-            "abc.py",
+            "benchmarks/rogue.py",
+            "from reactor._dispatch import Dispatcher\n",
+            "Plugins (sources, queues) and the benchmarks use only the public API",
+            id="benchmark-imports-private",
+        ),
+        pytest.param(
+            "reactor/abc.py",
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
             "    from reactor._reactor import Reactor\n",
             "Layers: model -> contracts -> engine -> facade -> CLI",
             id="contracts-import-facade-for-types",
         ),
         pytest.param(
-            "_dispatch.py",
+            "reactor/_dispatch.py",
             "from reactor.queues.memory import MemoryQueue\n",
             "The dispatcher never imports a queue or a source",
             id="dispatcher-imports-queue",
@@ -88,10 +94,13 @@ def test_the_tree_keeps_every_contract() -> None:
 def test_a_broken_rule_fails_lint_imports(
     tmp_path: Path, module: str, text: str, contract: str
 ) -> None:
-    shutil.copytree(PACKAGE, tmp_path / "reactor", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("reactor", "benchmarks"):
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
 
-    target = tmp_path / "reactor" / module
+    target = tmp_path / module
     target.write_text((target.read_text() if target.exists() else "") + text)
     result = _lint_imports(tmp_path)
 
