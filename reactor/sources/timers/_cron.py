@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -124,26 +125,20 @@ class CronTrigger:
         :param moment: an aware datetime
         :return: an aware UTC datetime, or ``None`` when no time matches within 50 years
             (or before the end of the year 9999)
+        :raises TypeError: *moment* is not a datetime
         :raises ValueError: *moment* is naive
         """
-        moment = as_utc("moment", moment)
-        try:
-            return self._after(moment)
-        except OverflowError:  # the search ran past the years a datetime can hold
-            return None
+        return _search(self._after, as_utc("moment", moment))
 
     def last_at_or_before(self, moment: datetime) -> datetime | None:
         """Return the latest fire time at or before *moment*, or ``None`` if none came.
 
         :param moment: an aware datetime
         :return: an aware UTC datetime, or ``None`` when no time matches within 50 years
+        :raises TypeError: *moment* is not a datetime
         :raises ValueError: *moment* is naive
         """
-        moment = as_utc("moment", moment)
-        try:
-            return self._last_at_or_before(moment)
-        except OverflowError:  # the search ran past the years a datetime can hold
-            return None
+        return _search(self._last_at_or_before, as_utc("moment", moment))
 
     def _last_at_or_before(self, moment: datetime) -> datetime | None:
         # Built on _after() so that the two never disagree: find a window that holds a
@@ -252,6 +247,14 @@ class CronTrigger:
 
     def __repr__(self) -> str:
         return f"CronTrigger({self.expression!r}, tz={self.tz!r})"
+
+
+def _search(search: Callable[[datetime], datetime | None], moment: datetime) -> datetime | None:
+    """``search(moment)``, or ``None`` when the search runs past the years a datetime holds."""
+    try:
+        return search(moment)
+    except OverflowError:
+        return None
 
 
 def _wall(moment: datetime, offset: timedelta) -> datetime:
