@@ -1,9 +1,9 @@
 """The cron trigger: parsing a cron expression, and its fire times across UTC offset changes.
 
-cronsim parses the fields; the search for fire times is ours, because cron's rules for
-the wall-clock times that an offset change skips or repeats (the module documentation
-of :mod:`reactor.sources.timers`) need the zone's offset changes, not a walk minute by
-minute. Pure, like the other triggers: no clock, no sleeping, no app.
+cronsim parses the fields; the search for fire times is ours: it applies Debian cron's
+rules for the wall-clock times that an offset change skips or repeats (documented in
+:mod:`reactor.sources.timers`), finding the zone's offset changes instead of walking
+minute by minute. Pure, like the other triggers: no clock, no sleeping, no app.
 """
 
 from __future__ import annotations
@@ -81,13 +81,14 @@ class CronTrigger:
     alias such as ``@hourly``), every field must parse, and it must fire at least once
     in the 50 years after *reference*.
 
-    :param expression: the cron expression (see the module documentation)
+    :param expression: the cron expression (see :mod:`reactor.sources.timers`)
     :param tz: an IANA time zone name (``"Europe/Berlin"``) or a :class:`~datetime.tzinfo`
     :param reference: where the check that it can fire starts (default: now)
     :raises ~reactor.InvalidScheduleError: the expression is invalid or never fires (a
         :class:`ValueError`)
-    :raises ValueError: the time zone is invalid
-    :raises TypeError: *expression* is not a str
+    :raises ValueError: the time zone is unknown, or *reference* is naive
+    :raises TypeError: *expression* is not a str, *tz* not a str or a tzinfo, or
+        *reference* not a datetime
     """
 
     __slots__ = ("_fixed_offset", "_real_time", "_times", "_zone", "expression", "tz")
@@ -101,7 +102,7 @@ class CronTrigger:
         text = _check_expression(expression)
         self._times = _WallTimes(text)
         minute, hour = text.split()[:2]
-        # Debian cron's line between the two kinds of job (see the module documentation).
+        # Debian cron's line between the two kinds of job (see reactor.sources.timers).
         self._real_time = minute.startswith("*") or hour.startswith("*")
         # A zone whose offset never changes needs no search for changes.
         self._fixed_offset = (
@@ -169,7 +170,7 @@ class CronTrigger:
         return offset
 
     def _after(self, moment: datetime) -> datetime | None:
-        """The first fire time after *moment* (aware UTC): the rule of the module docs.
+        """The first fire time after *moment* (aware UTC): the rules of the package docs.
 
         Time is cut into pieces at the zone's offset changes; within a piece the wall
         clock reads ``instant + offset``. A fixed-time job fires at the first instant at
