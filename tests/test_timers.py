@@ -619,3 +619,11 @@ async def test_timers_log_as_reactor_sources_timers(caplog: pytest.LogCaptureFix
     assert [(r.name, r.levelno) for r in caplog.records if "stale" in r.getMessage()] == [
         ("reactor.sources.timers", logging.WARNING)
     ]
+
+
+async def test_the_public_names_are_sorted_and_documented() -> None:
+    assert timers.__all__ == sorted(timers.__all__, key=lambda name: (not name.isupper(), name))
+    for name in timers.__all__:
+        member = getattr(timers, name)
+        if inspect.isclass(member) or inspect.isfunction(member):
+            assert inspect.getdoc(member), f"{name} has no docstring"
