@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
+import pydoc
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -10,6 +14,7 @@ import anyio
 import pytest
 
 from reactor import Backoff, Event, Reactor, Retry
+from reactor.abc import Source
 from reactor.sources import timers
 from reactor.sources.timers import (
     LATE_AFTER,
@@ -375,9 +380,12 @@ async def test_at_needs_an_aware_datetime() -> None:
 
 async def test_registration_checks_its_options_at_once() -> None:
     app = Reactor(clock=VirtualClock(start=START))
-    for seconds in (0, -1, math.inf, math.nan, True, "5"):
+    for seconds in (0, -1, math.inf, math.nan):
         with pytest.raises(ValueError, match="seconds"):
-            timers.every(app, seconds)  # type: ignore[arg-type]
+            timers.every(app, seconds)
+    for wrong_type in (True, "5"):
+        with pytest.raises(TypeError, match="seconds"):
+            timers.every(app, wrong_type)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="jitter"):
         timers.every(app, 1, jitter=1)
     with pytest.raises(ValueError, match="jitter"):
@@ -504,3 +512,118 @@ async def test_the_reactor_methods() -> None:
         with anyio.fail_after(5):
             await clock.advance(240)
     assert sorted(seen) == sorted(["interval"] * 4 + ["cron"] * 2 + ["at"])
+
+
+# -- the plugin API -------------------------------------------------------------------------
+
+# The members of reactor.abc.App: all that a plugin may use of the app.
+APP_MEMBERS = frozenset(
+    {
+        "clock",
+        "source",
+        "running",
+        "queue",
+        "sources",
+        "publish",
+        "publish_nowait",
+        "publish_many",
+        "publish_and_wait",
+        "subscribe",
+        "add_source",
+        "stats",
+    }
+)
+
+
+class OnlyTheApp:
+    """An :class:`~reactor.abc.App` that is not a Reactor: the protocol's members, forwarded.
+
+    Sources it is given are kept in :attr:`added`, for the test to run with this app.
+    """
+
+    def __init__(self, app: Reactor) -> None:
+        self._app = app
+        self.added: list[Source] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in APP_MEMBERS:
+            raise AttributeError(f"{name!r} is not a member of reactor.abc.App")
+        return getattr(self._app, name)
+
+    def add_source(self, source: Source) -> None:
+        self.added.append(source)
+
+
+async def test_timers_need_only_the_app_protocol() -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(clock=clock)
+    narrow = OnlyTheApp(app)
+    runs = Runs(clock)
+    timers.every(narrow, seconds=2, name="interval")(runs)
+    timers.cron(narrow, "* * * * *", name="cron")(runs)
+    timers.at(narrow, START + timedelta(seconds=30), name="at")(runs)
+    assert app.sources == () and len(narrow.added) == 3
+    assert [s.name for s in app.subscriptions] == ["interval", "cron", "at"]
+    async with app, anyio.create_task_group() as tg:
+        for source in narrow.added:
+            await tg.start(source.run, narrow)
+        await clock.advance(60)
+        tg.cancel_scope.cancel()
+    kinds = [data["kind"] for data in runs.data]
+    assert (kinds.count("interval"), kinds.count("cron"), kinds.count("at")) == (30, 1, 1)
+
+
+async def test_an_unknown_option_is_a_type_error_naming_the_function() -> None:
+    app = Reactor(clock=VirtualClock(start=START))
+    # A timer's overlap policy decides its concurrency; its runs need no ordering.
+    with pytest.raises(
+        TypeError, match=r"^every\(\) got an unexpected keyword argument 'concurrency'$"
+    ):
+        timers.every(app, 1, concurrency=4)  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError, match=r"^cron\(\) got an unexpected keyword argument 'ordered_by'$"
+    ):
+        app.cron("* * * * *", ordered_by=None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^at\(\) got an unexpected keyword argument 'tz'$"):
+        app.at(START, tz="UTC")  # type: ignore[call-arg]
+    assert app.sources == () and app.subscriptions == ()
+
+
+async def test_the_reactor_methods_are_the_functions_with_their_signature_and_doc() -> None:
+    app = Reactor(clock=VirtualClock(start=START))
+    shortcuts: list[tuple[Callable[..., object], Callable[..., object]]] = [
+        (app.every, timers.every),
+        (app.cron, timers.cron),
+        (app.at, timers.at),
+    ]
+    for shortcut, function in shortcuts:
+        assert shortcut.__doc__ == function.__doc__
+        assert ":param options:" in pydoc.render_doc(shortcut)
+        parameters = list(inspect.signature(function).parameters.values())
+        assert list(inspect.signature(shortcut).parameters.values()) == parameters[1:]
+    every = inspect.signature(app.every).parameters
+    assert list(every) == ["seconds", "jitter", "overlap", "misfire", "options"]
+    assert (every["overlap"].default, every["misfire"].default) == ("skip", "coalesce")
+    assert list(inspect.signature(app.cron).parameters)[:2] == ["expression", "tz"]
+    assert list(inspect.signature(app.at).parameters) == ["when", "past", "options"]
+
+
+async def test_timers_log_as_reactor_sources_timers(caplog: pytest.LogCaptureFixture) -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(clock=clock)
+    timers.at(app, START + timedelta(hours=1), past="reject", name="stale")(Runs(clock))
+    await clock.advance(7200)  # the time passes before the app starts: dropped, logged
+    with caplog.at_level(logging.WARNING, logger="reactor.sources.timers"):
+        async with app:
+            await clock.advance(1)
+    assert [(r.name, r.levelno) for r in caplog.records if "stale" in r.getMessage()] == [
+        ("reactor.sources.timers", logging.WARNING)
+    ]
+
+
+async def test_the_public_names_are_sorted_and_documented() -> None:
+    assert timers.__all__ == sorted(timers.__all__, key=lambda name: (not name.isupper(), name))
+    for name in timers.__all__:
+        member = getattr(timers, name)
+        if inspect.isclass(member) or inspect.isfunction(member):
+            assert inspect.getdoc(member), f"{name} has no docstring"
