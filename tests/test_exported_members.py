@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import subprocess
 import sys
+import typing
+
+import attrs
+import pytest
 
 import reactor
 import reactor.abc
@@ -43,3 +48,30 @@ def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+PUBLIC_MODULES = (
+    "reactor",
+    "reactor.abc",
+    "reactor.testing",
+    "reactor.validators",
+    "reactor.queues.memory",
+    "reactor.queues.sqlite",
+    "reactor.sources.files",
+    "reactor.sources.http",
+    "reactor.sources.timers",
+)
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_type_hints_of_public_names_resolve(module_name: str) -> None:
+    # Tools that read annotations at run time (attrs.resolve_types, cattrs, pydantic)
+    # look names up in a class's __module__; a name moved to its public home must still
+    # resolve.
+    module = importlib.import_module(module_name)
+    for name in getattr(module, "__all__", ()):
+        member = getattr(module, name)
+        if inspect.isclass(member) or inspect.isfunction(member):
+            typing.get_type_hints(member)
+            if inspect.isclass(member) and attrs.has(member):
+                attrs.resolve_types(member)
