@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, TypeVar
+
+T = TypeVar("T")
 
 #: Exit status for a usage error, the same as argparse's.
 EXIT_USAGE: Final = 2
@@ -72,3 +75,18 @@ def check_choice(value: str, choices: Sequence[str], origin: str) -> str:
     if value not in choices:
         raise ConfigError(f"{origin}={value!r} is not one of {', '.join(choices)}")
     return value
+
+
+def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Make an argparse ``type=`` from *parse*, whose :class:`ValueError` says what is wrong.
+
+    The usage error then shows the text given and the reason: ``'2h30' is not ...``.
+    """
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
+
+    return convert

@@ -22,7 +22,7 @@ from reactor import (
 )
 from reactor.queues.sqlite import SQLiteQueue, StoredDeadLetter, read_dead_letters
 
-from ._options import ConfigError, failure, pick, usage_error
+from ._options import ConfigError, argument_type, failure, pick, usage_error
 
 _QUEUE_ENV_HELP: Final = """\
 environment variables (a command-line argument wins over its variable):
@@ -145,14 +145,14 @@ def add_queue_commands(commands: Any) -> None:
     replay.add_argument(
         "--since",
         metavar="TIME",
-        type=_time_argument,
+        type=argument_type(_parse_time),
         required=True,
         help="replay events published at or after TIME",
     )
     replay.add_argument(
         "--until",
         metavar="TIME",
-        type=_time_argument,
+        type=argument_type(_parse_time),
         help="... and before TIME (default: no end)",
     )
     replay.add_argument(
@@ -427,10 +427,3 @@ def _parse_time(text: str, *, now: datetime | None = None) -> datetime:
             "has no time zone: add Z for UTC or an offset such as +01:00 (2026-11-30T10:00:00Z)"
         )
     return moment
-
-
-def _time_argument(text: str) -> datetime:
-    try:
-        return _parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None

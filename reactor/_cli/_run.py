@@ -16,7 +16,7 @@ import attrs
 from reactor import AppImportError
 
 from ._apps import import_app
-from ._options import ConfigError, check_choice, logger, pick, usage_error
+from ._options import ConfigError, argument_type, check_choice, logger, pick, usage_error
 
 BACKENDS: Final = ("asyncio", "trio")
 LOOPS: Final = ("auto", "asyncio", "uvloop")
@@ -141,7 +141,7 @@ def add_run_command(commands: Any) -> None:
     run.add_argument(
         "--graceful-timeout",
         metavar="SECONDS",
-        type=_timeout_argument,
+        type=argument_type(_parse_timeout),
         help="seconds to drain in-flight work after the first signal "
         "(default: the app's graceful_timeout)",
     )
@@ -212,10 +212,3 @@ def _parse_timeout(text: str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("must be a finite number of seconds, zero or more")
     return seconds
-
-
-def _timeout_argument(text: str) -> float:
-    try:
-        return _parse_timeout(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
