@@ -998,18 +998,18 @@ def test_asgi_gives_one_ingress_per_app_and_adds_it_as_a_source() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"),
+    ("setting", "value", "error"),
     [
-        ("max_body", 0),
-        ("max_body", 1.5),
-        ("max_body", True),
-        ("retry_after", -1),
-        ("replay_cache", 0),
+        ("max_body", 0, ValueError),
+        ("max_body", 1.5, TypeError),
+        ("max_body", True, TypeError),
+        ("retry_after", -1, ValueError),
+        ("replay_cache", 0, ValueError),
     ],
 )
-def test_settings_are_checked(setting: str, value: object) -> None:
+def test_settings_are_checked(setting: str, value: object, error: type[Exception]) -> None:
     ingress = asgi(Reactor())
-    with pytest.raises(ValueError, match=setting):
+    with pytest.raises(error, match=setting):
         setattr(ingress, setting, value)
 
 
