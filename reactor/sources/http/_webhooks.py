@@ -252,11 +252,7 @@ def _verify_standard(
     timestamp = timestamp.strip()
     if _DIGITS.fullmatch(timestamp) is None:
         raise SignatureError("webhook-timestamp must be an integer Unix time in seconds")
-    sent = int(timestamp)
-    if sent < now - tolerance:
-        raise SignatureError("webhook-timestamp is too old")
-    if sent > now + tolerance:
-        raise SignatureError("webhook-timestamp is too far in the future")
+    sent = _in_window(int(timestamp), now, tolerance, "webhook-timestamp")
     expected = _digest(secret, msg_id, timestamp, body)
     for entry in signature.split():
         version, _, encoded = entry.partition(b",")
@@ -304,16 +300,21 @@ def _verify_stripe(
         raise SignatureError("Stripe-Signature needs a timestamp t=<Unix seconds>")
     if not signatures:
         raise SignatureError("Stripe-Signature holds no v1 signature")
-    sent = int(timestamp)
-    if sent < now - tolerance:
-        raise SignatureError("the Stripe-Signature timestamp is too old")
-    if sent > now + tolerance:
-        raise SignatureError("the Stripe-Signature timestamp is too far in the future")
+    sent = _in_window(int(timestamp), now, tolerance, "the Stripe-Signature timestamp")
     expected = _stripe_digest(secret, timestamp, body).encode("ascii")
     for candidate in signatures:
         if hmac.compare_digest(candidate.lower(), expected):
             return sent
     raise SignatureError("no Stripe-Signature v1 signature matches the body")
+
+
+def _in_window(sent: int, now: float, tolerance: float, what: str) -> int:
+    """Return the signed time *sent* if it is within *tolerance* seconds of *now*."""
+    if sent < now - tolerance:
+        raise SignatureError(f"{what} is too old")
+    if sent > now + tolerance:
+        raise SignatureError(f"{what} is too far in the future")
+    return sent
 
 
 def _digest(key: bytes, msg_id: bytes, timestamp: bytes, body: bytes) -> bytes:
