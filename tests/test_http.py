@@ -36,11 +36,13 @@ from reactor.sources.http import (
     DEFAULT_TOLERANCE,
     SOURCE_PREFIX,
     HttpIngress,
+    IngressSettings,
     Message,
     Receive,
     Scope,
     Send,
     Webhook,
+    WebhookOptions,
     asgi,
     on_webhook,
 )
@@ -1596,3 +1598,8 @@ async def test_the_package_logs_as_reactor_sources_http(caplog: pytest.LogCaptur
             await tg.start(server.run)
             await server.tell("startup")
     assert "reactor.sources.http" in {record.name for record in caplog.records}
+
+
+def test_exported_names_report_the_package_as_their_module() -> None:
+    for exported in (HttpIngress, Webhook, IngressSettings, WebhookOptions, asgi, on_webhook):
+        assert exported.__module__ == "reactor.sources.http", exported

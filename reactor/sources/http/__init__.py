@@ -144,6 +144,13 @@ from ._webhooks import (
     WebhookOptions,
 )
 
+# Exported names report this package as their home (``reactor.sources.http.Webhook``),
+# as ``reactor``'s own do.
+for _value in list(globals().values()):
+    if getattr(_value, "__module__", "").startswith(f"{__name__}._"):
+        _value.__module__ = __name__
+del _value
+
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_REPLAY_CACHE",
