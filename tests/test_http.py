@@ -9,14 +9,16 @@ signatures are checked against the Standard Webhooks published test vector.
 from __future__ import annotations
 
 import base64
+import inspect
 import itertools
 import json
 import logging
+import pydoc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import attrs
@@ -31,13 +33,16 @@ from reactor.abc import App, Source
 from reactor.queues.memory import MemoryQueue
 from reactor.sources.http import (
     DEFAULT_MAX_BODY,
+    DEFAULT_TOLERANCE,
     SOURCE_PREFIX,
     HttpIngress,
+    IngressSettings,
     Message,
     Receive,
     Scope,
     Send,
     Webhook,
+    WebhookOptions,
     asgi,
     on_webhook,
 )
@@ -998,18 +1003,18 @@ def test_asgi_gives_one_ingress_per_app_and_adds_it_as_a_source() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"),
+    ("setting", "value", "error"),
     [
-        ("max_body", 0),
-        ("max_body", 1.5),
-        ("max_body", True),
-        ("retry_after", -1),
-        ("replay_cache", 0),
+        ("max_body", 0, ValueError),
+        ("max_body", 1.5, TypeError),
+        ("max_body", True, TypeError),
+        ("retry_after", -1, ValueError),
+        ("replay_cache", 0, ValueError),
     ],
 )
-def test_settings_are_checked(setting: str, value: object) -> None:
+def test_settings_are_checked(setting: str, value: object, error: type[Exception]) -> None:
     ingress = asgi(Reactor())
-    with pytest.raises(ValueError, match=setting):
+    with pytest.raises(error, match=setting):
         setattr(ingress, setting, value)
 
 
@@ -1474,3 +1479,127 @@ async def test_webhook_json_no_queue_could_store_is_400_on_every_queue(body: byt
         assert "JSON" in answer.error
         await anyio.wait_all_tasks_blocked()
     assert capture.events == []
+
+
+# -- the plugin API: one definition per option, any App, one rule for errors -------------
+
+
+def test_unknown_keywords_are_type_errors_naming_the_function() -> None:
+    app = Reactor()
+    unexpected = "got an unexpected keyword argument 'priority'"
+    with pytest.raises(TypeError, match=rf"^on_webhook\(\) {unexpected}"):
+        on_webhook(app, "/x", type="t", priority=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=rf"^on_webhook\(\) {unexpected}"):
+        app.on_webhook("/x", type="t", priority=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=rf"^asgi\(\) {unexpected}"):
+        asgi(app, priority=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=rf"^HttpIngress\(\) {unexpected}"):
+        HttpIngress(app, priority=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=rf"^webhook\(\) {unexpected}"):
+        asgi(app).webhook("/x", type="t", priority=1)  # type: ignore[call-arg]
+    assert asgi(app).routes == {}  # nothing was routed by the refused calls
+
+
+@pytest.mark.parametrize(
+    ("options", "setting"),
+    [
+        ({"type": 5}, "type"),
+        ({"type": "t", "tolerance": "300"}, "tolerance"),
+        ({"type": "t", "scheme": 1}, "scheme"),
+    ],
+)
+def test_a_route_option_of_the_wrong_type_is_a_type_error(
+    options: dict[str, Any], setting: str
+) -> None:
+    with pytest.raises(TypeError, match=setting):
+        asgi(Reactor()).webhook("/ok", **options)
+
+
+def test_a_setting_of_the_wrong_type_is_a_type_error() -> None:
+    app = Reactor()
+    with pytest.raises(TypeError, match="token"):
+        asgi(app, token=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tolerance"):
+        asgi(app, tolerance="300")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="retry_after"):
+        asgi(app, retry_after=1.0)  # type: ignore[arg-type]
+    assert asgi(app).token is None
+
+
+def test_the_shortcut_is_the_plugin_function_with_its_signature_and_doc() -> None:
+    app = Reactor()
+    signature = inspect.signature(app.on_webhook)
+    assert list(signature.parameters) == [
+        "path",
+        "type",
+        "secret",
+        "tolerance",
+        "scheme",
+        "options",
+    ]
+    assert signature.parameters["tolerance"].default == DEFAULT_TOLERANCE
+    assert signature.parameters["scheme"].default == "standard"
+    assert app.on_webhook.__doc__ == on_webhook.__doc__
+    assert "X-Hub-Signature-256" in pydoc.render_doc(app.on_webhook)
+
+
+class ForwardingApp:
+    """A ``reactor.abc.App`` that is not a Reactor: it forwards to one, keeping its own
+    sources (so the Reactor never runs them) and starting nothing itself."""
+
+    def __init__(self, app: Reactor) -> None:
+        self.inner = app
+        self.added: list[Source] = []
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return tuple(self.added)
+
+    def add_source(self, source: Source) -> None:
+        self.added.append(source)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_the_ingress_works_with_any_app() -> None:
+    inner = Reactor()
+    app = cast(App, ForwardingApp(inner))
+    ingress = asgi(app)
+    assert asgi(app) is ingress
+    assert ingress.app is app
+    assert app.sources == (ingress,)
+    assert inner.sources == ()
+    on_webhook(app, "/hook", type="com.example.hook", name="hook")(Capture())
+    async with running(inner) as capture:
+        event = Event(type="com.example.a", source="/s")
+        assert (await post_event(ingress, event)).status == 202
+        assert (await call(ingress, b"{}", path="/hook")).status == 202
+        with anyio.fail_after(5):
+            received = await capture.wait_for(2)
+    assert [e.type for e in received] == ["com.example.a", "com.example.hook"]
+
+
+async def test_lifespan_refuses_to_start_an_app_that_is_no_context_manager() -> None:
+    server = Lifespan(asgi(cast(App, ForwardingApp(Reactor()))))
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.run)
+        answer = await server.tell("startup")
+    assert answer["type"] == "lifespan.startup.failed"
+    assert "cannot start" in answer["message"]
+
+
+async def test_the_package_logs_as_reactor_sources_http(caplog: pytest.LogCaptureFixture) -> None:
+    app = Reactor()
+    app.add_source(Broken())
+    server = Lifespan(asgi(app))
+    with caplog.at_level(logging.ERROR, logger="reactor"):
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.run)
+            await server.tell("startup")
+    assert "reactor.sources.http" in {record.name for record in caplog.records}
+
+
+def test_exported_names_report_the_package_as_their_module() -> None:
+    for exported in (HttpIngress, Webhook, IngressSettings, WebhookOptions, asgi, on_webhook):
+        assert exported.__module__ == "reactor.sources.http", exported

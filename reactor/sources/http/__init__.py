@@ -1,0 +1,273 @@
+"""HTTP ingress: CloudEvents and signed webhooks into the app, through an ASGI application.
+
+:func:`asgi` gives the app's :class:`HttpIngress`, an ASGI 3 application that needs no web
+framework. It accepts two kinds of ``POST``:
+
+* **CloudEvents** at its root (``/``), in any mode of the CloudEvents HTTP binding: binary
+  (``ce-*`` headers, the data in the body), structured (``application/cloudevents+json``)
+  or batched (``application/cloudevents-batch+json``). Every event is published as sent,
+  except those of the reserved types and sources (see *Security*).
+* **Webhooks** at the paths routed by the :func:`on_webhook` decorator (or
+  :meth:`HttpIngress.webhook`): any JSON body becomes the ``data`` of an event whose
+  ``type`` is the route's, whose ``source`` is ``"/reactor/http" + path`` and whose ``id``
+  is the sender's delivery id (a new UUID without one). A route with a ``secret``
+  verifies the signatures of the sender's scheme: `Standard Webhooks
+  <https://www.standardwebhooks.com>`_, GitHub or Stripe.
+
+::
+
+    import os
+
+    from reactor import Reactor
+    from reactor.sources.http import asgi, on_webhook
+
+    app = Reactor()
+    ingress = asgi(app, token=os.environ["EVENTS_TOKEN"], allow_types=["com.example.*"])
+    ingress.max_body = 4 * 2**20         # settings are also attributes (see HttpIngress)
+
+    @on_webhook(app, "/github", type="com.github.push",
+                secret=os.environ["GITHUB_WEBHOOK_SECRET"], scheme="github")
+    async def pushed(event): ...         # event.data is the parsed JSON body
+
+**Security.** Event types under ``reactor.`` (timers, file changes, notifications, gap
+events) and sources under ``/reactor/`` (built-in sources and webhook routes) are
+reserved: the CloudEvents endpoint answers 403 to a request holding any such event, so
+that no client can run a cron handler with forged data or reach a signed webhook
+route's handlers without its signature; ``allow_reserved=True`` lifts this for a trusted
+forwarder. ``allow_types`` and ``allow_sources`` (globs) narrow what the endpoint takes
+(403 otherwise). Authentication of the endpoint: a bearer ``token`` (``Authorization:
+Bearer ...``, checked before the body is read) and/or a Standard Webhooks ``secret``
+that signs each whole request (``webhook-id``, ``webhook-timestamp`` and
+``webhook-signature`` headers, replays answered 200 as for webhooks); without either,
+anyone who can reach the endpoint publishes events, so serve it only on a private
+network or behind a proxy that authenticates. Webhook routes without a ``secret`` take
+any request. A request is refused whole: 401 (authentication), 403 (reserved or not
+allowed), with the reason in the JSON body.
+
+Answers, all with a JSON body:
+
+========  =================================================================================
+status    when
+========  =================================================================================
+202       every event of the request is in the ingestion queue: ``{"ids": [...]}``
+200       a signed webhook whose ``webhook-id`` was accepted already within the tolerance
+          window: nothing is published again, ``{"ids": [id], "duplicate": true}``
+400       malformed body, headers or event: ``{"error": "<reason>"}`` (and every 4xx below)
+401       the endpoint's bearer token is missing or wrong (with ``WWW-Authenticate``), or
+          a signature (of the endpoint or a route) is missing, stale or does not verify
+403       a CloudEvent of a reserved type or source, or one the allow-lists exclude
+404       no route at that path
+405       not a ``POST`` (with an ``Allow: POST`` header)
+413       ``Content-Length`` or the body read so far exceeds ``max_body`` (reading stops
+          there), a batch holds more events than the queue can ever hold, or an event is
+          larger than the queue takes (``SQLiteQueue``'s ``max_event_size``)
+415       a content type this route does not take
+501       a batch for a queue that cannot store batches all or nothing (a third-party
+          queue without :meth:`~reactor.abc.EventQueue.put_many`)
+503       the queue has no room for the request's events, cannot store anything right now
+          (:class:`~reactor.QueueUnavailableError`, e.g. a full disk), or the app is not
+          running or is stopping (with ``Retry-After``)
+========  =================================================================================
+
+No client input is answered 500: every event is checked by :class:`~reactor.Event`
+whatever the queue (lone surrogates, for one, are refused before any queue sees them),
+and a queue's refusal of an event is a 4xx or a 503 as above.
+
+**Nothing answered with a 2xx is lost while the app runs**: the answer is sent only once
+every event of the request is in the ingestion queue, which the app drains before it
+stops. **A request is all or nothing on every queue**: its events are published with
+:meth:`Reactor.publish_many <reactor.Reactor.publish_many>`, which stores every event or
+none (``SQLiteQueue`` commits a batch in one transaction), so an answer other than 2xx
+means nothing of the request was stored and the sender may retry it whole.
+
+**Signatures** (Standard Webhooks; GitHub and Stripe are described at
+:func:`on_webhook`): the ``webhook-signature`` header holds space-separated
+``v1,<base64>`` entries, each an HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{body}"``
+under the route's secret; one matching entry (compared in constant time) is enough,
+others (``v1a``, unknown versions) are skipped. ``webhook-timestamp`` (integer Unix
+seconds) must be within ``tolerance`` seconds of ``app.clock.now()``. An accepted id is
+remembered for a tolerance from its acceptance, and at least until its timestamp leaves
+the window (at most ``replay_cache`` ids, the oldest forgotten first); a repeated id is
+answered 200 without publishing: a sender that retried because it missed our first
+answer stops there, and a replayed request publishes nothing. Routes without a secret
+take any request and remember no ids.
+
+**Mounting in FastAPI or Starlette.** Mounted applications receive no lifespan events:
+start the Reactor from the host application's lifespan::
+
+    import contextlib
+    from fastapi import FastAPI   # or starlette.applications.Starlette
+
+    @contextlib.asynccontextmanager
+    async def lifespan(api):
+        async with app:           # starts sources and dispatcher; drains on shutdown
+            yield
+
+    api = FastAPI(lifespan=lifespan)
+    api.mount("/events", app.asgi)   # CloudEvents: POST /events/; webhooks: /events/github
+
+The ingress strips the mount prefix (``scope["root_path"]``) from the request path.
+
+**Standalone** (``uvicorn mymodule:app.asgi``): the ingress answers the server's lifespan
+events itself. On startup it starts the Reactor (``async with app:``) unless the app
+already runs, and on shutdown it stops and drains it. A server run with lifespan
+disabled never starts the app: every request is then answered 503.
+
+The ingress is also a :class:`~reactor.abc.Source` of the app: it stops accepting (503)
+as soon as the app begins to stop, before the drain, and its counters appear in
+``app.stats().sources["http"]``. It reads no more than ``max_body`` bytes of a body,
+but sets no time limit on reading one: use the server's timeouts for slow clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar, Unpack
+
+from reactor import ConsumerOptions, Handler, validators
+from reactor.abc import App
+
+from ._asgi import Message, Receive, Scope, Send
+from ._ingress import (
+    DEFAULT_MAX_BODY,
+    RESERVED_SOURCE_PREFIX,
+    RESERVED_TYPE_PREFIX,
+    HttpIngress,
+    IngressSettings,
+)
+from ._webhooks import (
+    DEFAULT_REPLAY_CACHE,
+    DEFAULT_TOLERANCE,
+    SOURCE_PREFIX,
+    Scheme,
+    Webhook,
+    WebhookOptions,
+)
+
+# Exported names report this package as their home (``reactor.sources.http.Webhook``),
+# as ``reactor``'s own do.
+for _value in list(globals().values()):
+    if getattr(_value, "__module__", "").startswith(f"{__name__}._"):
+        _value.__module__ = __name__
+del _value
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_REPLAY_CACHE",
+    "DEFAULT_TOLERANCE",
+    "RESERVED_SOURCE_PREFIX",
+    "RESERVED_TYPE_PREFIX",
+    "SOURCE_PREFIX",
+    "HttpIngress",
+    "IngressSettings",
+    "Message",
+    "Receive",
+    "Scheme",
+    "Scope",
+    "Send",
+    "Webhook",
+    "WebhookOptions",
+    "asgi",
+    "on_webhook",
+]
+
+H = TypeVar("H", bound=Handler)
+
+
+def asgi(app: App, /, **settings: Unpack[IngressSettings]) -> HttpIngress:
+    """Return the app's HTTP ingress, an ASGI application, creating it on first use.
+
+    The ingress takes CloudEvents (binary, structured or batched) at its root and JSON
+    webhooks at the paths routed with :func:`on_webhook`, and answers 202 once every
+    event is in the ingestion queue. Serve it standalone (``uvicorn mymodule:app.asgi``:
+    it then starts and stops the app from the server's lifespan) or mount it in FastAPI
+    or Starlette and run ``async with app:`` in the host's lifespan.
+
+    The settings given are set on the ingress (those left out keep their value; they
+    are also attributes: ``app.asgi.max_body = 4 * 2**20``)::
+
+        asgi(app, token=os.environ["INGRESS_TOKEN"], allow_types=["com.example.*"])
+
+    :param app: the app to publish into
+    :param settings: the :class:`IngressSettings` to set
+    :raises TypeError: *app* is not an app, or a setting of the wrong type or name
+    :raises ValueError: a bad setting (nothing is changed then)
+    :return: the same :class:`HttpIngress` on every call for that app
+    """
+    validators.keywords("asgi", settings, IngressSettings)
+    for source in app.sources:
+        if isinstance(source, HttpIngress) and source.app is app:
+            ingress = source
+            break
+    else:
+        ingress = HttpIngress(app)
+        app.add_source(ingress)
+    if settings:
+        # Check every setting on a scratch ingress first: all of them apply, or none.
+        HttpIngress(app, **settings)
+        for name, value in settings.items():
+            setattr(ingress, name, value)
+    return ingress
+
+
+def on_webhook(
+    app: App,
+    /,
+    path: str,
+    *,
+    type: str,
+    secret: str | bytes | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    scheme: Scheme = "standard",
+    **options: Unpack[ConsumerOptions],
+) -> Callable[[H], H]:
+    """Decorate a handler for the JSON webhooks ``POST``-ed to *path* of ``app.asgi``.
+
+    Routes *path* on the app's ingress (:meth:`HttpIngress.webhook`) and subscribes the
+    handler to the route's events only: type *type*, source ``"/reactor/http" + path``,
+    the parsed JSON body as ``data`` and the delivery id as ``id``. Several handlers may
+    share a path when they give the same route settings. With a *secret*, requests must
+    be signed by the *scheme* the sender uses::
+
+        @on_webhook(app, "/github", type="com.github.push", secret=..., scheme="github")
+        @on_webhook(app, "/stripe", type="com.stripe.event", secret="whsec_...",
+                    scheme="stripe")
+
+    * ``"standard"`` (`Standard Webhooks <https://www.standardwebhooks.com>`_):
+      ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers; the
+      event's id is the ``webhook-id``.
+    * ``"github"``: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`` under
+      the secret as typed in GitHub's settings; the event's id is the
+      ``X-GitHub-Delivery`` header, its subject the ``X-GitHub-Event`` header
+      (``"push"``, ...). GitHub signs no timestamp: a delivery id is refused again for
+      *tolerance* seconds after it was accepted, and no longer.
+    * ``"stripe"``: ``Stripe-Signature: t=<timestamp>,v1=<hex>`` (one or more ``v1``),
+      an HMAC-SHA256 of ``"{t}.{body}"`` under the endpoint's signing secret
+      (``"whsec_..."``, used as is); ``t`` must be within *tolerance* of now. The
+      event's id is the body's ``id`` (``"evt_..."``), its subject the body's ``type``
+      (``"payment_intent.succeeded"``, ...).
+
+    In every scheme a repeated id is answered 200 without publishing (see the module
+    docs).
+
+    :param app: the app whose ingress (``app.asgi``) takes the webhooks
+    :param path: the path below the ingress, e.g. ``"/github"`` (a trailing slash is
+        ignored; ``"/"`` is the CloudEvents endpoint)
+    :param type: the ``type`` of the events
+    :param secret: the key the sender signs with: for ``"standard"``, ``"whsec_"``
+        followed by base64 (as senders show it), base64 alone, or raw ``bytes``; for
+        ``"github"`` and ``"stripe"``, the secret's text (or ``bytes``); ``None`` takes
+        unsigned requests (``"standard"`` only)
+    :param tolerance: seconds a signature's timestamp may differ from the app's clock
+    :param scheme: the sender's signature scheme: ``"standard"`` (Standard Webhooks,
+        the default), ``"github"`` (``X-Hub-Signature-256``) or ``"stripe"``
+        (``Stripe-Signature``)
+    :param options: the consumer's ``name``, ``concurrency``, ``ordered_by``,
+        ``timeout`` and ``retry`` (:class:`~reactor.ConsumerOptions`)
+    :raises TypeError: an option of the wrong type or name
+    :raises ValueError: a bad option, or *path* is routed already with other settings
+    :return: a decorator that subscribes the handler and returns it unchanged
+    """
+    validators.keywords("on_webhook", options, ConsumerOptions)
+    route = asgi(app).webhook(path, type=type, secret=secret, tolerance=tolerance, scheme=scheme)
+    return app.subscribe(route.type, source=route.source, **options)
