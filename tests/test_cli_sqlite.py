@@ -24,7 +24,7 @@ import pytest
 
 from reactor import Event, Reactor
 from reactor._cli import _parse_time, main
-from reactor.queues.sqlite import SQLiteQueue
+from reactor.queues.sqlite import SCHEMA_VERSION, SQLiteQueue
 
 URL = "sqlite:///events.db"  # relative: the tests run in their tmp_path
 
@@ -588,7 +588,8 @@ def newer_schema(path: Path) -> None:
         ),
         (
             newer_schema,
-            "events.db has queue schema version 99, newer than the 1 this reactor supports",
+            f"events.db has queue schema version 99, newer than the {SCHEMA_VERSION} this "
+            "reactor supports",
         ),
     ],
     ids=["empty", "text", "another database", "another application", "newer schema"],

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from reactor import Reactor
-from reactor.queues import sqlite as sqlite_queue
+from reactor.queues.sqlite import _lock as sqlite_queue
 from reactor.queues.sqlite import SQLiteQueue
 
 pytestmark = [
