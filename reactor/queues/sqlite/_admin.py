@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from time import time
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -31,12 +31,13 @@ from reactor import (
 )
 
 from ._errors import unavailable_cause
-from ._journal import append, crc_with, stored_consumers
+from ._journal import Journal, append, crc_with, stored_consumers
+from ._options import check_positive_int, timestamp
 from ._schema import SCHEMA_VERSION, check_header, identify, public_type_name
 
 __all__ = [
+    "DeadLetterAdmin",
     "StoredDeadLetter",
-    "check_positive_int",
     "letter_filter",
     "list_letters",
     "purge_letters",
@@ -44,6 +45,8 @@ __all__ = [
     "replay_letters",
     "replay_window",
 ]
+
+_T = TypeVar("_T")
 
 _LETTER_COLUMNS: Final = (
     "id, consumer, body, error_type, error, attempts, first_failed_at, last_failed_at, dead_at"
@@ -167,6 +170,149 @@ def _stored_letter(row: tuple[Any, ...], old_names: bool) -> StoredDeadLetter:
         dead_at=datetime.fromtimestamp(dead_at, UTC),
         body=bytes(body),
     )
+
+
+class DeadLetterAdmin:
+    """The methods of :class:`SQLiteQueue` that list, replay and purge its dead letters
+    and replay a time window of kept events (loop side; their SQL is below).
+
+    They run through the queue's writer role, with the hooks below that the queue
+    provides.
+    """
+
+    _path: Path
+    _consumers: set[str]  # the consumer names the app noted
+
+    def _check_running(self) -> None:
+        """:raises ~reactor.ReactorNotRunning: the queue is not open"""
+        raise NotImplementedError
+
+    async def _flush(self) -> None:
+        """Commit what is waiting for the next commit."""
+        raise NotImplementedError
+
+    async def _run(self, call: Callable[[Journal, int], _T]) -> _T:
+        """Run ``call(journal, number of the last event)`` in the worker thread, holding
+        the writer role."""
+        raise NotImplementedError
+
+    async def _republish(self, call: Callable[[Journal, int], int]) -> int:
+        """Run *call*, which appends events after the last one and returns how many, and
+        take them into the queue."""
+        raise NotImplementedError
+
+    async def dead_letters(
+        self, *, consumer: str | None = None, limit: int | None = None
+    ) -> list[StoredDeadLetter]:
+        """Return the dead letters stored in the file, oldest first.
+
+        :param consumer: only this consumer's letters
+        :param limit: at most this many
+        """
+        self._check_running()
+        if limit is not None:
+            check_positive_int("limit", limit)
+        await self._flush()  # read what was recorded so far, letters not yet written included
+        return await self._run(lambda journal, _: journal.read(list_letters, consumer, limit))
+
+    async def replay_dead_letters(
+        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
+    ) -> int:
+        """Publish stored dead letters' events again, each to its consumer only, and
+        remove the letters, in one transaction.
+
+        Such a redelivery is not a new publication: once settled it is not kept by the
+        retention, and :meth:`replay` never replays it (it replays the original event).
+        Letters of damaged events (no consumer) cannot be replayed and stay.
+
+        :param ids: the letters to replay (default: all, or all of *consumer*); every id
+            must name a letter that can be replayed
+        :param consumer: only this consumer's letters
+        :return: how many events were published again
+        :raises ~reactor.DeadLetterNotFound: an id names no letter, or the letter of a
+            damaged event; nothing was replayed
+        :raises ~reactor.ConsumerNotFound: *consumer* was never seen in this file
+        """
+        self._check_running()
+        wanted = None if ids is None else list(ids)
+        where, params = letter_filter(wanted, consumer)
+        path, noted = self._path, frozenset(self._consumers)
+        id_set = None if wanted is None else set(wanted)
+        return await self._republish(
+            lambda journal, last_seq: journal.transact(
+                replay_letters, path, noted, last_seq, where, params, id_set, consumer
+            )
+        )
+
+    async def purge_dead_letters(
+        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
+    ) -> int:
+        """Delete stored dead letters.
+
+        :param ids: the letters to delete (default: all, or all of *consumer*); every id
+            must name a letter
+        :param consumer: only this consumer's letters
+        :return: how many letters were deleted
+        :raises ~reactor.DeadLetterNotFound: an id names no letter; nothing was deleted
+        :raises ~reactor.ConsumerNotFound: *consumer* was never seen in this file
+        """
+        self._check_running()
+        wanted = None if ids is None else list(ids)
+        where, params = letter_filter(wanted, consumer, include_damaged=True)
+        path, noted = self._path, frozenset(self._consumers)
+        id_set = None if wanted is None else set(wanted)
+        return await self._run(
+            lambda journal, _: journal.transact(
+                purge_letters, path, noted, where, params, id_set, consumer
+            )
+        )
+
+    async def replay(
+        self,
+        since: datetime,
+        *,
+        until: datetime | None = None,
+        consumers: Collection[str] | None = None,
+    ) -> int:
+        """Publish again the events published in ``[since, until)`` that were
+        acknowledged and are still kept by the retention, in the order they were
+        published, with their ids.
+
+        Only publications are replayed, each once: never a replay or a redelivery (of a
+        dead letter, or by an earlier replay to chosen consumers), which is not kept as
+        an event of its own. A replay to every consumer takes the event back into the
+        queue, where it is kept again once settled; a replay to chosen *consumers*
+        sends them a copy, which is not kept.
+
+        Each event goes to the consumers it was meant for: every subscription whose
+        pattern and filter match it when it is delivered, or only those of
+        *consumers* among them. Events not yet acknowledged are left alone (they are
+        still to be delivered).
+
+        :param since: replay events published at or after this time (aware)
+        :param until: ... and before this time (default: no end)
+        :param consumers: the consumers to deliver them to (default: every match);
+            each must be a consumer that this file has seen
+        :return: how many events were published again
+        :raises ValueError: a naive time, or an empty *consumers*
+        :raises ~reactor.ConsumerNotFound: a name in *consumers* was never seen in this
+            file (a consumer that has run on it, or the app's subscriptions when it
+            opened the queue); nothing was replayed
+        """
+        self._check_running()
+        start = timestamp("since", since)
+        end = None if until is None else timestamp("until", until)
+        names = None
+        if consumers is not None:
+            if isinstance(consumers, str) or not consumers:
+                raise ValueError("consumers must be a non-empty collection of names, or None")
+            names = sorted(set(consumers))
+        path, noted = self._path, frozenset(self._consumers)
+        return await self._republish(
+            lambda journal, last_seq: journal.transact(
+                replay_window, path, noted, last_seq, start, end, names
+            )
+        )
 
 
 # -- changes, in the journal's transaction ----------------------------------------------
@@ -322,22 +468,3 @@ def _check_ids(wanted: set[int], found: set[int], *, replayable: bool) -> None:
             f"{why if replayable else ''}; nothing was changed",
             missing,
         )
-
-
-def check_positive_int(name: str, value: object) -> None:
-    """:raises ValueError: *value* is not an int >= 1"""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-def timestamp(name: str, value: object) -> float:
-    """The POSIX time of an aware datetime.
-
-    :raises TypeError: not a datetime
-    :raises ValueError: a naive one
-    """
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be an aware datetime (with a time zone), got {value!r}")
-    return value.timestamp()

@@ -13,12 +13,11 @@ import json
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection, Sequence
+from datetime import timedelta
 from pathlib import Path
 from time import time
 from typing import Any, Final, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.lowlevel
@@ -39,10 +38,10 @@ from reactor import (
 from reactor.abc import EventQueue, Received
 from reactor.queues._waiting import WaitingPublishers
 
-from . import _admin
-from ._admin import StoredDeadLetter, check_positive_int, timestamp
+from ._admin import DeadLetterAdmin
 from ._errors import logger, storage_error
 from ._journal import Journal, Recovered, Writes
+from ._options import Options, path_from_url
 from ._schema import Check, Synchronous, public_name
 
 __all__ = [
@@ -90,7 +89,7 @@ class _Work(Writes):
         self.done = anyio.Event()
 
 
-class SQLiteQueue(EventQueue):
+class SQLiteQueue(DeadLetterAdmin, EventQueue):
     """A durable ingestion queue: events survive a crash and are delivered at least once.
 
     ``Reactor(queue=SQLiteQueue("events.db"))`` journals every published event in one
@@ -160,44 +159,21 @@ class SQLiteQueue(EventQueue):
         busy_timeout: float = 5.0,
         max_redeliveries: int | None = DEFAULT_MAX_REDELIVERIES,
     ) -> None:
-        if not isinstance(path, str | os.PathLike) or not os.fspath(path):
-            raise TypeError(f"path must be a file path, got {path!r}")
-        if synchronous not in ("full", "normal"):
-            raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
-        check_positive_int("capacity", capacity)
-        check_positive_int("max_event_size", max_event_size)
-        if isinstance(retention, timedelta):
-            retention = retention.total_seconds()
-        if retention is not None and (
-            not isinstance(retention, int | float) or isinstance(retention, bool) or retention < 0
-        ):
-            raise ValueError(
-                f"retention must be seconds >= 0, a timedelta or None, got {retention!r}"
-            )
-        if check not in ("quick", "full", "none"):
-            raise ValueError(f"check must be 'quick', 'full' or 'none', got {check!r}")
-        if (
-            not isinstance(busy_timeout, int | float)
-            or isinstance(busy_timeout, bool)
-            or busy_timeout < 0
-        ):
-            raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
-        if max_redeliveries is not None and (
-            not isinstance(max_redeliveries, int)
-            or isinstance(max_redeliveries, bool)
-            or max_redeliveries < 0
-        ):
-            raise ValueError(
-                f"max_redeliveries must be an int >= 0 or None, got {max_redeliveries!r}"
-            )
+        options = self._options = Options.checked(
+            path,
+            synchronous=synchronous,
+            capacity=capacity,
+            max_event_size=max_event_size,
+            retention=retention,
+            check=check,
+            busy_timeout=busy_timeout,
+            max_redeliveries=max_redeliveries,
+        )
         self.max_redeliveries = max_redeliveries
-        self._path = Path(path)
-        self._synchronous = synchronous
+        self._path = options.path
+        # Read for every event: kept at hand.
         self._capacity = capacity
         self._max_event_size = max_event_size
-        self._retention: float | None = None if retention is None else float(retention)
-        self._check = check
-        self._busy_timeout = float(busy_timeout)
         self._db: Journal | None = None  # the open file's journal
         self._limiter: anyio.CapacityLimiter | None = None
         # The writer role: set while one thread hop runs; its event fires when it ends.
@@ -239,21 +215,7 @@ class SQLiteQueue(EventQueue):
         :param options: keyword arguments of :class:`SQLiteQueue`
         :raises ValueError: not a ``sqlite://`` URL with a path
         """
-        parts = urlsplit(url)
-        if (
-            parts.scheme != "sqlite"
-            or parts.netloc
-            or not parts.path.startswith("/")
-            or parts.query
-            or parts.fragment
-        ):
-            raise ValueError(
-                f"expected a URL like sqlite:///events.db or sqlite:////abs/path.db, got {url!r}"
-            )
-        path = unquote(parts.path[1:])
-        if not path:
-            raise ValueError(f"the URL {url!r} names no file")
-        return cls(path, **options)
+        return cls(path_from_url(url), **options)
 
     # -- properties -----------------------------------------------------------------
 
@@ -275,7 +237,7 @@ class SQLiteQueue(EventQueue):
     @property
     def retention(self) -> float | None:
         """Seconds acknowledged events are kept for :meth:`replay` (``None``: not kept)."""
-        return self._retention
+        return self._options.retention
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -292,10 +254,10 @@ class SQLiteQueue(EventQueue):
             open_journal = functools.partial(
                 Journal.open,
                 self._path,
-                synchronous=self._synchronous,
-                check=self._check,
-                busy_timeout=self._busy_timeout,
-                retention=self._retention,
+                synchronous=self._options.synchronous,
+                check=self._options.check,
+                busy_timeout=self._options.busy_timeout,
+                retention=self._options.retention,
                 writer=f"reactor {reactor.__version__}",
                 consumers=consumers,
             )
@@ -767,125 +729,13 @@ class SQLiteQueue(EventQueue):
         """Remove *letter* from the file; written with the redelivered event's put."""
         self._work.discards.append((letter.event.source, letter.event.id, letter.consumer))
 
-    # -- dead letters, replay ---------------------------------------------------------
-
-    async def dead_letters(
-        self, *, consumer: str | None = None, limit: int | None = None
-    ) -> list[StoredDeadLetter]:
-        """Return the dead letters stored in the file, oldest first.
-
-        :param consumer: only this consumer's letters
-        :param limit: at most this many
-        """
-        self._check_running()
-        if limit is not None:
-            check_positive_int("limit", limit)
-        if self._work:  # read what was recorded so far, letters not yet written included
-            await self._commit(self._work)
-        return await self._run(
-            lambda journal, _: journal.read(_admin.list_letters, consumer, limit)
-        )
-
-    async def replay_dead_letters(
-        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
-    ) -> int:
-        """Publish stored dead letters' events again, each to its consumer only, and
-        remove the letters, in one transaction.
-
-        Such a redelivery is not a new publication: once settled it is not kept by the
-        retention, and :meth:`replay` never replays it (it replays the original event).
-        Letters of damaged events (no consumer) cannot be replayed and stay.
-
-        :param ids: the letters to replay (default: all, or all of *consumer*); every id
-            must name a letter that can be replayed
-        :param consumer: only this consumer's letters
-        :return: how many events were published again
-        :raises ~reactor.DeadLetterNotFound: an id names no letter, or the letter of a
-            damaged event; nothing was replayed
-        :raises ~reactor.ConsumerNotFound: *consumer* was never seen in this file
-        """
-        self._check_running()
-        wanted = None if ids is None else list(ids)
-        where, params = _admin.letter_filter(wanted, consumer)
-        path, noted, id_set = self._path, frozenset(self._consumers), _id_set(wanted)
-        return await self._republish(
-            lambda journal, last_seq: journal.transact(
-                _admin.replay_letters, path, noted, last_seq, where, params, id_set, consumer
-            )
-        )
-
-    async def purge_dead_letters(
-        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
-    ) -> int:
-        """Delete stored dead letters.
-
-        :param ids: the letters to delete (default: all, or all of *consumer*); every id
-            must name a letter
-        :param consumer: only this consumer's letters
-        :return: how many letters were deleted
-        :raises ~reactor.DeadLetterNotFound: an id names no letter; nothing was deleted
-        :raises ~reactor.ConsumerNotFound: *consumer* was never seen in this file
-        """
-        self._check_running()
-        wanted = None if ids is None else list(ids)
-        where, params = _admin.letter_filter(wanted, consumer, include_damaged=True)
-        path, noted, id_set = self._path, frozenset(self._consumers), _id_set(wanted)
-        return await self._run(
-            lambda journal, _: journal.transact(
-                _admin.purge_letters, path, noted, where, params, id_set, consumer
-            )
-        )
-
-    async def replay(
-        self,
-        since: datetime,
-        *,
-        until: datetime | None = None,
-        consumers: Collection[str] | None = None,
-    ) -> int:
-        """Publish again the events published in ``[since, until)`` that were
-        acknowledged and are still kept by the retention, in the order they were
-        published, with their ids.
-
-        Only publications are replayed, each once: never a replay or a redelivery (of a
-        dead letter, or by an earlier replay to chosen consumers), which is not kept as
-        an event of its own. A replay to every consumer takes the event back into the
-        queue, where it is kept again once settled; a replay to chosen *consumers*
-        sends them a copy, which is not kept.
-
-        Each event goes to the consumers it was meant for: every subscription whose
-        pattern and filter match it when it is delivered, or only those of
-        *consumers* among them. Events not yet acknowledged are left alone (they are
-        still to be delivered).
-
-        :param since: replay events published at or after this time (aware)
-        :param until: ... and before this time (default: no end)
-        :param consumers: the consumers to deliver them to (default: every match);
-            each must be a consumer that this file has seen
-        :return: how many events were published again
-        :raises ValueError: a naive time, or an empty *consumers*
-        :raises ~reactor.ConsumerNotFound: a name in *consumers* was never seen in this
-            file (a consumer that has run on it, or the app's subscriptions when it
-            opened the queue); nothing was replayed
-        """
-        self._check_running()
-        start = timestamp("since", since)
-        end = None if until is None else timestamp("until", until)
-        names = None
-        if consumers is not None:
-            if isinstance(consumers, str) or not consumers:
-                raise ValueError("consumers must be a non-empty collection of names, or None")
-            names = sorted(set(consumers))
-        path, noted = self._path, frozenset(self._consumers)
-        return await self._republish(
-            lambda journal, last_seq: journal.transact(
-                _admin.replay_window, path, noted, last_seq, start, end, names
-            )
-        )
-
     def note_consumers(self, names: Collection[str]) -> None:
         """Remember the app's consumer names, recorded in the file (see :meth:`replay`)."""
         self._consumers.update(names)
+
+    async def _flush(self) -> None:
+        if self._work:
+            await self._commit(self._work)
 
     async def _run(self, call: Callable[[Journal, int], _T]) -> _T:
         """Run ``call(journal, last)`` in the worker thread, holding the writer role (so
@@ -960,14 +810,10 @@ class SQLiteQueue(EventQueue):
         )
 
     def __repr__(self) -> str:
-        return f"SQLiteQueue({str(self._path)!r}, synchronous={self._synchronous!r})"
+        return f"SQLiteQueue({str(self._path)!r}, synchronous={self._options.synchronous!r})"
 
 
 def _seq(received: Received) -> int:
     seq = received.token
     assert isinstance(seq, int)
     return seq
-
-
-def _id_set(ids: Iterable[int] | None) -> set[int] | None:
-    return None if ids is None else set(ids)
