@@ -214,3 +214,12 @@ async def test_new_letters_store_public_names(tmp_path: Path) -> None:
     letters = read_dead_letters(path)
     assert [letter.error_type for letter in letters] == ["reactor.DeliveryTimeout"]
     assert DeliveryTimeout.__module__ == RedeliveryLimitExceeded.__module__ == "reactor"
+
+
+def test_public_names_report_the_package() -> None:
+    import reactor.queues.sqlite as package
+
+    for name in package.__all__:
+        value = getattr(package, name)
+        if hasattr(value, "__module__"):
+            assert value.__module__ == "reactor.queues.sqlite", name

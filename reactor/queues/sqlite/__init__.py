@@ -25,22 +25,25 @@ The modules, by job:
   it takes its inputs as arguments and returns its results.
 * ``_schema``: the file's layout, its version and migrations, the checks of a file, and
   the public names stored for classes.
-* ``_admin``: dead letters (list, replay, purge) and the replay of a time window.
+* ``_admin``: dead letters (list, replay, purge) and the replay of a time window, the
+  methods and their SQL.
+* ``_options``: the queue's settings and the checks of arguments.
 * ``_lock``: one owner per file.
 * ``_errors``: the package's logger, and what a failure to use the file is.
 """
 
+from . import _journal
 from ._admin import StoredDeadLetter as StoredDeadLetter
 from ._admin import read_dead_letters as read_dead_letters
-
-# The rows' checksum, for the benchmark that writes a backlog with plain sqlite3 (it
-# imports it from here); not part of the API.
-from ._journal import crc as _crc  # noqa: F401
 from ._queue import DEFAULT_CAPACITY as DEFAULT_CAPACITY
 from ._queue import DEFAULT_MAX_EVENT_SIZE as DEFAULT_MAX_EVENT_SIZE
 from ._queue import DEFAULT_MAX_REDELIVERIES as DEFAULT_MAX_REDELIVERIES
 from ._queue import SQLiteQueue as SQLiteQueue
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
+
+# The rows' checksum, for the benchmark that writes a backlog with plain sqlite3 (it
+# imports it from here); not part of the API.
+_crc = _journal.crc
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -51,3 +54,9 @@ __all__ = [
     "StoredDeadLetter",
     "read_dead_letters",
 ]
+
+# The public names report this package as their home (reactor.queues.sqlite.SQLiteQueue,
+# as before it was split into modules): in reprs, tracebacks, pickles and documentation.
+for _value in (SQLiteQueue, StoredDeadLetter, read_dead_letters):
+    _value.__module__ = __name__
+del _value

@@ -1,8 +1,15 @@
 """The queue on the event loop's side: publishing, waiting publishers, the read-ahead,
 the writer role (group commit) and settlement; every statement runs in the journal.
 
-State is the loop's own: it is changed between thread hops only, from what a hop returns
-(see :mod:`._journal`).
+State is the loop's own: it is changed on the loop only, before a thread hop and from
+what the hop returns (see :mod:`._journal`).
+
+Over 600 lines on purpose: :class:`SQLiteQueue` is one object whose state (depth,
+read-ahead, writer role, waiting publishers) is read on every ``put()`` and
+``get_batch()``, so it is kept in one class rather than behind more indirection on the
+hot path; much of the module is the documentation of its public methods. Everything
+else lives beside it: the SQL in ``_journal``, the file's layout in ``_schema``, the
+dead-letter methods in ``_admin``, the settings in ``_options``, the lock in ``_lock``.
 """
 
 from __future__ import annotations
@@ -332,10 +339,10 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             # Fresh events that were read ahead but never handed out are not counted as
             # handed out at the next start.
             given = self._given if self._handed_out > self._given else None
+            self._db = None
             await anyio.to_thread.run_sync(
                 journal.close, self._unstored_consumers(), given, limiter=self._limiter
             )
-        self._db = None
         self._ready.clear()
         self._redeliveries = 0
         self._depth = 0

@@ -11,6 +11,7 @@ Schema versions:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
@@ -125,7 +126,6 @@ def prepare(
         conn.execute("COMMIT")
     else:
         _set_journal_mode(conn, path)
-        migrate(conn)
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     # The write-ahead log is copied into the file by a thread of its own (see
     # Checkpointer), not inside the commits that publishers wait for.
@@ -140,6 +140,7 @@ def prepare(
                 f"{path} is damaged ({pragma}: {'; '.join(problems)}); it was left "
                 "as it is: move it aside and keep it for recovery"
             )
+    migrate(conn)  # once the file passed its checks: a damaged one is left as it is
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -173,7 +174,9 @@ def migrate(conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            # The error being handled is the one to report, not a failed ROLLBACK's.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
 
 
