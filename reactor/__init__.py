@@ -16,9 +16,6 @@ concurrently, each isolated from the others' failures::
         await app.publish("order.created", {"id": 1}, source="/shop")
 """
 
-import inspect as _inspect
-import typing as _typing
-
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._dispatch import Delivery as Delivery
@@ -61,30 +58,13 @@ from ._types import Handler as Handler
 from ._types import KeyFunction as KeyFunction
 from ._types import Predicate as Predicate
 from ._types import Unset as Unset
+from .abc import export_from as _export_from
 
 __version__ = "0.1.0.dev0"
 
 
-def _move_home(value: object) -> None:
-    """Make an exported name report this package as its home, as anyio's do.
-
-    ``reactor.Event``, not ``reactor._event.Event``: in reprs, tracebacks, pickles and the
-    names stored on disk. A class's string annotations are resolved first, in the module
-    that wrote them: ``typing.get_type_hints()`` looks names up in the class's module,
-    which from now on is this one.
-    """
-    if isinstance(value, type):
-        own = _inspect.get_annotations(value)
-        if own:
-            hints = _typing.get_type_hints(value, include_extras=True)
-            value.__annotations__ = {name: hints[name] for name in own}
-    value.__module__ = __name__
-
-
-for _value in list(globals().values()):
-    if getattr(_value, "__module__", "").startswith("reactor._"):
-        _move_home(_value)
-del _value
+# Exported names report this package as their home: reactor.Event, not reactor._event.Event.
+_export_from(__name__, globals())
 
 __all__ = [
     "NOTIFICATION_TYPE",

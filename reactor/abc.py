@@ -9,6 +9,8 @@ app through :class:`App`, the part of :class:`reactor.Reactor` a plugin may rely
 
 from __future__ import annotations
 
+import inspect
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
@@ -39,6 +41,7 @@ __all__ = [
     "Source",
     "compile_glob",
     "default_name",
+    "export_from",
     "load_json",
     "run_with_subscription",
 ]
@@ -166,6 +169,32 @@ def run_with_subscription(
     subscription = app.subscribe(pattern, handler, source=events_from, where=where, **options)
     app.add_source(source)
     return subscription
+
+
+def export_from(package: str, namespace: Mapping[str, object]) -> None:
+    """Make what *package* re-exports from its private modules report *package* as home.
+
+    A package that keeps its code in private modules (``mypkg._source``) and re-exports
+    the public names from its ``__init__`` calls ``export_from(__name__, globals())`` at
+    its end, as reactor and its plugins do: the names' ``__module__`` becomes the
+    package's, so reprs, tracebacks, pickles and stored names say
+    ``mypkg.FileSource``, not ``mypkg._source.FileSource``. A class's string
+    annotations are resolved first, in the module that wrote them, so that
+    ``typing.get_type_hints()`` and ``attrs.resolve_types()`` still work.
+
+    :param package: the package's name (``__name__`` in its ``__init__``)
+    :param namespace: the package's namespace (``globals()`` in its ``__init__``)
+    """
+    prefix = f"{package}._"
+    for value in list(namespace.values()):
+        if not getattr(value, "__module__", "").startswith(prefix):
+            continue
+        if isinstance(value, type):
+            own = inspect.get_annotations(value)
+            if own:
+                hints = typing.get_type_hints(value, include_extras=True)
+                value.__annotations__ = {name: hints[name] for name in own}
+        value.__module__ = package
 
 
 class Source(ABC):

@@ -51,7 +51,7 @@ import anyio.lowlevel
 import attrs
 
 import reactor
-import reactor.queues.sqlite as sqlite_module
+import reactor.queues.sqlite._queue as sqlite_module
 from reactor import Backoff, Event, Reactor, Retry
 from reactor.abc import Received
 from reactor.queues.sqlite import SQLiteQueue

@@ -25,7 +25,7 @@ import pytest
 from reactor import Event, Reactor
 from reactor._cli import main
 from reactor._cli._queue_admin import _parse_time
-from reactor.queues.sqlite import SQLiteQueue
+from reactor.queues.sqlite import SCHEMA_VERSION, SQLiteQueue
 
 URL = "sqlite:///events.db"  # relative: the tests run in their tmp_path
 
@@ -589,7 +589,8 @@ def newer_schema(path: Path) -> None:
         ),
         (
             newer_schema,
-            "events.db has queue schema version 99, newer than the 1 this reactor supports",
+            f"events.db has queue schema version 99, newer than the {SCHEMA_VERSION} this "
+            "reactor supports",
         ),
     ],
     ids=["empty", "text", "another database", "another application", "newer schema"],

@@ -24,8 +24,8 @@ import anyio
 import pytest
 
 from reactor import Event, QueueFileError, QueueUnavailableError, Reactor, Retry
-from reactor.queues import sqlite as sqlite_queue
 from reactor.queues.sqlite import SQLiteQueue, read_dead_letters
+from reactor.queues.sqlite import _journal as sqlite_queue
 from reactor.testing import Capture, VirtualClock
 
 pytestmark = pytest.mark.anyio

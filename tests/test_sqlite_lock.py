@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from reactor import Reactor
-from reactor.queues import sqlite as sqlite_queue
 from reactor.queues.sqlite import SQLiteQueue
+from reactor.queues.sqlite import _lock as sqlite_queue
 
 pytestmark = [
     pytest.mark.anyio,

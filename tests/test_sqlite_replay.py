@@ -229,6 +229,11 @@ async def test_unknown_consumers_and_ids_are_refused(tmp_path: Path) -> None:
         assert isinstance(caught.value, LookupError)
         with pytest.raises(DeadLetterNotFound, match="has the ids 7, 99"):
             await queue.purge_dead_letters([99, 2, 7])
+        # Ids given by an iterator are checked as well as a list's.
+        with pytest.raises(DeadLetterNotFound, match="has the id 99"):
+            await queue.replay_dead_letters(iter([1, 99]))
+        with pytest.raises(DeadLetterNotFound, match="has the id 99"):
+            await queue.purge_dead_letters(n for n in (2, 99))
         # Nothing was changed by the refusals.
         assert [letter.id for letter in await queue.dead_letters()] == [1, 2]
         assert queue.statistics().depth == 0

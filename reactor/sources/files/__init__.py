@@ -115,6 +115,8 @@ is lost silently (see above). A ``modified`` may be repeated when a rescan and t
 both see one change.
 """
 
+from reactor.abc import export_from
+
 from ._events import FILE_CREATED as FILE_CREATED
 from ._events import FILE_DELETED as FILE_DELETED
 from ._events import FILE_MODIFIED as FILE_MODIFIED
@@ -124,12 +126,6 @@ from ._events import by_path as by_path
 from ._source import FileChangeSource as FileChangeSource
 from ._source import WatchOptions as WatchOptions
 from ._source import on_file_change as on_file_change
-
-# Exported names report this package as their home (reactor.sources.files.FileChangeSource),
-# as reactor's own do.
-for _value in (by_path, FileChangeSource, WatchOptions, on_file_change):
-    _value.__module__ = __name__
-del _value
 
 __all__ = [
     "FILE_CREATED",
@@ -142,3 +138,5 @@ __all__ = [
     "by_path",
     "on_file_change",
 ]
+
+export_from(__name__, globals())

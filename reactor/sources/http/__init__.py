@@ -125,7 +125,7 @@ from collections.abc import Callable
 from typing import TypeVar, Unpack
 
 from reactor import ConsumerOptions, Handler, validators
-from reactor.abc import App
+from reactor.abc import App, export_from
 
 from ._asgi import Message, Receive, Scope, Send
 from ._ingress import (
@@ -143,13 +143,6 @@ from ._webhooks import (
     Webhook,
     WebhookOptions,
 )
-
-# Exported names report this package as their home (``reactor.sources.http.Webhook``),
-# as ``reactor``'s own do.
-for _value in list(globals().values()):
-    if getattr(_value, "__module__", "").startswith(f"{__name__}._"):
-        _value.__module__ = __name__
-del _value
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -271,3 +264,6 @@ def on_webhook(
     validators.keywords("on_webhook", options, ConsumerOptions)
     route = asgi(app).webhook(path, type=type, secret=secret, tolerance=tolerance, scheme=scheme)
     return app.subscribe(route.type, source=route.source, **options)
+
+
+export_from(__name__, globals())

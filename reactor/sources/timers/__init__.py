@@ -92,6 +92,8 @@ characters, malformed, out of range, or unable to fire within 50 years (``0 0 30
 raise :class:`ValueError` naming the problem.
 """
 
+from reactor.abc import export_from
+
 from ._cron import MAX_EXPRESSION_LENGTH as MAX_EXPRESSION_LENGTH
 from ._cron import CronTrigger as CronTrigger
 from ._register import TimerConsumerOptions as TimerConsumerOptions
@@ -135,3 +137,5 @@ __all__ = [
     "cron",
     "every",
 ]
+
+export_from(__name__, globals())

@@ -1,0 +1,826 @@
+"""The queue on the event loop's side: publishing, waiting publishers, the read-ahead,
+the writer role (group commit) and settlement; every statement runs in the journal.
+
+State is the loop's own: it is changed on the loop only, before a thread hop and from
+what the hop returns (see :mod:`._journal`).
+
+Over 600 lines on purpose: :class:`SQLiteQueue` is one object whose state (depth,
+read-ahead, writer role, waiting publishers) is read on every ``put()`` and
+``get_batch()``, so it is kept in one class rather than behind more indirection on the
+hot path; much of the module is the documentation of its public methods. Everything
+else lives beside it: the SQL in ``_journal``, the file's layout in ``_schema``, the
+dead-letter methods in ``_admin``, the settings in ``_options``, the lock in ``_lock``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from datetime import timedelta
+from pathlib import Path
+from time import time
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+import reactor
+from reactor import (
+    DeadLetter,
+    Event,
+    EventFormatError,
+    PayloadTooLargeError,
+    QueueFileError,
+    QueueFull,
+    QueueStatistics,
+    QueueUnavailableError,
+    ReactorNotRunning,
+)
+from reactor.abc import EventQueue, Received
+from reactor.queues._waiting import WaitingPublishers
+
+from ._admin import DeadLetterAdmin
+from ._errors import logger, storage_error
+from ._journal import Journal, Recovered, Writes
+from ._options import Options, path_from_url
+from ._schema import Check, Synchronous, public_name
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_MAX_REDELIVERIES",
+    "SQLiteQueue",
+]
+
+#: How many events may wait in a :class:`SQLiteQueue` (on disk) before ``publish()`` waits.
+DEFAULT_CAPACITY: Final = 1_000_000
+#: The largest encoded event (CloudEvents JSON) accepted by default: 1 MiB.
+DEFAULT_MAX_EVENT_SIZE: Final = 1 << 20
+#: How many times :class:`SQLiteQueue` hands an unsettled event out again by default
+#: before it is dead-lettered instead of handled (see ``max_redeliveries``).
+DEFAULT_MAX_REDELIVERIES: Final = 5
+
+#: Decoded events kept in memory ahead of the dispatcher; the rest wait on disk only.
+READ_AHEAD: Final = 2048
+#: Events read from the file per thread hop when the backlog is on disk.
+READ_PAGE: Final = 512
+#: Events accepted by ``put_nowait()`` and not yet written, before it raises QueueFull.
+WRITE_AHEAD: Final = 10_000
+#: Seconds that close() waits for pending writes before giving them up.
+CLOSE_TIMEOUT: Final = 30.0
+#: Seconds between two tries to read the backlog while the file cannot be written (the
+#: first pause; it doubles up to the second).
+RETRY_DELAY: Final = (0.05, 2.0)
+
+_T = TypeVar("_T")
+
+
+class _Work(Writes):
+    """Everything waiting for the next commit; whoever commits takes it all."""
+
+    __slots__ = ("done", "error", "finished", "kept")
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The inserts of put_nowait(), whose publishers do not wait: when the commit
+        # fails, they wait for the next one; the others are their publishers' error.
+        self.kept: list[tuple[Received, bytes, str | None, float]] = []
+        self.finished = False
+        self.error: BaseException | None = None
+        self.done = anyio.Event()
+
+
+class SQLiteQueue(DeadLetterAdmin, EventQueue):
+    """A durable ingestion queue: events survive a crash and are delivered at least once.
+
+    ``Reactor(queue=SQLiteQueue("events.db"))`` journals every published event in one
+    SQLite file (WAL mode) before ``publish()`` returns, and removes it only once every
+    consumer's delivery of it has settled: succeeded, or failed every attempt and been
+    stored as a dead letter in the same file. After a crash or a cut-short stop, the
+    next start hands the unfinished events out again, to the consumers that had not
+    settled them only, with ``reactor.current_delivery().attempt`` raised.
+
+    Writes are batched: concurrent publishers, acknowledgements and dead letters share
+    one transaction and one fsync (group commit), run in a worker thread so the event
+    loop never waits on the disk. One process at a time owns the file (a second one gets
+    :class:`~reactor.QueueInUseError`); the dead-letter listing reads it while the owner
+    runs.
+
+    ``publish_nowait()`` (and ``app.notify()``) accept an event without waiting: it is
+    written with the next commit, a few milliseconds later, and is lost if the process
+    dies before that. ``await app.publish()`` returns only after the commit.
+
+    When the file cannot be written (a full disk, most often), ``publish()`` raises
+    :class:`~reactor.QueueUnavailableError` saying why, and stores nothing; events
+    accepted by ``publish_nowait()`` and dead letters wait in memory for the next commit
+    that succeeds; the app retries its settlements until they are stored, and keeps
+    running. The queue recovers by itself once the disk has room again. Failures are
+    logged (once, when they begin, and again when they end) and counted in
+    ``app.stats().queue``: ``errors``, and ``last_error`` while it lasts. Opening a file on
+    a full disk raises :class:`~reactor.QueueUnavailableError` too, never a damaged-file
+    error. A clean close removes the ``<name>-lock`` file beside the database.
+
+    :param path: the database file; created (with its schema) when missing or empty
+    :param synchronous: ``"full"`` (default) makes every commit survive a power loss;
+        ``"normal"`` survives a crash of the process but may lose the last commits on a
+        power loss or OS crash, for several times the throughput
+    :param capacity: the most events waiting on disk before ``publish()`` waits
+        (default 1,000,000); memory stays bounded whatever the backlog
+    :param max_event_size: the largest encoded event accepted, in bytes (default 1 MiB)
+    :param retention: keep acknowledged events this long (seconds or a timedelta) for
+        :meth:`replay`; ``None`` (default) deletes them at acknowledgement
+    :param check: how the file is checked when opened: ``"quick"`` (default, ``PRAGMA
+        quick_check``, reads every page), ``"full"`` (``PRAGMA integrity_check``, also
+        checks indexes) or ``"none"``
+    :param busy_timeout: seconds to wait for another connection's lock (the CLI's)
+    :param max_redeliveries: how many times an event may be handed out again after a
+        run that did not settle it (a crash, a kill, a cut-short stop) before it is
+        dead-lettered, with :class:`~reactor.RedeliveryLimitExceeded`, for the consumers
+        that had not settled it, instead of being handled again: the bound on a poison
+        event that kills the process every time (default 5, so an event is handled at
+        most 6 times, as with Amazon SQS's ``maxReceiveCount``; ``None``: no bound). A
+        hand-out is counted in the file before any handler can run; events handed out
+        together with the poison event and still unsettled when the process died count
+        too, so leave some room above 0.
+    """
+
+    needs_ack = True
+    stores_immediately = False
+    stores_dead_letters = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "full",
+        capacity: int = DEFAULT_CAPACITY,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        retention: float | timedelta | None = None,
+        check: Check = "quick",
+        busy_timeout: float = 5.0,
+        max_redeliveries: int | None = DEFAULT_MAX_REDELIVERIES,
+    ) -> None:
+        options = self._options = Options.checked(
+            path,
+            synchronous=synchronous,
+            capacity=capacity,
+            max_event_size=max_event_size,
+            retention=retention,
+            check=check,
+            busy_timeout=busy_timeout,
+            max_redeliveries=max_redeliveries,
+        )
+        self.max_redeliveries = max_redeliveries
+        self._path = options.path
+        # Read for every event: kept at hand.
+        self._capacity = capacity
+        self._max_event_size = max_event_size
+        self._db: Journal | None = None  # the open file's journal
+        self._limiter: anyio.CapacityLimiter | None = None
+        # The writer role: set while one thread hop runs; its event fires when it ends.
+        self._busy: anyio.Event | None = None
+        self._writing: _Work | None = None  # the work being committed right now
+        self._leader: _Work | None = None  # the work whose first waiter commits it next
+        self._read_error: QueueFileError | None = None
+        self._work = _Work()
+        # Decoded events ready for get_batch(), all older than the disk-only range.
+        self._ready: deque[Received] = deque()
+        self._redeliveries = 0  # how many of them an earlier run handed out already
+        # Events with seq in [_cursor, _on_disk_until] wait in the file only.
+        self._cursor = 1
+        self._on_disk_until = 0
+        self._last_seq = 0  # the number of the last event in the file
+        self._handed_out = 0  # the persisted hand-out watermark
+        self._given = 0  # the last seq that get_batch() handed out
+        self._with_progress: set[Any] = set()
+        # Consumer names the app told of (note_consumers), and those the file has.
+        self._consumers: set[str] = set()
+        self._consumers_stored: frozenset[str] = frozenset()
+        self._depth = 0
+        self._getter: anyio.Event | None = None
+        self._waiting = WaitingPublishers()
+        self._putters = self._waiting.tickets
+        self._closed = True
+        self._put_count = 0
+        self._get_count = 0
+        self._errors = 0  # failed storage operations
+        self._last_error: str | None = None  # set while the file cannot be written
+        self._retry_delay = RETRY_DELAY[0]
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteQueue:
+        """Build a queue from a URL: ``sqlite:///events.db`` (relative to the current
+        directory) or ``sqlite:////var/lib/app/events.db`` (absolute).
+
+        :param url: the URL
+        :param options: keyword arguments of :class:`SQLiteQueue`
+        :raises ValueError: not a ``sqlite://`` URL with a path
+        """
+        return cls(path_from_url(url), **options)
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def capacity(self) -> int:
+        """The most events that may wait in the queue."""
+        return self._capacity
+
+    @property
+    def max_event_size(self) -> int:
+        """The largest encoded event accepted, in bytes."""
+        return self._max_event_size
+
+    @property
+    def retention(self) -> float | None:
+        """Seconds acknowledged events are kept for :meth:`replay` (``None``: not kept)."""
+        return self._options.retention
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or create) the file, check it, and recover what an earlier run left.
+
+        :raises ~reactor.QueueInUseError: another process owns the file
+        :raises ~reactor.QueueFileError: the file is not a reactor queue, has a newer
+            schema, or is damaged; it is left untouched
+        """
+        if self._db is None:
+            self._limiter = anyio.CapacityLimiter(1)
+            consumers = self._unstored_consumers()
+            open_journal = functools.partial(
+                Journal.open,
+                self._path,
+                synchronous=self._options.synchronous,
+                check=self._options.check,
+                busy_timeout=self._options.busy_timeout,
+                retention=self._options.retention,
+                writer=f"reactor {reactor.__version__}",
+                consumers=consumers,
+            )
+            journal, recovered = await anyio.to_thread.run_sync(open_journal, limiter=self._limiter)
+            self._db = journal
+            self._consumers_stored |= frozenset(consumers or ())
+            self._recovered(recovered)
+        self._closed = self._waiting.closed = False
+
+    def _recovered(self, recovered: Recovered) -> None:
+        """Start from what an earlier run left: everything on disk only, read back from
+        its first unsettled event on, none of it handed out by this run."""
+        self._handed_out = self._given = 0
+        self._last_seq = recovered.last_seq
+        self._depth = recovered.depth
+        self._on_disk_until = recovered.last_seq
+        self._cursor = recovered.last_seq + 1 if recovered.first is None else recovered.first
+        self._ready.clear()
+        self._redeliveries = 0
+        self._with_progress.clear()
+        self._work = _Work()
+        if self._depth:
+            logger.info(
+                "%s: %d event(s) left by an earlier run will be delivered again",
+                self._path,
+                self._depth,
+            )
+
+    def _unstored_consumers(self) -> list[str] | None:
+        """The consumer names to record in the file (all of them), or ``None`` when it
+        has them all."""
+        if self._consumers <= self._consumers_stored:
+            return None
+        return sorted(self._consumers)
+
+    async def close(self) -> None:
+        """Write what is pending (acknowledgements, dead letters), then close the file.
+
+        Publishers waiting for room raise :class:`~reactor.ReactorNotRunning`.
+        """
+        self._closed = True
+        self._waiting.close()
+        journal = self._db
+        if journal is None:
+            return
+        # Shielded, so a cancelled app still stores the settlements it has; bounded,
+        # although a statement already running in the thread always runs to its end.
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True) as flush:
+            while True:
+                if self._busy is not None:
+                    await self._busy.wait()
+                elif self._work:
+                    await self._hop()
+                    if self._last_error is not None:
+                        break  # the file cannot be written now; closing cannot wait for it
+                else:
+                    break
+        if flush.cancelled_caught or self._work:
+            logger.error(
+                "%s: pending writes were given up at close (%s); %d event(s) accepted by "
+                "publish_nowait() are lost, and the events whose acknowledgements were not "
+                "written will be delivered again",
+                self._path,
+                self._last_error or f"not written within {CLOSE_TIMEOUT} s",
+                len(self._work.inserts),
+            )
+            self._work = _Work()
+        with anyio.CancelScope(shield=True):
+            while self._busy is not None:
+                await self._busy.wait()
+            assert self._limiter is not None
+            # Fresh events that were read ahead but never handed out are not counted as
+            # handed out at the next start.
+            given = self._given if self._handed_out > self._given else None
+            self._db = None
+            await anyio.to_thread.run_sync(
+                journal.close, self._unstored_consumers(), given, limiter=self._limiter
+            )
+        self._ready.clear()
+        self._redeliveries = 0
+        self._depth = 0
+
+    async def __aenter__(self) -> SQLiteQueue:
+        """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- publishing -----------------------------------------------------------------
+
+    def _encode(self, event: Event) -> bytes:
+        body = event.to_json()
+        if len(body) > self._max_event_size:
+            raise PayloadTooLargeError(len(body), self._max_event_size)
+        return body
+
+    def _check_running(self) -> None:
+        if self._db is None or self._closed:
+            raise ReactorNotRunning(f"the queue {self._path} is not open")
+
+    def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Accept *event* without waiting; it is written with the next commit.
+
+        Unlike :meth:`put`, this returns before the event is on disk: it is lost if the
+        process dies within the few milliseconds before that commit.
+
+        :raises ~reactor.QueueFull: the queue is at capacity, publishers are waiting for
+            room, or too many accepted events are still waiting to be written
+        :raises ~reactor.EventFormatError: the event cannot be encoded as JSON
+        :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
+        """
+        self._check_running()
+        body = self._encode(event)
+        if self._depth >= self._capacity or self._putters or len(self._work.inserts) >= WRITE_AHEAD:
+            raise QueueFull(
+                f"the durable queue is full ({self._capacity} events, or {WRITE_AHEAD} "
+                "waiting to be written); use `await app.publish(...)` to wait for room"
+            )
+        self._work.kept.append(self._accept(event, body, only))
+        self._wake_getter()  # the dispatcher commits it when no publisher does
+
+    def _accept(
+        self, event: Event, body: bytes, only: Collection[str] | None
+    ) -> tuple[Received, bytes, str | None, float]:
+        row: tuple[Received, bytes, str | None, float]
+        if only is None:
+            row = (Received(event), body, None, time())
+        else:
+            consumers = frozenset(only)
+            row = (Received(event, only=consumers), body, json.dumps(sorted(consumers)), time())
+        self._work.inserts.append(row)
+        self._depth += 1
+        self._put_count += 1
+        return row
+
+    async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        """Store *event* and return once it is committed; wait while the queue is full.
+
+        A publisher cancelled before its batch began to be written stores nothing; one
+        cancelled while it is written stores the event (it will be delivered) unless the
+        write fails.
+
+        :raises ~reactor.ReactorNotRunning: the queue is closed, or closed while waiting
+        :raises ~reactor.EventFormatError: the event cannot be encoded as JSON
+        :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
+        :raises ~reactor.QueueUnavailableError: the file cannot be written right now (a
+            full disk, a read-only file, another connection's lock); nothing was stored,
+            and publishing again later can succeed
+        :raises ~reactor.QueueFileError: the file could not be written for another reason
+        """
+        # The commit below runs shielded: without this, a publishing loop in a cancelled
+        # scope would never see its cancellation.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_running()
+        body = self._encode(event)
+        if self._depth >= self._capacity or self._putters:
+            await self._waiting.wait(self._room)
+        row = self._accept(event, body, only)
+        work = self._work
+        try:
+            await self._commit(work)
+        except BaseException:
+            if not work.finished and self._writing is not work:
+                # Not written yet: take the event back, the publish did not happen.
+                work.inserts.remove(row)
+                self._depth -= 1
+                self._put_count -= 1
+            raise
+
+    async def put_many(self, events: Sequence[Event]) -> None:
+        """Store all of *events* in one transaction, or none; do not wait for room.
+
+        :raises ~reactor.QueueFull: less room than events, or publishers waiting for room
+        :raises ~reactor.ReactorNotRunning: the queue is closed
+        :raises ~reactor.EventFormatError: an event cannot be encoded as JSON
+        :raises ~reactor.PayloadTooLargeError: an encoded event is over the limit
+        :raises ~reactor.QueueUnavailableError: the file cannot be written right now (a
+            full disk; nothing stored)
+        :raises ~reactor.QueueFileError: the file could not be written for another reason
+            (nothing stored)
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_running()
+        # Every event is encoded before any is accepted: a bad one refuses the batch.
+        bodies = []
+        for index, event in enumerate(events):
+            try:
+                bodies.append(self._encode(event))
+            except (EventFormatError, PayloadTooLargeError) as exc:
+                if len(events) > 1:
+                    exc.add_note(f"event {index} of the batch (id {event.id!r})")
+                raise
+        if not bodies:
+            return
+        if self._depth + len(bodies) > self._capacity or self._putters:
+            raise QueueFull(
+                f"the durable queue has room for {max(self._capacity - self._depth, 0)} "
+                f"events, not the {len(bodies)} of this batch; retry later"
+            )
+        # One work item holds every row, so they are committed in one transaction.
+        rows = [self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)]
+        work = self._work
+        try:
+            await self._commit(work)
+        except BaseException:
+            if not work.finished and self._writing is not work:
+                for row in rows:
+                    work.inserts.remove(row)
+                self._depth -= len(rows)
+                self._put_count -= len(rows)
+            raise
+
+    def _room(self) -> int:
+        return self._capacity - self._depth
+
+    # -- the writer role ------------------------------------------------------------
+
+    async def _commit(self, work: _Work) -> None:
+        """Return once *work* is committed, taking the writer role when it is free.
+
+        While a commit runs, the first task to wait for the next one is its leader and
+        the others wait for their batch to finish, so a finished commit wakes only the
+        tasks it concerns and one leader.
+        """
+        while not work.finished:
+            if self._busy is None:
+                await self._hop()
+            elif work is self._writing or self._leader is not None:
+                await work.done.wait()
+            else:
+                self._leader = work
+                try:
+                    await self._busy.wait()
+                except BaseException:
+                    self._leader = None
+                    if not work.finished:  # let a follower lead instead
+                        done, work.done = work.done, anyio.Event()
+                        done.set()
+                    raise
+                self._leader = None
+        if work.error is not None:
+            raise work.error
+
+    async def _hop(self) -> None:
+        """Commit everything pending now and, when the dispatcher will soon need it, read
+        the next page of the backlog, in one transaction in the worker thread."""
+        assert self._busy is None and self._limiter is not None and self._db is not None
+        busy = self._busy = anyio.Event()
+        # Hold the writer role for one turn of the loop first: the publishers that the last
+        # commit woke join this batch instead of the next one (else batches alternate
+        # between one event and all the others).
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        ready = self._ready
+        backlog = self._cursor <= self._on_disk_until
+        read = min(READ_PAGE, READ_AHEAD - len(ready)) if backlog and len(ready) < READ_PAGE else 0
+        work = self._work
+        if not work and not read:
+            self._busy = None
+            busy.set()
+            return
+        self._work = _Work()
+        self._writing = work
+        inserts = work.inserts
+        # Fresh events stay in memory for the dispatcher while nothing older waits on
+        # disk and the read-ahead has room; the rest spill (they are read back later).
+        keep = 0 if backlog else min(len(inserts), READ_AHEAD - len(ready))
+        with_progress = self._with_progress
+        progress_done = [seq for seq in work.acks if seq in with_progress] if with_progress else []
+        first = self._last_seq + 1  # the number of the first insert
+        # The last event handed out from memory: fresh events kept for the dispatcher
+        # count as handed out from now on (there is no commit between their read-ahead
+        # and get_batch()); events of the backlog count once get_batch() hands them out.
+        mark = max(first + keep - 1 if keep else 0, work.mark)
+        try:
+            with anyio.CancelScope(shield=True):
+                page = await anyio.to_thread.run_sync(
+                    self._db.commit,
+                    work,
+                    first,
+                    mark if mark > self._handed_out else 0,
+                    progress_done,
+                    (self._cursor, self._on_disk_until, read) if read else None,
+                    limiter=self._limiter,
+                )
+        except Exception as exc:
+            # Nothing of the transaction is stored, and nothing of the queue's state moved
+            # (it moves after a commit only). The publishers waiting for this commit
+            # get the error, their events not stored; events accepted by put_nowait(),
+            # dead letters and discards wait for the next commit; the settlements are
+            # the dispatcher's to send again (see EventQueue.settle).
+            error = work.error = self._failed(exc)
+            if read and not isinstance(error, QueueUnavailableError):
+                self._read_error = error
+            later = work.kept
+            dropped = len(inserts) - len(later)
+            self._depth -= dropped
+            self._put_count -= dropped
+            pending = self._work
+            pending.inserts[:0] = later
+            pending.kept[:0] = later
+            pending.letters[:0] = work.letters
+            pending.discards[:0] = work.discards
+            if later:
+                self._wake_getter()  # the dispatcher writes them when nobody else does
+        else:
+            self._succeeded()
+            self._handed_out = max(self._handed_out, mark)
+            if page is not None:
+                received, self._cursor, damaged = page
+                self._depth -= damaged
+                with_progress.update([item.token for item in received if item.completed])
+                ready.extend(received)
+                self._redeliveries += sum(item.attempt > 1 for item in received)
+            with_progress.difference_update(progress_done)
+            with_progress.update(seq for seq, _ in work.progress)
+            if inserts:
+                # Each event's token is its number in the file, now that it has one.
+                for seq, insert in enumerate(inserts, first):
+                    insert[0].token = seq
+                self._last_seq = last = first + len(inserts) - 1
+                ready.extend([insert[0] for insert in inserts[:keep]])
+                if keep < len(inserts):
+                    self._spill(first + keep, last)
+            if ready:
+                self._wake_getter()
+        finally:
+            work.finished = True
+            self._writing = None
+            self._busy = None
+            busy.set()
+            work.done.set()
+
+    def _failed(self, exc: Exception) -> QueueFileError | QueueUnavailableError:
+        """Count and log a failed write; return the error to raise for it."""
+        error = storage_error(self._path, exc)
+        self._errors += 1
+        if self._last_error is None:
+            logger.error("%s", error, exc_info=exc)
+        else:  # the same condition again: said once, when it began
+            logger.debug("%s", error)
+        self._last_error = str(error)
+        return error
+
+    def _succeeded(self) -> None:
+        """Note a successful write: the file can be written again."""
+        if self._last_error is not None:
+            logger.warning("%s can be written again; the queue has recovered", self._path)
+            self._last_error = None
+            self._retry_delay = RETRY_DELAY[0]
+
+    # -- handing events to the dispatcher -------------------------------------------
+
+    async def get_batch(self, limit: int) -> Sequence[Received]:
+        """Wait for at least one committed event; return up to *limit*, oldest first.
+
+        While the file cannot be written (handing an event out is written first), this
+        keeps trying, with pauses growing up to two seconds.
+
+        :raises ~reactor.QueueFileError: the backlog could not be read from the file
+        """
+        ready = self._ready
+        while True:
+            if ready:
+                count = min(limit, len(ready))
+                if self._redeliveries:
+                    count = self._alone(count)
+                last = _seq(ready[count - 1])
+                if last > self._handed_out:
+                    # Events of the backlog: count them as handed out, durably, before
+                    # any handler can run (a poison event that kills the process must
+                    # still count towards max_redeliveries). This joins the next commit.
+                    work = self._work
+                    work.mark = max(work.mark, last)
+                    try:
+                        await self._commit(work)
+                    except QueueUnavailableError:
+                        await self._pause()  # nothing is handed out uncounted
+                    continue
+                if self._redeliveries and ready[0].attempt > 1:
+                    self._redeliveries -= 1
+                batch = [ready.popleft() for _ in range(count)]
+                self._given = last
+                self._depth -= count
+                self._get_count += count
+                if self._putters:
+                    self._waiting.wake(self._capacity - self._depth)
+                return batch
+            if self._read_error is not None:
+                error, self._read_error = self._read_error, None
+                raise error
+            if self._cursor <= self._on_disk_until or self._work.inserts:
+                # A backlog to read, or events from put_nowait() that nobody commits:
+                # the next commit, whoever runs it, does it.
+                if self._busy is None:
+                    await self._hop()
+                    if self._last_error is not None:
+                        # Reading the backlog is a write transaction (it may move damaged
+                        # events to the dead letters), so a file that cannot be written
+                        # cannot be read either: try again after a pause.
+                        await self._pause()
+                else:
+                    await self._busy.wait()
+            else:
+                getter = self._getter = anyio.Event()
+                await getter.wait()
+
+    async def _pause(self) -> None:
+        """Wait before trying the file again, longer each time while it cannot be written
+        (in real time: it is the disk that is waited for)."""
+        delay = self._retry_delay
+        self._retry_delay = min(delay * 2, RETRY_DELAY[1])
+        await anyio.sleep(delay)
+
+    def _alone(self, count: int) -> int:
+        """Shorten a batch of *count* events so that an event handed out by an earlier
+        run goes out alone.
+
+        Such an event may be the one that ended that run (a poison event): counted and
+        handed out on its own, it does not take the events behind it towards their
+        ``max_redeliveries`` if it ends this run too.
+        """
+        for index, item in enumerate(itertools.islice(self._ready, count)):
+            if item.attempt > 1:
+                return index or 1
+        return count
+
+    # -- settlement -----------------------------------------------------------------
+
+    async def settle(
+        self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
+    ) -> None:
+        """Store acknowledgements and progress in one commit (shared with publishers)."""
+        work = self._work
+        if progress:
+            work.progress.extend([(item.token, consumer) for item, consumer in progress])
+        if done:
+            work.acks.extend([item.token for item in done])
+        if work:
+            await self._commit(work)
+
+    async def ack(self, received: Sequence[Received]) -> None:
+        """Mark events whose every delivery settled as done (deleted, or kept for replay)."""
+        await self.settle(received, ())
+
+    async def record_progress(self, progress: Sequence[tuple[Received, str]]) -> None:
+        """Record consumers that settled events whose other consumers have not yet."""
+        await self.settle((), progress)
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep *letter* in the file; it is written with the event's settlement."""
+        self._work.letters.append(
+            (
+                letter.event.source,
+                letter.event.id,
+                letter.consumer,
+                letter.event.to_json(),
+                public_name(type(letter.error)),
+                letter.error_message,  # never raises, whatever the handler raised
+                letter.attempts,
+                letter.first_failed_at.isoformat(),
+                letter.last_failed_at.isoformat(),
+                time(),
+            )
+        )
+
+    def discard_dead_letter(self, letter: DeadLetter) -> None:
+        """Remove *letter* from the file; written with the redelivered event's put."""
+        self._work.discards.append((letter.event.source, letter.event.id, letter.consumer))
+
+    def note_consumers(self, names: Collection[str]) -> None:
+        """Remember the app's consumer names, recorded in the file (see :meth:`replay`)."""
+        self._consumers.update(names)
+
+    async def _flush(self) -> None:
+        if self._work:
+            await self._commit(self._work)
+
+    async def _run(self, call: Callable[[Journal, int], _T]) -> _T:
+        """Run ``call(journal, last)`` in the worker thread, holding the writer role (so
+        that no commit runs meanwhile and *last*, the number of the last event in the
+        file, stays the last).
+
+        *call* reads only its arguments and what it captured on the loop side before.
+        """
+        while self._busy is not None:
+            await self._busy.wait()
+        journal, limiter = self._db, self._limiter
+        if journal is None or limiter is None:
+            raise ReactorNotRunning(f"the queue {self._path} is not open")
+        busy = self._busy = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                result = await anyio.to_thread.run_sync(
+                    call, journal, self._last_seq, limiter=limiter
+                )
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        else:
+            return result
+        finally:
+            self._busy = None
+            busy.set()
+
+    def _wake_getter(self) -> None:
+        """Wake the dispatcher if it waits in :meth:`get_batch`."""
+        if self._getter is not None:
+            self._getter.set()
+            self._getter = None
+
+    def _spill(self, first: int, last: int) -> None:
+        """Note that the events *first* to *last*, just written, wait on disk only.
+
+        They are newer than everything in the read-ahead; when no older event waits on
+        disk, reading resumes at *first* (everything before it was handed out already).
+        """
+        if self._cursor > self._on_disk_until:
+            self._cursor = first
+        self._on_disk_until = last
+
+    async def _republish(self, call: Callable[[Journal, int], int]) -> int:
+        """Run *call* (as :meth:`_run`), which appends events after the last one and
+        returns how many, and take them into the queue.
+
+        Nothing runs on the loop between the end of *call* and this: no commit can
+        number other events in between.
+        """
+        count = await self._run(call)
+        if count:
+            self._spill(self._last_seq + 1, self._last_seq + count)
+            self._last_seq += count
+            self._depth += count
+            self._put_count += count
+            self._wake_getter()
+        return count
+
+    # -- statistics -----------------------------------------------------------------
+
+    def statistics(self) -> QueueStatistics:
+        """Return a snapshot of the queue's depth, capacity and counters."""
+        return QueueStatistics(
+            depth=self._depth,
+            capacity=self._capacity,
+            put_count=self._put_count,
+            get_count=self._get_count,
+            waiting_publishers=len(self._putters),
+            errors=self._errors,
+            last_error=self._last_error,
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLiteQueue({str(self._path)!r}, synchronous={self._options.synchronous!r})"
+
+
+def _seq(received: Received) -> int:
+    seq = received.token
+    assert isinstance(seq, int)
+    return seq
