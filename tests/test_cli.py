@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import reactor
-from reactor import Reactor
+from reactor import AppImportError, Reactor
 from reactor._cli import (
     ConfigError,
     RunSettings,
@@ -31,7 +31,6 @@ from reactor._cli import (
     main,
     resolve_run_settings,
 )
-from reactor._exceptions import AppImportError
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ROOT / "tests" / "apps"
