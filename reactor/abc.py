@@ -12,10 +12,10 @@ from __future__ import annotations
 import inspect
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from time import perf_counter
-from typing import Any, ClassVar, Protocol, TypeVar, Unpack, overload
+from typing import Any, ClassVar, Protocol, TypeVar, Unpack
 
 import anyio
 from anyio.abc import TaskStatus
@@ -100,18 +100,6 @@ class App(Protocol):
     ) -> Receipt:
         """Publish an event and wait until every consumer it was routed to settled it."""
 
-    @overload
-    def subscribe(
-        self,
-        pattern: str,
-        handler: None = None,
-        *,
-        source: str | None = None,
-        where: Predicate | None = None,
-        **options: Unpack[ConsumerOptions],
-    ) -> Callable[[H], H]: ...
-
-    @overload
     def subscribe(
         self,
         pattern: str,
@@ -120,17 +108,7 @@ class App(Protocol):
         source: str | None = None,
         where: Predicate | None = None,
         **options: Unpack[ConsumerOptions],
-    ) -> Subscription: ...
-
-    def subscribe(
-        self,
-        pattern: str,
-        handler: Handler | None = None,
-        *,
-        source: str | None = None,
-        where: Predicate | None = None,
-        **options: Unpack[ConsumerOptions],
-    ) -> Subscription | Callable[[H], H]:
+    ) -> Subscription:
         """Subscribe a coroutine handler to events whose type matches *pattern*."""
 
     def add_source(self, source: Source) -> None:

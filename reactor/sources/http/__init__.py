@@ -263,7 +263,12 @@ def on_webhook(
     """
     validators.keywords("on_webhook", options, ConsumerOptions)
     route = asgi(app).webhook(path, type=type, secret=secret, tolerance=tolerance, scheme=scheme)
-    return app.subscribe(route.type, source=route.source, **options)
+
+    def decorate(handler: H) -> H:
+        app.subscribe(route.type, handler, source=route.source, **options)
+        return handler
+
+    return decorate
 
 
 export_from(__name__, globals())
