@@ -270,6 +270,9 @@ class Dispatcher:
         self._room: anyio.Event | None = None
         self._idle: anyio.Event | None = None
         self.receipts = Receipts()
+        # The awaited events themselves (a dict that lives as long as the dispatcher): the
+        # hot path tests it without a lookup through `receipts`.
+        self._awaited = self.receipts.waiting
         self._acks: list[Received] = []
         self._progress: list[tuple[Received, str]] = []
         self._settle_wakeup: anyio.Event | None = None
@@ -473,7 +476,7 @@ class Dispatcher:
             # The filter is the consumer's code: its failure is that consumer's failed
             # delivery, settled at once (no attempt was made).
             self._dead_letter(lane, received.event, exc, attempts=0, first_failed=None)
-            if self.receipts.waiting:
+            if self._awaited:
                 self.receipts.note(
                     received.event, lane.name, Outcome(status="failed", attempts=0, error=exc)
                 )
@@ -503,6 +506,7 @@ class Dispatcher:
         needs_ack = self._needs_ack
         cancelled = self._cancelled
         receipts = self.receipts
+        awaited = self._awaited
         slot = _Slot(lane)
         _slot.set(slot)
         lane.waking -= 1
@@ -545,7 +549,7 @@ class Dispatcher:
                     else:
                         error = None
                         lane.delivered += 1
-                        if receipts.waiting:
+                        if awaited:
                             receipts.note(received.event, lane.name, OK_ONCE)
                         received._open -= 1
                         if not received._open:
@@ -734,7 +738,7 @@ class Dispatcher:
     ) -> None:
         if status == "ok":
             lane.delivered += 1
-        if self.receipts.waiting:
+        if self._awaited:
             self.receipts.note(
                 received.event, lane.name, Outcome(status=status, attempts=attempts, error=error)
             )
@@ -753,7 +757,7 @@ class Dispatcher:
         if self._needs_ack:
             self._acks.append(received)
             self._wake_settler()
-        if self.receipts.waiting:
+        if self._awaited:
             self.receipts.done(received.event)
         if self._idle is not None and self.idle:
             self._idle.set()

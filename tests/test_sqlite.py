@@ -389,18 +389,22 @@ async def test_the_queue_is_not_usable_closed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("options", "error", "message"),
     [
-        ({"synchronous": "off"}, "synchronous"),
-        ({"capacity": 0}, "capacity"),
-        ({"max_event_size": 1.5}, "max_event_size"),
-        ({"retention": -1}, "retention"),
-        ({"check": "thorough"}, "check"),
-        ({"busy_timeout": -1}, "busy_timeout"),
+        ({"synchronous": "off"}, ValueError, "synchronous"),
+        ({"capacity": 0}, ValueError, "capacity"),
+        ({"max_event_size": 1.5}, TypeError, "max_event_size"),  # the wrong type
+        ({"retention": -1}, ValueError, "retention"),
+        ({"retention": float("inf")}, ValueError, "retention"),
+        ({"check": "thorough"}, ValueError, "check"),
+        ({"busy_timeout": -1}, ValueError, "busy_timeout"),
+        ({"busy_timeout": "5"}, TypeError, "busy_timeout"),
     ],
 )
-def test_options_are_validated(tmp_path: Path, options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_options_are_validated(
+    tmp_path: Path, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
         SQLiteQueue(tmp_path / "events.db", **options)
 
 

@@ -109,9 +109,11 @@ def test_max_redeliveries_is_validated_and_exposed(tmp_path: Path) -> None:
     assert SQLiteQueue(path, max_redeliveries=None).max_redeliveries is None
     queue: EventQueue = SQLiteQueue(path, max_redeliveries=3)
     assert queue.max_redeliveries == 3
-    for bad in (-1, 1.5, True, "5"):
-        with pytest.raises(ValueError, match="max_redeliveries must be an int >= 0 or None"):
-            SQLiteQueue(path, max_redeliveries=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"max_redeliveries \(or None\) must be an int >= 0"):
+        SQLiteQueue(path, max_redeliveries=-1)
+    for wrong_type in (1.5, True, "5"):
+        with pytest.raises(TypeError, match=r"max_redeliveries \(or None\) must be an int"):
+            SQLiteQueue(path, max_redeliveries=wrong_type)  # type: ignore[arg-type]
 
 
 class Unprintable(Exception):

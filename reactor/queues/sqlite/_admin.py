@@ -28,11 +28,12 @@ from reactor import (
     EventFormatError,
     QueueFileError,
     QueueUnavailableError,
+    validators,
 )
 
 from ._errors import unavailable_cause
 from ._journal import Journal, append, crc_with, stored_consumers
-from ._options import check_positive_int, timestamp
+from ._options import timestamp
 from ._schema import SCHEMA_VERSION, check_header, identify, public_type_name
 
 __all__ = [
@@ -102,7 +103,7 @@ def read_dead_letters(
     """
     path = Path(path)
     if limit is not None:
-        check_positive_int("limit", limit)
+        validators.integer("limit", limit, minimum=1)
     check_header(path, missing_ok=False)
     try:
         conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=5.0)
@@ -211,7 +212,7 @@ class DeadLetterAdmin:
         """
         self._check_running()
         if limit is not None:
-            check_positive_int("limit", limit)
+            validators.integer("limit", limit, minimum=1)
         await self._flush()  # read what was recorded so far, letters not yet written included
         return await self._run(lambda journal, _: journal.read(list_letters, consumer, limit))
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from reactor import validators
+
 from ._schema import Check, Synchronous
 
-__all__ = ["Options", "check_positive_int", "path_from_url", "timestamp"]
+__all__ = ["Options", "path_from_url", "timestamp"]
 
 
 @attrs.frozen(kw_only=True)
@@ -42,39 +44,23 @@ class Options:
     ) -> Options:
         """Check the arguments of :class:`SQLiteQueue`.
 
-        :raises TypeError: *path* is not a file path
+        :raises TypeError: *path* is not a file path, or another argument is of the
+            wrong type
         :raises ValueError: another argument is out of its range
         """
         if not isinstance(path, str | os.PathLike) or not os.fspath(path):
             raise TypeError(f"path must be a file path, got {path!r}")
-        if synchronous not in ("full", "normal"):
-            raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
-        check_positive_int("capacity", capacity)
-        check_positive_int("max_event_size", max_event_size)
+        validators.one_of("synchronous", synchronous, ("full", "normal"))
+        validators.integer("capacity", capacity, minimum=1)
+        validators.integer("max_event_size", max_event_size, minimum=1)
         if isinstance(retention, timedelta):
             retention = retention.total_seconds()
-        if retention is not None and (
-            not isinstance(retention, int | float) or isinstance(retention, bool) or retention < 0
-        ):
-            raise ValueError(
-                f"retention must be seconds >= 0, a timedelta or None, got {retention!r}"
-            )
-        if check not in ("quick", "full", "none"):
-            raise ValueError(f"check must be 'quick', 'full' or 'none', got {check!r}")
-        if (
-            not isinstance(busy_timeout, int | float)
-            or isinstance(busy_timeout, bool)
-            or busy_timeout < 0
-        ):
-            raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
-        if max_redeliveries is not None and (
-            not isinstance(max_redeliveries, int)
-            or isinstance(max_redeliveries, bool)
-            or max_redeliveries < 0
-        ):
-            raise ValueError(
-                f"max_redeliveries must be an int >= 0 or None, got {max_redeliveries!r}"
-            )
+        if retention is not None:
+            retention = validators.seconds("retention", retention)
+        validators.one_of("check", check, ("quick", "full", "none"))
+        validators.seconds("busy_timeout", busy_timeout)
+        if max_redeliveries is not None:
+            validators.integer("max_redeliveries (or None)", max_redeliveries, minimum=0)
         return cls(
             path=Path(path),
             synchronous=synchronous,
@@ -110,20 +96,10 @@ def path_from_url(url: str) -> str:
     return path
 
 
-def check_positive_int(name: str, value: object) -> None:
-    """:raises ValueError: *value* is not an int >= 1"""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
 def timestamp(name: str, value: object) -> float:
     """The POSIX time of an aware datetime.
 
     :raises TypeError: not a datetime
     :raises ValueError: a naive one
     """
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be an aware datetime (with a time zone), got {value!r}")
-    return value.timestamp()
+    return validators.aware_datetime(name, value).timestamp()
