@@ -15,6 +15,10 @@ def _seconds(instance: object, attribute: attrs.Attribute[float], value: float) 
     validators.seconds(attribute.name, value)
 
 
+def _flag(instance: object, attribute: attrs.Attribute[bool], value: bool) -> None:
+    validators.boolean(attribute.name, value)
+
+
 def _multiplier(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     validators.number(attribute.name, value, minimum=1)
 
@@ -36,7 +40,7 @@ class Backoff:
     initial: float = attrs.field(default=0.1, validator=_seconds)
     maximum: float = attrs.field(default=30.0, validator=_seconds)
     multiplier: float = attrs.field(default=2.0, validator=_multiplier)
-    jitter: bool = True
+    jitter: bool = attrs.field(default=True, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.maximum < self.initial:

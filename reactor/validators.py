@@ -22,7 +22,16 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TypeVar
 
-__all__ = ["aware_datetime", "integer", "keywords", "name", "number", "one_of", "seconds"]
+__all__ = [
+    "aware_datetime",
+    "boolean",
+    "integer",
+    "keywords",
+    "name",
+    "number",
+    "one_of",
+    "seconds",
+]
 
 T = TypeVar("T")
 
@@ -94,6 +103,21 @@ def aware_datetime(what: str, value: object) -> datetime:
             f"{what} must be an aware datetime (with a tzinfo such as datetime.UTC), got "
             f"{value!r}: a naive one means different times on different machines"
         )
+    return value
+
+
+def boolean(what: str, value: object) -> bool:
+    """Return *value* if it is a :class:`bool` (a flag: ``True`` or ``False``).
+
+    Nothing else passes, not even ``0``, ``1`` or ``"no"``: ``bool("no")`` is ``True``, so
+    a flag given as anything but a bool is a mistake to report, not a value to convert.
+
+    :param what: the argument's name, for the message
+    :param value: the value to check
+    :raises TypeError: *value* is not a bool
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be a bool (True or False), got {value!r}")
     return value
 
 

@@ -530,6 +530,16 @@ def test_an_option_of_the_wrong_type_is_a_type_error(tmp_path: Path) -> None:
         FileChangeSource(b"inbox")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="path"):
         FileChangeSource("")
+    # A flag given as anything but a bool is refused, not converted: bool("no") is True.
+    with pytest.raises(TypeError, match="recursive must be a bool"):
+        FileChangeSource(tmp_path, recursive="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="force_polling must be a bool"):
+        FileChangeSource(tmp_path, force_polling=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="follow_symlinks must be a bool"):
+        on_file_change(app, tmp_path, follow_symlinks=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="status_events must be a bool"):
+        on_file_change(app, tmp_path, status_events="yes")  # type: ignore[arg-type]
+    assert app.subscriptions == () and app.sources == ()
 
 
 def test_the_app_method_is_the_function_with_its_options_and_doc(tmp_path: Path) -> None:

@@ -1523,6 +1523,8 @@ def test_a_setting_of_the_wrong_type_is_a_type_error() -> None:
         asgi(app, tolerance="300")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="retry_after"):
         asgi(app, retry_after=1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="allow_reserved must be a bool"):
+        asgi(app, allow_reserved=1)  # type: ignore[arg-type]
     assert asgi(app).token is None
 
 

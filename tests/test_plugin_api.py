@@ -192,6 +192,13 @@ class TestValidators:
         with pytest.raises(ValueError):
             validators.name("channel", "")
 
+    def test_boolean(self) -> None:
+        assert validators.boolean("recursive", True) is True
+        assert validators.boolean("recursive", False) is False
+        for wrong_type in (0, 1, "no", None):
+            with pytest.raises(TypeError, match="recursive must be a bool"):
+                validators.boolean("recursive", wrong_type)
+
     def test_keywords(self) -> None:
         validators.keywords("f", {"name": "n", "retry": None}, ConsumerOptions)
         with pytest.raises(TypeError, match=r"f\(\) got an unexpected keyword argument 'a'"):

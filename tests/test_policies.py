@@ -299,6 +299,12 @@ def test_bad_backoff(kwargs: dict[str, Any], match: str) -> None:
         Backoff(**kwargs)
 
 
+def test_backoff_jitter_is_a_bool() -> None:
+    with pytest.raises(TypeError, match="jitter must be a bool"):
+        Backoff(jitter="no")  # type: ignore[arg-type]
+    assert Backoff(jitter=False).jitter is False
+
+
 def test_bad_retry() -> None:
     with pytest.raises(ValueError, match="attempts"):
         Retry(attempts=0)

@@ -97,15 +97,16 @@ class FileChangeSource(Source):
             raise ValueError(f"{given!r} is not a directory: watch the directory that holds it")
         self._pattern: str = settings["pattern"]
         match = compile_pattern(self._pattern)
-        self._recursive = bool(settings["recursive"])
+        self._recursive = validators.boolean("recursive", settings["recursive"])
         self._debounce = validators.seconds("debounce", settings["debounce"])
         self._poll_interval = validators.seconds(
             "poll_interval", settings["poll_interval"], positive=True
         )
-        self._force_polling = bool(settings["force_polling"])
+        self._force_polling = validators.boolean("force_polling", settings["force_polling"])
         self._name = given if name is None else validators.name("name", name)
         self._uri = "/reactor/files/" + quote(self._name, safe="")
-        self._paths = RootPaths(follow_symlinks=bool(settings["follow_symlinks"]))
+        follow_symlinks = validators.boolean("follow_symlinks", settings["follow_symlinks"])
+        self._paths = RootPaths(follow_symlinks=follow_symlinks)
         self._walker = Walker(self._paths, match, recursive=self._recursive, name=self._name)
         self._tree = Tree(self._paths, self._walker)
         self._batch = 0
@@ -488,6 +489,7 @@ def on_file_change(
     :raises ValueError: a bad option, *path* is not a directory, or *name* is taken
     """
     validators.keywords("on_file_change", options, ConsumerOptions)
+    validators.boolean("status_events", status_events)
     watch: WatchOptions = {
         "pattern": pattern,
         "recursive": recursive,

@@ -267,9 +267,7 @@ class HttpIngress(Source):
 
     @allow_reserved.setter
     def allow_reserved(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise TypeError(f"allow_reserved must be a bool, got {value!r}")
-        self._allow_reserved = value
+        self._allow_reserved = validators.boolean("allow_reserved", value)
 
     @property
     def routes(self) -> Mapping[str, Webhook]:
