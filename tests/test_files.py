@@ -528,6 +528,8 @@ def test_an_option_of_the_wrong_type_is_a_type_error(tmp_path: Path) -> None:
         FileChangeSource(tmp_path, name=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="path"):
         FileChangeSource(b"inbox")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"path must be a str or an os\.PathLike, got 3"):
+        on_file_change(app, 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="path"):
         FileChangeSource("")
     # A flag given as anything but a bool is refused, not converted: bool("no") is True.

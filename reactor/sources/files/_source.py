@@ -91,6 +91,8 @@ class FileChangeSource(Source):
     ) -> None:
         validators.keywords(type(self).__name__, options, WatchOptions)
         settings = {**_DEFAULTS, **options}
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or an os.PathLike, got {path!r}")
         given = validators.name("path", os.fspath(path))
         self._path = os.path.abspath(given)
         if os.path.exists(self._path) and not os.path.isdir(self._path):
