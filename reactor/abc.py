@@ -46,6 +46,11 @@ __all__ = [
     "run_with_subscription",
 ]
 
+# The helpers re-exported from reactor's private modules report this module as their home,
+# as every exported name does (see export_from()): reactor.abc.compile_glob, not
+# reactor._subscription.compile_glob.
+compile_glob.__module__ = default_name.__module__ = load_json.__module__ = __name__
+
 H = TypeVar("H", bound=Handler)
 
 #: The type of the event a source publishes after an interruption in which it may have

@@ -75,3 +75,15 @@ def test_type_hints_of_public_names_resolve(module_name: str) -> None:
             typing.get_type_hints(member)
             if inspect.isclass(member) and attrs.has(member):
                 attrs.resolve_types(member)
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_public_names_report_a_public_module(module_name: str) -> None:
+    # reactor.abc.compile_glob, not reactor._subscription.compile_glob: reprs, pickles
+    # and documentation tools show where a user imports the name from.
+    module = importlib.import_module(module_name)
+    for name in getattr(module, "__all__", ()):
+        member = getattr(module, name)
+        if inspect.isclass(member) or inspect.isfunction(member):
+            home = member.__module__
+            assert not any(part.startswith("_") for part in home.split(".")), (name, home)
