@@ -163,7 +163,9 @@ def export_from(package: str, namespace: Mapping[str, object]) -> None:
     package's, so reprs, tracebacks, pickles and stored names say
     ``mypkg.FileSource``, not ``mypkg._source.FileSource``. A class's string
     annotations are resolved first, in the module that wrote them, so that
-    ``typing.get_type_hints()`` and ``attrs.resolve_types()`` still work.
+    ``typing.get_type_hints()`` and ``attrs.resolve_types()`` still work; a class whose
+    annotations name something imported only for type checkers (``if TYPE_CHECKING:``)
+    keeps them as written, as unresolvable after the move as they were before it.
 
     :param package: the package's name (``__name__`` in its ``__init__``)
     :param namespace: the package's namespace (``globals()`` in its ``__init__``)
@@ -175,8 +177,12 @@ def export_from(package: str, namespace: Mapping[str, object]) -> None:
         if isinstance(value, type):
             own = inspect.get_annotations(value)
             if own:
-                hints = typing.get_type_hints(value, include_extras=True)
-                value.__annotations__ = {name: hints[name] for name in own}
+                try:
+                    hints = typing.get_type_hints(value, include_extras=True)
+                except NameError:
+                    pass  # a name imported for type checkers only: nothing to resolve
+                else:
+                    value.__annotations__ = {name: hints[name] for name in own}
         value.__module__ = package
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -203,3 +206,51 @@ class TestValidators:
         validators.keywords("f", {"name": "n", "retry": None}, ConsumerOptions)
         with pytest.raises(TypeError, match=r"f\(\) got an unexpected keyword argument 'a'"):
             validators.keywords("f", {"b": 1, "a": 2}, ConsumerOptions)
+
+
+def _package(root: Path, name: str, private: str) -> None:
+    (root / name).mkdir()
+    (root / name / "_impl.py").write_text(private)
+    (root / name / "__init__.py").write_text(
+        "from reactor.abc import export_from\n"
+        "from ._impl import Price as Price\n"
+        "export_from(__name__, globals())\n"
+    )
+
+
+def test_export_from_moves_names_and_keeps_their_type_hints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _package(
+        tmp_path,
+        "plugin_resolved",
+        "from __future__ import annotations\n"
+        "from decimal import Decimal\n"
+        "class Price:\n"
+        "    amount: Decimal\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = importlib.import_module("plugin_resolved")
+    assert package.Price.__module__ == "plugin_resolved"
+    assert typing.get_type_hints(package.Price) == {"amount": Decimal}
+
+
+def test_export_from_survives_annotations_for_type_checkers_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name imported under `if TYPE_CHECKING:` cannot be resolved at run time; the
+    # package must still import (it raised NameError), its names still move.
+    _package(
+        tmp_path,
+        "plugin_type_checking",
+        "from __future__ import annotations\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from decimal import Decimal\n"
+        "class Price:\n"
+        "    amount: Decimal\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = importlib.import_module("plugin_type_checking")
+    assert package.Price.__module__ == "plugin_type_checking"
+    assert package.Price.__annotations__ == {"amount": "Decimal"}
