@@ -277,6 +277,9 @@ class Dispatcher:
         self._progress: list[tuple[Received, str]] = []
         self._settle_wakeup: anyio.Event | None = None
         self._acking = False
+        # How many of the acks are in the settle() call under way: out of `_acks`, still
+        # unacked, so they count against the in-flight bound too while settlements fail.
+        self._storing = 0
         #: Consecutive failed settle() calls; while not zero, unacked events count
         #: against the in-flight bound, so a queue that cannot store acks holds intake.
         self.settle_failures = 0
@@ -406,7 +409,7 @@ class Dispatcher:
             # routed yet stays visible (and countable) in the queue.
             room = self._max_in_flight - self.in_flight
             if self.settle_failures:
-                room -= len(self._acks)
+                room -= len(self._acks) + self._storing
             if room <= 0:
                 wakeup = self._room = anyio.Event()
                 await wakeup.wait()
@@ -811,10 +814,12 @@ class Dispatcher:
                 # covered by its ack: most progress never needs storing.
                 progress = [pair for pair in progress if pair[0]._open]
             self._acking = True
+            self._storing = len(acks)
             try:
                 await self._queue.settle(acks, progress)
             except Exception as exc:
                 self._acks[:0] = acks
+                self._storing = 0
                 self._progress[:0] = progress
                 self.settle_failures += 1
                 delay = SETTLE_BACKOFF.delay(self.settle_failures)
@@ -831,6 +836,7 @@ class Dispatcher:
                 continue
             finally:
                 self._acking = False
+                self._storing = 0
             if self.settle_failures:
                 logger.warning(
                     "the queue stores settlements again, after %d failed attempt(s)",

@@ -309,6 +309,62 @@ async def test_intake_is_held_while_settlements_fail() -> None:
 # -- poison events past the queue's redelivery bound --------------------------------
 
 
+class GatedSettleQueue(MemoryQueue):
+    """Fails its first settlement at once, its second once *gate* opens, then stores."""
+
+    needs_ack = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.gate = anyio.Event()
+
+    async def settle(
+        self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
+    ) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError(28, "No space left on device")
+        if self.calls == 2:
+            await self.gate.wait()
+            raise OSError(28, "No space left on device")
+
+
+async def test_intake_stays_held_while_a_retried_settlement_is_under_way() -> None:
+    # The acks handed to a settle() call that has not returned are still unacked: an
+    # event settling meanwhile must not let intake past max_in_flight.
+    clock = VirtualClock()
+    queue = GatedSettleQueue()
+    app = Reactor(queue=queue, clock=clock, max_in_flight=2)
+    hold = anyio.Event()
+    handled: list[int] = []
+
+    @app.subscribe("job")
+    async def handler(event: Event) -> None:
+        handled.append(event.data)
+        if event.data == 1:
+            await hold.wait()
+
+    with anyio.fail_after(PATIENCE):
+        async with app:
+            for n in range(6):
+                await app.publish("job", n)
+            await clock.advance(0)  # until the first failure is known, intake goes on
+            assert queue.calls == 1
+            before = list(handled)
+            assert 1 in before
+            await clock.advance(0.05)  # the first retry: settle() under way
+            assert queue.calls == 2
+            hold.set()  # event 1 settles while the retry is under way
+            for _ in range(10):
+                await anyio.lowlevel.checkpoint()
+            await clock.advance(0)
+            assert handled == before
+            queue.gate.set()
+            await clock.advance(10)
+            assert handled == list(range(6))
+
+
 class RedeliveringQueue(MemoryQueue):
     """Hands its events out as if this were their *attempt*-th hand-out."""
 
