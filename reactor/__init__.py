@@ -21,6 +21,7 @@ from ._clock import SystemClock as SystemClock
 from ._dispatch import Delivery as Delivery
 from ._dispatch import current_delivery as current_delivery
 from ._event import Event as Event
+from ._event import ExtensionValue as ExtensionValue
 from ._exceptions import AppImportError as AppImportError
 from ._exceptions import ConsumerNotFound as ConsumerNotFound
 from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
@@ -82,6 +83,7 @@ __all__ = [
     "Event",
     "EventAttributes",
     "EventFormatError",
+    "ExtensionValue",
     "Handler",
     "HandlerCancelled",
     "InternalTaskDied",

@@ -75,14 +75,13 @@ class _Shortcut(Generic[P, R]):
         self.__doc__ = f"``{self._module}.{function}`` with the app bound as its first argument."
 
     @overload
-    def __get__(self, app: None, owner: type[Reactor]) -> _Shortcut[P, R]: ...
+    def __get__(self, app: None, owner: type[Reactor]) -> Callable[Concatenate[App, P], R]: ...
     @overload
     def __get__(self, app: Reactor, owner: type[Reactor]) -> Callable[P, R]: ...
     def __get__(self, app: Reactor | None, owner: type[Reactor]) -> Any:
-        if app is None:
-            return self
         function = getattr(importlib.import_module(self._module), self._function)
-        return MethodType(function, app)
+        # On the class, the function itself (``Reactor.every(app, 5)``, help(Reactor)).
+        return function if app is None else MethodType(function, app)
 
 
 if TYPE_CHECKING:

@@ -41,6 +41,10 @@ class Unset(enum.Enum):
     def __repr__(self) -> str:
         return "UNSET"
 
+    def __bool__(self) -> bool:
+        # False, as None is: `if options.get("timeout"):` must not take UNSET for a value.
+        return False
+
 
 #: The default of an option whose absence means "the app's default" (see :class:`Unset`).
 UNSET: Final = Unset.UNSET

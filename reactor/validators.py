@@ -6,6 +6,11 @@ argument of the wrong **type** raises :class:`TypeError`; one of the right type 
 says what it must be, and shows what it got. :class:`bool` is not a number here (``True``
 is not a capacity), and NaN and the infinities are not a number of seconds.
 
+The one exception is :class:`~reactor.Event`: a bad attribute raises
+:class:`~reactor.InvalidEventError` (a :class:`ValueError` that names the attribute)
+whatever is wrong with it, because events mostly come from outside (an HTTP request, a
+queue's file), where the caller wants one error to answer with.
+
 Each check returns the value it accepted, so a constructor can check and store in one
 line::
 

@@ -294,16 +294,20 @@ async def test_intake_is_held_while_settlements_fail() -> None:
 
     with anyio.fail_after(PATIENCE):
         async with app:
-            for n in range(20):
+            for n in range(40):
                 await app.publish("job", n)
             await clock.advance(1)
-            # Unacked events count against max_in_flight while the queue cannot store.
-            assert len(handled) <= 4 + 4
-            assert app.stats().queue_depth >= 20 - 8
+            # Unacked events count against max_in_flight while the queue cannot store:
+            # once a settlement has failed, intake stops. (How many batches were taken
+            # before the first failure was known depends on the scheduler.)
+            held = len(handled)
+            await clock.advance(5)
+            assert len(handled) == held < 40
+            assert app.stats().queue_depth == 40 - held
             queue.heal()
             await clock.advance(10)
-            assert len(handled) == 20
-    assert len(queue.acked) == 20
+            assert len(handled) == 40
+    assert len(queue.acked) == 40
 
 
 # -- poison events past the queue's redelivery bound --------------------------------
