@@ -7,6 +7,8 @@ import inspect
 import subprocess
 import sys
 import typing
+from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -63,27 +65,30 @@ PUBLIC_MODULES = (
 )
 
 
+def _classes_and_functions(module_name: str) -> Iterator[Any]:
+    """The classes and functions a public module exports."""
+    module = importlib.import_module(module_name)
+    for name in getattr(module, "__all__", ()):
+        member = getattr(module, name)
+        if inspect.isclass(member) or inspect.isfunction(member):
+            yield member
+
+
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_type_hints_of_public_names_resolve(module_name: str) -> None:
     # Tools that read annotations at run time (attrs.resolve_types, cattrs, pydantic)
     # look names up in a class's __module__; a name moved to its public home must still
     # resolve.
-    module = importlib.import_module(module_name)
-    for name in getattr(module, "__all__", ()):
-        member = getattr(module, name)
-        if inspect.isclass(member) or inspect.isfunction(member):
-            typing.get_type_hints(member)
-            if inspect.isclass(member) and attrs.has(member):
-                attrs.resolve_types(member)
+    for member in _classes_and_functions(module_name):
+        typing.get_type_hints(member)
+        if inspect.isclass(member) and attrs.has(member):
+            attrs.resolve_types(member)
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_public_names_report_a_public_module(module_name: str) -> None:
     # reactor.abc.compile_glob, not reactor._subscription.compile_glob: reprs, pickles
     # and documentation tools show where a user imports the name from.
-    module = importlib.import_module(module_name)
-    for name in getattr(module, "__all__", ()):
-        member = getattr(module, name)
-        if inspect.isclass(member) or inspect.isfunction(member):
-            home = member.__module__
-            assert not any(part.startswith("_") for part in home.split(".")), (name, home)
+    for member in _classes_and_functions(module_name):
+        home = member.__module__
+        assert not any(part.startswith("_") for part in home.split(".")), (member, home)
