@@ -41,7 +41,9 @@ from ._exceptions import ReactorNotRunning as ReactorNotRunning
 from ._exceptions import RedeliveryLimitExceeded as RedeliveryLimitExceeded
 from ._outcomes import DeadLetter as DeadLetter
 from ._outcomes import DeadLetters as DeadLetters
+from ._outcomes import LetterId as LetterId
 from ._outcomes import Outcome as Outcome
+from ._outcomes import StoredDeadLetter as StoredDeadLetter
 from ._policies import Backoff as Backoff
 from ._policies import Retry as Retry
 from ._reactor import NOTIFICATION_TYPE as NOTIFICATION_TYPE
@@ -91,6 +93,7 @@ __all__ = [
     "InvalidScheduleError",
     "KeyFunction",
     "LatencyStats",
+    "LetterId",
     "Outcome",
     "PayloadTooLargeError",
     "Predicate",
@@ -106,6 +109,7 @@ __all__ = [
     "RedeliveryLimitExceeded",
     "Retry",
     "Stats",
+    "StoredDeadLetter",
     "Subscription",
     "SubscriptionStats",
     "SystemClock",

@@ -104,7 +104,7 @@ class DeadLetterNotFound(ReactorError, LookupError):
     :ivar ids: the ids that matched nothing
     """
 
-    def __init__(self, message: str, ids: list[int]) -> None:
+    def __init__(self, message: str, ids: list[int | str]) -> None:
         super().__init__(message)
         self.ids = ids
 

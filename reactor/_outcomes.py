@@ -6,14 +6,14 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import attrs
 
 from . import validators
 from ._event import Event
 
-__all__ = ["DeadLetter", "DeadLetters", "Outcome", "describe_error"]
+__all__ = ["DeadLetter", "DeadLetters", "LetterId", "Outcome", "StoredDeadLetter", "describe_error"]
 
 logger = logging.getLogger("reactor.dispatch")
 
@@ -83,6 +83,45 @@ class DeadLetter:
         """The error's text (its ``str()``, else its ``repr()``); never raises, even for an
         exception whose ``__str__`` does."""
         return describe_error(self.error)
+
+
+#: How a durable queue names a stored dead letter: a number (the SQLite queue, a
+#: JetStream sequence) or a string (a Redis stream entry id such as ``"1733400000000-0"``).
+LetterId: TypeAlias = int | str
+
+
+@attrs.frozen(kw_only=True)
+class StoredDeadLetter:
+    """A dead letter as a durable queue stores it (in a file, in a broker).
+
+    What ``queue.dead_letters()`` and ``reactor dead-letters list`` show, the same fields
+    for every queue that keeps its dead letters (:class:`reactor.abc.DeadLetterStore`).
+
+    :ivar id: the letter's id in the queue (for replaying or purging it)
+    :ivar event: the event, or ``None`` when the stored event was damaged and could
+        not be decoded (then :attr:`body` holds its bytes and :attr:`consumer` is ``None``)
+    :ivar consumer: the consumer that gave up on the event
+    :ivar error_type: the qualified class name of the last attempt's exception (the
+        public name of reactor's own: ``reactor.DeliveryTimeout``)
+    :ivar error: the text of that exception (its ``str()``, or its ``repr()`` when that is
+        empty or raises)
+    :ivar attempts: how many times the handler was called
+    :ivar first_failed_at: wall time of the first failed attempt (aware UTC)
+    :ivar last_failed_at: wall time of the last failed attempt (aware UTC)
+    :ivar dead_at: when the letter was stored (aware UTC)
+    :ivar body: the event as stored (CloudEvents JSON)
+    """
+
+    id: LetterId
+    event: Event | None
+    consumer: str | None
+    error_type: str
+    error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    dead_at: datetime
+    body: bytes = attrs.field(repr=False)
 
 
 class DeadLetters:

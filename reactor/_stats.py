@@ -109,6 +109,13 @@ class QueueStatistics:
         settlements, and publishers get :class:`~reactor.QueueUnavailableError`
     :ivar last_error: a description of the latest such failure while it lasts, ``None``
         once an operation succeeded again (the queue is healthy)
+    :ivar lag: a queue shared through a broker: events in the stream that the app's
+        consumer group has not read yet, in all its processes, as last measured (``None``
+        for a queue that is not shared)
+    :ivar pending: a queue shared through a broker: events the app's group has read and
+        not acknowledged yet, in all its processes, as last measured (``None`` otherwise)
+    :ivar claimed: a queue shared through a broker: events this process took over from
+        another process of the app that had not settled them in time (0 otherwise)
     """
 
     depth: int
@@ -118,6 +125,9 @@ class QueueStatistics:
     waiting_publishers: int
     errors: int = 0
     last_error: str | None = None
+    lag: int | None = None
+    pending: int | None = None
+    claimed: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -9,12 +9,14 @@ app through :class:`App`, the part of :class:`reactor.Reactor` a plugin may rely
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from time import perf_counter
+from types import ModuleType
 from typing import Any, ClassVar, Protocol, TypeVar, Unpack
 
 import anyio
@@ -24,7 +26,7 @@ from ._clock import Clock as Clock
 from ._event import Event
 from ._exceptions import QueueFull
 from ._json import load_json as load_json
-from ._outcomes import DeadLetter
+from ._outcomes import DeadLetter, LetterId, StoredDeadLetter
 from ._receipts import Receipt
 from ._stats import QueueStatistics, Stats
 from ._subscription import Subscription
@@ -36,12 +38,14 @@ __all__ = [
     "GAP_EVENT_TYPE",
     "App",
     "Clock",
+    "DeadLetterStore",
     "EventQueue",
     "Received",
     "Source",
     "compile_glob",
     "default_name",
     "export_from",
+    "import_extra",
     "load_json",
     "run_with_subscription",
 ]
@@ -184,6 +188,32 @@ def export_from(package: str, namespace: Mapping[str, object]) -> None:
                 else:
                     value.__annotations__ = {name: hints[name] for name in own}
         value.__module__ = package
+
+
+def import_extra(module: str, *, extra: str, distribution: str = "reactor-events") -> ModuleType:
+    """Import *module*, an optional dependency, or say which extra installs it.
+
+    A plugin that needs a client library (a broker's, a database's) imports it through
+    this function when the plugin is first used, never when ``reactor`` is imported, so
+    that an app that does not use the plugin does not need the library.
+
+    :param module: the module to import (``"coredis"``)
+    :param extra: the extra of *distribution* that installs it (``"redis"``)
+    :param distribution: the distribution whose extra it is (a third-party plugin passes
+        its own)
+    :return: the module
+    :raises ModuleNotFoundError: *module* is not installed; the message names the command
+        that installs it: ``pip install 'reactor-events[redis]'``
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or module.split(".")[0] != exc.name.split(".")[0]:
+            raise  # the library is there, but something it imports is not
+        raise ModuleNotFoundError(
+            f"{module} is not installed; install it with: pip install '{distribution}[{extra}]'",
+            name=exc.name,
+        ) from exc
 
 
 class Source(ABC):
@@ -522,3 +552,73 @@ class EventQueue(ABC):
     @abstractmethod
     def statistics(self) -> QueueStatistics:
         """Return a snapshot of the queue's depth, capacity and counters."""
+
+
+class DeadLetterStore(ABC):
+    """What a queue that keeps its dead letters (:attr:`EventQueue.stores_dead_letters`)
+    offers to list, replay and purge them, and to replay a time window of kept events.
+
+    ``reactor dead-letters list|replay|purge`` and ``reactor replay`` call these methods
+    on the queue that ``--queue URL`` names, opened for the command. Every method needs
+    the queue open; a queue whose letters are visible from several processes (a broker)
+    may be used this way while the app runs elsewhere.
+    """
+
+    @abstractmethod
+    async def dead_letters(
+        self, *, consumer: str | None = None, limit: int | None = None
+    ) -> list[StoredDeadLetter]:
+        """Return the stored dead letters, oldest first.
+
+        :param consumer: only this consumer's letters
+        :param limit: at most this many
+        """
+
+    @abstractmethod
+    async def replay_dead_letters(
+        self, ids: Iterable[LetterId] | None = None, *, consumer: str | None = None
+    ) -> int:
+        """Publish stored dead letters' events again, each to its consumer only, and
+        remove the letters.
+
+        :param ids: the letters to replay (default: all, or all of *consumer*); every id
+            must name a letter that can be replayed
+        :param consumer: only this consumer's letters
+        :return: how many events were published again
+        :raises ~reactor.DeadLetterNotFound: an id names no letter, or the letter of a
+            damaged event; nothing was replayed
+        :raises ~reactor.ConsumerNotFound: *consumer* is unknown to the queue
+        """
+
+    @abstractmethod
+    async def purge_dead_letters(
+        self, ids: Iterable[LetterId] | None = None, *, consumer: str | None = None
+    ) -> int:
+        """Delete stored dead letters.
+
+        :param ids: the letters to delete (default: all, or all of *consumer*)
+        :param consumer: only this consumer's letters
+        :return: how many letters were deleted
+        :raises ~reactor.DeadLetterNotFound: an id names no letter; nothing was deleted
+        :raises ~reactor.ConsumerNotFound: *consumer* is unknown to the queue
+        """
+
+    @abstractmethod
+    async def replay(
+        self,
+        since: datetime,
+        *,
+        until: datetime | None = None,
+        consumers: Collection[str] | None = None,
+    ) -> int:
+        """Publish again the acknowledged events published in ``[since, until)`` that
+        the queue still keeps, in their order and with their ids.
+
+        :param since: replay events published at or after this time (aware)
+        :param until: ... and before this time (default: no end)
+        :param consumers: deliver them to these consumers only (default: every
+            subscription whose filter matches)
+        :return: how many events were published again
+        :raises ValueError: a naive time, or an empty *consumers*
+        :raises ~reactor.ConsumerNotFound: a name in *consumers* is unknown to the queue
+        """

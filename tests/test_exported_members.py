@@ -42,8 +42,9 @@ def test_exported_members_are_documented_and_report_the_public_module() -> None:
 
 def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
     code = (
-        "import sys, reactor, reactor.abc, reactor.testing, reactor.queues.memory;"
-        "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess'};"
+        "import sys, reactor, reactor.abc, reactor.testing, reactor.queues, reactor.queues.memory;"
+        "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess',"
+        " 'coredis', 'nats'};"
         "print(sorted(bad & set(sys.modules)))"
     )
     out = subprocess.run(
@@ -57,6 +58,7 @@ PUBLIC_MODULES = (
     "reactor.abc",
     "reactor.testing",
     "reactor.validators",
+    "reactor.queues",
     "reactor.queues.memory",
     "reactor.queues.sqlite",
     "reactor.sources.files",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Collection, Sequence
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 
@@ -40,6 +41,28 @@ class MemoryQueue(EventQueue):
         self._putters = self._waiting.tickets  # tested on every publish
         self._put_count = 0
         self._get_count = 0
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryQueue:
+        """Build a queue from a URL: ``memory://`` or ``memory://?capacity=500``.
+
+        :param url: the URL
+        :raises ValueError: not a ``memory://`` URL, or an unknown or bad parameter
+        """
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(
+                f"{url!r} is not a memory queue URL: memory:// or memory://?capacity=N"
+            )
+        options: dict[str, int] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key != "capacity":
+                raise ValueError(f"{url!r}: unknown parameter {key!r} (known: capacity)")
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{url!r}: capacity must be a whole number") from None
+        return cls(**options)
 
     @property
     def capacity(self) -> int:

@@ -32,9 +32,9 @@ The modules, by job:
 * ``_errors``: the package's logger, and what a failure to use the file is.
 """
 
+from reactor import StoredDeadLetter as StoredDeadLetter
 from reactor.abc import export_from
 
-from ._admin import StoredDeadLetter as StoredDeadLetter
 from ._admin import read_dead_letters as read_dead_letters
 from ._queue import DEFAULT_CAPACITY as DEFAULT_CAPACITY
 from ._queue import DEFAULT_MAX_EVENT_SIZE as DEFAULT_MAX_EVENT_SIZE

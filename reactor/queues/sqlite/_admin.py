@@ -19,17 +19,18 @@ from pathlib import Path
 from time import time
 from typing import Any, Final, TypeVar
 
-import attrs
-
 from reactor import (
     ConsumerNotFound,
     DeadLetterNotFound,
     Event,
     EventFormatError,
+    LetterId,
     QueueFileError,
     QueueUnavailableError,
+    StoredDeadLetter,
     validators,
 )
+from reactor.abc import DeadLetterStore
 
 from ._errors import unavailable_cause
 from ._journal import Journal, append, crc_with, stored_consumers
@@ -38,7 +39,6 @@ from ._schema import SCHEMA_VERSION, check_header, identify, public_type_name
 
 __all__ = [
     "DeadLetterAdmin",
-    "StoredDeadLetter",
     "letter_filter",
     "list_letters",
     "purge_letters",
@@ -52,37 +52,6 @@ _T = TypeVar("_T")
 _LETTER_COLUMNS: Final = (
     "id, consumer, body, error_type, error, attempts, first_failed_at, last_failed_at, dead_at"
 )
-
-
-@attrs.frozen(kw_only=True)
-class StoredDeadLetter:
-    """A dead letter as kept in a :class:`SQLiteQueue`'s file.
-
-    :ivar id: the letter's number in the file (for replaying or purging it)
-    :ivar event: the event, or ``None`` when the journaled event was damaged and could
-        not be decoded (then :attr:`body` holds its bytes and :attr:`consumer` is ``None``)
-    :ivar consumer: the consumer that gave up on the event
-    :ivar error_type: the qualified class name of the last attempt's exception (the
-        public name of reactor's own: ``reactor.DeliveryTimeout``)
-    :ivar error: the text of that exception (its ``str()``, or its ``repr()`` when that is
-        empty or raises)
-    :ivar attempts: how many times the handler was called
-    :ivar first_failed_at: wall time of the first failed attempt (aware UTC)
-    :ivar last_failed_at: wall time of the last failed attempt (aware UTC)
-    :ivar dead_at: when the letter was stored (aware UTC)
-    :ivar body: the event as stored (CloudEvents JSON)
-    """
-
-    id: int
-    event: Event | None
-    consumer: str | None
-    error_type: str
-    error: str
-    attempts: int
-    first_failed_at: datetime
-    last_failed_at: datetime
-    dead_at: datetime
-    body: bytes = attrs.field(repr=False)
 
 
 def read_dead_letters(
@@ -173,7 +142,7 @@ def _stored_letter(row: tuple[Any, ...], old_names: bool) -> StoredDeadLetter:
     )
 
 
-class DeadLetterAdmin:
+class DeadLetterAdmin(DeadLetterStore):
     """The methods of :class:`SQLiteQueue` that list, replay and purge its dead letters
     and replay a time window of kept events (loop side; their SQL is below).
 
@@ -217,7 +186,7 @@ class DeadLetterAdmin:
         return await self._run(lambda journal, _: journal.read(list_letters, consumer, limit))
 
     async def replay_dead_letters(
-        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
+        self, ids: Iterable[LetterId] | None = None, *, consumer: str | None = None
     ) -> int:
         """Publish stored dead letters' events again, each to its consumer only, and
         remove the letters, in one transaction.
@@ -246,7 +215,7 @@ class DeadLetterAdmin:
         )
 
     async def purge_dead_letters(
-        self, ids: Iterable[int] | None = None, *, consumer: str | None = None
+        self, ids: Iterable[LetterId] | None = None, *, consumer: str | None = None
     ) -> int:
         """Delete stored dead letters.
 
@@ -326,7 +295,7 @@ def replay_letters(
     last_seq: int,
     where: str,
     params: list[Any],
-    ids: set[int] | None,
+    ids: set[LetterId] | None,
     consumer: str | None,
 ) -> int:
     """Append the events of the letters that *where* selects, each for its consumer only,
@@ -356,7 +325,7 @@ def purge_letters(
     noted: Collection[str],
     where: str,
     params: list[Any],
-    ids: set[int] | None,
+    ids: set[LetterId] | None,
     consumer: str | None,
 ) -> int:
     """Delete the letters that *where* selects; return how many."""
@@ -434,7 +403,7 @@ def _check_consumers(
 
 
 def letter_filter(
-    ids: Iterable[int] | None, consumer: str | None, *, include_damaged: bool = False
+    ids: Iterable[LetterId] | None, consumer: str | None, *, include_damaged: bool = False
 ) -> tuple[str, list[Any]]:
     """The WHERE clause (and its parameters) that selects letters by id and consumer.
 
@@ -458,7 +427,7 @@ def letter_filter(
     return " AND ".join(clauses), params
 
 
-def _check_ids(wanted: set[int], found: set[int], *, replayable: bool) -> None:
+def _check_ids(wanted: set[LetterId], found: set[LetterId], *, replayable: bool) -> None:
     """Raise :class:`~reactor.DeadLetterNotFound` when some of *wanted* were not found."""
     missing = sorted(wanted - found)
     if missing:
