@@ -15,14 +15,13 @@ from typing import Protocol
 import anyio
 import attrs
 import pytest
+import services
+from redis_helpers import delete_stream, unique_stream
 
 from reactor import Event, QueueFull, QueueStatistics, Reactor
 from reactor.abc import EventQueue, Received
 from reactor.queues.memory import DEFAULT_CAPACITY, MemoryQueue
 from reactor.queues.sqlite import SQLiteQueue
-
-from tests import services
-from tests.redis_helpers import delete_stream, unique_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -112,9 +111,8 @@ def redis_queue(capacity: int, directory: Path) -> EventQueue:
     stream = _STREAMS.setdefault(directory.parent, unique_stream("contract"))
     # One stream, group and consumer name per test: a queue built again is the same
     # process restarted, which takes its own pending events back.
-    return RedisStreamsQueue(
-        url, stream=stream, group="app", consumer="worker", capacity=capacity
-    )
+    return RedisStreamsQueue(url, stream=stream, group="app", consumer="worker", capacity=capacity)
+
 
 #: Every queue implementation, built from a capacity and a directory for its files (a
 #: queue built again on the same directory is the same queue after a restart).
