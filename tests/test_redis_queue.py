@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import coredis
 import pytest
 import services
@@ -385,8 +386,8 @@ async def test_a_damaged_entry_is_dead_lettered_and_acknowledged(stream: str) ->
         assert await queue.purge_dead_letters([letter.id]) == 1
 
 
-async def _zero_pending(stream: str) -> bool:
-    return await pending_of(stream) == 0
+async def _zero_pending(stream: str, group: str = "app") -> bool:
+    return await pending_of(stream, group) == 0
 
 
 async def test_a_poison_event_is_dead_lettered_past_max_redeliveries(stream: str) -> None:
@@ -460,7 +461,7 @@ async def test_acknowledged_entries_are_trimmed_once_every_group_is_past_them(
             await fast.settle(await fast.get_batch(10), [])
         async with await raw() as client:
             # The slow group has not read them: they stay.
-            await wait_for(lambda: fast.statistics().pending == 0)
+            await wait_for(lambda: _zero_pending(stream, "fast"))
             assert await client.xlen(stream) == 5
             with anyio.fail_after(10):
                 batch = await slow.get_batch(2)
@@ -491,9 +492,12 @@ async def test_retention_keeps_acknowledged_events_for_replay_by_time_window(
     async with app:
         for n in range(3):
             await app.publish_and_wait("job.run", n)
-        middle = datetime.now(UTC)
+        # Entry ids (publish times) have a millisecond's precision: *middle* is in a
+        # millisecond of its own, between the events before it and the one after it.
+        middle = await _next_millisecond()
+        await _next_millisecond()
         await app.publish_and_wait("job.run", 3)
-        await wait_for(lambda: queue.statistics().pending == 0)
+        await wait_for(lambda: _zero_pending(stream))  # every ack stored
         seen.clear()
         with pytest.raises(ConsumerNotFound):
             await queue.replay(before, consumers=["c"])
@@ -510,6 +514,16 @@ async def test_retention_keeps_acknowledged_events_for_replay_by_time_window(
         seen.clear()
         assert await queue.replay(middle) == 1
         await wait_for(lambda: len(seen) == 2)
+
+
+async def _next_millisecond() -> datetime:
+    """Wait for the clock to enter a new millisecond; return the time then."""
+    start = datetime.now(UTC)
+    while (now := datetime.now(UTC)) < start.replace(
+        microsecond=start.microsecond // 1000 * 1000
+    ) + timedelta(milliseconds=1):
+        await anyio.lowlevel.checkpoint()
+    return now
 
 
 async def test_statistics_show_the_groups_lag_pending_and_claims(stream: str) -> None:

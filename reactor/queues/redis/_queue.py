@@ -784,9 +784,20 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             if reply:
                 entries = next(iter(reply.values()))
                 batch = []
+                held = self._held
                 for entry in entries:
                     entry_id = _text(entry.identifier)
-                    received = self._decode(entry_id, entry.field_values, 1, fresh=True)
+                    fields = entry.field_values
+                    if len(fields) == 1:  # the common case: a publication ("e" only)
+                        try:
+                            event = Event.from_json(fields[b"e"])
+                        except Exception:
+                            pass
+                        else:
+                            held[entry_id] = None
+                            batch.append(Received(event, entry_id))
+                            continue
+                    received = self._decode(entry_id, fields, 1, fresh=True)
                     if received is not None:
                         batch.append(received)
                 if entries:
@@ -822,10 +833,15 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             await self._settle(done, progress)
         except self._errors_caught as exc:
             self._failed(exc, "settle")
-            raise QueueUnavailableError(
-                f"the Redis server at {self._options.url} did not answer ({exc}); "
-                "the settlements will be retried"
-            ) from exc
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            return
+        # Raised outside the handler, without the client's exception as its context: a
+        # logged error would keep the connection's frames (and its streams) alive.
+        raise QueueUnavailableError(
+            f"the Redis server at {self._options.url} did not answer ({failure}); "
+            "the settlements will be retried"
+        )
 
     async def _settle(
         self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
@@ -926,13 +942,16 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         period = min(_REFRESH_EVERY, claim_after / 3)
         now = anyio.current_time()
         next_claim = now + claim_after / 2
+        next_keepalive = now + claim_after / 3
         next_refresh = now + _REFRESH_EVERY
         while True:
             await anyio.sleep(period)
             try:
-                if self._held:
-                    await self._keep_alive()
                 now = anyio.current_time()
+                if now >= next_keepalive:
+                    next_keepalive = now + claim_after / 3
+                    if self._held:
+                        await self._keep_alive()
                 if now >= next_claim:
                     next_claim = now + claim_after / 2
                     await self._claim()
