@@ -84,21 +84,32 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: One event of a batch: the five values PUBLISH takes, and whether put_nowait() sent it.
+_Item = tuple[str, bytes, str, str, str, bool]
+
+
 class _Batch:
     """Publishes that go to the server together, in one script call (group commit)."""
 
-    __slots__ = ("args", "done", "error", "given_up", "nowait", "taken")
+    __slots__ = ("count", "done", "error", "items", "taken")
 
     def __init__(self) -> None:
-        self.args: list[bytes | str] = []  # five values per event, as PUBLISH takes them
-        self.nowait: list[int] = []  # indexes (in events) of put_nowait() events
+        self.items: list[_Item | None] = []  # None: withdrawn by a cancelled publisher
+        self.count = 0  # items not withdrawn
         self.done = anyio.Event()
         self.error: BaseException | None = None
         self.taken = False  # the flusher took it: a cancelled publisher can no longer undo
-        self.given_up = False
 
     def __len__(self) -> int:
-        return len(self.args) // 5
+        return self.count
+
+    def args(self) -> list[bytes | str]:
+        """The arguments of PUBLISH after the window."""
+        return [value for item in self.items if item is not None for value in item[:5]]
+
+    def nowait(self) -> list[_Item]:
+        """The items of put_nowait()."""
+        return [item for item in self.items if item is not None and item[5]]
 
 
 class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
@@ -229,6 +240,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._client: coredis.Redis[bytes] | None = None
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._tasks: AsyncExitStack | None = None
         self._errors_caught: tuple[type[BaseException], ...] = ()
         self._no_group: type[BaseException] = Exception
         self._closed = True
@@ -341,7 +353,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 await client.sadd(self._keys.consumers, list(self._consumers))
             await self._recover()
             await self._refresh()
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            tasks = AsyncExitStack()
+            self._tg = await tasks.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(tasks.aclose)
+            self._tasks = tasks
         except BaseException:
             self._client = None
             await stack.aclose()
@@ -363,9 +378,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             return
         self._closed = True
         self._waiting.close()
-        assert self._tg is not None
+        assert self._tg is not None and self._tasks is not None
         self._tg.cancel_scope.cancel()
         self._tg = None
+        await self._tasks.aclose()  # the background tasks end (the stack's callback: no-op)
         with anyio.CancelScope(shield=True):
             try:
                 with anyio.move_on_after(_CLOSE_TIMEOUT):
@@ -498,21 +514,22 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         scoped: bool = False,
         replay: bool = False,
         nowait: bool = False,
-    ) -> _Batch:
-        batch = self._batch
-        if nowait:
-            batch.nowait.append(len(batch))
-        batch.args += (
+    ) -> _Item:
+        item = (
             "" if replay else self._dedupe_key(event),
             body,
             "" if only is None else json.dumps(sorted(only)),
             self._group if scoped or only is not None else "",
             "1" if replay else "",
+            nowait,
         )
+        batch = self._batch
+        batch.items.append(item)
+        batch.count += 1
         self._unflushed += 1
         self._put_count += 1
         self._flush_wanted.set()
-        return batch
+        return item
 
     def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
         """Accept *event* into the next batch sent to the server, without waiting.
@@ -549,7 +566,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         body = self._encode(event)
         if self._putters or self._room() <= 0:
             await self._waiting.wait(self._room)
-        await self._wait_stored(self._accept(event, body, only), 1)
+        batch = self._batch
+        await self._wait_stored(batch, [self._accept(event, body, only)])
 
     async def put_many(self, events: Sequence[Event]) -> None:
         """Store all of *events* in one script call (atomic in the server), or none.
@@ -572,9 +590,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 f"{len(bodies)} of this batch; retry later"
             )
         batch = self._batch
-        for event, body in zip(events, bodies, strict=True):
-            self._accept(event, body, None)
-        await self._wait_stored(batch, len(bodies))
+        items = [
+            self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)
+        ]
+        await self._wait_stored(batch, items)
 
     async def _republish(
         self, events: Iterable[tuple[Event, Collection[str] | None]], *, replay: bool = True
@@ -582,22 +601,26 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         """Publish again (a replay, a redelivery), to this group only, past the dedupe
         window; return how many."""
         batch = self._batch
-        count = 0
-        for event, only in events:
+        items = [
             self._accept(event, event.to_json(), only, scoped=True, replay=replay)
-            count += 1
-        if count:
-            await self._wait_stored(batch, count)
-        return count
+            for event, only in events
+        ]
+        if items:
+            await self._wait_stored(batch, items)
+        return len(items)
 
-    async def _wait_stored(self, batch: _Batch, count: int) -> None:
+    async def _wait_stored(self, batch: _Batch, items: list[_Item]) -> None:
         try:
             await batch.done.wait()
         except BaseException:
             if not batch.taken:  # not sent yet: take the events back
-                del batch.args[-5 * count :]
-                self._unflushed -= count
-                self._put_count -= count
+                mine = {id(item) for item in items}
+                batch.items = [
+                    None if item is None or id(item) in mine else item for item in batch.items
+                ]
+                batch.count -= len(items)
+                self._unflushed -= len(items)
+                self._put_count -= len(items)
             raise
         if batch.error is not None:
             raise batch.error
@@ -610,8 +633,17 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             self._flush_wanted = anyio.Event()
             await self._flush_once(give_up=True)
 
+    def _abandon(self, batch: _Batch) -> None:
+        """The queue closed while *batch* was being sent: its publishers stop waiting."""
+        if not batch.done.is_set():
+            self._unflushed -= len(batch) - len(batch.nowait())  # those: counted lost at close
+            batch.error = ReactorNotRunning(
+                "the queue closed while the event was being stored; it may or may not be"
+            )
+            batch.done.set()
+
     async def _flush_remaining(self) -> None:
-        while self._batch.args or self._auto_acks or self._discards or self._unsaved_consumers:
+        while self._batch.count or self._auto_acks or self._discards or self._unsaved_consumers:
             await self._flush_once(give_up=False)
             if self._last_error is not None:
                 return
@@ -624,42 +656,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         discards, self._discards = self._discards, []
         consumers, self._unsaved_consumers = self._unsaved_consumers, set()
         deadline = anyio.current_time() + self._options.publish_timeout
-        keys = self._keys
-        while True:
-            try:
-                assert self._client is not None
-                async with self._client.pipeline(transaction=False) as pipe:
-                    if discards:
-                        pipe.xdel(keys.dead, discards)
-                    request = (
-                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args])
-                        if batch.args
-                        else None
-                    )
-                    for letter in damaged:
-                        pipe.xadd(keys.dead, letter)
-                    if acks:
-                        pipe.xack(keys.stream, self._group, acks)
-                    if consumers:
-                        pipe.sadd(keys.consumers, list(consumers))
-                ids: list[Any] = [] if request is None else list(await request)  # type: ignore[arg-type]
-                break
-            except self._errors_caught as exc:
-                self._failed(exc, "publish")
-                if not give_up:
-                    raise
-                if batch.args and anyio.current_time() >= deadline:
-                    self._give_up(batch, exc)
-                    if not batch.args:
-                        batch.done.set()
-                await self._backoff()
-            except Exception as exc:
-                # Not the connection: the server refused (out of memory, a wrong type).
-                self._failed(exc, "publish")
-                self._unflushed -= len(batch)
-                batch.error = QueueUnavailableError(f"the Redis server refused the write: {exc}")
-                batch.done.set()
-                return
+        try:
+            ids = await self._send(batch, acks, damaged, discards, consumers, deadline, give_up)
+        except BaseException:
+            self._abandon(batch)
+            raise
+        if ids is None:
+            return
         self._succeeded()
         self._unflushed -= len(batch)
         delivered = self._delivered
@@ -673,6 +676,52 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._mine.append(parsed)
         batch.done.set()
 
+    async def _send(
+        self,
+        batch: _Batch,
+        acks: list[str],
+        damaged: list[dict[str, bytes | str]],
+        discards: list[str],
+        consumers: set[str],
+        deadline: float,
+        give_up: bool,
+    ) -> list[Any] | None:
+        """Send *batch* and the small writes; retry while the server does not answer
+        (until *deadline* for the publishers that wait). ``None``: the batch failed."""
+        keys = self._keys
+        while True:
+            try:
+                assert self._client is not None
+                async with self._client.pipeline(transaction=False) as pipe:
+                    if discards:
+                        pipe.xdel(keys.dead, discards)
+                    request = (
+                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args()])
+                        if batch.count
+                        else None
+                    )
+                    for letter in damaged:
+                        pipe.xadd(keys.dead, letter)
+                    if acks:
+                        pipe.xack(keys.stream, self._group, acks)
+                    if consumers:
+                        pipe.sadd(keys.consumers, list(consumers))
+                return [] if request is None else list(await request)  # type: ignore[arg-type]
+            except self._errors_caught as exc:
+                self._failed(exc, "publish")
+                if not give_up:
+                    raise
+                if batch.count and anyio.current_time() >= deadline:
+                    self._give_up(batch, exc)
+                await self._backoff()
+            except Exception as exc:
+                # Not the connection: the server refused (out of memory, a wrong type).
+                self._failed(exc, "publish")
+                self._unflushed -= len(batch)
+                batch.error = QueueUnavailableError(f"the Redis server refused the write: {exc}")
+                batch.done.set()
+                return None
+
     def _give_up(self, batch: _Batch, exc: BaseException) -> None:
         """Fail the waiting publishers of *batch* after *publish_timeout*; keep the
         events of ``put_nowait()`` for the next batch."""
@@ -681,19 +730,16 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             f"{self._options.publish_timeout:g} s ({exc}); the event was not stored, "
             "publish again later"
         )
-        kept = batch.nowait
-        refused = len(batch) - len(kept)
-        self._unflushed -= refused
+        kept = batch.nowait()
+        self._unflushed -= len(batch) - len(kept)
         batch.error = error
-        if kept:
-            args = [value for index in kept for value in batch.args[index * 5 : index * 5 + 5]]
+        if kept:  # first in the next batch, in their order
             nxt = self._batch
-            nxt.nowait[:0] = range(len(kept))
-            nxt.nowait[len(kept) :] = [n + len(kept) for n in nxt.nowait[len(kept) :]]
-            nxt.args[:0] = args
+            nxt.items[:0] = kept
+            nxt.count += len(kept)
             self._flush_wanted.set()
-        batch.args = []
-        batch.nowait = []
+        batch.items = []
+        batch.count = 0
         batch.done.set()
 
     # -- reading --------------------------------------------------------------------
