@@ -221,6 +221,14 @@ async def test_a_dead_consumers_events_are_claimed_after_claim_after(stream: str
     await dead.settle([], [(taken[1], "audit")])
     await dead.close()  # without acknowledging: as if the process had died
     async with make(stream, consumer="survivor", claim_after=0.2) as survivor:
+        # A queue that is only open (a dead-letter command) takes no event...
+        async with await raw() as client:
+            end = anyio.current_time() + 1.0
+            while anyio.current_time() < end:
+                entries = await client.xpending(stream, "app", "-", "+", 10)
+                assert {e.consumer for e in entries} == {b"dead"}  # type: ignore[union-attr]
+                await anyio.sleep(0.05)
+        # ... until it is asked for events.
         with anyio.fail_after(10):
             claimed = await survivor.get_batch(10)
         assert [(r.event.data, r.attempt, r.completed) for r in claimed] == [

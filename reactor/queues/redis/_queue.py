@@ -255,6 +255,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._putters = self._waiting.tickets
         # Reading and settling.
         self._ready: deque[Received] = deque()  # taken back or over, not handed out yet
+        self._unrecovered = 0  # this consumer's pending events at open, not taken back yet
+        self._consuming = False  # get_batch() was called: claims may begin
         self._held: dict[str, None] = {}  # ids this process read and has not acked
         self._progress: dict[str, set[str]] = {}  # entry id -> consumers that settled it
         self._letters: list[DeadLetter] = []  # to store with the next settle()
@@ -351,7 +353,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             await self._create_group()
             if self._consumers:
                 await client.sadd(self._keys.consumers, list(self._consumers))
-            await self._recover()
+            # Only counted: the events are taken back by the first get_batch(), so that
+            # a queue opened by a command (dead letters, replay) takes no event.
+            self._unrecovered = 0
+            for info in await client.xinfo_consumers(self._keys.stream, self._group):
+                if _text(info[b"name"]) == self._consumer:
+                    self._unrecovered = int(info[b"pending"])
+            self._consuming = False
             await self._refresh()
             tasks = AsyncExitStack()
             self._tg = await tasks.enter_async_context(anyio.create_task_group())
@@ -502,7 +510,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         return self._keys.dedupe + digest
 
     def _room(self) -> int:
-        backlog = self._unflushed + len(self._mine) + len(self._ready) + self._others_lag
+        backlog = (
+            self._unflushed
+            + len(self._mine)
+            + len(self._ready)
+            + self._unrecovered
+            + self._others_lag
+        )
         return self._capacity - backlog
 
     def _accept(
@@ -806,6 +820,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         While the server does not answer, this retries with a capped backoff.
         """
         self._check_running()
+        if not self._consuming:
+            self._consuming = True  # from now on, this process takes events: its own first
+            await self._recover()
+            self._unrecovered = 0
         if self._ready:
             return self._take_ready(limit)
         client = self._client
@@ -998,7 +1016,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                     next_keepalive = now + claim_after / 3
                     if self._held:
                         await self._keep_alive()
-                if now >= next_claim:
+                if now >= next_claim and self._consuming:
                     next_claim = now + claim_after / 2
                     await self._claim()
                 if now >= next_refresh:
@@ -1119,7 +1137,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         """The queue's counters; ``lag`` and ``pending`` are the group's, measured about
         once a second; ``depth`` is this process's (see the class)."""
         return QueueStatistics(
-            depth=self._unflushed + len(self._mine) + len(self._ready),
+            depth=self._unflushed + len(self._mine) + len(self._ready) + self._unrecovered,
             capacity=self._capacity,
             put_count=self._put_count,
             get_count=self._get_count,
