@@ -192,6 +192,33 @@ async def test_every_app_sees_every_event_and_the_processes_of_one_app_split_the
     assert sorted(seen["shipping-0"] + seen["shipping-1"]) == list(range(40))  # each once
 
 
+async def test_a_redelivery_to_one_app_does_not_reach_the_others(stream: str) -> None:
+    apps = {name: Reactor(queue=make(stream, name)) for name in ("billing", "shipping")}
+    calls: list[tuple[str, int]] = []
+    for name, app in apps.items():
+
+        @app.subscribe("job.*", name="work", retry=NO_RETRY)
+        async def work(event: Event, name: str = name) -> None:
+            calls.append((name, event.data))
+            if name == "billing" and len(calls) < 3:
+                raise RuntimeError("not yet")
+
+    async with apps["billing"], apps["shipping"]:
+        await apps["billing"].publish("job.run", 1)
+        await wait_for(lambda: len(calls) == 2)
+        billing_queue = apps["billing"].queue
+        assert isinstance(billing_queue, RedisStreamsQueue)
+        await wait_for(lambda: _letter_count(billing_queue, 1))
+        assert await billing_queue.replay_dead_letters() == 1
+        await wait_for(lambda: len(calls) == 3)
+        await wait_for(lambda: _zero_pending(stream, "shipping"))
+    assert sorted(calls) == [("billing", 1), ("billing", 1), ("shipping", 1)]
+
+
+async def _letter_count(queue: RedisStreamsQueue, count: int) -> bool:
+    return len(await queue.dead_letters()) == count
+
+
 async def test_two_queues_of_one_group_split_the_events(stream: str) -> None:
     async with make(stream, consumer="a") as first, make(stream, consumer="b") as second:
         for n in range(20):

@@ -765,7 +765,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         without handing out) or damaged (dead-lettered, then acked)."""
         scope = fields.get(b"g")
         if scope is not None and scope != self._group_b:
-            self._auto_acks.append(entry_id)
+            self._auto_acks.append(entry_id)  # another app's replay or redelivery
+            self._flush_wanted.set()
             return None
         body = fields.get(b"e")
         try:
