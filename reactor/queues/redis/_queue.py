@@ -418,14 +418,6 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._held.clear()
         self._progress.clear()
 
-    async def __aenter__(self) -> RedisStreamsQueue:
-        """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     async def _create_group(self) -> None:
         assert self._client is not None
         exceptions = import_extra("coredis.exceptions", extra="redis")
