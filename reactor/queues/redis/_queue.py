@@ -336,9 +336,9 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     # -- opening and closing --------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, create the group when it is new, take back this consumer's own
-        pending events, and start the background tasks (flusher, claims, keepalive,
-        statistics and trimming)."""
+        """Connect, create the group when it is new, count this consumer's own pending
+        events (taken back by the first :meth:`get_batch`), and start the background
+        tasks (flusher, claims and keepalive once reading, statistics and trimming)."""
         if not self._closed:
             return
         coredis = import_extra("coredis", extra="redis")
