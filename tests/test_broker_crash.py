@@ -75,7 +75,7 @@ STEP_TIMEOUT = 60.0
 #: Seconds the survivors get to settle everything once the kills stop.
 SETTLE_TIMEOUT = 120.0
 #: The backends each broker's queue runs on (workers alternate between them).
-BACKENDS = {"redis": ("asyncio", "trio"), "nats": ("asyncio",)}
+BACKENDS = {"redis": ("asyncio", "trio"), "nats": ("asyncio", "trio")}
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX"),

@@ -113,9 +113,7 @@ def redis_queue(capacity: int, directory: Path) -> EventQueue:
     stream = _STREAMS.setdefault(directory.parent, unique_stream("contract"))
     # One stream, group and consumer name per test: a queue built again is the same
     # process restarted, which takes its own pending events back.
-    return RedisStreamsQueue(
-        url, stream=stream, group="app", consumer="worker", capacity=capacity
-    )
+    return RedisStreamsQueue(url, stream=stream, group="app", consumer="worker", capacity=capacity)
 
 
 #: What a factory left to clean up after the test (a broker's streams, keys).
