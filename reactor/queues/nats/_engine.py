@@ -192,6 +192,8 @@ class Engine:
             self._pull_sub = await self.nc.subscribe(
                 self._pull_inbox, cb=self._on_pulled, pending_msgs_limit=-1, pending_bytes_limit=-1
             )
+            if consumers:
+                await self.note_consumers(consumers)
         except BaseException:
             await self._close_connection()
             raise
@@ -234,7 +236,7 @@ class Engine:
                     else api.RetentionPolicy.LIMITS,
                     max_age=retention,
                     storage=api.StorageType.FILE,
-                    duplicate_window=options.dedupe_window or 0.001,
+                    duplicate_window=max(options.dedupe_window or 0.0, 0.1),  # the least it takes
                     max_msg_size=options.max_event_size + 4096,
                 )
             )
@@ -270,11 +272,18 @@ class Engine:
             max_ack_pending=-1,
         )
         try:
+            existing = await js.consumer_info(options.stream, options.group)
+        except errors.NotFoundError:
             await js.add_consumer(options.stream, config)
-        except errors.BadRequestError as exc:  # an existing one that cannot be changed
-            logger.warning("the group %s exists and is used as it is: %s", options.group, exc)
-        if consumers:
-            await self.note_consumers(consumers)
+        else:
+            if existing.config.ack_wait != options.claim_after:
+                logger.warning(
+                    "the group %s exists with ack_wait %s s, not claim_after=%s s; it is used "
+                    "as it is (the processes of a group must agree on claim_after)",
+                    options.group,
+                    existing.config.ack_wait,
+                    options.claim_after,
+                )
 
     async def stop(self) -> None:
         """Stop the tasks, send what put_nowait() accepted, hand back (NAK) every
@@ -326,6 +335,7 @@ class Engine:
             await self._close_connection()
 
     async def _close_connection(self) -> None:
+        self._stopping = True
         nc, self.nc = self.nc, None
         if nc is not None and not nc.is_closed:
             try:
