@@ -111,6 +111,7 @@ class Engine:
         self._pull_sub: Any = None
         self._pull_inbox = ""
         self._stopping = False
+        self._fetching = False
         self.js: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -157,9 +158,10 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def start(self, consumers: Sequence[str]) -> None:
+    async def start(self, consumers: Sequence[str], fetch: bool) -> None:
         """Connect, create what is missing (stream, group, bucket, dead letters), and
-        start the background tasks.
+        start the background tasks; with *fetch*, take what the group has ready into
+        the read-ahead and keep fetching (else from the first :meth:`take` on).
 
         :raises ~reactor.QueueUnavailableError: the server cannot be reached
         """
@@ -198,6 +200,14 @@ class Engine:
             await self._close_connection()
             raise
         loop = self._loop
+        self._tasks = [loop.create_task(self._keepalive()), loop.create_task(self._refresh())]
+        await self._refresh_once()
+        if fetch:
+            await self._start_fetching()
+
+    async def _start_fetching(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._fetching = True
         # What the group has ready now (events handed back by a process that stopped)
         # is in the read-ahead, and in depth, when open() returns.
         self._request_left = self.read_ahead
@@ -211,13 +221,7 @@ class Engine:
             pass
         arrived, self._arrived = self._arrived, []
         await self._process(arrived)
-        self._tasks = [
-            loop.create_task(self._fetcher()),
-            loop.create_task(self._processor()),
-            loop.create_task(self._keepalive()),
-            loop.create_task(self._refresh()),
-        ]
-        await self._refresh_once()
+        self._tasks += [loop.create_task(self._fetcher()), loop.create_task(self._processor())]
 
     async def _declare(self, consumers: Sequence[str]) -> None:
         api = self._nats.js.api
@@ -645,6 +649,8 @@ class Engine:
     async def take(self, limit: int, wait: float) -> list[Received]:
         """Return up to *limit* fetched events, waiting up to *wait* seconds for one
         (``[]`` when none came)."""
+        if not self._fetching:
+            await self._start_fetching()
         buffer = self.buffer
         if not buffer:
             self._buffer_event.clear()
