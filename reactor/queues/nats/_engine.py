@@ -111,6 +111,7 @@ class Engine:
         self._pull_sub: Any = None
         self._pull_inbox = ""
         self._stopping = False
+        self._fetching = False
         self.js: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -157,9 +158,10 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def start(self, consumers: Sequence[str]) -> None:
+    async def start(self, consumers: Sequence[str], fetch: bool) -> None:
         """Connect, create what is missing (stream, group, bucket, dead letters), and
-        start the background tasks.
+        start the background tasks; with *fetch*, take what the group has ready into
+        the read-ahead and keep fetching (else from the first :meth:`take` on).
 
         :raises ~reactor.QueueUnavailableError: the server cannot be reached
         """
@@ -192,10 +194,20 @@ class Engine:
             self._pull_sub = await self.nc.subscribe(
                 self._pull_inbox, cb=self._on_pulled, pending_msgs_limit=-1, pending_bytes_limit=-1
             )
+            if consumers:
+                await self.note_consumers(consumers)
         except BaseException:
             await self._close_connection()
             raise
         loop = self._loop
+        self._tasks = [loop.create_task(self._keepalive()), loop.create_task(self._refresh())]
+        await self._refresh_once()
+        if fetch:
+            await self._start_fetching()
+
+    async def _start_fetching(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._fetching = True
         # What the group has ready now (events handed back by a process that stopped)
         # is in the read-ahead, and in depth, when open() returns.
         self._request_left = self.read_ahead
@@ -209,13 +221,7 @@ class Engine:
             pass
         arrived, self._arrived = self._arrived, []
         await self._process(arrived)
-        self._tasks = [
-            loop.create_task(self._fetcher()),
-            loop.create_task(self._processor()),
-            loop.create_task(self._keepalive()),
-            loop.create_task(self._refresh()),
-        ]
-        await self._refresh_once()
+        self._tasks += [loop.create_task(self._fetcher()), loop.create_task(self._processor())]
 
     async def _declare(self, consumers: Sequence[str]) -> None:
         api = self._nats.js.api
@@ -234,7 +240,7 @@ class Engine:
                     else api.RetentionPolicy.LIMITS,
                     max_age=retention,
                     storage=api.StorageType.FILE,
-                    duplicate_window=options.dedupe_window or 0.001,
+                    duplicate_window=max(options.dedupe_window or 0.0, 0.1),  # the least it takes
                     max_msg_size=options.max_event_size + 4096,
                 )
             )
@@ -270,11 +276,18 @@ class Engine:
             max_ack_pending=-1,
         )
         try:
+            existing = await js.consumer_info(options.stream, options.group)
+        except errors.NotFoundError:
             await js.add_consumer(options.stream, config)
-        except errors.BadRequestError as exc:  # an existing one that cannot be changed
-            logger.warning("the group %s exists and is used as it is: %s", options.group, exc)
-        if consumers:
-            await self.note_consumers(consumers)
+        else:
+            if existing.config.ack_wait != options.claim_after:
+                logger.warning(
+                    "the group %s exists with ack_wait %s s, not claim_after=%s s; it is used "
+                    "as it is (the processes of a group must agree on claim_after)",
+                    options.group,
+                    existing.config.ack_wait,
+                    options.claim_after,
+                )
 
     async def stop(self) -> None:
         """Stop the tasks, send what put_nowait() accepted, hand back (NAK) every
@@ -326,6 +339,7 @@ class Engine:
             await self._close_connection()
 
     async def _close_connection(self) -> None:
+        self._stopping = True
         nc, self.nc = self.nc, None
         if nc is not None and not nc.is_closed:
             try:
@@ -635,6 +649,8 @@ class Engine:
     async def take(self, limit: int, wait: float) -> list[Received]:
         """Return up to *limit* fetched events, waiting up to *wait* seconds for one
         (``[]`` when none came)."""
+        if not self._fetching:
+            await self._start_fetching()
         buffer = self.buffer
         if not buffer:
             self._buffer_event.clear()

@@ -233,11 +233,14 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
 
     async def open(self) -> None:
         """Connect, create the stream, the group and the bucket when missing, and start
-        fetching.
+        fetching the group's events (the app calls it).
 
         :raises ~reactor.QueueUnavailableError: the server cannot be reached
         :raises ModuleNotFoundError: nats-py is not installed (the message says how)
         """
+        await self._open(fetch=True)
+
+    async def _open(self, *, fetch: bool) -> None:
         if self._engine is not None:
             return
         nats = import_extra("nats", extra="nats")
@@ -246,7 +249,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         bridge = await open_bridge("reactor-nats")
         engine = Engine(nats, self._options, self._options.url)
         try:
-            await bridge.run(engine.start, sorted(self._consumers))
+            await bridge.run(engine.start, sorted(self._consumers), fetch)
         except BaseException:
             await bridge.aclose()
             raise
@@ -279,8 +282,13 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                     await bridge.aclose()
 
     async def __aenter__(self) -> NatsJetStreamQueue:
-        """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
-        await self.open()
+        """Open the queue for use without an app (tools, scripts): ``async with queue:``.
+
+        Opened this way, the queue takes none of the group's events until
+        :meth:`get_batch` is called, so dead letters and replays can be handled while
+        the app runs elsewhere.
+        """
+        await self._open(fetch=False)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
