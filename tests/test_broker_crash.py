@@ -121,9 +121,14 @@ class Process:
     def journal(self) -> Path:
         return Path(self.scenario.journal)
 
+    #: Whether its ``R`` line was seen (once written, it stays).
+    seen_ready: bool = False
+
     def ready(self) -> bool:
         """Whether the process wrote its ``R`` line (its app runs)."""
-        return any(line.startswith("R ") for line in _lines(self.journal))
+        if not self.seen_ready:
+            self.seen_ready = any(line.startswith("R ") for line in _lines(self.journal))
+        return self.seen_ready
 
     def log_tail(self) -> str:
         try:
