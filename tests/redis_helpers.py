@@ -16,6 +16,5 @@ async def delete_stream(url: str, stream: str) -> None:
     """Delete *stream* and every key the queue keeps beside it (``<stream>:*``)."""
     async with coredis.Redis.from_url(url, decode_responses=False) as client:
         keys = [stream.encode()]
-        async for key in client.scan_iter(match=f"{stream}:*", count=1000):
-            keys.append(key)
+        keys += [key async for key in client.scan_iter(match=f"{stream}:*", count=1000)]
         await client.delete(keys)

@@ -18,12 +18,12 @@ import attrs
 import nats_tools
 import pytest
 import services
+from redis_helpers import delete_stream, unique_stream
 
 from reactor import Event, QueueFull, QueueStatistics, Reactor
 from reactor.abc import EventQueue, Received
 from reactor.queues.memory import DEFAULT_CAPACITY, MemoryQueue
 from reactor.queues.sqlite import SQLiteQueue
-from tests.redis_helpers import delete_stream, unique_stream
 
 pytestmark = pytest.mark.anyio
 

@@ -328,8 +328,12 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            name = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in self._consumer)
             client = coredis.Redis.from_url(
-                self._options.url, decode_responses=False, verify_version=False
+                self._options.url,
+                decode_responses=False,
+                verify_version=False,
+                client_name=f"reactor:{self._group}:{name}"[:200],
             )
             self._client = await stack.enter_async_context(client)
             await self._create_group()
@@ -372,7 +376,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                     await self._client.eval(
                         DROP_CONSUMER, [self._keys.stream], [self._group, self._consumer]
                     )
-            except Exception as exc:  # noqa: BLE001 - the server is gone; nothing else to do
+            except Exception as exc:
                 logger.warning("%r: could not store what was pending at close: %s", self, exc)
             if self._unflushed:
                 logger.error(
@@ -706,7 +710,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         body = fields.get(b"e")
         try:
             event = Event.from_json(body)
-        except Exception as exc:  # noqa: BLE001 - any undecodable entry is damaged
+        except Exception as exc:
             self._damaged_entry(entry_id, fields, exc)
             return None
         only = fields.get(b"o")
@@ -721,11 +725,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         return received
 
     def _damaged_entry(self, entry_id: str, fields: Any, exc: Exception) -> None:
-        logger.error("%r: entry %s cannot be decoded (%s); it is dead-lettered", self, entry_id, exc)
+        logger.error(
+            "%r: entry %s cannot be decoded (%s); it is dead-lettered", self, entry_id, exc
+        )
         now = time.time()
-        body = fields.get(b"e") or json.dumps(
-            {_text(k): _text(v) for k, v in fields.items()}
-        ).encode()
+        body = (
+            fields.get(b"e") or json.dumps({_text(k): _text(v) for k, v in fields.items()}).encode()
+        )
         self._damaged.append(
             letter_fields(
                 consumer="",
@@ -779,7 +785,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 entries = next(iter(reply.values()))
                 batch = []
                 for entry in entries:
-                    entry_id = entry.identifier.decode()
+                    entry_id = _text(entry.identifier)
                     received = self._decode(entry_id, entry.field_values, 1, fresh=True)
                     if received is not None:
                         batch.append(received)
@@ -821,7 +827,9 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 "the settlements will be retried"
             ) from exc
 
-    async def _settle(self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]) -> None:
+    async def _settle(
+        self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
+    ) -> None:
         client = self._client
         if client is None:
             raise ReactorNotRunning(f"{self!r} is not open")
@@ -846,9 +854,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         letter_ids: list[Any] = []
         try:
             async with client.pipeline(transaction=True) as pipe:
-                letter_ids = [
-                    pipe.xadd(keys.dead, fields_of(letter)) for letter in letters
-                ]
+                letter_ids = [pipe.xadd(keys.dead, fields_of(letter)) for letter in letters]
                 if changed:
                     pipe.hset(keys.progress, changed)
                 if ids:
@@ -867,7 +873,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         for letter, request in zip(letters, letter_ids, strict=False):
             try:
                 self._remember_letter(letter, _text(await request))
-            except Exception:  # noqa: BLE001, S112 - not stored: nothing to remember
+            except Exception:
                 continue
         held, recorded = self._held, self._progress
         for entry_id in ids:
@@ -962,8 +968,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 count=self._options.batch_size,
             )
             start = reply[0]
-            entries = [e for e in reply[1] if _text(e.identifier) not in self._held]  # type: ignore[union-attr]
-            deleted = reply[2] if len(reply) > 2 else ()  # type: ignore[misc]
+            entries = [e for e in reply[1] if _text(e.identifier) not in self._held]
+            deleted = reply[2] if len(reply) > 2 else ()
             if deleted:
                 await self._client.hdel(self._keys.progress, list(deleted))
             if entries:
@@ -985,7 +991,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._read_up_to(_parse_id(group["last-delivered-id"]))  # type: ignore[arg-type]
                 lag = group.get("lag")
                 self._pending = int(group["pending"])  # type: ignore[arg-type]
-                self._lag = None if lag is None else int(lag)  # type: ignore[arg-type]
+                self._lag = None if lag is None else int(lag)
                 self._others_lag = max(0, (self._lag or 0) - len(self._mine))
                 self._waiting.wake(self._room())
         if trim and groups:
@@ -994,7 +1000,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     async def _trim(self, groups: list[dict[str, Any]]) -> None:
         assert self._client is not None
         keys = self._keys
+        # Entries below MINID go: keep each group's first unread entry (just after its
+        # last-delivered id) and its oldest pending one.
         bound = min(_parse_id(group["last-delivered-id"]) for group in groups)
+        bound = (bound[0], bound[1] + 1)
         busy = [_text(group["name"]) for group in groups if group["pending"]]
         if busy:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -1018,15 +1027,16 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
 
     def _failed(self, exc: BaseException, what: str) -> None:
         self._errors += 1
+        error = f"{what}: {type(exc).__name__}: {exc}"
         if self._last_error is None:
+            # The text only: a log record that kept the exception would keep its frames.
             logger.warning(
-                "%r: the Redis server at %s does not answer (%s: %s); retrying",
-                self,
+                "%s: the Redis server at %s does not answer (%s); retrying",
+                repr(self),
                 self._options.url,
-                what,
-                exc,
+                error,
             )
-        self._last_error = f"{what}: {type(exc).__name__}: {exc}"
+        self._last_error = error
 
     def _succeeded(self) -> None:
         if self._last_error is not None:
