@@ -88,6 +88,14 @@ SETTLE_TIMEOUT = 120.0
 #: The backends each broker's queue runs on (workers alternate between them).
 BACKENDS = {"redis": ("asyncio", "trio"), "nats": ("asyncio", "trio")}
 
+#: A known bug of a queue (found by this test): the per-consumer progress records that
+#: a kill leaves behind acknowledged events. The test then ends as an expected failure,
+#: once every other check passed.
+LEAKS_PROGRESS = {
+    "nats": "the NATS queue purges an event's progress record after its ack, in a "
+    "separate request: a process killed in between leaves the record in the bucket forever",
+}
+
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX"),
     pytest.mark.timeout(300 + 6 * KILLS),
@@ -360,6 +368,38 @@ async def _nats_cleanup(url: str, token: str) -> list[str]:
         await connection.close()
 
 
+async def _redis_progress_left(url: str, stream: str, group: str) -> list[str]:
+    import coredis
+
+    async with coredis.Redis.from_url(url, decode_responses=True) as client:
+        return sorted(await client.hkeys(f"{stream}:progress:{group}"))
+
+
+async def _nats_progress_left(url: str, stream: str, group: str) -> list[str]:
+    import nats
+
+    bucket = f"{stream}_progress"
+    connection = await nats.connect(url)
+    try:
+        info = await connection.jetstream().stream_info(
+            f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.{group}.>"
+        )
+        subjects = info.state.subjects or {}
+        # The key "consumers" holds the group's consumer names, not an event's progress.
+        return sorted(subject for subject in subjects if not subject.endswith(".consumers"))
+    finally:
+        await connection.close()
+
+
+def progress_left(broker: str, url: str, stream: str, group: str) -> list[str]:
+    """The per-consumer progress records of the group that the broker still holds (as
+    each queue's docstring names them: the hash ``<stream>:progress:<group>`` on Redis,
+    the keys ``<group>.<sequence>`` of the KV bucket ``<stream>_progress`` on NATS)."""
+    if broker == "redis":
+        return anyio.run(_redis_progress_left, url, stream, group)
+    return anyio.run(_nats_progress_left, url, stream, group, backend="asyncio")
+
+
 def group_state(broker: str, url: str, stream: str, group: str) -> tuple[int, int] | None:
     """The group's (lag, pending), asked of the broker itself."""
     if broker == "redis":
@@ -590,6 +630,8 @@ def test_kill_9_workers_of_one_app_loses_nothing_and_reruns_only_unfinished_cons
     cluster.wait_for(
         "the survivors settle every event", lambda: cluster.settled(stopped), SETTLE_TIMEOUT
     )
+    # The record of which subscriptions finished an event goes with the event's ack.
+    left = progress_left(cluster.broker, cluster.url, cluster.stream, cluster.group)
     for process in list(cluster.workers.values()):
         code = cluster.stop(process)
         assert code == 0, f"a worker exited with {code}:\n{process.log_tail()}"
@@ -610,7 +652,8 @@ def test_kill_9_workers_of_one_app_loses_nothing_and_reruns_only_unfinished_cons
         f"{result.redelivered} events handed out again after a kill; duplicates "
         f"{result.duplicates}: {result.cut} cut by the kill, {result.unsettled} returned but "
         f"unsettled at the kill; {result.spared} finished subscriptions spared on "
-        f"redelivery; problems: {len(result.problems)}"
+        f"redelivery; progress records left behind acked events: {len(left)}; "
+        f"problems: {len(result.problems)}"
     )
     with capsys.disabled():
         sys.stdout.write(f"\n{summary}\n")
@@ -622,6 +665,9 @@ def test_kill_9_workers_of_one_app_loses_nothing_and_reruns_only_unfinished_cons
     # subscriptions that had finished were spared when their event was handed out again.
     assert result.published > 0 and result.redelivered > 0, summary
     assert result.spared > 0 or KILLS < FULL_SIZE, summary
+    if left and cluster.broker in LEAKS_PROGRESS:
+        pytest.xfail(f"{LEAKS_PROGRESS[cluster.broker]}: {summary}; left: {left[:10]}")
+    assert not left, f"seed {SEED}: progress records stay behind acked events: {left[:20]}"
 
 
 # -- a group that starts after its producer ----------------------------------------------------
