@@ -22,6 +22,10 @@ ending with ``time.monotonic_ns()`` (one clock for every process of the machine)
 * ``BAD ...``: a handler got an event altered, or one not meant for it;
 * ``Q <pid> <t>``: the app stopped and drained (after SIGTERM).
 
+Its subscriptions: ``alpha`` (every event, returns at once), ``beta`` (every event, a few
+milliseconds; half a second on the events ``n % 1000 == SLOW``) and ``gamma`` (``job.b``
+events only). With ``stall_purge`` (NATS) the client's purge requests never return.
+
 Every quarter second it also replaces its status file with the app's statistics (JSON:
 ``pid``, ``t``, ``lag``, ``pending``, ``depth``, ``in_flight``, ``claimed``, ``errors``),
 which the test polls to see the group settle at the end.
@@ -59,6 +63,9 @@ SOURCE = "/broker-crash-test"
 #: The subscriptions of the app under test, in the order they are subscribed.
 SUBSCRIPTIONS = ("alpha", "beta", "gamma")
 
+#: The events ``n`` with ``n % 1000 == SLOW`` take half a second in ``beta``.
+SLOW = 999
+
 Mode = Literal["worker", "producer"]
 
 
@@ -95,7 +102,8 @@ def handling_time(subscription: str, n: int) -> float:
     must then rerun them, and not ``alpha``.
     """
     if subscription == "beta":
-        return 0.002 * (n % 5)
+        # One event in a thousand is slow: alpha's completion is recorded long before.
+        return 0.5 if n % 1000 == SLOW else 0.002 * (n % 5)
     if subscription == "gamma":
         return 0.003 if n % 2 else 0.0
     return 0.0
@@ -127,6 +135,9 @@ class Scenario:
     consumer: str = ""
     rate: float = 300.0
     publishers: int = 4
+    #: Make the NATS client's purge requests never return (the queue deletes progress
+    #: records that way after the ack): a kill then lands between the two for sure.
+    stall_purge: bool = False
 
 
 class Journal:
@@ -225,10 +236,22 @@ async def _until_sigterm() -> None:
             return
 
 
+def _stall_purges() -> None:
+    import nats.js.client
+
+    async def stalled(*args: Any, **kwargs: Any) -> bool:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    nats.js.client.JetStreamContext.purge_stream = stalled  # type: ignore[method-assign]
+
+
 async def run_worker(scenario: Scenario) -> None:
     """Run one process of the app under test until SIGTERM (see the module docstring)."""
     journal = Journal(scenario.journal)
     journal.write(f"W {os.getpid()} {scenario.slot} {scenario.consumer} {now()}")
+    if scenario.stall_purge:
+        _stall_purges()
     queue = from_url(scenario.url)
     journal_settlements(queue, journal)
     app = Reactor(queue=queue, max_in_flight=200, graceful_timeout=60)
