@@ -461,6 +461,11 @@ class Accounting:
     #: Reruns after a kill that came after the earlier run returned but before its
     #: settlement was stored.
     unsettled: int
+    #: Runs after the subscription's completion was recorded (``P``) or the event was
+    #: acknowledged (``K``): forbidden.
+    after_recorded: int
+    #: Reruns while a process that had run it was not killed yet: forbidden.
+    while_live: int
     #: Events handed out again after a kill (handled in more than one worker).
     redelivered: int
     #: (event, subscription) pairs not run again on a redelivered event because the
@@ -469,8 +474,8 @@ class Accounting:
 
     @property
     def duplicates(self) -> int:
-        """The reruns of a subscription on an event, all of the allowed kinds."""
-        return self.cut + self.unsettled
+        """The reruns of a subscription on an event, of every kind."""
+        return self.cut + self.unsettled + self.after_recorded + self.while_live
 
 
 def account(producer: list[str], workers: list[Evidence]) -> Accounting:
@@ -531,31 +536,37 @@ def account(producer: list[str], workers: list[Evidence]) -> Accounting:
 
     # duplicates: only after a kill, with the attempt raised, never after a recorded
     # completion
-    cut = unsettled = 0
+    cut = unsettled = after_recorded = while_live = 0
     for (sub, num), runs in starts.items():
         runs.sort(key=lambda run: run.t)
         done_at = min(recorded.get((sub, num), sys.maxsize), acknowledged.get(num, sys.maxsize))
         for i, run in enumerate(runs):
             if run.t > done_at:
+                after_recorded += 1
                 what = "its completion was recorded" if (sub, num) in recorded else "it was acked"
                 problems.append(
                     f"{sub} ran event {num} again in worker {run.worker} after {what} "
                     f"({(run.t - done_at) / 1e9:.3f} s before): runs {runs}"
                 )
+                continue
             if i == 0:
                 continue
-            for before in runs[:i]:
-                killed_at = workers[before.worker].killed_at
-                if killed_at is None or killed_at > run.t:
-                    problems.append(
-                        f"{sub} ran event {num} in worker {run.worker} while worker "
-                        f"{before.worker} (not killed then) had run it: runs {runs}"
-                    )
-                if run.attempt <= before.attempt:
-                    problems.append(
-                        f"{sub} ran event {num} again without the attempt raised: runs {runs}"
-                    )
-            if runs[i - 1].ended:
+            live = [
+                before.worker
+                for before in runs[:i]
+                if (killed_at := workers[before.worker].killed_at) is None or killed_at > run.t
+            ]
+            if any(run.attempt <= before.attempt for before in runs[:i]):
+                problems.append(
+                    f"{sub} ran event {num} again without the attempt raised: runs {runs}"
+                )
+            if live:
+                while_live += 1
+                problems.append(
+                    f"{sub} ran event {num} in worker {run.worker} while worker(s) {live} "
+                    f"(not killed then) had run it: runs {runs}"
+                )
+            elif runs[i - 1].ended:
                 unsettled += 1
             else:
                 cut += 1
@@ -584,6 +595,8 @@ def account(producer: list[str], workers: list[Evidence]) -> Accounting:
         runs=sum(len(runs) for runs in starts.values()),
         cut=cut,
         unsettled=unsettled,
+        after_recorded=after_recorded,
+        while_live=while_live,
         redelivered=redelivered,
         spared=spared,
     )
@@ -661,8 +674,9 @@ def test_kill_9_workers_of_one_app_loses_nothing_and_reruns_only_unfinished_cons
         f"{result.runs} handler runs of {len(SUBSCRIPTIONS)} subscriptions; "
         f"{result.redelivered} events handed out again after a kill; duplicates "
         f"{result.duplicates}: {result.cut} cut by the kill, {result.unsettled} returned but "
-        f"unsettled at the kill; {result.spared} finished subscriptions spared on "
-        f"redelivery; progress records left behind acked events: {len(left)}; "
+        f"unsettled at the kill, {result.after_recorded} after a recorded completion, "
+        f"{result.while_live} beside a live process; {result.spared} finished subscriptions "
+        f"spared on redelivery; progress records left behind acked events: {len(left)}; "
         f"problems: {len(result.problems)}"
     )
     with capsys.disabled():
@@ -877,10 +891,13 @@ def test_the_oracle_refuses_reruns_of_recorded_or_live_consumers() -> None:
         ],
         killed_at=None,
     )
-    problems = "\n".join(account(producer, [first, live, rerun]).problems)
+    result = account(producer, [first, live, rerun])
+    problems = "\n".join(result.problems)
     assert "alpha ran event 1 again in worker 2 after its completion was recorded" in problems
     assert "beta ran event 2 again in worker 2 after it was acked" in problems
-    assert "beta ran event 3 in worker 1 while worker 0 (not killed then) had run it" in problems
+    assert "beta ran event 3 in worker 1 while worker(s) [0] (not killed then)" in problems
+    assert "beta ran event 3 in worker 2 while worker(s) [1] (not killed then)" in problems
+    assert (result.after_recorded, result.while_live, result.cut, result.unsettled) == (2, 2, 0, 0)
     assert "beta ran event 3 again without the attempt raised" in problems
 
 
