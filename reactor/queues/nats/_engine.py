@@ -838,11 +838,9 @@ class Engine:
         )
         found: list[StoredMessage] = []
         try:
-            while True:
-                try:
-                    msgs = await psub.fetch(256, timeout=1.0)
-                except self._nats.errors.TimeoutError:
-                    return found
+            remaining = (await psub.consumer_info()).num_pending
+            while remaining > 0:
+                msgs = await psub.fetch(min(256, remaining), timeout=self.options.publish_timeout)
                 for msg in msgs:
                     meta = msg.metadata
                     seq = meta.sequence.stream
@@ -850,8 +848,8 @@ class Engine:
                     if seq > floor or (end is not None and stamp >= end):
                         return found
                     found.append((seq, msg.data, dict(msg.headers or {}), stamp))
-                    if meta.num_pending == 0:
-                        return found
+                    remaining = meta.num_pending
+            return found
         finally:
             try:
                 await psub.unsubscribe()
