@@ -37,3 +37,20 @@ async def delete_streams(url: str, *streams: str) -> None:
             await nc.close()
 
     await anyio.to_thread.run_sync(asyncio.run, delete())
+
+
+async def stream_messages(url: str, stream: str) -> int:
+    """How many messages *stream* holds now."""
+
+    async def count() -> int:
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+            messages: int = info.state.messages
+            return messages
+        finally:
+            await nc.close()
+
+    return await anyio.to_thread.run_sync(asyncio.run, count())
