@@ -6,8 +6,8 @@ group, each with its own consumer name, a small ``claim_after``) handle events w
 subscriptions while a producer process publishes at a paced rate. The test kills a
 random worker with SIGKILL at seeded random moments and starts it again (sometimes with
 the dead process's consumer name, as a fixed configuration would, mostly with a new
-one), :data:`KILLS` times: 10 in a default run, ``REACTOR_BROKER_KILLS=100`` for the
-full size (``REACTOR_BROKER_SEED`` picks another seed). Then it stops the producer and
+one; at one moment in ten it kills every running worker at once), :data:`KILLS` times:
+10 in a default run, ``REACTOR_BROKER_KILLS=100`` for the full size (``REACTOR_BROKER_SEED`` picks another seed). Then it stops the producer and
 the kills, lets the survivors run until the group has nothing pending and no lag (the
 workers' own statistics, and the broker asked directly), stops them, and checks the
 evidence of every process (see the child's docstring) with :func:`account`:
@@ -90,6 +90,8 @@ CLAIM_AFTER = 2.0
 RATE = 250.0
 #: Seconds between two kills (a seeded random moment within).
 KILL_EVERY = (0.1, 1.0)
+#: The share of kill moments at which every running worker is killed at once.
+WHOLE_APP = 0.1
 #: Seconds any single step may take before the test fails instead of hanging.
 STEP_TIMEOUT = 60.0
 #: Seconds the survivors get to settle everything once the kills stop.
@@ -639,12 +641,20 @@ def test_kill_9_workers_of_one_app_loses_nothing_and_reruns_only_unfinished_cons
     cluster.wait_for("the producer starts", cluster.all_ready)
 
     rng = cluster.rng
-    for _ in range(KILLS):
+    kills = 0
+    while kills < KILLS:
         time.sleep(rng.uniform(*KILL_EVERY))  # the random moment is the point of the test
         cluster.wait_for("a worker to kill", lambda: bool(cluster.ready_slots()))
-        slot = rng.choice(cluster.ready_slots())
-        cluster.kill(slot)
-        cluster.start_worker(slot)
+        ready = cluster.ready_slots()
+        # Mostly one worker; sometimes every running one at once: the whole app dies,
+        # and nobody is left to claim its events until the restarts.
+        victims = ready if rng.random() < WHOLE_APP and len(ready) > 1 else [rng.choice(ready)]
+        victims = victims[: KILLS - kills]
+        for slot in victims:
+            cluster.kill(slot)
+        for slot in victims:
+            cluster.start_worker(slot)
+        kills += len(victims)
 
     code = cluster.stop(producer)
     assert code == 0, f"the producer exited with {code}:\n{producer.log_tail()}"
@@ -664,8 +674,8 @@ def test_kill_9_workers_of_one_app_loses_nothing_and_reruns_only_unfinished_cons
         Evidence(_lines(worker.journal), worker.killed_at) for worker in cluster.incarnations
     ]
     # For a post-mortem (tests/test_broker_crash.py's account() on the directory's files).
-    kills = [(worker.proc.pid, worker.killed_at) for worker in cluster.incarnations]
-    (cluster.directory / "kills.json").write_text(json.dumps(kills))
+    killed = [(worker.proc.pid, worker.killed_at) for worker in cluster.incarnations]
+    (cluster.directory / "kills.json").write_text(json.dumps(killed))
     result = account(_lines(producer.journal), evidence)
     (cluster.directory / "problems.txt").write_text("".join(f"{p}\n" for p in result.problems))
     summary = (
