@@ -7,10 +7,12 @@ subscriptions while a producer process publishes at a paced rate. The test kills
 random worker with SIGKILL at seeded random moments and starts it again (sometimes with
 the dead process's consumer name, as a fixed configuration would, mostly with a new
 one; at one moment in ten it kills every running worker at once), :data:`KILLS` times:
-10 in a default run, ``REACTOR_BROKER_KILLS=100`` for the full size (``REACTOR_BROKER_SEED`` picks another seed). Then it stops the producer and
-the kills, lets the survivors run until the group has nothing pending and no lag (the
-workers' own statistics, and the broker asked directly), stops them, and checks the
-evidence of every process (see the child's docstring) with :func:`account`:
+10 in a default run, ``REACTOR_BROKER_KILLS=100`` for the full size
+(``REACTOR_BROKER_SEED`` picks another seed). Workers alternate between asyncio and trio.
+Then it stops the producer and the kills, lets the survivors run until the group has
+nothing pending and no lag (the workers' own statistics, and the broker asked directly),
+stops them, and checks the evidence of every process (see the child's docstring) with
+:func:`account`:
 
 * **lost**: every event whose ``publish()`` returned, and every event any handler saw,
   was handled to the end by every subscription it is meant for;
