@@ -137,13 +137,13 @@ class Process:
     log: Path
     #: ``time.monotonic_ns()`` right before the test sent SIGKILL (``None``: not killed).
     killed_at: int | None = None
+    #: Whether its ``R`` line was seen (once written, it stays).
+    seen_ready: bool = False
 
     @property
     def journal(self) -> Path:
+        """The process's evidence file."""
         return Path(self.scenario.journal)
-
-    #: Whether its ``R`` line was seen (once written, it stays).
-    seen_ready: bool = False
 
     def ready(self) -> bool:
         """Whether the process wrote its ``R`` line (its app runs)."""
@@ -152,6 +152,7 @@ class Process:
         return self.seen_ready
 
     def log_tail(self) -> str:
+        """The end of the process's stderr (for failure messages)."""
         try:
             return self.log.read_text(errors="replace")[-4000:] or "(empty log)"
         except FileNotFoundError:
