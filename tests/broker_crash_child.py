@@ -23,7 +23,8 @@ ending with ``time.monotonic_ns()`` (one clock for every process of the machine)
 * ``Q <pid> <t>``: the app stopped and drained (after SIGTERM).
 
 Its subscriptions: ``alpha`` (every event, returns at once), ``beta`` (every event, a few
-milliseconds; half a second on the events ``n % 1000 == SLOW``) and ``gamma`` (``job.b``
+milliseconds; half a second on the events ``n % 1000 == SLOW``, three seconds on
+``n % 1000 == LONG``) and ``gamma`` (``job.b``
 events only). With ``stall_purge`` (NATS) the client's purge requests never return.
 
 Every quarter second it also replaces its status file with the app's statistics (JSON:
@@ -65,6 +66,10 @@ SUBSCRIPTIONS = ("alpha", "beta", "gamma")
 
 #: The events ``n`` with ``n % 1000 == SLOW`` take half a second in ``beta``.
 SLOW = 999
+#: The events ``n`` with ``n % 1000 == LONG`` take :data:`LONG_SECONDS` in ``beta``,
+#: more than the kill test's ``claim_after``.
+LONG = 500
+LONG_SECONDS = 3.0
 
 Mode = Literal["worker", "producer"]
 
@@ -102,8 +107,11 @@ def handling_time(subscription: str, n: int) -> float:
     must then rerun them, and not ``alpha``.
     """
     if subscription == "beta":
-        # One event in a thousand is slow: alpha's completion is recorded long before.
-        return 0.5 if n % 1000 == SLOW else 0.002 * (n % 5)
+        if n % 1000 == SLOW:  # alpha's completion is recorded long before
+            return 0.5
+        if n % 1000 == LONG:  # longer than claim_after: the process must keep its claim
+            return LONG_SECONDS
+        return 0.002 * (n % 5)
     if subscription == "gamma":
         return 0.003 if n % 2 else 0.0
     return 0.0

@@ -63,6 +63,7 @@ import attrs
 import pytest
 import services
 from broker_crash_child import (
+    LONG_SECONDS,
     SLOW,
     SOURCE,
     SUBSCRIPTIONS,
@@ -88,6 +89,8 @@ SEED = int(os.environ.get("REACTOR_BROKER_SEED", "1"))
 WORKERS = 3
 #: Seconds an unacknowledged event stays with its process before another may claim it.
 CLAIM_AFTER = 2.0
+# Some handlers run longer than claim_after: their process must keep its claim alive.
+assert LONG_SECONDS > CLAIM_AFTER
 #: Events per second the producer publishes.
 RATE = 250.0
 #: Seconds between two kills (a seeded random moment within).
