@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
@@ -137,8 +138,9 @@ def _check_ids(ids: Iterable[LetterId] | None) -> list[str] | None:
     return wanted  # type: ignore[return-value]
 
 
-def _ms(value: datetime) -> int:
-    return int(validators.aware_datetime("time", value).timestamp() * 1000)
+def _ms(value: datetime, *, up: bool = False) -> int:
+    ms = validators.aware_datetime("time", value).timestamp() * 1000
+    return math.ceil(ms) if up else math.floor(ms)
 
 
 class DeadLetterAdmin(DeadLetterStore):
@@ -307,7 +309,8 @@ class DeadLetterAdmin(DeadLetterStore):
 
         Only publications are replayed, never a replay or a dead letter's redelivery.
         Replays bypass the dedupe window. A stream entry's id is its publish time in
-        milliseconds, which is what the window compares.
+        milliseconds, which is what the window compares: an event published in the
+        millisecond of *since* or of *until* is in the window.
 
         :param since: replay events published at or after this time (aware)
         :param until: ... and before this time (default: no end)
@@ -318,7 +321,7 @@ class DeadLetterAdmin(DeadLetterStore):
         """
         self._check_running()
         start = _ms(since)
-        end = None if until is None else _ms(until)
+        end = None if until is None else _ms(until, up=True)
         names: frozenset[str] | None = None
         if consumers is not None:
             if isinstance(consumers, str) or not consumers:

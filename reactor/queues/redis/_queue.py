@@ -84,21 +84,32 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: One event of a batch: the five values PUBLISH takes, and whether put_nowait() sent it.
+_Item = tuple[str, bytes, str, str, str, bool]
+
+
 class _Batch:
     """Publishes that go to the server together, in one script call (group commit)."""
 
-    __slots__ = ("args", "done", "error", "given_up", "nowait", "taken")
+    __slots__ = ("count", "done", "error", "items", "taken")
 
     def __init__(self) -> None:
-        self.args: list[bytes | str] = []  # five values per event, as PUBLISH takes them
-        self.nowait: list[int] = []  # indexes (in events) of put_nowait() events
+        self.items: list[_Item | None] = []  # None: withdrawn by a cancelled publisher
+        self.count = 0  # items not withdrawn
         self.done = anyio.Event()
         self.error: BaseException | None = None
         self.taken = False  # the flusher took it: a cancelled publisher can no longer undo
-        self.given_up = False
 
     def __len__(self) -> int:
-        return len(self.args) // 5
+        return self.count
+
+    def args(self) -> list[bytes | str]:
+        """The arguments of PUBLISH after the window."""
+        return [value for item in self.items if item is not None for value in item[:5]]
+
+    def nowait(self) -> list[_Item]:
+        """The items of put_nowait()."""
+        return [item for item in self.items if item is not None and item[5]]
 
 
 class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
@@ -229,6 +240,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._client: coredis.Redis[bytes] | None = None
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._tasks: AsyncExitStack | None = None
         self._errors_caught: tuple[type[BaseException], ...] = ()
         self._no_group: type[BaseException] = Exception
         self._closed = True
@@ -243,6 +255,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._putters = self._waiting.tickets
         # Reading and settling.
         self._ready: deque[Received] = deque()  # taken back or over, not handed out yet
+        self._unrecovered = 0  # this consumer's pending events at open, not taken back yet
+        self._consuming = False  # get_batch() was called: claims may begin
         self._held: dict[str, None] = {}  # ids this process read and has not acked
         self._progress: dict[str, set[str]] = {}  # entry id -> consumers that settled it
         self._letters: list[DeadLetter] = []  # to store with the next settle()
@@ -339,9 +353,18 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             await self._create_group()
             if self._consumers:
                 await client.sadd(self._keys.consumers, list(self._consumers))
-            await self._recover()
+            # Only counted: the events are taken back by the first get_batch(), so that
+            # a queue opened by a command (dead letters, replay) takes no event.
+            self._unrecovered = 0
+            for info in await client.xinfo_consumers(self._keys.stream, self._group):
+                if _text(info[b"name"]) == self._consumer:
+                    self._unrecovered = int(info[b"pending"])
+            self._consuming = False
             await self._refresh()
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            tasks = AsyncExitStack()
+            self._tg = await tasks.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(tasks.aclose)
+            self._tasks = tasks
         except BaseException:
             self._client = None
             await stack.aclose()
@@ -363,9 +386,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             return
         self._closed = True
         self._waiting.close()
-        assert self._tg is not None
+        assert self._tg is not None and self._tasks is not None
         self._tg.cancel_scope.cancel()
         self._tg = None
+        await self._tasks.aclose()  # the background tasks end (the stack's callback: no-op)
         with anyio.CancelScope(shield=True):
             try:
                 with anyio.move_on_after(_CLOSE_TIMEOUT):
@@ -486,7 +510,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         return self._keys.dedupe + digest
 
     def _room(self) -> int:
-        backlog = self._unflushed + len(self._mine) + len(self._ready) + self._others_lag
+        backlog = (
+            self._unflushed
+            + len(self._mine)
+            + len(self._ready)
+            + self._unrecovered
+            + self._others_lag
+        )
         return self._capacity - backlog
 
     def _accept(
@@ -498,21 +528,22 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         scoped: bool = False,
         replay: bool = False,
         nowait: bool = False,
-    ) -> _Batch:
-        batch = self._batch
-        if nowait:
-            batch.nowait.append(len(batch))
-        batch.args += (
+    ) -> _Item:
+        item = (
             "" if replay else self._dedupe_key(event),
             body,
             "" if only is None else json.dumps(sorted(only)),
             self._group if scoped or only is not None else "",
             "1" if replay else "",
+            nowait,
         )
+        batch = self._batch
+        batch.items.append(item)
+        batch.count += 1
         self._unflushed += 1
         self._put_count += 1
         self._flush_wanted.set()
-        return batch
+        return item
 
     def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
         """Accept *event* into the next batch sent to the server, without waiting.
@@ -549,7 +580,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         body = self._encode(event)
         if self._putters or self._room() <= 0:
             await self._waiting.wait(self._room)
-        await self._wait_stored(self._accept(event, body, only), 1)
+        batch = self._batch
+        await self._wait_stored(batch, [self._accept(event, body, only)])
 
     async def put_many(self, events: Sequence[Event]) -> None:
         """Store all of *events* in one script call (atomic in the server), or none.
@@ -572,9 +604,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 f"{len(bodies)} of this batch; retry later"
             )
         batch = self._batch
-        for event, body in zip(events, bodies, strict=True):
-            self._accept(event, body, None)
-        await self._wait_stored(batch, len(bodies))
+        items = [
+            self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)
+        ]
+        await self._wait_stored(batch, items)
 
     async def _republish(
         self, events: Iterable[tuple[Event, Collection[str] | None]], *, replay: bool = True
@@ -582,22 +615,26 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         """Publish again (a replay, a redelivery), to this group only, past the dedupe
         window; return how many."""
         batch = self._batch
-        count = 0
-        for event, only in events:
+        items = [
             self._accept(event, event.to_json(), only, scoped=True, replay=replay)
-            count += 1
-        if count:
-            await self._wait_stored(batch, count)
-        return count
+            for event, only in events
+        ]
+        if items:
+            await self._wait_stored(batch, items)
+        return len(items)
 
-    async def _wait_stored(self, batch: _Batch, count: int) -> None:
+    async def _wait_stored(self, batch: _Batch, items: list[_Item]) -> None:
         try:
             await batch.done.wait()
         except BaseException:
             if not batch.taken:  # not sent yet: take the events back
-                del batch.args[-5 * count :]
-                self._unflushed -= count
-                self._put_count -= count
+                mine = {id(item) for item in items}
+                batch.items = [
+                    None if item is None or id(item) in mine else item for item in batch.items
+                ]
+                batch.count -= len(items)
+                self._unflushed -= len(items)
+                self._put_count -= len(items)
             raise
         if batch.error is not None:
             raise batch.error
@@ -610,8 +647,17 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             self._flush_wanted = anyio.Event()
             await self._flush_once(give_up=True)
 
+    def _abandon(self, batch: _Batch) -> None:
+        """The queue closed while *batch* was being sent: its publishers stop waiting."""
+        if not batch.done.is_set():
+            self._unflushed -= len(batch) - len(batch.nowait())  # those: counted lost at close
+            batch.error = ReactorNotRunning(
+                "the queue closed while the event was being stored; it may or may not be"
+            )
+            batch.done.set()
+
     async def _flush_remaining(self) -> None:
-        while self._batch.args or self._auto_acks or self._discards or self._unsaved_consumers:
+        while self._batch.count or self._auto_acks or self._discards or self._unsaved_consumers:
             await self._flush_once(give_up=False)
             if self._last_error is not None:
                 return
@@ -624,42 +670,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         discards, self._discards = self._discards, []
         consumers, self._unsaved_consumers = self._unsaved_consumers, set()
         deadline = anyio.current_time() + self._options.publish_timeout
-        keys = self._keys
-        while True:
-            try:
-                assert self._client is not None
-                async with self._client.pipeline(transaction=False) as pipe:
-                    if discards:
-                        pipe.xdel(keys.dead, discards)
-                    request = (
-                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args])
-                        if batch.args
-                        else None
-                    )
-                    for letter in damaged:
-                        pipe.xadd(keys.dead, letter)
-                    if acks:
-                        pipe.xack(keys.stream, self._group, acks)
-                    if consumers:
-                        pipe.sadd(keys.consumers, list(consumers))
-                ids: list[Any] = [] if request is None else list(await request)  # type: ignore[arg-type]
-                break
-            except self._errors_caught as exc:
-                self._failed(exc, "publish")
-                if not give_up:
-                    raise
-                if batch.args and anyio.current_time() >= deadline:
-                    self._give_up(batch, exc)
-                    if not batch.args:
-                        batch.done.set()
-                await self._backoff()
-            except Exception as exc:
-                # Not the connection: the server refused (out of memory, a wrong type).
-                self._failed(exc, "publish")
-                self._unflushed -= len(batch)
-                batch.error = QueueUnavailableError(f"the Redis server refused the write: {exc}")
-                batch.done.set()
-                return
+        try:
+            ids = await self._send(batch, acks, damaged, discards, consumers, deadline, give_up)
+        except BaseException:
+            self._abandon(batch)
+            raise
+        if ids is None:
+            return
         self._succeeded()
         self._unflushed -= len(batch)
         delivered = self._delivered
@@ -673,6 +690,52 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._mine.append(parsed)
         batch.done.set()
 
+    async def _send(
+        self,
+        batch: _Batch,
+        acks: list[str],
+        damaged: list[dict[str, bytes | str]],
+        discards: list[str],
+        consumers: set[str],
+        deadline: float,
+        give_up: bool,
+    ) -> list[Any] | None:
+        """Send *batch* and the small writes; retry while the server does not answer
+        (until *deadline* for the publishers that wait). ``None``: the batch failed."""
+        keys = self._keys
+        while True:
+            try:
+                assert self._client is not None
+                async with self._client.pipeline(transaction=False) as pipe:
+                    if discards:
+                        pipe.xdel(keys.dead, discards)
+                    request = (
+                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args()])
+                        if batch.count
+                        else None
+                    )
+                    for letter in damaged:
+                        pipe.xadd(keys.dead, letter)
+                    if acks:
+                        pipe.xack(keys.stream, self._group, acks)
+                    if consumers:
+                        pipe.sadd(keys.consumers, list(consumers))
+                return [] if request is None else list(await request)  # type: ignore[arg-type]
+            except self._errors_caught as exc:
+                self._failed(exc, "publish")
+                if not give_up:
+                    raise
+                if batch.count and anyio.current_time() >= deadline:
+                    self._give_up(batch, exc)
+                await self._backoff()
+            except Exception as exc:
+                # Not the connection: the server refused (out of memory, a wrong type).
+                self._failed(exc, "publish")
+                self._unflushed -= len(batch)
+                batch.error = QueueUnavailableError(f"the Redis server refused the write: {exc}")
+                batch.done.set()
+                return None
+
     def _give_up(self, batch: _Batch, exc: BaseException) -> None:
         """Fail the waiting publishers of *batch* after *publish_timeout*; keep the
         events of ``put_nowait()`` for the next batch."""
@@ -681,19 +744,16 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             f"{self._options.publish_timeout:g} s ({exc}); the event was not stored, "
             "publish again later"
         )
-        kept = batch.nowait
-        refused = len(batch) - len(kept)
-        self._unflushed -= refused
+        kept = batch.nowait()
+        self._unflushed -= len(batch) - len(kept)
         batch.error = error
-        if kept:
-            args = [value for index in kept for value in batch.args[index * 5 : index * 5 + 5]]
+        if kept:  # first in the next batch, in their order
             nxt = self._batch
-            nxt.nowait[:0] = range(len(kept))
-            nxt.nowait[len(kept) :] = [n + len(kept) for n in nxt.nowait[len(kept) :]]
-            nxt.args[:0] = args
+            nxt.items[:0] = kept
+            nxt.count += len(kept)
             self._flush_wanted.set()
-        batch.args = []
-        batch.nowait = []
+        batch.items = []
+        batch.count = 0
         batch.done.set()
 
     # -- reading --------------------------------------------------------------------
@@ -705,7 +765,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         without handing out) or damaged (dead-lettered, then acked)."""
         scope = fields.get(b"g")
         if scope is not None and scope != self._group_b:
-            self._auto_acks.append(entry_id)
+            self._auto_acks.append(entry_id)  # another app's replay or redelivery
+            self._flush_wanted.set()
             return None
         body = fields.get(b"e")
         try:
@@ -760,6 +821,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         While the server does not answer, this retries with a capped backoff.
         """
         self._check_running()
+        if not self._consuming:
+            self._consuming = True  # from now on, this process takes events: its own first
+            await self._recover()
+            self._unrecovered = 0
         if self._ready:
             return self._take_ready(limit)
         client = self._client
@@ -784,9 +849,20 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             if reply:
                 entries = next(iter(reply.values()))
                 batch = []
+                held = self._held
                 for entry in entries:
                     entry_id = _text(entry.identifier)
-                    received = self._decode(entry_id, entry.field_values, 1, fresh=True)
+                    fields = entry.field_values
+                    if len(fields) == 1:  # the common case: a publication ("e" only)
+                        try:
+                            event = Event.from_json(fields[b"e"])
+                        except Exception:
+                            pass
+                        else:
+                            held[entry_id] = None
+                            batch.append(Received(event, entry_id))
+                            continue
+                    received = self._decode(entry_id, fields, 1, fresh=True)
                     if received is not None:
                         batch.append(received)
                 if entries:
@@ -822,10 +898,15 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             await self._settle(done, progress)
         except self._errors_caught as exc:
             self._failed(exc, "settle")
-            raise QueueUnavailableError(
-                f"the Redis server at {self._options.url} did not answer ({exc}); "
-                "the settlements will be retried"
-            ) from exc
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            return
+        # Raised outside the handler, without the client's exception as its context: a
+        # logged error would keep the connection's frames (and its streams) alive.
+        raise QueueUnavailableError(
+            f"the Redis server at {self._options.url} did not answer ({failure}); "
+            "the settlements will be retried"
+        )
 
     async def _settle(
         self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
@@ -926,14 +1007,17 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         period = min(_REFRESH_EVERY, claim_after / 3)
         now = anyio.current_time()
         next_claim = now + claim_after / 2
+        next_keepalive = now + claim_after / 3
         next_refresh = now + _REFRESH_EVERY
         while True:
             await anyio.sleep(period)
             try:
-                if self._held:
-                    await self._keep_alive()
                 now = anyio.current_time()
-                if now >= next_claim:
+                if now >= next_keepalive:
+                    next_keepalive = now + claim_after / 3
+                    if self._held:
+                        await self._keep_alive()
+                if now >= next_claim and self._consuming:
                     next_claim = now + claim_after / 2
                     await self._claim()
                 if now >= next_refresh:
@@ -1054,7 +1138,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         """The queue's counters; ``lag`` and ``pending`` are the group's, measured about
         once a second; ``depth`` is this process's (see the class)."""
         return QueueStatistics(
-            depth=self._unflushed + len(self._mine) + len(self._ready),
+            depth=self._unflushed + len(self._mine) + len(self._ready) + self._unrecovered,
             capacity=self._capacity,
             put_count=self._put_count,
             get_count=self._get_count,
