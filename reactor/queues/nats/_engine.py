@@ -673,10 +673,16 @@ class Engine:
                 return []
         if len(buffer) < limit and self.own:
             # This queue's own publications are on their way: a batch holds what was
-            # published before it was asked for.
+            # published before it was asked for (briefly: another process of the group
+            # may have read them, which this one learns later).
+            target = max(self.own)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TOP_UP
-            while len(buffer) < limit and self.own and (left := deadline - loop.time()) > 0:
+            while (
+                len(buffer) < limit
+                and self.delivered < target
+                and (left := deadline - loop.time()) > 0
+            ):
                 self._buffer_event.clear()
                 try:
                     await asyncio.wait_for(self._buffer_event.wait(), left)
