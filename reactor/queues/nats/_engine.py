@@ -126,7 +126,8 @@ class Engine:
         self._buffer_event = asyncio.Event()
         self._room_event = asyncio.Event()
         self._request_left = 0
-        self._request_done = asyncio.Event()
+        self._request_done = asyncio.Event()  # set while no pull request is open
+        self._request_done.set()
         # This queue's publications that its group has not read yet (a heap of seqs), and
         # the highest stream sequence the group is known to have read.
         self.own: list[int] = []
@@ -473,6 +474,9 @@ class Engine:
                 self.nowait_sending += len(items)
                 try:
                     results = await self.publish(items)
+                except BaseException:  # stopped: stop() sends them (a copy is deduped)
+                    self.nowait.extendleft(reversed(items))
+                    raise
                 finally:
                     self.nowait_sending -= len(items)
                 failed = [
