@@ -210,6 +210,26 @@ async def test_a_slow_handler_keeps_its_claim_and_runs_once(url: str, stream: st
     assert sum(app.stats().queue.claimed for app in apps) == 0
 
 
+async def test_events_accepted_by_put_nowait_are_stored_by_close(url: str, stream: str) -> None:
+    queue = NatsJetStreamQueue(url, stream=stream, group="g")
+    await queue.open()
+    for n in range(3):
+        queue.put_nowait(Event(type="item", source="/s", data=n))
+    assert queue.statistics().depth == 3
+    await queue.close()
+    again = NatsJetStreamQueue(url, stream=stream, group="g")
+    await again.open()
+    try:
+        taken = []
+        with anyio.fail_after(WAIT):
+            while len(taken) < 3:
+                taken += await again.get_batch(10)
+        assert sorted(item.event.data for item in taken) == [0, 1, 2]  # type: ignore[type-var]
+        await again.settle(taken, [])
+    finally:
+        await again.close()
+
+
 # -- dead letters, poison events ------------------------------------------------------------
 
 

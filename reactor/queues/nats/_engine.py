@@ -126,7 +126,8 @@ class Engine:
         self._buffer_event = asyncio.Event()
         self._room_event = asyncio.Event()
         self._request_left = 0
-        self._request_done = asyncio.Event()
+        self._request_done = asyncio.Event()  # set while no pull request is open
+        self._request_done.set()
         # This queue's publications that its group has not read yet (a heap of seqs), and
         # the highest stream sequence the group is known to have read.
         self.own: list[int] = []
@@ -473,6 +474,9 @@ class Engine:
                 self.nowait_sending += len(items)
                 try:
                     results = await self.publish(items)
+                except BaseException:  # stopped: stop() sends them (a copy is deduped)
+                    self.nowait.extendleft(reversed(items))
+                    raise
                 finally:
                     self.nowait_sending -= len(items)
                 failed = [
@@ -673,10 +677,16 @@ class Engine:
                 return []
         if len(buffer) < limit and self.own:
             # This queue's own publications are on their way: a batch holds what was
-            # published before it was asked for.
+            # published before it was asked for (briefly: another process of the group
+            # may have read them, which this one learns later).
+            target = max(self.own)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TOP_UP
-            while len(buffer) < limit and self.own and (left := deadline - loop.time()) > 0:
+            while (
+                len(buffer) < limit
+                and self.delivered < target
+                and (left := deadline - loop.time()) > 0
+            ):
                 self._buffer_event.clear()
                 try:
                     await asyncio.wait_for(self._buffer_event.wait(), left)

@@ -142,7 +142,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
       *claim_after* seconds. A process keeps the events it holds alive (``XCLAIM ...
       JUSTID`` every *claim_after*/3), so a slow handler is never run twice at once.
       A process restarted under the same *consumer* name takes its own pending events
-      back at once when it opens.
+      back at once, with its first read. A queue that is only opened (a dead-letter
+      command, a process that only publishes) takes no event.
     * Poison events: the server's delivery count (raised before the handlers run) is
       :attr:`Received.attempt <reactor.abc.Received.attempt>`; past *max_redeliveries*
       the event is dead-lettered instead of handled.
@@ -155,8 +156,12 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     * Trimming: once a second, each process trims the stream (``XTRIM MINID``) below the
       oldest entry that some group has not read or not acknowledged yet; with
       *retention*, acknowledged entries are kept that long more, for :meth:`replay`.
-    * A group created on a stream that already has entries reads them from the start
-      (``XGROUP CREATE ... 0``): a worker started after its producer misses nothing.
+    * ``open()`` creates the group when it is new, reading from the start of what the
+      stream keeps (``XGROUP CREATE ... 0 MKSTREAM``): a worker started after its
+      producer misses nothing. A process that only publishes should name the group of
+      the app that reads its events (its backlog is what ``publish()`` waits for): a
+      group that nobody reads holds the trimming back. Delete a retired app's group
+      (``XGROUP DESTROY <stream> <group>``) for the same reason.
 
     ``statistics().depth`` is local to the process: the events it read and has not
     handed out, plus those it published that its group has not read yet; so a stopping
@@ -331,9 +336,9 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     # -- opening and closing --------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, create the group when it is new, take back this consumer's own
-        pending events, and start the background tasks (flusher, claims, keepalive,
-        statistics and trimming)."""
+        """Connect, create the group when it is new, count this consumer's own pending
+        events (taken back by the first :meth:`get_batch`), and start the background
+        tasks (flusher, claims and keepalive once reading, statistics and trimming)."""
         if not self._closed:
             return
         coredis = import_extra("coredis", extra="redis")
@@ -417,14 +422,6 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._ready.clear()
         self._held.clear()
         self._progress.clear()
-
-    async def __aenter__(self) -> RedisStreamsQueue:
-        """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _create_group(self) -> None:
         assert self._client is not None
