@@ -32,10 +32,10 @@ Every quarter second it also replaces its status file with the app's statistics 
 which the test polls to see the group settle at the end.
 
 **producer**: publishes events ``e0``, ``e1``, ... at a paced rate from several tasks
-until SIGTERM, then exits 0. Its journal has ``T <n>`` before each ``publish()`` and
-``A <n>`` once it returned (the broker acknowledged the write). It runs an app of its
-own, in its own group on the same stream and with no subscription, so that it never
-takes the workers' events: it only publishes.
+until SIGTERM, then exits 0. Its journal has ``T <n>`` before each ``put()`` and
+``A <n>`` once it returned (the broker acknowledged the write). It uses the queue without
+an app (``async with queue: await queue.put(event)``), named with the workers' group as
+a process that only publishes should be: it takes none of the group's events.
 """
 
 from __future__ import annotations
@@ -278,8 +278,7 @@ async def run_worker(scenario: Scenario) -> None:
 async def run_producer(scenario: Scenario) -> None:
     """Publish paced events until SIGTERM (see the module docstring)."""
     journal = Journal(scenario.journal)
-    app = Reactor(queue=from_url(scenario.url), graceful_timeout=60)
-    async with app:
+    async with from_url(scenario.url) as queue:
         journal.write(f"R {os.getpid()} {now()}")
         start = time.monotonic()
 
@@ -289,7 +288,8 @@ async def run_producer(scenario: Scenario) -> None:
                 if delay > 0:
                     await anyio.sleep(delay)
                 journal.write(f"T {n}")
-                await app.publish(event_type(n), payload(n), id=event_id(n), source=SOURCE)
+                event = Event(type=event_type(n), source=SOURCE, id=event_id(n), data=payload(n))
+                await queue.put(event)
                 journal.write(f"A {n}")
 
         async with anyio.create_task_group() as tg:

@@ -204,10 +204,10 @@ class Cluster:
         return f"{self.url}{separator}{urlencode(query)}"
 
     def start_producer(self) -> Process:
-        """Start the producer (an app of its own group, publishing only)."""
+        """Start the producer (the queue of the workers' group, without an app)."""
         scenario = Scenario(
             mode="producer",
-            url=self.queue_url(f"{self.group}-producer", "producer"),
+            url=self.queue_url(self.group, "producer"),
             journal=str(self.directory / "producer.log"),
             backend=BACKENDS[self.broker][0],
             rate=RATE,
