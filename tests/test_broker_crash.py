@@ -779,9 +779,11 @@ def test_a_group_started_after_events_were_published_gets_the_kept_events(broker
 
 
 async def _publish(url: str, *numbers: int) -> None:
-    async with Reactor(queue=from_url(url)) as producer:
+    async with from_url(url) as queue:
         for n in numbers:
-            await producer.publish(event_type(n), payload(n), id=event_id(n), source=SOURCE)
+            await queue.put(
+                Event(type=event_type(n), source=SOURCE, id=event_id(n), data=payload(n))
+            )
 
 
 @pytest.mark.parametrize(
@@ -805,7 +807,7 @@ def test_a_kill_right_after_an_ack_leaves_no_progress_record(cluster: Cluster) -
     cluster.wait_for("the worker starts", cluster.all_ready)
     anyio.run(
         _publish,
-        cluster.queue_url(f"{cluster.group}-producer", "producer"),
+        cluster.queue_url(cluster.group, "producer"),
         SLOW,
         backend=BACKENDS[cluster.broker][0],
     )
