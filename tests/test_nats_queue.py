@@ -29,6 +29,7 @@ from reactor import (
     QueueUnavailableError,
     Reactor,
 )
+from reactor.abc import Received
 from reactor.queues import from_url
 from reactor.queues.nats import NatsJetStreamQueue
 
@@ -171,7 +172,7 @@ async def test_a_dead_process_events_are_claimed_with_their_progress(url: str, s
     survivor = NatsJetStreamQueue(url, stream=stream, group="billing", claim_after=1.0)
     await survivor.open()
     try:
-        taken = []
+        taken: list[Received] = []
         with anyio.fail_after(15):  # after claim_after, the server delivers them again
             while len(taken) < 3:
                 taken += await survivor.get_batch(10)
@@ -220,11 +221,11 @@ async def test_events_accepted_by_put_nowait_are_stored_by_close(url: str, strea
     again = NatsJetStreamQueue(url, stream=stream, group="g")
     await again.open()
     try:
-        taken = []
+        taken: list[Received] = []
         with anyio.fail_after(WAIT):
             while len(taken) < 3:
                 taken += await again.get_batch(10)
-        assert sorted(item.event.data for item in taken) == [0, 1, 2]  # type: ignore[type-var]
+        assert sorted(item.event.data for item in taken) == [0, 1, 2]
         await again.settle(taken, [])
     finally:
         await again.close()
@@ -393,7 +394,7 @@ async def test_statistics_show_the_group_lag_and_pending(url: str, stream: str) 
             await queue.put(Event(type="item", source="/s", data=n))
         assert queue.statistics().depth == 5  # published, not read by the group yet
         await poll(lambda: queue.statistics().lag == 5)
-        taken = []
+        taken: list[Received] = []
         with anyio.fail_after(10):
             while len(taken) < 5:
                 taken += await queue.get_batch(5)

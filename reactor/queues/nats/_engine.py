@@ -697,6 +697,12 @@ class Engine:
         self._room_event.set()
         return taken
 
+    def untake(self, taken: list[Received]) -> None:
+        """Put back a batch that :meth:`take` returned to a caller that was cancelled."""
+        self.buffer.extendleft(reversed(taken))
+        if self.buffer:
+            self._buffer_event.set()
+
     # -- settling ---------------------------------------------------------------------
 
     async def settle(

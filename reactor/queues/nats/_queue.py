@@ -449,7 +449,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         """Wait for at least one event of the group; return up to *limit*, oldest first."""
         while True:
             bridge, engine = self._running()
-            batch = await bridge.run(engine.take, limit, TAKE_WAIT)
+            batch = await bridge.run(engine.take, limit, TAKE_WAIT, abandoned=engine.untake)
             if self._putters:
                 self._waiting.wake(self._room())
             if batch:
