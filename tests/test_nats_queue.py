@@ -311,6 +311,31 @@ async def test_a_poison_event_is_dead_lettered_past_max_redeliveries(url: str, s
     assert letter.consumer == "crash"
 
 
+async def test_a_damaged_entry_is_dead_lettered_with_its_body_and_acked(
+    url: str, stream: str
+) -> None:
+    app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="g"))
+    seen = Seen()
+
+    @app.subscribe("*")
+    async def handle(event: Event) -> None:
+        seen.add("h", event.data)
+
+    admin = NatsJetStreamQueue(url, stream=stream, group="g")
+    async with app, admin:
+        await nats_tools.publish_raw(url, f"{stream}.events", b"\xffnot json")
+        await app.publish("item", 1)
+        await seen.wait_for(1)  # the app goes on
+        await poll(lambda: admin.dead_letters())
+        [letter] = await admin.dead_letters()
+        await poll(lambda: app.stats().queue.pending == 0)
+    assert (letter.event, letter.consumer, letter.body) == (None, None, b"\xffnot json")
+    assert letter.error_type == "reactor.EventFormatError"
+    with pytest.raises(DeadLetterNotFound):  # a damaged event cannot be replayed
+        async with admin:
+            await admin.replay_dead_letters([letter.id])
+
+
 # -- dedupe, retention, replay ---------------------------------------------------------------
 
 
