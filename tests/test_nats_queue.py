@@ -26,6 +26,7 @@ from reactor import (
     ConsumerNotFound,
     DeadLetterNotFound,
     Event,
+    PayloadTooLargeError,
     QueueUnavailableError,
     Reactor,
 )
@@ -229,6 +230,15 @@ async def test_events_accepted_by_put_nowait_are_stored_by_close(url: str, strea
         await again.settle(taken, [])
     finally:
         await again.close()
+
+
+async def test_an_event_over_the_server_max_payload_is_refused_as_too_large(
+    url: str, stream: str
+) -> None:
+    async with NatsJetStreamQueue(url, stream=stream, group="g", max_event_size=4 << 20) as queue:
+        with pytest.raises(PayloadTooLargeError):
+            await queue.put(Event(type="big", source="/s", data="x" * (2 << 20)))
+        await queue.put(Event(type="small", source="/s", data=1))  # the queue goes on
 
 
 # -- dead letters, poison events ------------------------------------------------------------

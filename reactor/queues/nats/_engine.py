@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, Final
 
-from reactor import Event, EventFormatError, QueueUnavailableError
+from reactor import Event, EventFormatError, PayloadTooLargeError, QueueUnavailableError
 from reactor.abc import Received
 
 from ._options import Options
@@ -431,6 +431,9 @@ class Engine:
             tokens.append(token)
             try:
                 await nc.publish(subject, body, reply=prefix + token, headers=headers)
+            except self._nats.errors.MaxPayloadError:
+                waiting.pop(token, None)  # over the server's max_payload
+                batch.resolve(index, PayloadTooLargeError(len(body), nc.max_payload))
             except Exception as exc:
                 waiting.pop(token, None)
                 batch.resolve(index, _unavailable("cannot publish", exc))
