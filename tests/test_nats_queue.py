@@ -182,7 +182,10 @@ async def test_a_dead_process_events_are_claimed_with_their_progress(url: str, s
         # Only the consumers that had not settled them run again.
         assert [item.completed for item in taken] == [frozenset({"audit"})] * 3
         assert survivor.statistics().claimed == 3
+        assert await nats_tools.stream_messages(url, f"KV_{stream}_progress") == 3
         await survivor.settle(taken, [])
+        # The progress records go with the acks.
+        assert await nats_tools.stream_messages(url, f"KV_{stream}_progress") == 0
     finally:
         await survivor.close()
 
