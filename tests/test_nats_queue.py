@@ -26,6 +26,7 @@ from reactor import (
     ConsumerNotFound,
     DeadLetterNotFound,
     Event,
+    PayloadTooLargeError,
     QueueUnavailableError,
     Reactor,
 )
@@ -181,7 +182,10 @@ async def test_a_dead_process_events_are_claimed_with_their_progress(url: str, s
         # Only the consumers that had not settled them run again.
         assert [item.completed for item in taken] == [frozenset({"audit"})] * 3
         assert survivor.statistics().claimed == 3
+        assert await nats_tools.stream_messages(url, f"KV_{stream}_progress") == 3
         await survivor.settle(taken, [])
+        # The progress records go with the acks.
+        assert await nats_tools.stream_messages(url, f"KV_{stream}_progress") == 0
     finally:
         await survivor.close()
 
@@ -229,6 +233,15 @@ async def test_events_accepted_by_put_nowait_are_stored_by_close(url: str, strea
         await again.settle(taken, [])
     finally:
         await again.close()
+
+
+async def test_an_event_over_the_server_max_payload_is_refused_as_too_large(
+    url: str, stream: str
+) -> None:
+    async with NatsJetStreamQueue(url, stream=stream, group="g", max_event_size=4 << 20) as queue:
+        with pytest.raises(PayloadTooLargeError):
+            await queue.put(Event(type="big", source="/s", data="x" * (2 << 20)))
+        await queue.put(Event(type="small", source="/s", data=1))  # the queue goes on
 
 
 # -- dead letters, poison events ------------------------------------------------------------
@@ -309,6 +322,31 @@ async def test_a_poison_event_is_dead_lettered_past_max_redeliveries(url: str, s
     assert calls == []
     assert letter.error_type == "reactor.RedeliveryLimitExceeded"
     assert letter.consumer == "crash"
+
+
+async def test_a_damaged_entry_is_dead_lettered_with_its_body_and_acked(
+    url: str, stream: str
+) -> None:
+    app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="g"))
+    seen = Seen()
+
+    @app.subscribe("*")
+    async def handle(event: Event) -> None:
+        seen.add("h", event.data)
+
+    admin = NatsJetStreamQueue(url, stream=stream, group="g")
+    async with app, admin:
+        await nats_tools.publish_raw(url, f"{stream}.events", b"\xffnot json")
+        await app.publish("item", 1)
+        await seen.wait_for(1)  # the app goes on
+        await poll(lambda: admin.dead_letters())
+        [letter] = await admin.dead_letters()
+        await poll(lambda: app.stats().queue.pending == 0)
+    assert (letter.event, letter.consumer, letter.body) == (None, None, b"\xffnot json")
+    assert letter.error_type == "reactor.EventFormatError"
+    with pytest.raises(DeadLetterNotFound):  # a damaged event cannot be replayed
+        async with admin:
+            await admin.replay_dead_letters([letter.id])
 
 
 # -- dedupe, retention, replay ---------------------------------------------------------------

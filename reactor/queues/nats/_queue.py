@@ -244,6 +244,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         if self._engine is not None:
             return
         nats = import_extra("nats", extra="nats")
+        import_extra("nats.errors", extra="nats")
         import_extra("nats.js.api", extra="nats")
         import_extra("nats.js.errors", extra="nats")
         bridge = await open_bridge("reactor-nats")
