@@ -423,6 +423,36 @@ async def test_retention_keeps_events_for_replay_by_time_window(url: str, stream
     assert sorted(seen.of("count")) == [0, 1, 2]  # type: ignore[type-var]
 
 
+async def test_a_queue_that_only_publishes_waits_for_room_in_the_group(
+    url: str, stream: str
+) -> None:
+    async with NatsJetStreamQueue(url, stream=stream, group="g", capacity=2) as producer:
+        await producer.put(Event(type="item", source="/s", data=0))
+        await producer.put(Event(type="item", source="/s", data=1))
+        stored = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def publish() -> None:
+                await producer.put(Event(type="item", source="/s", data=2))
+                stored.set()
+
+            tg.start_soon(publish)
+            await anyio.wait_all_tasks_blocked()
+            assert not stored.is_set()  # the group's backlog is at capacity
+            # Another process of the group reads the backlog: room again.
+            worker = NatsJetStreamQueue(url, stream=stream, group="g")
+            await worker.open()
+            try:
+                taken: list[Received] = []
+                with anyio.fail_after(WAIT):
+                    while len(taken) < 2:
+                        taken += await worker.get_batch(10)
+                    await worker.settle(taken, [])
+                    await stored.wait()
+            finally:
+                await worker.close()
+
+
 # -- statistics -------------------------------------------------------------------------------
 
 

@@ -114,7 +114,9 @@ class Engine:
         self._pull_sub: Any = None
         self._pull_inbox = ""
         self._stopping = False
-        self._fetching = False
+        # Whether this process takes the group's events (get_batch() was called, or
+        # the app opened the queue).
+        self.fetching = False
         self.js: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -212,7 +214,7 @@ class Engine:
 
     async def _start_fetching(self) -> None:
         loop = asyncio.get_running_loop()
-        self._fetching = True
+        self.fetching = True
         # What the group has ready now (events handed back by a process that stopped)
         # is in the read-ahead, and in depth, when open() returns.
         self._request_left = self.read_ahead
@@ -697,7 +699,7 @@ class Engine:
     async def take(self, limit: int, wait: float) -> list[Received]:
         """Return up to *limit* fetched events, waiting up to *wait* seconds for one
         (``[]`` when none came)."""
-        if not self._fetching:
+        if not self.fetching:
             await self._start_fetching()
         buffer = self.buffer
         if not buffer:

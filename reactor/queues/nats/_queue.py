@@ -41,6 +41,9 @@ __all__ = ["NatsJetStreamQueue"]
 #: How long get_batch() waits in one call to the engine before looking around (fresh
 #: statistics, room for waiting publishers).
 TAKE_WAIT: Final = 1.0
+#: Seconds between two looks at the group's backlog by a publisher waiting for room in
+#: a queue that only publishes (opened with ``async with``, no get_batch()).
+ROOM_POLL: Final = 0.25
 #: Events accepted by put_nowait() and not stored yet, before it raises QueueFull.
 WRITE_AHEAD: Final = 10_000
 
@@ -370,7 +373,15 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._running()
         item = self._outgoing(event, only)
         if self._putters or self._room() <= 0:
-            await self._waiting.wait(self._room)
+            _, engine = self._running()
+            if engine.fetching:
+                await self._waiting.wait(self._room)  # get_batch() wakes them
+            else:
+                # Nobody takes events here (a queue that only publishes): the group's
+                # backlog is measured again every second; look at it as often.
+                while self._room() <= 0:
+                    await anyio.sleep(ROOM_POLL)
+                    self._running()
         if self._discards:
             await self._discard()
         await self._send_one(item)
