@@ -271,6 +271,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._auto_acks: list[str] = []  # entries not for this app, or damaged
         self._damaged: list[dict[str, bytes | str]] = []  # their letters
         self._consumers: set[str] = set()  # the consumer names the app noted
+        self._in_app = False  # note_consumers() was called: an app reads through the queue
+        self._subscribed: anyio.Event | None = None  # get_batch() waits for a consumer
         self._unsaved_consumers: set[str] = set()
         # Statistics.
         self._put_count = 0
@@ -859,6 +861,12 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         While the server does not answer, this retries with a capped backoff.
         """
         self._check_running()
+        while self._in_app and not self._consumers:
+            # An app without a subscription (a process that only publishes) must not take
+            # its group's events: it would acknowledge them unhandled, and the processes
+            # of the app that handle them would never see them.
+            subscribed = self._subscribed = anyio.Event()
+            await subscribed.wait()
         if not self._consuming:
             self._consuming = True  # from now on, this process takes events: its own first
             await self._recover()
@@ -1045,9 +1053,17 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
 
     def note_consumers(self, names: Collection[str]) -> None:
         """Record the app's consumer names in the server (``<stream>:consumers:<group>``),
-        so that a replay to a mistyped name is refused from any process."""
+        so that a replay to a mistyped name is refused from any process.
+
+        An app that has no subscription yet takes no event of its group: it only
+        publishes, and the events are for the processes that handle them.
+        """
+        self._in_app = True
         new = set(names) - self._consumers
         self._consumers |= new
+        if new and self._subscribed is not None:
+            self._subscribed.set()
+            self._subscribed = None
         if new and not self._closed:
             self._unsaved_consumers |= new
             self._flush_wanted.set()

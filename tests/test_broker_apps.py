@@ -1,0 +1,122 @@
+"""The broker queues as users run them: the README's commands, and a publishing app.
+
+Each test runs against the loopback Redis and NATS servers (``tests/services.py``), on a
+stream of its own that it deletes at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import nats_tools
+import pytest
+import redis_helpers
+import services
+
+from reactor import Event, Reactor
+from reactor.queues import from_url
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """asyncio: the NATS client runs there natively (trio is covered by each queue's tests)."""
+    return "asyncio"
+
+
+@pytest.fixture(params=["redis", "nats"])
+async def queue_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The URL of a queue of group ``billing`` on a stream of its own."""
+    broker: str = request.param
+    server = services.require(broker)
+    stream = f"apptest{secrets.token_hex(5)}"
+    separator = "&" if "?" in server else "?"
+    yield f"{server}{separator}stream={stream}&group=billing"
+    if broker == "redis":
+        await redis_helpers.delete_stream(server, stream)
+    else:
+        await nats_tools.delete_streams(server, stream)
+
+
+async def test_an_app_without_subscriptions_takes_none_of_its_groups_events(
+    queue_url: str,
+) -> None:
+    handled: list[int] = []
+    all_handled = anyio.Event()
+    worker = Reactor(queue=from_url(queue_url + "&consumer=worker"))
+
+    @worker.subscribe("order.placed")
+    async def bill(event: Event) -> None:
+        handled.append(event.data)
+        if len(handled) == 50:
+            all_handled.set()
+
+    publisher = Reactor(queue=from_url(queue_url + "&consumer=publisher"))
+    async with worker, publisher:
+        for number in range(50):
+            await publisher.publish("order.placed", number, source="/shop")
+        with anyio.fail_after(30):
+            await all_handled.wait()
+    assert sorted(handled) == list(range(50))
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reactor", "run", "examples.orders:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def test_the_readmes_commands_share_the_orders_between_two_workers(
+    queue_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "REACTOR_QUEUE": queue_url, "PYTHONUNBUFFERED": "1"}
+    logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
+    workers = [_start_worker(env, log) for log in logs]
+    try:
+        with anyio.fail_after(30):  # both workers are up (they log that the app runs)
+            while not all(b"running" in log.read_bytes() for log in logs):
+                for worker in workers:
+                    assert worker.poll() is None, b"".join(log.read_bytes() for log in logs)
+                await anyio.sleep(0.05)
+        producer = await anyio.run_process(
+            [sys.executable, "examples/orders.py", "200"], cwd=ROOT, env=env, check=False
+        )
+        assert producer.returncode == 0, producer.stderr.decode()
+        with anyio.fail_after(30):
+            while True:
+                lines = [
+                    line
+                    for log in logs
+                    for line in log.read_text().splitlines()
+                    if line.startswith("worker ")
+                ]
+                if len(lines) >= 400:
+                    break
+                await anyio.sleep(0.05)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGINT)
+        statuses = [worker.wait(timeout=30) for worker in workers]
+    assert statuses == [0, 0]
+    billed = Counter(line.split()[-1] for line in lines if "billed" in line)
+    confirmed = Counter(line.split()[-1] for line in lines if "confirmed" in line)
+    assert billed == confirmed == Counter(str(number) for number in range(200))
+    # Each order went to one worker, which ran both subscriptions.
+    by_worker = {line.split()[-1]: line.split()[1] for line in lines if "billed" in line}
+    for line in lines:
+        if "confirmed" in line:
+            assert line.split()[1] == by_worker[line.split()[-1]]
