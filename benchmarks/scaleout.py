@@ -68,7 +68,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,7 @@ QUEUES = {
     "nats": ("reactor.queues.nats", "NatsJetStreamQueue"),
 }
 LOOPS = ("asyncio", "trio")
+SYSTEMS = ("raw", "reactor", "faststream", "faststream-batch")
 WORKLOADS = ("drain", "latency")
 
 EVENT_TYPE = "bench.event"
@@ -139,6 +140,7 @@ class Spec:
     idle: float = IDLE_SECONDS
     latency: bool = False
     timeout: float = 300.0
+    profile: str = ""  # a worker writes its cProfile statistics to this file
 
     def to_json(self) -> str:
         """Serialise for the child's command line.
@@ -327,9 +329,9 @@ def _counting(cls: type[EventQueue]) -> type[EventQueue]:
     return Counting
 
 
-def _new_queue(spec: Spec, cls: type[EventQueue] | None = None) -> Any:
+def _new_queue(spec: Spec, cls: type[EventQueue] | None = None, **options: Any) -> Any:
     cls = cls or _queue_class(spec.broker)
-    return cls(spec.url, stream=spec.stream, group=GROUP, consumer=spec.consumer)  # type: ignore[call-arg]
+    return cls(spec.url, stream=spec.stream, group=GROUP, consumer=spec.consumer, **options)  # type: ignore[call-arg]
 
 
 # ..................................................................... fill (not timed)
@@ -378,7 +380,8 @@ async def _gather(items: Sequence[Awaitable[Any]]) -> None:
 
 
 async def _fill_reactor(spec: Spec) -> None:
-    queue = _new_queue(spec)
+    # Room for the whole backlog: capacity bounds the group's backlog.
+    queue = _new_queue(spec, capacity=spec.events + BATCH)
     await queue.open()  # creates the group before the backlog is written
     try:
         events = [make_event(spec.stream, i) for i in range(spec.events)]
@@ -588,19 +591,27 @@ def _child_worker(spec: Spec) -> dict[str, Any]:
         else:
             await _run_into(run, spec, tally, out)
 
-    cpu0 = time.process_time()
     if not spec.latency:
         _ready()
         line = sys.stdin.readline().split()
         if not line or line[0] != "GO":
             return {"error": "no go from the parent"}
         out["go_at"] = float(line[1])
+    profiler = None
+    if spec.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu0 = time.process_time()
     if spec.system.startswith("faststream") or (spec.broker == "nats" and spec.system == "raw"):
         anyio.run(main)
     else:
         h.run_anyio(spec.loop, main)
     out["cpu_s"] = time.process_time() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(spec.profile)
     return {**out, **tally.result()}
 
 
@@ -941,7 +952,11 @@ def measure_drain(cfg: Config, broker: str, system: str, loop: str, workers: int
         if "error" in fill:
             return {"error": f"fill: {fill['error']}"}
         team = Workers(
-            [replace(base, role="worker", index=n) for n in range(workers)], cfg.timeout + 60
+            [
+                replace(base, role="worker", index=n, profile=_profile_path(cfg, base, n))
+                for n in range(workers)
+            ],
+            cfg.timeout + 60,
         )
         problem = team.ready()
         go_at = team.go() if problem is None else 0.0
@@ -969,10 +984,20 @@ def measure_drain(cfg: Config, broker: str, system: str, loop: str, workers: int
         "first_event_s": first_at - go_at,
         "per_worker": [r["handled"] for r in results],
         "cpu_share": [r["cpu_s"] / (done_at - go_at) for r in results],
+        "cpu_us_per_event": sum(r["cpu_s"] for r in results) / events * 1e6,
         "fill_s": fill["elapsed"],
         "cleanup": cleanup.get("removed", cleanup.get("error")),
         "stats": [r.get("stats") for r in results if r.get("stats")],
     }
+
+
+def _profile_path(cfg: Config, spec: Spec, n: int) -> str:
+    if not cfg.profile:
+        return ""
+    directory = Path(cfg.profile)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{spec.broker}-{spec.system}-{spec.loop}-W{spec.workers}-{n}-{spec.stream[-10:]}.prof"
+    return str((directory / name).resolve())
 
 
 def measure_latency(cfg: Config, broker: str, system: str) -> dict[str, Any]:
@@ -1042,6 +1067,8 @@ class Config:
     idle: float = IDLE_SECONDS
     latency_seconds: float = LATENCY_SECONDS
     timeout: float = 600.0
+    profile: str = ""
+    systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
 
     def events_for(self, broker: str, system: str) -> int:
         """The backlog of one drain run.
@@ -1080,7 +1107,7 @@ def drain_runs(cfg: Config, broker: str, available: dict[str, str | None]) -> li
         runs.append(("raw", "trio", 1))
         if available.get("reactor") is None:
             runs.append(("reactor", "trio", 1))
-    return runs
+    return [run for run in runs if run[0] in cfg.systems]
 
 
 def run_name(run: Run) -> str:
@@ -1120,6 +1147,7 @@ def summarise(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, 
                 "events_per_s",
                 "events_per_s_from_go",
                 "first_event_s",
+                "cpu_us_per_event",
                 "p50_ms",
                 "p99_ms",
                 "max_ms",
@@ -1136,6 +1164,14 @@ def summarise(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, 
                     if "error" not in a and "error" not in b
                 ]
                 ratios[f"{top} / {bottom}"] = h.stats(pairs)
+                # The same pair by CPU time per event (the bottom's cost over the top's):
+                # what the machine's other load does not move.
+                cpu = [
+                    b["cpu_us_per_event"] / a["cpu_us_per_event"]
+                    for a, b in zip(by_name[top], by_name[bottom], strict=False)
+                    if "cpu_us_per_event" in a and "cpu_us_per_event" in b
+                ]
+                ratios[f"{top} / {bottom}, by CPU per event"] = h.stats(cpu)
         summary[key] = {"runs": runs, "ratios": ratios}
     return summary
 
@@ -1214,6 +1250,14 @@ LABELS = {
 }
 
 
+def _cpu(reps: Sequence[dict[str, Any]]) -> str:
+    """Each worker process's CPU time over the wall time from go to the end (median)."""
+    shares = [r["cpu_share"] for r in reps if "cpu_share" in r]
+    if not shares:
+        return "-"
+    return " + ".join(f"{h.percentile(sorted(col), 0.5):.2f}" for col in zip(*shares, strict=True))
+
+
 def report(document: dict[str, Any], *, plain: bool = False) -> None:
     """Print the environment, the drain and latency tables and the targets.
 
@@ -1247,6 +1291,8 @@ def report(document: dict[str, Any], *, plain: bool = False) -> None:
                     "events/s",
                     "start-up ms",
                     "events/s from go",
+                    "CPU/wall",
+                    "CPU us/event",
                     "note",
                 ],
             )
@@ -1265,10 +1311,14 @@ def report(document: dict[str, Any], *, plain: bool = False) -> None:
                     if entry["first_event_s"] is None
                     else f"{entry['first_event_s']['median'] * 1e3:.0f}",
                     h.fmt_rate(entry["events_per_s_from_go"]),
+                    _cpu(reps),
+                    "-"
+                    if entry["cpu_us_per_event"] is None
+                    else f"{entry['cpu_us_per_event']['median']:.0f}",
                     note,
                 )
             if document["unavailable"].get(broker, {}).get("reactor"):
-                table.add("reactor", "1, 2", "asyncio", "-", "not available", "", "", "")
+                table.add("reactor", "1, 2", "asyncio", "-", "not available", "", "", "", "", "")
             table.render(plain=plain)
             ratios = h.Table(f"[{broker}] ratios (pair by pair)", ["ratio", "value"])
             for key, value in cell["ratios"].items():
@@ -1368,6 +1418,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--nats", default=os.environ.get("REACTOR_TEST_NATS_URL") or URLS["nats"])
     parser.add_argument("--plain", action="store_true", help="plain-text tables")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        default="",
+        help="run every drain worker under cProfile and write its statistics into DIR",
+    )
+    parser.add_argument(
+        "--systems",
+        type=lambda v: _csv(v, SYSTEMS, "system"),
+        default=list(SYSTEMS),
+        help="comma-separated subset of " + ",".join(SYSTEMS),
+    )
     parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -1393,6 +1455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle=IDLE_SECONDS_QUICK if args.quick else IDLE_SECONDS,
         latency_seconds=LATENCY_SECONDS_QUICK if args.quick else LATENCY_SECONDS,
         timeout=120.0 if args.quick else 600.0,
+        profile=args.profile,
+        systems=args.systems,
     )
     env = h.environment(DISTRIBUTIONS, commit=_commit_id(), urls=cfg.urls)
     started = time.perf_counter()
@@ -1434,6 +1498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _progress(broker, "drain", name, rep, result)
             if "latency" in cfg.workloads:
                 systems = ["raw"] + (["reactor"] if unavailable[broker]["reactor"] is None else [])
+                systems = [system for system in systems if system in cfg.systems]
                 for system in h.rotated(systems, rep):
                     result = measure_latency(cfg, broker, system)
                     results.setdefault(f"{broker}/latency", {}).setdefault(system, []).append(
