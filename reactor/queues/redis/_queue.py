@@ -328,8 +328,12 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            name = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in self._consumer)
             client = coredis.Redis.from_url(
-                self._options.url, decode_responses=False, verify_version=False
+                self._options.url,
+                decode_responses=False,
+                verify_version=False,
+                client_name=f"reactor:{self._group}:{name}"[:200],
             )
             self._client = await stack.enter_async_context(client)
             await self._create_group()
@@ -994,7 +998,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     async def _trim(self, groups: list[dict[str, Any]]) -> None:
         assert self._client is not None
         keys = self._keys
+        # Entries below MINID go: keep each group's first unread entry (just after its
+        # last-delivered id) and its oldest pending one.
         bound = min(_parse_id(group["last-delivered-id"]) for group in groups)
+        bound = (bound[0], bound[1] + 1)
         busy = [_text(group["name"]) for group in groups if group["pending"]]
         if busy:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -1018,15 +1025,16 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
 
     def _failed(self, exc: BaseException, what: str) -> None:
         self._errors += 1
+        error = f"{what}: {type(exc).__name__}: {exc}"
         if self._last_error is None:
+            # The text only: a log record that kept the exception would keep its frames.
             logger.warning(
-                "%r: the Redis server at %s does not answer (%s: %s); retrying",
-                self,
+                "%s: the Redis server at %s does not answer (%s); retrying",
+                repr(self),
                 self._options.url,
-                what,
-                exc,
+                error,
             )
-        self._last_error = f"{what}: {type(exc).__name__}: {exc}"
+        self._last_error = error
 
     def _succeeded(self) -> None:
         if self._last_error is not None:
