@@ -22,7 +22,6 @@ from reactor import Event, QueueFull, QueueStatistics, Reactor
 from reactor.abc import EventQueue, Received
 from reactor.queues.memory import DEFAULT_CAPACITY, MemoryQueue
 from reactor.queues.sqlite import SQLiteQueue
-
 from tests import services
 from tests.redis_helpers import delete_stream, unique_stream
 
