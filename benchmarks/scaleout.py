@@ -385,15 +385,18 @@ async def _fill_reactor(spec: Spec) -> None:
     await queue.open()  # creates the group before the backlog is written
     try:
         events = [make_event(spec.stream, i) for i in range(spec.events)]
-        own_put_many = type(queue).put_many is not EventQueue.put_many
+        batches = True
         for first in range(0, spec.events, 500):
             chunk = events[first : first + 500]
-            if own_put_many:
-                await queue.put_many(chunk)
-            else:
-                async with anyio.create_task_group() as tg:
-                    for event in chunk:
-                        tg.start_soon(queue.put, event)
+            if batches:
+                try:
+                    await queue.put_many(chunk)
+                    continue
+                except NotImplementedError:
+                    batches = False  # concurrent put() calls instead, which it batches
+            async with anyio.create_task_group() as tg:
+                for event in chunk:
+                    tg.start_soon(queue.put, event)
     finally:
         await queue.close()
 
