@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import services
 
 from benchmarks import scaleout
 from benchmarks.scaleout import Config, Spec, drain_runs, evaluate_targets, run_name, summarise
-from tests import services
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_FASTSTREAM = importlib.util.find_spec("faststream") is not None

@@ -61,6 +61,7 @@ PUBLIC_MODULES = (
     "reactor.queues",
     "reactor.queues.memory",
     "reactor.queues.nats",
+    "reactor.queues.redis",
     "reactor.queues.sqlite",
     "reactor.sources.files",
     "reactor.sources.http",

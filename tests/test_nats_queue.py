@@ -149,9 +149,7 @@ async def test_the_processes_of_a_group_split_its_events(url: str, stream: str) 
 
 
 async def test_a_dead_process_events_are_claimed_with_their_progress(url: str, stream: str) -> None:
-    async with NatsJetStreamQueue(
-        url, stream=stream, group="billing", claim_after=1.0
-    ) as producer:
+    async with NatsJetStreamQueue(url, stream=stream, group="billing", claim_after=1.0) as producer:
         # The group exists before the events are published (interest retention).
         ids = []
         for n in range(3):

@@ -17,13 +17,13 @@ import anyio
 import attrs
 import nats_tools
 import pytest
+import services
+from redis_helpers import delete_stream, unique_stream
 
 from reactor import Event, QueueFull, QueueStatistics, Reactor
 from reactor.abc import EventQueue, Received
 from reactor.queues.memory import DEFAULT_CAPACITY, MemoryQueue
 from reactor.queues.sqlite import SQLiteQueue
-from tests import services
-from tests.redis_helpers import delete_stream, unique_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -113,9 +113,9 @@ def redis_queue(capacity: int, directory: Path) -> EventQueue:
     stream = _STREAMS.setdefault(directory.parent, unique_stream("contract"))
     # One stream, group and consumer name per test: a queue built again is the same
     # process restarted, which takes its own pending events back.
-    return RedisStreamsQueue(
-        url, stream=stream, group="app", consumer="worker", capacity=capacity
-    )
+    return RedisStreamsQueue(url, stream=stream, group="app", consumer="worker", capacity=capacity)
+
+
 #: What a factory left to clean up after the test (a broker's streams, keys).
 _CLEANUPS: list[Callable[[], Awaitable[None]]] = []
 
@@ -391,3 +391,11 @@ async def test_app_backpressure_publish_waits_and_publish_nowait_raises() -> Non
             release.set()
         assert published == [4]
     assert app.stats().delivered == 5
+
+
+async def test_async_with_opens_the_queue_for_a_producer(make_queue: QueueFactory) -> None:
+    queue = make_queue(10)
+    async with queue as opened:
+        assert opened is queue
+        await queue.put(event(1))
+        assert [r.event.data for r in await queue.get_batch(10)] == [1]

@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import coredis
 import pytest
+import services
+from coredis.response.types import StreamPendingExt
+from redis_helpers import delete_stream, unique_stream
 
 import reactor
 from reactor import (
@@ -35,8 +39,6 @@ from reactor import (
 )
 from reactor.queues import from_url
 from reactor.queues.redis import RedisStreamsQueue
-from tests import services
-from tests.redis_helpers import delete_stream, unique_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -69,9 +71,9 @@ async def pending_of(stream: str, group: str = "app") -> int:
         return summary.pending  # type: ignore[union-attr]
 
 
-async def wait_for(condition: Any, timeout: float = 10.0) -> None:
+async def wait_for(condition: Any, limit: float = 10.0) -> None:
     """Poll the broker's state until *condition()* (maybe async) is true."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(limit):
         while True:
             result = condition()
             if hasattr(result, "__await__"):
@@ -101,7 +103,7 @@ def test_from_url_takes_the_options_as_parameters() -> None:
 
 
 def test_from_url_refuses_unknown_parameters_and_bad_values() -> None:
-    with pytest.raises(ValueError, match="unknown parameter 'grup'.*group, consumer"):
+    with pytest.raises(ValueError, match=r"unknown parameter 'grup'.*group, consumer"):
         RedisStreamsQueue.from_url("redis://h/0?grup=billing")
     with pytest.raises(ValueError, match="claim_after must be a number"):
         RedisStreamsQueue.from_url("redis://h/0?group=g&claim_after=soon")
@@ -190,6 +192,33 @@ async def test_every_app_sees_every_event_and_the_processes_of_one_app_split_the
     assert sorted(seen["shipping-0"] + seen["shipping-1"]) == list(range(40))  # each once
 
 
+async def test_a_redelivery_to_one_app_does_not_reach_the_others(stream: str) -> None:
+    apps = {name: Reactor(queue=make(stream, name)) for name in ("billing", "shipping")}
+    calls: list[tuple[str, int]] = []
+    for name, app in apps.items():
+
+        @app.subscribe("job.*", name="work", retry=NO_RETRY)
+        async def work(event: Event, name: str = name) -> None:
+            calls.append((name, event.data))
+            if name == "billing" and len(calls) < 3:
+                raise RuntimeError("not yet")
+
+    async with apps["billing"], apps["shipping"]:
+        await apps["billing"].publish("job.run", 1)
+        await wait_for(lambda: len(calls) == 2)
+        billing_queue = apps["billing"].queue
+        assert isinstance(billing_queue, RedisStreamsQueue)
+        await wait_for(lambda: _letter_count(billing_queue, 1))
+        assert await billing_queue.replay_dead_letters() == 1
+        await wait_for(lambda: len(calls) == 3)
+        await wait_for(lambda: _zero_pending(stream, "shipping"))
+    assert sorted(calls) == [("billing", 1), ("billing", 1), ("shipping", 1)]
+
+
+async def _letter_count(queue: RedisStreamsQueue, count: int) -> bool:
+    return len(await queue.dead_letters()) == count
+
+
 async def test_two_queues_of_one_group_split_the_events(stream: str) -> None:
     async with make(stream, consumer="a") as first, make(stream, consumer="b") as second:
         for n in range(20):
@@ -219,6 +248,14 @@ async def test_a_dead_consumers_events_are_claimed_after_claim_after(stream: str
     await dead.settle([], [(taken[1], "audit")])
     await dead.close()  # without acknowledging: as if the process had died
     async with make(stream, consumer="survivor", claim_after=0.2) as survivor:
+        # A queue that is only open (a dead-letter command) takes no event...
+        async with await raw() as client:
+            end = anyio.current_time() + 1.0
+            while anyio.current_time() < end:
+                entries = await client.xpending(stream, "app", "-", "+", 10)
+                assert {e.consumer for e in entries} == {b"dead"}  # type: ignore[union-attr]
+                await anyio.sleep(0.05)
+        # ... until it is asked for events.
         with anyio.fail_after(10):
             claimed = await survivor.get_batch(10)
         assert [(r.event.data, r.attempt, r.completed) for r in claimed] == [
@@ -281,9 +318,11 @@ async def test_a_slow_handler_keeps_its_claim(stream: str) -> None:
         async with await raw() as client:
             end = anyio.current_time() + 5 * claim_after
             while anyio.current_time() < end:
-                [entry] = await client.xpending(stream, "app", "-", "+", 10)
-                assert entry.consumer == b"slow"  # type: ignore[union-attr]
-                assert entry.idle < claim_after * 1000  # type: ignore[union-attr]
+                entries = await client.xpending(stream, "app", "-", "+", 10)
+                entry = entries[0]
+                assert len(entries) == 1 and isinstance(entry, StreamPendingExt)
+                assert entry.consumer == b"slow"
+                assert entry.idle < claim_after * 1000
                 await anyio.sleep(0.05)
         release.set()
     assert runs == ["slow"]
@@ -382,8 +421,8 @@ async def test_a_damaged_entry_is_dead_lettered_and_acknowledged(stream: str) ->
         assert await queue.purge_dead_letters([letter.id]) == 1
 
 
-async def _zero_pending(stream: str) -> bool:
-    return await pending_of(stream) == 0
+async def _zero_pending(stream: str, group: str = "app") -> bool:
+    return await pending_of(stream, group) == 0
 
 
 async def test_a_poison_event_is_dead_lettered_past_max_redeliveries(stream: str) -> None:
@@ -457,7 +496,7 @@ async def test_acknowledged_entries_are_trimmed_once_every_group_is_past_them(
             await fast.settle(await fast.get_batch(10), [])
         async with await raw() as client:
             # The slow group has not read them: they stay.
-            await wait_for(lambda: fast.statistics().pending == 0)
+            await wait_for(lambda: _zero_pending(stream, "fast"))
             assert await client.xlen(stream) == 5
             with anyio.fail_after(10):
                 batch = await slow.get_batch(2)
@@ -488,14 +527,17 @@ async def test_retention_keeps_acknowledged_events_for_replay_by_time_window(
     async with app:
         for n in range(3):
             await app.publish_and_wait("job.run", n)
-        middle = datetime.now(UTC)
+        # Entry ids (publish times) have a millisecond's precision: *middle* is in a
+        # millisecond of its own, between the events before it and the one after it.
+        middle = await _next_millisecond()
+        await _next_millisecond()
         await app.publish_and_wait("job.run", 3)
-        await wait_for(lambda: queue.statistics().pending == 0)
+        await wait_for(lambda: _zero_pending(stream))  # every ack stored
         seen.clear()
         with pytest.raises(ConsumerNotFound):
             await queue.replay(before, consumers=["c"])
-        with pytest.raises(ValueError, match="naive|aware"):
-            await queue.replay(datetime.now())  # noqa: DTZ005
+        with pytest.raises(ValueError, match=r"naive|aware"):
+            await queue.replay(datetime.now())
         assert await queue.replay(before, until=middle, consumers=["b"]) == 3
         await wait_for(lambda: len(seen) == 3)
         assert seen == [("b", 0), ("b", 1), ("b", 2)]
@@ -507,6 +549,16 @@ async def test_retention_keeps_acknowledged_events_for_replay_by_time_window(
         seen.clear()
         assert await queue.replay(middle) == 1
         await wait_for(lambda: len(seen) == 2)
+
+
+async def _next_millisecond() -> datetime:
+    """Wait for the clock to enter a new millisecond; return the time then."""
+    start = datetime.now(UTC)
+    while (now := datetime.now(UTC)) < start.replace(
+        microsecond=start.microsecond // 1000 * 1000
+    ) + timedelta(milliseconds=1):
+        await anyio.lowlevel.checkpoint()
+    return now
 
 
 async def test_statistics_show_the_groups_lag_pending_and_claims(stream: str) -> None:
@@ -696,6 +748,6 @@ async def test_a_server_restart_mid_stream_loses_nothing_acknowledged(
                 tg.start_soon(app.publish, "job.run", n)
             await anyio.wait_all_tasks_blocked()
             own_redis.start()
-        await wait_for(lambda: len(seen) == 30, timeout=30)
+        await wait_for(lambda: len(seen) == 30, limit=30)
     assert seen == set(range(30))
     assert len(_outage_warnings(caplog)) == 1

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import reactor
 from reactor import (
@@ -20,9 +21,6 @@ from reactor import (
 from reactor.abc import DeadLetterStore
 
 from ._scripts import Keys
-
-if TYPE_CHECKING:
-    import coredis
 
 __all__ = ["DeadLetterAdmin", "fields_of", "letter_fields", "public_name"]
 
@@ -77,7 +75,7 @@ def _describe(error: BaseException) -> str:
     try:
         text = str(error)
         return text if text else repr(error)
-    except Exception:  # noqa: BLE001 - a handler's exception may fail to describe itself
+    except Exception:
         return f"<{type(error).__qualname__} whose str() raised>"
 
 
@@ -95,6 +93,10 @@ def fields_of(letter: DeadLetter) -> dict[str, bytes | str]:
     }
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _time(value: bytes) -> datetime:
     return datetime.fromtimestamp(float(value), UTC)
 
@@ -102,7 +104,7 @@ def _time(value: bytes) -> datetime:
 def _stored(entry_id: str, fields: Any) -> StoredDeadLetter:
     def get(key: bytes) -> bytes:
         value = fields.get(key)
-        return b"" if value is None else value  # type: ignore[no-any-return]
+        return b"" if value is None else value
 
     body = get(b"b")
     consumer = get(b"c").decode() or None
@@ -110,7 +112,7 @@ def _stored(entry_id: str, fields: Any) -> StoredDeadLetter:
     if consumer is not None:
         try:
             event = Event.from_json(body)
-        except Exception:  # noqa: BLE001 - shown as damaged
+        except Exception:
             consumer = None
     ms = int(entry_id.partition("-")[0])
     return StoredDeadLetter(
@@ -136,8 +138,9 @@ def _check_ids(ids: Iterable[LetterId] | None) -> list[str] | None:
     return wanted  # type: ignore[return-value]
 
 
-def _ms(value: datetime) -> int:
-    return int(validators.aware_datetime("time", value).timestamp() * 1000)
+def _ms(value: datetime, *, up: bool = False) -> int:
+    ms = validators.aware_datetime("time", value).timestamp() * 1000
+    return math.ceil(ms) if up else math.floor(ms)
 
 
 class DeadLetterAdmin(DeadLetterStore):
@@ -147,7 +150,8 @@ class DeadLetterAdmin(DeadLetterStore):
     elsewhere: the letters are in the server.
     """
 
-    _client: coredis.Redis[bytes] | None
+    # Any, not coredis.Redis: annotations read at run time must not need coredis.
+    _client: Any
     _keys: Keys
     _group: str
     _consumers: set[str]
@@ -173,11 +177,12 @@ class DeadLetterAdmin(DeadLetterStore):
         start = "-"
         while True:
             entries = await self._client.xrange(self._keys.dead, start, "+", count=_PAGE)
-            for entry in entries:
-                letters.append(_stored(entry.identifier.decode(), entry.field_values))  # type: ignore[union-attr]
+            letters.extend(
+                _stored(entry.identifier.decode(), entry.field_values) for entry in entries
+            )
             if len(entries) < _PAGE:
                 return letters
-            start = "(" + entries[-1].identifier.decode()  # type: ignore[union-attr]
+            start = "(" + entries[-1].identifier.decode()
 
     async def _known_consumers(self, letters: Iterable[StoredDeadLetter] = ()) -> set[str]:
         assert self._client is not None
@@ -240,7 +245,7 @@ class DeadLetterAdmin(DeadLetterStore):
                 raise DeadLetterNotFound(
                     f"no {what} has the id{'s' if len(missing) > 1 else ''} "
                     f"{', '.join(missing)}{why if replayable else ''}; nothing was changed",
-                    missing,
+                    list[LetterId](missing),
                 )
         return chosen
 
@@ -270,7 +275,7 @@ class DeadLetterAdmin(DeadLetterStore):
             replay=True,
         )
         assert self._client is not None
-        await self._client.xdel(self._keys.dead, [letter.id for letter in chosen])  # type: ignore[misc]
+        await self._client.xdel(self._keys.dead, [letter.id for letter in chosen])
         return count
 
     async def purge_dead_letters(
@@ -289,7 +294,7 @@ class DeadLetterAdmin(DeadLetterStore):
         if not chosen:
             return 0
         assert self._client is not None
-        return await self._client.xdel(self._keys.dead, [letter.id for letter in chosen])  # type: ignore[misc]
+        return int(await self._client.xdel(self._keys.dead, [letter.id for letter in chosen]))
 
     async def replay(
         self,
@@ -304,7 +309,8 @@ class DeadLetterAdmin(DeadLetterStore):
 
         Only publications are replayed, never a replay or a dead letter's redelivery.
         Replays bypass the dedupe window. A stream entry's id is its publish time in
-        milliseconds, which is what the window compares.
+        milliseconds, which is what the window compares: an event published in the
+        millisecond of *since* or of *until* is in the window.
 
         :param since: replay events published at or after this time (aware)
         :param until: ... and before this time (default: no end)
@@ -315,7 +321,7 @@ class DeadLetterAdmin(DeadLetterStore):
         """
         self._check_running()
         start = _ms(since)
-        end = None if until is None else _ms(until)
+        end = None if until is None else _ms(until, up=True)
         names: frozenset[str] | None = None
         if consumers is not None:
             if isinstance(consumers, str) or not consumers:
@@ -330,15 +336,15 @@ class DeadLetterAdmin(DeadLetterStore):
             info = {k.decode() if isinstance(k, bytes) else k: v for k, v in group.items()}
             name = info["name"]
             if (name.decode() if isinstance(name, bytes) else name) == self._group:
-                ms, _, seq = str(info["last-delivered-id"], "ascii").partition("-")  # type: ignore[arg-type]
+                ms, _, seq = str(info["last-delivered-id"], "ascii").partition("-")
                 delivered = (int(ms), int(seq))
-                pending_count = int(info["pending"])  # type: ignore[arg-type]
-        unacked: set[bytes] = set()
+                pending_count = int(info["pending"])
+        unacked: set[str] = set()
         if pending_count:
             for item in await client.xpending(
                 keys.stream, self._group, start="-", end="+", count=pending_count + 1000
             ):
-                unacked.add(item.identifier)  # type: ignore[union-attr]
+                unacked.add(_text(item.identifier))
         events: list[tuple[Event, Collection[str] | None]] = []
         first: str = f"{start}-0"
         last = "+" if end is None else f"{end - 1}-18446744073709551615"
@@ -347,22 +353,22 @@ class DeadLetterAdmin(DeadLetterStore):
         while True:
             entries = await client.xrange(keys.stream, first, last, count=_PAGE)
             for entry in entries:
-                fields = entry.field_values  # type: ignore[union-attr]
-                entry_id = entry.identifier  # type: ignore[union-attr]
-                ms, _, seq = entry_id.decode().partition("-")
+                fields = entry.field_values
+                entry_id = _text(entry.identifier)
+                ms, _, seq = entry_id.partition("-")
                 if (int(ms), int(seq)) > delivered or entry_id in unacked:
                     continue  # not acknowledged yet: still to be delivered
                 if b"r" in fields:
                     continue
                 scope = fields.get(b"g")
-                if scope is not None and scope.decode() != self._group:
+                if scope is not None and _text(scope) != self._group:
                     continue
                 try:
                     event = Event.from_json(fields[b"e"])
-                except Exception:  # noqa: BLE001, S112 - a damaged entry was dead-lettered
+                except Exception:
                     continue
                 events.append((event, names))
             if len(entries) < _PAGE:
                 break
-            first = "(" + entries[-1].identifier.decode()  # type: ignore[union-attr]
+            first = "(" + entries[-1].identifier.decode()
         return await self._republish(events, replay=True)

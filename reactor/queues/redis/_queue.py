@@ -84,21 +84,32 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: One event of a batch: the five values PUBLISH takes, and whether put_nowait() sent it.
+_Item = tuple[str, bytes, str, str, str, bool]
+
+
 class _Batch:
     """Publishes that go to the server together, in one script call (group commit)."""
 
-    __slots__ = ("args", "done", "error", "given_up", "nowait", "taken")
+    __slots__ = ("count", "done", "error", "items", "taken")
 
     def __init__(self) -> None:
-        self.args: list[bytes | str] = []  # five values per event, as PUBLISH takes them
-        self.nowait: list[int] = []  # indexes (in events) of put_nowait() events
+        self.items: list[_Item | None] = []  # None: withdrawn by a cancelled publisher
+        self.count = 0  # items not withdrawn
         self.done = anyio.Event()
         self.error: BaseException | None = None
         self.taken = False  # the flusher took it: a cancelled publisher can no longer undo
-        self.given_up = False
 
     def __len__(self) -> int:
-        return len(self.args) // 5
+        return self.count
+
+    def args(self) -> list[bytes | str]:
+        """The arguments of PUBLISH after the window."""
+        return [value for item in self.items if item is not None for value in item[:5]]
+
+    def nowait(self) -> list[_Item]:
+        """The items of put_nowait()."""
+        return [item for item in self.items if item is not None and item[5]]
 
 
 class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
@@ -131,7 +142,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
       *claim_after* seconds. A process keeps the events it holds alive (``XCLAIM ...
       JUSTID`` every *claim_after*/3), so a slow handler is never run twice at once.
       A process restarted under the same *consumer* name takes its own pending events
-      back at once when it opens.
+      back at once, with its first read. A queue that is only opened (a dead-letter
+      command, a process that only publishes) takes no event.
     * Poison events: the server's delivery count (raised before the handlers run) is
       :attr:`Received.attempt <reactor.abc.Received.attempt>`; past *max_redeliveries*
       the event is dead-lettered instead of handled.
@@ -144,8 +156,12 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     * Trimming: once a second, each process trims the stream (``XTRIM MINID``) below the
       oldest entry that some group has not read or not acknowledged yet; with
       *retention*, acknowledged entries are kept that long more, for :meth:`replay`.
-    * A group created on a stream that already has entries reads them from the start
-      (``XGROUP CREATE ... 0``): a worker started after its producer misses nothing.
+    * ``open()`` creates the group when it is new, reading from the start of what the
+      stream keeps (``XGROUP CREATE ... 0 MKSTREAM``): a worker started after its
+      producer misses nothing. A process that only publishes should name the group of
+      the app that reads its events (its backlog is what ``publish()`` waits for): a
+      group that nobody reads holds the trimming back. Delete a retired app's group
+      (``XGROUP DESTROY <stream> <group>``) for the same reason.
 
     ``statistics().depth`` is local to the process: the events it read and has not
     handed out, plus those it published that its group has not read yet; so a stopping
@@ -229,6 +245,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._client: coredis.Redis[bytes] | None = None
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._tasks: AsyncExitStack | None = None
         self._errors_caught: tuple[type[BaseException], ...] = ()
         self._no_group: type[BaseException] = Exception
         self._closed = True
@@ -243,6 +260,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._putters = self._waiting.tickets
         # Reading and settling.
         self._ready: deque[Received] = deque()  # taken back or over, not handed out yet
+        self._unrecovered = 0  # this consumer's pending events at open, not taken back yet
+        self._consuming = False  # get_batch() was called: claims may begin
         self._held: dict[str, None] = {}  # ids this process read and has not acked
         self._progress: dict[str, set[str]] = {}  # entry id -> consumers that settled it
         self._letters: list[DeadLetter] = []  # to store with the next settle()
@@ -339,9 +358,18 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             await self._create_group()
             if self._consumers:
                 await client.sadd(self._keys.consumers, list(self._consumers))
-            await self._recover()
+            # Only counted: the events are taken back by the first get_batch(), so that
+            # a queue opened by a command (dead letters, replay) takes no event.
+            self._unrecovered = 0
+            for info in await client.xinfo_consumers(self._keys.stream, self._group):
+                if _text(info[b"name"]) == self._consumer:
+                    self._unrecovered = int(info[b"pending"])
+            self._consuming = False
             await self._refresh()
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            tasks = AsyncExitStack()
+            self._tg = await tasks.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(tasks.aclose)
+            self._tasks = tasks
         except BaseException:
             self._client = None
             await stack.aclose()
@@ -363,9 +391,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             return
         self._closed = True
         self._waiting.close()
-        assert self._tg is not None
+        assert self._tg is not None and self._tasks is not None
         self._tg.cancel_scope.cancel()
         self._tg = None
+        await self._tasks.aclose()  # the background tasks end (the stack's callback: no-op)
         with anyio.CancelScope(shield=True):
             try:
                 with anyio.move_on_after(_CLOSE_TIMEOUT):
@@ -376,7 +405,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                     await self._client.eval(
                         DROP_CONSUMER, [self._keys.stream], [self._group, self._consumer]
                     )
-            except Exception as exc:  # noqa: BLE001 - the server is gone; nothing else to do
+            except Exception as exc:
                 logger.warning("%r: could not store what was pending at close: %s", self, exc)
             if self._unflushed:
                 logger.error(
@@ -393,14 +422,6 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._ready.clear()
         self._held.clear()
         self._progress.clear()
-
-    async def __aenter__(self) -> RedisStreamsQueue:
-        """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _create_group(self) -> None:
         assert self._client is not None
@@ -486,7 +507,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         return self._keys.dedupe + digest
 
     def _room(self) -> int:
-        backlog = self._unflushed + len(self._mine) + len(self._ready) + self._others_lag
+        backlog = (
+            self._unflushed
+            + len(self._mine)
+            + len(self._ready)
+            + self._unrecovered
+            + self._others_lag
+        )
         return self._capacity - backlog
 
     def _accept(
@@ -498,21 +525,22 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         scoped: bool = False,
         replay: bool = False,
         nowait: bool = False,
-    ) -> _Batch:
-        batch = self._batch
-        if nowait:
-            batch.nowait.append(len(batch))
-        batch.args += (
+    ) -> _Item:
+        item = (
             "" if replay else self._dedupe_key(event),
             body,
             "" if only is None else json.dumps(sorted(only)),
             self._group if scoped or only is not None else "",
             "1" if replay else "",
+            nowait,
         )
+        batch = self._batch
+        batch.items.append(item)
+        batch.count += 1
         self._unflushed += 1
         self._put_count += 1
         self._flush_wanted.set()
-        return batch
+        return item
 
     def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
         """Accept *event* into the next batch sent to the server, without waiting.
@@ -549,7 +577,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         body = self._encode(event)
         if self._putters or self._room() <= 0:
             await self._waiting.wait(self._room)
-        await self._wait_stored(self._accept(event, body, only), 1)
+        batch = self._batch
+        await self._wait_stored(batch, [self._accept(event, body, only)])
 
     async def put_many(self, events: Sequence[Event]) -> None:
         """Store all of *events* in one script call (atomic in the server), or none.
@@ -572,9 +601,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 f"{len(bodies)} of this batch; retry later"
             )
         batch = self._batch
-        for event, body in zip(events, bodies, strict=True):
-            self._accept(event, body, None)
-        await self._wait_stored(batch, len(bodies))
+        items = [
+            self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)
+        ]
+        await self._wait_stored(batch, items)
 
     async def _republish(
         self, events: Iterable[tuple[Event, Collection[str] | None]], *, replay: bool = True
@@ -582,22 +612,26 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         """Publish again (a replay, a redelivery), to this group only, past the dedupe
         window; return how many."""
         batch = self._batch
-        count = 0
-        for event, only in events:
+        items = [
             self._accept(event, event.to_json(), only, scoped=True, replay=replay)
-            count += 1
-        if count:
-            await self._wait_stored(batch, count)
-        return count
+            for event, only in events
+        ]
+        if items:
+            await self._wait_stored(batch, items)
+        return len(items)
 
-    async def _wait_stored(self, batch: _Batch, count: int) -> None:
+    async def _wait_stored(self, batch: _Batch, items: list[_Item]) -> None:
         try:
             await batch.done.wait()
         except BaseException:
             if not batch.taken:  # not sent yet: take the events back
-                del batch.args[-5 * count :]
-                self._unflushed -= count
-                self._put_count -= count
+                mine = {id(item) for item in items}
+                batch.items = [
+                    None if item is None or id(item) in mine else item for item in batch.items
+                ]
+                batch.count -= len(items)
+                self._unflushed -= len(items)
+                self._put_count -= len(items)
             raise
         if batch.error is not None:
             raise batch.error
@@ -610,8 +644,17 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             self._flush_wanted = anyio.Event()
             await self._flush_once(give_up=True)
 
+    def _abandon(self, batch: _Batch) -> None:
+        """The queue closed while *batch* was being sent: its publishers stop waiting."""
+        if not batch.done.is_set():
+            self._unflushed -= len(batch) - len(batch.nowait())  # those: counted lost at close
+            batch.error = ReactorNotRunning(
+                "the queue closed while the event was being stored; it may or may not be"
+            )
+            batch.done.set()
+
     async def _flush_remaining(self) -> None:
-        while self._batch.args or self._auto_acks or self._discards or self._unsaved_consumers:
+        while self._batch.count or self._auto_acks or self._discards or self._unsaved_consumers:
             await self._flush_once(give_up=False)
             if self._last_error is not None:
                 return
@@ -624,42 +667,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         discards, self._discards = self._discards, []
         consumers, self._unsaved_consumers = self._unsaved_consumers, set()
         deadline = anyio.current_time() + self._options.publish_timeout
-        keys = self._keys
-        while True:
-            try:
-                assert self._client is not None
-                async with self._client.pipeline(transaction=False) as pipe:
-                    if discards:
-                        pipe.xdel(keys.dead, discards)
-                    request = (
-                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args])
-                        if batch.args
-                        else None
-                    )
-                    for letter in damaged:
-                        pipe.xadd(keys.dead, letter)
-                    if acks:
-                        pipe.xack(keys.stream, self._group, acks)
-                    if consumers:
-                        pipe.sadd(keys.consumers, list(consumers))
-                ids: list[Any] = [] if request is None else list(await request)  # type: ignore[arg-type]
-                break
-            except self._errors_caught as exc:
-                self._failed(exc, "publish")
-                if not give_up:
-                    raise
-                if batch.args and anyio.current_time() >= deadline:
-                    self._give_up(batch, exc)
-                    if not batch.args:
-                        batch.done.set()
-                await self._backoff()
-            except Exception as exc:
-                # Not the connection: the server refused (out of memory, a wrong type).
-                self._failed(exc, "publish")
-                self._unflushed -= len(batch)
-                batch.error = QueueUnavailableError(f"the Redis server refused the write: {exc}")
-                batch.done.set()
-                return
+        try:
+            ids = await self._send(batch, acks, damaged, discards, consumers, deadline, give_up)
+        except BaseException:
+            self._abandon(batch)
+            raise
+        if ids is None:
+            return
         self._succeeded()
         self._unflushed -= len(batch)
         delivered = self._delivered
@@ -673,6 +687,52 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._mine.append(parsed)
         batch.done.set()
 
+    async def _send(
+        self,
+        batch: _Batch,
+        acks: list[str],
+        damaged: list[dict[str, bytes | str]],
+        discards: list[str],
+        consumers: set[str],
+        deadline: float,
+        give_up: bool,
+    ) -> list[Any] | None:
+        """Send *batch* and the small writes; retry while the server does not answer
+        (until *deadline* for the publishers that wait). ``None``: the batch failed."""
+        keys = self._keys
+        while True:
+            try:
+                assert self._client is not None
+                async with self._client.pipeline(transaction=False) as pipe:
+                    if discards:
+                        pipe.xdel(keys.dead, discards)
+                    request = (
+                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args()])
+                        if batch.count
+                        else None
+                    )
+                    for letter in damaged:
+                        pipe.xadd(keys.dead, letter)
+                    if acks:
+                        pipe.xack(keys.stream, self._group, acks)
+                    if consumers:
+                        pipe.sadd(keys.consumers, list(consumers))
+                return [] if request is None else list(await request)  # type: ignore[arg-type]
+            except self._errors_caught as exc:
+                self._failed(exc, "publish")
+                if not give_up:
+                    raise
+                if batch.count and anyio.current_time() >= deadline:
+                    self._give_up(batch, exc)
+                await self._backoff()
+            except Exception as exc:
+                # Not the connection: the server refused (out of memory, a wrong type).
+                self._failed(exc, "publish")
+                self._unflushed -= len(batch)
+                batch.error = QueueUnavailableError(f"the Redis server refused the write: {exc}")
+                batch.done.set()
+                return None
+
     def _give_up(self, batch: _Batch, exc: BaseException) -> None:
         """Fail the waiting publishers of *batch* after *publish_timeout*; keep the
         events of ``put_nowait()`` for the next batch."""
@@ -681,19 +741,16 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             f"{self._options.publish_timeout:g} s ({exc}); the event was not stored, "
             "publish again later"
         )
-        kept = batch.nowait
-        refused = len(batch) - len(kept)
-        self._unflushed -= refused
+        kept = batch.nowait()
+        self._unflushed -= len(batch) - len(kept)
         batch.error = error
-        if kept:
-            args = [value for index in kept for value in batch.args[index * 5 : index * 5 + 5]]
+        if kept:  # first in the next batch, in their order
             nxt = self._batch
-            nxt.nowait[:0] = range(len(kept))
-            nxt.nowait[len(kept) :] = [n + len(kept) for n in nxt.nowait[len(kept) :]]
-            nxt.args[:0] = args
+            nxt.items[:0] = kept
+            nxt.count += len(kept)
             self._flush_wanted.set()
-        batch.args = []
-        batch.nowait = []
+        batch.items = []
+        batch.count = 0
         batch.done.set()
 
     # -- reading --------------------------------------------------------------------
@@ -705,12 +762,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         without handing out) or damaged (dead-lettered, then acked)."""
         scope = fields.get(b"g")
         if scope is not None and scope != self._group_b:
-            self._auto_acks.append(entry_id)
+            self._auto_acks.append(entry_id)  # another app's replay or redelivery
+            self._flush_wanted.set()
             return None
         body = fields.get(b"e")
         try:
             event = Event.from_json(body)
-        except Exception as exc:  # noqa: BLE001 - any undecodable entry is damaged
+        except Exception as exc:
             self._damaged_entry(entry_id, fields, exc)
             return None
         only = fields.get(b"o")
@@ -725,11 +783,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         return received
 
     def _damaged_entry(self, entry_id: str, fields: Any, exc: Exception) -> None:
-        logger.error("%r: entry %s cannot be decoded (%s); it is dead-lettered", self, entry_id, exc)
+        logger.error(
+            "%r: entry %s cannot be decoded (%s); it is dead-lettered", self, entry_id, exc
+        )
         now = time.time()
-        body = fields.get(b"e") or json.dumps(
-            {_text(k): _text(v) for k, v in fields.items()}
-        ).encode()
+        body = (
+            fields.get(b"e") or json.dumps({_text(k): _text(v) for k, v in fields.items()}).encode()
+        )
         self._damaged.append(
             letter_fields(
                 consumer="",
@@ -758,6 +818,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         While the server does not answer, this retries with a capped backoff.
         """
         self._check_running()
+        if not self._consuming:
+            self._consuming = True  # from now on, this process takes events: its own first
+            await self._recover()
+            self._unrecovered = 0
         if self._ready:
             return self._take_ready(limit)
         client = self._client
@@ -782,9 +846,20 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             if reply:
                 entries = next(iter(reply.values()))
                 batch = []
+                held = self._held
                 for entry in entries:
-                    entry_id = entry.identifier.decode()
-                    received = self._decode(entry_id, entry.field_values, 1, fresh=True)
+                    entry_id = _text(entry.identifier)
+                    fields = entry.field_values
+                    if len(fields) == 1:  # the common case: a publication ("e" only)
+                        try:
+                            event = Event.from_json(fields[b"e"])
+                        except Exception:
+                            pass
+                        else:
+                            held[entry_id] = None
+                            batch.append(Received(event, entry_id))
+                            continue
+                    received = self._decode(entry_id, fields, 1, fresh=True)
                     if received is not None:
                         batch.append(received)
                 if entries:
@@ -820,12 +895,19 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             await self._settle(done, progress)
         except self._errors_caught as exc:
             self._failed(exc, "settle")
-            raise QueueUnavailableError(
-                f"the Redis server at {self._options.url} did not answer ({exc}); "
-                "the settlements will be retried"
-            ) from exc
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            return
+        # Raised outside the handler, without the client's exception as its context: a
+        # logged error would keep the connection's frames (and its streams) alive.
+        raise QueueUnavailableError(
+            f"the Redis server at {self._options.url} did not answer ({failure}); "
+            "the settlements will be retried"
+        )
 
-    async def _settle(self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]) -> None:
+    async def _settle(
+        self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
+    ) -> None:
         client = self._client
         if client is None:
             raise ReactorNotRunning(f"{self!r} is not open")
@@ -850,9 +932,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         letter_ids: list[Any] = []
         try:
             async with client.pipeline(transaction=True) as pipe:
-                letter_ids = [
-                    pipe.xadd(keys.dead, fields_of(letter)) for letter in letters
-                ]
+                letter_ids = [pipe.xadd(keys.dead, fields_of(letter)) for letter in letters]
                 if changed:
                     pipe.hset(keys.progress, changed)
                 if ids:
@@ -871,7 +951,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         for letter, request in zip(letters, letter_ids, strict=False):
             try:
                 self._remember_letter(letter, _text(await request))
-            except Exception:  # noqa: BLE001, S112 - not stored: nothing to remember
+            except Exception:
                 continue
         held, recorded = self._held, self._progress
         for entry_id in ids:
@@ -924,14 +1004,17 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         period = min(_REFRESH_EVERY, claim_after / 3)
         now = anyio.current_time()
         next_claim = now + claim_after / 2
+        next_keepalive = now + claim_after / 3
         next_refresh = now + _REFRESH_EVERY
         while True:
             await anyio.sleep(period)
             try:
-                if self._held:
-                    await self._keep_alive()
                 now = anyio.current_time()
-                if now >= next_claim:
+                if now >= next_keepalive:
+                    next_keepalive = now + claim_after / 3
+                    if self._held:
+                        await self._keep_alive()
+                if now >= next_claim and self._consuming:
                     next_claim = now + claim_after / 2
                     await self._claim()
                 if now >= next_refresh:
@@ -966,8 +1049,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 count=self._options.batch_size,
             )
             start = reply[0]
-            entries = [e for e in reply[1] if _text(e.identifier) not in self._held]  # type: ignore[union-attr]
-            deleted = reply[2] if len(reply) > 2 else ()  # type: ignore[misc]
+            entries = [e for e in reply[1] if _text(e.identifier) not in self._held]
+            deleted = reply[2] if len(reply) > 2 else ()
             if deleted:
                 await self._client.hdel(self._keys.progress, list(deleted))
             if entries:
@@ -989,7 +1072,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._read_up_to(_parse_id(group["last-delivered-id"]))  # type: ignore[arg-type]
                 lag = group.get("lag")
                 self._pending = int(group["pending"])  # type: ignore[arg-type]
-                self._lag = None if lag is None else int(lag)  # type: ignore[arg-type]
+                self._lag = None if lag is None else int(lag)
                 self._others_lag = max(0, (self._lag or 0) - len(self._mine))
                 self._waiting.wake(self._room())
         if trim and groups:
@@ -1052,7 +1135,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         """The queue's counters; ``lag`` and ``pending`` are the group's, measured about
         once a second; ``depth`` is this process's (see the class)."""
         return QueueStatistics(
-            depth=self._unflushed + len(self._mine) + len(self._ready),
+            depth=self._unflushed + len(self._mine) + len(self._ready) + self._unrecovered,
             capacity=self._capacity,
             put_count=self._put_count,
             get_count=self._get_count,
