@@ -57,6 +57,8 @@ STATS_PERIOD: Final = 1.0
 #: Seconds take() waits at most for this queue's own fresh events to arrive, so that a
 #: batch holds what was published before it was asked for.
 TOP_UP: Final = 0.05
+#: Seconds settle() waits for the server to confirm it has the acks (PING/PONG).
+ACK_TIMEOUT: Final = 2.0
 #: Pauses after a failure of the fetcher or the put_nowait() flusher (doubling).
 RETRY_DELAY: Final = (0.05, 2.0)
 
@@ -134,7 +136,8 @@ class Engine:
         self.nowait_sending = 0
         self._flushing = False
         self._pub_prefix = ""
-        self._pub_waiting: dict[str, tuple[_PubBatch, int]] = {}
+        # Publishes awaiting their PubAck, by reply token, with what to send again.
+        self._pub_waiting: dict[str, tuple[_PubBatch, int, Outgoing]] = {}
         self._pub_counter = 0
         # Counters read by the queue's statistics().
         self.lag: int | None = None
@@ -366,6 +369,16 @@ class Engine:
         logger.info("reconnected to the NATS server %s", self._server)
         self.last_error = None
         self._request_done.set()  # the pending pull request died with the connection
+        # Publishes written as the connection broke may never have reached the server:
+        # send again those still awaiting their PubAck (the server drops a second copy
+        # within the dedupe window).
+        try:
+            for token, (_, _, (subject, body, headers, _)) in list(self._pub_waiting.items()):
+                await self.nc.publish(
+                    subject, body, reply=self._pub_prefix + token, headers=headers
+                )
+        except Exception as exc:  # the connection broke again: its own reconnection follows
+            logger.debug("sending publishes again after reconnecting: %r", exc)
 
     async def _error(self, exc: Exception) -> None:
         logger.debug("NATS client error: %r", exc)
@@ -385,7 +398,7 @@ class Engine:
         for index, (subject, body, headers, _) in enumerate(items):
             token = str(self._pub_counter)
             self._pub_counter += 1
-            waiting[token] = (batch, index)
+            waiting[token] = (batch, index, items[index])
             tokens.append(token)
             try:
                 await nc.publish(subject, body, reply=prefix + token, headers=headers)
@@ -419,7 +432,7 @@ class Engine:
         entry = self._pub_waiting.pop(msg.subject[len(self._pub_prefix) :], None)
         if entry is None:
             return  # given up already
-        batch, index = entry
+        batch, index, _ = entry
         result: int | BaseException
         headers = msg.headers
         if headers and headers.get("Status") == "503":
@@ -660,10 +673,16 @@ class Engine:
                 return []
         if len(buffer) < limit and self.own:
             # This queue's own publications are on their way: a batch holds what was
-            # published before it was asked for.
+            # published before it was asked for (briefly: another process of the group
+            # may have read them, which this one learns later).
+            target = max(self.own)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TOP_UP
-            while len(buffer) < limit and self.own and (left := deadline - loop.time()) > 0:
+            while (
+                len(buffer) < limit
+                and self.delivered < target
+                and (left := deadline - loop.time()) > 0
+            ):
                 self._buffer_event.clear()
                 try:
                     await asyncio.wait_for(self._buffer_event.wait(), left)
@@ -714,7 +733,9 @@ class Engine:
                 entry = unacked.get(seq)
                 if entry is not None:
                     await nc.publish(entry[0], b"+ACK")
-            await nc.flush(timeout=self.options.publish_timeout)
+            # A PING lost with a broken connection is never answered: give up soon, the
+            # app sends the settlement again.
+            await nc.flush(timeout=min(self.options.publish_timeout, ACK_TIMEOUT))
         except Exception as exc:
             raise _unavailable("cannot acknowledge events", exc) from exc
         for seq in acks:
@@ -838,11 +859,9 @@ class Engine:
         )
         found: list[StoredMessage] = []
         try:
-            while True:
-                try:
-                    msgs = await psub.fetch(256, timeout=1.0)
-                except self._nats.errors.TimeoutError:
-                    return found
+            remaining = (await psub.consumer_info()).num_pending
+            while remaining > 0:
+                msgs = await psub.fetch(min(256, remaining), timeout=self.options.publish_timeout)
                 for msg in msgs:
                     meta = msg.metadata
                     seq = meta.sequence.stream
@@ -850,8 +869,8 @@ class Engine:
                     if seq > floor or (end is not None and stamp >= end):
                         return found
                     found.append((seq, msg.data, dict(msg.headers or {}), stamp))
-                    if meta.num_pending == 0:
-                        return found
+                    remaining = meta.num_pending
+            return found
         finally:
             try:
                 await psub.unsubscribe()
