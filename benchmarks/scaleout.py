@@ -387,8 +387,11 @@ async def _gather(items: Sequence[Awaitable[Any]]) -> None:
 
 
 async def _fill_reactor(spec: Spec) -> None:
-    # Room for the whole backlog: capacity bounds the group's backlog.
-    queue = _new_queue(spec, capacity=spec.events + BATCH)
+    # Room for the whole backlog: capacity bounds the group's backlog, as far as the queue
+    # knows it (lag as last measured plus what it published since, which can count an
+    # event twice: with exactly the backlog's size, NatsJetStreamQueue's put() waited for
+    # good at 45,500 of 50,000 events, with nobody reading).
+    queue = _new_queue(spec, capacity=4 * spec.events + BATCH)
     # Opened as a tool (``async with``), not as an app's queue: it creates the stream and
     # the group before the backlog is written, and takes none of the group's events.
     async with queue:
