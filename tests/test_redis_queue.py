@@ -37,6 +37,7 @@ from reactor import (
     RedeliveryLimitExceeded,
     Retry,
 )
+from reactor.abc import Received
 from reactor.queues import from_url
 from reactor.queues.redis import RedisStreamsQueue
 
@@ -614,12 +615,41 @@ async def test_cut_connections_are_reconnected_and_nothing_is_lost(
         for n in range(50):
             await app.publish("job.run", n)
             if n in (10, 30):
-                for client in await admin.client_list():
-                    if str(client.get("name", "")).startswith(f"reactor:{group}:"):
-                        await admin.client_kill(identifier=int(client["id"]))
+                await _kill_clients(admin, f"reactor:{group}:")
         await wait_for(lambda: len(seen) == 50)
     assert seen == set(range(50))
     assert await pending_of(stream, group) == 0
+
+
+async def _kill_clients(admin: coredis.Redis[bytes], prefix: str) -> None:
+    """Cut the connections whose client name begins with *prefix* (the test's own)."""
+    for client in await admin.client_list():
+        if str(client.get("name", "")).startswith(prefix):
+            await admin.client_kill(identifier=int(client["id"]))
+
+
+async def test_events_of_a_reply_lost_with_its_connection_are_taken_back(stream: str) -> None:
+    group = f"lost-{stream.rsplit(':', 1)[1]}"
+    async with make(stream, group, consumer="w") as queue, await raw() as admin:
+        await queue.put(event(0))
+        with anyio.fail_after(10):
+            await queue.settle(await queue.get_batch(10), [])
+        await queue.put(event(1))
+        # The server hands event 1 to the consumer "w" in a reply the queue never sees.
+        await admin.xreadgroup(group, "w", {stream: ">"}, count=1)
+        got: list[Received] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def get() -> None:
+                    got.extend(await queue.get_batch(10))
+
+                tg.start_soon(get)
+                await anyio.wait_all_tasks_blocked()  # reading, in the server
+                await _kill_clients(admin, f"reactor:{group}:")
+        assert [(r.event.data, r.attempt) for r in got] == [(1, 1)]
+        await queue.settle(got, [])
+        assert await pending_of(stream, group) == 0
 
 
 def _free_port() -> int:

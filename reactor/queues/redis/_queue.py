@@ -262,6 +262,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._ready: deque[Received] = deque()  # taken back or over, not handed out yet
         self._unrecovered = 0  # this consumer's pending events at open, not taken back yet
         self._consuming = False  # get_batch() was called: claims may begin
+        self._lost = False  # a read failed: look for events of a lost reply
         self._held: dict[str, None] = {}  # ids this process read and has not acked
         self._progress: dict[str, set[str]] = {}  # entry id -> consumers that settled it
         self._letters: list[DeadLetter] = []  # to store with the next settle()
@@ -336,9 +337,9 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     # -- opening and closing --------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, create the group when it is new, take back this consumer's own
-        pending events, and start the background tasks (flusher, claims, keepalive,
-        statistics and trimming)."""
+        """Connect, create the group when it is new, count this consumer's own pending
+        events (taken back by the first :meth:`get_batch`), and start the background
+        tasks (flusher, claims and keepalive once reading, statistics and trimming)."""
         if not self._closed:
             return
         coredis = import_extra("coredis", extra="redis")
@@ -352,6 +353,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._options.url,
                 decode_responses=False,
                 verify_version=False,
+                # The queue retries itself: it must see a cut connection (a lost reply).
+                retry_policy=import_extra("coredis.retry", extra="redis").NoRetryPolicy(),
                 client_name=f"reactor:{self._group}:{name}"[:200],
             )
             self._client = await stack.enter_async_context(client)
@@ -449,6 +452,44 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 return
             after = entries[-1].identifier
             await self._take_over(entries)
+
+    async def _recover_lost(self) -> None:
+        """Take back the events the server handed to this consumer in a reply that was
+        lost with its connection: pending here, but neither held nor read ahead. Their
+        delivery count is left as the server counted it (no new hand-out is counted)."""
+        assert self._client is not None
+        client, keys = self._client, self._keys
+        pending = await client.xpending(
+            keys.stream, self._group, "-", "+", 100_000, consumer=self._consumer
+        )
+        skip = self._held.keys() | set(self._auto_acks)  # handed out, or acked soon
+        lost = [
+            (_text(p.identifier), p.delivered)  # type: ignore[union-attr]
+            for p in pending
+            if _text(p.identifier) not in skip  # type: ignore[union-attr]
+        ]
+        if not lost:
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            requests = [pipe.xrange(keys.stream, i, i) for i, _ in lost]
+            progress_request = pipe.hmget(keys.progress, [i for i, _ in lost])
+        progress = await progress_request
+        for (entry_id, delivered), request, done in zip(lost, requests, progress, strict=True):
+            entries = await request
+            if not entries:  # trimmed meanwhile
+                self._auto_acks.append(entry_id)
+                self._flush_wanted.set()
+                continue
+            received = self._decode(entry_id, entries[0].field_values, delivered)
+            if received is None:
+                continue
+            completed = frozenset(json.loads(done)) if done else frozenset()
+            received.completed = completed
+            if completed:
+                self._progress[entry_id] = set(completed)
+            self._held[entry_id] = None
+            self._ready.append(received)
+        logger.info("%r: took back %d event(s) whose delivery was cut", self, len(lost))
 
     async def _take_over(self, entries: Sequence[Any], *, claimed: bool = False) -> None:
         """Put redelivered *entries* in the read-ahead with their delivery count and the
@@ -830,16 +871,27 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         streams = {self._keys.stream: ">"}
         while True:
             try:
+                if self._lost:
+                    await self._recover_lost()
+                    self._lost = False
+                    if self._ready:
+                        return self._take_ready(limit)
                 reply = await client.xreadgroup(
                     self._group, self._consumer, streams, count=count, block=_BLOCK_MS
                 )
             except self._errors_caught as exc:
                 self._failed(exc, "read")
+                # A reply lost with the connection leaves its events pending here.
+                self._lost = True
                 await self._backoff()
                 continue
             except self._no_group:
                 logger.warning("%r: the group is gone (a server restart?); creating it", self)
-                await self._create_group()
+                try:
+                    await self._create_group()
+                except self._errors_caught as exc:
+                    self._failed(exc, "read")
+                    await self._backoff()
                 continue
             if self._last_error is not None:
                 self._succeeded()
@@ -931,17 +983,20 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         with_progress = [i for i in ids if i in self._progress] if self._progress else []
         letter_ids: list[Any] = []
         try:
-            async with client.pipeline(transaction=True) as pipe:
-                letter_ids = [pipe.xadd(keys.dead, fields_of(letter)) for letter in letters]
-                if changed:
-                    pipe.hset(keys.progress, changed)
-                if ids:
-                    pipe.xack(keys.stream, self._group, ids)  # type: ignore[arg-type]
-                if with_progress:
-                    pipe.hdel(keys.progress, with_progress)
+            if letters or changed or with_progress:
+                async with client.pipeline(transaction=True) as pipe:
+                    letter_ids = [pipe.xadd(keys.dead, fields_of(letter)) for letter in letters]
+                    if changed:
+                        pipe.hset(keys.progress, changed)
+                    if ids:
+                        pipe.xack(keys.stream, self._group, ids)  # type: ignore[arg-type]
+                    if with_progress:
+                        pipe.hdel(keys.progress, with_progress)
+            elif ids:  # the common case: one command, atomic by itself
+                await client.xack(keys.stream, self._group, ids)  # type: ignore[arg-type]
         except BaseException as exc:
-            self._letters[:0] = letters
             if not isinstance(exc, self._no_group):
+                self._letters[:0] = letters
                 raise
             # The server lost the stream (a restart without persistence): the entries
             # are gone, so there is nothing left to acknowledge.
