@@ -12,13 +12,14 @@ import sys
 
 import anyio
 
+from reactor.abc import Received
 from reactor.queues.nats import NatsJetStreamQueue
 
 
 async def main(url: str, stream: str, group: str, claim_after: float, count: int) -> None:
     queue = NatsJetStreamQueue(url, stream=stream, group=group, claim_after=claim_after)
     await queue.open()
-    taken = []
+    taken: list[Received] = []
     while len(taken) < count:
         taken += await queue.get_batch(count - len(taken))
     if len(sys.argv) > 6:

@@ -54,3 +54,18 @@ async def stream_messages(url: str, stream: str) -> int:
             await nc.close()
 
     return await anyio.to_thread.run_sync(asyncio.run, count())
+
+
+async def publish_raw(url: str, subject: str, body: bytes) -> None:
+    """Publish *body* as it is to *subject* (a damaged event, say) and wait for its PubAck."""
+
+    async def publish() -> None:
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().publish(subject, body)
+        finally:
+            await nc.close()
+
+    await anyio.to_thread.run_sync(asyncio.run, publish())

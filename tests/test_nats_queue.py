@@ -26,9 +26,11 @@ from reactor import (
     ConsumerNotFound,
     DeadLetterNotFound,
     Event,
+    PayloadTooLargeError,
     QueueUnavailableError,
     Reactor,
 )
+from reactor.abc import Received
 from reactor.queues import from_url
 from reactor.queues.nats import NatsJetStreamQueue
 
@@ -171,7 +173,7 @@ async def test_a_dead_process_events_are_claimed_with_their_progress(url: str, s
     survivor = NatsJetStreamQueue(url, stream=stream, group="billing", claim_after=1.0)
     await survivor.open()
     try:
-        taken = []
+        taken: list[Received] = []
         with anyio.fail_after(15):  # after claim_after, the server delivers them again
             while len(taken) < 3:
                 taken += await survivor.get_batch(10)
@@ -180,7 +182,10 @@ async def test_a_dead_process_events_are_claimed_with_their_progress(url: str, s
         # Only the consumers that had not settled them run again.
         assert [item.completed for item in taken] == [frozenset({"audit"})] * 3
         assert survivor.statistics().claimed == 3
+        assert await nats_tools.stream_messages(url, f"KV_{stream}_progress") == 3
         await survivor.settle(taken, [])
+        # The progress records go with the acks.
+        assert await nats_tools.stream_messages(url, f"KV_{stream}_progress") == 0
     finally:
         await survivor.close()
 
@@ -208,6 +213,35 @@ async def test_a_slow_handler_keeps_its_claim_and_runs_once(url: str, stream: st
             await finished.wait()
     assert len(calls) == 1
     assert sum(app.stats().queue.claimed for app in apps) == 0
+
+
+async def test_events_accepted_by_put_nowait_are_stored_by_close(url: str, stream: str) -> None:
+    queue = NatsJetStreamQueue(url, stream=stream, group="g")
+    await queue.open()
+    for n in range(3):
+        queue.put_nowait(Event(type="item", source="/s", data=n))
+    assert queue.statistics().depth == 3
+    await queue.close()
+    again = NatsJetStreamQueue(url, stream=stream, group="g")
+    await again.open()
+    try:
+        taken: list[Received] = []
+        with anyio.fail_after(WAIT):
+            while len(taken) < 3:
+                taken += await again.get_batch(10)
+        assert sorted(item.event.data for item in taken) == [0, 1, 2]
+        await again.settle(taken, [])
+    finally:
+        await again.close()
+
+
+async def test_an_event_over_the_server_max_payload_is_refused_as_too_large(
+    url: str, stream: str
+) -> None:
+    async with NatsJetStreamQueue(url, stream=stream, group="g", max_event_size=4 << 20) as queue:
+        with pytest.raises(PayloadTooLargeError):
+            await queue.put(Event(type="big", source="/s", data="x" * (2 << 20)))
+        await queue.put(Event(type="small", source="/s", data=1))  # the queue goes on
 
 
 # -- dead letters, poison events ------------------------------------------------------------
@@ -288,6 +322,31 @@ async def test_a_poison_event_is_dead_lettered_past_max_redeliveries(url: str, s
     assert calls == []
     assert letter.error_type == "reactor.RedeliveryLimitExceeded"
     assert letter.consumer == "crash"
+
+
+async def test_a_damaged_entry_is_dead_lettered_with_its_body_and_acked(
+    url: str, stream: str
+) -> None:
+    app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="g"))
+    seen = Seen()
+
+    @app.subscribe("*")
+    async def handle(event: Event) -> None:
+        seen.add("h", event.data)
+
+    admin = NatsJetStreamQueue(url, stream=stream, group="g")
+    async with app, admin:
+        await nats_tools.publish_raw(url, f"{stream}.events", b"\xffnot json")
+        await app.publish("item", 1)
+        await seen.wait_for(1)  # the app goes on
+        await poll(lambda: admin.dead_letters())
+        [letter] = await admin.dead_letters()
+        await poll(lambda: app.stats().queue.pending == 0)
+    assert (letter.event, letter.consumer, letter.body) == (None, None, b"\xffnot json")
+    assert letter.error_type == "reactor.EventFormatError"
+    with pytest.raises(DeadLetterNotFound):  # a damaged event cannot be replayed
+        async with admin:
+            await admin.replay_dead_letters([letter.id])
 
 
 # -- dedupe, retention, replay ---------------------------------------------------------------
@@ -373,7 +432,7 @@ async def test_statistics_show_the_group_lag_and_pending(url: str, stream: str) 
             await queue.put(Event(type="item", source="/s", data=n))
         assert queue.statistics().depth == 5  # published, not read by the group yet
         await poll(lambda: queue.statistics().lag == 5)
-        taken = []
+        taken: list[Received] = []
         with anyio.fail_after(10):
             while len(taken) < 5:
                 taken += await queue.get_batch(5)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import json
 import logging
@@ -37,7 +38,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, Final
 
-from reactor import Event, EventFormatError, QueueUnavailableError
+from reactor import Event, EventFormatError, PayloadTooLargeError, QueueUnavailableError
 from reactor.abc import Received
 
 from ._options import Options
@@ -126,7 +127,8 @@ class Engine:
         self._buffer_event = asyncio.Event()
         self._room_event = asyncio.Event()
         self._request_left = 0
-        self._request_done = asyncio.Event()
+        self._request_done = asyncio.Event()  # set while no pull request is open
+        self._request_done.set()
         # This queue's publications that its group has not read yet (a heap of seqs), and
         # the highest stream sequence the group is known to have read.
         self.own: list[int] = []
@@ -234,7 +236,10 @@ class Engine:
         try:
             info = await js.stream_info(options.stream)
         except errors.NotFoundError:
-            await js.add_stream(
+            await self._create(
+                js.stream_info,
+                options.stream,
+                js.add_stream,
                 api.StreamConfig(
                     name=options.stream,
                     subjects=[self.subject],
@@ -245,7 +250,7 @@ class Engine:
                     storage=api.StorageType.FILE,
                     duplicate_window=max(options.dedupe_window or 0.0, 0.1),  # the least it takes
                     max_msg_size=options.max_event_size + 4096,
-                )
+                ),
             )
         else:
             wanted = "interest" if retention is None else "limits"
@@ -262,13 +267,20 @@ class Engine:
             try:
                 await js.stream_info(name)
             except errors.NotFoundError:
-                await js.add_stream(
-                    api.StreamConfig(name=name, subjects=subjects, storage=api.StorageType.FILE)
+                await self._create(
+                    js.stream_info,
+                    name,
+                    js.add_stream,
+                    api.StreamConfig(name=name, subjects=subjects, storage=api.StorageType.FILE),
                 )
         try:
             await js.stream_info(self.kv_stream)
         except errors.NotFoundError:
-            await js.create_key_value(bucket=self.bucket, history=1)
+            await self._create(
+                js.stream_info,
+                self.kv_stream,
+                functools.partial(js.create_key_value, bucket=self.bucket, history=1),
+            )
         config = api.ConsumerConfig(
             durable_name=options.group,
             deliver_policy=api.DeliverPolicy.NEW,
@@ -281,7 +293,12 @@ class Engine:
         try:
             existing = await js.consumer_info(options.stream, options.group)
         except errors.NotFoundError:
-            await js.add_consumer(options.stream, config)
+            await self._create(
+                functools.partial(js.consumer_info, options.stream),
+                options.group,
+                functools.partial(js.add_consumer, options.stream),
+                config,
+            )
         else:
             if existing.config.ack_wait != options.claim_after:
                 logger.warning(
@@ -291,6 +308,18 @@ class Engine:
                     existing.config.ack_wait,
                     options.claim_after,
                 )
+
+    async def _create(self, check: Any, name: str, create: Any, *args: Any) -> None:
+        """``create(*args)``, unless another process created *name* meanwhile (the
+        processes of an app often start together)."""
+        errors = self._nats.js.errors
+        try:
+            await create(*args)
+        except errors.APIError as exc:
+            try:
+                await check(name)
+            except errors.NotFoundError:
+                raise exc from None
 
     async def stop(self) -> None:
         """Stop the tasks, send what put_nowait() accepted, hand back (NAK) every
@@ -402,6 +431,9 @@ class Engine:
             tokens.append(token)
             try:
                 await nc.publish(subject, body, reply=prefix + token, headers=headers)
+            except self._nats.errors.MaxPayloadError:
+                waiting.pop(token, None)  # over the server's max_payload
+                batch.resolve(index, PayloadTooLargeError(len(body), nc.max_payload))
             except Exception as exc:
                 waiting.pop(token, None)
                 batch.resolve(index, _unavailable("cannot publish", exc))
@@ -473,6 +505,9 @@ class Engine:
                 self.nowait_sending += len(items)
                 try:
                     results = await self.publish(items)
+                except BaseException:  # stopped: stop() sends them (a copy is deduped)
+                    self.nowait.extendleft(reversed(items))
+                    raise
                 finally:
                     self.nowait_sending -= len(items)
                 failed = [
@@ -692,6 +727,12 @@ class Engine:
         taken = [buffer.popleft() for _ in range(count)]
         self._room_event.set()
         return taken
+
+    def untake(self, taken: list[Received]) -> None:
+        """Put back a batch that :meth:`take` returned to a caller that was cancelled."""
+        self.buffer.extendleft(reversed(taken))
+        if self.buffer:
+            self._buffer_event.set()
 
     # -- settling ---------------------------------------------------------------------
 

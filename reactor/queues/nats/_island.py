@@ -25,6 +25,8 @@ only when the bridge runs on trio), so any plugin can reuse it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -44,11 +46,17 @@ class Bridge:
     loop: asyncio.AbstractEventLoop
 
     async def run(
-        self, function: Callable[..., Coroutine[Any, Any, _T]], /, *args: Any
+        self,
+        function: Callable[..., Coroutine[Any, Any, _T]],
+        /,
+        *args: Any,
+        abandoned: Callable[[_T], object] | None = None,
     ) -> _T:  # pragma: no cover - abstract
         """Run ``function(*args)`` in the asyncio world and return its result.
 
-        Cancelling the caller cancels the coroutine.
+        Cancelling the caller cancels the coroutine. When the coroutine had already
+        produced its result (a batch taken from a buffer, say), that result is passed
+        to *abandoned*, on the asyncio world's loop, so that it can be put back.
         """
         raise NotImplementedError
 
@@ -67,8 +75,15 @@ class SameLoop(Bridge):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
-    async def run(self, function: Callable[..., Coroutine[Any, Any, _T]], /, *args: Any) -> _T:
-        """Await ``function(*args)`` right here."""
+    async def run(
+        self,
+        function: Callable[..., Coroutine[Any, Any, _T]],
+        /,
+        *args: Any,
+        abandoned: Callable[[_T], object] | None = None,
+    ) -> _T:
+        """Await ``function(*args)`` right here (a result is never abandoned: a
+        cancellation reaches the coroutine itself)."""
         return await function(*args)
 
     def call_soon(self, function: Callable[..., object], /, *args: Any) -> None:
@@ -104,11 +119,26 @@ class AsyncioIsland(Bridge):
             finally:
                 loop.close()
 
-    async def run(self, function: Callable[..., Coroutine[Any, Any, _T]], /, *args: Any) -> _T:
+    async def run(
+        self,
+        function: Callable[..., Coroutine[Any, Any, _T]],
+        /,
+        *args: Any,
+        abandoned: Callable[[_T], object] | None = None,
+    ) -> _T:
         """Run ``function(*args)`` on the island; wait for it without blocking trio."""
         if self._closed:
             raise RuntimeError("the asyncio island is closed")
-        future = asyncio.run_coroutine_threadsafe(function(*args), self.loop)
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def call() -> _T:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.append(task)
+            return await function(*args)
+
+        loop = self.loop
+        future = asyncio.run_coroutine_threadsafe(call(), loop)
         done = anyio.Event()
         token = self._token
 
@@ -122,7 +152,22 @@ class AsyncioIsland(Bridge):
         try:
             await done.wait()
         except BaseException:
-            future.cancel()  # cancels the coroutine's task on the island
+            # Cancel the coroutine's task on the island, not the future: a result
+            # produced meanwhile still reaches the future, and goes to *abandoned*.
+            def cancel() -> None:
+                if tasks and not tasks[0].done():
+                    tasks[0].cancel()
+
+            def give_back(finished: concurrent.futures.Future[_T]) -> None:
+                if not finished.cancelled() and finished.exception() is None:
+                    assert abandoned is not None
+                    with contextlib.suppress(RuntimeError):  # the island is closed
+                        loop.call_soon_threadsafe(abandoned, finished.result())
+
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(cancel)
+            if abandoned is not None:
+                future.add_done_callback(give_back)
             raise
         return future.result()
 

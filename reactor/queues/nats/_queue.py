@@ -244,6 +244,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         if self._engine is not None:
             return
         nats = import_extra("nats", extra="nats")
+        import_extra("nats.errors", extra="nats")
         import_extra("nats.js.api", extra="nats")
         import_extra("nats.js.errors", extra="nats")
         bridge = await open_bridge("reactor-nats")
@@ -449,7 +450,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         """Wait for at least one event of the group; return up to *limit*, oldest first."""
         while True:
             bridge, engine = self._running()
-            batch = await bridge.run(engine.take, limit, TAKE_WAIT)
+            batch = await bridge.run(engine.take, limit, TAKE_WAIT, abandoned=engine.untake)
             if self._putters:
                 self._waiting.wake(self._room())
             if batch:
