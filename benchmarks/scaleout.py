@@ -8,8 +8,9 @@ index). What is measured, per broker (Redis at ``--redis``, NATS JetStream at ``
 
 * ``drain`` -- a backlog of N events is published first (not timed), then W worker
   processes of one consumer group are started, told to go at the same instant, and
-  drain it, until the last acknowledgement (the last
-  ``XACK`` / ``+ACK`` flushed to the server, or reactor's last ``settle()`` returned).
+  drain it, until the last acknowledgement (the last ``XACK`` returned, the last
+  handler finished before its buffered ``+ACK``, or reactor's last ``settle()``
+  returned).
   The rate is taken from the first delivery in any worker to the last acknowledgement:
   interpreter start, connecting and the first read are the same for every system and
   are not the drain; the table shows them apart ("start-up", from the go to the first
@@ -23,7 +24,8 @@ index). What is measured, per broker (Redis at ``--redis``, NATS JetStream at ``
     ``msg.ack()`` per message (buffered, flushed with the next request);
   - ``reactor`` -- ``Reactor(queue=RedisStreamsQueue(...)|NatsJetStreamQueue(...))``
     with its defaults, K subscriptions; the backlog is published through the same queue
-    class (``put_many``), so it is in the queue's own format;
+    class opened as a tool (``async with``: it takes none of the group's events),
+    ``put_many()`` or concurrent ``put()`` calls, so it is in the queue's own format;
   - ``faststream`` / ``faststream-batch`` -- FastStream with its natural consumer-group
     subscriber: Redis ``@broker.subscriber(stream=StreamSub(name, group=, consumer=,
     max_records=256[, batch=True]))``; NATS ``@broker.subscriber(subject, stream=,
@@ -45,7 +47,11 @@ index). What is measured, per broker (Redis at ``--redis``, NATS JetStream at ``
   absolute deadlines) while one worker process measures ``time.time() - sent`` at the
   start of every delivery (one machine, one clock). ``raw`` (XADD per event /
   ``js.publish`` per event; blocking ``XREADGROUP`` / ``fetch``) and ``reactor`` (the
-  producer calls the queue's ``put()``; the worker is a Reactor app).
+  producer calls ``put()`` of the queue opened with ``async with``; the worker is a
+  Reactor app).
+
+``--profile DIR`` runs every drain worker under cProfile and writes its statistics there;
+``--systems`` and ``--loops`` narrow the run.
 
 Every worker counts its deliveries per handler and adds up their indexes; the parent
 adds the workers up and checks that every handler saw every event exactly once, so a run
