@@ -412,7 +412,7 @@ class EventQueue(ABC):
     stores_dead_letters: ClassVar[bool] = False
     #: How many times an unsettled event may be handed out again before it is
     #: dead-lettered instead of handled (``None``: no bound; see the contract above).
-    #: Read once, when the app is created.
+    #: Read when the app starts.
     max_redeliveries: int | None = None
 
     @property
