@@ -75,8 +75,12 @@ def add_queue_commands(commands: Any) -> None:
 
     dead_letters = commands.add_parser(
         "dead-letters",
-        help="list, replay or purge the dead letters stored in a queue file",
-        description="List, replay or purge the dead letters stored in an SQLiteQueue's file.",
+        help="list, replay or purge the dead letters a queue keeps",
+        description=(
+            "List, replay or purge the dead letters a queue keeps (sqlite://, redis://,\n"
+            "nats://, or any queue that keeps dead letters), named by --queue URL."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = dead_letters.add_subparsers(title="actions", dest="action", required=True)
 
@@ -84,8 +88,8 @@ def add_queue_commands(commands: Any) -> None:
         "list",
         help="show the stored dead letters, oldest first",
         description=(
-            "Show the stored dead letters, oldest first. The file is read read-only, so\n"
-            "this works while the app runs."
+            "Show the stored dead letters, oldest first. This works while the app runs:\n"
+            "an SQLite queue's file is read read-only, other queues are shared."
         ),
         **common,
     )
@@ -105,16 +109,17 @@ def add_queue_commands(commands: Any) -> None:
             "replay",
             "publish the selected dead letters' events again and remove the letters",
             "Publish the selected dead letters' events again, each to its consumer only,\n"
-            "and remove the letters; the events are delivered when the app next runs.\n"
-            "Letters of damaged events cannot be replayed (purge them).\n"
-            "The app must be stopped: inside it, call queue.replay_dead_letters().",
+            "and remove the letters. Letters of damaged events cannot be replayed (purge\n"
+            "them). On an SQLite queue the app must be stopped (inside it, call\n"
+            "queue.replay_dead_letters()) and the events are delivered when it next runs;\n"
+            "other queues deliver them at once if the app runs.",
             _dead_letters_replay,
         ),
         (
             "purge",
             "delete the selected dead letters",
-            "Delete the selected dead letters.\n"
-            "The app must be stopped: inside it, call queue.purge_dead_letters().",
+            "Delete the selected dead letters. On an SQLite queue the app must be\n"
+            "stopped: inside it, call queue.purge_dead_letters().",
             _dead_letters_purge,
         ),
     ):
@@ -133,7 +138,8 @@ def add_queue_commands(commands: Any) -> None:
             type=_letter_id,
             action="extend",
             nargs="+",
-            help="the letters with these ids, as listed by 'reactor dead-letters list' "
+            help="the letters with these ids, as listed by 'reactor dead-letters list': "
+            "numbers, or strings such as a Redis entry id 1733400000000-0 "
             "(repeat --id or give several)",
         )
         selection.add_argument("--consumer", metavar="NAME", help="every letter of this consumer")
@@ -141,18 +147,19 @@ def add_queue_commands(commands: Any) -> None:
 
     replay = commands.add_parser(
         "replay",
-        help="publish again the acknowledged events a queue file kept",
+        help="publish again the acknowledged events a queue kept",
         description=(
             "Publish again the events published in [--since, --until) that were\n"
             "acknowledged and are still kept by the queue's retention (only a queue\n"
-            "created with SQLiteQueue(..., retention=...) keeps any), in their order and\n"
-            "with their ids. They are delivered when the app next runs, to the --consumer\n"
-            "names given, or to every matching subscription. The app must be stopped:\n"
-            "inside it, call queue.replay() instead.\n\n"
+            "created with a retention keeps any, e.g. SQLiteQueue(..., retention=...)),\n"
+            "in their order and with their ids, to the --consumer names given, or to\n"
+            "every matching subscription. On an SQLite queue the app must be stopped\n"
+            "(inside it, call queue.replay() instead) and they are delivered when it\n"
+            "next runs; other queues deliver them at once if the app runs.\n\n"
             "A replay is not a new publication: each event is replayed once, never the\n"
             "copies that earlier replays or dead-letter replays delivered. An event goes\n"
             "to a --consumer only if that consumer's subscription matches it. A consumer\n"
-            "name that never used the file is refused (exit status 1).\n\n"
+            "name that never used the queue is refused (exit status 1).\n\n"
             f"{_TIME_HELP}"
         ),
         **common,

@@ -41,16 +41,18 @@ environment variables (a command-line argument wins over its variable):
   REACTOR_LOG_LEVEL         --log-level
   REACTOR_QUEUE             --queue
 
-queue URLs (--queue; the app's own queue when not given):
-  memory://                                          in memory, one process (memory://?capacity=N)
-  sqlite:///events.db                                one SQLite file, one process at a time
-                                                     (relative path; sqlite:////abs/events.db)
-  redis://127.0.0.1:6379/0?stream=orders&group=billing
-                                                     a Redis stream shared by many processes
-                                                     (extra: pip install 'reactor-events[redis]')
-  nats://127.0.0.1:4222?stream=orders&group=billing  a NATS JetStream stream shared by many
-                                                     processes (extra: 'reactor-events[nats]')
-  Quote a URL with '&' in a shell. Each queue's from_url() documents its parameters.
+queue URLs (--queue; without it, the app runs on the queue its module built):
+  memory://                  in memory, one process (memory://?capacity=N)
+  sqlite:///events.db        an SQLite file, one process at a time
+                             (sqlite:////abs/path/events.db for an absolute path)
+  redis://HOST:6379/0?stream=orders&group=billing
+                             a Redis stream, shared by the app's processes
+                             (pip install 'reactor-events[redis]')
+  nats://HOST:4222?stream=orders&group=billing
+                             a NATS JetStream stream, shared by the app's processes
+                             (pip install 'reactor-events[nats]')
+Quote a URL that holds '&' in a shell. Each queue class's from_url() documents
+the parameters of its URLs.
 """
 
 
