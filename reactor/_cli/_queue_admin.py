@@ -40,7 +40,8 @@ environment variables (a command-line argument wins over its variable):
   REACTOR_QUEUE  --queue
 """
 _QUEUE_HELP: Final = (
-    "the queue, as a URL: sqlite:///events.db (a file, relative to the current directory; "
+    "the app's queue, by the URL the app runs with (the same stream and group): "
+    "sqlite:///events.db (a file, relative to the current directory; "
     "sqlite:////abs/path/events.db), redis://host:6379/0?stream=S&group=G, "
     "nats://host:4222?stream=S&group=G, or any queue that keeps dead letters "
     "(default: $REACTOR_QUEUE)"
@@ -357,7 +358,7 @@ def _change_queue(
     """
     try:
         target = _queue_from(args, environ)
-        if target.file is not None and args.__dict__.get("ids"):
+        if target.file is not None and getattr(args, "ids", None):
             _check_file_ids(args.ids)
     except ConfigError as exc:
         raise _Stop(usage_error(str(exc))) from None
