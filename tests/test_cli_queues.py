@@ -748,3 +748,30 @@ def test_a_missing_client_library_names_the_extra(cli: Callable[..., Result], co
         "reactor: error: --queue: reactor_test_no_such_client is not installed; install it "
         "with: pip install 'reactor-events[nosuch]'\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "client", "extra"),
+    [
+        ("redis://127.0.0.1:6379/0?stream=orders&group=billing", "coredis", "redis"),
+        ("rediss://127.0.0.1:6379/0?stream=orders&group=billing", "coredis", "redis"),
+        ("nats://127.0.0.1:4222?stream=orders&group=billing", "nats", "nats"),
+    ],
+)
+def test_a_missing_broker_client_is_reported_with_the_url(
+    cli: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    client: str,
+    extra: str,
+) -> None:
+    # As if the extra were not installed: the import of the client fails.
+    monkeypatch.setitem(sys.modules, client, None)
+    with pytest.raises(ModuleNotFoundError) as caught:
+        from_url(url)
+    assert str(caught.value) == (
+        f"{client} is not installed; install it with: pip install 'reactor-events[{extra}]'"
+    )
+    for command in (["run", "cliapp_nowhere:app"], COMMANDS["list"]):
+        result = cli(*command, "--queue", url)
+        assert result == Result(2, "", f"reactor: error: --queue: {caught.value}\n")

@@ -25,7 +25,7 @@ from importlib.metadata import entry_points
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
-from reactor.abc import EventQueue
+from reactor.abc import EventQueue, import_extra
 
 __all__ = ["from_url"]
 
@@ -37,6 +37,15 @@ _BUILT_IN: Final = {
     "rediss": "reactor.queues.redis:RedisStreamsQueue",
     "nats": "reactor.queues.nats:NatsJetStreamQueue",
     "tls": "reactor.queues.nats:NatsJetStreamQueue",
+}
+#: The client library of each built-in queue that needs one: (module, extra). from_url()
+#: imports it first, so that a missing extra is reported when the URL is read, however
+#: late the queue itself imports it.
+_CLIENTS: Final = {
+    "redis": ("coredis", "redis"),
+    "rediss": ("coredis", "redis"),
+    "nats": ("nats", "nats"),
+    "tls": ("nats", "nats"),
 }
 #: The entry point group of third-party queues.
 ENTRY_POINT_GROUP: Final = "reactor.queues"
@@ -78,6 +87,9 @@ def from_url(url: str) -> EventQueue:
     scheme = match.group(1).lower()
     target = _BUILT_IN.get(scheme)
     if target is not None:
+        if scheme in _CLIENTS:
+            client, extra = _CLIENTS[scheme]
+            import_extra(client, extra=extra)
         module_name, _, class_name = target.partition(":")
         queue_class = getattr(importlib.import_module(module_name), class_name)
     else:
