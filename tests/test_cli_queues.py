@@ -59,6 +59,10 @@ class Result(NamedTuple):
 # -- a queue that keeps its dead letters as a broker does --------------------------------
 
 
+class AuthenticationError(Exception):
+    """What a broker's client raises when its login fails."""
+
+
 class Broker:
     """What a broker keeps for one ``letters://NAME``: shared by every queue object."""
 
@@ -114,6 +118,8 @@ class LetterQueue(EventQueue, DeadLetterStore):
         """Connect to the broker."""
         if self.name == "down":
             raise QueueUnavailableError("cannot reach the broker: connection refused")
+        if self.name == "locked":
+            raise AuthenticationError("the password was refused")
         self._opened = True
         self.broker.open_queues += 1
 
@@ -736,6 +742,17 @@ def test_an_unreachable_queue_fails(cli: Callable[..., Result], command: str) ->
     result = cli(*COMMANDS[command], "--queue", "letters://down")
     assert result == Result(
         1, "", "reactor: error: letters://down: cannot reach the broker: connection refused\n"
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_queue_that_cannot_be_opened_fails(cli: Callable[..., Result], command: str) -> None:
+    result = cli(*COMMANDS[command], "--queue", "letters://user:hunter2@locked")
+    assert result == Result(
+        1,
+        "",
+        "reactor: error: letters://user:***@locked: cannot open the queue: "
+        "AuthenticationError: the password was refused\n",
     )
 
 

@@ -241,13 +241,25 @@ def _queue_from(args: argparse.Namespace, environ: Mapping[str, str]) -> _Target
 
 
 async def _opened(target: _Target, work: Callable[[DeadLetterStore], Awaitable[_T]]) -> _T:
-    """Open the queue, run ``work(store)``, close the queue."""
-    await target.queue.open()
+    """Open the queue, run ``work(store)``, close the queue.
+
+    close() runs in the same task and cancel scope as open(), as the app calls them: a
+    queue may enter a task group in open() and leave it in close().
+    """
+    try:
+        await target.queue.open()
+    except (QueueFileError, QueueUnavailableError):
+        raise
+    except Exception as exc:
+        if target.file is not None:
+            raise  # the file's errors are reported as they always were
+        # A broker's client has errors of its own (a refused connection, a failed
+        # login): the command says which, on one line.
+        raise _OpenFailed(f"cannot open the queue: {type(exc).__qualname__}: {exc}") from exc
     try:
         return await work(target.store)
     finally:
-        with anyio.CancelScope(shield=True):
-            await target.queue.close()
+        await target.queue.close()
 
 
 def _dead_letters_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -265,7 +277,7 @@ def _dead_letters_list(args: argparse.Namespace, environ: Mapping[str, str]) -> 
             letters = read_dead_letters(target.file.path, consumer=args.consumer, limit=args.limit)
         else:
             letters = anyio.run(_opened, target, read)
-    except (QueueFileError, QueueUnavailableError, OSError) as exc:
+    except (QueueFileError, QueueUnavailableError, OSError, _OpenFailed) as exc:
         return failure(f"{target.name}: {exc}" if target.file is None else str(exc))
     out = sys.stdout
     if args.json:
@@ -333,6 +345,24 @@ def _format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _OpenFailed(Exception):
+    """A queue that is not a file could not be opened; the message says why."""
+
+
+class _IdsRefused(Exception):
+    """The queue refused the kind of the ids given (a number where its ids are strings)."""
+
+
+async def _with_ids(args: argparse.Namespace, call: Awaitable[_T]) -> _T:
+    """Await a store method called with ``args.ids``; a TypeError about them is the user's."""
+    try:
+        return await call
+    except TypeError as exc:
+        if getattr(args, "ids", None) is None:
+            raise
+        raise _IdsRefused(str(exc)) from exc
+
+
 class _Stop(Exception):
     """A queue command stops with this exit status; its message is written already."""
 
@@ -370,9 +400,11 @@ def _change_queue(
         return anyio.run(_opened, target, work), target
     except QueueInUseError as exc:
         raise _Stop(failure(f"{exc}; stop the app first, or call {inside} inside it")) from None
+    except _IdsRefused as exc:
+        raise _Stop(usage_error(f"argument --id: {exc}")) from None
     except (QueueFileError, ConsumerNotFound, DeadLetterNotFound) as exc:
         raise _Stop(failure(str(exc))) from None
-    except (QueueUnavailableError, OSError) as exc:
+    except (QueueUnavailableError, OSError, _OpenFailed) as exc:
         raise _Stop(failure(str(exc) if target.file else f"{target.name}: {exc}")) from None
     except sqlite3.Error as exc:  # the queue's methods let SQLite's errors through
         raise _Stop(failure(f"cannot change {target.name}: {exc}")) from None
@@ -390,7 +422,7 @@ def _check_file_ids(ids: Sequence[LetterId]) -> None:
 
 def _dead_letters_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     async def replay(store: DeadLetterStore) -> tuple[int, int]:
-        count = await store.replay_dead_letters(args.ids, consumer=args.consumer)
+        count = await _with_ids(args, store.replay_dead_letters(args.ids, consumer=args.consumer))
         damaged = 0
         if args.all:  # every replayable letter is gone: what is left is damaged
             damaged = sum(letter.consumer is None for letter in await store.dead_letters())
@@ -422,7 +454,7 @@ def _dead_letters_replay(args: argparse.Namespace, environ: Mapping[str, str]) -
 
 def _dead_letters_purge(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     async def purge(store: DeadLetterStore) -> int:
-        return await store.purge_dead_letters(args.ids, consumer=args.consumer)
+        return await _with_ids(args, store.purge_dead_letters(args.ids, consumer=args.consumer))
 
     try:
         count, _ = _change_queue(args, environ, purge, "queue.purge_dead_letters()")
