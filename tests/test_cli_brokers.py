@@ -9,8 +9,13 @@ purge the rest. Each test uses a stream of its own and deletes it at the end.
 from __future__ import annotations
 
 import json
+import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,8 +27,7 @@ from reactor import Event, Reactor
 from reactor._cli import main
 from reactor.queues import from_url
 
-pytestmark = pytest.mark.anyio
-
+ROOT = Path(__file__).resolve().parents[1]
 BROKERS = ["redis", "nats"]
 
 
@@ -59,7 +63,7 @@ async def delete_nats_streams(url: str, stream: str) -> None:
 
 
 @pytest.fixture(params=BROKERS)
-async def queue_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+def queue_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a queue on a stream of its own, on the broker's loopback server."""
     broker: str = request.param
     pytest.importorskip(f"reactor.queues.{broker}", reason=f"no {broker} queue in this tree")
@@ -68,9 +72,9 @@ async def queue_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     stream = f"clitest{secrets.token_hex(5)}"
     yield f"{server}?stream={stream}&group=shop"
     if broker == "redis":
-        await delete_redis_stream(server, stream)
+        anyio.run(delete_redis_stream, server, stream)
     else:
-        await delete_nats_streams(server, stream)
+        anyio.run(delete_nats_streams, server, stream)
 
 
 def command(*args: str) -> Callable[[], tuple[int, str, str]]:
@@ -88,6 +92,7 @@ def command(*args: str) -> Callable[[], tuple[int, str, str]]:
     return run
 
 
+@pytest.mark.anyio
 async def test_dead_letter_commands_while_the_app_runs(queue_url: str) -> None:
     app = Reactor()
     app.use_queue(from_url(queue_url))
@@ -151,3 +156,37 @@ async def test_dead_letter_commands_while_the_app_runs(queue_url: str) -> None:
             )
             assert (code, out, err) == (0, "purged 1 dead letter\n", "")
     assert seen.count(("o1", 1)) == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_run_on_the_broker_queue_named_by_url(queue_url: str) -> None:
+    # cliapp_queue's module builds the app on a memory queue of capacity 7; its handler
+    # prints the queue it ran on. Stopped by SIGTERM once it handled its one event.
+    broker = "RedisStreamsQueue" if queue_url.startswith("redis") else "NatsJetStreamQueue"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REACTOR_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reactor", "run", "--app-dir=tests/apps", "cliapp_queue:app"],
+        cwd=ROOT,
+        env={**env, "REACTOR_QUEUE": queue_url, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("handled "):
+                process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(60)
+        process.stdout.close()
+    output = "".join(lines)
+    assert code == 0, output
+    assert f"handled job-1 on {broker} capacity=" in output
+    assert "capacity=7" not in output
