@@ -49,6 +49,8 @@ _CLIENTS: Final = {
 }
 #: The entry point group of third-party queues.
 ENTRY_POINT_GROUP: Final = "reactor.queues"
+#: A URL's scheme, as RFC 3986 spells it, and the colon after it.
+_SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 def from_url(url: str) -> EventQueue:
@@ -64,7 +66,8 @@ def from_url(url: str) -> EventQueue:
     raises :exc:`ValueError` for a URL it cannot use, saying why (without repeating a
     password the URL holds); and imports its client library (through
     :func:`reactor.abc.import_extra`), so that a missing extra is reported here, before
-    the app starts.
+    the app starts. (For reactor's own broker queues, this function imports the client
+    first.)
 
     :param url: the URL
     :return: the queue, not opened yet (the app opens it when it starts)
@@ -109,10 +112,6 @@ def from_url(url: str) -> EventQueue:
     if not isinstance(queue, EventQueue):
         raise TypeError(f"{queue_class!r}.from_url() returned {queue!r}, not an EventQueue")
     return queue
-
-
-#: A URL's scheme, as RFC 3986 spells it, and the colon after it.
-_SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 def _plugin_schemes() -> set[str]:
