@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from time import perf_counter
 from types import ModuleType
-from typing import Any, ClassVar, Protocol, TypeVar, Unpack
+from typing import Any, ClassVar, Protocol, Self, TypeVar, Unpack
 
 import anyio
 from anyio.abc import TaskStatus
@@ -429,6 +429,16 @@ class EventQueue(ABC):
         Publishers still waiting in :meth:`put` must be woken and raise
         :class:`~reactor.ReactorNotRunning`.
         """
+
+    async def __aenter__(self) -> Self:
+        """Open the queue outside an app (a process that only publishes, a tool):
+        ``async with queue: await queue.put(event)``."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the queue."""
+        await self.close()
 
     @abstractmethod
     async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:

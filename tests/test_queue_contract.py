@@ -347,3 +347,11 @@ async def test_app_backpressure_publish_waits_and_publish_nowait_raises() -> Non
             release.set()
         assert published == [4]
     assert app.stats().delivered == 5
+
+
+async def test_async_with_opens_the_queue_for_a_producer(make_queue: QueueFactory) -> None:
+    queue = make_queue(10)
+    async with queue as opened:
+        assert opened is queue
+        await queue.put(event(1))
+        assert [r.event.data for r in await queue.get_batch(10)] == [1]
