@@ -15,6 +15,8 @@ from typing import Protocol
 import anyio
 import attrs
 import pytest
+import services
+from redis_helpers import delete_stream, unique_stream
 
 from reactor import Event, QueueFull, QueueStatistics, Reactor
 from reactor.abc import EventQueue, Received
@@ -98,6 +100,19 @@ class JournalQueue(EventQueue):
 
 
 _JOURNALS: dict[Path, dict[str, Entry]] = {}
+#: The Redis stream of each test directory (a queue built again on it restarts it).
+_STREAMS: dict[Path, str] = {}
+
+
+def redis_queue(capacity: int, directory: Path) -> EventQueue:
+    from reactor.queues.redis import RedisStreamsQueue
+
+    url = services.require("redis")
+    stream = _STREAMS.setdefault(directory.parent, unique_stream("contract"))
+    # One stream, group and consumer name per test: a queue built again is the same
+    # process restarted, which takes its own pending events back.
+    return RedisStreamsQueue(url, stream=stream, group="app", consumer="worker", capacity=capacity)
+
 
 #: Every queue implementation, built from a capacity and a directory for its files (a
 #: queue built again on the same directory is the same queue after a restart).
@@ -107,6 +122,7 @@ FACTORIES: dict[str, Callable[[int, Path], EventQueue]] = {
     "settle-default": lambda capacity, directory: JournalQueue(
         capacity, _JOURNALS.setdefault(directory, {})
     ),
+    "redis": redis_queue,
 }
 
 
@@ -136,6 +152,9 @@ async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     for queue in opened:
         await queue.close()
     _JOURNALS.clear()
+    stream = _STREAMS.pop(tmp_path, None)
+    if stream is not None:
+        await delete_stream(services.url("redis"), stream)
 
 
 def event(n: int) -> Event:

@@ -1,0 +1,79 @@
+"""The Lua scripts the queue runs in Redis, and the names of its keys.
+
+Every script runs atomically in the server: a batch of publishes is one script call,
+so ``put_many()`` is all or nothing and the dedupe window's check and the append are
+one step.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["DROP_CONSUMER", "PUBLISH", "Keys"]
+
+#: Append a batch of entries to the stream KEYS[1]. ARGV[1] is the dedupe window in
+#: milliseconds; then five values per entry: the dedupe key ("" for none), the
+#: CloudEvents JSON, the JSON list of consumers it is for ("" for every match), the group
+#: it is for ("" for every group) and "1" for a replay or redelivery ("" for a
+#: publication). Returns, per entry, its id, or 0 for a duplicate within the window.
+PUBLISH: Final = """
+local window = ARGV[1]
+local stream = KEYS[1]
+local out = {}
+local n = 0
+for i = 2, #ARGV, 5 do
+  n = n + 1
+  local key = ARGV[i]
+  if key ~= '' and not redis.call('SET', key, '1', 'NX', 'PX', window) then
+    out[n] = 0
+  else
+    local fields = {'e', ARGV[i + 1]}
+    if ARGV[i + 2] ~= '' then
+      fields[#fields + 1] = 'o'
+      fields[#fields + 1] = ARGV[i + 2]
+    end
+    if ARGV[i + 3] ~= '' then
+      fields[#fields + 1] = 'g'
+      fields[#fields + 1] = ARGV[i + 3]
+    end
+    if ARGV[i + 4] ~= '' then
+      fields[#fields + 1] = 'r'
+      fields[#fields + 1] = ARGV[i + 4]
+    end
+    out[n] = redis.call('XADD', stream, '*', unpack(fields))
+  end
+end
+return out
+"""
+
+#: Remove the consumer ARGV[2] from the group ARGV[1] of the stream KEYS[1] when it has
+#: no pending entry (a process that stops cleanly leaves no name behind). Returns 1 when
+#: removed.
+DROP_CONSUMER: Final = """
+local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if ok and #pending == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class Keys:
+    """The Redis keys of one stream and group.
+
+    :ivar stream: the stream of events, shared by every app (group)
+    :ivar progress: a hash per group: entry id -> JSON list of the consumers that settled it
+    :ivar dead: the group's dead letters, a stream
+    :ivar consumers: a set per group: the consumer (subscription) names the app has had
+    :ivar dedupe: the prefix of the dedupe window's keys, per stream
+    """
+
+    __slots__ = ("consumers", "dead", "dedupe", "progress", "stream")
+
+    def __init__(self, stream: str, group: str) -> None:
+        self.stream = stream
+        self.progress = f"{stream}:progress:{group}"
+        self.dead = f"{stream}:dead:{group}"
+        self.consumers = f"{stream}:consumers:{group}"
+        self.dedupe = f"{stream}:dedupe:"
