@@ -60,6 +60,7 @@ PUBLIC_MODULES = (
     "reactor.validators",
     "reactor.queues",
     "reactor.queues.memory",
+    "reactor.queues.nats",
     "reactor.queues.redis",
     "reactor.queues.sqlite",
     "reactor.sources.files",

@@ -8,12 +8,14 @@ queue written as a third party would, that relies on the default
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import anyio
 import attrs
+import nats_tools
 import pytest
 import services
 from redis_helpers import delete_stream, unique_stream
@@ -114,6 +116,26 @@ def redis_queue(capacity: int, directory: Path) -> EventQueue:
     return RedisStreamsQueue(url, stream=stream, group="app", consumer="worker", capacity=capacity)
 
 
+#: What a factory left to clean up after the test (a broker's streams, keys).
+_CLEANUPS: list[Callable[[], Awaitable[None]]] = []
+
+
+def _nats_queue(capacity: int, directory: Path) -> EventQueue:
+    """A NATS JetStream queue on a stream of its own per test (the directory names it)."""
+    from reactor.queues.nats import NatsJetStreamQueue
+
+    url = services.require("nats")
+    stream = "contract_" + hashlib.sha1(str(directory).encode()).hexdigest()[:16]
+    if not any(getattr(cleanup, "stream", None) == stream for cleanup in _CLEANUPS):
+
+        async def cleanup() -> None:
+            await nats_tools.delete_streams(url, stream)
+
+        cleanup.stream = stream  # type: ignore[attr-defined]
+        _CLEANUPS.append(cleanup)
+    return NatsJetStreamQueue(url, stream=stream, group="contract", capacity=capacity)
+
+
 #: Every queue implementation, built from a capacity and a directory for its files (a
 #: queue built again on the same directory is the same queue after a restart).
 FACTORIES: dict[str, Callable[[int, Path], EventQueue]] = {
@@ -123,6 +145,7 @@ FACTORIES: dict[str, Callable[[int, Path], EventQueue]] = {
         capacity, _JOURNALS.setdefault(directory, {})
     ),
     "redis": redis_queue,
+    "nats": _nats_queue,
 }
 
 
@@ -155,6 +178,8 @@ async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     stream = _STREAMS.pop(tmp_path, None)
     if stream is not None:
         await delete_stream(services.url("redis"), stream)
+    while _CLEANUPS:
+        await _CLEANUPS.pop()()
 
 
 def event(n: int) -> Event:
