@@ -294,6 +294,21 @@ class Dispatcher:
         )
         self._retiring: list[Lane] = []
 
+    def use_queue(self, queue: EventQueue) -> None:
+        """Take events from *queue* from the next run on (the app is not running).
+
+        What the dispatcher learnt from the previous queue goes with it: the settlements
+        it failed to store (their tokens mean nothing to another queue, which hands the
+        unacknowledged events out again if it is the same durable store).
+        """
+        assert self._tg is None, "the queue of a running dispatcher cannot change"
+        self._queue = queue
+        self._needs_ack = queue.needs_ack
+        self._stores_dead_letters = queue.stores_dead_letters
+        self._acks.clear()
+        self._progress.clear()
+        self.settle_failures = 0
+
     # -- subscriptions --------------------------------------------------------------
 
     @property

@@ -123,7 +123,7 @@ class Reactor:
     others' failures.
 
     :param queue: the ingestion queue (default: a :class:`~reactor.queues.memory.MemoryQueue`
-        holding up to 10,000 events)
+        holding up to 10,000 events); :meth:`use_queue` replaces it before a start
     :param clock: the source of time for every wait (default: the system clock; pass a
         :class:`reactor.testing.VirtualClock` in tests)
     :param source: the CloudEvents ``source`` of events published by type name
@@ -214,6 +214,35 @@ class Reactor:
     def queue(self) -> EventQueue:
         """The ingestion queue."""
         return self._queue
+
+    def use_queue(self, queue: EventQueue) -> None:
+        """Replace the ingestion queue, while the app is not running.
+
+        The app takes its events from *queue* from its next start on, as if it had been
+        built with ``Reactor(queue=queue)``: what the app reads from its queue (whether it
+        acknowledges events, keeps dead letters in it, and its ``max_redeliveries``) comes
+        from *queue*. ``reactor run APP --queue URL`` calls it, so that the queue of an
+        app is chosen where it is deployed, without changing the module that builds it::
+
+            app = Reactor()  # a memory queue while developing
+            app.use_queue(SQLiteQueue("events.db"))  # what --queue sqlite:///events.db does
+
+        The previous queue is left as it is: events still waiting in it are not moved, and
+        it is not closed (the app closes its queue when it stops, so it is closed already).
+
+        :param queue: the new queue, not opened (the app opens it when it starts)
+        :raises TypeError: *queue* is not a :class:`reactor.abc.EventQueue`
+        :raises RuntimeError: the app is running (or starting, or draining)
+        """
+        if not isinstance(queue, EventQueue):
+            raise TypeError(f"queue must be a reactor.abc.EventQueue, got {queue!r}")
+        if self._state is not _State.IDLE:
+            raise RuntimeError(
+                "the queue of a running app cannot be replaced; call use_queue() before "
+                "the app starts (before 'async with app:' or app.run())"
+            )
+        self._dispatcher.use_queue(queue)
+        self._queue = queue
 
     @property
     def dead_letters(self) -> DeadLetters:

@@ -412,7 +412,7 @@ class EventQueue(ABC):
     stores_dead_letters: ClassVar[bool] = False
     #: How many times an unsettled event may be handed out again before it is
     #: dead-lettered instead of handled (``None``: no bound; see the contract above).
-    #: Read once, when the app is created.
+    #: Read when the app starts.
     max_redeliveries: int | None = None
 
     @property
@@ -569,9 +569,15 @@ class DeadLetterStore(ABC):
     offers to list, replay and purge them, and to replay a time window of kept events.
 
     ``reactor dead-letters list|replay|purge`` and ``reactor replay`` call these methods
-    on the queue that ``--queue URL`` names, opened for the command. Every method needs
-    the queue open; a queue whose letters are visible from several processes (a broker)
-    may be used this way while the app runs elsewhere.
+    on the queue that ``--queue URL`` names, opened for the command (``open()``, the
+    calls, then ``close()``, from one task, as the app does). Every method needs the
+    queue open; a queue whose letters are visible from several processes (a broker)
+    may be used this way while the app runs elsewhere, and its ``open()`` must then not
+    take events of the app's group for itself before :meth:`EventQueue.get_batch` is
+    called. The command line reads an ``--id`` of digits as an :class:`int` and any
+    other as a :class:`str`; a queue refuses an id of its kind that names no letter with
+    :class:`~reactor.DeadLetterNotFound` (an id of the other kind with :class:`TypeError`,
+    which the command reports as a usage error).
     """
 
     @abstractmethod

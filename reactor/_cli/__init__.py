@@ -12,6 +12,19 @@ one forces the exit. ``APP`` follows uvicorn's import-string rules::
 Every option also reads a ``REACTOR_*`` environment variable; a command-line argument
 wins over the variable, which wins over the default.
 
+``--queue URL`` (or ``REACTOR_QUEUE``) runs the app on the queue the URL names instead
+of the one its module built it with, so that where it is deployed decides, not the
+code; the command builds the queue with :func:`reactor.queues.from_url` and gives it to
+the app with :meth:`Reactor.use_queue() <reactor.Reactor.use_queue>` before it starts::
+
+    reactor run shop:app --queue memory://
+    reactor run shop:app --queue sqlite:///events.db
+    reactor run shop:app --queue 'redis://127.0.0.1:6379/0?stream=orders&group=billing'
+    REACTOR_QUEUE='nats://127.0.0.1:4222?stream=orders&group=billing' reactor run shop:app
+
+A URL the queue refuses, and a queue whose client library is not installed (the
+message names the ``pip install`` command), are usage errors.
+
 Exit status: the status :meth:`Reactor.run() <reactor.Reactor.run>` returns, 0 after a
 graceful stop (everything in flight drained, or what was left was cancelled at the
 graceful timeout, which is logged) and 1 when a second signal forced the stop; 2 for a
@@ -20,23 +33,34 @@ argument, environment variable or import string). An exception raised by the use
 own code (while it is imported, or by a failing source) propagates with its traceback
 and exits 1, as under ``python -m``.
 
-The other commands work on the file of a :class:`~reactor.queues.sqlite.SQLiteQueue`,
-named by ``--queue sqlite:///events.db`` (relative to the current directory; four
-slashes for an absolute path) or the ``REACTOR_QUEUE`` variable::
+The other commands work on the dead letters and kept events of a queue that stores
+them (a :class:`reactor.abc.DeadLetterStore`: :class:`~reactor.queues.sqlite.SQLiteQueue`,
+the Redis and NATS queues, or a third party's), named by ``--queue URL`` or the
+``REACTOR_QUEUE`` variable (``sqlite:///events.db`` is relative to the current
+directory; four slashes for an absolute path)::
 
-    reactor dead-letters list --queue sqlite:///events.db [--consumer NAME] [--limit N] [--json]
-    reactor dead-letters replay --queue sqlite:///events.db (--all | --id N ... | --consumer NAME)
-    reactor dead-letters purge --queue sqlite:///events.db (--all | --id N ... | --consumer NAME)
-    reactor replay --queue sqlite:///events.db --since 2h [--until TIME] [--consumer NAME ...]
+    reactor dead-letters list --queue URL [--consumer NAME] [--limit N] [--json]
+    reactor dead-letters replay --queue URL (--all | --id ID ... | --consumer NAME)
+    reactor dead-letters purge --queue URL (--all | --id ID ... | --consumer NAME)
+    reactor replay --queue URL --since 2h [--until TIME] [--consumer NAME ...]
 
-``dead-letters list`` reads the file read-only, so it works while the app runs. The
-others change the file, which one process at a time owns: they need the app stopped
-(inside the app, call the queue's ``replay_dead_letters()``, ``purge_dead_letters()``
-or ``replay()``). What they re-publish is delivered when the app next runs. They exit
-with 0 on success, 1 when the file cannot be used (missing, not a reactor queue,
-damaged, or owned by a running app) or the selection names what the file does not
-hold (a consumer name it has never seen, or an ``--id`` of no dead letter: then
-nothing is changed), and 2 for a usage error.
+An ``--id`` is what ``dead-letters list`` shows: a number (an SQLite queue's, a NATS
+stream sequence) or a string (a Redis stream entry id, ``1733400000000-0``).
+
+An SQLite queue's file has one owner at a time: ``dead-letters list`` reads it
+read-only, so it works while the app runs, and the others, which change it, need the
+app stopped (inside the app, call the queue's ``replay_dead_letters()``,
+``purge_dead_letters()`` or ``replay()``); what they re-publish is delivered when the
+app next runs. Any other queue is opened for the command and closed after it, and
+every command works while the app runs elsewhere: what is re-published is delivered by
+the app's running processes. A queue that keeps no dead letters (``memory://``) is a
+usage error.
+
+They exit with 0 on success, 1 when the queue cannot be used (a file missing, not a
+reactor queue, damaged, or owned by a running app; a broker that cannot be reached)
+or the selection names what the queue does not hold (a consumer name it has never
+seen, or an ``--id`` of no dead letter: then nothing is changed), and 2 for a usage
+error.
 
 A replay is not a new publication. ``reactor replay`` replays each event published in
 the window once, to the consumers it was meant for: every subscription whose pattern
@@ -53,8 +77,9 @@ The benchmarks are not a command: they run from a clone of the repository, as
 
 The package's modules, one job each: ``_apps`` imports the app an import string names,
 ``_run`` resolves the settings of ``reactor run`` and runs it, ``_queue_admin`` holds the
-queue file commands, and ``_options`` what they all share (the argument-or-variable
-rule, error output, exit statuses, the ``reactor.cli`` logger).
+dead-letter and replay commands, and ``_options`` what they all share (the
+argument-or-variable rule, queues from URLs, error output, exit statuses, the
+``reactor.cli`` logger).
 """
 
 from __future__ import annotations
@@ -92,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: the arguments after the program name; ``None`` reads :data:`sys.argv`.
     :return: the process exit status: for ``reactor run``, 0 after a graceful stop, 1
         when a second signal forced it; for the queue commands, 0 on success and 1 when
-        the queue file cannot be used; 2 for a usage error; 141 when standard output
+        the queue cannot be used or holds nothing the selection names; 2 for a usage error; 141 when standard output
         was closed by its reader (``reactor dead-letters list | head -1``).
     """
     try:

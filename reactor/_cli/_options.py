@@ -7,6 +7,10 @@ import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+from reactor.abc import EventQueue
+from reactor.queues import from_url
 
 T = TypeVar("T")
 
@@ -90,3 +94,36 @@ def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
             raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
 
     return convert
+
+
+def build_queue(url: str, origin: str) -> EventQueue:
+    """Build the (unopened) queue that *url* names, with :func:`reactor.queues.from_url`.
+
+    :param url: the queue URL.
+    :param origin: where it came from (``--queue`` or ``REACTOR_QUEUE``), for messages.
+    :raises ConfigError: the URL is refused, or the queue's client library is missing
+        (the message names the command that installs it); a password in the URL is
+        shown as ``***``.
+    :return: the queue.
+    """
+    try:
+        return from_url(url)
+    except (ValueError, TypeError, ModuleNotFoundError) as exc:
+        message = str(exc)
+        password = _password(url)
+        if password:
+            message = message.replace(password, "***")
+        raise ConfigError(f"{origin}: {message}") from None
+
+
+def redacted(url: str) -> str:
+    """*url* with its password, if any, replaced by ``***``, for logs and messages."""
+    password = _password(url)
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:  # a malformed authority: a bad port, an unclosed bracket
+        return None

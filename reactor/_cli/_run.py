@@ -16,7 +16,16 @@ import attrs
 from reactor import AppImportError
 
 from ._apps import import_app
-from ._options import ConfigError, argument_type, check_choice, logger, pick, usage_error
+from ._options import (
+    ConfigError,
+    argument_type,
+    build_queue,
+    check_choice,
+    logger,
+    pick,
+    redacted,
+    usage_error,
+)
 
 BACKENDS: Final = ("asyncio", "trio")
 LOOPS: Final = ("auto", "asyncio", "uvloop")
@@ -30,6 +39,20 @@ environment variables (a command-line argument wins over its variable):
   REACTOR_LOOP              --loop
   REACTOR_GRACEFUL_TIMEOUT  --graceful-timeout
   REACTOR_LOG_LEVEL         --log-level
+  REACTOR_QUEUE             --queue
+
+queue URLs (--queue; without it, the app runs on the queue its module built):
+  memory://                  in memory, one process (memory://?capacity=N)
+  sqlite:///events.db        an SQLite file, one process at a time
+                             (sqlite:////abs/path/events.db for an absolute path)
+  redis://HOST:6379/0?stream=orders&group=billing
+                             a Redis stream, shared by the app's processes
+                             (pip install 'reactor-events[redis]')
+  nats://HOST:4222?stream=orders&group=billing
+                             a NATS JetStream stream, shared by the app's processes
+                             (pip install 'reactor-events[nats]')
+Quote a URL that holds '&' in a shell. Each queue class's from_url() documents
+the parameters of its URLs.
 """
 
 
@@ -45,6 +68,11 @@ class RunSettings:
     :ivar graceful_timeout: seconds to drain after the first signal, or ``None`` to
         keep the app's own ``graceful_timeout``.
     :ivar log_level: the level of the root logger, in lower case.
+    :ivar queue: the URL of the queue to run the app on instead of its own
+        (:meth:`Reactor.use_queue() <reactor.Reactor.use_queue>`), or ``None`` to keep
+        the queue the app was built with.
+    :ivar queue_origin: where :attr:`queue` came from (``--queue`` or ``REACTOR_QUEUE``),
+        for error messages.
     """
 
     app: str
@@ -54,6 +82,8 @@ class RunSettings:
     use_uvloop: bool
     graceful_timeout: float | None
     log_level: str
+    queue: str | None = None
+    queue_origin: str = "default"
 
 
 def resolve_run_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
@@ -75,6 +105,9 @@ def resolve_run_settings(args: argparse.Namespace, environ: Mapping[str, str]) -
     level, level_origin = pick(args.log_level, "--log-level", environ, "REACTOR_LOG_LEVEL", "info")
     level = check_choice(level.lower(), LOG_LEVELS, level_origin)
     app_dir, _ = pick(args.app_dir, "--app-dir", environ, "REACTOR_APP_DIR", ".")
+    queue, queue_origin = pick(args.queue, "--queue", environ, "REACTOR_QUEUE", "")
+    if not queue and queue_origin == "--queue":
+        raise ConfigError("--queue is empty: give a queue URL (sqlite:///events.db, ...)")
 
     timeout: float | None = args.graceful_timeout
     if timeout is None and environ.get("REACTOR_GRACEFUL_TIMEOUT"):
@@ -92,6 +125,8 @@ def resolve_run_settings(args: argparse.Namespace, environ: Mapping[str, str]) -
         use_uvloop=_use_uvloop(loop, loop_origin, backend),
         graceful_timeout=timeout,
         log_level=level,
+        queue=queue or None,
+        queue_origin=queue_origin if queue else "default",
     )
 
 
@@ -107,7 +142,11 @@ def add_run_command(commands: Any) -> None:
         description=(
             "Import APP and run it until SIGINT or SIGTERM. The first signal stops the\n"
             "sources and drains in-flight work within the graceful timeout; a second\n"
-            "signal forces the exit."
+            "signal forces the exit.\n\n"
+            "--queue URL (or REACTOR_QUEUE) runs the app on the queue the URL names\n"
+            "instead of the one its module built it with, without changing the code:\n"
+            "  reactor run shop:app --queue sqlite:///events.db\n"
+            "  reactor run shop:app --queue 'redis://127.0.0.1:6379/0?stream=orders&group=billing'"
         ),
         epilog=_ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -146,6 +185,12 @@ def add_run_command(commands: Any) -> None:
         "(default: the app's graceful_timeout)",
     )
     run.add_argument(
+        "--queue",
+        metavar="URL",
+        help="run the app on the queue this URL names instead of its own "
+        "(memory://, sqlite:///events.db, redis://..., nats://...; see below)",
+    )
+    run.add_argument(
         "--log-level", type=str.lower, choices=LOG_LEVELS, help="logging level (default: info)"
     )
     run.set_defaults(handler=run_command)
@@ -161,6 +206,11 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """
     try:
         settings = resolve_run_settings(args, environ)
+        # Built before the app is imported: a wrong URL or a missing client library is
+        # a usage error, reported before the user's module runs.
+        queue = (
+            None if settings.queue is None else build_queue(settings.queue, settings.queue_origin)
+        )
     except ConfigError as exc:
         return usage_error(str(exc))
     # Configure logging before the import, so that the app's import-time logs show; the
@@ -170,6 +220,9 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         app = import_app(settings.app, app_dir=settings.app_dir, factory=settings.factory)
     except AppImportError as exc:
         return usage_error(str(exc))
+    if queue is not None:
+        app.use_queue(queue)
+        logger.info("queue: %s (%s)", redacted(settings.queue or ""), settings.queue_origin)
 
     logger.info(
         "starting %s on %s%s (pid %d)",
