@@ -29,10 +29,15 @@ from ._island import Bridge, open_bridge
 from ._options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CAPACITY,
+    DEFAULT_CLAIM_AFTER,
+    DEFAULT_DEDUPE_WINDOW,
     DEFAULT_MAX_EVENT_SIZE,
     DEFAULT_MAX_REDELIVERIES,
+    DEFAULT_PUBLISH_TIMEOUT,
     DEFAULT_URL,
+    SCHEMES,
     Options,
+    check_name,
     split_url,
 )
 
@@ -149,16 +154,19 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         group: str | None = None,
         consumer: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
-        claim_after: float | timedelta = 30.0,
+        claim_after: float | timedelta = DEFAULT_CLAIM_AFTER,
         max_redeliveries: int | None = DEFAULT_MAX_REDELIVERIES,
-        dedupe_window: float | timedelta | None = 120.0,
+        dedupe_window: float | timedelta | None = DEFAULT_DEDUPE_WINDOW,
         retention: float | timedelta | None = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        publish_timeout: float | timedelta = 10.0,
+        publish_timeout: float | timedelta = DEFAULT_PUBLISH_TIMEOUT,
     ) -> None:
         self._options = options = Options.checked(
             url,
+            queue="NatsJetStreamQueue",
+            schemes=SCHEMES,
+            check_name=check_name,
             stream=stream,
             group=group,
             consumer=consumer,

@@ -1,17 +1,20 @@
-"""The settings of a :class:`RedisStreamsQueue`, checked, and the parsing of its URL."""
+"""The settings of a :class:`RedisStreamsQueue`: those of every broker queue
+(:mod:`reactor.queues._broker`), and Redis's own defaults."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-from datetime import timedelta
-from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from typing import Final
 
-import attrs
-
-from reactor import validators
+from .._broker import DEFAULT_CAPACITY as DEFAULT_CAPACITY
+from .._broker import DEFAULT_CLAIM_AFTER as DEFAULT_CLAIM_AFTER
+from .._broker import DEFAULT_DEDUPE_WINDOW as DEFAULT_DEDUPE_WINDOW
+from .._broker import DEFAULT_MAX_EVENT_SIZE as DEFAULT_MAX_EVENT_SIZE
+from .._broker import DEFAULT_MAX_REDELIVERIES as DEFAULT_MAX_REDELIVERIES
+from .._broker import DEFAULT_PUBLISH_TIMEOUT as DEFAULT_PUBLISH_TIMEOUT
+from .._broker import URL_OPTIONS as URL_OPTIONS
+from .._broker import BrokerOptions as Options
+from .._broker import default_consumer as default_consumer
+from .._broker import split_url as split_url
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -21,169 +24,14 @@ __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
     "DEFAULT_MAX_REDELIVERIES",
     "DEFAULT_PUBLISH_TIMEOUT",
+    "SCHEMES",
     "URL_OPTIONS",
     "Options",
     "default_consumer",
     "split_url",
 ]
 
-#: The default backpressure bound: events of the group's backlog before ``put()`` waits.
-DEFAULT_CAPACITY: Final = 10_000
-#: Seconds an event may stay unacknowledged before another process may take it over.
-DEFAULT_CLAIM_AFTER: Final = 30.0
-#: As :data:`reactor.queues.sqlite.DEFAULT_MAX_REDELIVERIES`.
-DEFAULT_MAX_REDELIVERIES: Final = 5
-#: Seconds during which a second publish of the same (source, id) is dropped.
-DEFAULT_DEDUPE_WINDOW: Final = 120.0
-#: As :data:`reactor.queues.sqlite.DEFAULT_MAX_EVENT_SIZE`: 1 MiB.
-DEFAULT_MAX_EVENT_SIZE: Final = 1 << 20
 #: The most events read from the stream in one round trip.
 DEFAULT_BATCH_SIZE: Final = 256
-#: Seconds a publish waits for a lost connection to come back.
-DEFAULT_PUBLISH_TIMEOUT: Final = 10.0
-
-#: The options a URL may carry as query parameters (all but the URL itself).
-URL_OPTIONS: Final = (
-    "stream",
-    "group",
-    "consumer",
-    "capacity",
-    "claim_after",
-    "max_redeliveries",
-    "dedupe_window",
-    "retention",
-    "max_event_size",
-    "batch_size",
-    "publish_timeout",
-)
-_INTEGERS: Final = frozenset({"capacity", "max_redeliveries", "max_event_size", "batch_size"})
-_NUMBERS: Final = frozenset({"claim_after", "dedupe_window", "retention", "publish_timeout"})
-_NONE: Final = frozenset({"none", "null", ""})
-
-
-def default_consumer() -> str:
-    """This process's default consumer name: host name, pid and a short random suffix."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def _seconds(what: str, value: float | timedelta, *, positive: bool = False) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    return validators.seconds(what, value, positive=positive)
-
-
-@attrs.frozen(kw_only=True)
-class Options:
-    """A queue's settings, checked and normalised (see :class:`RedisStreamsQueue`)."""
-
-    url: str
-    stream: str
-    group: str
-    consumer: str
-    capacity: int
-    claim_after: float
-    max_redeliveries: int | None
-    dedupe_window: float  # 0: disabled
-    retention: float | None
-    max_event_size: int
-    batch_size: int
-    publish_timeout: float
-
-    @classmethod
-    def checked(
-        cls,
-        url: str,
-        *,
-        stream: str,
-        group: str | None,
-        consumer: str | None,
-        capacity: int,
-        claim_after: float | timedelta,
-        max_redeliveries: int | None,
-        dedupe_window: float | timedelta | None,
-        retention: float | timedelta | None,
-        max_event_size: int,
-        batch_size: int,
-        publish_timeout: float | timedelta,
-    ) -> Options:
-        """Check the arguments of :class:`RedisStreamsQueue`.
-
-        :raises TypeError: an argument of the wrong type
-        :raises ValueError: an argument out of its range, or no *group*
-        """
-        validators.name("url", url)
-        scheme = url.partition(":")[0].lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {url!r}")
-        validators.name("stream", stream)
-        if group is None:
-            raise ValueError(
-                "RedisStreamsQueue needs group=: the name of the app (its consumer group). "
-                "Every app that reads the stream has its own group and sees every event; "
-                "the processes of one app share its group and split its events "
-                "(in a URL: ?group=billing)"
-            )
-        validators.name("group", group)
-        consumer = default_consumer() if consumer is None else validators.name("consumer", consumer)
-        validators.integer("capacity", capacity, minimum=1)
-        claim = _seconds("claim_after", claim_after, positive=True)
-        if max_redeliveries is not None:
-            validators.integer("max_redeliveries (or None)", max_redeliveries, minimum=0)
-        window = 0.0 if dedupe_window is None else _seconds("dedupe_window", dedupe_window)
-        kept = None if retention is None else _seconds("retention", retention)
-        validators.integer("max_event_size", max_event_size, minimum=1)
-        validators.integer("batch_size", batch_size, minimum=1)
-        timeout = _seconds("publish_timeout", publish_timeout)
-        return cls(
-            url=url,
-            stream=stream,
-            group=group,
-            consumer=consumer,
-            capacity=capacity,
-            claim_after=claim,
-            max_redeliveries=max_redeliveries,
-            dedupe_window=window,
-            retention=kept,
-            max_event_size=max_event_size,
-            batch_size=batch_size,
-            publish_timeout=timeout,
-        )
-
-
-def split_url(url: str) -> tuple[str, dict[str, Any]]:
-    """Split a queue URL into the server's URL and the queue's options.
-
-    ``redis://host:6379/0?stream=orders&group=billing&claim_after=30`` gives
-    ``("redis://host:6379/0", {"stream": "orders", "group": "billing", "claim_after":
-    30.0})``. Numbers are parsed; ``none`` (or an empty value) means ``None`` for
-    ``max_redeliveries``, ``retention`` and ``dedupe_window``.
-
-    :raises TypeError: *url* is not a str
-    :raises ValueError: an unknown parameter (the message names the known ones), a
-        parameter given twice, or a value that is not a number where one is expected
-    """
-    if not isinstance(url, str):
-        raise TypeError(f"a queue URL must be a str, got {url!r}")
-    parts = urlsplit(url)
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in URL_OPTIONS:
-            raise ValueError(
-                f"{url!r}: unknown parameter {key!r}; the known ones: {', '.join(URL_OPTIONS)}"
-            )
-        if key in options:
-            raise ValueError(f"{url!r}: the parameter {key!r} is given twice")
-        options[key] = _parse(url, key, value)
-    return urlunsplit(parts._replace(query="", fragment="")), options
-
-
-def _parse(url: str, key: str, value: str) -> Any:
-    if key not in _INTEGERS and key not in _NUMBERS:
-        return value
-    if value.strip().lower() in _NONE and key in ("max_redeliveries", "retention", "dedupe_window"):
-        return None
-    try:
-        return int(value) if key in _INTEGERS else float(value)
-    except ValueError:
-        kind = "an integer" if key in _INTEGERS else "a number of seconds"
-        raise ValueError(f"{url!r}: {key} must be {kind}, got {value!r}") from None
+#: The URL schemes of a Redis server.
+SCHEMES: Final = ("redis", "rediss", "unix")

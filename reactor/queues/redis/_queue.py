@@ -36,6 +36,7 @@ from ._options import (
     DEFAULT_MAX_EVENT_SIZE,
     DEFAULT_MAX_REDELIVERIES,
     DEFAULT_PUBLISH_TIMEOUT,
+    SCHEMES,
     Options,
     split_url,
 )
@@ -222,6 +223,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     ) -> None:
         options = self._options = Options.checked(
             url,
+            queue="RedisStreamsQueue",
+            schemes=SCHEMES,
             stream=stream,
             group=group,
             consumer=consumer,
@@ -240,7 +243,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._group_b = options.group.encode()
         self._consumer = options.consumer
         self._capacity = options.capacity
-        self._window_ms = str(round(options.dedupe_window * 1000))
+        self._window_ms = str(round((options.dedupe_window or 0.0) * 1000))
         self._claim_ms = max(1, round(options.claim_after * 1000))
         self._client: coredis.Redis[bytes] | None = None
         self._stack: AsyncExitStack | None = None
