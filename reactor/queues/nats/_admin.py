@@ -8,7 +8,6 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import reactor
 from reactor import (
     ConsumerNotFound,
     DeadLetter,
@@ -21,35 +20,14 @@ from reactor import (
 )
 from reactor.abc import DeadLetterStore
 
+from .._names import public_name
 from ._engine import GROUP, ONLY, Outgoing, StoredMessage
 
 if TYPE_CHECKING:
     from ._engine import Engine
     from ._island import Bridge
 
-__all__ = ["DeadLetterAdmin", "letter_body", "public_name"]
-
-
-def public_name(cls: type) -> str:
-    """The name under which an error class is stored: ``ValueError`` for a builtin,
-    ``reactor.DeliveryTimeout`` for a class of reactor's that a public package exports,
-    ``module.qualname`` for any other (as :class:`~reactor.queues.sqlite.SQLiteQueue`)."""
-    module, name = cls.__module__, cls.__qualname__
-    if module == "builtins":
-        return name
-    parts = module.split(".")
-    if parts[0] == "reactor":
-        private = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
-        if private is not None:
-            import sys
-
-            for end in range(private, 0, -1):
-                found: object = sys.modules.get(".".join(parts[:end]))
-                if end == 1:
-                    found = reactor
-                if getattr(found, name, None) is cls:
-                    return f"{'.'.join(parts[:end])}.{name}"
-    return f"{module}.{name}"
+__all__ = ["DeadLetterAdmin", "letter_body"]
 
 
 def letter_body(letter: DeadLetter) -> bytes:

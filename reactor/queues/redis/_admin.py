@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import reactor
 from reactor import (
     ConsumerNotFound,
     DeadLetter,
@@ -20,32 +18,12 @@ from reactor import (
 )
 from reactor.abc import DeadLetterStore
 
+from .._names import public_name
 from ._scripts import Keys
 
-__all__ = ["DeadLetterAdmin", "fields_of", "letter_fields", "public_name"]
+__all__ = ["DeadLetterAdmin", "fields_of", "letter_fields"]
 
 _PAGE = 1000
-
-
-def public_name(cls: type) -> str:
-    """The name under which an error's class is stored: ``ValueError`` for a builtin,
-    the public name of reactor's own (``reactor.DeliveryTimeout``, not
-    ``reactor._exceptions.DeliveryTimeout``), ``module.qualname`` for any other."""
-    module, name = cls.__module__, cls.__qualname__
-    if module == "builtins":
-        return name
-    parts = module.split(".")
-    if parts[0] == "reactor":
-        private = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
-        if private is not None:
-            for end in range(private, 0, -1):
-                package = ".".join(parts[:end])
-                found: object = reactor if package == "reactor" else sys.modules.get(package)
-                for part in name.split("."):
-                    found = getattr(found, part, None)
-                if found is cls:
-                    return f"{package}.{name}"
-    return f"{module}.{name}"
 
 
 def letter_fields(

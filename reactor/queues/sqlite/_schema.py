@@ -15,14 +15,14 @@ import contextlib
 import functools
 import os
 import sqlite3
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import reactor
 from reactor import QueueFileError
+
+from .._names import first_private, public_name, resolve
 
 __all__ = [
     "APPLICATION_ID",
@@ -303,26 +303,6 @@ def _schema_problems(conn: sqlite3.Connection) -> list[str]:
 # -- names of classes, as stored ---------------------------------------------------------
 
 
-def public_name(cls: type) -> str:
-    """The name under which *cls* is stored: ``ValueError`` for a builtin, and for a class
-    of a private module of reactor (``reactor._x``, ``reactor.sources._y``) its name in
-    the nearest public package that exports it (``reactor.DeliveryTimeout``).
-
-    Any other class (the application's) is stored as ``module.qualname``; so is a class
-    of reactor's that no public package exports, as none of the dead letters' errors is.
-    """
-    module, name = cls.__module__, cls.__qualname__
-    if module == "builtins":
-        return name
-    parts = module.split(".")
-    private = _first_private(parts)
-    if private is not None:
-        for end in range(private, 0, -1):
-            if _resolve(".".join(parts[:end]), name) is cls:
-                return f"{'.'.join(parts[:end])}.{name}"
-    return f"{module}.{name}"
-
-
 @functools.cache
 def public_type_name(stored: str) -> str:
     """The public name for a name stored by an earlier release: ``reactor.DeliveryTimeout``
@@ -333,31 +313,14 @@ def public_type_name(stored: str) -> str:
     names it.
     """
     parts = stored.split(".")
-    private = _first_private(parts)
+    private = first_private(parts)
     if private is None:
         return stored
     # The class's qualified name begins after the module's private part somewhere.
     for start in range(private + 1, len(parts)):
         name = ".".join(parts[start:])
         for end in range(private, 0, -1):
-            found = _resolve(".".join(parts[:end]), name)
+            found = resolve(".".join(parts[:end]), name)
             if isinstance(found, type):
                 return public_name(found)
     return stored
-
-
-def _first_private(parts: list[str]) -> int | None:
-    """The index of the first private part of a dotted name of reactor's, or ``None``."""
-    if parts[0] != "reactor":
-        return None
-    return next((i for i, part in enumerate(parts) if part.startswith("_")), None)
-
-
-def _resolve(module: str, qualname: str) -> object:
-    """What *qualname* names in the imported *module*, or ``None``."""
-    found: object = sys.modules.get(module) if module != "reactor" else reactor
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-        if found is None:
-            return None
-    return found
