@@ -745,26 +745,13 @@ async def _late_group_gets(url: str, stream: str, group: str, events: int) -> se
     return got
 
 
-@pytest.mark.parametrize(
-    "broker",
-    [
-        "redis",
-        pytest.param(
-            "nats",
-            marks=pytest.mark.xfail(
-                reason="the NATS group is created with DeliverPolicy.NEW: a group whose first "
-                "process starts after events were published (and are kept) never gets them",
-                strict=True,
-                raises=AssertionError,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("broker", ["redis", "nats"])
 def test_a_group_started_after_events_were_published_gets_the_kept_events(broker: str) -> None:
     """What the kill test first met on NATS (seed 1, REACTOR_BROKER_KILLS=100, the workers
     started together with the producer): the events published before the workers' group
     existed were never handled, though the stream kept them. Redis creates the group at
-    the stream's start (``XGROUP CREATE ... 0``): its first process gets them."""
+    the stream's start (``XGROUP CREATE ... 0``), NATS with ``DeliverPolicy.ALL``: its
+    first process gets them."""
     url = services.require(broker)
     token = f"late{secrets.token_hex(4)}"
     try:

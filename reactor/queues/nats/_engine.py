@@ -285,7 +285,9 @@ class Engine:
             )
         config = api.ConsumerConfig(
             durable_name=options.group,
-            deliver_policy=api.DeliverPolicy.NEW,
+            # Like Redis's XGROUP CREATE ... 0: a group's first process gets the events
+            # the stream still keeps (a worker started after its producer misses nothing).
+            deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=options.claim_after,
             max_deliver=-1,

@@ -93,13 +93,20 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
       ``source`` and ``id``; the stream's ``duplicate_window`` (*dedupe_window*) drops a
       second publish of it (counted, logged at debug). Replays bypass it.
     * Retention: with ``retention=None`` the stream uses **interest** retention, so an
-      event is deleted once every group acknowledged it (events published before a
-      group was first created are not kept for it: a group starts with the events
-      published after it); with a number of seconds it uses **limits** retention with
-      ``max_age``: every event is kept that long for :meth:`replay`, acknowledged or
-      not, and deleted after, read or not, so choose a retention above any backlog you
-      can have. The stream is created with the settings of the first queue that opens
-      it; later ones use it as it is.
+      event is deleted once every group acknowledged it; with a number of seconds it
+      uses **limits** retention with ``max_age``: every event is kept that long for
+      :meth:`replay`, acknowledged or not, and deleted after, read or not, so choose a
+      retention above any backlog you can have. The stream is created with the
+      settings of the first queue that opens it; later ones use it as it is.
+    * A new group (its first process opens the queue) starts at the beginning of the
+      stream, like Redis's ``XGROUP CREATE ... 0``: it gets every event the stream
+      still keeps, so a worker started after its producer misses nothing that is kept.
+      With limits retention that is every event of the last *retention* seconds. With
+      interest retention it is every event some other group has not acknowledged yet;
+      an event published while the stream has no group at all is not kept (JetStream
+      drops it at once, nobody being interested), and one every existing group
+      already acknowledged is gone. To be sure an app gets every event, start it (or
+      open its queue once) before anything is published, or use a retention.
     * ``publish_nowait()`` returns before the server has the event (it is sent right
       after, and lost if the process dies first).
     * ``publish_many()`` of more than one event is refused (JetStream has no atomic
