@@ -6,7 +6,8 @@ see :mod:`._island`) and is reached from the queue through coarse calls, one per
 :meth:`Engine.take` (the read-ahead), :meth:`Engine.settle` (acks, progress, dead
 letters). Its background tasks, on its loop: the fetcher (pull requests), the processor
 (decoding what arrives), the keepalive (``+WPI`` for deliveries still open), the stats
-refresh (consumer info every second), and the flusher of ``put_nowait()`` events.
+refresh (consumer info every second), the sweeper (progress records left behind acked
+events, every 10 s), and the flusher of ``put_nowait()`` events.
 
 Wire layout (stream ``S``, group ``G``):
 
@@ -55,6 +56,12 @@ GROUP: Final = "Reactor-Group"
 PULL_EXPIRES: Final = 0.5
 #: Seconds between two refreshes of the group's lag and pending counts.
 STATS_PERIOD: Final = 1.0
+#: Seconds between two sweeps of the group's progress records left behind acked events.
+SWEEP_PERIOD: Final = 10.0
+#: Progress records deleted at most per sweep (the rest go with the next ones), and at
+#: most at once.
+SWEEP_LIMIT: Final = 1_000
+SWEEP_CHUNK: Final = 100
 #: Seconds take() waits at most for this queue's own fresh events to arrive, so that a
 #: batch holds what was published before it was asked for.
 TOP_UP: Final = 0.05
@@ -147,6 +154,8 @@ class Engine:
         self.lag: int | None = None
         self.pending: int | None = None
         self.published_since = 0  # publications since lag was measured
+        self.ack_floor = 0  # every event of the group up to this sequence is acknowledged
+        self.swept = 0  # progress records deleted by the sweeper
         self.claimed = 0
         self.duplicates = 0
         self.errors = 0
@@ -209,6 +218,7 @@ class Engine:
         loop = self._loop
         self._tasks = [loop.create_task(self._keepalive()), loop.create_task(self._refresh())]
         await self._refresh_once()
+        self._tasks.append(loop.create_task(self._sweeper()))
         if fetch:
             await self._start_fetching()
 
@@ -787,7 +797,9 @@ class Engine:
             unacked.pop(seq, None)
         recorded = [seq for seq in acks if seq in self._progress]
         if recorded:
-            # After the ack: a record left by a failure here is never read again.
+            # After the ack (deleted first, a kill before the ack would lose which
+            # consumers finished): a record left by a failure or a kill here is never
+            # read again, and the group's next sweep deletes it (see _sweeper).
             for seq in recorded:
                 del self._progress[seq]
             results = await asyncio.gather(
@@ -834,12 +846,57 @@ class Engine:
         self.lag = info.num_pending
         self.pending = info.num_ack_pending
         self.published_since = 0
+        self.ack_floor = max(self.ack_floor, info.ack_floor.stream_seq or 0)
         delivered = info.delivered.stream_seq or 0
         if delivered > self.delivered:
             self.delivered = delivered
             own = self.own
             while own and own[0] <= delivered:
                 heapq.heappop(own)
+
+    async def _sweeper(self) -> None:
+        """Delete, every SWEEP_PERIOD, the group's progress records of acknowledged
+        events: settle() deletes an event's record right after its ack, in another
+        request, so a process that dies in between leaves it behind. Any process of the
+        group sweeps them (the first sweep when the queue opens)."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:
+                logger.debug("cannot sweep the group's progress records: %r", exc)
+            await asyncio.sleep(SWEEP_PERIOD)
+
+    async def sweep(self) -> int:
+        """Delete up to SWEEP_LIMIT progress records of the group whose event is at or
+        below the group's ack floor (every event up to it is acknowledged); return how
+        many."""
+        floor = self.ack_floor
+        if not floor:
+            return 0
+        prefix = self.kv_prefix
+        info = await self.js.stream_info(self.kv_stream, subjects_filter=f"{prefix}*")
+        stale: list[str] = []
+        for subject in info.state.subjects or {}:
+            key = subject[len(prefix) :]
+            # The key "consumers" holds the group's consumer names, not a progress record.
+            if key.isdigit() and int(key) <= floor:
+                stale.append(subject)
+                if len(stale) >= SWEEP_LIMIT:
+                    break
+        deleted = 0
+        for start in range(0, len(stale), SWEEP_CHUNK):
+            results = await asyncio.gather(
+                *(
+                    self.js.purge_stream(self.kv_stream, subject=subject)
+                    for subject in stale[start : start + SWEEP_CHUNK]
+                ),
+                return_exceptions=True,
+            )
+            deleted += sum(not isinstance(result, BaseException) for result in results)
+        if deleted:
+            self.swept += deleted
+            logger.debug("deleted %d progress record(s) left behind acked events", deleted)
+        return deleted
 
     # -- administration (dead letters, replay) ------------------------------------------
 

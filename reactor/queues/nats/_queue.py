@@ -81,7 +81,10 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
       hands its unsettled events back at once (``-NAK``).
     * Per-consumer completion: which consumers settled an event not yet done is kept in
       the KV bucket ``<stream>_progress`` (key ``<group>.<sequence>``), read when the
-      event is delivered again, and deleted after its ack.
+      event is delivered again, and deleted right after its ack. A record left behind
+      by a process that died between the two is deleted by the group's next sweep:
+      every open queue of the group deletes, when it opens and every 10 s, the
+      records of events at or below the group's ack floor (up to 1,000 at a time).
     * Poison events: the group's consumer has no ``max_deliver``; the delivery count
       (``num_delivered``, raised by the server before the handlers run) is
       ``attempt``, and past *max_redeliveries* the app dead-letters the event with
