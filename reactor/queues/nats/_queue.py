@@ -195,7 +195,9 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._putters = self._waiting.tickets
         self._letters: list[bytes] = []
         self._discards: list[DeadLetter] = []
-        self._consumers: set[str] = set()
+        self._consumers: set[str] = set()  # the consumer names the app noted
+        self._in_app = False  # note_consumers() was called: an app reads through the queue
+        self._subscribed: anyio.Event | None = None  # get_batch() waits for a consumer
         self._put_count = 0
         self._get_count = 0
         self._errors = 0
@@ -251,7 +253,9 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         :raises ~reactor.QueueUnavailableError: the server cannot be reached
         :raises ModuleNotFoundError: nats-py is not installed (the message says how)
         """
-        await self._open(fetch=True)
+        # An app without a subscription (it only publishes) takes none of its group's
+        # events: it starts fetching with its first subscription.
+        await self._open(fetch=bool(self._consumers) or not self._in_app)
 
     async def _open(self, *, fetch: bool) -> None:
         if self._engine is not None:
@@ -468,7 +472,18 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
     # -- handing out ------------------------------------------------------------------
 
     async def get_batch(self, limit: int) -> Sequence[Received]:
-        """Wait for at least one event of the group; return up to *limit*, oldest first."""
+        """Wait for at least one event of the group; return up to *limit*, oldest first.
+
+        In an app without a subscription, this waits for one (see
+        :meth:`note_consumers`).
+        """
+        self._running()
+        while self._in_app and not self._consumers:
+            # An app without a subscription (a process that only publishes) must not take
+            # its group's events: it would acknowledge them unhandled, and the processes
+            # of the app that handle them would never see them.
+            subscribed = self._subscribed = anyio.Event()
+            await subscribed.wait()
         while True:
             bridge, engine = self._running()
             batch = await bridge.run(engine.take, limit, TAKE_WAIT, abandoned=engine.untake)
@@ -514,8 +529,19 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._discards.append(letter)
 
     def note_consumers(self, names: Collection[str]) -> None:
-        """Remember the app's consumer names (recorded for the group at open)."""
-        self._consumers.update(names)
+        """Remember the app's consumer names (recorded for the group at open).
+
+        An app that has no subscription yet takes no event of its group: it only
+        publishes, and the events are for the processes that handle them. (A queue used
+        without an app, which never calls this, takes events from its first
+        :meth:`get_batch`.)
+        """
+        self._in_app = True
+        new = set(names) - self._consumers
+        self._consumers |= new
+        if new and self._subscribed is not None:
+            self._subscribed.set()
+            self._subscribed = None
 
     # -- statistics -------------------------------------------------------------------
 
