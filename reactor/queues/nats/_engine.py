@@ -27,9 +27,9 @@ State belongs to the engine's loop; the queue reads the plain counters of
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
-import heapq
 import json
 import logging
 import time
@@ -138,10 +138,13 @@ class Engine:
         self._request_left = 0
         self._request_done = asyncio.Event()  # set while no pull request is open
         self._request_done.set()
-        # This queue's publications that its group has not read yet (a heap of seqs), and
-        # the highest stream sequence the group is known to have read.
+        # This queue's publications that its group has not read yet (their sequences,
+        # sorted), and the highest stream sequence the group is known to have read.
         self.own: list[int] = []
         self.delivered = 0
+        # The stream's last sequence when lag was measured: lag counts the group's unread
+        # events up to it, and this queue's publications above it are not in lag yet.
+        self.measured = 0
         # put_nowait(): appended from the queue's thread, sent by the flusher.
         self.nowait: deque[Outgoing] = deque()
         self.nowait_sending = 0
@@ -153,7 +156,6 @@ class Engine:
         # Counters read by the queue's statistics().
         self.lag: int | None = None
         self.pending: int | None = None
-        self.published_since = 0  # publications since lag was measured
         self.ack_floor = 0  # every event of the group up to this sequence is acknowledged
         self.swept = 0  # progress records deleted by the sweeper
         self.claimed = 0
@@ -168,9 +170,17 @@ class Engine:
         its publications its group has not read, and the read-ahead."""
         return len(self.nowait) + self.nowait_sending + len(self.own) + len(self.buffer)
 
+    def published_since(self) -> int:
+        """This queue's publications stored after lag was measured (so not in it)."""
+        own = self.own
+        return len(own) - bisect.bisect_right(own, self.measured)
+
     def backlog(self) -> int:
-        """The group's backlog as far as this process knows (for backpressure)."""
-        return max(self.depth(), (self.lag or 0) + self.published_since)
+        """The group's backlog as far as this process knows (for backpressure): its lag
+        as last measured plus this queue's publications stored since, counted by their
+        stream sequences, not by the time their PubAck came (a PubAck may arrive after
+        the measurement that counted its event)."""
+        return max(self.depth(), (self.lag or 0) + self.published_since())
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -470,8 +480,10 @@ class Engine:
             assert result is not None
             results.append(result)
             if counted and isinstance(result, int) and result > delivered:
-                heapq.heappush(own, result)
-                self.published_since += 1
+                if not own or result > own[-1]:
+                    own.append(result)
+                else:
+                    bisect.insort(own, result)
         return results
 
     async def _on_puback(self, msg: Any) -> None:
@@ -609,13 +621,18 @@ class Engine:
         foreign: list[str] = []
         highest = self.delivered
         lag = None
+        measured = 0
         for msg in arrived:
             reply = msg.reply
             tokens = reply.split(".")
             if len(tokens) == 9:
-                count, seq, lag = int(tokens[4]), int(tokens[5]), int(tokens[8])
+                count, seq, pending = int(tokens[4]), int(tokens[5]), int(tokens[8])
             else:  # the newer form, with a domain and an account hash
-                count, seq, lag = int(tokens[6]), int(tokens[7]), int(tokens[10])
+                count, seq, pending = int(tokens[6]), int(tokens[7]), int(tokens[10])
+            if count == 1:
+                # A first delivery is at the group's read position: *pending* events of
+                # the stream follow it, so they are those up to seq + pending.
+                lag, measured = pending, seq + pending
             if seq > highest:
                 highest = seq
             headers = msg.headers
@@ -649,12 +666,8 @@ class Engine:
             await self._damaged(damaged)
         self.buffer.extend(items)
         if lag is not None:
-            self.lag = lag
-            self.published_since = 0
-        self.delivered = highest
-        own = self.own
-        while own and own[0] <= highest:
-            heapq.heappop(own)
+            self.lag, self.measured = lag, measured
+        self._read_up_to(highest)
         if self.buffer:
             self._buffer_event.set()
 
@@ -724,7 +737,7 @@ class Engine:
             # This queue's own publications are on their way: a batch holds what was
             # published before it was asked for (briefly: another process of the group
             # may have read them, which this one learns later).
-            target = max(self.own)
+            target = self.own[-1]
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TOP_UP
             while (
@@ -843,16 +856,26 @@ class Engine:
         except Exception as exc:
             logger.debug("cannot read the group's info: %r", exc)
             return
-        self.lag = info.num_pending
+        try:
+            # After the group's info: its lag counts events up to this last sequence at
+            # most (the events stored between the two count in neither until the next
+            # refresh; counting them twice could hold publishers back for good).
+            stream = await self.js.stream_info(self.options.stream)
+        except Exception as exc:
+            logger.debug("cannot read the stream's info: %r", exc)
+            return
+        self.lag, self.measured = info.num_pending, stream.state.last_seq
         self.pending = info.num_ack_pending
-        self.published_since = 0
         self.ack_floor = max(self.ack_floor, info.ack_floor.stream_seq or 0)
-        delivered = info.delivered.stream_seq or 0
+        self._read_up_to(info.delivered.stream_seq or 0)
+
+    def _read_up_to(self, delivered: int) -> None:
+        """The group has read the stream up to *delivered*: forget this queue's
+        publications up to it."""
         if delivered > self.delivered:
             self.delivered = delivered
             own = self.own
-            while own and own[0] <= delivered:
-                heapq.heappop(own)
+            del own[: bisect.bisect_right(own, delivered)]
 
     async def _sweeper(self) -> None:
         """Delete, every SWEEP_PERIOD, the group's progress records of acknowledged

@@ -193,6 +193,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._unsent = 0  # events of put() calls not acknowledged by the server yet
         self._waiting = WaitingPublishers()
         self._putters = self._waiting.tickets
+        self._polling = 0  # publishers waiting for room in a queue that only publishes
         self._letters: list[bytes] = []
         self._discards: list[DeadLetter] = []
         self._consumers: set[str] = set()  # the consumer names the app noted
@@ -393,9 +394,13 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             else:
                 # Nobody takes events here (a queue that only publishes): the group's
                 # backlog is measured again every second; look at it as often.
-                while self._room() <= 0:
-                    await anyio.sleep(ROOM_POLL)
-                    self._running()
+                self._polling += 1
+                try:
+                    while self._room() <= 0:
+                        await anyio.sleep(ROOM_POLL)
+                        self._running()
+                finally:
+                    self._polling -= 1
         if self._discards:
             await self._discard()
         await self._send_one(item)
@@ -554,7 +559,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                 capacity=self._capacity,
                 put_count=self._put_count,
                 get_count=self._get_count,
-                waiting_publishers=len(self._putters),
+                waiting_publishers=len(self._putters) + self._polling,
                 errors=self._errors,
                 last_error=self._last_error,
             )
@@ -563,7 +568,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             capacity=self._capacity,
             put_count=self._put_count,
             get_count=self._get_count,
-            waiting_publishers=len(self._putters),
+            waiting_publishers=len(self._putters) + self._polling,
             errors=self._errors + engine.errors,
             last_error=engine.last_error or self._last_error,
             lag=engine.lag,
