@@ -6,6 +6,7 @@ outage tests run a nats-server of their own on a free port, which they stop and 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import signal
@@ -451,6 +452,47 @@ async def test_a_queue_that_only_publishes_waits_for_room_in_the_group(
                     await stored.wait()
             finally:
                 await worker.close()
+
+
+async def test_a_queue_that_only_publishes_fills_its_capacity_exactly_once_counted(
+    url: str, stream: str
+) -> None:
+    """The group's backlog counts each event once: a queue of capacity C that only
+    publishes, many publishes at a time (a refresh of the group's lag may fall while
+    PubAcks of events it counted are on their way), stores exactly C events without
+    waiting; the (C+1)th waits until a reader takes some."""
+    capacity, at_once = 3_000, 250
+    async with NatsJetStreamQueue(url, stream=stream, group="g", capacity=capacity) as producer:
+        waiting = 0
+        # The last event alone: a refresh during the others may have counted some of
+        # them before their PubAck came.
+        starts = [*range(0, capacity - 1, at_once), capacity - 1, capacity]
+        for first, end in itertools.pairwise(starts):
+            async with anyio.create_task_group() as tg:
+                for n in range(first, end):
+                    tg.start_soon(producer.put, Event(type="item", source="/s", data=n))
+                await anyio.wait_all_tasks_blocked()
+                waiting = max(waiting, producer.statistics().waiting_publishers)
+        assert waiting == 0, "a publisher waited for room below capacity"
+        assert producer.statistics().depth == capacity
+        # The group's lag is measured (the broker's state, polled): still no room.
+        await poll(lambda: producer.statistics().lag == capacity)
+        stored = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def publish() -> None:
+                await producer.put(Event(type="item", source="/s", data=capacity))
+                stored.set()
+
+            tg.start_soon(publish)
+            await poll(lambda: producer.statistics().waiting_publishers == 1)
+            assert not stored.is_set()  # the group's backlog is at capacity
+            async with NatsJetStreamQueue(url, stream=stream, group="g") as reader:
+                with anyio.fail_after(WAIT):
+                    taken = await reader.get_batch(10)
+                    await reader.settle(taken, [])
+                    await stored.wait()
+        assert producer.statistics().waiting_publishers == 0
 
 
 # -- statistics -------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ see :mod:`._island`) and is reached from the queue through coarse calls, one per
 :meth:`Engine.take` (the read-ahead), :meth:`Engine.settle` (acks, progress, dead
 letters). Its background tasks, on its loop: the fetcher (pull requests), the processor
 (decoding what arrives), the keepalive (``+WPI`` for deliveries still open), the stats
-refresh (consumer info every second), and the flusher of ``put_nowait()`` events.
+refresh (consumer info every second), the sweeper (progress records left behind acked
+events, every 10 s), and the flusher of ``put_nowait()`` events.
 
 Wire layout (stream ``S``, group ``G``):
 
@@ -26,9 +27,9 @@ State belongs to the engine's loop; the queue reads the plain counters of
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
-import heapq
 import json
 import logging
 import time
@@ -55,6 +56,12 @@ GROUP: Final = "Reactor-Group"
 PULL_EXPIRES: Final = 0.5
 #: Seconds between two refreshes of the group's lag and pending counts.
 STATS_PERIOD: Final = 1.0
+#: Seconds between two sweeps of the group's progress records left behind acked events.
+SWEEP_PERIOD: Final = 10.0
+#: Progress records deleted at most per sweep (the rest go with the next ones), and at
+#: most at once.
+SWEEP_LIMIT: Final = 1_000
+SWEEP_CHUNK: Final = 100
 #: Seconds take() waits at most for this queue's own fresh events to arrive, so that a
 #: batch holds what was published before it was asked for.
 TOP_UP: Final = 0.05
@@ -131,10 +138,13 @@ class Engine:
         self._request_left = 0
         self._request_done = asyncio.Event()  # set while no pull request is open
         self._request_done.set()
-        # This queue's publications that its group has not read yet (a heap of seqs), and
-        # the highest stream sequence the group is known to have read.
+        # This queue's publications that its group has not read yet (their sequences,
+        # sorted), and the highest stream sequence the group is known to have read.
         self.own: list[int] = []
         self.delivered = 0
+        # The stream's last sequence when lag was measured: lag counts the group's unread
+        # events up to it, and this queue's publications above it are not in lag yet.
+        self.measured = 0
         # put_nowait(): appended from the queue's thread, sent by the flusher.
         self.nowait: deque[Outgoing] = deque()
         self.nowait_sending = 0
@@ -146,7 +156,8 @@ class Engine:
         # Counters read by the queue's statistics().
         self.lag: int | None = None
         self.pending: int | None = None
-        self.published_since = 0  # publications since lag was measured
+        self.ack_floor = 0  # every event of the group up to this sequence is acknowledged
+        self.swept = 0  # progress records deleted by the sweeper
         self.claimed = 0
         self.duplicates = 0
         self.errors = 0
@@ -159,9 +170,17 @@ class Engine:
         its publications its group has not read, and the read-ahead."""
         return len(self.nowait) + self.nowait_sending + len(self.own) + len(self.buffer)
 
+    def published_since(self) -> int:
+        """This queue's publications stored after lag was measured (so not in it)."""
+        own = self.own
+        return len(own) - bisect.bisect_right(own, self.measured)
+
     def backlog(self) -> int:
-        """The group's backlog as far as this process knows (for backpressure)."""
-        return max(self.depth(), (self.lag or 0) + self.published_since)
+        """The group's backlog as far as this process knows (for backpressure): its lag
+        as last measured plus this queue's publications stored since, counted by their
+        stream sequences, not by the time their PubAck came (a PubAck may arrive after
+        the measurement that counted its event)."""
+        return max(self.depth(), (self.lag or 0) + self.published_since())
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -209,6 +228,7 @@ class Engine:
         loop = self._loop
         self._tasks = [loop.create_task(self._keepalive()), loop.create_task(self._refresh())]
         await self._refresh_once()
+        self._tasks.append(loop.create_task(self._sweeper()))
         if fetch:
             await self._start_fetching()
 
@@ -285,7 +305,9 @@ class Engine:
             )
         config = api.ConsumerConfig(
             durable_name=options.group,
-            deliver_policy=api.DeliverPolicy.NEW,
+            # Like Redis's XGROUP CREATE ... 0: a group's first process gets the events
+            # the stream still keeps (a worker started after its producer misses nothing).
+            deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=options.claim_after,
             max_deliver=-1,
@@ -458,8 +480,10 @@ class Engine:
             assert result is not None
             results.append(result)
             if counted and isinstance(result, int) and result > delivered:
-                heapq.heappush(own, result)
-                self.published_since += 1
+                if not own or result > own[-1]:
+                    own.append(result)
+                else:
+                    bisect.insort(own, result)
         return results
 
     async def _on_puback(self, msg: Any) -> None:
@@ -597,13 +621,18 @@ class Engine:
         foreign: list[str] = []
         highest = self.delivered
         lag = None
+        measured = 0
         for msg in arrived:
             reply = msg.reply
             tokens = reply.split(".")
             if len(tokens) == 9:
-                count, seq, lag = int(tokens[4]), int(tokens[5]), int(tokens[8])
+                count, seq, pending = int(tokens[4]), int(tokens[5]), int(tokens[8])
             else:  # the newer form, with a domain and an account hash
-                count, seq, lag = int(tokens[6]), int(tokens[7]), int(tokens[10])
+                count, seq, pending = int(tokens[6]), int(tokens[7]), int(tokens[10])
+            if count == 1:
+                # A first delivery is at the group's read position: *pending* events of
+                # the stream follow it, so they are those up to seq + pending.
+                lag, measured = pending, seq + pending
             if seq > highest:
                 highest = seq
             headers = msg.headers
@@ -637,12 +666,8 @@ class Engine:
             await self._damaged(damaged)
         self.buffer.extend(items)
         if lag is not None:
-            self.lag = lag
-            self.published_since = 0
-        self.delivered = highest
-        own = self.own
-        while own and own[0] <= highest:
-            heapq.heappop(own)
+            self.lag, self.measured = lag, measured
+        self._read_up_to(highest)
         if self.buffer:
             self._buffer_event.set()
 
@@ -712,7 +737,7 @@ class Engine:
             # This queue's own publications are on their way: a batch holds what was
             # published before it was asked for (briefly: another process of the group
             # may have read them, which this one learns later).
-            target = max(self.own)
+            target = self.own[-1]
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TOP_UP
             while (
@@ -785,7 +810,9 @@ class Engine:
             unacked.pop(seq, None)
         recorded = [seq for seq in acks if seq in self._progress]
         if recorded:
-            # After the ack: a record left by a failure here is never read again.
+            # After the ack (deleted first, a kill before the ack would lose which
+            # consumers finished): a record left by a failure or a kill here is never
+            # read again, and the group's next sweep deletes it (see _sweeper).
             for seq in recorded:
                 del self._progress[seq]
             results = await asyncio.gather(
@@ -829,15 +856,70 @@ class Engine:
         except Exception as exc:
             logger.debug("cannot read the group's info: %r", exc)
             return
-        self.lag = info.num_pending
+        try:
+            # After the group's info: its lag counts events up to this last sequence at
+            # most (the events stored between the two count in neither until the next
+            # refresh; counting them twice could hold publishers back for good).
+            stream = await self.js.stream_info(self.options.stream)
+        except Exception as exc:
+            logger.debug("cannot read the stream's info: %r", exc)
+            return
+        self.lag, self.measured = info.num_pending, stream.state.last_seq
         self.pending = info.num_ack_pending
-        self.published_since = 0
-        delivered = info.delivered.stream_seq or 0
+        self.ack_floor = max(self.ack_floor, info.ack_floor.stream_seq or 0)
+        self._read_up_to(info.delivered.stream_seq or 0)
+
+    def _read_up_to(self, delivered: int) -> None:
+        """The group has read the stream up to *delivered*: forget this queue's
+        publications up to it."""
         if delivered > self.delivered:
             self.delivered = delivered
             own = self.own
-            while own and own[0] <= delivered:
-                heapq.heappop(own)
+            del own[: bisect.bisect_right(own, delivered)]
+
+    async def _sweeper(self) -> None:
+        """Delete, every SWEEP_PERIOD, the group's progress records of acknowledged
+        events: settle() deletes an event's record right after its ack, in another
+        request, so a process that dies in between leaves it behind. Any process of the
+        group sweeps them (the first sweep when the queue opens)."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:
+                logger.debug("cannot sweep the group's progress records: %r", exc)
+            await asyncio.sleep(SWEEP_PERIOD)
+
+    async def sweep(self) -> int:
+        """Delete up to SWEEP_LIMIT progress records of the group whose event is at or
+        below the group's ack floor (every event up to it is acknowledged); return how
+        many."""
+        floor = self.ack_floor
+        if not floor:
+            return 0
+        prefix = self.kv_prefix
+        info = await self.js.stream_info(self.kv_stream, subjects_filter=f"{prefix}*")
+        stale: list[str] = []
+        for subject in info.state.subjects or {}:
+            key = subject[len(prefix) :]
+            # The key "consumers" holds the group's consumer names, not a progress record.
+            if key.isdigit() and int(key) <= floor:
+                stale.append(subject)
+                if len(stale) >= SWEEP_LIMIT:
+                    break
+        deleted = 0
+        for start in range(0, len(stale), SWEEP_CHUNK):
+            results = await asyncio.gather(
+                *(
+                    self.js.purge_stream(self.kv_stream, subject=subject)
+                    for subject in stale[start : start + SWEEP_CHUNK]
+                ),
+                return_exceptions=True,
+            )
+            deleted += sum(not isinstance(result, BaseException) for result in results)
+        if deleted:
+            self.swept += deleted
+            logger.debug("deleted %d progress record(s) left behind acked events", deleted)
+        return deleted
 
     # -- administration (dead letters, replay) ------------------------------------------
 

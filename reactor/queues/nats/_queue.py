@@ -86,7 +86,10 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
       hands its unsettled events back at once (``-NAK``).
     * Per-consumer completion: which consumers settled an event not yet done is kept in
       the KV bucket ``<stream>_progress`` (key ``<group>.<sequence>``), read when the
-      event is delivered again, and deleted after its ack.
+      event is delivered again, and deleted right after its ack. A record left behind
+      by a process that died between the two is deleted by the group's next sweep:
+      every open queue of the group deletes, when it opens and every 10 s, the
+      records of events at or below the group's ack floor (up to 1,000 at a time).
     * Poison events: the group's consumer has no ``max_deliver``; the delivery count
       (``num_delivered``, raised by the server before the handlers run) is
       ``attempt``, and past *max_redeliveries* the app dead-letters the event with
@@ -98,13 +101,20 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
       ``source`` and ``id``; the stream's ``duplicate_window`` (*dedupe_window*) drops a
       second publish of it (counted, logged at debug). Replays bypass it.
     * Retention: with ``retention=None`` the stream uses **interest** retention, so an
-      event is deleted once every group acknowledged it (events published before a
-      group was first created are not kept for it: a group starts with the events
-      published after it); with a number of seconds it uses **limits** retention with
-      ``max_age``: every event is kept that long for :meth:`replay`, acknowledged or
-      not, and deleted after, read or not, so choose a retention above any backlog you
-      can have. The stream is created with the settings of the first queue that opens
-      it; later ones use it as it is.
+      event is deleted once every group acknowledged it; with a number of seconds it
+      uses **limits** retention with ``max_age``: every event is kept that long for
+      :meth:`replay`, acknowledged or not, and deleted after, read or not, so choose a
+      retention above any backlog you can have. The stream is created with the
+      settings of the first queue that opens it; later ones use it as it is.
+    * A new group (its first process opens the queue) starts at the beginning of the
+      stream, like Redis's ``XGROUP CREATE ... 0``: it gets every event the stream
+      still keeps, so a worker started after its producer misses nothing that is kept.
+      With limits retention that is every event of the last *retention* seconds. With
+      interest retention it is every event some other group has not acknowledged yet;
+      an event published while the stream has no group at all is not kept (JetStream
+      drops it at once, nobody being interested), and one every existing group
+      already acknowledged is gone. To be sure an app gets every event, start it (or
+      open its queue once) before anything is published, or use a retention.
     * ``publish_nowait()`` returns before the server has the event (it is sent right
       after, and lost if the process dies first).
     * ``publish_many()`` of more than one event is refused (JetStream has no atomic
@@ -191,9 +201,12 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._unsent = 0  # events of put() calls not acknowledged by the server yet
         self._waiting = WaitingPublishers()
         self._putters = self._waiting.tickets
+        self._polling = 0  # publishers waiting for room in a queue that only publishes
         self._letters: list[bytes] = []
         self._discards: list[DeadLetter] = []
-        self._consumers: set[str] = set()
+        self._consumers: set[str] = set()  # the consumer names the app noted
+        self._in_app = False  # note_consumers() was called: an app reads through the queue
+        self._subscribed: anyio.Event | None = None  # get_batch() waits for a consumer
         self._put_count = 0
         self._get_count = 0
         self._errors = 0
@@ -249,7 +262,9 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         :raises ~reactor.QueueUnavailableError: the server cannot be reached
         :raises ModuleNotFoundError: nats-py is not installed (the message says how)
         """
-        await self._open(fetch=True)
+        # An app without a subscription (it only publishes) takes none of its group's
+        # events: it starts fetching with its first subscription.
+        await self._open(fetch=bool(self._consumers) or not self._in_app)
 
     async def _open(self, *, fetch: bool) -> None:
         if self._engine is not None:
@@ -387,9 +402,13 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             else:
                 # Nobody takes events here (a queue that only publishes): the group's
                 # backlog is measured again every second; look at it as often.
-                while self._room() <= 0:
-                    await anyio.sleep(ROOM_POLL)
-                    self._running()
+                self._polling += 1
+                try:
+                    while self._room() <= 0:
+                        await anyio.sleep(ROOM_POLL)
+                        self._running()
+                finally:
+                    self._polling -= 1
         if self._discards:
             await self._discard()
         await self._send_one(item)
@@ -466,7 +485,18 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
     # -- handing out ------------------------------------------------------------------
 
     async def get_batch(self, limit: int) -> Sequence[Received]:
-        """Wait for at least one event of the group; return up to *limit*, oldest first."""
+        """Wait for at least one event of the group; return up to *limit*, oldest first.
+
+        In an app without a subscription, this waits for one (see
+        :meth:`note_consumers`).
+        """
+        self._running()
+        while self._in_app and not self._consumers:
+            # An app without a subscription (a process that only publishes) must not take
+            # its group's events: it would acknowledge them unhandled, and the processes
+            # of the app that handle them would never see them.
+            subscribed = self._subscribed = anyio.Event()
+            await subscribed.wait()
         while True:
             bridge, engine = self._running()
             batch = await bridge.run(engine.take, limit, TAKE_WAIT, abandoned=engine.untake)
@@ -512,8 +542,19 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._discards.append(letter)
 
     def note_consumers(self, names: Collection[str]) -> None:
-        """Remember the app's consumer names (recorded for the group at open)."""
-        self._consumers.update(names)
+        """Remember the app's consumer names (recorded for the group at open).
+
+        An app that has no subscription yet takes no event of its group: it only
+        publishes, and the events are for the processes that handle them. (A queue used
+        without an app, which never calls this, takes events from its first
+        :meth:`get_batch`.)
+        """
+        self._in_app = True
+        new = set(names) - self._consumers
+        self._consumers |= new
+        if new and self._subscribed is not None:
+            self._subscribed.set()
+            self._subscribed = None
 
     # -- statistics -------------------------------------------------------------------
 
@@ -526,7 +567,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                 capacity=self._capacity,
                 put_count=self._put_count,
                 get_count=self._get_count,
-                waiting_publishers=len(self._putters),
+                waiting_publishers=len(self._putters) + self._polling,
                 errors=self._errors,
                 last_error=self._last_error,
             )
@@ -535,7 +576,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             capacity=self._capacity,
             put_count=self._put_count,
             get_count=self._get_count,
-            waiting_publishers=len(self._putters),
+            waiting_publishers=len(self._putters) + self._polling,
             errors=self._errors + engine.errors,
             last_error=engine.last_error or self._last_error,
             lag=engine.lag,
