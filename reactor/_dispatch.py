@@ -67,6 +67,8 @@ BATCH_SIZE = 256
 STREAK = 64
 #: Routing-cache entries kept before the cache is emptied (distinct type/source pairs).
 ROUTE_CACHE_LIMIT = 4096
+#: Seconds between looks at the queue's depth while a drain waits for nothing else.
+_DEPTH_POLL = 0.05
 
 _Status = Literal["ok", "failed", "timed_out"]
 
@@ -796,7 +798,14 @@ class Dispatcher:
         """Wait until :attr:`idle`: every accepted event is settled (and acked)."""
         while not self.idle:
             idle = self._idle = anyio.Event()
-            await idle.wait()
+            if self.in_flight or self._acks or self._progress or self._acking:
+                await idle.wait()  # a settlement here wakes it
+            else:
+                # Only the queue's depth is left. A queue shared through a broker lowers
+                # it when its group reads this process's events elsewhere, which no
+                # settlement here announces: look again now and then.
+                with anyio.move_on_after(_DEPTH_POLL):
+                    await idle.wait()
 
     def _wake_settler(self) -> None:
         if self._settle_wakeup is not None:

@@ -49,7 +49,7 @@ async def queue_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 
 async def test_an_app_without_subscriptions_takes_none_of_its_groups_events(
-    queue_url: str,
+    queue_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     handled: list[int] = []
     all_handled = anyio.Event()
@@ -61,13 +61,15 @@ async def test_an_app_without_subscriptions_takes_none_of_its_groups_events(
         if len(handled) == 50:
             all_handled.set()
 
-    publisher = Reactor(queue=from_url(queue_url + "&consumer=publisher"))
+    # Its stop waits until the group has read what it published, and no longer.
+    publisher = Reactor(queue=from_url(queue_url + "&consumer=publisher"), graceful_timeout=10)
     async with worker, publisher:
         for number in range(50):
             await publisher.publish("order.placed", number, source="/shop")
         with anyio.fail_after(30):
             await all_handled.wait()
     assert sorted(handled) == list(range(50))
+    assert "not drained" not in caplog.text
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
