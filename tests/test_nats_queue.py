@@ -675,3 +675,10 @@ def test_import_reactor_does_not_import_nats() -> None:
         "assert 'nats' not in sys.modules, sorted(m for m in sys.modules if 'nats' in m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_opening_on_a_server_that_never_answers_fails_after_publish_timeout() -> None:
+    queue = NatsJetStreamQueue(f"nats://127.0.0.1:{_free_port()}", group="g", publish_timeout=0.5)
+    with anyio.fail_after(20), pytest.raises(QueueUnavailableError, match="cannot be reached"):
+        await queue.open()
+    await queue.close()

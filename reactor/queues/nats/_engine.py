@@ -195,17 +195,20 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         options = self.options
         try:
-            self.nc = await nats.connect(
-                servers=[self._server],
-                name=f"reactor {options.group}/{options.consumer}",
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=min(5.0, options.publish_timeout),
-                disconnected_cb=self._disconnected,
-                reconnected_cb=self._reconnected,
-                error_cb=self._error,
-            )
+            # nats-py retries a first connection as long as it retries a lost one (for
+            # ever): a server that never answered is an error after publish_timeout.
+            async with asyncio.timeout(options.publish_timeout):
+                self.nc = await nats.connect(
+                    servers=[self._server],
+                    name=f"reactor {options.group}/{options.consumer}",
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=min(5.0, options.publish_timeout),
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected,
+                    error_cb=self._error,
+                )
         except Exception as exc:
             raise _unavailable(f"cannot connect to {self._server}", exc) from exc
         try:
