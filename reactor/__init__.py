@@ -39,6 +39,7 @@ from ._exceptions import QueueUnavailableError as QueueUnavailableError
 from ._exceptions import ReactorError as ReactorError
 from ._exceptions import ReactorNotRunning as ReactorNotRunning
 from ._exceptions import RedeliveryLimitExceeded as RedeliveryLimitExceeded
+from ._exceptions import SourceUnavailableError as SourceUnavailableError
 from ._outcomes import DeadLetter as DeadLetter
 from ._outcomes import DeadLetters as DeadLetters
 from ._outcomes import LetterId as LetterId
@@ -108,6 +109,7 @@ __all__ = [
     "Receipt",
     "RedeliveryLimitExceeded",
     "Retry",
+    "SourceUnavailableError",
     "Stats",
     "StoredDeadLetter",
     "Subscription",

@@ -18,6 +18,7 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── RedeliveryLimitExceeded             a durable queue handed an event out too often
     ├── AppImportError (ImportError)        ``reactor run`` could not load the app
     ├── QueueUnavailableError               the queue cannot store events right now (disk full)
+    ├── SourceUnavailableError (ConnectionError)  a source cannot reach its server at startup
     └── QueueFileError                      a durable queue's file is foreign, newer or damaged
         └── QueueInUseError                 another process owns the queue's file
 """
@@ -42,6 +43,7 @@ __all__ = [
     "ReactorError",
     "ReactorNotRunning",
     "RedeliveryLimitExceeded",
+    "SourceUnavailableError",
 ]
 
 
@@ -194,6 +196,16 @@ class QueueUnavailableError(ReactorError):
     The condition may pass: publishing again later can succeed. The app keeps running
     meanwhile and retries its own settlements; ``app.stats().queue`` counts the errors.
     The HTTP ingress answers such a publish with 503 and ``Retry-After``.
+    """
+
+
+class SourceUnavailableError(ReactorError, ConnectionError):
+    """A trigger source cannot reach its server (database, broker) when the app starts.
+
+    Raised out of ``async with app:`` so that a wrong address or a server that is down
+    shows at once; a connection lost later is retried by the source with backoff and
+    announced by a gap event where events may have been missed. The message names the
+    server with any password shown as ``***``.
     """
 
 

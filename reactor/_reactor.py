@@ -815,8 +815,8 @@ class Reactor:
             sources=MappingProxyType(self._source_statistics()),
         )
 
-    def _source_statistics(self) -> dict[str, Mapping[str, int]]:
-        found: dict[str, Mapping[str, int]] = {}
+    def _source_statistics(self) -> dict[str, Mapping[str, int | str | None]]:
+        found: dict[str, Mapping[str, int | str | None]] = {}
         for source in self._sources:
             name, n = source.name, 1
             while name in found:  # two sources of one name: number the later ones

@@ -172,8 +172,8 @@ class Stats:
     :ivar latency: publish → handler-start latency, measured once per event when its
         first handler starts (a lagging consumer shows in its ``pending`` count instead)
     :ivar subscriptions: per-consumer counters of the active subscriptions
-    :ivar sources: each source's own counters, by source name (``name#2`` for a second
-        source of the same name)
+    :ivar sources: each source's own counters (and texts such as its last error), by
+        source name (``name#2`` for a second source of the same name)
     """
 
     published: int
@@ -186,7 +186,7 @@ class Stats:
     in_flight: int
     latency: LatencyStats
     subscriptions: Mapping[str, SubscriptionStats]
-    sources: Mapping[str, Mapping[str, int]]
+    sources: Mapping[str, Mapping[str, int | str | None]]
 
     @property
     def queue_depth(self) -> int:

@@ -246,8 +246,12 @@ class Source(ABC):
         """A name for logs, errors and stats; the class name unless overridden."""
         return type(self).__name__
 
-    def statistics(self) -> Mapping[str, int]:
-        """Return the source's counters (default: none)."""
+    def statistics(self) -> Mapping[str, int | str | None]:
+        """Return the source's counters (default: none).
+
+        Values are counts, or short texts such as the last error (``None`` when there is
+        none), keyed by name; the keys a source reports are part of its documentation.
+        """
         return {}
 
     def gap_event(

@@ -155,7 +155,8 @@ async def test_created_modified_deleted_with_paths_relative_to_the_root(
         assert events[3].data["size"] is None and events[3].data["mtime"] is None
     assert replay(capture.events) == listing(root) == {"a.txt"}
     stats = app.stats().sources["files"]
-    assert stats["changes"] == 4 and stats["files"] == 1 and stats["batches"] >= 1
+    assert stats["changes"] == 4 and stats["files"] == 1
+    assert isinstance(stats["batches"], int) and stats["batches"] >= 1
 
 
 async def test_files_present_at_start_are_known_but_not_reported(tmp_path: Path) -> None:
@@ -272,7 +273,8 @@ async def test_symlinks_are_not_followed_by_default(tmp_path: Path) -> None:
         (root / "sentinel").write_text("x")
         await until(capture, lambda ev: "sentinel" in {e.subject for e in ev})
     assert {e.subject for e in capture.events} == {"sub/a.txt", "sub/b.txt", "sentinel"}
-    assert app.stats().sources["files"]["escaped"] >= 1  # linkdir/x.txt was dropped
+    escaped = app.stats().sources["files"]["escaped"]
+    assert isinstance(escaped, int) and escaped >= 1  # linkdir/x.txt was dropped
 
 
 async def test_follow_symlinks_reports_files_behind_links(tmp_path: Path) -> None:

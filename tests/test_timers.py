@@ -37,7 +37,8 @@ def at_offset(seconds: float) -> str:
 
 
 def timer_stats(app: Reactor, name: str) -> dict[str, int]:
-    return dict(app.stats().sources[f"/reactor/timers/{name}"])
+    stats = app.stats().sources[f"/reactor/timers/{name}"]
+    return {key: value for key, value in stats.items() if isinstance(value, int)}
 
 
 class Runs:
