@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reactor import (
-    ConsumerNotFound,
     DeadLetter,
-    DeadLetterNotFound,
     Event,
     EventFormatError,
     LetterId,
@@ -20,6 +18,7 @@ from reactor import (
 )
 from reactor.abc import DeadLetterStore
 
+from .._letters import checked_ids, choose, listed, replay_consumers, unknown
 from .._names import public_name
 from ._engine import GROUP, ONLY, Outgoing, StoredMessage
 
@@ -72,23 +71,6 @@ def _stored(message: StoredMessage) -> StoredDeadLetter:
     )
 
 
-def _check_ids(ids: list[Any]) -> None:
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in ids):
-        raise TypeError(f"ids must be ints (the letters' sequences), got {ids!r}")
-
-
-def _missing(wanted: Iterable[LetterId], found: set[int], *, replayable: bool) -> None:
-    missing = sorted(set(wanted) - found, key=str)
-    if missing:
-        what = "dead letter that can be replayed" if replayable else "dead letter"
-        why = " (no such id, or the letter of a damaged event, which can only be purged)"
-        raise DeadLetterNotFound(
-            f"no {what} has the id{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(map(str, missing))}{why if replayable else ''}; nothing was changed",
-            missing,
-        )
-
-
 class DeadLetterAdmin(DeadLetterStore):
     """The methods of :class:`NatsJetStreamQueue` that list, replay and purge its dead
     letters and replay a time window of kept events."""
@@ -124,13 +106,15 @@ class DeadLetterAdmin(DeadLetterStore):
         known = set(self._consumers)
         known.update(await bridge.run(engine.known_consumers))
         known.update(letter.consumer for letter in await self._stored_letters() if letter.consumer)
-        unknown = sorted(set(names) - known)
-        if unknown:
-            listed = ", ".join(sorted(known)) if known else "none yet"
-            raise ConsumerNotFound(
-                f"the group {engine.options.group!r} has never seen a consumer named "
-                f"{', '.join(map(repr, unknown))}; the consumers it knows: {listed}"
-            )
+        unknown(names, known, f"the group {engine.options.group!r}")
+
+    async def _select(
+        self, ids: Iterable[LetterId] | None, consumer: str | None, *, replayable: bool
+    ) -> list[StoredDeadLetter]:
+        wanted = checked_ids(ids, int, "the letters' sequences")
+        if consumer is not None:
+            await self._check_consumers([consumer])
+        return choose(await self._stored_letters(), wanted, consumer, replayable=replayable)
 
     async def dead_letters(
         self, *, consumer: str | None = None, limit: int | None = None
@@ -140,14 +124,7 @@ class DeadLetterAdmin(DeadLetterStore):
         :param consumer: only this consumer's letters
         :param limit: at most this many
         """
-        if limit is not None:
-            validators.integer("limit", limit, minimum=1)
-        letters = [
-            letter
-            for letter in await self._stored_letters()
-            if consumer is None or letter.consumer == consumer
-        ]
-        return letters if limit is None else letters[:limit]
+        return listed(await self._stored_letters(), consumer, limit)
 
     async def replay_dead_letters(
         self, ids: Iterable[LetterId] | None = None, *, consumer: str | None = None
@@ -162,20 +139,7 @@ class DeadLetterAdmin(DeadLetterStore):
             damaged event; nothing was replayed
         :raises ~reactor.ConsumerNotFound: *consumer* is unknown to the group
         """
-        wanted = None if ids is None else list(ids)
-        if wanted is not None:
-            _check_ids(wanted)
-        if consumer is not None:
-            await self._check_consumers([consumer])
-        letters = [
-            letter
-            for letter in await self._stored_letters()
-            if letter.event is not None
-            and (consumer is None or letter.consumer == consumer)
-            and (wanted is None or letter.id in wanted)
-        ]
-        if wanted is not None:
-            _missing(wanted, {int(letter.id) for letter in letters}, replayable=True)
+        letters = await self._select(ids, consumer, replayable=True)
         bridge, engine = self._running()
         outgoing: list[Outgoing] = []
         for letter in letters:
@@ -204,19 +168,7 @@ class DeadLetterAdmin(DeadLetterStore):
         :raises ~reactor.DeadLetterNotFound: an id names no letter; nothing was deleted
         :raises ~reactor.ConsumerNotFound: *consumer* is unknown to the group
         """
-        wanted = None if ids is None else list(ids)
-        if wanted is not None:
-            _check_ids(wanted)
-        if consumer is not None:
-            await self._check_consumers([consumer])
-        letters = [
-            letter
-            for letter in await self._stored_letters()
-            if (consumer is None or letter.consumer == consumer)
-            and (wanted is None or letter.id in wanted)
-        ]
-        if wanted is not None:
-            _missing(wanted, {int(letter.id) for letter in letters}, replayable=False)
+        letters = await self._select(ids, consumer, replayable=False)
         bridge, engine = self._running()
         await bridge.run(engine.delete_letters, [int(letter.id) for letter in letters])
         return len(letters)
@@ -244,11 +196,8 @@ class DeadLetterAdmin(DeadLetterStore):
         bridge, engine = self._running()
         start = validators.aware_datetime("since", since).timestamp()
         end = None if until is None else validators.aware_datetime("until", until).timestamp()
-        names = None
-        if consumers is not None:
-            if isinstance(consumers, str) or not consumers:
-                raise ValueError("consumers must be a non-empty collection of names, or None")
-            names = sorted(set(consumers))
+        names = replay_consumers(consumers)
+        if names is not None:
             await self._check_consumers(names)
         outgoing: list[Outgoing] = []
         for _, body, headers, _ in await bridge.run(engine.read_window, start, end):

@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reactor import (
-    ConsumerNotFound,
     DeadLetter,
-    DeadLetterNotFound,
     Event,
     LetterId,
     StoredDeadLetter,
@@ -18,6 +16,7 @@ from reactor import (
 )
 from reactor.abc import DeadLetterStore
 
+from .._letters import checked_ids, choose, listed, replay_consumers, unknown
 from .._names import public_name
 from ._scripts import Keys
 
@@ -107,15 +106,6 @@ def _stored(entry_id: str, fields: Any) -> StoredDeadLetter:
     )
 
 
-def _check_ids(ids: Iterable[LetterId] | None) -> list[str] | None:
-    if ids is None:
-        return None
-    wanted = list(ids)
-    if not all(isinstance(i, str) for i in wanted):
-        raise TypeError(f"the ids of a Redis queue's dead letters are str, got {wanted!r}")
-    return wanted  # type: ignore[return-value]
-
-
 def _ms(value: datetime, *, up: bool = False) -> int:
     ms = validators.aware_datetime("time", value).timestamp() * 1000
     return math.ceil(ms) if up else math.floor(ms)
@@ -173,14 +163,7 @@ class DeadLetterAdmin(DeadLetterStore):
         self, names: Iterable[str], letters: Iterable[StoredDeadLetter] = ()
     ) -> None:
         known = await self._known_consumers(letters)
-        unknown = sorted(set(names) - known)
-        if unknown:
-            listed = ", ".join(sorted(known)) if known else "none yet"
-            raise ConsumerNotFound(
-                f"the group {self._group!r} of the stream {self._keys.stream!r} has never "
-                f"seen a consumer named {', '.join(map(repr, unknown))}; "
-                f"the consumers it knows: {listed}"
-            )
+        unknown(names, known, f"the group {self._group!r} of the stream {self._keys.stream!r}")
 
     async def dead_letters(
         self, *, consumer: str | None = None, limit: int | None = None
@@ -190,42 +173,16 @@ class DeadLetterAdmin(DeadLetterStore):
         :param consumer: only this consumer's letters
         :param limit: at most this many
         """
-        if limit is not None:
-            validators.integer("limit", limit, minimum=1)
-        letters = [
-            letter
-            for letter in await self._all_letters()
-            if consumer is None or letter.consumer == consumer
-        ]
-        return letters if limit is None else letters[:limit]
+        return listed(await self._all_letters(), consumer, limit)
 
     async def _select(
         self, ids: Iterable[LetterId] | None, consumer: str | None, *, replayable: bool
     ) -> list[StoredDeadLetter]:
-        wanted = _check_ids(ids)
+        wanted = checked_ids(ids, str, "the dead letters' stream entry ids")
         letters = await self._all_letters()
         if consumer is not None:
             await self._check_consumers([consumer], letters)
-        chosen = [
-            letter
-            for letter in letters
-            if (consumer is None or letter.consumer == consumer)
-            and (wanted is None or letter.id in wanted)
-            and (not replayable or letter.consumer is not None or wanted is None)
-        ]
-        if replayable:
-            chosen = [letter for letter in chosen if letter.consumer is not None]
-        if wanted is not None:
-            missing = sorted(set(wanted) - {letter.id for letter in chosen})
-            if missing:
-                what = "dead letter that can be replayed" if replayable else "dead letter"
-                why = " (no such id, or the letter of a damaged event, which can only be purged)"
-                raise DeadLetterNotFound(
-                    f"no {what} has the id{'s' if len(missing) > 1 else ''} "
-                    f"{', '.join(missing)}{why if replayable else ''}; nothing was changed",
-                    list[LetterId](missing),
-                )
-        return chosen
+        return choose(letters, wanted, consumer, replayable=replayable)
 
     async def replay_dead_letters(
         self, ids: Iterable[LetterId] | None = None, *, consumer: str | None = None
@@ -300,11 +257,8 @@ class DeadLetterAdmin(DeadLetterStore):
         self._check_running()
         start = _ms(since)
         end = None if until is None else _ms(until, up=True)
-        names: frozenset[str] | None = None
-        if consumers is not None:
-            if isinstance(consumers, str) or not consumers:
-                raise ValueError("consumers must be a non-empty collection of names, or None")
-            names = frozenset(consumers)
+        names = replay_consumers(consumers)
+        if names is not None:
             await self._check_consumers(names)
         assert self._client is not None
         client, keys = self._client, self._keys

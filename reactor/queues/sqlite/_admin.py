@@ -20,8 +20,6 @@ from time import time
 from typing import Any, Final, TypeVar
 
 from reactor import (
-    ConsumerNotFound,
-    DeadLetterNotFound,
     Event,
     EventFormatError,
     LetterId,
@@ -32,6 +30,7 @@ from reactor import (
 )
 from reactor.abc import DeadLetterStore
 
+from .._letters import checked_ids, missing_letters, replay_consumers, unknown
 from ._errors import unavailable_cause
 from ._journal import Journal, append, crc_with, stored_consumers
 from ._options import timestamp
@@ -272,11 +271,7 @@ class DeadLetterAdmin(DeadLetterStore):
         self._check_running()
         start = timestamp("since", since)
         end = None if until is None else timestamp("until", until)
-        names = None
-        if consumers is not None:
-            if isinstance(consumers, str) or not consumers:
-                raise ValueError("consumers must be a non-empty collection of names, or None")
-            names = sorted(set(consumers))
+        names = replay_consumers(consumers)
         path, noted = self._path, frozenset(self._consumers)
         return await self._republish(
             lambda journal, last_seq: journal.transact(
@@ -312,7 +307,7 @@ def replay_letters(
         params,
     ).fetchall()
     if ids is not None:
-        _check_ids(ids, {row[0] for row in rows}, replayable=True)
+        missing_letters(ids, (row[0] for row in rows), replayable=True)
     now = time()
     append(conn, last_seq + 1, [(body, json.dumps([name]), now) for _, body, name in rows])
     conn.executemany("DELETE FROM reactor_dead_letters WHERE id = ?", [(row[0],) for row in rows])
@@ -333,7 +328,7 @@ def purge_letters(
         _check_consumers(conn, path, noted, [consumer])
     if ids is not None:
         found = conn.execute(f"SELECT id FROM reactor_dead_letters WHERE {where}", params)
-        _check_ids(ids, {row[0] for row in found}, replayable=False)
+        missing_letters(ids, (row[0] for row in found), replayable=False)
     count: int = conn.execute(f"DELETE FROM reactor_dead_letters WHERE {where}", params).rowcount
     return count
 
@@ -390,13 +385,7 @@ def _check_consumers(
         )
     )
     known.update(name for (name,) in conn.execute("SELECT DISTINCT consumer FROM reactor_progress"))
-    unknown = sorted(set(names) - known)
-    if unknown:
-        listed = ", ".join(sorted(known)) if known else "none yet"
-        raise ConsumerNotFound(
-            f"{path} has never seen a consumer named "
-            f"{', '.join(map(repr, unknown))}; the consumers it knows: {listed}"
-        )
+    unknown(names, known, str(path))
 
 
 # -- arguments ----------------------------------------------------------------------------
@@ -412,9 +401,7 @@ def letter_filter(
     clauses: list[str] = []
     params: list[Any] = []
     if ids is not None:
-        numbers = list(ids)
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
-            raise TypeError(f"ids must be ints, got {numbers!r}")
+        numbers = checked_ids(ids, int, "the letters' numbers") or []
         if not numbers:
             return "0", []
         clauses.append(f"id IN ({', '.join('?' * len(numbers))})")
@@ -425,16 +412,3 @@ def letter_filter(
     if not clauses:
         return ("1" if include_damaged else "consumer IS NOT NULL"), params
     return " AND ".join(clauses), params
-
-
-def _check_ids(wanted: set[LetterId], found: set[LetterId], *, replayable: bool) -> None:
-    """Raise :class:`~reactor.DeadLetterNotFound` when some of *wanted* were not found."""
-    missing = sorted(wanted - found)
-    if missing:
-        what = "dead letter that can be replayed" if replayable else "dead letter"
-        why = " (no such id, or the letter of a damaged event, which can only be purged)"
-        raise DeadLetterNotFound(
-            f"no {what} has the id{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
-            f"{why if replayable else ''}; nothing was changed",
-            missing,
-        )
