@@ -43,6 +43,8 @@ Protocol = Literal["5", "3.1.1"]
 # Seconds, in real time (network waits, not the app's schedule): to open the connection
 # and have it accepted, and for the broker to confirm the subscriptions.
 CONNECT_TIMEOUT: Final = 10.0
+# The most messages read from the socket in one go (then published, then acknowledged).
+_READ_AHEAD: Final = 64
 # How often paho's keepalive bookkeeping runs (it sends PINGREQ when due, and gives up
 # on a broker that does not answer within the keepalive interval).
 _TICK: Final = 1.0
@@ -205,9 +207,16 @@ class Connection:
                 await anyio.wait_readable(sock)
             except (anyio.ClosedResourceError, OSError, ValueError):
                 raise self._lost() from None
-        rc = self._client.loop_read()
-        if rc:
-            raise self._lost(rc)
+        client, inbox = self._client, self._inbox
+        # paho reads one packet per call: take what already arrived, up to a bound, while
+        # each call completes a message.
+        for _ in range(_READ_AHEAD):
+            before = len(inbox)
+            rc = client.loop_read()
+            if rc:
+                raise self._lost(rc)
+            if len(inbox) == before:
+                break
 
     async def write_loop(self) -> None:
         """Write what paho queued (acknowledgements, subscriptions, pings), for ever.
@@ -217,13 +226,15 @@ class Connection:
         client = self._client
         while True:
             while client.want_write():
-                try:
-                    await anyio.wait_writable(self._sock)
-                except (anyio.ClosedResourceError, OSError, ValueError):
-                    raise self._lost() from None
+                # The socket is non-blocking: write what fits now, wait only for the rest.
                 rc = client.loop_write()
                 if rc:
                     raise self._lost(rc)
+                if client.want_write():
+                    try:
+                        await anyio.wait_writable(self._sock)
+                    except (anyio.ClosedResourceError, OSError, ValueError):
+                        raise self._lost() from None
             await self._wake.wait()
             self._wake = anyio.Event()
 
