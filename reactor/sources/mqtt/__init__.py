@@ -50,7 +50,12 @@ session, a gap event when it did not.**
   was accepted, but its PUBACK was lost with the connection).
 * Nothing more is read from the broker while the app's queue is full (the source waits in
   ``app.publish``), so the broker holds the backlog, within its own limits (Mosquitto:
-  ``max_queued_messages``, 1,000 by default, dropping beyond).
+  ``max_queued_messages``, 1,000 per client by default, beyond which it drops QoS 1
+  messages without telling the client: raise it for bursts larger than that). A queue
+  that stays full for longer than about the ``keepalive`` interval also leaves the
+  broker's answers to pings unread: the connection is then taken as dead and reopened,
+  and the broker sends again what was not acknowledged (nothing lost; a logged
+  reconnection, and possibly messages handled twice).
 * When the source reconnects and the broker has no session any more (it restarted
   without persistence, or the session expired), messages were lost: the source publishes
   a gap event (type ``"reactor.source.gap"``, source the source's URI, data ``{"reason":
