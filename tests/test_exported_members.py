@@ -44,8 +44,20 @@ def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
     code = (
         "import sys, reactor, reactor.abc, reactor.testing, reactor.queues, reactor.queues.memory;"
         "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess',"
-        " 'coredis', 'nats'};"
+        " 'coredis', 'nats', 'paho'};"
         "print(sorted(bad & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_server_sources_import_their_client_only_when_they_run() -> None:
+    # Declaring a source and building its events (the test helpers) need no client library.
+    code = (
+        "import sys, reactor.sources.redis, reactor.sources.mqtt;"
+        "print(sorted({'coredis', 'paho'} & set(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -65,6 +77,8 @@ PUBLIC_MODULES = (
     "reactor.queues.sqlite",
     "reactor.sources.files",
     "reactor.sources.http",
+    "reactor.sources.mqtt",
+    "reactor.sources.redis",
     "reactor.sources.timers",
 )
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import pytest
 
-from reactor import Backoff, SourceUnavailableError
-from reactor.sources._link import Link, redacted
+from reactor import (
+    Backoff,
+    Event,
+    PayloadTooLargeError,
+    QueueUnavailableError,
+    Reactor,
+    SourceUnavailableError,
+)
+from reactor.abc import GAP_EVENT_TYPE
+from reactor.queues.memory import MemoryQueue
+from reactor.sources._link import Link, configured, connection_failure, password_of, redacted
+from reactor.testing import Capture
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -57,6 +69,7 @@ def test_an_outage_is_logged_once_and_its_end_reported(caplog: pytest.LogCapture
         "malformed": 0,
         "reconnects": 1,
         "gaps": 0,
+        "rejected": 0,
         "last_error": "OSError: refused by ***",
     }
     # The backoff starts over with the next outage.
@@ -70,3 +83,125 @@ def test_a_first_connection_that_fails_is_an_error_that_hides_the_password() -> 
     assert isinstance(error, ConnectionError)
     assert "mqtt://u:***@broker" in str(error)
     assert "pw" not in str(error)
+
+
+def test_the_cause_of_an_error_is_shown_too() -> None:
+    link = Link("x", "redis://h", logging.getLogger("reactor.test"), secrets=("pw",))
+    try:
+        try:
+            raise ConnectionRefusedError(111, "refused with pw")
+        except OSError as exc:
+            raise ConnectionError("cannot connect to h:6379") from exc
+    except ConnectionError as exc:
+        error = link.unavailable(exc)
+    assert str(error).endswith(
+        "ConnectionError: cannot connect to h:6379 (ConnectionRefusedError: [Errno 111] "
+        "refused with ***); check that the server runs and the address is right"
+    )
+
+
+def test_a_reconnection_without_a_gap_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    link = Link("mqtt", "mqtt://broker", logging.getLogger("reactor.test"))
+    link.connected(START)
+    link.failed(OSError("gone"), START)
+    assert link.connected(START + timedelta(seconds=2), gap=False) == START
+    assert caplog.records[-1].getMessage() == (
+        "mqtt: connected to mqtt://broker again after 2.0 s; the server kept what was sent "
+        "meanwhile"
+    )
+
+
+def test_the_url_comes_from_the_argument_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    options = {"parameter": "url", "variable": "REACTOR_TEST_URL", "example": "x://h"}
+    monkeypatch.setenv("REACTOR_TEST_URL", "x://from-env")
+    assert configured("x://given", **options) == "x://given"
+    assert configured(None, **options) == "x://from-env"
+    monkeypatch.delenv("REACTOR_TEST_URL")
+    with pytest.raises(ValueError, match=r"no server to connect to: pass url='x://h' or set"):
+        configured(None, **options)
+    with pytest.raises(ValueError, match="url must be a non-empty str"):
+        configured("", **options)
+    assert password_of("redis://u:p%40ss@h") in {("p%40ss", "p@ss"), ("p@ss", "p%40ss")}
+    assert password_of("redis://h") == password_of("redis://u@[bad") == ()
+
+
+@pytest.mark.anyio
+async def test_connection_failures_are_found_inside_exception_groups() -> None:
+    kinds = (OSError,)
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [ConnectionResetError("x")])])
+    assert isinstance(connection_failure(nested, kinds), ConnectionResetError)
+    assert connection_failure(ExceptionGroup("g", [OSError(), KeyError()]), kinds) is None
+    assert connection_failure(KeyError(), kinds) is None
+    # Cancelled while the client's cleanup failed: the cancellation goes on.
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await anyio.sleep(1)
+        except BaseException as exc:
+            group = BaseExceptionGroup("g", [exc, OSError("closed")])
+            with pytest.raises(anyio.get_cancelled_exc_class()):
+                connection_failure(group, kinds)
+            raise
+    assert scope.cancelled_caught
+
+
+class Flaky(MemoryQueue):
+    """A memory queue that cannot store anything for its first *down* puts, and refuses
+    events whose data is ``"big"``."""
+
+    stores_immediately = False  # publish() calls put()
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+
+    async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
+        if event.data == "big":
+            raise PayloadTooLargeError(10_000, 100)
+        if self.down:
+            self.down -= 1
+            raise QueueUnavailableError("the disk is full")
+        await super().put(event, only=only)
+
+
+@pytest.mark.anyio
+async def test_publish_waits_out_an_unavailable_queue_and_drops_what_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="reactor.test")
+    app = Reactor(queue=Flaky(down=3))
+    capture = Capture()
+    app.subscribe("*", capture)
+    link = Link(
+        "src", "x://h", logging.getLogger("reactor.test"), backoff=Backoff(initial=0, maximum=0)
+    )
+    async with app:
+        assert await link.publish(app, Event(type="t", source="/s", data=1))
+        assert not await link.publish(app, Event(type="t", source="/s", subject="s", data="big"))
+        assert not await link.publish(app, Event(type="t", source="/s", data="big"))
+        assert await link.publish(app, Event(type=GAP_EVENT_TYPE, source="/s"))
+        with anyio.fail_after(5):
+            await capture.wait_for(2)
+    assert [e.data for e in capture.events] == [1, None]
+    assert (link.published, link.rejected) == (1, 2)  # the gap event is counted elsewhere
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert messages == [
+        (
+            "WARNING",
+            "src: the app's queue cannot store events (the disk is full); waiting to publish",
+        ),
+        (
+            "WARNING",
+            "src: the app's queue refused the event for 's' (event is 10000 bytes, over the "
+            "limit of 100 bytes; send a reference to the data instead, or raise the limit); "
+            "dropped it (1 so far; logged once per 1000)",
+        ),
+        (
+            "DEBUG",
+            "src: the app's queue refused the event for None (event is 10000 bytes, over the "
+            "limit of 100 bytes; send a reference to the data instead, or raise the limit); "
+            "dropped it (2 so far; logged once per 1000)",
+        ),
+    ]

@@ -10,22 +10,50 @@ reconnection attempts. The rules it carries out, the same for every such source:
   is logged once when it begins and once when it ends, never once per attempt.
 * The end of an outage is reported to the source, which publishes a gap event where
   events may have been missed while it was away.
+* An event the app's queue refuses (larger than a durable queue's limit) is dropped,
+  counted and logged, never allowed to stop the source; while the queue cannot store
+  anything (a full disk, a broker away) the source waits and tries again.
 * Passwords never reach a log line, an error message or the statistics.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from urllib.parse import urlsplit
+from typing import Final
+from urllib.parse import unquote, urlsplit
 
+import anyio
 import attrs
 
-from reactor import Backoff, SourceUnavailableError
+from reactor import (
+    Backoff,
+    Event,
+    EventFormatError,
+    PayloadTooLargeError,
+    QueueUnavailableError,
+    SourceUnavailableError,
+    validators,
+)
+from reactor.abc import GAP_EVENT_TYPE, App
 
-__all__ = ["RECONNECT_BACKOFF", "Link", "redacted"]
+__all__ = [
+    "LOG_EVERY",
+    "RECONNECT_BACKOFF",
+    "Link",
+    "configured",
+    "connection_failure",
+    "password_of",
+    "redacted",
+]
+
+#: A problem that repeats with every message (a payload that is not JSON, an event too
+#: large for the queue) is logged as a warning the first time and every this many times
+#: after, at debug level in between.
+LOG_EVERY: Final = 1000
 
 #: The wait between reconnection attempts: 0.1 s doubling up to 5 s, jittered.
 RECONNECT_BACKOFF = Backoff(initial=0.1, maximum=5.0, jitter=True)
@@ -51,8 +79,78 @@ def redacted(target: str) -> str:
     return text
 
 
+def configured(given: str | None, *, parameter: str, variable: str, example: str) -> str:
+    """Return the server's URL or DSN: the argument *given*, else the environment variable.
+
+    :param given: the ``url=`` or ``dsn=`` argument, ``None`` when not given
+    :param parameter: the argument's name, for the message
+    :param variable: the environment variable that holds the default
+        (``REACTOR_REDIS_URL``)
+    :param example: a value to show in the message
+    :raises TypeError: *given* is not a str
+    :raises ValueError: *given* is empty, or neither it nor the variable is set
+    """
+    if given is not None:
+        return validators.name(parameter, given)
+    found = os.environ.get(variable, "")
+    if not found:
+        raise ValueError(f"no server to connect to: pass {parameter}={example!r} or set {variable}")
+    return found
+
+
+def password_of(url: str) -> tuple[str, ...]:
+    """The password in *url* as written and percent-decoded, for :attr:`Link.secrets`."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ()
+    return () if not password else tuple({password, unquote(password)})
+
+
+def connection_failure(
+    error: BaseException, kinds: tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """Return the exception that says why a connection failed, or ``None`` if it did not.
+
+    A client library that runs its connection in a task group raises the failure wrapped
+    in (nested) exception groups; this looks through them. Call it from ``except
+    BaseException``: when the task is being cancelled, a client's cleanup may fail on the
+    connection it already closed, and the group then holds the cancellation beside that
+    failure; the cancellation is what must go on, so this raises it.
+
+    :param error: what was raised
+    :param kinds: the exception classes that mean a failed connection (the client's
+        connection errors, :class:`OSError`, :class:`TimeoutError`, ...)
+    :return: the first of the failures when every exception raised is one of *kinds*,
+        else ``None`` (something else went wrong: re-raise *error*)
+    :raises BaseException: the cancellation, when *error* holds one and only failures of
+        *kinds* beside it
+    """
+    leaves = list(_leaves(error))
+    cancelled = anyio.get_cancelled_exc_class()
+    stop = next((leaf for leaf in leaves if isinstance(leaf, cancelled)), None)
+    if stop is not None and all(isinstance(leaf, (cancelled, *kinds)) for leaf in leaves):
+        raise stop
+    if leaves and all(isinstance(leaf, kinds) for leaf in leaves):
+        return leaves[0]
+    return None
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
 def _describe(error: BaseException, secrets: tuple[str, ...]) -> str:
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    # Client libraries wrap the OS's error ("cannot connect to host:port" from "connection
+    # refused"): the cause says what went wrong.
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -85,6 +183,8 @@ class Link:
     reconnects: int = 0
     #: gap events published
     gaps: int = 0
+    #: events the app's queue refused (too large for a durable queue's limit): dropped
+    rejected: int = 0
     last_error: str | None = None
     _down_since: datetime | None = None
     _failures: int = 0
@@ -125,10 +225,13 @@ class Link:
         self._failures += 1
         return self.backoff.delay(self._failures)
 
-    def connected(self, now: datetime) -> datetime | None:
+    def connected(self, now: datetime, *, gap: bool = True) -> datetime | None:
         """Record a working connection.
 
         :param now: the app's clock's time
+        :param gap: whether the source publishes a gap event for the outage (``False``
+            for a server that kept what was sent meanwhile, such as an MQTT broker that
+            kept the session); only the log line differs
         :return: when the outage that this connection ends began, or ``None`` for the first
             connection; the source publishes a gap event for the time in between
         """
@@ -140,18 +243,67 @@ class Link:
             since = now
         self.reconnects += 1
         self.logger.warning(
-            "%s: connected to %s again after %.1f s; publishing a gap event",
+            "%s: connected to %s again after %.1f s; %s",
             self.source,
             self.target,
             (now - since).total_seconds(),
+            "publishing a gap event" if gap else "the server kept what was sent meanwhile",
         )
         return since
+
+    async def publish(self, app: App, event: Event) -> bool:
+        """Publish *event* into *app*, counting it (a gap event is counted in :attr:`gaps`
+        by the source, not here).
+
+        While the app's queue cannot store anything (``QueueUnavailableError``: a full
+        disk, a broker away) this waits, with :attr:`backoff` on the app's clock, and tries
+        again: the source stops reading meanwhile, which is its backpressure. An event the
+        queue refuses for good (``PayloadTooLargeError``, ``EventFormatError``) is dropped,
+        counted in :attr:`rejected` and logged (a warning for the first and every
+        :data:`LOG_EVERY`-th, debug level in between).
+
+        :param app: the running app
+        :param event: the event
+        :return: whether the queue accepted the event (``False``: rejected and dropped)
+        """
+        failures = 0
+        while True:
+            try:
+                await app.publish(event)
+            except (PayloadTooLargeError, EventFormatError) as exc:
+                self.rejected += 1
+                level = logging.WARNING if self.rejected % LOG_EVERY == 1 else logging.DEBUG
+                self.logger.log(
+                    level,
+                    "%s: the app's queue refused the event for %r (%s); dropped it "
+                    "(%d so far; logged once per %d)",
+                    self.source,
+                    event.subject,
+                    exc,
+                    self.rejected,
+                    LOG_EVERY,
+                )
+                return False
+            except QueueUnavailableError as exc:
+                failures += 1
+                if failures == 1:
+                    self.logger.warning(
+                        "%s: the app's queue cannot store events (%s); waiting to publish",
+                        self.source,
+                        exc,
+                    )
+                await app.clock.sleep(self.backoff.delay(failures))
+                continue
+            if event.type != GAP_EVENT_TYPE:
+                self.published += 1
+            return True
 
     def statistics(self) -> Mapping[str, int | str | None]:
         """The counters for ``app.stats().sources``.
 
-        ``received``, ``published``, ``malformed``, ``reconnects``, ``gaps`` and
-        ``last_error`` (the last connection error, password hidden, or ``None``).
+        ``received``, ``published``, ``malformed``, ``reconnects``, ``gaps``,
+        ``rejected`` and ``last_error`` (the last connection error, password hidden, or
+        ``None``).
         """
         return {
             "received": self.received,
@@ -159,5 +311,6 @@ class Link:
             "malformed": self.malformed,
             "reconnects": self.reconnects,
             "gaps": self.gaps,
+            "rejected": self.rejected,
             "last_error": self.last_error,
         }
