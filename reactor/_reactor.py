@@ -90,6 +90,23 @@ if TYPE_CHECKING:
         """How type checkers see a shortcut: the plugin function, less its app argument."""
 
 
+def _sole_failure(error: BaseException) -> BaseException:
+    """The one exception inside *error*'s nested exception groups, cancellations aside;
+    *error* itself when it is no group or holds several."""
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    cancelled = anyio.get_cancelled_exc_class()
+    found: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        elif not isinstance(current, cancelled):
+            found.append(current)
+    return found[0] if len(found) == 1 else error
+
+
 class _State(enum.Enum):
     IDLE = "idle"
     STARTING = "starting"
@@ -622,8 +639,17 @@ class Reactor:
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
             self._tg = None
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+            failure: BaseException = exc
+            try:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                failure = group
+            sole = _sole_failure(failure)
+            if sole is exc:
+                raise
+            # A source (or the queue) that failed to start reaches the caller as it was
+            # raised, not inside the groups of the app's own task groups.
+            raise sole.with_traceback(sole.__traceback__) from sole.__cause__
         self._stack = stack
         return self
 

@@ -9,7 +9,14 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
-from reactor import Event, QueueFull, Reactor, ReactorNotRunning, Stats
+from reactor import (
+    Event,
+    QueueFull,
+    Reactor,
+    ReactorNotRunning,
+    SourceUnavailableError,
+    Stats,
+)
 from reactor.abc import GAP_EVENT_TYPE, App, Source
 from reactor.queues.memory import MemoryQueue
 from reactor.testing import Capture, VirtualClock
@@ -397,3 +404,24 @@ async def test_source_statistics_and_gap_events() -> None:
         "until": "2030-01-01T00:05:00+00:00",
         "missed": 3,
     }
+
+
+class _Unreachable(Source):
+    async def run(
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            raise OSError("connection refused")
+        except OSError as exc:
+            raise SourceUnavailableError("cannot connect to the server") from exc
+
+
+async def test_a_source_that_cannot_start_raises_its_own_error_from_the_block() -> None:
+    app = Reactor()
+    app.add_source(_Unreachable())
+    with pytest.raises(SourceUnavailableError, match="cannot connect") as caught:
+        async with app:
+            pytest.fail("the app started")
+    # Not wrapped in the app's own task groups' exception groups; its cause kept.
+    assert isinstance(caught.value.__cause__, OSError)
+    assert not app.running
