@@ -56,6 +56,9 @@ _EVENT_TIME = re.compile(
 _SHOWN = 80  # characters of a bad value quoted in a reason
 
 JSON: TypeAlias = Any
+RecordFilter: TypeAlias = Callable[[str, str, str], bool]
+"""Which records to keep: called with the bucket, the decoded key and the event name
+(without ``s3:``); a :class:`BucketFilter` is one."""
 
 
 def _patterns(value: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -264,7 +267,7 @@ def object_event(
     )
 
 
-def decode_s3(message: bytes | str | JSON, *, where: BucketFilter | None = None) -> Decoded:
+def decode_s3(message: bytes | str | JSON, *, where: RecordFilter | None = None) -> Decoded:
     """Turn one S3 event notification message into CloudEvents, one per record.
 
     Takes the message as S3, MinIO, Ceph RGW and others send it: ``{"Records": [...]}``
@@ -282,7 +285,8 @@ def decode_s3(message: bytes | str | JSON, *, where: BucketFilter | None = None)
         await app.publish_many(decoded.events)
 
     :param message: the message: JSON bytes or text, or the parsed JSON value
-    :param where: which records to keep (default: all)
+    :param where: which records to keep (default: all): a :class:`BucketFilter`, or any
+        function of the bucket, the decoded key and the event name
     :return: the events, the refusals, the count of filtered records, and whether the
         message was S3's test event
     """
@@ -347,7 +351,7 @@ class _Refused(Exception):
     """A record cannot be decoded; the message says why."""
 
 
-def _decode_record(record: JSON, where: BucketFilter | None) -> Event | None:
+def _decode_record(record: JSON, where: RecordFilter | None) -> Event | None:
     """Decode one record; ``None`` when *where* leaves it out."""
     if not isinstance(record, Mapping):
         raise _Refused(f"a record must be a JSON object, got {_kind(record)}")
