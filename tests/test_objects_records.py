@@ -13,21 +13,26 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from anyio.abc import TaskStatus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reactor import Event, InvalidEventError
+from reactor import Event, InvalidEventError, Reactor
+from reactor.abc import App, Source
 from reactor.sources.objects import (
     S3_TYPE_PREFIX,
     BucketFilter,
     Decoded,
     Refusal,
+    S3Decoder,
     bucket_event,
     decode_s3,
     object_event,
     s3_record,
 )
+from reactor.testing import Capture
 
 DATA = Path(__file__).parent / "data" / "s3-notifications"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -516,3 +521,65 @@ def test_refusals_and_results_are_values() -> None:
     assert Refusal(1, "x") == Refusal(1, "x")
     assert Decoded() == Decoded(events=(), refused=(), filtered=0, test=False)
     assert not Decoded().malformed
+
+
+# -- the broker hook --------------------------------------------------------------------
+
+
+class FakeBrokerSource(Source):
+    """A broker source with ``decode="s3"``, as a source of issue 13 would use the decoder."""
+
+    def __init__(self, payloads: list[bytes], decoder: S3Decoder) -> None:
+        self.payloads = payloads
+        self.decoder = decoder
+        self.counters = {"received": 0, "published": 0, "malformed": 0, "filtered": 0}
+
+    def statistics(self) -> dict[str, int]:
+        return dict(self.counters)
+
+    async def run(
+        self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        for payload in self.payloads:
+            self.counters["received"] += 1
+            decoded = self.decoder(payload)
+            for event in decoded.events:
+                await app.publish(event)
+                self.counters["published"] += 1
+            self.counters["malformed"] += len(decoded.refused)
+            self.counters["filtered"] += decoded.filtered
+        await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_a_broker_source_decodes_each_message_with_the_decoder() -> None:
+    decoder = S3Decoder(BucketFilter(bucket="images", events=["ObjectCreated:*"]))
+    payloads = [
+        example("minio-nats-streaming.json"),  # MinIO's NATS example
+        example("minio-amqp.json"),  # refused: its eventTime
+        json.dumps({"Records": [s3_record("ObjectCreated:Put", "other", "x")]}).encode(),
+        b"not json",
+        example("minio-kafka.json"),
+    ]
+    app = Reactor()
+    capture = Capture()
+    app.subscribe(decoder.pattern, capture, where=decoder.matches)
+    source = FakeBrokerSource(payloads, decoder)
+    app.add_source(source)
+    async with app:
+        with anyio.fail_after(5):
+            events = await capture.wait_for(2)
+        await app.publish_and_wait(bucket_event("ObjectCreated:Put", "other", "y"))
+    assert [e.id for e in events] == ["14CF20BD1EFD5B93", "15C3249451E12784"]
+    assert len(capture.events) == 2  # the other bucket's event does not match
+    assert source.statistics() == {"received": 5, "published": 2, "malformed": 2, "filtered": 1}
+
+
+def test_the_default_decoder_takes_every_record() -> None:
+    decoder = S3Decoder()
+    assert decoder.pattern == "com.amazonaws.s3.*"
+    decoded = decoder(json.loads(example("aws-put.json")))
+    assert decoded == decode_s3(example("aws-put.json"))
+    assert decoder.matches(decoded.events[0])
+    assert S3Decoder() == S3Decoder(BucketFilter())

@@ -45,6 +45,14 @@ the message still decode. S3's test message (``s3:TestEvent``, sent when notific
 are set up) decodes to nothing, flagged ``test``. A source that carries such messages
 (a broker subscription MinIO publishes to) calls it once per message.
 
+**Through a broker.** MinIO also publishes its notifications to MQTT, NATS, AMQP and
+Kafka (the same ``{"EventName", "Key", "Records"}`` object as to a webhook), and to Redis
+and PostgreSQL (use their ``access`` format: the ``namespace`` format overwrites and
+deletes one entry per object instead of appending events). A source of such messages
+takes an :class:`S3Decoder` (``decode="s3"``), calls it once per message and publishes
+the events it returns, so one bucket event reaches the same handlers whichever
+transport the operator configured.
+
 **Over HTTP.** :func:`on_bucket_event` routes a path of the app's HTTP ingress
 (:mod:`reactor.sources.http`, ``app.asgi``) to a :class:`BucketEvents` receiver and
 subscribes the handler. Two kinds of sender:
@@ -129,6 +137,7 @@ from ._records import (
     Decoded,
     RecordFilter,
     Refusal,
+    S3Decoder,
     bucket_event,
     decode_s3,
     object_event,
@@ -147,6 +156,7 @@ __all__ = [
     "Fetch",
     "RecordFilter",
     "Refusal",
+    "S3Decoder",
     "bucket_event",
     "decode_s3",
     "object_event",

@@ -29,9 +29,9 @@ reason, next to what it decoded.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 from urllib.parse import quote_plus, unquote_plus
 
 import attrs
@@ -284,7 +284,8 @@ def decode_s3(message: bytes | str | JSON, *, where: RecordFilter | None = None)
         decoded = decode_s3(body, where=BucketFilter(bucket="images", suffix=".jpg"))
         await app.publish_many(decoded.events)
 
-    :param message: the message: JSON bytes or text, or the parsed JSON value
+    :param message: the message: JSON bytes or text, or the parsed JSON value (dicts
+        and lists, as :func:`json.loads` returns it)
     :param where: which records to keep (default: all): a :class:`BucketFilter`, or any
         function of the bucket, the decoded key and the event name
     :return: the events, the refusals, the count of filtered records, and whether the
@@ -316,7 +317,7 @@ def decode_s3(message: bytes | str | JSON, *, where: RecordFilter | None = None)
 
 def _records(message: JSON) -> Sequence[JSON] | Decoded:
     """The records of a parsed message, or what to answer for a message without any."""
-    if isinstance(message, Mapping):
+    if isinstance(message, dict):
         records = message.get("Records")
         if isinstance(records, list):
             if not records:
@@ -330,7 +331,7 @@ def _records(message: JSON) -> Sequence[JSON] | Decoded:
             "not an S3 event notification: the JSON object has no Records list "
             '(expected {"Records": [...]})'
         )
-    if isinstance(message, list) and message and all(isinstance(i, Mapping) for i in message):
+    if isinstance(message, list) and message and all(isinstance(i, dict) for i in message):
         # MinIO's "access" format (Redis target): [{"Event": [records], "EventTime": ...}]
         flat: list[JSON] = []
         for item in message:
@@ -353,7 +354,7 @@ class _Refused(Exception):
 
 def _decode_record(record: JSON, where: RecordFilter | None) -> Event | None:
     """Decode one record; ``None`` when *where* leaves it out."""
-    if not isinstance(record, Mapping):
+    if not isinstance(record, dict):
         raise _Refused(f"a record must be a JSON object, got {_kind(record)}")
     version = record.get("eventVersion")
     if not isinstance(version, str) or version.partition(".")[0] != "2":
@@ -367,9 +368,9 @@ def _decode_record(record: JSON, where: RecordFilter | None) -> Event | None:
             f"eventName must be an S3 event name like 'ObjectCreated:Put', got {_show(name)}"
         )
     name = _event_name(name)
-    s3 = _member(record, "s3", Mapping)
-    bucket = _member(_member(s3, "bucket", Mapping, "s3."), "name", str, "s3.bucket.")
-    encoded_key = _member(_member(s3, "object", Mapping, "s3."), "key", str, "s3.object.")
+    s3 = _member(record, "s3", dict)
+    bucket = _member(_member(s3, "bucket", dict, "s3."), "name", str, "s3.bucket.")
+    encoded_key = _member(_member(s3, "object", dict, "s3."), "key", str, "s3.object.")
     if not bucket:
         raise _Refused("s3.bucket.name is empty")
     if not encoded_key:
@@ -405,7 +406,7 @@ def _decode_record(record: JSON, where: RecordFilter | None) -> Event | None:
 
 def _event_id(elements: JSON) -> str | None:
     """The adapter's id: ``x-amz-request-id "." x-amz-id-2``, or what there is of it."""
-    if not isinstance(elements, Mapping):
+    if not isinstance(elements, dict):
         return None
     request_id = elements.get("x-amz-request-id")
     if not isinstance(request_id, str) or not request_id:
@@ -428,10 +429,10 @@ def _event_time(value: JSON) -> datetime:
         raise _Refused(f"eventTime {_show(value)} is not a valid date and time") from None
 
 
-def _member(parent: Mapping[str, JSON], name: str, kind: type, path: str = "") -> Any:
+def _member(parent: dict[str, JSON], name: str, kind: type, path: str = "") -> Any:
     value = parent.get(name)
     if not isinstance(value, kind):
-        wanted = "a JSON object" if kind is Mapping else "a string"
+        wanted = "a JSON object" if kind is dict else "a string"
         if value is None:
             raise _Refused(f"the record has no {path}{name}")
         raise _Refused(f"{path}{name} must be {wanted}, got {_kind(value)}")
@@ -454,7 +455,7 @@ def _kind(value: object) -> str:
         return "a number"
     if isinstance(value, list):
         return "a list"
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return "a JSON object"
     return type(value).__name__
 
@@ -462,6 +463,42 @@ def _kind(value: object) -> str:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+@attrs.frozen
+class S3Decoder:
+    """What ``decode="s3"`` means for a source whose messages carry S3 notifications.
+
+    MinIO publishes bucket notifications to brokers (MQTT, NATS, AMQP, Kafka; Redis and
+    PostgreSQL in their ``access`` format), each message one notification message. A
+    source given a decoder calls it once per message, in place of turning the payload
+    into one event of its own, and publishes the events it returns::
+
+        decoded = decoder(payload)               # bytes, text, or parsed JSON
+        for event in decoded.events:
+            await app.publish(event)
+        malformed += len(decoded.refused)        # with decoded.refused[0] as the reason
+        filtered += decoded.filtered
+
+    and subscribes the decorated handler with ``app.subscribe(decoder.pattern, handler,
+    where=decoder.matches)``, so that it receives the decoded events whatever their
+    bucket's source. Never raises on a bad payload.
+
+    :param where: which records to publish (default: all)
+    """
+
+    #: The type glob of the events the decoder makes.
+    pattern: ClassVar[str] = S3_TYPE_PREFIX + "*"
+
+    where: BucketFilter = attrs.field(factory=BucketFilter)
+
+    def __call__(self, payload: bytes | str | JSON) -> Decoded:
+        """Decode one message (see :func:`decode_s3`)."""
+        return decode_s3(payload, where=self.where)
+
+    def matches(self, event: Event) -> bool:
+        """Whether *event* is an S3 event that passes :attr:`where` (a subscription filter)."""
+        return self.where.matches(event)
 
 
 # -- test helpers ------------------------------------------------------------------
