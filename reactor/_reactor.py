@@ -43,7 +43,7 @@ from ._types import (
 from .abc import App, EventQueue, Source
 
 if TYPE_CHECKING:
-    from .sources import files, http, mqtt, redis, timers
+    from .sources import files, http, mqtt, objects, redis, timers
     from .sources.http import HttpIngress
 
 __all__ = ["NOTIFICATION_TYPE", "Reactor"]
@@ -386,6 +386,7 @@ class Reactor:
         on_webhook = _bind(http.on_webhook)
         on_redis_message = _bind(redis.on_redis_message)
         on_mqtt = _bind(mqtt.on_mqtt)
+        on_bucket_event = _bind(objects.on_bucket_event)
     else:
         every = _Shortcut("timers", "every")
         cron = _Shortcut("timers", "cron")
@@ -394,6 +395,7 @@ class Reactor:
         on_webhook = _Shortcut("http", "on_webhook")
         on_redis_message = _Shortcut("redis", "on_redis_message")
         on_mqtt = _Shortcut("mqtt", "on_mqtt")
+        on_bucket_event = _Shortcut("objects", "on_bucket_event")
 
     @property
     def asgi(self) -> HttpIngress:

@@ -44,7 +44,7 @@ def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
     code = (
         "import sys, reactor, reactor.abc, reactor.testing, reactor.queues, reactor.queues.memory;"
         "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess',"
-        " 'coredis', 'nats', 'paho'};"
+        " 'coredis', 'nats', 'paho', 'cryptography', 'psycopg'};"
         "print(sorted(bad & set(sys.modules)))"
     )
     out = subprocess.run(
@@ -78,6 +78,7 @@ PUBLIC_MODULES = (
     "reactor.sources.files",
     "reactor.sources.http",
     "reactor.sources.mqtt",
+    "reactor.sources.objects",
     "reactor.sources.redis",
     "reactor.sources.timers",
 )

@@ -38,7 +38,12 @@ from reactor.sources.http import (
     HttpIngress,
     IngressSettings,
     Message,
+    Once,
     Receive,
+    Receiver,
+    Reject,
+    Reply,
+    Request,
     Scope,
     Send,
     Webhook,
@@ -1605,3 +1610,77 @@ async def test_the_package_logs_as_reactor_sources_http(caplog: pytest.LogCaptur
 def test_exported_names_report_the_package_as_their_module() -> None:
     for exported in (HttpIngress, Webhook, IngressSettings, WebhookOptions, asgi, on_webhook):
         assert exported.__module__ == "reactor.sources.http", exported
+
+
+# -- receivers --------------------------------------------------------------------------
+
+
+class LinesReceiver(Receiver):
+    """A receiver of plain text: one event per line, the first line a delivery id."""
+
+    def __init__(self) -> None:
+        self.checked: list[Mapping[str, str]] = []
+
+    def check(self, headers: Mapping[str, str]) -> None:
+        self.checked.append(headers)
+        if headers.get("x-key") != "k":
+            raise Reject(401, "bad key")
+
+    async def receive(self, request: Request) -> Reply:
+        if request.media_type != "text/plain":
+            raise Reject(415, "text only")
+        delivery, *lines = request.body.decode().splitlines()
+        events = [Event(type="com.example.line", source="/lines", data=line) for line in lines]
+        once = Once(delivery, NOW, 60.0) if delivery else None
+        if not await request.publish(events, once=once):
+            return Reply(200, {"duplicate": True})
+        return Reply.accepted(events, lines=len(lines))
+
+
+async def test_a_receiver_decodes_its_own_requests() -> None:
+    app = Reactor(clock=VirtualClock(start=START))
+    ingress = asgi(app)
+    receiver = LinesReceiver()
+    ingress.receiver("/lines/", receiver, types=["com.example.line"])
+    ingress.receiver("/lines", receiver)  # again: nothing changes
+    assert ingress.receivers == {"/lines": receiver}
+    text = {"x-key": "k", "content-type": "text/plain; charset=utf-8"}
+    async with running(app) as capture:
+        response = await call(ingress, b"d1\na\nb", text, path="/lines")
+        with anyio.fail_after(5):
+            events = await capture.wait_for(2)
+        again = await call(ingress, b"d1\na\nb", text, path="/lines")
+        unsigned = await call(ingress, b"\nc", {**text, "x-key": "no"}, path="/lines")
+        json_body = await call(ingress, b"\nc", {"x-key": "k"}, path="/lines")
+        get = await call(ingress, b"", text, path="/lines", method="GET")
+        forged = await post_event(ingress, Event(type="com.example.line", source="/lines"))
+        stats = app.stats().sources["http"]
+    assert (response.status, response.json) == (202, {"ids": [e.id for e in events], "lines": 2})
+    assert [e.data for e in events] == ["a", "b"]
+    assert receiver.checked[0]["content-type"] == "text/plain; charset=utf-8"
+    assert (again.status, again.json) == (200, {"duplicate": True})
+    assert (unsigned.status, unsigned.json) == (401, {"error": "bad key"})
+    assert (json_body.status, json_body.json) == (415, {"error": "text only"})
+    assert get.status == 405
+    assert forged.status == 403
+    assert "reserved for a receiver" in forged.error
+    assert stats["accepted"] == 2
+    assert stats["duplicates"] == 1
+    assert stats["unauthorized"] == 1
+    assert "1 receiver(s)" in repr(ingress)
+
+
+def test_receivers_are_checked() -> None:
+    ingress = asgi(Reactor())
+    ingress.webhook("/hook", type="x")
+    with pytest.raises(TypeError, match=r"must be a reactor\.sources\.http\.Receiver"):
+        ingress.receiver("/r", object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="routed already"):
+        ingress.receiver("/hook", LinesReceiver())
+    with pytest.raises(TypeError, match="list of globs"):
+        ingress.receiver("/r", LinesReceiver(), types="x")
+    ingress.receiver("/r", LinesReceiver())
+    with pytest.raises(ValueError, match="routed already"):
+        ingress.receiver("/r", LinesReceiver())
+    with pytest.raises(ValueError, match="path must look like"):
+        ingress.receiver("/r*", LinesReceiver())

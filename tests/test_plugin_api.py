@@ -82,6 +82,7 @@ def test_run_with_subscription_leaves_no_source_when_the_subscription_fails() ->
         ("timers", "at"),
         ("files", "on_file_change"),
         ("http", "on_webhook"),
+        ("objects", "on_bucket_event"),
     ],
 )
 def test_trigger_shortcuts_are_the_plugin_functions_bound_to_the_app(

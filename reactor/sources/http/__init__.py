@@ -29,6 +29,14 @@ framework. It accepts two kinds of ``POST``:
                 secret=os.environ["GITHUB_WEBHOOK_SECRET"], scheme="github")
     async def pushed(event): ...         # event.data is the parsed JSON body
 
+**Receivers.** A plugin that takes a sender's own format routes a :class:`Receiver` at
+a path with :meth:`HttpIngress.receiver`: it decodes the body, checks the sender's
+credentials, publishes through :meth:`Request.publish` and chooses the answer, while the
+ingress routes, reads the body, publishes all or nothing and counts. The S3 bucket
+notifications of :func:`reactor.sources.objects.on_bucket_event` arrive this way. The
+types a receiver publishes are refused at the CloudEvents endpoint (403), as reserved
+types are.
+
 **Security.** Event types under ``reactor.`` (timers, file changes, notifications, gap
 events) and sources under ``/reactor/`` (built-in sources and webhook routes) are
 reserved: the CloudEvents endpoint answers 403 to a request holding any such event, so
@@ -127,7 +135,7 @@ from typing import TypeVar, Unpack
 from reactor import ConsumerOptions, Handler, validators
 from reactor.abc import App, export_from
 
-from ._asgi import Message, Receive, Scope, Send
+from ._asgi import Message, Receive, Reject, Scope, Send
 from ._ingress import (
     DEFAULT_MAX_BODY,
     RESERVED_SOURCE_PREFIX,
@@ -135,6 +143,7 @@ from ._ingress import (
     HttpIngress,
     IngressSettings,
 )
+from ._receivers import Once, Receiver, Reply, Request
 from ._webhooks import (
     DEFAULT_REPLAY_CACHE,
     DEFAULT_TOLERANCE,
@@ -154,7 +163,12 @@ __all__ = [
     "HttpIngress",
     "IngressSettings",
     "Message",
+    "Once",
     "Receive",
+    "Receiver",
+    "Reject",
+    "Reply",
+    "Request",
     "Scheme",
     "Scope",
     "Send",

@@ -31,7 +31,16 @@ _DIGITS = re.compile(rb"[0-9]{1,19}")
 
 
 class Reject(Exception):
-    """Answer the request with an error status and a reason."""
+    """Answer the request with an error status and a reason: ``{"error": reason}``.
+
+    The ingress raises it for every request it refuses; a :class:`Receiver` raises it to
+    refuse one.
+
+    :param status: the HTTP status (4xx or 5xx)
+    :param reason: why, for the sender; keep secrets and internal details out of it
+    :param headers: extra headers, as ``(name, value)`` byte pairs (``WWW-Authenticate``,
+        ``Retry-After``)
+    """
 
     def __init__(
         self, status: int, reason: str, headers: Sequence[tuple[bytes, bytes]] = ()

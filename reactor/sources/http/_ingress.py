@@ -38,6 +38,7 @@ from ._asgi import (
     reason,
     route_path,
 )
+from ._receivers import Once, Receiver, Request
 from ._webhooks import (
     DEFAULT_REPLAY_CACHE,
     DEFAULT_TOLERANCE,
@@ -152,6 +153,9 @@ class HttpIngress(Source):
         validators.keywords(type(self).__name__, settings, IngressSettings)
         self._app = app
         self._routes: dict[str, Webhook] = {}
+        self._receivers: dict[str, Receiver] = {}
+        # Globs of the types the receivers publish, refused at the CloudEvents endpoint.
+        self._receiver_types: dict[str, Callable[[str], bool]] = {}
         self._replays = ReplayCache(DEFAULT_REPLAY_CACHE)
         for name, value in {**_DEFAULTS, **settings}.items():
             setattr(self, name, value)
@@ -288,6 +292,8 @@ class HttpIngress(Source):
         """
         validators.keywords("webhook", options, WebhookOptions)
         route = _webhooks.route(path, type, options)
+        if route.path in self._receivers:
+            raise ValueError(f"path {route.path!r} is taken by a receiver; use another path")
         existing = self._routes.get(route.path)
         if existing is not None:
             if existing != route:
@@ -298,6 +304,43 @@ class HttpIngress(Source):
             return existing
         self._routes[route.path] = route
         return route
+
+    @property
+    def receivers(self) -> Mapping[str, Receiver]:
+        """The receivers by path (read-only)."""
+        return MappingProxyType(self._receivers)
+
+    def receiver(self, path: str, receiver: Receiver, *, types: Sequence[str] = ()) -> None:
+        """Route ``POST`` requests at *path* to *receiver*, which decodes them itself.
+
+        For plugins that take a sender's own format (the S3 notifications of
+        :func:`reactor.sources.objects.on_bucket_event`, say): the ingress routes, reads
+        the body, and publishes what the receiver hands to :meth:`Request.publish`; the
+        receiver decodes, authenticates and chooses the answer (see :class:`Receiver`).
+        Routing the same receiver at the same path again does nothing.
+
+        :param path: the path below the ingress, as for :meth:`webhook`
+        :param receiver: the receiver
+        :param types: globs of the event types the receiver publishes: the CloudEvents
+            endpoint refuses them (403) as it refuses reserved types, so that no client
+            reaches the receiver's subscribers without its checks (``allow_reserved``
+            lifts this too)
+        :raises TypeError: *receiver* is not a :class:`Receiver`, or a glob not a str
+        :raises ValueError: *path* is not a valid path, or is taken by another route
+        """
+        normalized = _webhooks.check_path(path)
+        if not isinstance(receiver, Receiver):
+            raise TypeError(f"receiver must be a reactor.sources.http.Receiver, got {receiver!r}")
+        if isinstance(types, str):
+            raise TypeError(f"types must be a list of globs, got the str {types!r}")
+        matchers = {glob: compile_glob(glob, "event type") for glob in types}
+        existing = self._receivers.get(normalized)
+        if existing is receiver:
+            return
+        if existing is not None or normalized in self._routes:
+            raise ValueError(f"path {normalized!r} is routed already; use another path")
+        self._receivers[normalized] = receiver
+        self._receiver_types.update(matchers)
 
     # -- Source ---------------------------------------------------------------------
 
@@ -382,7 +425,10 @@ class HttpIngress(Source):
         if path != "/":
             route = self._routes.get(path)
             if route is None:
-                raise Reject(404, f"no route at {path[:200]!r}")
+                receiver = self._receivers.get(path)
+                if receiver is None:
+                    raise Reject(404, f"no route at {path[:200]!r}")
+                return await self._receive(receiver, path, scope, receive)
         if scope["method"] != "POST":
             raise Reject(405, "use POST", ((b"allow", b"POST"),))
         app = self._app
@@ -448,6 +494,47 @@ class HttpIngress(Source):
             await self._enqueue(events)
         return accepted(events)
 
+    async def _receive(
+        self, receiver: Receiver, path: str, scope: Scope, receive: Receive
+    ) -> Answer:
+        """Handle a request to a receiver's path."""
+        if scope["method"] != "POST":
+            raise Reject(405, "use POST", ((b"allow", b"POST"),))
+        if self._stopping or not self._app.running:
+            raise Reject(503, "the app is not running", (self._retry_header,))
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope["headers"]
+        }
+        receiver.check(headers)
+        length = headers.get("content-length")
+        body = await read_body(
+            receive, None if length is None else length.encode("latin-1"), self._max_body
+        )
+
+        async def publish(events: Sequence[Event], once: Once | None) -> bool:
+            if once is None:
+                if events:
+                    await self._enqueue(list(events))
+                return True
+            key = (path, once.id)
+            now = self._app.clock.now().timestamp()
+            if not self._replays.reserve(key, once.sent, now, once.window):
+                self._counters["duplicates"] += 1
+                return False
+            try:
+                if events:
+                    await self._enqueue(list(events))
+            except BaseException:
+                self._replays.release(key)
+                raise
+            return True
+
+        reply = await receiver.receive(
+            Request(path=path, headers=headers, body=body, publish=publish)
+        )
+        return reply.answer()
+
     def _check_token(self, authorization: bytes | None) -> None:
         expected = self._token_bytes
         assert expected is not None
@@ -466,6 +553,7 @@ class HttpIngress(Source):
         reserved = not self._allow_reserved
         type_allowed = self._type_allowed
         source_allowed = self._source_allowed
+        received = self._receiver_types if reserved else None
         for event in events:
             type_, source = event.type, event.source
             if reserved and (
@@ -479,6 +567,14 @@ class HttpIngress(Source):
                     f"'/reactor/' are reserved for reactor's built-in sources and webhook "
                     f"routes; got type {type_!r} from {source!r}",
                 )
+            if received:
+                for glob, match in received.items():
+                    if match(type_):
+                        raise Reject(
+                            403,
+                            f"event {event.id!r}: type {type_!r} is reserved for a "
+                            f"receiver of this ingress (it takes {glob!r} at its own path)",
+                        )
             if type_allowed is not None and not type_allowed(type_):
                 raise Reject(403, f"event {event.id!r}: type {type_!r} is not allowed here")
             if source_allowed is not None and not source_allowed(source):
@@ -562,7 +658,10 @@ class HttpIngress(Source):
         raise exc
 
     def __repr__(self) -> str:
-        return f"<HttpIngress {len(self._routes)} webhook route(s), max_body={self._max_body}>"
+        return (
+            f"<HttpIngress {len(self._routes)} webhook route(s), "
+            f"{len(self._receivers)} receiver(s), max_body={self._max_body}>"
+        )
 
 
 def _globs(
