@@ -56,9 +56,12 @@ def test_the_aws_put_example_maps_field_by_field() -> None:
     event = only_event(decode_s3(body))
     record = json.loads(body)["Records"][0]
 
-    # id: "responseElements.x-amz-request-id" + "." + "responseElements.x-amz-id-2"
+    # id: "responseElements.x-amz-request-id" + "." + "responseElements.x-amz-id-2", and
+    # (reactor's addition, so that the records of one request differ) "." + sequencer +
+    # "." + the key as sent
     assert event.id == (
         "C3D13FE58DE4C810.FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"
+        ".0055AED6DCD90281E5.HappyFace.jpg"
     )
     # source: "eventSource" + "." + "awsRegion" + "." + "s3.buckets.name"
     assert event.source == "aws:s3.us-west-2.mybucket"
@@ -136,8 +139,9 @@ def test_the_minio_examples(
     assert event.data == parsed["Records"][0]
     if event_id is None:  # old MinIO: no x-amz-request-id in responseElements
         assert UUID.fullmatch(event.id)
-    else:  # no x-amz-id-2 either: the request id alone
-        assert event.id == event_id
+    else:  # no x-amz-id-2 either: the request id alone, then the sequencer and key
+        obj = parsed["Records"][0]["s3"]["object"]
+        assert event.id == f"{event_id}.{obj['sequencer']}.{obj['key']}"
 
 
 def test_the_minio_example_with_typographic_dashes_in_its_time_is_refused() -> None:
@@ -173,6 +177,7 @@ def test_a_current_minio_record_gets_the_adapters_id() -> None:
     event = only_event(decode_s3({"EventName": "s3:ObjectCreated:Put", "Records": [record]}))
     assert event.id == (
         "178869619B8B3C05.dd9025bab4ad464b049177c95eb6ebf374d3b3fd1af9251148b658df7ac2e3e8"
+        ".0055AED6DCD90281E5.service.yaml"
     )
     assert event.source == "minio:s3..ai-demo"
     assert event.type == S3_TYPE_PREFIX + "ObjectCreated:Put"
@@ -571,7 +576,7 @@ async def test_a_broker_source_decodes_each_message_with_the_decoder() -> None:
         with anyio.fail_after(5):
             events = await capture.wait_for(2)
         await app.publish_and_wait(bucket_event("ObjectCreated:Put", "other", "y"))
-    assert [e.id for e in events] == ["14CF20BD1EFD5B93", "15C3249451E12784"]
+    assert [e.id.partition(".")[0] for e in events] == ["14CF20BD1EFD5B93", "15C3249451E12784"]
     assert len(capture.events) == 2  # the other bucket's event does not match
     assert source.statistics() == {"received": 5, "published": 2, "malformed": 2, "filtered": 1}
 
@@ -583,3 +588,17 @@ def test_the_default_decoder_takes_every_record() -> None:
     assert decoded == decode_s3(example("aws-put.json"))
     assert decoder.matches(decoded.events[0])
     assert S3Decoder() == S3Decoder(BucketFilter())
+
+
+def test_the_records_of_one_request_get_ids_of_their_own() -> None:
+    # A DeleteObjects call: one request, several keys; deduplication on source + id (the
+    # broker queues' windows, the ingress) must not take them for repeats of one event.
+    records = [
+        s3_record("ObjectRemoved:Delete", "images", key, sequencer=f"0055AED6DCD9028{n}")
+        for n, key in enumerate(["a.jpg", "b.jpg", "c d.jpg"])
+    ]
+    events = decode_s3({"Records": records}).events
+    assert len({(e.source, e.id) for e in events}) == 3
+    assert [e.subject for e in events] == ["a.jpg", "b.jpg", "c d.jpg"]
+    # The same record sent again (S3 delivers at least once) keeps its id.
+    assert [e.id for e in decode_s3({"Records": records}).events] == [e.id for e in events]

@@ -21,7 +21,8 @@ CloudEvents specification's S3 adapter defines (cloudevents/spec,
 ``source``          ``eventSource + "." + awsRegion + "." + bucket``:
                     ``aws:s3.us-west-2.images``, ``minio:s3..images`` (MinIO has no region)
 ``subject``         the object's key, URL-decoded (``red flower.jpg``)
-``id``              ``x-amz-request-id + "." + x-amz-id-2``
+``id``              ``x-amz-request-id + "." + x-amz-id-2 + "." + sequencer + "." + key``
+                    (the key as sent, URL-encoded; see below)
 ``time``            ``eventTime``
 ``datacontenttype`` ``application/json``
 ``data``            the S3 record, as sent (its ``s3.object.key`` still URL-encoded)
@@ -31,9 +32,12 @@ Where the adapter leaves a case open: MinIO's records write ``eventName`` with a
 ``s3:`` prefix (``s3:ObjectCreated:Put``) and AWS's without; the prefix is removed, so
 one type names one event whatever the store. A record without ``x-amz-id-2`` (older
 MinIO releases) gets the request id alone as its id, one without a request id a new
-unique id. Records of one request share that request's ids: a ``DeleteObjects`` call
-that removes ten keys can give ten events with one id and ten subjects, so whatever
-deduplicates by ``(source, id)`` must add the subject.
+unique id. The adapter's id alone (``x-amz-request-id + "." + x-amz-id-2``) names the
+request, not the record: a ``DeleteObjects`` call that removes ten keys gives ten records
+with that one id, and whatever deduplicates on ``source`` + ``id`` (the broker queues'
+dedupe windows, the HTTP ingress) would keep one. reactor therefore appends the object's
+sequencer and key, which makes the id unique per event, as CloudEvents requires, and the
+same on every redelivery of the record.
 
 **Decoding.** :func:`decode_s3` turns one notification message (``{"Records": [...]}``,
 eventVersion 2.x, as AWS S3, MinIO, Ceph RGW and others send it; MinIO's extra

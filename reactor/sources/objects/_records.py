@@ -5,7 +5,8 @@ attribute (cloudevents/spec, ``cloudevents/adapters/aws-s3.md``):
 
 =================  ==========================================================================
 ``id``             ``responseElements.x-amz-request-id`` + ``"."`` +
-                   ``responseElements.x-amz-id-2``
+                   ``responseElements.x-amz-id-2``, then (reactor's addition, below)
+                   ``"."`` + ``s3.object.sequencer`` + ``"."`` + ``s3.object.key``
 ``source``         ``eventSource`` + ``"."`` + ``awsRegion`` + ``"."`` + ``s3.bucket.name``
 ``specversion``    ``"1.0"``
 ``type``           ``"com.amazonaws.s3."`` + ``eventName``
@@ -20,7 +21,10 @@ Where the adapter leaves a case open, this module decides, and the package docs 
 the ``s3:`` prefix MinIO puts on ``eventName`` is removed (AWS's records carry none, so
 one type names one event whatever the store), the subject is the key URL-decoded (S3
 encodes keys form-style), and a record without ``x-amz-id-2`` or ``x-amz-request-id``
-(older MinIO) gets the request id alone, or a new unique id.
+(older MinIO) gets the request id alone, or a new unique id. One departure: the adapter's
+id names the request, which several records share (a ``DeleteObjects`` call), so the
+object's sequencer and key are appended to make ``source`` + ``id`` unique per event, as
+CloudEvents requires and as deduplication relies on.
 
 Nothing here raises on bad input: :func:`decode_s3` returns what it refused, with the
 reason, next to what it decoded.
@@ -236,7 +240,7 @@ def object_event(
         the store's own for others (MinIO: ``"minio:s3"``)
     :param region: the record's ``awsRegion`` (``""`` where the store has none)
     :param id: the event's id; the decoder passes the adapter's
-        ``"{x-amz-request-id}.{x-amz-id-2}"``
+        ``"{x-amz-request-id}.{x-amz-id-2}"`` followed by ``".{sequencer}.{key}"``
     :raises ValueError: *event_name* is not an S3 event name
     :raises reactor.InvalidEventError: an attribute CloudEvents refuses (an empty key, a
         naive *time*)
@@ -398,23 +402,33 @@ def _decode_record(record: JSON, where: RecordFilter | None) -> Event | None:
             data=record,
             event_source=event_source,
             region=region,
-            id=_event_id(record.get("responseElements")),
+            id=_event_id(record.get("responseElements"), s3, encoded_key),
         )
     except InvalidEventError as exc:
         raise _Refused(str(exc)) from None
 
 
-def _event_id(elements: JSON) -> str | None:
-    """The adapter's id: ``x-amz-request-id "." x-amz-id-2``, or what there is of it."""
+def _event_id(elements: JSON, s3: dict[str, Any], encoded_key: str) -> str | None:
+    """The adapter's id, ``x-amz-request-id "." x-amz-id-2`` (or what there is of it),
+    then ``"." sequencer "." key`` (the key as sent, URL-encoded).
+
+    The adapter's id alone names the request, not the record: the records of one
+    ``DeleteObjects`` call that removes ten keys share it. CloudEvents asks ``source`` +
+    ``id`` to be unique per event, and whatever deduplicates on them (the broker queues'
+    dedupe windows, the HTTP ingress) would drop nine of the ten; the object's sequencer
+    and key make it unique, and the same on every redelivery of the record.
+    """
     if not isinstance(elements, dict):
         return None
     request_id = elements.get("x-amz-request-id")
     if not isinstance(request_id, str) or not request_id:
         return None
     host_id = elements.get("x-amz-id-2")
-    if not isinstance(host_id, str) or not host_id:
-        return request_id
-    return f"{request_id}.{host_id}"
+    adapter = f"{request_id}.{host_id}" if isinstance(host_id, str) and host_id else request_id
+    sequencer = s3["object"].get("sequencer")
+    if isinstance(sequencer, str) and sequencer:
+        return f"{adapter}.{sequencer}.{encoded_key}"
+    return f"{adapter}.{encoded_key}"
 
 
 def _event_time(value: JSON) -> datetime:
