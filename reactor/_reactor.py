@@ -43,7 +43,7 @@ from ._types import (
 from .abc import App, EventQueue, Source
 
 if TYPE_CHECKING:
-    from .sources import files, http, timers
+    from .sources import files, http, postgres, timers
     from .sources.http import HttpIngress
 
 __all__ = ["NOTIFICATION_TYPE", "Reactor"]
@@ -367,12 +367,14 @@ class Reactor:
         at = _bind(timers.at)
         on_file_change = _bind(files.on_file_change)
         on_webhook = _bind(http.on_webhook)
+        on_pg_notify = _bind(postgres.on_pg_notify)
     else:
         every = _Shortcut("timers", "every")
         cron = _Shortcut("timers", "cron")
         at = _Shortcut("timers", "at")
         on_file_change = _Shortcut("files", "on_file_change")
         on_webhook = _Shortcut("http", "on_webhook")
+        on_pg_notify = _Shortcut("postgres", "on_pg_notify")
 
     @property
     def asgi(self) -> HttpIngress:

@@ -44,7 +44,7 @@ def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
     code = (
         "import sys, reactor, reactor.abc, reactor.testing, reactor.queues, reactor.queues.memory;"
         "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess',"
-        " 'coredis', 'nats'};"
+        " 'coredis', 'nats', 'psycopg'};"
         "print(sorted(bad & set(sys.modules)))"
     )
     out = subprocess.run(
@@ -65,6 +65,7 @@ PUBLIC_MODULES = (
     "reactor.queues.sqlite",
     "reactor.sources.files",
     "reactor.sources.http",
+    "reactor.sources.postgres",
     "reactor.sources.timers",
 )
 

@@ -53,6 +53,8 @@ def redacted(target: str) -> str:
 
 def _describe(error: BaseException, secrets: tuple[str, ...]) -> str:
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    # One line: libpq's messages span several, with tabs.
+    text = " ".join(text.split())
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
