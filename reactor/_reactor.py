@@ -368,6 +368,7 @@ class Reactor:
         on_file_change = _bind(files.on_file_change)
         on_webhook = _bind(http.on_webhook)
         on_pg_notify = _bind(postgres.on_pg_notify)
+        on_row_change = _bind(postgres.on_row_change)
     else:
         every = _Shortcut("timers", "every")
         cron = _Shortcut("timers", "cron")
@@ -375,6 +376,7 @@ class Reactor:
         on_file_change = _Shortcut("files", "on_file_change")
         on_webhook = _Shortcut("http", "on_webhook")
         on_pg_notify = _Shortcut("postgres", "on_pg_notify")
+        on_row_change = _Shortcut("postgres", "on_row_change")
 
     @property
     def asgi(self) -> HttpIngress:

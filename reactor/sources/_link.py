@@ -127,10 +127,12 @@ class Link:
         self._failures += 1
         return self.backoff.delay(self._failures)
 
-    def connected(self, now: datetime) -> datetime | None:
+    def connected(self, now: datetime, *, gap: bool = True) -> datetime | None:
         """Record a working connection.
 
         :param now: the app's clock's time
+        :param gap: whether the source publishes a gap event for the outage (for the log
+            line; a source that replays what it missed, such as a change log, does not)
         :return: when the outage that this connection ends began, or ``None`` for the first
             connection; the source publishes a gap event for the time in between
         """
@@ -142,10 +144,11 @@ class Link:
             since = now
         self.reconnects += 1
         self.logger.warning(
-            "%s: connected to %s again after %.1f s; publishing a gap event",
+            "%s: connected to %s again after %.1f s%s",
             self.source,
             self.target,
             (now - since).total_seconds(),
+            "; publishing a gap event" if gap else "",
         )
         return since
 

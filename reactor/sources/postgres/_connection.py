@@ -127,7 +127,12 @@ async def connect(
     pg = psycopg_module()
     extra = _params(dsn)
     extra.setdefault("connect_timeout", str(max(2, round(connect_timeout))))
-    abandoned = threading.Event()
+    # The thread and the caller hand the connection over under a lock: a caller that gives
+    # up (timeout, cancellation) never sees the thread's result, so whichever of the two
+    # comes second closes the connection.
+    lock = threading.Lock()
+    made: list[psycopg.Connection[Any]] = []
+    abandoned = False
 
     def open_blocking() -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] = pg.Connection.connect(
@@ -139,13 +144,19 @@ async def connect(
         except BaseException:
             conn.close()
             raise
-        if abandoned.is_set():  # the caller gave up (timeout, cancellation): nobody owns it
-            conn.close()
+        with lock:
+            made.append(conn)
+            if abandoned:
+                conn.close()
         return conn
 
     try:
         with anyio.fail_after(connect_timeout):
             return await anyio.to_thread.run_sync(open_blocking, abandon_on_cancel=True)
     except BaseException:
-        abandoned.set()
+        with lock:
+            abandoned = True
+            orphans = list(made)
+        for conn in orphans:
+            conn.close()
         raise

@@ -20,7 +20,7 @@ from reactor.sources._link import Link
 from ._connection import CONNECT_TIMEOUT, password_of, psycopg_module, resolve_dsn
 from ._listener import Listener, Notification, checked_channel, listen
 from ._payload import PayloadMode, checked_mode, parse_payload
-from ._publish import publish_all, source_uri
+from ._publish import publish_all, source_name, source_uri
 
 __all__ = ["NOTIFICATION_TYPE", "PgNotifySource", "notification", "on_pg_notify"]
 
@@ -34,14 +34,6 @@ NOTIFICATION_TYPE: Final = "reactor.postgres.notification"
 _NO_LINK: Final = Link("", "", logger)
 # A malformed payload is logged as a warning the first time and every this many times.
 _WARN_EVERY: Final = 1000
-
-
-def _source_name(source: str | Handler) -> str:
-    if isinstance(source, str):
-        return validators.name("source", source)
-    if callable(source):
-        return default_name(source)
-    raise TypeError(f"source must be a source name or a handler, got {source!r}")
 
 
 def _build(
@@ -95,7 +87,7 @@ def notification(
     event, _ = _build(
         checked_channel(channel),
         payload,
-        uri=source_uri(_source_name(source)),
+        uri=source_uri(source_name(source)),
         mode=checked_mode(mode),
         encoding="utf-8",
         time=time,
