@@ -432,8 +432,13 @@ async def test_install_and_uninstall_are_idempotent(dsn: str, db: psycopg.Connec
         assert await postgres.uninstall(name, dsn=dsn) == {f"public.{name}": True}
         assert await postgres.uninstall(name, dsn=dsn) == {f"public.{name}": False}
         db.execute(f"INSERT INTO {name} VALUES (1, 'not captured')")
+        # A table dropped while installed is uninstalled by the name it was found by.
+        await postgres.install(name, dsn=dsn)
+        db.execute(f"DROP TABLE {name}")
+        assert await postgres.uninstall(name, dsn=dsn) == {f"public.{name}": True}
+        assert await postgres.uninstall(name, dsn=dsn) == {name: False}
     finally:
-        db.execute(f"DROP TABLE {name}, {keyless}")
+        db.execute(f"DROP TABLE IF EXISTS {name}, {keyless}")
 
 
 def test_the_cli_installs_and_uninstalls(

@@ -191,6 +191,24 @@ def _locate(conn: psycopg.Connection[Any], table: str) -> tuple[int, str, str] |
     return None if row is None else (row[0], row[1], row[2])
 
 
+def _registered(conn: psycopg.Connection[Any], table: str) -> tuple[str, list[str]] | None:
+    """The registry's entry of *table* (which may no longer exist), resolved as SQL would:
+    a qualified name directly, an unqualified one along the ``search_path``."""
+    row = conn.execute(
+        """SELECT r.table_name, r.key_columns
+           FROM (SELECT parse_ident(%s) AS p) i
+           LEFT JOIN LATERAL unnest(current_schemas(false)) WITH ORDINALITY AS s(name, n)
+               ON cardinality(i.p) = 1
+           JOIN reactor.row_change_tables r ON r.table_name = CASE cardinality(i.p)
+               WHEN 2 THEN format('%%I.%%I', i.p[1], i.p[2])
+               ELSE format('%%I.%%I', s.name, i.p[1]) END
+           ORDER BY s.n NULLS FIRST
+           LIMIT 1""",
+        (table,),
+    ).fetchone()
+    return None if row is None else (row[0], list(row[1]))
+
+
 def _installed(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT to_regclass('reactor.row_change_tables') IS NOT NULL").fetchone()
     return bool(row and row[0])
@@ -203,13 +221,9 @@ def resolve_table(conn: psycopg.Connection[Any], table: str) -> Table:
     """
     hint = f"install it with: reactor db install --dsn ... {table}"
     found = _locate(conn, table)
-    registered = None
-    if _installed(conn):
-        name = table if found is None else found[1]
-        registered = conn.execute(
-            "SELECT table_name, key_columns FROM reactor.row_change_tables WHERE table_name = %s",
-            (name,),
-        ).fetchone()
+    registered = (
+        _registered(conn, table if found is None else found[1]) if _installed(conn) else None
+    )
     if found is None and registered is None:
         raise TableNotInstalledError(f"table {table!r} does not exist")
     if registered is None or found is None or not _has_trigger(conn, found[0]):
@@ -318,6 +332,9 @@ def uninstall_tables(
         for table in tables:
             found = _locate(conn, table)
             name = table if found is None else found[1]
+            if found is None and installed:  # dropped since: the registry knows its name
+                entry = _registered(conn, table)
+                name = name if entry is None else entry[0]
             changed = False
             if found is not None and _has_trigger(conn, found[0]):
                 conn.execute(

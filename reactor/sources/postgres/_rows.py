@@ -391,9 +391,9 @@ class RowChangeSource(Source):
     async def _try_to_read(self) -> bool:
         assert self._cursor is not None
         if await self._db(try_lock, self._cursor):
+            self._reader = True  # holding the lock (released by _stand_down if what follows fails)
             # Another process may have read on since this one loaded the cursor.
             self._cursor = await self._db(load_cursor, self.table, self._group)
-            self._reader = True
             self._counts["became_reader"] += 1
             logger.info(
                 "%s: reading the changes of %s for group %r", self._name, self.table, self._group
