@@ -229,6 +229,29 @@ async def test_the_changes_of_one_row_come_in_the_order_they_were_made(
     assert [e.data["new"]["note"] for e in events] == [str(n) for n in range(40)]
 
 
+async def test_a_backlog_larger_than_a_page_is_read_in_pages_in_order_and_once(
+    dsn: str, dsn_conn: psycopg.Connection[Any], db: psycopg.Connection[Any], table: str
+) -> None:
+    app = Reactor()
+    capture = Capture()
+    on_row_change(app, table, dsn=dsn, name="pages", batch_size=50, **FAST)(capture)
+    with dsn_conn.transaction():
+        dsn_conn.execute(f"INSERT INTO {table} VALUES ('late', 0, '')")  # the lowest id
+        for t in range(3):
+            insert(db, table, *((f"t{t}", n, "") for n in range(120)))
+        async with app:
+            events = await wait_for(capture, 360)
+            assert [e.data["key"]["region"] for e in events] == [
+                f"t{t}" for t in range(3) for _ in range(120)
+            ]
+            assert [e.data["key"]["id"] for e in events[:120]] == list(range(120))
+    async with app:
+        (late,) = (await wait_for(capture, 361))[360:]
+    assert late.data["key"] == {"region": "late", "id": 0}
+    assert len(capture.events) == 361
+    assert len({e.id for e in capture.events}) == 361
+
+
 async def test_changes_made_while_the_app_was_down_are_delivered_when_it_comes_back(
     dsn: str, db: psycopg.Connection[Any], table: str
 ) -> None:

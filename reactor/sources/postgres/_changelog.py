@@ -398,8 +398,11 @@ def try_lock(conn: psycopg.Connection[Any], cursor: Cursor) -> bool:
     return bool(row and row[0])
 
 
-_READ: Final = """
-WITH s AS (SELECT coalesce(%(upto)s::pg_snapshot, pg_current_snapshot()) AS upto)
+# The first page of a round takes the snapshot and finds the round's changes through the
+# xid index: the transactions that ended since the last round (few, usually all of them
+# in this one page).
+_READ_ROUND: Final = """
+WITH s AS (SELECT pg_current_snapshot() AS upto)
 SELECT s.upto::text, c.id, c.xid::text, c.changed_at, c.op, c.key, c.new, c.old
 FROM s LEFT JOIN LATERAL (
     SELECT * FROM reactor.row_changes c
@@ -408,11 +411,26 @@ FROM s LEFT JOIN LATERAL (
       AND c.xid < pg_snapshot_xmax(s.upto)
       AND pg_visible_in_snapshot(c.xid, s.upto)
       AND NOT pg_visible_in_snapshot(c.xid, %(done)s::pg_snapshot)
-      AND c.id > %(after)s
       AND c.op = ANY(%(ops)s)
     ORDER BY c.id
     LIMIT %(limit)s
 ) c ON true
+"""
+# The next pages of a large round (a backlog) walk the (table, id) index in order from
+# the last id read, so that each page costs its own rows, not the whole round again. The
+# planner would often sort instead (a burst leaves the log's statistics behind), so the
+# query runs with sorts and bitmap scans disabled for its transaction.
+_ORDERED_WALK: Final = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
+_READ_MORE: Final = """
+SELECT c.id, c.xid::text, c.changed_at, c.op, c.key, c.new, c.old
+FROM reactor.row_changes c
+WHERE c.table_name = %(table)s
+  AND c.id > %(after)s
+  AND pg_visible_in_snapshot(c.xid, %(upto)s::pg_snapshot)
+  AND NOT pg_visible_in_snapshot(c.xid, %(done)s::pg_snapshot)
+  AND c.op = ANY(%(ops)s)
+ORDER BY c.id
+LIMIT %(limit)s
 """
 
 
@@ -420,19 +438,23 @@ def read_page(
     conn: psycopg.Connection[Any], table: str, cursor: Cursor, ops: Sequence[str], limit: int
 ) -> Page:
     """Read the next changes after *cursor*, at most *limit* of them (see the module docs)."""
-    rows = conn.execute(
-        _READ,
-        {
-            "upto": cursor.upto,
-            "table": table,
-            "done": cursor.done,
-            "after": cursor.after_id,
-            "ops": list(ops),
-            "limit": limit,
-        },
-    ).fetchall()
-    upto = rows[0][0]
-    changes = [Change(*row[1:]) for row in rows if row[1] is not None]
+    parameters = {
+        "table": table,
+        "done": cursor.done,
+        "upto": cursor.upto,
+        "after": cursor.after_id,
+        "ops": list(ops),
+        "limit": limit,
+    }
+    if cursor.upto is None:
+        rows = conn.execute(_READ_ROUND, parameters).fetchall()
+        upto = rows[0][0]
+        changes = [Change(*row[1:]) for row in rows if row[1] is not None]
+    else:
+        upto = cursor.upto
+        with conn.transaction():
+            conn.execute(_ORDERED_WALK)
+            changes = [Change(*row) for row in conn.execute(_READ_MORE, parameters).fetchall()]
     if len(changes) < limit:  # the round is over: every change visible in upto is read
         moved = bool(changes) or cursor.upto is not None
         return Page(changes, Cursor(cursor.id, upto, None, 0), moved)
