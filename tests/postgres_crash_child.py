@@ -9,7 +9,7 @@ group that every process of the test shares, until SIGTERM; then it drains and e
 Its evidence goes to its journal, one ``write()`` per line on a file opened ``O_APPEND``
 (a kill -9 loses nothing written; a torn last line is ignored by the reader):
 
-* ``R <pid>``: the app runs (``async with app:`` entered);
+* ``R <pid>``: the app runs (``async with app:`` entered; also written to standard output);
 * ``E <op> <id> <v> <pid>``: the handler got the change of row *id* whose value ``v`` is
   *v* (the new row's, the old row's for a delete);
 * ``Q <pid>``: the app stopped and drained (after SIGTERM).
@@ -80,6 +80,8 @@ async def run(scenario: Scenario) -> None:
 
     async with app:
         journal.write(f"R {pid}")
+        sys.stdout.write(f"R {pid}\n")  # for a test that waits for it on a pipe
+        sys.stdout.flush()
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 break

@@ -36,9 +36,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 import services
+from postgres_crash_child import SOURCE
+
+from reactor import Reactor
+from reactor.sources.postgres import RowChangeSource, on_row_change
+from reactor.testing import Capture
 
 CHILD = Path(__file__).with_name("postgres_crash_child.py")
 #: Processes killed: 5 by default, 50 for the full run (REACTOR_PG_KILLS=50).
@@ -260,3 +266,43 @@ def test_every_committed_change_is_handled_across_kills(
     assert not lost, f"{len(lost)} committed changes never handled, e.g. {sorted(lost)[:5]}"
     assert not unexpected, f"handled but never committed: {sorted(unexpected)[:5]}"
     assert len(expected) > 100
+
+
+@pytest.mark.anyio
+async def test_a_standby_takes_over_from_a_reader_killed_with_sigkill(
+    dsn: str, table: str, tmp_path: Path
+) -> None:
+    scenario = {
+        "dsn": dsn,
+        "table": table,
+        "journal": str(tmp_path / "journal"),
+        "queue": str(tmp_path / "q.db"),
+    }
+    async with await anyio.open_process(
+        [sys.executable, str(CHILD), json.dumps(scenario)], stderr=subprocess.DEVNULL
+    ) as reader:
+        try:
+            assert reader.stdout is not None
+            with anyio.fail_after(60):
+                ready = await reader.stdout.receive()  # "R <pid>": it runs, as the reader
+            assert ready.startswith(b"R ")
+            # Another process of the same app (the same group): it stands by.
+            standby = Reactor(source=SOURCE)
+            capture = Capture()
+            on_row_change(
+                standby, table, dsn=dsn, name="rows", standby_interval=0.05, poll_interval=0.5
+            )(capture)
+            async with standby:
+                (source,) = (s for s in standby.sources if isinstance(s, RowChangeSource))
+                assert standby.stats().sources["rows"]["reader"] == 0
+                reader.kill()
+                await reader.wait()
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"INSERT INTO {table} VALUES (1, 1)")
+                with anyio.fail_after(30):
+                    (event,) = await capture.wait_for(1)
+                assert source.is_reader
+                assert event.data["new"] == {"id": 1, "v": 1}
+        finally:
+            if reader.returncode is None:
+                reader.kill()
