@@ -157,24 +157,25 @@ async def test_inserts_updates_and_deletes_become_events_keyed_by_the_primary_ke
     )
 
 
-async def test_a_single_column_key_is_the_subject_as_text(
+async def test_a_single_column_key_is_the_subject_as_text_and_names_may_need_quotes(
     dsn: str, db: psycopg.Connection[Any]
 ) -> None:
-    name = f"rc_{secrets.token_hex(5)}"
-    db.execute(f'CREATE TABLE "{name}" (code text PRIMARY KEY, n int)')
+    name = f"Rc Codes {secrets.token_hex(4)}"
+    db.execute(f'CREATE TABLE "{name}" ("Code" text PRIMARY KEY, n int)')
     try:
-        await postgres.install(name, dsn=dsn)
+        assert await postgres.install(f'"{name}"', dsn=dsn) == {f'public."{name}"': True}
         app = Reactor()
         capture = Capture()
-        on_row_change(app, name, dsn=dsn, name="codes", **FAST)(capture)
+        on_row_change(app, f'public."{name}"', dsn=dsn, name="codes", **FAST)(capture)
         async with app:
-            db.execute(f"INSERT INTO {name} VALUES ('a/b', 1)")
+            db.execute(f"INSERT INTO \"{name}\" VALUES ('a/b', 1)")
             (event,) = await wait_for(capture, 1)
         assert event.subject == "a/b"
-        assert event.data["key"] == {"code": "a/b"}
+        assert event.data["key"] == {"Code": "a/b"}
+        assert event.data["table"] == f'public."{name}"'
     finally:
-        await postgres.uninstall(name, dsn=dsn)
-        db.execute(f"DROP TABLE {name}")
+        await postgres.uninstall(f'"{name}"', dsn=dsn)
+        db.execute(f'DROP TABLE "{name}"')
 
 
 async def test_a_transaction_that_commits_later_with_a_lower_id_is_not_skipped(
@@ -563,6 +564,7 @@ async def test_the_test_helper_fires_a_handler_without_a_server() -> None:
         "/reactor/postgres/on_order",
         "7",
     )
+    assert got.time is not None
     assert got.data == {
         "table": "public.orders",
         "op": "insert",

@@ -313,6 +313,7 @@ async def test_the_test_helper_fires_a_handler_without_a_server() -> None:
         {"id": 1},
         "application/json",
     )
+    assert event.time is not None
     named = notification("orders", b"\xff", source="listener", mode="text")
     assert (named.source, named.data) == ("/reactor/postgres/listener", b"\xff")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Final, TypeVar, Unpack
 
@@ -43,7 +43,7 @@ def _build(
     uri: str,
     mode: PayloadMode,
     encoding: str,
-    time: datetime | None,
+    time: datetime,
 ) -> tuple[Event, bool]:
     parsed = parse_payload(payload, mode, encoding)
     event = Event(
@@ -90,7 +90,7 @@ def notification(
         uri=source_uri(source_name(source)),
         mode=checked_mode(mode),
         encoding="utf-8",
-        time=time,
+        time=datetime.now(UTC) if time is None else time,
     )
     return event
 

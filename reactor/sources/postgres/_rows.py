@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar, Unpack
 
@@ -103,7 +103,7 @@ def _build(
     *,
     uri: str,
     id: str | None,
-    time: datetime | None,
+    time: datetime,
 ) -> Event:
     data = {"table": table, "op": op, "key": dict(key), "new": new, "old": old}
     subject = key_subject(list(key.values()))
@@ -166,7 +166,7 @@ def row_change(
         None if old is None else dict(old),
         uri=source_uri(source_name(source)),
         id=id,
-        time=time,
+        time=datetime.now(UTC) if time is None else time,
     )
 
 
