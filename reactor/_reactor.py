@@ -43,7 +43,7 @@ from ._types import (
 from .abc import App, EventQueue, Source
 
 if TYPE_CHECKING:
-    from .sources import files, http, mqtt, objects, redis, timers
+    from .sources import files, http, mqtt, objects, postgres, redis, timers
     from .sources.http import HttpIngress
 
 __all__ = ["NOTIFICATION_TYPE", "Reactor"]
@@ -387,6 +387,8 @@ class Reactor:
         on_redis_message = _bind(redis.on_redis_message)
         on_mqtt = _bind(mqtt.on_mqtt)
         on_bucket_event = _bind(objects.on_bucket_event)
+        on_pg_notify = _bind(postgres.on_pg_notify)
+        on_row_change = _bind(postgres.on_row_change)
     else:
         every = _Shortcut("timers", "every")
         cron = _Shortcut("timers", "cron")
@@ -396,6 +398,8 @@ class Reactor:
         on_redis_message = _Shortcut("redis", "on_redis_message")
         on_mqtt = _Shortcut("mqtt", "on_mqtt")
         on_bucket_event = _Shortcut("objects", "on_bucket_event")
+        on_pg_notify = _Shortcut("postgres", "on_pg_notify")
+        on_row_change = _Shortcut("postgres", "on_row_change")
 
     @property
     def asgi(self) -> HttpIngress:

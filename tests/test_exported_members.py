@@ -79,6 +79,7 @@ PUBLIC_MODULES = (
     "reactor.sources.http",
     "reactor.sources.mqtt",
     "reactor.sources.objects",
+    "reactor.sources.postgres",
     "reactor.sources.redis",
     "reactor.sources.timers",
 )

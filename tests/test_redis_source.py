@@ -155,7 +155,7 @@ async def test_channel_and_pattern_messages_become_events(url: str) -> None:
         "malformed": 0,
         "reconnects": 0,
         "gaps": 0,
-        "rejected": 0,
+        "oversized": 0,
         "dropped": 0,
         "last_error": None,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -69,7 +69,7 @@ def test_an_outage_is_logged_once_and_its_end_reported(caplog: pytest.LogCapture
         "malformed": 0,
         "reconnects": 1,
         "gaps": 0,
-        "rejected": 0,
+        "oversized": 0,
         "last_error": "OSError: refused by ***",
     }
     # The backoff starts over with the next outage.
@@ -106,8 +106,7 @@ def test_a_reconnection_without_a_gap_says_so(caplog: pytest.LogCaptureFixture) 
     link.failed(OSError("gone"), START)
     assert link.connected(START + timedelta(seconds=2), gap=False) == START
     assert caplog.records[-1].getMessage() == (
-        "mqtt: connected to mqtt://broker again after 2.0 s; the server kept what was sent "
-        "meanwhile"
+        "mqtt: connected to mqtt://broker again after 2.0 s; nothing was missed meanwhile"
     )
 
 
@@ -149,7 +148,7 @@ async def test_connection_failures_are_found_inside_exception_groups() -> None:
 
 class Flaky(MemoryQueue):
     """A memory queue that cannot store anything for its first *down* puts, and refuses
-    events whose data is ``"big"``."""
+    events whose data is ``"big"``, or any event of type ``"huge"``."""
 
     stores_immediately = False  # publish() calls put()
 
@@ -158,16 +157,25 @@ class Flaky(MemoryQueue):
         self.down = down
 
     async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
-        if event.data == "big":
+        if event.data == "big" or event.type == "huge":
             raise PayloadTooLargeError(10_000, 100)
         if self.down:
             self.down -= 1
             raise QueueUnavailableError("the disk is full")
         await super().put(event, only=only)
 
+    async def put_many(
+        self, events: Sequence[Event], *, only: Collection[str] | None = None
+    ) -> None:
+        for event in events:
+            if event.data == "big" or event.type == "huge":
+                raise PayloadTooLargeError(10_000, 100)
+        for event in events:
+            await super().put(event, only=only)
+
 
 @pytest.mark.anyio
-async def test_publish_waits_out_an_unavailable_queue_and_drops_what_is_refused(
+async def test_publish_waits_out_an_unavailable_queue_and_slims_what_is_too_large(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="reactor.test")
@@ -179,14 +187,25 @@ async def test_publish_waits_out_an_unavailable_queue_and_drops_what_is_refused(
     )
     async with app:
         assert await link.publish(app, Event(type="t", source="/s", data=1))
-        assert not await link.publish(app, Event(type="t", source="/s", subject="s", data="big"))
-        assert not await link.publish(app, Event(type="t", source="/s", data="big"))
+        big = Event(type="t", source="/s", subject="s", data="big")
+        assert await link.publish(app, big)
+        assert await link.publish(app, Event(type="t", source="/s", data="big"))
+        # Too large even without its data: dropped.
+        assert not await link.publish(app, Event(type="huge", source="/s", subject="h"))
         assert await link.publish(app, Event(type=GAP_EVENT_TYPE, source="/s"))
         with anyio.fail_after(5):
-            await capture.wait_for(2)
-    assert [e.data for e in capture.events] == [1, None]
-    assert (link.published, link.rejected) == (1, 2)  # the gap event is counted elsewhere
+            await capture.wait_for(4)
+    note = "payload dropped: the event was 10000 bytes, over the queue's limit of 100"
+    assert [e.data for e in capture.events] == [1, note, note, None]
+    slim = capture.events[1]
+    assert (slim.id, slim.subject, slim.type) == (big.id, "s", "t")
+    assert slim.datacontenttype == "text/plain; charset=utf-8"
+    assert (link.published, link.oversized) == (3, 3)  # the gap event is counted elsewhere
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    limit = (
+        "event is 10000 bytes, over the limit of 100 bytes; send a reference to the data "
+        "instead, or raise the limit"
+    )
     assert messages == [
         (
             "WARNING",
@@ -194,14 +213,42 @@ async def test_publish_waits_out_an_unavailable_queue_and_drops_what_is_refused(
         ),
         (
             "WARNING",
-            "src: the app's queue refused the event for 's' (event is 10000 bytes, over the "
-            "limit of 100 bytes; send a reference to the data instead, or raise the limit); "
-            "dropped it (1 so far; logged once per 1000)",
+            f"src: the event for 's' is too large for the app's queue ({limit}); published it "
+            "without its data (1 so far; logged once per 1000)",
         ),
         (
             "DEBUG",
-            "src: the app's queue refused the event for None (event is 10000 bytes, over the "
-            "limit of 100 bytes; send a reference to the data instead, or raise the limit); "
-            "dropped it (2 so far; logged once per 1000)",
+            f"src: the event for None is too large for the app's queue ({limit}); published it "
+            "without its data (2 so far; logged once per 1000)",
+        ),
+        (
+            "DEBUG",
+            f"src: the event for 'h' is too large for the app's queue ({limit}); published it "
+            "without its data (3 so far; logged once per 1000)",
+        ),
+        (
+            "ERROR",
+            f"src: the event for 'h' is over the queue's limit even without its data ({limit}); "
+            "dropped it",
         ),
     ]
+
+
+@pytest.mark.anyio
+async def test_publish_many_takes_a_batch_whole_or_one_by_one() -> None:
+    app = Reactor(queue=Flaky(down=0))
+    capture = Capture()
+    app.subscribe("*", capture)
+    link = Link("src", "x://h", logging.getLogger("reactor.test"))
+    async with app:
+        await link.publish_many(app, [Event(type="t", source="/s", data=n) for n in range(3)])
+        # One too large: the batch goes one by one, the large one slimmed.
+        await link.publish_many(
+            app, [Event(type="t", source="/s", data=d) for d in ("a", "big", "c")]
+        )
+        with anyio.fail_after(5):
+            await capture.wait_for(6)
+    assert [e.data for e in capture.events][:4] == [0, 1, 2, "a"]
+    assert capture.events[4].data.startswith("payload dropped")
+    assert capture.events[5].data == "c"
+    assert (link.published, link.oversized) == (6, 1)

@@ -72,14 +72,22 @@ Output to a closed pipe (``reactor dead-letters list --json | head -1``) ends th
 command quietly with status 141, as a shell reports a command killed by SIGPIPE
 (128 + 13), so that ``set -o pipefail`` scripts see what they see with other tools.
 
+``reactor db install|uninstall`` installs or removes the row-change capture that
+``@app.on_row_change`` reads (:mod:`reactor.sources.postgres`), on the database that
+``--dsn`` (or ``REACTOR_POSTGRES_DSN``) names; both are idempotent and exit 0, 1 when the
+database refuses (nothing is changed then), 2 for a usage error::
+
+    reactor db install --dsn postgresql://owner@db/shop public.orders public.refunds
+    reactor db uninstall --dsn postgresql://owner@db/shop public.refunds
+
 The benchmarks are not a command: they run from a clone of the repository, as
 ``python -m benchmarks``.
 
 The package's modules, one job each: ``_apps`` imports the app an import string names,
 ``_run`` resolves the settings of ``reactor run`` and runs it, ``_queue_admin`` holds the
-dead-letter and replay commands, and ``_options`` what they all share (the
-argument-or-variable rule, queues from URLs, error output, exit statuses, the
-``reactor.cli`` logger).
+dead-letter and replay commands, ``_db`` the database commands, and ``_options`` what
+they all share (the argument-or-variable rule, queues from URLs, error output, exit
+statuses, the ``reactor.cli`` logger).
 """
 
 from __future__ import annotations
@@ -93,6 +101,7 @@ from typing import Final
 import reactor
 
 from ._apps import import_app
+from ._db import add_db_commands
 from ._options import EXIT_USAGE, ConfigError
 from ._queue_admin import add_queue_commands
 from ._run import RunSettings, add_run_command, resolve_run_settings
@@ -165,4 +174,5 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_command(commands)
     add_queue_commands(commands)
+    add_db_commands(commands)
     return parser

@@ -10,9 +10,10 @@ reconnection attempts. The rules it carries out, the same for every such source:
   is logged once when it begins and once when it ends, never once per attempt.
 * The end of an outage is reported to the source, which publishes a gap event where
   events may have been missed while it was away.
-* An event the app's queue refuses (larger than a durable queue's limit) is dropped,
-  counted and logged, never allowed to stop the source; while the queue cannot store
-  anything (a full disk, a broker away) the source waits and tries again.
+* An event the app's queue refuses (larger than a durable queue's limit) is published
+  without its data, with a note that says why, and counted; it never stops the source.
+  While the queue cannot store anything (a full disk, a broker away) the source waits
+  and tries again.
 * Passwords never reach a log line, an error message or the statistics.
 """
 
@@ -21,9 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -32,8 +33,8 @@ import attrs
 from reactor import (
     Backoff,
     Event,
-    EventFormatError,
     PayloadTooLargeError,
+    QueueFull,
     QueueUnavailableError,
     SourceUnavailableError,
     validators,
@@ -44,16 +45,38 @@ __all__ = [
     "LOG_EVERY",
     "RECONNECT_BACKOFF",
     "Link",
+    "Oversized",
     "configured",
     "connection_failure",
     "password_of",
     "redacted",
+    "without_payload",
 ]
 
 #: A problem that repeats with every message (a payload that is not JSON, an event too
 #: large for the queue) is logged as a warning the first time and every this many times
 #: after, at debug level in between.
 LOG_EVERY: Final = 1000
+
+#: Builds the event that stands for one too large for the app's queue.
+Oversized: TypeAlias = Callable[[Event, PayloadTooLargeError], Event]
+
+
+def without_payload(event: Event, error: PayloadTooLargeError) -> Event:
+    """The event that stands for *event* when it is too large for the app's queue: the
+    same attributes, and as data a text that says how large the payload was.
+
+    :param event: the refused event
+    :param error: the queue's refusal (its ``size`` and ``limit``)
+    """
+    return attrs.evolve(
+        event,
+        datacontenttype="text/plain; charset=utf-8",
+        dataschema=None,
+        data=f"payload dropped: the event was {error.size} bytes, over the queue's limit of "
+        f"{error.limit}",
+    )
+
 
 #: The wait between reconnection attempts: 0.1 s doubling up to 5 s, jittered.
 RECONNECT_BACKOFF = Backoff(initial=0.1, maximum=5.0, jitter=True)
@@ -151,6 +174,8 @@ def _describe(error: BaseException, secrets: tuple[str, ...]) -> str:
     cause = error.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({type(cause).__name__}: {cause})"
+    # One line: libpq's messages span several, with tabs.
+    text = " ".join(text.split())
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -183,8 +208,9 @@ class Link:
     reconnects: int = 0
     #: gap events published
     gaps: int = 0
-    #: events the app's queue refused (too large for a durable queue's limit): dropped
-    rejected: int = 0
+    #: events too large for the app's queue (a durable queue's limit), published without
+    #: their data (see :meth:`publish`)
+    oversized: int = 0
     last_error: str | None = None
     _down_since: datetime | None = None
     _failures: int = 0
@@ -231,7 +257,8 @@ class Link:
         :param now: the app's clock's time
         :param gap: whether the source publishes a gap event for the outage (``False``
             for a server that kept what was sent meanwhile, such as an MQTT broker that
-            kept the session); only the log line differs
+            kept the session, or a source that replays what it missed, such as a change
+            log); only the log line differs
         :return: when the outage that this connection ends began, or ``None`` for the first
             connection; the source publishes a gap event for the time in between
         """
@@ -243,47 +270,63 @@ class Link:
             since = now
         self.reconnects += 1
         self.logger.warning(
-            "%s: connected to %s again after %.1f s; %s",
+            "%s: connected to %s again after %.1f s%s",
             self.source,
             self.target,
             (now - since).total_seconds(),
-            "publishing a gap event" if gap else "the server kept what was sent meanwhile",
+            "; publishing a gap event" if gap else "; nothing was missed meanwhile",
         )
         return since
 
-    async def publish(self, app: App, event: Event) -> bool:
+    async def publish(self, app: App, event: Event, *, oversized: Oversized | None = None) -> bool:
         """Publish *event* into *app*, counting it (a gap event is counted in :attr:`gaps`
         by the source, not here).
 
         While the app's queue cannot store anything (``QueueUnavailableError``: a full
         disk, a broker away) this waits, with :attr:`backoff` on the app's clock, and tries
         again: the source stops reading meanwhile, which is its backpressure. An event the
-        queue refuses for good (``PayloadTooLargeError``, ``EventFormatError``) is dropped,
-        counted in :attr:`rejected` and logged (a warning for the first and every
-        :data:`LOG_EVERY`-th, debug level in between).
+        queue refuses for good (``PayloadTooLargeError``: over a durable queue's size
+        limit) is published in the form *oversized* gives it, the same event with a note
+        in place of what made it large (default :func:`without_payload`), and counted in
+        :attr:`oversized`; it is dropped (and logged as an error) only if even that is
+        refused. Each is logged, a warning for the first and every
+        :data:`LOG_EVERY`-th, debug level in between.
 
         :param app: the running app
         :param event: the event
-        :return: whether the queue accepted the event (``False``: rejected and dropped)
+        :param oversized: builds the smaller event that stands for a refused one
+        :return: whether *event*, or what stands for it, is in the queue
         """
         failures = 0
+        substitute = without_payload if oversized is None else oversized
+        original: Event | None = None  # the refused event, once its substitute is tried
         while True:
             try:
                 await app.publish(event)
-            except (PayloadTooLargeError, EventFormatError) as exc:
-                self.rejected += 1
-                level = logging.WARNING if self.rejected % LOG_EVERY == 1 else logging.DEBUG
+            except PayloadTooLargeError as exc:
+                if original is not None:
+                    self.logger.error(
+                        "%s: the event for %r is over the queue's limit even without its "
+                        "data (%s); dropped it",
+                        self.source,
+                        original.subject,
+                        exc,
+                    )
+                    return False
+                self.oversized += 1
+                level = logging.WARNING if self.oversized % LOG_EVERY == 1 else logging.DEBUG
                 self.logger.log(
                     level,
-                    "%s: the app's queue refused the event for %r (%s); dropped it "
-                    "(%d so far; logged once per %d)",
+                    "%s: the event for %r is too large for the app's queue (%s); published "
+                    "it without its data (%d so far; logged once per %d)",
                     self.source,
                     event.subject,
                     exc,
-                    self.rejected,
+                    self.oversized,
                     LOG_EVERY,
                 )
-                return False
+                original, event = event, substitute(event, exc)
+                continue
             except QueueUnavailableError as exc:
                 failures += 1
                 if failures == 1:
@@ -298,11 +341,33 @@ class Link:
                 self.published += 1
             return True
 
+    async def publish_many(
+        self, app: App, events: Sequence[Event], *, oversized: Oversized | None = None
+    ) -> None:
+        """Publish *events* in order: in one ``publish_many()`` (one transaction on a
+        durable queue) when the queue takes them whole, else one at a time as
+        :meth:`publish` does.
+
+        :param app: the running app
+        :param events: the events
+        :param oversized: as for :meth:`publish`
+        """
+        if len(events) > 1:
+            try:
+                await app.publish_many(events)
+            except (QueueFull, PayloadTooLargeError, QueueUnavailableError):
+                pass  # no room for all at once, or one is too large: one by one, below
+            else:
+                self.published += sum(event.type != GAP_EVENT_TYPE for event in events)
+                return
+        for event in events:
+            await self.publish(app, event, oversized=oversized)
+
     def statistics(self) -> Mapping[str, int | str | None]:
         """The counters for ``app.stats().sources``.
 
         ``received``, ``published``, ``malformed``, ``reconnects``, ``gaps``,
-        ``rejected`` and ``last_error`` (the last connection error, password hidden, or
+        ``oversized`` and ``last_error`` (the last connection error, password hidden, or
         ``None``).
         """
         return {
@@ -311,6 +376,6 @@ class Link:
             "malformed": self.malformed,
             "reconnects": self.reconnects,
             "gaps": self.gaps,
-            "rejected": self.rejected,
+            "oversized": self.oversized,
             "last_error": self.last_error,
         }

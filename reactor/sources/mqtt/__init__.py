@@ -80,8 +80,8 @@ them). A subscription an earlier run made and the code no longer has stays in th
 its messages are acknowledged and dropped (``unmatched``, with one warning).
 
 **Statistics** (``app.stats().sources["/reactor/mqtt/<name>"]``): ``received``,
-``published``, ``malformed``, ``reconnects``, ``gaps``, ``rejected`` (events the app's queue
-refused as too large: acknowledged, dropped and logged), ``unmatched``, ``duplicates``,
+``published``, ``malformed``, ``reconnects``, ``gaps``, ``oversized`` (events too large for
+the app's queue: published without their payload, with a note saying so, and logged), ``unmatched``, ``duplicates``,
 ``last_error`` and ``client_id``.
 
 **Configuration.** ``url=`` or else the environment variable ``REACTOR_MQTT_URL``

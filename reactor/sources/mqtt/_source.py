@@ -172,8 +172,8 @@ class MqttSource(Source):
     def statistics(self) -> Mapping[str, int | str | None]:
         """Return the counters: ``received`` (messages), ``published`` (message events),
         ``malformed`` (payloads not of the form the ``payload`` option expects, published
-        as text or bytes), ``reconnects``, ``gaps`` (gap events published), ``rejected``
-        (events the app's queue refused: too large; acknowledged and dropped),
+        as text or bytes), ``reconnects``, ``gaps`` (gap events published), ``oversized``
+        (events too large for the app's queue: published without their payload),
         ``unmatched`` (messages on a topic none of the filters matches, from a
         subscription an earlier run left in the session: acknowledged and dropped),
         ``duplicates`` (MQTT 5: the copies of a message the broker sent for each further

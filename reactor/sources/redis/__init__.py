@@ -48,8 +48,9 @@ connection eagerly into its own buffer, which the source empties as fast as mess
 arrive.
 
 **Statistics** (``app.stats().sources["/reactor/redis/<name>"]``): ``received``,
-``published``, ``malformed``, ``reconnects``, ``gaps``, ``rejected`` (events the app's
-queue refused as too large: dropped and logged), ``dropped`` and ``last_error``.
+``published``, ``malformed``, ``reconnects``, ``gaps``, ``oversized`` (events too large for
+the app's queue: published without their payload, with a note saying so, and logged),
+``dropped`` and ``last_error``.
 
 **Configuration.** ``url=`` or else the environment variable ``REACTOR_REDIS_URL``
 (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, ``unix://``);

@@ -159,8 +159,8 @@ class RedisSource(Source):
     def statistics(self) -> Mapping[str, int | str | None]:
         """Return the counters: ``received`` (messages), ``published`` (message events),
         ``malformed`` (payloads not of the form the ``payload`` option expects, published
-        as text or bytes), ``reconnects``, ``gaps`` (gap events published), ``rejected``
-        (events the app's queue refused: too large), ``dropped`` (messages dropped because
+        as text or bytes), ``reconnects``, ``gaps`` (gap events published), ``oversized``
+        (events too large for the app's queue: published without their payload), ``dropped`` (messages dropped because
         the buffer was full) and ``last_error`` (the last connection error, or ``None``).
         """
         return {**self._link.statistics(), "dropped": self._dropped}
