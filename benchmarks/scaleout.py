@@ -66,7 +66,8 @@ dispatch, settlement, handlers, event loop, imports -- by the file it comes from
 builtins and helpers count for their callers (``benchmarks/_profile.py``). The table
 gives each component's share of the profile times the system's CPU µs per event in the
 measured runs (the profiler slows Python calls most, so its own µs are shown apart), and
-leaves out the time spent waiting in ``epoll`` for the broker.
+leaves out the time spent waiting in ``epoll`` for the broker. Every drain worker also
+times the garbage collector (``gc.callbacks``), which cProfile does not see.
 
 Every worker counts its deliveries per handler and adds up their indexes; the parent
 adds the workers up and checks that every handler saw every event exactly once, so a run
@@ -80,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -662,18 +664,52 @@ def _child_worker(spec: Spec) -> dict[str, Any]:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    collections = _GarbageCollections()
     cpu0 = time.process_time()
-    if spec.system.startswith("faststream") or (
-        spec.broker == "nats" and spec.system.startswith("raw")
-    ):
-        anyio.run(main)
-    else:
-        h.run_anyio(spec.loop, main)
+    with collections:
+        if spec.system.startswith("faststream") or (
+            spec.broker == "nats" and spec.system.startswith("raw")
+        ):
+            anyio.run(main)
+        else:
+            h.run_anyio(spec.loop, main)
     out["cpu_s"] = time.process_time() - cpu0
+    out["gc_s"] = collections.seconds
+    out["gc_counts"] = collections.counts
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(spec.profile)
     return {**out, **tally.result()}
+
+
+class _GarbageCollections:
+    """The time the garbage collector runs while the block runs (``gc.callbacks``).
+
+    cProfile does not see it: a collection's time counts for whatever function allocated
+    the object that started it. A worker that keeps many events alive at once (a batch)
+    makes the collector run more often and longer than one that drops each event as soon
+    as it is handled.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.counts = [0, 0, 0]  # collections per generation
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        # CPU time, as the workers' CPU per event (a few hundred collections a run: the
+        # clock's cost does not matter).
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+            self.counts[info["generation"]] += 1
+
+    def __enter__(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 async def _run_into(
@@ -1044,6 +1080,8 @@ def measure_drain(cfg: Config, broker: str, system: str, loop: str, workers: int
         "per_worker": [r["handled"] for r in results],
         "cpu_share": [r["cpu_s"] / (done_at - go_at) for r in results],
         "cpu_us_per_event": sum(r["cpu_s"] for r in results) / events * 1e6,
+        "gc_us_per_event": sum(r["gc_s"] for r in results) / events * 1e6,
+        "gc_collections": [sum(c) for c in zip(*(r["gc_counts"] for r in results), strict=True)],
         "fill_s": fill["elapsed"],
         "cleanup": cleanup.get("removed", cleanup.get("error")),
         "stats": [r.get("stats") for r in results if r.get("stats")],
@@ -1217,6 +1255,7 @@ def summarise(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, 
                 "events_per_s_from_go",
                 "first_event_s",
                 "cpu_us_per_event",
+                "gc_us_per_event",
                 "p50_ms",
                 "p90_ms",
                 "p99_ms",
@@ -1457,10 +1496,13 @@ def _breakdown_table(broker: str, document: dict[str, Any]) -> h.Table | None:
     systems = [s for s in BREAKDOWN_SYSTEMS if s in measured and "error" not in measured[s]]
     scaled: dict[str, dict[str, float]] = {}
     cpu: dict[str, float | None] = {}
+    collecting: dict[str, float | None] = {}
     for system in systems:
         parts = measured[system]["us_per_event"]
-        timed = runs.get(f"{system} asyncio W1", {}).get("cpu_us_per_event")
+        run = runs.get(f"{system} asyncio W1", {})
+        timed, collected = run.get("cpu_us_per_event"), run.get("gc_us_per_event")
         cpu[system] = None if timed is None else float(timed["median"])
+        collecting[system] = None if collected is None else float(collected["median"])
         # The profiler slows every call down, Python calls most: its shares are kept and
         # scaled to the CPU time per event of the timed (unprofiled) runs.
         factor = 1.0 if cpu[system] is None else cpu[system] / sum(parts.values())
@@ -1495,6 +1537,11 @@ def _breakdown_table(broker: str, document: dict[str, Any]) -> h.Table | None:
             for s in systems
         ),
         *([""] if gap else []),
+    )
+    table.add(
+        "of which garbage collection (measured runs; inside the rows above)",
+        *(cell(collecting[s]) for s in systems),
+        *([f"{(collecting['reactor'] or 0.0) - (collecting['raw'] or 0.0):+.1f}"] if gap else []),
     )
     table.add(
         "waiting for the broker (wall, left out)",

@@ -228,6 +228,8 @@ def test_quick_run_against_both_servers(tmp_path: Path) -> None:
             assert sum(result["per_worker"]) == result["events"], name
             assert len(result["per_worker"]) == (2 if name.endswith("W2") else 1)
             assert result["events_per_s"] > 0
+            assert result["gc_us_per_event"] >= 0
+            assert len(result["gc_collections"]) == 3  # per generation
         latency = document["results"][f"{broker}/latency"]
         assert set(latency) == {"raw"} | ({"reactor"} if unavailable["reactor"] is None else set())
         for (result,) in latency.values():
