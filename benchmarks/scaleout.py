@@ -22,6 +22,12 @@ index). What is measured, per broker (Redis at ``--redis``, NATS JetStream at ``
     decoded with ``json.loads`` and the K ``async def`` handlers awaited in turn. NATS:
     nats-py, JetStream ``pull_subscribe`` ``fetch(256)``, the same decode and handlers,
     ``msg.ack()`` per message (buffered, flushed with the next request);
+  - ``raw-event`` -- the same raw loop with reactor's codec as its decode step:
+    ``Event.from_json`` (strict JSON, then the ``Event`` built and validated) and handlers
+    that take the ``Event``, as reactor's subscriptions do. Not the issue's baseline: the
+    ratio ``reactor / raw-event`` is reported beside the issue's ``reactor / raw`` (never
+    instead of it) and says what reactor costs beyond decoding the events it must hand
+    to its handlers;
   - ``reactor`` -- ``Reactor(queue=RedisStreamsQueue(...)|NatsJetStreamQueue(...))``
     with its defaults, K subscriptions; the backlog is published through the same queue
     class opened as a tool (``async with``: it takes none of the group's events),
@@ -51,7 +57,17 @@ index). What is measured, per broker (Redis at ``--redis``, NATS JetStream at ``
   Reactor app).
 
 ``--profile DIR`` runs every drain worker under cProfile and writes its statistics there;
-``--systems`` and ``--loops`` narrow the run.
+``--systems`` and ``--loops`` narrow the run. ``--breakdown`` explains the gap between
+the systems with numbers from the same run: after the measured runs, one more
+1-process asyncio drain of ``raw``, ``raw-event`` and ``reactor`` per broker runs under
+cProfile (not counted in the rates), and every function's own time goes to one
+component -- JSON parse, Event build and validation, the broker client, reactor's queue,
+dispatch, settlement, handlers, event loop, imports -- by the file it comes from;
+builtins and helpers count for their callers (``benchmarks/_profile.py``). The table
+gives each component's share of the profile times the system's CPU µs per event in the
+measured runs (the profiler slows Python calls most, so its own µs are shown apart), and
+leaves out the time spent waiting in ``epoll`` for the broker. Every drain worker also
+times the garbage collector (``gc.callbacks``), which cProfile does not see.
 
 Every worker counts its deliveries per handler and adds up their indexes; the parent
 adds the workers up and checks that every handler saw every event exactly once, so a run
@@ -65,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -72,6 +89,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -82,21 +100,28 @@ from typing import Any
 
 import anyio
 
+import reactor
 from reactor import Event, Reactor
 from reactor.abc import EventQueue, Received
 
 from . import _harness as h
+from . import _profile
 from .sqlite import make_data
 
 K = 4
 BROKERS = ("redis", "nats")
 URLS = {"redis": "redis://127.0.0.1:6379/0", "nats": "nats://127.0.0.1:4222"}
+#: The client modules of each broker's raw and reactor systems.
+CLIENTS = {
+    "redis": ("coredis", "coredis.exceptions", "coredis.patterns.pipeline", "coredis.retry"),
+    "nats": ("nats", "nats.errors", "nats.js.api", "nats.js.errors"),
+}
 QUEUES = {
     "redis": ("reactor.queues.redis", "RedisStreamsQueue"),
     "nats": ("reactor.queues.nats", "NatsJetStreamQueue"),
 }
 LOOPS = ("asyncio", "trio")
-SYSTEMS = ("raw", "reactor", "faststream", "faststream-batch")
+SYSTEMS = ("raw", "raw-event", "reactor", "faststream", "faststream-batch")
 WORKLOADS = ("drain", "latency")
 
 EVENT_TYPE = "bench.event"
@@ -375,7 +400,7 @@ async def _nats_stream(spec: Spec, *, consumer: bool) -> None:
                 durable_name=GROUP, ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=20_000
             )
             await js.add_consumer(spec.stream, config)
-        if spec.system == "raw":
+        if spec.system.startswith("raw"):
             for first in range(0, spec.events, 1000):
                 futures = [
                     await js.publish_async(spec.subject, make_event(spec.stream, i).to_json())
@@ -456,10 +481,22 @@ def _child_fill(spec: Spec) -> dict[str, Any]:
 # ............................................................................. workers
 
 
+def _raw_codec(spec: Spec, tally: Tally) -> tuple[Callable[[Any], Any], list[Any]]:
+    """The raw workers' decode step and the K handlers of what it returns.
+
+    ``raw``: ``json.loads`` into a dict, handlers of the dict (the issue's baseline).
+    ``raw-event``: reactor's codec, ``Event.from_json`` (strict JSON, then the
+    :class:`reactor.Event` built and validated), handlers of the ``Event`` as reactor's
+    subscriptions take it: the same client loop, doing the decoding reactor must do.
+    """
+    if spec.system == "raw-event":
+        return Event.from_json, tally.event_handlers()
+    return json.loads, tally.dict_handlers()
+
+
 async def _worker_redis_raw(spec: Spec, tally: Tally) -> dict[str, Any]:
     coredis = _import("coredis")
-    handlers = tally.dict_handlers()
-    loads = json.loads
+    loads, handlers = _raw_codec(spec, tally)
     stream, consumer = spec.stream, spec.consumer
     stop = Stopper(tally, spec, lambda: True)
     acked_at = 0.0
@@ -500,8 +537,7 @@ async def _worker_redis_raw(spec: Spec, tally: Tally) -> dict[str, Any]:
 async def _worker_nats_raw(spec: Spec, tally: Tally) -> dict[str, Any]:
     nats = _import("nats")
     errors = _import("nats.errors")
-    handlers = tally.dict_handlers()
-    loads = json.loads
+    loads, handlers = _raw_codec(spec, tally)
     stop = Stopper(tally, spec, lambda: True)
     nc = await nats.connect(spec.url)
     try:
@@ -580,6 +616,8 @@ async def _worker_faststream(spec: Spec, tally: Tally) -> dict[str, Any]:
 WORKERS: dict[tuple[str, str], Callable[[Spec, Tally], Awaitable[dict[str, Any]]]] = {
     ("redis", "raw"): _worker_redis_raw,
     ("nats", "raw"): _worker_nats_raw,
+    ("redis", "raw-event"): _worker_redis_raw,
+    ("nats", "raw-event"): _worker_nats_raw,
     ("redis", "reactor"): _worker_reactor,
     ("nats", "reactor"): _worker_reactor,
     ("redis", "faststream"): _worker_faststream,
@@ -592,10 +630,15 @@ WORKERS: dict[tuple[str, str], Callable[[Spec, Tally], Awaitable[dict[str, Any]]
 def _child_worker(spec: Spec) -> dict[str, Any]:
     """Get ready, say so, wait for the parent's go (its time.time()), then consume."""
     run = WORKERS[(spec.broker, spec.system)]
-    if spec.system == "reactor":
-        _queue_class(spec.broker)  # fail before READY when the queue is not there
-    elif spec.system.startswith("faststream"):
+    if spec.system.startswith("faststream"):
         _import(f"faststream.{spec.broker}")
+    else:
+        # Before READY, for raw and reactor alike: imports are start-up, not the drain's
+        # CPU time per event (reactor's queues import their client when they open).
+        for module in CLIENTS[spec.broker]:
+            _import(module)
+        if spec.system == "reactor":
+            _queue_class(spec.broker)  # fail before READY when the queue is not there
     tally = Tally(spec.events, latency=spec.latency)
     out: dict[str, Any] = {}
 
@@ -621,16 +664,52 @@ def _child_worker(spec: Spec) -> dict[str, Any]:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    collections = _GarbageCollections()
     cpu0 = time.process_time()
-    if spec.system.startswith("faststream") or (spec.broker == "nats" and spec.system == "raw"):
-        anyio.run(main)
-    else:
-        h.run_anyio(spec.loop, main)
+    with collections:
+        if spec.system.startswith("faststream") or (
+            spec.broker == "nats" and spec.system.startswith("raw")
+        ):
+            anyio.run(main)
+        else:
+            h.run_anyio(spec.loop, main)
     out["cpu_s"] = time.process_time() - cpu0
+    out["gc_s"] = collections.seconds
+    out["gc_counts"] = collections.counts
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(spec.profile)
     return {**out, **tally.result()}
+
+
+class _GarbageCollections:
+    """The time the garbage collector runs while the block runs (``gc.callbacks``).
+
+    cProfile does not see it: a collection's time counts for whatever function allocated
+    the object that started it. A worker that keeps many events alive at once (a batch)
+    makes the collector run more often and longer than one that drops each event as soon
+    as it is handled.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.counts = [0, 0, 0]  # collections per generation
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        # CPU time, as the workers' CPU per event (a few hundred collections a run: the
+        # clock's cost does not matter).
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+            self.counts[info["generation"]] += 1
+
+    def __enter__(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 async def _run_into(
@@ -965,17 +1044,15 @@ def measure_drain(cfg: Config, broker: str, system: str, loop: str, workers: int
         idle=cfg.idle,
         timeout=cfg.timeout,
     )
+    specs = [
+        replace(base, role="worker", index=n, profile=_profile_path(cfg, base, n))
+        for n in range(workers)
+    ]
     try:
         fill = run_child(base, cfg.timeout)
         if "error" in fill:
             return {"error": f"fill: {fill['error']}"}
-        team = Workers(
-            [
-                replace(base, role="worker", index=n, profile=_profile_path(cfg, base, n))
-                for n in range(workers)
-            ],
-            cfg.timeout + 60,
-        )
+        team = Workers(specs, cfg.timeout + 60)
         problem = team.ready()
         go_at = team.go() if problem is None else 0.0
         if problem is not None:
@@ -1003,9 +1080,12 @@ def measure_drain(cfg: Config, broker: str, system: str, loop: str, workers: int
         "per_worker": [r["handled"] for r in results],
         "cpu_share": [r["cpu_s"] / (done_at - go_at) for r in results],
         "cpu_us_per_event": sum(r["cpu_s"] for r in results) / events * 1e6,
+        "gc_us_per_event": sum(r["gc_s"] for r in results) / events * 1e6,
+        "gc_collections": [sum(c) for c in zip(*(r["gc_counts"] for r in results), strict=True)],
         "fill_s": fill["elapsed"],
         "cleanup": cleanup.get("removed", cleanup.get("error")),
         "stats": [r.get("stats") for r in results if r.get("stats")],
+        "profiles": [spec.profile for spec in specs if spec.profile],
     }
 
 
@@ -1089,6 +1169,7 @@ class Config:
     timeout: float = 600.0
     profile: str = ""
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
+    breakdown: bool = False
 
     def events_for(self, broker: str, system: str) -> int:
         """The backlog of one drain run.
@@ -1117,7 +1198,8 @@ def drain_runs(cfg: Config, broker: str, available: dict[str, str | None]) -> li
     :param available: system -> ``None`` or why it cannot run.
     :return: the runs.
     """
-    runs: list[Run] = [("raw", "asyncio", 1)]
+    # raw-event needs only reactor's codec, which every reactor has.
+    runs: list[Run] = [("raw", "asyncio", 1), ("raw-event", "asyncio", 1)]
     if available.get("reactor") is None:
         runs.append(("reactor", "asyncio", 1))
     if available.get("faststream") is None:
@@ -1126,7 +1208,7 @@ def drain_runs(cfg: Config, broker: str, available: dict[str, str | None]) -> li
     if available.get("reactor") is None:
         runs.append(("reactor", "asyncio", 2))
     if broker == "redis" and "trio" in cfg.loops:
-        runs.append(("raw", "trio", 1))
+        runs += [("raw", "trio", 1), ("raw-event", "trio", 1)]
         if available.get("reactor") is None:
             runs.append(("reactor", "trio", 1))
     return [run for run in runs if run[0] in cfg.systems]
@@ -1145,7 +1227,10 @@ def run_name(run: Run) -> str:
 #: (numerator, denominator) run names whose per-repetition ratio is reported.
 RATIOS = (
     ("reactor asyncio W1", "raw asyncio W1"),
+    ("reactor asyncio W1", "raw-event asyncio W1"),
+    ("raw-event asyncio W1", "raw asyncio W1"),
     ("reactor trio W1", "raw trio W1"),
+    ("reactor trio W1", "raw-event trio W1"),
     ("reactor asyncio W2", "reactor asyncio W1"),
     ("raw asyncio W2", "raw asyncio W1"),
     ("reactor asyncio W1", "faststream"),
@@ -1170,6 +1255,7 @@ def summarise(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, 
                 "events_per_s_from_go",
                 "first_event_s",
                 "cpu_us_per_event",
+                "gc_us_per_event",
                 "p50_ms",
                 "p90_ms",
                 "p99_ms",
@@ -1218,10 +1304,24 @@ def evaluate_targets(
             "reactor / raw client, 1 process",
             True,
         ),
+        # Not the issue's target, reported beside it: the same client loop decoding with
+        # reactor's codec into the Event that reactor's handlers take (see the README).
+        (
+            "reactor asyncio W1 / raw-event asyncio W1",
+            TARGET_RAW,
+            "reference: reactor / raw client + codec, 1 process",
+            False,
+        ),
         (
             "reactor trio W1 / raw trio W1",
             TARGET_RAW,
             "reactor / raw client, 1 process, trio",
+            False,
+        ),
+        (
+            "reactor trio W1 / raw-event trio W1",
+            TARGET_RAW,
+            "reference: reactor / raw client + codec, 1 process, trio",
             False,
         ),
         ("reactor asyncio W2 / reactor asyncio W1", TARGET_SCALE, "reactor 2 processes / 1", True),
@@ -1264,10 +1364,198 @@ def evaluate_targets(
     return out
 
 
+# ------------------------------------------------------------------------- breakdown
+
+#: The rows of the breakdown table: component -> label.
+COMPONENTS = {
+    "json": "JSON parse (raw: json.loads; codec: strict load_json)",
+    "event": "Event build + validation",
+    "client": "broker client (read, reply parsing, acks)",
+    "queue": "reactor's queue: reading (get_batch)",
+    "dispatch": "dispatch (raw: its loop; reactor: lanes)",
+    "settle": "settlement (reactor: dispatcher + queue)",
+    "handlers": f"handlers ({K} per event)",
+    "loop": "event loop, anyio, sockets",
+    "harness": "benchmark's own counters",
+    "imports": "imports (once per process)",
+    "other": "other",
+}
+#: The systems whose 1-process asyncio drain ``--breakdown`` profiles.
+BREAKDOWN_SYSTEMS = ("raw", "raw-event", "reactor")
+_SETTLING = {
+    "_dispatch.py": frozenset(
+        {"_settle", "_event_done", "_settle_loop", "_settle_batches", "_wake_settler"}
+    ),
+    "queue": frozenset({"settle", "_settle", "ack", "record_progress", "_remember_letter"}),
+}
+#: Select calls: the worker waits there for the broker (wall time, not CPU).
+_WAITING = ("'poll' of 'select.", "'select' of 'select.", "select.select", "'control' of 'select.")
+_THIRD_PARTY = {
+    "client": ("coredis", "nats", "hiredis", "redis"),
+    "loop": ("anyio", "trio", "sniffio", "outcome"),
+}
+
+
+def _component(function: tuple[str, int, str]) -> str | None:
+    """The breakdown component of a profiled function; ``None``: it counts for its callers.
+
+    By the file it comes from: the standard library's json, reactor's modules, the
+    benchmark's own code, the broker clients, asyncio and anyio. Builtins and other
+    helpers (``isinstance``, ``typing.cast``, ``re``) count for their callers.
+    """
+    filename, _, name = function
+    if filename == "~":
+        return "wait" if any(w in name for w in _WAITING) else None
+    if filename.startswith("<frozen importlib") or name == "<module>":
+        return "imports"
+    if filename.startswith("<attrs generated") and "reactor._event." in filename:
+        return "event"
+    reactor_dir = os.path.dirname(reactor.__file__) + os.sep
+    stdlib = os.path.dirname(os.path.dirname(json.__file__)) + os.sep
+    if filename.startswith(reactor_dir):
+        module = filename[len(reactor_dir) :].replace(os.sep, "/")
+        if module == "_json.py":
+            return "json"
+        if module in ("_event.py", "_binding.py"):
+            return "event"
+        if module.startswith("queues/"):
+            return "settle" if name in _SETTLING["queue"] else "queue"
+        if module == "_dispatch.py":
+            return "settle" if name in _SETTLING["_dispatch.py"] else "dispatch"
+        if module in ("abc.py", "_stats.py", "_clock.py"):
+            return None  # Received(), counters: for whoever calls them
+        return "dispatch"
+    if filename == __file__:
+        if name == "handle":
+            return "handlers"
+        if name in ("settle", "ack"):  # the counting queue's wrappers
+            return "settle"
+        if name.startswith("_worker_"):
+            return "dispatch"
+        return None if name == "<lambda>" else "harness"
+    if filename.startswith(stdlib):
+        module = filename[len(stdlib) :].replace(os.sep, "/")
+        if module.startswith("json/"):
+            return "json"
+        if module.startswith(("asyncio/", "selectors.py", "socket.py", "ssl.py")):
+            return "loop"
+        if module.startswith("importlib/"):
+            return "imports"
+        return None
+    parts = filename.split(os.sep)
+    for component, packages in _THIRD_PARTY.items():
+        if any(package in parts for package in packages):
+            return component
+    return None
+
+
+def measure_breakdown(cfg: Config, broker: str, systems: Sequence[str]) -> dict[str, Any]:
+    """One more 1-process asyncio drain per system under cProfile, as µs per component.
+
+    These runs are not counted in the rates. The statistics go to ``cfg.profile`` when
+    set, else to a temporary directory.
+
+    :param cfg: the configuration.
+    :param broker: the broker.
+    :param systems: the systems to profile.
+    :return: system -> {events, us_per_event: {component: µs}, waiting_us_per_event,
+        profiled_cpu_us_per_event}, or {error}.
+    """
+    out: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        directory = cfg.profile or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="scaleout-breakdown-")
+        )
+        profiled = replace(cfg, profile=directory)
+        for system in systems:
+            result = measure_drain(profiled, broker, system, "asyncio", 1)
+            _progress(broker, "breakdown", f"{system} asyncio W1 (cProfile)", 0, result)
+            if "error" in result:
+                out[system] = {"error": result["error"]}
+                continue
+            events = result["events"]
+            seconds = _profile.attribute(result["profiles"][0], _component)
+            waiting = seconds.pop("wait", 0.0)
+            out[system] = {
+                "events": events,
+                "us_per_event": {
+                    c: seconds[c] / events * 1e6 for c in COMPONENTS if seconds.get(c)
+                },
+                "waiting_us_per_event": waiting / events * 1e6,
+                "profiled_cpu_us_per_event": result["cpu_us_per_event"],
+            }
+    return out
+
+
+def _breakdown_table(broker: str, document: dict[str, Any]) -> h.Table | None:
+    """The breakdown of *broker*: µs per event and component, per system, and the gap."""
+    measured = document.get("breakdown", {}).get(broker)
+    if not measured:
+        return None
+    runs = document["summary"].get(f"{broker}/drain", {}).get("runs", {})
+    systems = [s for s in BREAKDOWN_SYSTEMS if s in measured and "error" not in measured[s]]
+    scaled: dict[str, dict[str, float]] = {}
+    cpu: dict[str, float | None] = {}
+    collecting: dict[str, float | None] = {}
+    for system in systems:
+        parts = measured[system]["us_per_event"]
+        run = runs.get(f"{system} asyncio W1", {})
+        timed, collected = run.get("cpu_us_per_event"), run.get("gc_us_per_event")
+        cpu[system] = None if timed is None else float(timed["median"])
+        collecting[system] = None if collected is None else float(collected["median"])
+        # The profiler slows every call down, Python calls most: its shares are kept and
+        # scaled to the CPU time per event of the timed (unprofiled) runs.
+        factor = 1.0 if cpu[system] is None else cpu[system] / sum(parts.values())
+        scaled[system] = {c: us * factor for c, us in parts.items()}
+    gap = "raw" in scaled and "reactor" in scaled
+    table = h.Table(
+        f"[{broker}] where the CPU goes, µs per event (cProfile of one more 1-process drain "
+        "per system: its shares, scaled to the timed runs' CPU per event)",
+        ["component", *(LABELS[s] for s in systems), *(["reactor - raw"] if gap else [])],
+    )
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    for component, label in COMPONENTS.items():
+        values = [scaled[s].get(component) for s in systems]
+        if not any(values):
+            continue
+        diff = scaled["reactor"].get(component, 0.0) - scaled["raw"].get(component, 0.0)
+        table.add(label, *map(cell, values), *([f"{diff:+.1f}"] if gap else []))
+    totals = [sum(scaled[s].values()) for s in systems]
+    table.add(
+        "total: CPU per event of the timed runs",
+        *(cell(cpu[s]) for s in systems),
+        *([f"{totals[-1] - totals[0]:+.1f}"] if gap else []),
+    )
+    table.add(
+        "under cProfile: own time (its CPU) per event",
+        *(
+            f"{sum(measured[s]['us_per_event'].values()):.1f} "
+            f"({measured[s]['profiled_cpu_us_per_event']:.1f})"
+            for s in systems
+        ),
+        *([""] if gap else []),
+    )
+    table.add(
+        "of which garbage collection (measured runs; inside the rows above)",
+        *(cell(collecting[s]) for s in systems),
+        *([f"{(collecting['reactor'] or 0.0) - (collecting['raw'] or 0.0):+.1f}"] if gap else []),
+    )
+    table.add(
+        "waiting for the broker (wall, left out)",
+        *(cell(measured[s]["waiting_us_per_event"]) for s in systems),
+        *([""] if gap else []),
+    )
+    return table
+
+
 # ------------------------------------------------------------------------------ report
 
 LABELS = {
     "raw": "raw client",
+    "raw-event": "raw client + codec",
     "reactor": "reactor",
     "faststream": "FastStream per-event",
     "faststream-batch": "FastStream batch",
@@ -1348,6 +1636,9 @@ def report(document: dict[str, Any], *, plain: bool = False) -> None:
             for key, value in cell["ratios"].items():
                 ratios.add(key, h.fmt_num(value, "x", 2))
             ratios.render(plain=plain)
+        breakdown = _breakdown_table(broker, document)
+        if breakdown is not None:
+            breakdown.render(plain=plain)
         cell = summary.get(f"{broker}/latency")
         if cell is not None:
             table = h.Table(
@@ -1460,6 +1751,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run every drain worker under cProfile and write its statistics into DIR",
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="after the measured runs, one more 1-process drain of raw, raw-event and "
+        "reactor per broker under cProfile: a table of CPU µs per event and component",
+    )
+    parser.add_argument(
         "--systems",
         type=lambda v: _csv(v, SYSTEMS, "system"),
         default=list(SYSTEMS),
@@ -1492,6 +1789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=120.0 if args.quick else 600.0,
         profile=args.profile,
         systems=args.systems,
+        breakdown=args.breakdown,
     )
     env = h.environment(DISTRIBUTIONS, commit=_commit_id(), urls=cfg.urls)
     started = time.perf_counter()
@@ -1549,6 +1847,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         }
                     )
                     _progress(broker, "latency", system, rep, result)
+    breakdown: dict[str, Any] = {}
+    if cfg.breakdown:
+        for broker in brokers:
+            systems = [
+                system
+                for system in BREAKDOWN_SYSTEMS
+                if system in cfg.systems
+                and (system != "reactor" or unavailable[broker]["reactor"] is None)
+            ]
+            breakdown[broker] = measure_breakdown(cfg, broker, systems)
+            problems += [
+                f"ERROR {broker}/breakdown {system}: {entry['error']}"
+                for system, entry in breakdown[broker].items()
+                if "error" in entry
+            ]
     env["load_average_after"] = list(os.getloadavg())
     summary = summarise(results)
     for key, by_run in results.items():
@@ -1564,6 +1877,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": evaluate_targets(summary, cfg.brokers, unavailable),
         "problems": problems,
         "runs": raw,
+        "breakdown": breakdown,
     }
     report(document, plain=args.plain)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

@@ -48,6 +48,7 @@ _CONTEXT_ATTRIBUTES = frozenset(
     {"id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time"}
 )
 _RESERVED_NAMES = _CONTEXT_ATTRIBUTES | {"data", "data_base64"}
+_REQUIRED_MEMBERS = frozenset({"specversion", "id", "source", "type"})
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -207,12 +208,14 @@ class Event:
         :raises InvalidEventError: if an attribute is missing or invalid.
         :return: the event.
         """
-        if not isinstance(d, Mapping):
+        # A dict first: what JSON decodes to (an ABC's isinstance check costs more).
+        if d.__class__ is not dict and not isinstance(d, Mapping):
             raise EventFormatError(
                 f"a CloudEvent in JSON format must be a JSON object, got {type(d).__name__}"
             )
         members = {name: value for name, value in d.items() if value is not None}
-        _require(members, ("specversion", "id", "source", "type"), "the member {!r}")
+        if not members.keys() >= _REQUIRED_MEMBERS:
+            _require(members, ("specversion", "id", "source", "type"), "the member {!r}")
         data = members.pop("data", None)
         encoded = members.pop("data_base64", None)
         if encoded is not None:
@@ -559,7 +562,9 @@ def _parse_time(value: object) -> datetime:
             "time", f"must be an RFC 3339 timestamp like '2026-01-31T12:00:00Z', got {value!r}"
         )
     try:
-        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+        parsed = datetime.fromisoformat(value.upper())
+        # "Z" and "+00:00" parse as UTC already (the timezone.utc singleton).
+        return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise InvalidEventError("time", f"{value!r} is not a valid UTC date and time") from None
 

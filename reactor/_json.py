@@ -32,10 +32,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# A constant, not a tuple built per call: the hook runs for every number with a fraction
+# or an exponent of every event read.
+_INFINITIES = frozenset({math.inf, -math.inf})
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     # 1e400 parses as inf, which no JSON encoder writes back: refuse it like Infinity.
-    if value in (math.inf, -math.inf):
+    if value in _INFINITIES:
         raise ValueError(f"the number {text} is out of range")
     return value
 
@@ -43,6 +48,24 @@ def _finite_float(text: str) -> float:
 # NaN and Infinity are Python extensions that other JSON parsers reject.
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+# The decoder's scanner (the C one where there is one), which decode() calls; the stubs
+# do not declare the attribute that JSONDecoder.__init__ sets.
+_SCAN_VALUE: Callable[[str, int], tuple[Any, int]] = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """``_JSON_DECODER.decode(text)``, its scanner called directly when the text starts
+    with the value (what encoders write): that saves two Python calls and two whitespace
+    matches per event read. Text with whitespace before the value, or an error, goes
+    through ``decode()`` itself, for the same value or the same error message."""
+    try:
+        value, end = _SCAN_VALUE(text, 0)
+    except StopIteration:  # no value at the start: whitespace first, or not JSON
+        return _JSON_DECODER.decode(text)
+    # After the value, decode() allows JSON's four whitespace characters only.
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        return _JSON_DECODER.decode(text)  # raises its "Extra data" error
+    return value
 
 
 def _refuse(value: object) -> Any:
@@ -135,7 +158,7 @@ def load_json(data: object) -> Any:
     if not isinstance(data, str):
         raise EventFormatError(f"expected JSON as bytes or str, got {type(data).__name__}")
     try:
-        value = _JSON_DECODER.decode(data)
+        value = _decode(data)
     except ValueError as exc:
         raise EventFormatError(f"invalid JSON: {exc}") from None
     except RecursionError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import typing
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -13,6 +14,8 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import TaskStatus
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reactor import (
     UNSET,
@@ -142,9 +145,53 @@ async def test_unset_means_the_apps_default_and_none_means_none() -> None:
 
 def test_load_json_is_the_codecs_strict_reader() -> None:
     assert load_json(b'{"a": [1, "\\u00e9"]}') == {"a": [1, "é"]}
-    for bad in (b"NaN", b'"\\ud800"', b"\xff", b"[" * 100_000):
+    for bad in (b"NaN", b'"\\ud800"', b"\xff", b"[" * 100_000, b"[1e400]"):
         with pytest.raises(EventFormatError):
             load_json(bad)
+
+
+def test_load_json_takes_json_whitespace_around_the_value_and_nothing_else() -> None:
+    assert load_json(b' \t{"a": 1}\r\n ') == {"a": 1}
+    assert load_json("[1.5]\n") == [1.5]
+    for bad, where in (
+        ('{"a": 1} x', "Extra data: line 1 column 10"),
+        ("{}{}", "Extra data"),
+        ("{}\x0b", "Extra data"),  # not JSON whitespace
+        ("", "Expecting value: line 1 column 1"),
+        ("  ", "Expecting value: line 1 column 3"),
+        ("\ufeff{}", "Expecting value"),
+    ):
+        with pytest.raises(EventFormatError, match=f"invalid JSON: {where}"):
+            load_json(bad)
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec="utf-8")),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(codec="utf-8")), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(deadline=None, database=None)
+@given(
+    _JSON_VALUES,
+    st.text(" \t\r\n", max_size=3),
+    st.text(" \t\r\n", max_size=3),
+    st.booleans(),
+)
+def test_load_json_reads_what_json_writes(
+    value: object, before: str, after: str, ascii_only: bool
+) -> None:
+    text = before + json.dumps(value, ensure_ascii=ascii_only) + after
+    assert load_json(text) == value
+    assert load_json(text.encode()) == value
 
 
 class TestValidators:
