@@ -15,6 +15,7 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,16 @@ async def test_created_overwritten_and_removed_objects_become_s3_cloudevents(
         assert modified.data["size"] == len(b"new content")
         assert removed.data["size"] == len(b"gone soon")
         assert {e.extensions[objects.POLLER_EXTENSION] for e in events} == {"poller"}
+        # The test helper builds the very same event, id included.
+        assert created == objects.bucket_change(
+            "created",
+            bucket,
+            "in/new file+1.txt",
+            poller="poller",
+            size=5,
+            etag=head["ETag"],
+            last_modified=head["LastModified"],
+        )
         # Nothing changed: nothing published.
         result = await source.poll()
         assert (result.created, result.modified, result.removed) == (0, 0, 0)
@@ -640,6 +651,44 @@ async def test_poll_needs_a_running_source() -> None:
     assert source.statistics()["polls"] == 0
     with pytest.raises(RuntimeError, match="is not running"):
         await source.poll()
+
+
+async def test_the_test_helper_fires_a_handler_without_a_store() -> None:
+    seen: list[Event] = []
+
+    async def on_upload(event: Event) -> None:
+        seen.append(event)
+
+    # What a user's test does: the handler on an app of the test, no poller, no store.
+    app = Reactor()
+    app.subscribe("com.amazonaws.s3.*", on_upload)
+    when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    async with app:
+        event = objects.bucket_change(
+            "modified", "uploads", "in/a.csv", poller=on_upload, size=3, last_modified=when
+        )
+        receipt = await app.publish_and_wait(event)
+    assert receipt.outcomes["on_upload"].status == "ok"
+    assert seen == [event]
+    assert (event.type, event.source, event.subject, event.time) == (
+        CREATED,
+        "aws:s3.us-east-1.uploads",
+        "in/a.csv",
+        when,
+    )
+    assert event.data == {
+        "change": "modified",
+        "bucket": "uploads",
+        "key": "in/a.csv",
+        "size": 3,
+        "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+        "lastModified": when.isoformat(),
+    }
+    assert event.extensions == {objects.POLLER_EXTENSION: "on_upload"}
+    removed = objects.bucket_change("removed", "uploads", "in/a.csv", poller="p", time=when)
+    assert (removed.type, removed.time) == (REMOVED, when)
+    with pytest.raises(ValueError, match="change"):
+        objects.bucket_change("renamed", "uploads", "k", poller="p")  # type: ignore[arg-type]
 
 
 def test_the_source_is_a_public_name() -> None:

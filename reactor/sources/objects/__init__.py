@@ -194,7 +194,9 @@ ever logged.
 ``last_error``.
 :meth:`BucketPollSource.poll` polls at once (tests, or a nudge from elsewhere).
 
-**Testing.** :func:`bucket_event` builds exactly the event a notification publishes, so
+**Testing.** :func:`bucket_change` builds exactly the event a poller publishes
+(``objects.bucket_change("created", "uploads", "incoming/a.csv", poller=on_upload)``).
+:func:`bucket_event` builds exactly the event a notification publishes, so
 ``await app.publish_and_wait(objects.bucket_event("ObjectCreated:Put", "uploads",
 "day.csv"))`` runs the handler without a store; :func:`s3_record` builds the record
 itself, to post to a route.
@@ -216,6 +218,7 @@ from ._poll import STATE_VARIABLE as STATE_VARIABLE
 from ._poll import BucketPollSource as BucketPollSource
 from ._poll import PollOptions as PollOptions
 from ._poll import PollResult as PollResult
+from ._poll import bucket_change as bucket_change
 from ._poll import by_key as by_key
 from ._poll import on_bucket_change as on_bucket_change
 from ._records import (
@@ -257,6 +260,7 @@ __all__ = [
     "RecordFilter",
     "Refusal",
     "S3Decoder",
+    "bucket_change",
     "bucket_event",
     "by_key",
     "decode_s3",

@@ -28,6 +28,7 @@ from reactor.sources._link import Link
 
 from ._client import (
     MAX_PAGE_SIZE,
+    Listed,
     Lister,
     Settings,
     botocore_modules,
@@ -44,6 +45,7 @@ __all__ = [
     "BucketPollSource",
     "PollOptions",
     "PollResult",
+    "bucket_change",
     "by_key",
     "on_bucket_change",
 ]
@@ -503,6 +505,74 @@ def _object_event(change: Change, *, bucket: str, region: str, poller: str, now:
         id=hashlib.sha256(identity.encode()).hexdigest()[:32],
     )
     return attrs.evolve(event, extensions={POLLER_EXTENSION: poller})
+
+
+def bucket_change(
+    change: ChangeKind,
+    bucket: str,
+    key: str,
+    *,
+    poller: str | Handler,
+    size: int = 0,
+    etag: str = "d41d8cd98f00b204e9800998ecf8427e",
+    last_modified: datetime | None = None,
+    region: str = "us-east-1",
+    time: datetime | None = None,
+) -> Event:
+    """Build the event a bucket poller publishes for one change, for tests without a store::
+
+        @app.on_bucket_change("s3://uploads/incoming/")
+        async def on_upload(event: Event) -> None: ...
+
+        await app.publish_and_wait(
+            objects.bucket_change("created", "uploads", "incoming/a.csv", poller=on_upload)
+        )
+
+    The poller builds its events here too: the same object listed with this ETag, size and
+    time gives the same event, id included.
+
+    :param change: ``"created"``, ``"modified"`` or ``"removed"``
+    :param bucket: the bucket's name
+    :param key: the object's key
+    :param poller: the poller the event comes from: the handler that
+        :func:`on_bucket_change` decorated (without a ``name=``), or the poller's name
+    :param size: the object's size in bytes
+    :param etag: its ETag (with or without the quotes S3 lists it with)
+    :param last_modified: its last-modified time, aware (default: now); S3 lists it to the
+        millisecond
+    :param region: the region of the poller's client (the event's source)
+    :param time: the event's time for ``"removed"``, when the poll found it gone (default:
+        now); for the others it is *last_modified*
+    :return: the event
+    :raises TypeError: an argument of the wrong type
+    :raises ValueError: an unknown change, an empty bucket, key or poller name
+    """
+    validators.one_of("change", change, _EVENT_NAMES)
+    name = poller if isinstance(poller, str) else default_name(poller)
+    when = (
+        datetime.now(UTC)
+        if last_modified is None
+        else validators.aware_datetime("last_modified", last_modified)
+    )
+    listed = Listed(
+        key=validators.name("key", key),
+        etag=f'"{etag.strip(chr(34))}"',
+        size=validators.integer("size", size),
+        last_modified=_listing_time(when),
+    )
+    return _object_event(
+        Change(change, listed),
+        bucket=validators.name("bucket", bucket),
+        region=region,
+        poller=validators.name("poller", name),
+        now=datetime.now(UTC) if time is None else validators.aware_datetime("time", time),
+    )
+
+
+def _listing_time(when: datetime) -> str:
+    """*when* as S3's listings write it: ``2026-01-01T12:00:00.000Z``."""
+    utc = when.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _parse_time(text: str) -> datetime | None:
