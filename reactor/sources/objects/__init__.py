@@ -177,7 +177,9 @@ that fails (network, 403, throttling) is logged once per outage, counted, and re
 at the next interval; the changes are found then, late but not lost. The first poll, when
 the app starts, must work: a missing bucket, refused or missing credentials or an
 unreachable store make ``async with app:`` raise :class:`reactor.SourceUnavailableError`
-saying what to fix; ``async with app:`` returns once the first poll is done.
+saying what to fix; ``async with app:`` returns once the first poll is done. Each
+process that runs a poller polls and publishes: run it in one process of a scaled-out
+app (the state file is not shared between machines, and nothing elects a single poller).
 
 *Connection.* ``endpoint_url=``, ``region=``, ``access_key_id=``, ``secret_access_key=``
 and ``session_token=``, else the ``REACTOR_S3_ENDPOINT_URL``, ``REACTOR_S3_REGION``,
