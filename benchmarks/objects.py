@@ -1,7 +1,7 @@
 """Object-storage benchmark: S3 notification records per second, decoded and over HTTP.
 
 Run ``python -m benchmarks.objects [--quick] [--json out.json] [--loops asyncio,trio]
-[--sections decoder,http]``.
+[--sections decoder,http,polling,polling-memory]``.
 
 Each section measures one way bucket events reach an app and reports rows of figures;
 every run must account for every record, else it is an error (exit status 1).
@@ -19,9 +19,26 @@ every run must account for every record, else it is an error (exit status 1).
   ``fetch`` hook and cached). The timed section ends when a counting consumer has
   received every record's event; records/s end to end, request to handler.
 
+* **polling** -- what one poll of the bucket poller (``on_bucket_change``) costs, per
+  10,000 objects listed. A private S3 server (moto's, ``benchmarks/_s3server.py``) runs
+  in a child process on 127.0.0.1 with 10,000 objects under one prefix (``--quick``:
+  1,000), seeded into it at once. One app polls the prefix (``page_size=1000``, the state
+  in a temporary file) with a counting handler: ``baseline`` is the first start (list
+  everything and store it as the state; ``async with app:`` returns when it is done),
+  ``unchanged`` a ``source.poll()`` with nothing changed, ``changed`` one after 100
+  objects spread over the prefix (``--quick``: 10) were overwritten through the S3 API
+  (not timed); each changed poll must publish exactly those, and every event must be
+  handled. Per poll: the wall time, the CPU time of the polling process
+  (``time.process_time()``: botocore's HTTP and XML parsing, the merge with the stored
+  state, SQLite, publishing) and the CPU time of the S3 server's process (moto builds
+  every page from the whole bucket, so the wall time says more about moto than about a
+  real store), each scaled to 10,000 objects listed.
+* **polling-memory** -- the peak of the Python allocations (``tracemalloc``) during one
+  unchanged poll of 10,000 objects and of 1,000 (``--quick``: 1,000 and 100): the poller
+  holds one page at a time, so the peak should not grow with the number of objects.
+
 Sections are entries of :data:`SECTIONS` (a name, a title, a function of the
-:class:`Config` returning rows): a new measurement (the bucket poller's listing cost)
-adds one entry. There are no targets: the figures are reported.
+:class:`Config` returning rows). There are no targets: the figures are reported.
 """
 
 from __future__ import annotations
@@ -32,19 +49,31 @@ import gc
 import json
 import statistics
 import sys
+import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.lowlevel import checkpoint
 
 from reactor import Event, Reactor
-from reactor.sources.objects import BucketFilter, decode_s3, on_bucket_event, s3_record
+from reactor.sources.objects import (
+    BucketFilter,
+    BucketPollSource,
+    decode_s3,
+    on_bucket_change,
+    on_bucket_event,
+    s3_record,
+)
 
+from ._s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from .http import Exchange, environment, fmt_rate
 
 #: Messages decoded per repetition (``--quick``: a tenth).
@@ -56,6 +85,13 @@ TOKEN = "benchmark-token"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:uploads"
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-bench.pem"
 LOOPS = ("asyncio", "trio")
+#: Objects under the polled prefix (``--quick``: a tenth).
+POLL_OBJECTS = 10_000
+#: Objects overwritten before each changed poll (``--quick``: a tenth).
+POLL_CHANGES = 100
+POLL_PAGE_SIZE = 1000
+#: The polling figures are per this many objects listed.
+PER_LISTED = 10_000
 
 
 @dataclass
@@ -329,6 +365,148 @@ def _http(config: Config) -> list[dict[str, Any]]:
     return rows
 
 
+# ------------------------------------------------------------------------------- polling
+
+
+def _poll_options(server: S3Server, state: str) -> dict[str, Any]:
+    return {
+        "endpoint_url": server.endpoint,
+        "access_key_id": ACCESS_KEY,
+        "secret_access_key": SECRET_KEY,
+        "page_size": POLL_PAGE_SIZE,
+        "interval": 3600.0,  # only the polls the benchmark asks for
+        "state": state,
+    }
+
+
+def _server_cpu(pid: int) -> Callable[[], float]:
+    """A function returning the CPU seconds (user + system) of process *pid* so far."""
+    import psutil
+
+    process = psutil.Process(pid)
+
+    def cpu() -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    return cpu
+
+
+async def _poll_run(
+    server: S3Server, bucket: str, objects: int, repeat: int, changes: int
+) -> list[dict[str, Any]]:
+    """Baseline, *repeat* unchanged polls, *repeat* changed polls: one row each."""
+    s3 = server.client()
+    server_cpu = _server_cpu(server.pid)
+    scale = PER_LISTED / objects
+    rows: list[dict[str, Any]] = []
+    expected = changes * repeat
+    handled = 0
+    all_handled = anyio.Event()
+
+    async def count(event: Event) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == expected:
+            all_handled.set()
+
+    def row(case: str, start: tuple[float, float, float], ok: bool) -> dict[str, Any]:
+        wall, cpu, served = start
+        return {
+            "case": case,
+            "objects": objects,
+            "wall_ms": (time.perf_counter() - wall) * scale * 1000,
+            "cpu_ms": (time.process_time() - cpu) * scale * 1000,
+            "server_cpu_ms": (server_cpu() - served) * scale * 1000,
+            "ok": ok,
+        }
+
+    def now() -> tuple[float, float, float]:
+        return time.perf_counter(), time.process_time(), server_cpu()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Reactor()
+        on_bucket_change(app, f"s3://{bucket}/in/", **_poll_options(server, f"{tmp}/s"))(count)
+        start = now()
+        async with app:
+            rows.append(row("baseline", start, True))
+            (source,) = app.sources
+            assert isinstance(source, BucketPollSource)
+            for _ in range(repeat):
+                start = now()
+                found = await source.poll()
+                same = found.listed == objects and not (
+                    found.created or found.modified or found.removed
+                )
+                rows.append(row("unchanged", start, same) | {"found": repr(found)})
+            step = max(1, objects // changes)
+            for round_ in range(repeat):
+                for i in range(0, step * changes, step):
+                    put = partial(
+                        s3.put_object,
+                        Bucket=bucket,
+                        Key=f"in/{i:06d}",
+                        Body=f"{round_} {time.time_ns()}".encode(),
+                    )
+                    await anyio.to_thread.run_sync(put)
+                start = now()
+                found = await source.poll()
+                right = found.modified == changes and not (found.created or found.removed)
+                rows.append(row("changed", start, right) | {"found": repr(found)})
+            with anyio.move_on_after(60):
+                await all_handled.wait()
+    for r in rows:
+        r["handled"] = handled
+        r["ok"] = r["ok"] and handled == expected
+    return rows
+
+
+def _polling(config: Config) -> list[dict[str, Any]]:
+    objects, changes = config.count(POLL_OBJECTS), config.count(POLL_CHANGES)
+    rows: list[dict[str, Any]] = []
+    with S3Server() as server:
+        bucket = f"bench-{time.time_ns() % 10**9}"
+        server.seed(bucket, "in/", objects)
+        for loop in config.loops:
+            backend = "trio" if loop == "trio" else "asyncio"
+            measured = anyio.run(
+                _poll_run, server, bucket, objects, config.repeat, changes, backend=backend
+            )
+            rows.extend({**r, "case": f"{loop} {r['case']}"} for r in measured)
+    return rows
+
+
+async def _peak(server: S3Server, bucket: str) -> float:
+    """The peak heap (KiB) of one unchanged poll of *bucket*, after a baseline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Reactor()
+        app.add_source(BucketPollSource(f"s3://{bucket}/in/", **_poll_options(server, f"{tmp}/s")))
+        async with app:
+            (source,) = app.sources
+            assert isinstance(source, BucketPollSource)
+            tracemalloc.start()
+            try:
+                before, _ = tracemalloc.get_traced_memory()
+                await source.poll()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    return (peak - before) / 1024
+
+
+def _polling_memory(config: Config) -> list[dict[str, Any]]:
+    objects = config.count(POLL_OBJECTS)
+    rows = []
+    with S3Server() as server:
+        for count in (objects, objects // 10):
+            bucket = f"bench-{time.time_ns() % 10**9}"
+            server.seed(bucket, "in/", count)
+            for _ in range(config.repeat):
+                peak = anyio.run(_peak, server, bucket)
+                rows.append({"case": f"{count} objects", "peak_kib": peak, "ok": True})
+    return rows
+
+
 # -------------------------------------------------------------------------------- report
 
 SECTIONS: dict[str, Section] = {
@@ -349,6 +527,18 @@ SECTIONS: dict[str, Section] = {
             "records_per_s": "records/s",
             "cpu_share": "cpu",
         },
+    ),
+    "polling": Section(
+        "polling",
+        f"the bucket poller against moto's S3 server, per {PER_LISTED:,} objects listed",
+        _polling,
+        {"wall_ms": "wall ms", "cpu_ms": "poller CPU ms", "server_cpu_ms": "server CPU ms"},
+    ),
+    "polling-memory": Section(
+        "polling-memory",
+        "the bucket poller: peak Python heap during one unchanged poll",
+        _polling_memory,
+        {"peak_kib": "KiB"},
     ),
 }
 

@@ -389,6 +389,7 @@ class Reactor:
         on_bucket_event = _bind(objects.on_bucket_event)
         on_pg_notify = _bind(postgres.on_pg_notify)
         on_row_change = _bind(postgres.on_row_change)
+        on_bucket_change = _bind(objects.on_bucket_change)
     else:
         every = _Shortcut("timers", "every")
         cron = _Shortcut("timers", "cron")
@@ -400,6 +401,7 @@ class Reactor:
         on_bucket_event = _Shortcut("objects", "on_bucket_event")
         on_pg_notify = _Shortcut("postgres", "on_pg_notify")
         on_row_change = _Shortcut("postgres", "on_row_change")
+        on_bucket_change = _Shortcut("objects", "on_bucket_change")
 
     @property
     def asgi(self) -> HttpIngress:

@@ -32,7 +32,7 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     document = json.loads(out.read_text())
     assert document["mode"] == "quick"
-    assert set(document["sections"]) == {"decoder", "http"}
+    assert set(document["sections"]) == {"decoder", "http", "polling", "polling-memory"}
     decoder = document["sections"]["decoder"]
     assert {row["case"] for row in decoder} == {
         "1 record/message",
@@ -52,6 +52,19 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
         assert row["ok"], row
         assert row["received"] == row["records"]
         assert row["statuses"].get("202") == row["requests"]
+    polling = document["sections"]["polling"]
+    assert [row["case"] for row in polling] == [
+        f"{loop} {case}"
+        for loop in ("asyncio", "trio")
+        for case in ("baseline", "unchanged", "changed")
+    ]
+    for row in polling:
+        assert row["ok"], row
+        assert row["objects"] == objects.POLL_OBJECTS // 10
+        assert row["handled"] == objects.POLL_CHANGES // 10  # one changed poll, all handled
+    memory = document["sections"]["polling-memory"]
+    assert [row["case"] for row in memory] == ["1000 objects", "100 objects"]
+    assert all(row["peak_kib"] > 0 for row in memory)
     assert "decode_s3 alone" in proc.stdout
     assert "ERROR" not in proc.stdout
 

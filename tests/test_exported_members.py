@@ -43,8 +43,9 @@ def test_exported_members_are_documented_and_report_the_public_module() -> None:
 def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
     code = (
         "import sys, reactor, reactor.abc, reactor.testing, reactor.queues, reactor.queues.memory;"
+        "import reactor.sources.objects;"
         "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess',"
-        " 'coredis', 'nats', 'paho', 'cryptography', 'psycopg'};"
+        " 'coredis', 'nats', 'paho', 'cryptography', 'psycopg', 'botocore'};"
         "print(sorted(bad & set(sys.modules)))"
     )
     out = subprocess.run(

@@ -232,6 +232,18 @@ class Link:
             "the server runs and the address is right"
         )
 
+    def note(self, error: BaseException) -> str:
+        """Record *error* as :attr:`last_error` without logging it, and return that text.
+
+        For a source that reports its own failures (a poller: a failed poll is retried at
+        the next interval, not reconnected).
+
+        :param error: what the client raised
+        :return: the error's type and message, secrets hidden
+        """
+        self.last_error = _describe(error, self.secrets)
+        return self.last_error
+
     def failed(self, error: BaseException, now: datetime) -> float:
         """Record that the connection broke, or a reconnection attempt failed.
 

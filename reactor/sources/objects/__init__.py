@@ -120,9 +120,85 @@ refused), ``tests``, ``unauthorized`` (401 and 403), ``confirmed`` and
 
 **Extras.** Decoding and MinIO's webhook need nothing beyond reactor;
 SNS signatures need ``reactor-events[sns]`` (the ``cryptography`` package), imported
-only when an SNS route is made.
+only when an SNS route is made; polling needs ``reactor-events[s3]`` (botocore),
+imported only when a poller is made.
 
-**Testing.** :func:`bucket_event` builds exactly the event a notification publishes, so
+**Polling** (:func:`on_bucket_change`, :class:`BucketPollSource`; needs
+``reactor-events[s3]``), for stores where bucket notifications cannot be configured::
+
+    @app.on_bucket_change("s3://uploads/incoming/", interval=30, suffix=".csv")
+    async def on_upload(event: Event) -> None:      # objects.on_bucket_change(app, ...)
+        if event.type == "com.amazonaws.s3.ObjectCreated:Put":
+            key = event.subject                     # "incoming/report.csv"
+
+Every *interval* seconds (on the app's clock) the source lists the prefix with
+``ListObjectsV2``, following every page, and compares the listing with the last one by
+ETag, size and last-modified time. Its events have the shape above, with what a listing
+knows: type ``ObjectCreated:Put`` for an object that appeared *or was overwritten* (a
+listing cannot tell a put from a copy or a multipart upload, and S3's own notifications
+report an overwrite as ``ObjectCreated`` too) and ``ObjectRemoved:Delete`` for one that
+disappeared; source ``aws:s3.<region>.<bucket>`` (the client's region); time the object's
+last-modified time, or the poll's time for a removal; id a digest of the bucket, key,
+change, ETag, size and last-modified time, so the same change announced twice (see
+below) has the same id; data ``{"change": "created" | "modified" | "removed", "bucket",
+"key", "size", "eTag", "lastModified"}`` (for a removal, what was last seen); and the
+extension ``reactorpoller``, the poller's name, so that the handler of one poller does
+not get another's events about the same bucket. A poll sees states, not operations: an
+object created and removed between two polls is never seen, one overwritten twice is
+one change, an object overwritten with the same bytes within the second of its last
+write is no change (listings give ETag, size and time to the second), and a change is
+seen up to *interval* (plus the listing's time) after it happened.
+
+*State.* The last listing (key, ETag, size, last-modified time per object) is kept in a
+SQLite file (``state=``, else ``REACTOR_S3_STATE``, else ``reactor-objects.sqlite3`` in
+the working directory; ``":memory:"`` keeps nothing; pollers may share a file, each under
+its name), so that a restart does not announce every object again and changes made while
+the app was stopped are announced when it starts. When the source finds no usable state
+(the first start, a lost or deleted file, a file it cannot read, which it renames
+``<file>.unreadable-<time>``, a first poll that was cut short, another bucket, prefix or
+endpoint under the same name) it publishes a ``reactor.source.gap`` event (source
+``aws:s3.<region>.<bucket>``, subject the poller's name, data ``{"reason": ...}``) and
+stores the listing as a new baseline *without* announcing the objects in it: consumers
+that must not miss a change resynchronise on the gap event (list the bucket once). A
+``state=`` file that is another program's SQLite database (the queue's, say) is left
+alone, and the app does not start.
+
+*Memory.* The listing and the state are merged in key order, like two sorted files (S3
+lists keys in ascending UTF-8 order, and SQLite reads the stored rows in the same order,
+a page at a time), so a poll holds one listing page (``page_size`` objects, 1,000 at
+most), as many stored rows read ahead, and one chunk of at most 1,000 changes being
+published: some 3,000 small records, whatever the number of objects under the prefix.
+
+*Guarantee: at least once.* Each chunk of changes is published (in one
+``publish_many`` when the queue has room for it, else one by one, waiting for room: the
+queue's backpressure applies), then stored in the state file in one transaction; a
+crash in between announces the chunk again at the next start, with the same ids. A poll
+that fails (network, 403, throttling) is logged once per outage, counted, and retried
+at the next interval; the changes are found then, late but not lost. The first poll, when
+the app starts, must work: a missing bucket, refused or missing credentials or an
+unreachable store make ``async with app:`` raise :class:`reactor.SourceUnavailableError`
+saying what to fix; ``async with app:`` returns once the first poll is done. Each
+process that runs a poller polls and publishes: run it in one process of a scaled-out
+app (the state file is not shared between machines, and nothing elects a single poller).
+
+*Connection.* ``endpoint_url=``, ``region=``, ``access_key_id=``, ``secret_access_key=``
+and ``session_token=``, else the ``REACTOR_S3_ENDPOINT_URL``, ``REACTOR_S3_REGION``,
+``REACTOR_S3_ACCESS_KEY_ID``, ``REACTOR_S3_SECRET_ACCESS_KEY`` and
+``REACTOR_S3_SESSION_TOKEN`` variables, else botocore's own configuration (the standard
+``AWS_*`` variables, ``~/.aws``, instance and container roles). Requests go through
+botocore on worker threads, so the poller runs on asyncio and trio alike. No secret is
+ever logged.
+
+*Statistics* (``app.stats().sources[name]``): ``listed`` (and ``received``, the same),
+``pages``, ``polls``, ``created``, ``modified``, ``removed``, ``published``, ``filtered``,
+``errors`` (failed polls), ``reconnects`` (polls that worked again after failures),
+``gaps``, ``malformed``, ``oversized``, ``objects`` (in the stored listing) and
+``last_error``.
+:meth:`BucketPollSource.poll` polls at once (tests, or a nudge from elsewhere).
+
+**Testing.** :func:`bucket_change` builds exactly the event a poller publishes
+(``objects.bucket_change("created", "uploads", "incoming/a.csv", poller=on_upload)``).
+:func:`bucket_event` builds exactly the event a notification publishes, so
 ``await app.publish_and_wait(objects.bucket_event("ObjectCreated:Put", "uploads",
 "day.csv"))`` runs the handler without a store; :func:`s3_record` builds the record
 itself, to post to a route.
@@ -132,7 +208,21 @@ from __future__ import annotations
 
 from reactor.abc import export_from
 
+from ._client import ACCESS_KEY_VARIABLE as ACCESS_KEY_VARIABLE
+from ._client import ENDPOINT_VARIABLE as ENDPOINT_VARIABLE
+from ._client import REGION_VARIABLE as REGION_VARIABLE
+from ._client import SECRET_KEY_VARIABLE as SECRET_KEY_VARIABLE
+from ._client import SESSION_TOKEN_VARIABLE as SESSION_TOKEN_VARIABLE
 from ._http import BucketEvents, on_bucket_event
+from ._poll import DEFAULT_STATE_FILE as DEFAULT_STATE_FILE
+from ._poll import POLLER_EXTENSION as POLLER_EXTENSION
+from ._poll import STATE_VARIABLE as STATE_VARIABLE
+from ._poll import BucketPollSource as BucketPollSource
+from ._poll import PollOptions as PollOptions
+from ._poll import PollResult as PollResult
+from ._poll import bucket_change as bucket_change
+from ._poll import by_key as by_key
+from ._poll import on_bucket_change as on_bucket_change
 from ._records import (
     AWS_EVENT_SOURCE,
     S3_DATACONTENTTYPE,
@@ -150,20 +240,34 @@ from ._records import (
 from ._sns import SNS_TYPE_PREFIX, Fetch
 
 __all__ = [
+    "ACCESS_KEY_VARIABLE",
     "AWS_EVENT_SOURCE",
+    "DEFAULT_STATE_FILE",
+    "ENDPOINT_VARIABLE",
+    "POLLER_EXTENSION",
+    "REGION_VARIABLE",
     "S3_DATACONTENTTYPE",
     "S3_TYPE_PREFIX",
+    "SECRET_KEY_VARIABLE",
+    "SESSION_TOKEN_VARIABLE",
     "SNS_TYPE_PREFIX",
+    "STATE_VARIABLE",
     "BucketEvents",
     "BucketFilter",
+    "BucketPollSource",
     "Decoded",
     "Fetch",
+    "PollOptions",
+    "PollResult",
     "RecordFilter",
     "Refusal",
     "S3Decoder",
+    "bucket_change",
     "bucket_event",
+    "by_key",
     "decode_s3",
     "object_event",
+    "on_bucket_change",
     "on_bucket_event",
     "s3_record",
 ]
