@@ -54,6 +54,7 @@ def test_readme_example_runs(
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test_secret")
     monkeypatch.setenv("EVENTS_TOKEN", "a-long-random-token")
+    monkeypatch.setenv("MINIO_WEBHOOK_TOKEN", "a-minio-token")
     block = BLOCKS[index]
     exec(compile(block, f"README.md example {index}", "exec"), {"__name__": "__readme__"})
     expected = next((out for line, out in EXPECTED_OUTPUT.items() if line in block), "")
