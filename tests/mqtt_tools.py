@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import anyio.to_thread
 import pytest
+from source_tools import free_port
 
 #: Where Debian installs the broker (it is not on a normal user's PATH).
 MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
@@ -109,13 +110,6 @@ def _forget(url: str, client_id: str) -> None:
 async def forget_session(url: str, client_id: str) -> None:
     """Make the broker discard the session of *client_id* (a clean start that expires)."""
     await anyio.to_thread.run_sync(_forget, url, client_id)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class OwnBroker:

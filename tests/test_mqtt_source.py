@@ -13,18 +13,25 @@ import gc
 import logging
 import re
 import secrets
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
-import attrs
 import mqtt_tools
 import pytest
 import services
 from mqtt_tools import OwnBroker, publish, unique_topic
+from source_tools import (
+    WAIT,
+    free_port,
+    run_without,
+    start_fails,
+    start_without,
+    until,
+    without_id_and_time,
+)
 
 from reactor import Event, Reactor, SourceUnavailableError
 from reactor.abc import GAP_EVENT_TYPE
@@ -42,7 +49,6 @@ from reactor.testing import Capture
 
 pytestmark = pytest.mark.anyio
 
-WAIT = 15.0
 PASSWORD = "s3cret-pw-41c7"
 
 
@@ -86,32 +92,8 @@ def _broker(directory: Path, **options: Any) -> Iterator[OwnBroker]:
         own.stop()
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll *check* until it holds (a source's counters)."""
-    with anyio.fail_after(WAIT):
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.02)
-
-
-async def start_fails(app: Reactor) -> BaseException:
-    """Start *app*, which must fail; return the error it raised."""
-    with pytest.raises(Exception) as caught:
-        async with app:
-            pytest.fail("the app started")
-    return caught.value
-
-
 def stats(app: Reactor, name: str) -> dict[str, Any]:
     return dict(app.stats().sources[f"/reactor/mqtt/{name}"])
-
-
-def without_id_and_time(event: Event) -> Event:
-    return attrs.evolve(event, id="x", time=None)
 
 
 # -- topic filters --------------------------------------------------------------------
@@ -511,9 +493,7 @@ async def test_credentials_and_passwords(
 
 async def test_a_broker_that_does_not_answer_stops_the_app_from_starting() -> None:
     app = Reactor()
-    app.on_mqtt("a", url=f"mqtt://u:{PASSWORD}@127.0.0.1:{mqtt_tools.free_port()}", name="d")(
-        Capture()
-    )
+    app.on_mqtt("a", url=f"mqtt://u:{PASSWORD}@127.0.0.1:{free_port()}", name="d")(Capture())
     error = await start_fails(app)
     assert isinstance(error, SourceUnavailableError)
     assert "/reactor/mqtt/d: cannot connect to mqtt://u:***@127.0.0.1:" in str(error)
@@ -577,23 +557,16 @@ async def test_a_missing_extra_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Declaring the source and building events need no paho; running it does.
-    code = (
-        "import sys; sys.modules['paho'] = None\n"
-        "from reactor import Reactor\n"
-        "from reactor.sources import mqtt\n"
-        "async def handle(event): pass\n"
-        "app = Reactor()\n"
-        "app.on_mqtt('a/#', url='mqtt://127.0.0.1:1')(handle)\n"
-        "print(mqtt.message('a/b', b'[1]').data)\n"
+    output = await run_without(
+        "paho",
+        "from reactor.sources import mqtt",
+        "app.on_mqtt('a/#', url='mqtt://127.0.0.1:1')(handle)",
+        "print(mqtt.message('a/b', b'[1]').data)",
     )
-    result = await anyio.run_process([sys.executable, "-c", code])
-    assert result.stdout == b"[1]\n"
-    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
-    app = Reactor()
-    app.add_source(MqttSource("a", url="mqtt://127.0.0.1:1883"))
-    error = await start_fails(app)
-    assert isinstance(error, ModuleNotFoundError)
-    assert str(error) == (
+    assert output == "[1]\n"
+    source = MqttSource("a", url="mqtt://127.0.0.1:1883")
+    error = await start_without(monkeypatch, "paho.mqtt.client", source)
+    assert error == (
         "paho.mqtt.client is not installed; install it with: pip install 'reactor-events[mqtt]'"
     )
     gc.collect()

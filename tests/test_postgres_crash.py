@@ -178,26 +178,22 @@ def handled(journal: Path) -> Counter[Change]:
     return seen
 
 
+def reactor_db(*arguments: str, check: bool) -> None:
+    """Run ``reactor db ...`` as a user would."""
+    command = [sys.executable, "-m", "reactor", "db", *arguments]
+    subprocess.run(command, check=check, capture_output=True, timeout=60)
+
+
 @pytest.fixture
 def table(dsn: str) -> Iterator[str]:
     name = f"crash_{secrets.token_hex(5)}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v int NOT NULL)")
         try:
-            subprocess.run(
-                [sys.executable, "-m", "reactor", "db", "install", "--dsn", dsn, name],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+            reactor_db("install", "--dsn", dsn, name, check=True)
             yield f"public.{name}"
         finally:
-            subprocess.run(
-                [sys.executable, "-m", "reactor", "db", "uninstall", "--dsn", dsn, name],
-                check=False,
-                capture_output=True,
-                timeout=60,
-            )
+            reactor_db("uninstall", "--dsn", dsn, name, check=False)
             conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import services
 from anyio.abc import TaskStatus
+from source_tools import WAIT, received
 
 from reactor import Event, Reactor, SourceUnavailableError
 from reactor._cli import main
@@ -37,9 +38,6 @@ from reactor.sources.postgres import (
 from reactor.testing import Capture
 
 pytestmark = pytest.mark.anyio
-
-# Real I/O: a bound only a broken source reaches.
-WAIT = 20.0
 
 
 class Intervals(TypedDict):
@@ -87,11 +85,6 @@ def keys(events: list[Event]) -> list[tuple[str, str, int]]:
     ]
 
 
-async def wait_for(capture: Capture, count: int) -> list[Event]:
-    with anyio.fail_after(WAIT):
-        return await capture.wait_for(count)
-
-
 def source_of(app: Reactor) -> RowChangeSource:
     (source,) = (s for s in app.sources if isinstance(s, RowChangeSource))
     return source
@@ -117,8 +110,8 @@ async def test_inserts_updates_and_deletes_become_events_keyed_by_the_primary_ke
         insert(db, table, ("eu", 1, "first"), ("us", 2, "second"))
         db.execute(f"UPDATE {table} SET note = 'changed' WHERE region = 'eu'")
         db.execute(f"DELETE FROM {table} WHERE id = 2")
-        events = await wait_for(capture, 4)
-        (deleted,) = await wait_for(deletes, 1)
+        events = await received(capture, 4)
+        (deleted,) = await received(deletes, 1)
         stats = app.stats().sources["all"]
     inserted_eu, _, updated, removed = events
     assert [e.type for e in events] == [ROW_INSERTED, ROW_INSERTED, ROW_UPDATED, ROW_DELETED]
@@ -169,7 +162,7 @@ async def test_a_single_column_key_is_the_subject_as_text_and_names_may_need_quo
         on_row_change(app, f'public."{name}"', dsn=dsn, name="codes", **FAST)(capture)
         async with app:
             db.execute(f"INSERT INTO \"{name}\" VALUES ('a/b', 1)")
-            (event,) = await wait_for(capture, 1)
+            (event,) = await received(capture, 1)
         assert event.subject == "a/b"
         assert event.data["key"] == {"Code": "a/b"}
         assert event.data["table"] == f'public."{name}"'
@@ -189,14 +182,14 @@ async def test_a_transaction_that_commits_later_with_a_lower_id_is_not_skipped(
         with dsn_conn.transaction():
             dsn_conn.execute(f"INSERT INTO {table} VALUES ('slow', 1, 'x')")
             insert(db, table, ("fast", 2, "y"))
-            (first,) = await wait_for(capture, 1)
+            (first,) = await received(capture, 1)
             assert first.data["key"] == {"region": "fast", "id": 2}
             # A rolled-back write is never delivered.
             with pytest.raises(_Rollback), db.transaction():
                 db.execute(f"INSERT INTO {table} VALUES ('gone', 3, 'z')")
                 raise _Rollback
         insert(db, table, ("after", 4, "w"))
-        events = await wait_for(capture, 3)
+        events = await received(capture, 3)
     assert keys(events) == [
         ("inserted", "fast", 2),
         ("inserted", "slow", 1),
@@ -226,7 +219,7 @@ async def test_the_changes_of_one_row_come_in_the_order_they_were_made(
         insert(db, table, ("eu", 1, "0"))
         for n in range(1, 40):
             db.execute(f"UPDATE {table} SET note = %s", (str(n),))
-        events = await wait_for(capture, 40)
+        events = await received(capture, 40)
     assert [e.data["new"]["note"] for e in events] == [str(n) for n in range(40)]
 
 
@@ -241,13 +234,13 @@ async def test_a_backlog_larger_than_a_page_is_read_in_pages_in_order_and_once(
         for t in range(3):
             insert(db, table, *((f"t{t}", n, "") for n in range(120)))
         async with app:
-            events = await wait_for(capture, 360)
+            events = await received(capture, 360)
             assert [e.data["key"]["region"] for e in events] == [
                 f"t{t}" for t in range(3) for _ in range(120)
             ]
             assert [e.data["key"]["id"] for e in events[:120]] == list(range(120))
     async with app:
-        (late,) = (await wait_for(capture, 361))[360:]
+        (late,) = (await received(capture, 361))[360:]
     assert late.data["key"] == {"region": "late", "id": 0}
     assert len(capture.events) == 361
     assert len({e.id for e in capture.events}) == 361
@@ -265,13 +258,13 @@ async def test_changes_made_while_the_app_was_down_are_delivered_when_it_comes_b
     app, capture = make_app()
     async with app:
         insert(db, table, ("eu", 1, "while up"))
-        await wait_for(capture, 1)
+        await received(capture, 1)
     insert(db, table, ("eu", 2, "while down"), ("eu", 3, "while down"))
     app, capture = make_app()
     async with app:
-        events = await wait_for(capture, 2)
+        events = await received(capture, 2)
         insert(db, table, ("eu", 4, "up again"))
-        events = await wait_for(capture, 3)
+        events = await received(capture, 3)
     assert [e.data["key"]["id"] for e in events] == [2, 3, 4]
 
 
@@ -287,15 +280,15 @@ async def test_two_apps_each_get_every_change_and_the_log_is_trimmed_behind_both
         pass
     async with billing:
         insert(db, table, *((f"r{n}", n, "") for n in range(5)))
-        await wait_for(seen["billing"], 5)
+        await received(seen["billing"], 5)
         insert(db, table, ("x", 99, ""))
-        await wait_for(seen["billing"], 6)
+        await received(seen["billing"], 6)
         # shipping has not read them yet: nothing can be trimmed.
         assert logged(db, table) == 6
     async with shipping:
-        await wait_for(seen["shipping"], 6)
+        await received(seen["shipping"], 6)
         insert(db, table, ("y", 100, ""))
-        await wait_for(seen["shipping"], 7)
+        await received(seen["shipping"], 7)
         stats = shipping.stats().sources["orders"]
     # Each round trims what every group has read: at most the last round is left.
     assert isinstance(stats["trimmed"], int) and stats["trimmed"] >= 6
@@ -323,14 +316,14 @@ async def test_two_processes_of_one_app_have_one_reader_and_the_other_takes_over
         async with standby:
             assert source_of(reader).is_reader and not source_of(standby).is_reader
             insert(db, table, *((f"r{n}", n, "") for n in range(10)))
-            await wait_for(seen[0], 10)
+            await received(seen[0], 10)
             assert standby.stats().sources["orders"]["reader"] == 0
             assert seen[1].events == []
             stop.set()  # the reader goes away
             with anyio.fail_after(WAIT):
                 await stopped.wait()
             insert(db, table, ("after", 1, ""))
-            (event,) = await wait_for(seen[1], 1)
+            (event,) = await received(seen[1], 1)
             assert event.data["key"] == {"region": "after", "id": 1}
             assert standby.stats().sources["orders"]["became_reader"] == 1
     assert len(seen[0].events) == 10
@@ -351,7 +344,7 @@ async def test_a_killed_reader_connection_is_made_again_and_nothing_is_lost(
     caplog.set_level(logging.DEBUG)
     async with app:
         insert(db, table, ("a", 1, ""))
-        await wait_for(capture, 1)
+        await received(capture, 1)
         # Both connections, the reader's and the wake-ups'; each gone when this returns.
         db.execute(
             """SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
@@ -382,7 +375,7 @@ async def test_a_row_over_the_queues_size_limit_is_published_without_its_rows(
     on_row_change(app, table, dsn=dsn, name="big", **FAST)(capture)
     async with app:
         insert(db, table, ("eu", 1, "small"), ("eu", 2, "x" * 10_000), ("eu", 3, "small"))
-        events = await wait_for(capture, 3)
+        events = await received(capture, 3)
         stats = app.stats().sources["big"]
     small, big, after = events
     assert big.data["key"] == {"region": "eu", "id": 2}
@@ -418,12 +411,12 @@ async def test_a_table_uninstalled_while_the_app_runs_does_not_stop_it(
     on_row_change(app, table, dsn=dsn, name="u", **FAST)(capture)
     async with app:
         insert(db, table, ("a", 1, ""))
-        await wait_for(capture, 1)
+        await received(capture, 1)
         await postgres.uninstall(table, dsn=dsn)
         insert(db, table, ("a", 2, ""))  # not captured
         await postgres.install(table, dsn=dsn)
         insert(db, table, ("a", 3, ""))
-        events = await wait_for(capture, 2)
+        events = await received(capture, 2)
     assert [e.data["key"]["id"] for e in events] == [1, 3]
 
 

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import psycopg
 import pytest
 import services
+from source_tools import received
 
 from reactor import Event, Reactor, SourceUnavailableError
 from reactor.abc import GAP_EVENT_TYPE
@@ -27,9 +27,6 @@ from reactor.sources.postgres import NOTIFICATION_TYPE, PgNotifySource, notifica
 from reactor.testing import Capture
 
 pytestmark = pytest.mark.anyio
-
-# Real I/O: a bound only a broken source reaches.
-WAIT = 15.0
 
 
 @pytest.fixture
@@ -57,11 +54,6 @@ def source_of(app: Reactor) -> PgNotifySource:
     return source
 
 
-async def wait_for(capture: Capture, count: int) -> list[Event]:
-    with anyio.fail_after(WAIT):
-        return await capture.wait_for(count)
-
-
 async def test_notifications_become_events_with_the_channel_as_subject(
     dsn: str, channel: str, sender: psycopg.Connection[Any]
 ) -> None:
@@ -74,7 +66,7 @@ async def test_notifications_become_events_with_the_channel_as_subject(
         notify(sender, other, "plain text")
         notify(sender, channel, "42")
         notify(sender, channel, "")
-        events = await wait_for(capture, 4)
+        events = await received(capture, 4)
         stats = app.stats().sources["orders"]
     assert [(e.type, e.subject, e.data, e.datacontenttype) for e in events] == [
         (NOTIFICATION_TYPE, channel, {"id": 1, "total": 9.5}, "application/json"),
@@ -122,7 +114,7 @@ async def test_the_payload_option_decides_what_the_data_is(
     async with app:
         notify(sender, channel, payload)
         notify(sender, channel, '"second"')  # the source goes on after a malformed one
-        first, second = await wait_for(capture, 2)
+        first, second = await received(capture, 2)
         stats = app.stats().sources["n"]
     assert (first.data, first.datacontenttype) == (data, content_type)
     assert stats["malformed"] == malformed
@@ -157,14 +149,14 @@ async def test_a_killed_connection_is_made_again_and_announced_with_a_gap_event(
     async with app:
         source = source_of(app)
         notify(sender, channel, "1")
-        await wait_for(capture, 1)
+        await received(capture, 1)
         first_pid = source.backend_pid
         sender.execute("SELECT pg_terminate_backend(%s)", (first_pid,))
-        (gap,) = await wait_for(gaps, 1)
+        (gap,) = await received(gaps, 1)
         # LISTEN is in place again before the gap event is published.
         assert source.backend_pid not in (None, first_pid)
         notify(sender, channel, "2")
-        events = await wait_for(capture, 2)
+        events = await received(capture, 2)
         stats = app.stats().sources["listener"]
     assert [e.data for e in events] == [1, 2]
     assert gap.type == GAP_EVENT_TYPE
@@ -185,9 +177,9 @@ async def test_status_events_hands_the_gap_to_the_handler(
     on_pg_notify(app, channel, dsn=dsn, name="s", status_events=True)(capture)
     async with app:
         sender.execute("SELECT pg_terminate_backend(%s)", (source_of(app).backend_pid,))
-        (gap,) = await wait_for(capture, 1)
+        (gap,) = await received(capture, 1)
         notify(sender, channel, "after")
-        events = await wait_for(capture, 2)
+        events = await received(capture, 2)
     assert gap.type == GAP_EVENT_TYPE
     assert events[1].data == "after"
 
@@ -222,7 +214,7 @@ async def test_the_password_is_never_logged_nor_counted(
     caplog.set_level(logging.DEBUG)
     async with app:
         sender.execute("SELECT pg_terminate_backend(%s)", (source_of(app).backend_pid,))
-        await wait_for(gaps, 1)
+        await received(gaps, 1)
         shown = [repr(source_of(app)), str(app.stats().sources)]
     assert "lost the connection" in caplog.text
     assert secret not in caplog.text
@@ -238,7 +230,7 @@ async def test_the_dsn_comes_from_the_environment(
     app.on_pg_notify(channel, name="env")(capture)
     async with app:
         notify(sender, channel, "x")
-        (event,) = await wait_for(capture, 1)
+        (event,) = await received(capture, 1)
     assert event.data == "x"
 
 

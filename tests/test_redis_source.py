@@ -11,17 +11,22 @@ from __future__ import annotations
 import gc
 import logging
 import secrets
-import socket
-import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import attrs
 import coredis
 import pytest
 import services
+from source_tools import (
+    WAIT,
+    free_port,
+    run_without,
+    start_fails,
+    start_without,
+    until,
+    without_id_and_time,
+)
 
 from reactor import Event, Reactor, SourceUnavailableError
 from reactor.abc import GAP_EVENT_TYPE
@@ -32,7 +37,6 @@ from reactor.testing import Capture
 
 pytestmark = pytest.mark.anyio
 
-WAIT = 15.0
 PASSWORD = "s3cret-pw-9d2f"  # the shared server's default user takes any password
 
 
@@ -56,18 +60,6 @@ async def publish(url: str, *messages: tuple[str, bytes | str]) -> None:
             await client.publish(channel, data)
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll *check* until it holds (the state of a server or of a source's counters)."""
-    with anyio.fail_after(WAIT):
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.02)
-
-
 async def clients_named(url: str, name: str) -> list[dict[str, Any]]:
     async with coredis.Redis.from_url(url, decode_responses=True) as client:
         return [dict(c) for c in await client.client_list() if c.get("name") == name]
@@ -81,33 +73,14 @@ async def kill(url: str, name: str) -> None:
         await client.client_kill(identifier=int(found[0]["id"]))
 
 
-async def start_fails(app: Reactor) -> BaseException:
-    """Start *app*, which must fail; return the error it raised."""
-    with pytest.raises(Exception) as caught:
-        async with app:
-            pytest.fail("the app started")
-    return caught.value
-
-
 #: coredis 6.9 leaves the anyio memory streams of a connection attempt that failed
 #: unclosed (a ResourceWarning when they are collected); the tests whose connections fail
 #: collect them, and ignore that warning.
 CONNECT_LEAK = pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def stats(app: Reactor, source: RedisSource) -> dict[str, Any]:
     return dict(app.stats().sources[source.name])
-
-
-def without_id_and_time(event: Event) -> Event:
-    return attrs.evolve(event, id="x", time=None)
 
 
 # -- events ---------------------------------------------------------------------------
@@ -436,22 +409,13 @@ async def test_a_missing_extra_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Declaring the source and building events need no coredis; running it does.
-    code = (
-        "import sys; sys.modules['coredis'] = None\n"
-        "from reactor import Reactor\n"
-        "from reactor.sources import redis\n"
-        "async def handle(event): pass\n"
-        "app = Reactor()\n"
-        "app.on_redis_message('c', url='redis://127.0.0.1:1/0')(handle)\n"
-        "print(redis.message('c', b'[1]').data)\n"
+    output = await run_without(
+        "coredis",
+        "from reactor.sources import redis",
+        "app.on_redis_message('c', url='redis://127.0.0.1:1/0')(handle)",
+        "print(redis.message('c', b'[1]').data)",
     )
-    result = await anyio.run_process([sys.executable, "-c", code])
-    assert result.stdout == b"[1]\n"
-    monkeypatch.setitem(sys.modules, "coredis", None)
-    app = Reactor()
-    app.add_source(RedisSource("c", url="redis://127.0.0.1:6379/0"))
-    error = await start_fails(app)
-    assert isinstance(error, ModuleNotFoundError)
-    assert str(error) == (
-        "coredis is not installed; install it with: pip install 'reactor-events[redis]'"
-    )
+    assert output == "[1]\n"
+    source = RedisSource("c", url="redis://127.0.0.1:6379/0")
+    error = await start_without(monkeypatch, "coredis", source)
+    assert error == "coredis is not installed; install it with: pip install 'reactor-events[redis]'"
