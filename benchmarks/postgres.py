@@ -219,7 +219,7 @@ async def measure_notify(spec: Spec) -> dict[str, Any]:
             }
         )
         await _wait(tally, SETTLE)
-        stats = dict(app.stats().sources["bench"])
+        stats = dict(app.stats().sources["/reactor/postgres/bench"])
     assert produced["sent"] == total
     return {
         "notifications": total,
@@ -293,7 +293,7 @@ async def measure_rows(
                 }
             )
             await _wait(tally, SETTLE)
-            stats = dict(app.stats().sources["bench"])
+            stats = dict(app.stats().sources["/reactor/postgres/bench"])
         commits = produced["commits"]
         committed = {first + i: at for first, count, at in commits for i in range(int(count))}
         lateness = [tally.started[key] - at for key, at in committed.items()]
@@ -335,7 +335,7 @@ async def measure_drain(spec: Spec) -> dict[str, Any]:
         async with app:
             await _wait(tally, SETTLE)
             elapsed = time.perf_counter() - start
-            stats = dict(app.stats().sources["bench"])
+            stats = dict(app.stats().sources["/reactor/postgres/bench"])
         return {
             "rows": rows,
             "subscriptions": K,

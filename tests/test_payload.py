@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
 from reactor import Event
 from reactor.sources._link import Link
-from reactor.sources._payload import BINARY, JSON, TEXT, Payload, check_mode, decode, note_malformed
+from reactor.sources._payload import (
+    BINARY,
+    JSON,
+    TEXT,
+    Payload,
+    check_data,
+    check_mode,
+    decode,
+    note_malformed,
+    payload_event,
+)
 
 NOT_JSON = "not JSON (invalid JSON: Expecting value: line 1 column 1 (char 0))"
 
@@ -56,6 +67,29 @@ def test_every_payload_makes_an_event_that_survives_the_json_format(raw: bytes, 
     payload = decode(raw, check_mode(mode))
     event = Event(type="t", source="/s", data=payload.data, datacontenttype=payload.datacontenttype)
     assert Event.from_json(event.to_json()) == event
+
+
+def test_the_event_of_a_message_carries_its_decoded_payload() -> None:
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    event, payload = payload_event(
+        "t", b"plain", "json", source="/s", subject="c", time=at, extensions={"x": "y"}
+    )
+    assert payload == decode(b"plain", "json")
+    assert (event.type, event.source, event.subject, event.time) == ("t", "/s", "c", at)
+    assert (event.data, event.datacontenttype, dict(event.extensions)) == (
+        "plain",
+        TEXT,
+        {"x": "y"},
+    )
+    event, _ = payload_event("t", "[1]", "auto", source="/s", subject="c", time=at)
+    assert (event.data, event.datacontenttype, dict(event.extensions)) == ([1], JSON, {})
+
+
+def test_data_is_bytes_or_text() -> None:
+    assert check_data(b"x") == b"x"
+    assert check_data("x") == "x"
+    with pytest.raises(TypeError, match="data must be bytes or str, got 1"):
+        check_data(1)
 
 
 def test_modes_are_checked() -> None:

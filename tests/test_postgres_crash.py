@@ -290,7 +290,7 @@ async def test_a_standby_takes_over_from_a_reader_killed_with_sigkill(
             )(capture)
             async with standby:
                 (source,) = (s for s in standby.sources if isinstance(s, RowChangeSource))
-                assert standby.stats().sources["rows"]["reader"] == 0
+                assert standby.stats().sources["/reactor/postgres/rows"]["reader"] == 0
                 reader.kill()
                 await reader.wait()
                 with psycopg.connect(dsn, autocommit=True) as conn:

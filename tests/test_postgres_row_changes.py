@@ -112,7 +112,7 @@ async def test_inserts_updates_and_deletes_become_events_keyed_by_the_primary_ke
         db.execute(f"DELETE FROM {table} WHERE id = 2")
         events = await received(capture, 4)
         (deleted,) = await received(deletes, 1)
-        stats = app.stats().sources["all"]
+        stats = app.stats().sources["/reactor/postgres/all"]
     inserted_eu, _, updated, removed = events
     assert [e.type for e in events] == [ROW_INSERTED, ROW_INSERTED, ROW_UPDATED, ROW_DELETED]
     assert inserted_eu.data == {
@@ -142,7 +142,7 @@ async def test_inserts_updates_and_deletes_become_events_keyed_by_the_primary_ke
             {"region": "eu", "id": 1},
             new=updated.data["new"],
             old=updated.data["old"],
-            source="all",
+            name="all",
             id=updated.id,
             time=updated.time,
         )
@@ -289,7 +289,7 @@ async def test_two_apps_each_get_every_change_and_the_log_is_trimmed_behind_both
         await received(seen["shipping"], 6)
         insert(db, table, ("y", 100, ""))
         await received(seen["shipping"], 7)
-        stats = shipping.stats().sources["orders"]
+        stats = shipping.stats().sources["/reactor/postgres/orders"]
     # Each round trims what every group has read: at most the last round is left.
     assert isinstance(stats["trimmed"], int) and stats["trimmed"] >= 6
     assert logged(db, table) <= 1
@@ -317,7 +317,7 @@ async def test_two_processes_of_one_app_have_one_reader_and_the_other_takes_over
             assert source_of(reader).is_reader and not source_of(standby).is_reader
             insert(db, table, *((f"r{n}", n, "") for n in range(10)))
             await received(seen[0], 10)
-            assert standby.stats().sources["orders"]["reader"] == 0
+            assert standby.stats().sources["/reactor/postgres/orders"]["reader"] == 0
             assert seen[1].events == []
             stop.set()  # the reader goes away
             with anyio.fail_after(WAIT):
@@ -325,7 +325,7 @@ async def test_two_processes_of_one_app_have_one_reader_and_the_other_takes_over
             insert(db, table, ("after", 1, ""))
             (event,) = await received(seen[1], 1)
             assert event.data["key"] == {"region": "after", "id": 1}
-            assert standby.stats().sources["orders"]["became_reader"] == 1
+            assert standby.stats().sources["/reactor/postgres/orders"]["became_reader"] == 1
     assert len(seen[0].events) == 10
 
 
@@ -355,7 +355,7 @@ async def test_a_killed_reader_connection_is_made_again_and_nothing_is_lost(
         with anyio.fail_after(WAIT):
             while {e.data["key"]["id"] for e in capture.events} != {1, 2, 3}:
                 await capture.wait_for(len(capture.events) + 1)
-        stats = app.stats().sources["orders"]
+        stats = app.stats().sources["/reactor/postgres/orders"]
         shown = repr(source_of(app)) + str(app.stats().sources)
     ids = [e.data["key"]["id"] for e in capture.events]
     # The kill may land before the cursor was stored: then a change comes twice (at least
@@ -376,7 +376,7 @@ async def test_a_row_over_the_queues_size_limit_is_published_without_its_rows(
     async with app:
         insert(db, table, ("eu", 1, "small"), ("eu", 2, "x" * 10_000), ("eu", 3, "small"))
         events = await received(capture, 3)
-        stats = app.stats().sources["big"]
+        stats = app.stats().sources["/reactor/postgres/big"]
     small, big, after = events
     assert big.data["key"] == {"region": "eu", "id": 2}
     assert big.data["new"] is None
@@ -544,7 +544,7 @@ async def test_the_test_helper_fires_a_handler_without_a_server() -> None:
     app = Reactor()
     app.subscribe("reactor.postgres.row.*", on_order)
     event = row_change(
-        "public.orders", "insert", {"id": 7}, new={"id": 7, "total": 12.5}, source=on_order
+        "public.orders", "insert", {"id": 7}, new={"id": 7, "total": 12.5}, name=on_order
     )
     async with app:
         receipt = await app.publish_and_wait(event)
@@ -564,6 +564,6 @@ async def test_the_test_helper_fires_a_handler_without_a_server() -> None:
         "old": None,
     }
     with pytest.raises(ValueError, match="op must be one of"):
-        row_change("t", "upsert", {"id": 1}, source="s")  # type: ignore[arg-type]
+        row_change("t", "upsert", {"id": 1}, name="s")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one column"):
-        row_change("t", "insert", {}, source="s")
+        row_change("t", "insert", {}, name="s")

@@ -67,7 +67,7 @@ async def test_notifications_become_events_with_the_channel_as_subject(
         notify(sender, channel, "42")
         notify(sender, channel, "")
         events = await received(capture, 4)
-        stats = app.stats().sources["orders"]
+        stats = app.stats().sources["/reactor/postgres/orders"]
     assert [(e.type, e.subject, e.data, e.datacontenttype) for e in events] == [
         (NOTIFICATION_TYPE, channel, {"id": 1, "total": 9.5}, "application/json"),
         (NOTIFICATION_TYPE, other, "plain text", "text/plain; charset=utf-8"),
@@ -115,14 +115,14 @@ async def test_the_payload_option_decides_what_the_data_is(
         notify(sender, channel, payload)
         notify(sender, channel, '"second"')  # the source goes on after a malformed one
         first, second = await received(capture, 2)
-        stats = app.stats().sources["n"]
+        stats = app.stats().sources["/reactor/postgres/n"]
     assert (first.data, first.datacontenttype) == (data, content_type)
     assert stats["malformed"] == malformed
     assert second.data == {"json": "second", "auto": "second", "text": '"second"'}.get(
         mode, b'"second"'
     )
     # The test helper builds the same event (but for its id).
-    expected = notification(channel, payload, source="n", mode=mode, time=first.time)
+    expected = notification(channel, payload, name="n", payload=mode, time=first.time)
     assert _fields(expected) | {"id": first.id} == _fields(first)
 
 
@@ -157,10 +157,11 @@ async def test_a_killed_connection_is_made_again_and_announced_with_a_gap_event(
         assert source.backend_pid not in (None, first_pid)
         notify(sender, channel, "2")
         events = await received(capture, 2)
-        stats = app.stats().sources["listener"]
+        stats = app.stats().sources["/reactor/postgres/listener"]
     assert [e.data for e in events] == [1, 2]
     assert gap.type == GAP_EVENT_TYPE
-    assert gap.source == "/reactor/postgres/listener"
+    assert source.name == source.uri == "/reactor/postgres/listener"
+    assert (gap.source, gap.subject, gap.data["source"]) == (source.uri,) * 3
     assert gap.data["reason"] == "reconnected"
     assert gap.data["since"] is not None
     assert stats["reconnects"] == 1
@@ -288,7 +289,7 @@ async def test_the_test_helper_fires_a_handler_without_a_server() -> None:
     app = Reactor()
     app.subscribe(NOTIFICATION_TYPE, on_order)
     async with app:
-        receipt = await app.publish_and_wait(notification("orders", '{"id": 1}', source=on_order))
+        receipt = await app.publish_and_wait(notification("orders", '{"id": 1}', name=on_order))
     assert receipt.outcomes["on_order"].status == "ok"
     (event,) = seen
     assert (event.type, event.source, event.subject, event.data, event.datacontenttype) == (
@@ -299,7 +300,7 @@ async def test_the_test_helper_fires_a_handler_without_a_server() -> None:
         "application/json",
     )
     assert event.time is not None
-    named = notification("orders", b"\xff", source="listener", mode="text")
+    named = notification("orders", b"\xff", name="listener", payload="text")
     assert (named.source, named.data) == ("/reactor/postgres/listener", b"\xff")
 
 

@@ -353,6 +353,18 @@ class Link:
                 self.published += 1
             return True
 
+    async def publish_gap(self, app: App, event: Event) -> bool:
+        """Publish a gap event as :meth:`publish` does, and count it in :attr:`gaps`.
+
+        :param app: the running app
+        :param event: the gap event (:meth:`reactor.abc.Source.gap_event`)
+        :return: whether it is in the queue
+        """
+        published = await self.publish(app, event)
+        if published:
+            self.gaps += 1
+        return published
+
     async def publish_many(
         self, app: App, events: Sequence[Event], *, oversized: Oversized | None = None
     ) -> None:

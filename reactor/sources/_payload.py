@@ -25,11 +25,13 @@ event built here can be stored by a durable queue and read back equal.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
 import attrs
 
-from reactor import EventFormatError, validators
+from reactor import Event, EventFormatError, validators
 from reactor.abc import load_json
 
 from ._link import LOG_EVERY, Link
@@ -41,9 +43,11 @@ __all__ = [
     "TEXT",
     "Payload",
     "PayloadMode",
+    "check_data",
     "check_mode",
     "decode",
     "note_malformed",
+    "payload_event",
 ]
 
 #: How a source turns a message's payload into an event's data (see the module's docs).
@@ -82,6 +86,16 @@ def check_mode(value: object) -> PayloadMode:
     return cast(PayloadMode, validators.one_of("payload", value, PAYLOAD_MODES))
 
 
+def check_data(value: object) -> bytes | str:
+    """Return *value* if it is a message's payload as a test helper takes it: bytes or text.
+
+    :raises TypeError: *value* is neither
+    """
+    if not isinstance(value, bytes | str):
+        raise TypeError(f"data must be bytes or str, got {value!r}")
+    return value
+
+
 def decode(raw: bytes | str, mode: PayloadMode) -> Payload:
     """Turn a message's payload into event data under *mode*.
 
@@ -105,6 +119,41 @@ def decode(raw: bytes | str, mode: PayloadMode) -> Payload:
     if text is None:
         return Payload(_bytes(raw), BINARY, expected)
     return Payload(text, TEXT, expected)
+
+
+def payload_event(
+    type: str,
+    raw: bytes | str,
+    mode: PayloadMode,
+    *,
+    source: str,
+    subject: str,
+    time: datetime,
+    extensions: Mapping[str, Any] | None = None,
+) -> tuple[Event, Payload]:
+    """Build the event for one message whose payload is its data, decoded under *mode*.
+
+    :param type: the event's type
+    :param raw: the payload
+    :param mode: the ``payload`` option
+    :param source: the event's ``source``: the source's URI
+    :param subject: the event's subject: the channel, the topic
+    :param time: the event's time
+    :param extensions: the event's extension attributes
+    :return: the event, and the decoded payload (whose ``problem`` says whether the source
+        counts it as malformed)
+    """
+    payload = decode(raw, mode)
+    event = Event(
+        type=type,
+        source=source,
+        subject=subject,
+        time=time,
+        datacontenttype=payload.datacontenttype,
+        data=payload.data,
+        extensions={} if extensions is None else extensions,
+    )
+    return event, payload
 
 
 def _bytes(raw: bytes | str) -> bytes:

@@ -60,8 +60,9 @@ session, a gap event when it did not.**
   without persistence, or the session expired), messages were lost: the source publishes
   a gap event (type ``"reactor.source.gap"``, source the source's URI, data ``{"reason":
   "session lost", "since": <when the connection was lost>, "until": ..., "missed":
-  null}``) before the first message of the new session. A reconnection that found the
-  session is logged, and needs no gap event. At the first connection of a process, a
+  null}``) before the first message of the new session (``status_events=True`` hands it
+  to the decorated handler too). A reconnection that found the session is logged, and
+  needs no gap event. At the first connection of a process, a
   missing session cannot be told from a new client: it is logged (info), not announced.
 
 **With ``qos=0``:** at-most-once. No session is kept (clean start), and every
@@ -81,8 +82,8 @@ its messages are acknowledged and dropped (``unmatched``, with one warning).
 
 **Statistics** (``app.stats().sources["/reactor/mqtt/<name>"]``): ``received``,
 ``published``, ``malformed``, ``reconnects``, ``gaps``, ``oversized`` (events too large for
-the app's queue: published without their payload, with a note saying so, and logged), ``unmatched``, ``duplicates``,
-``last_error`` and ``client_id``.
+the app's queue: published without their payload, with a note saying so, and logged),
+``unmatched``, ``duplicates``, ``last_error`` and ``client_id``.
 
 **Configuration.** ``url=`` or else the environment variable ``REACTOR_MQTT_URL``
 (``mqtt://[user[:password]@]host[:port]``, ``mqtts://`` for TLS with the system's CA
@@ -93,8 +94,12 @@ the statistics.
 publish (the source builds its events with it)::
 
     event = mqtt.message("sensors/7/temperature", b"21.5",
-                         topic_filter="sensors/+/temperature", name="record")
+                         topic_filter="sensors/+/temperature", name=record)
     await record(event)                               # or: await app.publish_and_wait(event)
+
+``name=`` says which source the event comes from: the handler a decorator made the source
+for (without a ``name=`` of its own, the source is named after the handler), or the
+source's name (default ``"mqtt"``, the name of an :class:`MqttSource` made without one).
 """
 
 from reactor.abc import export_from

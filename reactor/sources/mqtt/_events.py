@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
-from urllib.parse import quote
 
-from reactor import Event, validators
+from reactor import Event, Handler, validators
 
-from .._payload import Payload, PayloadMode, check_mode, decode
+from .._naming import event_time, uri_for
+from .._payload import Payload, PayloadMode, check_data, check_mode, payload_event
 from ._topics import check_topic, topic_matches
 
 __all__ = [
     "DEFAULT_NAME",
     "FILTER_EXTENSION",
+    "KIND",
     "MESSAGE_TYPE",
     "RETAIN_EXTENSION",
     "build",
     "message",
-    "source_uri",
 ]
 
+#: The ``<kind>`` in the URI of the source's events, ``/reactor/mqtt/<name>``.
+KIND: Final = "mqtt"
 #: The type of the event published for each message.
 MESSAGE_TYPE: Final = "reactor.mqtt.message"
 #: The extension attribute that holds the topic filter (of the source's, the first in the
@@ -34,19 +36,10 @@ RETAIN_EXTENSION: Final = "mqttretain"
 DEFAULT_NAME: Final = "mqtt"
 
 
-def source_uri(name: str) -> str:
-    """The CloudEvents ``source`` of the events of the MQTT source named *name*.
-
-    :param name: the source's name
-    :return: ``/reactor/mqtt/<name>``, the name percent-encoded
-    """
-    return "/reactor/mqtt/" + quote(name, safe="")
-
-
 def build(
     uri: str,
     topic: str,
-    data: bytes,
+    data: bytes | str,
     topic_filter: str,
     retain: bool,
     mode: PayloadMode,
@@ -56,18 +49,14 @@ def build(
 
     The one definition of the event, for the source and for :func:`message`.
     """
-    payload = decode(data, mode)
-    return (
-        Event(
-            type=MESSAGE_TYPE,
-            source=uri,
-            subject=topic,
-            time=time,
-            datacontenttype=payload.datacontenttype,
-            data=payload.data,
-            extensions={FILTER_EXTENSION: topic_filter, RETAIN_EXTENSION: retain},
-        ),
-        payload,
+    return payload_event(
+        MESSAGE_TYPE,
+        data,
+        mode,
+        source=uri,
+        subject=topic,
+        time=time,
+        extensions={FILTER_EXTENSION: topic_filter, RETAIN_EXTENSION: retain},
     )
 
 
@@ -78,14 +67,14 @@ def message(
     topic_filter: str | None = None,
     retain: bool = False,
     payload: PayloadMode = "auto",
-    name: str = DEFAULT_NAME,
+    name: str | Handler = DEFAULT_NAME,
     time: datetime | None = None,
 ) -> Event:
     """Build the event the MQTT source publishes for a message: for tests, no broker needed.
 
-    ``await app.publish(mqtt.message("sensors/1/temperature", b"21.5", name="record"))``
-    hands a handler decorated with ``on_mqtt("sensors/+/temperature")`` the event a
-    message on that topic would give it.
+    ``await app.publish(mqtt.message("sensors/1/temperature", b"21.5", name=record))``
+    hands ``record``, a handler decorated with ``on_mqtt("sensors/+/temperature")``, the
+    event a message on that topic would give it.
 
     :param topic: the topic the message was published to: the event's subject
     :param data: the payload, as a publisher sends it (``str`` is sent as UTF-8)
@@ -93,9 +82,10 @@ def message(
         itself, a filter that matches only it)
     :param retain: whether the broker sent it as the topic's retained message
     :param payload: the source's ``payload`` option (see :mod:`reactor.sources.mqtt`)
-    :param name: the source's name: for a decorated handler, its consumer name (by
-        default the handler's qualified name); the event's source is
-        ``/reactor/mqtt/<name>``, which is what the handler is subscribed to
+    :param name: the source the event comes from: its name, or the handler that
+        :func:`on_mqtt` decorated (without a ``name=``: the source is named after the
+        handler); the event's source is ``/reactor/mqtt/<name>``, which is what the
+        handler is subscribed to
     :param time: the event's time (default: now)
     :return: the event
     :raises TypeError: an argument of the wrong type
@@ -103,20 +93,17 @@ def message(
         empty name, or an unknown payload mode
     """
     check_topic(topic)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    elif not isinstance(data, bytes):
-        raise TypeError(f"data must be bytes or str, got {data!r}")
+    check_data(data)
     if topic_filter is None:
         topic_filter = topic
     elif not topic_matches(topic_filter, topic):
         raise ValueError(f"topic {topic!r} does not match the filter {topic_filter!r}")
     return build(
-        source_uri(validators.name("name", name)),
+        uri_for(KIND, name),
         topic,
         data,
         topic_filter,
         validators.boolean("retain", retain),
         check_mode(payload),
-        datetime.now(UTC) if time is None else validators.aware_datetime("time", time),
+        event_time(time),
     )[0]

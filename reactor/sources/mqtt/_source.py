@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict, TypeVar, Unpack, get_args
+from typing import TYPE_CHECKING, Final, Literal, TypedDict, TypeVar, Unpack, get_args
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -18,12 +18,14 @@ import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from reactor import ConsumerOptions, Handler, validators
-from reactor.abc import App, Source, default_name, import_extra, run_with_subscription
+from reactor.abc import App, import_extra
 
+from .._decorate import decorator, distinct, with_defaults
 from .._link import Link, configured, connection_failure, password_of
+from .._naming import NamedSource
 from .._payload import PayloadMode, check_mode, note_malformed
 from ._client import Connection, Protocol, Settings
-from ._events import DEFAULT_NAME, MESSAGE_TYPE, build, source_uri
+from ._events import DEFAULT_NAME, KIND, MESSAGE_TYPE, build
 from ._topics import TopicFilters, check_filter
 
 if TYPE_CHECKING:
@@ -74,7 +76,7 @@ def client_id_for(app_source: str, name: str) -> str:
     return f"reactor-{slug or 'source'}-{digest}"
 
 
-class MqttSource(Source):
+class MqttSource(NamedSource):
     """Publish an event for every message on MQTT topic filters.
 
     See :mod:`reactor.sources.mqtt` for the events and the guarantees, and :func:`on_mqtt`
@@ -93,6 +95,8 @@ class MqttSource(Source):
         URL, or a URL that is not an MQTT URL
     """
 
+    kind = KIND
+
     def __init__(
         self,
         *topics: str,
@@ -100,14 +104,9 @@ class MqttSource(Source):
         name: str = DEFAULT_NAME,
         **options: Unpack[MqttOptions],
     ) -> None:
-        validators.keywords(type(self).__name__, options, MqttOptions)
-        settings = {**_DEFAULTS, **options}
-        if not topics:
-            raise ValueError("give at least one topic filter to subscribe to")
-        for topic in topics:
-            check_filter(topic)
-            if topics.count(topic) > 1:
-                raise ValueError(f"topic filter {topic!r} is given twice")
+        settings = with_defaults(type(self).__name__, options, MqttOptions, on_mqtt)
+        super().__init__(name)
+        distinct("topic filter", topics, check_filter)
         self._filters = TopicFilters(topics)
         self._url = configured(
             url, parameter="url", variable=URL_VARIABLE, example="mqtt://127.0.0.1:1883"
@@ -133,8 +132,6 @@ class MqttSource(Source):
         if self._keepalive > 65535:
             raise ValueError(f"keepalive must be at most 65535 seconds, got {self._keepalive}")
         self._host, self._port, self._tls, self._username, self._password = _parse_url(self._url)
-        self._name = validators.name("name", name)
-        self._uri = source_uri(self._name)
         self._link = Link(self._uri, self._url, logger, secrets=password_of(self._url))
         self._counters = {"unmatched": 0, "duplicates": 0}
         self._active_id: str | None = None
@@ -142,16 +139,6 @@ class MqttSource(Source):
         self._warned_grant = False
 
     # -- properties
-
-    @property
-    def name(self) -> str:
-        """The source's URI, ``/reactor/mqtt/<name>``: the key of its statistics."""
-        return self._uri
-
-    @property
-    def uri(self) -> str:
-        """The CloudEvents ``source`` of this source's events: ``/reactor/mqtt/<name>``."""
-        return self._uri
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -250,14 +237,8 @@ class MqttSource(Source):
                     self._log_session(accepted.session_present)
                     task_status.started()
                 if since is not None and lost:
-                    gap = self.gap_event(
-                        app,
-                        reason="session lost" if self._qos else "reconnected",
-                        since=since,
-                        source=self._uri,
-                    )
-                    if await link.publish(app, gap):
-                        link.gaps += 1
+                    reason = "session lost" if self._qos else "reconnected"
+                    await link.publish_gap(app, self.gap_event(app, reason=reason, since=since))
                 while True:
                     for message in await connection.receive():
                         await self._handle(app, connection, message, accepted.identifiers)
@@ -383,7 +364,7 @@ def on_mqtt(
     session_expiry: int = 3600,
     protocol: Protocol = "5",
     keepalive: int = 30,
-    gap_events: bool = False,
+    status_events: bool = False,
     **options: Unpack[ConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler for the messages published on MQTT topics.
@@ -422,7 +403,7 @@ def on_mqtt(
     :param protocol: ``"5"`` (default) or ``"3.1.1"``
     :param keepalive: seconds between pings on a quiet connection; a broker that does not
         answer within that time is taken as gone
-    :param gap_events: also hand the handler the source's gap events (type
+    :param status_events: also hand the handler the source's gap events (type
         ``"reactor.source.gap"``: check ``event.type``); by default it gets messages only
     :param options: the consumer's options (:class:`~reactor.ConsumerOptions`). ``name``
         (default: the handler's qualified name) is also the source's name in
@@ -432,8 +413,6 @@ def on_mqtt(
     :raises ValueError: no filter, an invalid filter, a bad option, no URL, or the consumer
         name is taken
     """
-    validators.keywords("on_mqtt", options, ConsumerOptions)
-    validators.boolean("gap_events", gap_events)
     settings: MqttOptions = {
         "qos": qos,
         "payload": payload,
@@ -442,31 +421,11 @@ def on_mqtt(
         "protocol": protocol,
         "keepalive": keepalive,
     }
-    # Check the options now, where the mistake is, not when the handler is decorated.
-    MqttSource(*topics, url=url, name="check", **settings)
-
-    def decorate(handler: H) -> H:
-        name = options.get("name")
-        source = MqttSource(
-            *topics, url=url, name=default_name(handler) if name is None else name, **settings
-        )
-        run_with_subscription(
-            app,
-            source,
-            "*" if gap_events else MESSAGE_TYPE,
-            handler,
-            events_from=source.uri,
-            **options,
-        )
-        return handler
-
-    return decorate
-
-
-# The options' defaults have one definition, on_mqtt()'s signature; an MqttSource made
-# directly takes them from there.
-_DEFAULTS: Final[Mapping[str, Any]] = {
-    key: value
-    for key, value in (on_mqtt.__kwdefaults__ or {}).items()
-    if key in MqttOptions.__optional_keys__
-}
+    return decorator(
+        app,
+        "on_mqtt",
+        lambda name: MqttSource(*topics, url=url, name=name, **settings),
+        MESSAGE_TYPE,
+        options,
+        status_events=status_events,
+    )

@@ -26,8 +26,9 @@ Notifications: :func:`on_pg_notify`
 -----------------------------------
 
 One event per notification: type :data:`NOTIFICATION_TYPE`
-(``"reactor.postgres.notification"``), source ``/reactor/postgres/<name>`` (the name is the
-consumer's, by default the handler's qualified name), subject the channel, data the
+(``"reactor.postgres.notification"``), source ``/reactor/postgres/<name>`` (the source's
+name, percent-encoded; a decorated handler's is its consumer name, by default the
+handler's qualified name), subject the channel, data the
 payload: with ``payload="auto"`` (the default) the parsed JSON value when the payload is
 JSON, else the text; ``"json"`` requires JSON (a payload that is not is published as text
 and counted as ``malformed``), ``"text"`` and ``"bytes"`` take it as it is. The
@@ -43,8 +44,10 @@ handler too. While the app's queue is full the source waits, and the server keep
 notifications (in its queue of 8 GB, shared by the cluster). For changes that must not be
 lost, use row changes.
 
-Statistics (``app.stats().sources[name]``): ``received``, ``published``, ``malformed``,
-``reconnects``, ``gaps``, ``last_error``.
+Statistics (``app.stats().sources["/reactor/postgres/<name>"]``): ``received``,
+``published``, ``malformed``, ``reconnects``, ``gaps``, ``oversized`` (events too large
+for the app's queue: published without their payload, with a note saying so, and logged)
+and ``last_error``.
 
 Row changes: :func:`on_row_change`
 ----------------------------------
@@ -102,9 +105,10 @@ slowest group of each table (a group that never reads again holds it: ``uninstal
 counted as ``oversized``; a table uninstalled while the app runs is logged and read again
 once installed.
 
-Statistics: ``received`` (changes read), ``published``, ``oversized``, ``reconnects``,
-``last_error``, ``reader`` (1 while this process is the reader), ``became_reader``,
-``trimmed``, ``listener_reconnects``, and ``malformed`` and ``gaps`` (always 0).
+Statistics (``app.stats().sources["/reactor/postgres/<name>"]``): ``received`` (changes
+read), ``published``, ``oversized``, ``reconnects``, ``last_error``, ``reader`` (1 while
+this process is the reader), ``became_reader``, ``trimmed``, ``listener_reconnects``, and
+``malformed`` and ``gaps`` (always 0).
 
 Testing without a server
 ------------------------
@@ -117,9 +121,13 @@ test that subscribes the handler to an app of its own::
     async with app:
         await app.publish_and_wait(postgres.row_change(
             "public.orders", "insert", {"id": 7}, new={"id": 7, "total": 12.5},
-            source=on_order_row))
+            name=on_order_row))
         await app.publish_and_wait(postgres.notification("orders", '{"id": 1}',
-                                                         source=on_order))
+                                                         name=on_order))
+
+``name=`` says which source the event comes from: the handler a decorator made the source
+for (without a ``name=`` of its own, the source is named after the handler), or the
+source's name.
 """
 
 from reactor.abc import export_from
@@ -131,6 +139,7 @@ from ._changelog import WAKE_CHANNEL as WAKE_CHANNEL
 from ._changelog import TableNotInstalledError as TableNotInstalledError
 from ._connection import DSN_VARIABLE as DSN_VARIABLE
 from ._notify import NOTIFICATION_TYPE as NOTIFICATION_TYPE
+from ._notify import PgNotifyOptions as PgNotifyOptions
 from ._notify import PgNotifySource as PgNotifySource
 from ._notify import notification as notification
 from ._notify import on_pg_notify as on_pg_notify
@@ -138,6 +147,7 @@ from ._rows import ROW_DELETED as ROW_DELETED
 from ._rows import ROW_INSERTED as ROW_INSERTED
 from ._rows import ROW_UPDATED as ROW_UPDATED
 from ._rows import Op as Op
+from ._rows import RowChangeOptions as RowChangeOptions
 from ._rows import RowChangeSource as RowChangeSource
 from ._rows import by_key as by_key
 from ._rows import on_row_change as on_row_change
@@ -152,7 +162,9 @@ __all__ = [
     "WAKE_CHANNEL",
     "Op",
     "PayloadMode",
+    "PgNotifyOptions",
     "PgNotifySource",
+    "RowChangeOptions",
     "RowChangeSource",
     "TableNotInstalledError",
     "by_key",

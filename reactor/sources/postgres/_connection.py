@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONNECT_TIMEOUT",
     "DSN_VARIABLE",
+    "KIND",
     "connect",
     "connection_errors",
     "password_of",
@@ -33,6 +34,8 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: The ``<kind>`` in the URI of the PostgreSQL sources' events, ``/reactor/postgres/<name>``.
+KIND: Final = "postgres"
 #: The environment variable that gives the DSN when no ``dsn=`` is passed.
 DSN_VARIABLE: Final = "REACTOR_POSTGRES_DSN"
 #: Seconds a connection attempt may take (DNS, TCP, TLS, authentication) before it fails.

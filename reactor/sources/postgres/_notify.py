@@ -8,23 +8,30 @@ import codecs
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
-from typing import Final, TypeVar, Unpack
+from typing import Final, TypedDict, TypeVar, Unpack
 
 import anyio
 from anyio.abc import TaskStatus
 
 from reactor import ConsumerOptions, Event, Handler, validators
-from reactor.abc import App, Source, default_name, run_with_subscription
-from reactor.sources._link import Link
-from reactor.sources._payload import PayloadMode, check_mode, decode, note_malformed
+from reactor.abc import App
 
-from ._connection import CONNECT_TIMEOUT, password_of, psycopg_module, resolve_dsn
+from .._decorate import decorator, with_defaults
+from .._link import Link
+from .._naming import NamedSource, event_time, uri_for
+from .._payload import Payload, PayloadMode, check_data, check_mode, note_malformed, payload_event
+from ._connection import CONNECT_TIMEOUT, KIND, password_of, psycopg_module, resolve_dsn
 from ._listener import Listener, Notification, checked_channel, listen
-from ._publish import source_name, source_uri
 
-__all__ = ["NOTIFICATION_TYPE", "PgNotifySource", "notification", "on_pg_notify"]
+__all__ = [
+    "NOTIFICATION_TYPE",
+    "PgNotifyOptions",
+    "PgNotifySource",
+    "notification",
+    "on_pg_notify",
+]
 
 logger = logging.getLogger("reactor.sources.postgres")
 
@@ -37,115 +44,115 @@ _NO_LINK: Final = Link("", "", logger)
 
 
 def _build(
-    channel: str,
-    payload: bytes | str,
-    *,
     uri: str,
+    channel: str,
+    data: bytes | str,
     mode: PayloadMode,
     encoding: str,
     time: datetime,
-) -> tuple[Event, str | None]:
-    if isinstance(payload, bytes) and codecs.lookup(encoding).name != "utf-8":
+) -> tuple[Event, Payload]:
+    """Build the event for one notification, and say how its payload was decoded.
+
+    The one definition of the event, for the source and for :func:`notification`.
+    """
+    if isinstance(data, bytes) and codecs.lookup(encoding).name != "utf-8":
         # The payload is in the connection's client encoding: text from here on.
         with contextlib.suppress(UnicodeDecodeError):
-            payload = payload.decode(encoding)
-    parsed = decode(payload, mode)
-    event = Event(
-        type=NOTIFICATION_TYPE,
-        source=uri,
-        subject=channel,
-        time=time,
-        datacontenttype=parsed.datacontenttype,
-        data=parsed.data,
-    )
-    return event, parsed.problem
+            data = data.decode(encoding)
+    return payload_event(NOTIFICATION_TYPE, data, mode, source=uri, subject=channel, time=time)
 
 
 def notification(
     channel: str,
-    payload: str | bytes = "",
+    data: bytes | str = "",
     *,
-    source: str | Handler,
-    mode: PayloadMode = "auto",
+    payload: PayloadMode = "auto",
+    name: str | Handler,
     time: datetime | None = None,
 ) -> Event:
-    """Build the event that a notification source publishes for ``NOTIFY channel, 'payload'``.
+    """Build the event that a notification source publishes for ``NOTIFY channel, 'data'``.
 
     For tests that fire a handler without a server::
 
         @app.on_pg_notify("orders")
         async def on_order(event: Event) -> None: ...
 
-        await app.publish_and_wait(postgres.notification("orders", '{"id": 1}', source=on_order))
+        await app.publish_and_wait(postgres.notification("orders", '{"id": 1}', name=on_order))
 
     :param channel: the channel (the event's subject)
-    :param payload: the payload, text or bytes (UTF-8)
-    :param source: the source the event comes from: the handler that
-        :func:`on_pg_notify` decorated (without a ``name=``), or the source's name
-    :param mode: the source's ``payload`` option
+    :param data: the notification's payload, text or bytes (UTF-8)
+    :param payload: the source's ``payload`` option
+    :param name: the source the event comes from: its name, or the handler that
+        :func:`on_pg_notify` decorated (without a ``name=``: the source is named after the
+        handler); the event's source is ``/reactor/postgres/<name>``, which is what the
+        handler is subscribed to
     :param time: the event's time (default: now)
     :return: the event, as the source would publish it
     :raises TypeError: an argument of the wrong type
-    :raises ValueError: a bad channel, source name or mode
+    :raises ValueError: a bad channel, name or payload mode
     """
-    event, _ = _build(
+    return _build(
+        uri_for(KIND, name),
         checked_channel(channel),
-        payload,
-        uri=source_uri(source_name(source)),
-        mode=check_mode(mode),
-        encoding="utf-8",
-        time=datetime.now(UTC) if time is None else time,
-    )
-    return event
+        check_data(data),
+        check_mode(payload),
+        "utf-8",
+        event_time(time),
+    )[0]
 
 
-class PgNotifySource(Source):
+class PgNotifyOptions(TypedDict, total=False):
+    """The options of a notification source, all optional: ``payload`` and
+    ``connect_timeout``.
+
+    :func:`on_pg_notify` documents each and gives its default; :class:`PgNotifySource`
+    takes them as keyword arguments, with the same defaults.
+    """
+
+    payload: PayloadMode
+    connect_timeout: float
+
+
+class PgNotifySource(NamedSource):
     """Publish an event for every notification on PostgreSQL channels (``LISTEN``).
 
     See the package documentation for the events and the guarantee, and
-    :func:`on_pg_notify` for the arguments.
+    :func:`on_pg_notify` for the options (:class:`PgNotifyOptions`): the same, with the
+    same defaults.
 
     :param channels: the channels, one or more
     :param dsn: the server (default: the ``REACTOR_POSTGRES_DSN`` environment variable)
     :param name: the source's name: its events' source is ``/reactor/postgres/<name>``,
-        and its statistics' key (default: the channels, comma-separated)
-    :param payload: how payloads become event data (:data:`PayloadMode`)
-    :param connect_timeout: the most seconds one connection attempt may take
-    :raises TypeError: an argument of the wrong type
+        which is also the key of its statistics (default: the channels, comma-separated)
+    :param options: the source's options (:class:`PgNotifyOptions`)
+    :raises TypeError: an argument of the wrong type, or an unknown option
     :raises ValueError: no channel, a bad channel, a malformed DSN, or a bad option
     :raises ModuleNotFoundError: psycopg is not installed (``reactor-events[postgres]``)
     """
+
+    kind = KIND
 
     def __init__(
         self,
         *channels: str,
         dsn: str | None = None,
         name: str | None = None,
-        payload: PayloadMode = "auto",
-        connect_timeout: float = CONNECT_TIMEOUT,
+        **options: Unpack[PgNotifyOptions],
     ) -> None:
+        settings = with_defaults(type(self).__name__, options, PgNotifyOptions, on_pg_notify)
         if not channels:
             raise ValueError("PgNotifySource needs at least one channel")
         self._channels = tuple(dict.fromkeys(checked_channel(c) for c in channels))
         if dsn is not None:
             password_of(resolve_dsn(dsn))  # a malformed DSN is refused here, not at start
         self._dsn = dsn
-        self._name = ",".join(self._channels) if name is None else validators.name("name", name)
-        self._uri = source_uri(self._name)
-        self._mode = check_mode(payload)
-        self._timeout = validators.seconds("connect_timeout", connect_timeout, positive=True)
+        super().__init__(",".join(self._channels) if name is None else name)
+        self._mode = check_mode(settings["payload"])
+        self._timeout = validators.seconds(
+            "connect_timeout", settings["connect_timeout"], positive=True
+        )
         self._link: Link | None = None
         self._listener: Listener | None = None
-
-    @property
-    def name(self) -> str:
-        """The source's name (the key of its statistics)."""
-        return self._name
-
-    @property
-    def uri(self) -> str:
-        """The CloudEvents ``source`` of this source's events: ``/reactor/postgres/<name>``."""
-        return self._uri
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -158,9 +165,12 @@ class PgNotifySource(Source):
         return None if self._listener is None else self._listener.backend_pid
 
     def statistics(self) -> Mapping[str, int | str | None]:
-        """Return ``received`` (notifications), ``published`` (events), ``malformed``
-        (payloads that were not what ``payload=`` requires), ``reconnects``, ``gaps`` and
-        ``last_error`` (the last connection error, password hidden).
+        """Return the counters: ``received`` (notifications), ``published`` (notification
+        events), ``malformed`` (payloads not of the form the ``payload`` option expects,
+        published as text or bytes), ``reconnects``, ``gaps`` (gap events published),
+        ``oversized`` (events too large for the app's queue: published without their
+        payload) and ``last_error`` (the last connection error, password hidden, or
+        ``None``).
         """
         if self._link is None:
             return _NO_LINK.statistics()
@@ -183,7 +193,7 @@ class PgNotifySource(Source):
         dsn = resolve_dsn(self._dsn)
         if self._link is None:
             password = password_of(dsn)
-            self._link = Link(self._name, dsn, logger, secrets=(password,) if password else ())
+            self._link = Link(self.name, dsn, logger, secrets=(password,) if password else ())
         try:
             await listen(
                 app,
@@ -209,23 +219,17 @@ class PgNotifySource(Source):
         events: list[Event] = []
         encoding = self._listener.encoding if self._listener is not None else "utf-8"
         for item in batch:
-            event, problem = _build(
-                item.channel,
-                item.payload,
-                uri=self._uri,
-                mode=self._mode,
-                encoding=encoding,
-                time=now,
+            event, payload = _build(
+                self._uri, item.channel, item.payload, self._mode, encoding, now
             )
-            if problem is not None:
-                note_malformed(link, item.channel, problem, str(event.datacontenttype))
+            if payload.problem is not None:
+                note_malformed(link, item.channel, payload.problem, payload.datacontenttype)
             events.append(event)
         await link.publish_many(app, events)
 
     async def _reconnected(self, app: App, since: datetime) -> None:
         assert self._link is not None
-        await app.publish(self.gap_event(app, reason="reconnected", since=since, source=self._uri))
-        self._link.gaps += 1
+        await self._link.publish_gap(app, self.gap_event(app, reason="reconnected", since=since))
 
 
 def on_pg_notify(
@@ -255,10 +259,13 @@ def on_pg_notify(
     :param payload: ``"auto"`` (default: JSON when it parses, else the text), ``"json"``
         (must be JSON; other payloads are published as text and counted as ``malformed``),
         ``"text"`` or ``"bytes"``
-    :param status_events: also hand the handler the source's gap events
+    :param status_events: also hand the handler the source's gap events (type
+        ``"reactor.source.gap"``: check ``event.type``); by default it gets notifications
+        only
     :param connect_timeout: the most seconds one connection attempt may take
     :param options: the consumer's options (:class:`~reactor.ConsumerOptions`); ``name``
-        (default: the handler's qualified name) is also the source's name
+        (default: the handler's qualified name) is also the source's name in
+        ``/reactor/postgres/<name>``
     :return: a decorator that subscribes the handler and returns it unchanged
     :raises TypeError: an argument of the wrong type, or an unknown keyword argument
     :raises ValueError: no channel, a bad channel, a malformed DSN, a bad option, or the
@@ -267,31 +274,14 @@ def on_pg_notify(
     :raises ModuleNotFoundError: psycopg is not installed; the message names
         ``pip install 'reactor-events[postgres]'``
     """
-    validators.keywords("on_pg_notify", options, ConsumerOptions)
-    validators.boolean("status_events", status_events)
-    # Check the arguments now, where the mistake is, not when the handler is decorated.
+    # Without psycopg, the mistake is here, not when the app starts.
     psycopg_module()
-    PgNotifySource(
-        *channels, dsn=dsn, name="check", payload=payload, connect_timeout=connect_timeout
+    settings: PgNotifyOptions = {"payload": payload, "connect_timeout": connect_timeout}
+    return decorator(
+        app,
+        "on_pg_notify",
+        lambda name: PgNotifySource(*channels, dsn=dsn, name=name, **settings),
+        NOTIFICATION_TYPE,
+        options,
+        status_events=status_events,
     )
-
-    def decorate(handler: H) -> H:
-        name = options.get("name")
-        source = PgNotifySource(
-            *channels,
-            dsn=dsn,
-            name=default_name(handler) if name is None else name,
-            payload=payload,
-            connect_timeout=connect_timeout,
-        )
-        run_with_subscription(
-            app,
-            source,
-            "*" if status_events else NOTIFICATION_TYPE,
-            handler,
-            events_from=source.uri,
-            **options,
-        )
-        return handler
-
-    return decorate

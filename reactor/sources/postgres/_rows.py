@@ -7,18 +7,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar, Unpack
 
 import anyio
 import attrs
 from anyio.abc import TaskStatus
 
 from reactor import ConsumerOptions, Event, Handler, PayloadTooLargeError, validators
-from reactor.abc import App, Source, default_name, run_with_subscription
-from reactor.sources._link import Link
+from reactor.abc import App
 
+from .._decorate import decorator, with_defaults
+from .._link import Link
+from .._naming import NamedSource, event_time, uri_for
 from ._changelog import (
     OPS,
     WAKE_CHANNEL,
@@ -37,6 +39,7 @@ from ._changelog import (
 )
 from ._connection import (
     CONNECT_TIMEOUT,
+    KIND,
     connect,
     connection_errors,
     password_of,
@@ -44,7 +47,6 @@ from ._connection import (
     resolve_dsn,
 )
 from ._listener import Notification, listen
-from ._publish import source_name, source_uri
 
 if TYPE_CHECKING:
     import psycopg
@@ -54,6 +56,7 @@ __all__ = [
     "ROW_INSERTED",
     "ROW_UPDATED",
     "Op",
+    "RowChangeOptions",
     "RowChangeSource",
     "by_key",
     "on_row_change",
@@ -119,7 +122,7 @@ def row_change(
     *,
     new: Mapping[str, Any] | None = None,
     old: Mapping[str, Any] | None = None,
-    source: str | Handler,
+    name: str | Handler,
     id: str | None = None,
     time: datetime | None = None,
 ) -> Event:
@@ -131,7 +134,7 @@ def row_change(
         async def on_order(event: Event) -> None: ...
 
         event = postgres.row_change(
-            "public.orders", "insert", {"id": 7}, new={"id": 7, "total": 12.5}, source=on_order
+            "public.orders", "insert", {"id": 7}, new={"id": 7, "total": 12.5}, name=on_order
         )
         await app.publish_and_wait(event)
 
@@ -140,14 +143,16 @@ def row_change(
     :param key: the primary key's columns and values, in key order
     :param new: the row after the change (inserts and updates)
     :param old: the row before the change (updates and deletes)
-    :param source: the source the event comes from: the handler that
-        :func:`on_row_change` decorated (without a ``name=``), or the source's name
+    :param name: the source the event comes from: its name, or the handler that
+        :func:`on_row_change` decorated (without a ``name=``: the source is named after
+        the handler); the event's source is ``/reactor/postgres/<name>``, which is what
+        the handler is subscribed to
     :param id: the event's id (the source's are ``"<xid>-<change id>"``; default: a new
         UUID)
     :param time: when the change was made (default: now)
     :return: the event, as the source would publish it
     :raises TypeError: an argument of the wrong type
-    :raises ValueError: an unknown operation, or an empty key
+    :raises ValueError: an unknown operation, an empty key, or an empty name
     """
     validators.name("table", table)
     validators.one_of("op", op, OPS)
@@ -164,9 +169,9 @@ def row_change(
         key,
         None if new is None else dict(new),
         None if old is None else dict(old),
-        uri=source_uri(source_name(source)),
+        uri=uri_for(KIND, name),
         id=id,
-        time=datetime.now(UTC) if time is None else time,
+        time=event_time(time),
     )
 
 
@@ -185,56 +190,68 @@ def _checked_ops(ops: object) -> tuple[str, ...]:
     return checked
 
 
-class RowChangeSource(Source):
+class RowChangeOptions(TypedDict, total=False):
+    """The options of a row-change source, all optional: ``ops``, ``group``,
+    ``batch_size``, ``poll_interval``, ``standby_interval`` and ``connect_timeout``.
+
+    :func:`on_row_change` documents each and gives its default; :class:`RowChangeSource`
+    takes them as keyword arguments, with the same defaults.
+    """
+
+    ops: Sequence[Op]
+    group: str | None
+    batch_size: int
+    poll_interval: float
+    standby_interval: float
+    connect_timeout: float
+
+
+class RowChangeSource(NamedSource):
     """Publish an event for every committed insert, update and delete of a table.
 
     See the package documentation for the events, the guarantee and the processes, and
-    :func:`on_row_change` for the arguments.
+    :func:`on_row_change` for the options (:class:`RowChangeOptions`): the same, with the
+    same defaults.
 
     :param table: the table (installed with ``reactor db install``)
     :param dsn: the server (default: the ``REACTOR_POSTGRES_DSN`` environment variable)
-    :param ops: the operations to publish
     :param name: the source's name: its events' source is ``/reactor/postgres/<name>``,
-        and its statistics' key (default: the table as given)
-    :param group: the consumer group whose cursor the source reads and advances (default:
-        ``"<app source>:<name>"``)
-    :param batch_size: the most changes read and published at once
-    :param poll_interval: seconds between reads of the log when no wake-up comes
-    :param standby_interval: seconds between two attempts of a standby process to become
-        the reader
-    :param connect_timeout: the most seconds one connection attempt may take
-    :raises TypeError: an argument of the wrong type
+        which is also the key of its statistics (default: the table as given)
+    :param options: the source's options (:class:`RowChangeOptions`)
+    :raises TypeError: an argument of the wrong type, or an unknown option
     :raises ValueError: a bad argument, or a malformed DSN
     :raises ModuleNotFoundError: psycopg is not installed (``reactor-events[postgres]``)
     """
+
+    kind = KIND
 
     def __init__(
         self,
         table: str,
         *,
         dsn: str | None = None,
-        ops: Sequence[Op] = OPS,
         name: str | None = None,
-        group: str | None = None,
-        batch_size: int = 500,
-        poll_interval: float = 5.0,
-        standby_interval: float = 1.0,
-        connect_timeout: float = CONNECT_TIMEOUT,
+        **options: Unpack[RowChangeOptions],
     ) -> None:
+        settings = with_defaults(type(self).__name__, options, RowChangeOptions, on_row_change)
         self._table_given = validators.name("table", table)
         if dsn is not None:
             password_of(resolve_dsn(dsn))  # a malformed DSN is refused here, not at start
         self._dsn = dsn
-        self._ops = _checked_ops(ops)
-        self._name = self._table_given if name is None else validators.name("name", name)
-        self._uri = source_uri(self._name)
+        self._ops = _checked_ops(settings["ops"])
+        super().__init__(self._table_given if name is None else name)
+        group = settings["group"]
         self._group_given = None if group is None else validators.name("group", group)
-        self._batch_size = validators.integer("batch_size", batch_size, minimum=1)
-        self._poll_interval = validators.seconds("poll_interval", poll_interval, positive=True)
-        self._standby_interval = validators.seconds(
-            "standby_interval", standby_interval, positive=True
+        self._batch_size = validators.integer("batch_size", settings["batch_size"], minimum=1)
+        self._poll_interval = validators.seconds(
+            "poll_interval", settings["poll_interval"], positive=True
         )
-        self._timeout = validators.seconds("connect_timeout", connect_timeout, positive=True)
+        self._standby_interval = validators.seconds(
+            "standby_interval", settings["standby_interval"], positive=True
+        )
+        self._timeout = validators.seconds(
+            "connect_timeout", settings["connect_timeout"], positive=True
+        )
         self._link: Link | None = None
         self._wake_link: Link | None = None
         self._counts = {"trimmed": 0, "became_reader": 0}
@@ -247,16 +264,6 @@ class RowChangeSource(Source):
         self._wake = anyio.Event()
         self._trimmed_at: float | None = None
         self._missing = False
-
-    @property
-    def name(self) -> str:
-        """The source's name (the key of its statistics)."""
-        return self._name
-
-    @property
-    def uri(self) -> str:
-        """The CloudEvents ``source`` of this source's events: ``/reactor/postgres/<name>``."""
-        return self._uri
 
     @property
     def table(self) -> str:
@@ -276,7 +283,7 @@ class RowChangeSource(Source):
         the log), ``listener_reconnects`` (of the wake-up connection), and ``malformed`` and
         ``gaps``, always 0.
         """
-        link = self._link or Link(self._name, "", logger)
+        link = self._link or Link(self.name, "", logger)
         wake = self._wake_link
         return {
             **link.statistics(),
@@ -307,8 +314,8 @@ class RowChangeSource(Source):
         password = password_of(dsn)
         secrets = (password,) if password else ()
         if self._link is None:
-            self._link = Link(self._name, dsn, logger, secrets=secrets)
-            self._wake_link = Link(f"{self._name} (wake-ups)", dsn, logger, secrets=secrets)
+            self._link = Link(self.name, dsn, logger, secrets=secrets)
+            self._wake_link = Link(f"{self.name} (wake-ups)", dsn, logger, secrets=secrets)
         link, wake_link = self._link, self._wake_link
         assert wake_link is not None
         self._group = self._group_given or f"{app.source}:{self._name}"
@@ -356,7 +363,7 @@ class RowChangeSource(Source):
                 if self._cursor is None:
                     await self._set_up()
                     if self._missing:
-                        logger.warning("%s: %s can be read again", self._name, self.table)
+                        logger.warning("%s: %s can be read again", self.name, self.table)
                         self._missing = False
                 await self._work(app)
             except errors as exc:
@@ -370,7 +377,7 @@ class RowChangeSource(Source):
                 if not self._missing:
                     logger.error(
                         "%s: cannot read the changes of %s (%s); trying again every %s s",
-                        self._name,
+                        self.name,
                         self.table,
                         link.last_error,
                         self._poll_interval,
@@ -396,7 +403,7 @@ class RowChangeSource(Source):
             self._cursor = await self._db(load_cursor, self.table, self._group)
             self._counts["became_reader"] += 1
             logger.info(
-                "%s: reading the changes of %s for group %r", self._name, self.table, self._group
+                "%s: reading the changes of %s for group %r", self.name, self.table, self._group
             )
         return self._reader
 
@@ -549,10 +556,9 @@ def on_row_change(
     :raises ModuleNotFoundError: psycopg is not installed; the message names
         ``pip install 'reactor-events[postgres]'``
     """
-    validators.keywords("on_row_change", options, ConsumerOptions)
+    # Without psycopg, the mistake is here, not when the app starts.
     psycopg_module()
-    settings: dict[str, Any] = {
-        "dsn": dsn,
+    settings: RowChangeOptions = {
         "ops": ops,
         "group": group,
         "batch_size": batch_size,
@@ -560,17 +566,11 @@ def on_row_change(
         "standby_interval": standby_interval,
         "connect_timeout": connect_timeout,
     }
-    # Check the arguments now, where the mistake is, not when the handler is decorated.
-    RowChangeSource(table, name="check", **settings)
-    if "ordered_by" not in options:  # absent, not None: None asks for no ordering
-        options["ordered_by"] = by_key
-
-    def decorate(handler: H) -> H:
-        name = options.get("name")
-        source = RowChangeSource(
-            table, name=default_name(handler) if name is None else name, **settings
-        )
-        run_with_subscription(app, source, _ROW_TYPES, handler, events_from=source.uri, **options)
-        return handler
-
-    return decorate
+    return decorator(
+        app,
+        "on_row_change",
+        lambda name: RowChangeSource(table, dsn=dsn, name=name, **settings),
+        _ROW_TYPES,
+        options,
+        ordered_by=by_key,
+    )

@@ -34,7 +34,8 @@ with capped exponential backoff (0.1 s doubling to 5 s, on the app's clock), sub
 again, and then publishes a gap event (type ``"reactor.source.gap"``, source the source's
 URI, data ``{"reason": "reconnected", "since": <when the connection was lost>, "until":
 ..., "missed": null}``) before the first message of the new connection, so that consumers
-can resynchronise (re-read the state the messages were about). The outage is logged once
+can resynchronise (re-read the state the messages were about); ``status_events=True``
+hands it to the decorated handler too. The outage is logged once
 when it begins and once when it ends. The first connection must succeed: a wrong address
 or a server that is down when the app starts raises :class:`reactor.SourceUnavailableError`
 out of ``async with app:``.
@@ -59,8 +60,12 @@ neither is an error. The password never appears in a log line, an error or the s
 **Testing without a server.** :func:`message` builds exactly the event the source would
 publish (the source builds its events with it)::
 
-    event = redis.message("alerts.cpu", b'{"load": 9.5}', pattern="alerts.*", name="alert")
+    event = redis.message("alerts.cpu", b'{"load": 9.5}', pattern="alerts.*", name=alert)
     await alert(event)                                # or: await app.publish_and_wait(event)
+
+``name=`` says which source the event comes from: the handler a decorator made the source
+for (without a ``name=`` of its own, the source is named after the handler), or the
+source's name (default ``"redis"``, the name of a :class:`RedisSource` made without one).
 """
 
 from reactor.abc import export_from

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar, Unpack
 from urllib.parse import urlsplit
 
@@ -20,11 +21,13 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from reactor import ConsumerOptions, Event, Handler, SourceUnavailableError, validators
-from reactor.abc import App, Source, default_name, import_extra, run_with_subscription
+from reactor.abc import App, import_extra
 
+from .._decorate import decorator, distinct, with_defaults
 from .._link import Link, configured, connection_failure, password_of
+from .._naming import NamedSource
 from .._payload import PayloadMode, check_mode, note_malformed
-from ._events import DEFAULT_NAME, MESSAGE_TYPE, build, is_pattern, source_uri
+from ._events import DEFAULT_NAME, KIND, MESSAGE_TYPE, build, is_pattern
 
 if TYPE_CHECKING:
     from coredis.response.types import PubSubMessage
@@ -72,7 +75,7 @@ class _Gap:
         self.missed = None if self.missed is None or missed is None else self.missed + missed
 
 
-class RedisSource(Source):
+class RedisSource(NamedSource):
     """Publish an event for every message on Redis pub/sub channels and patterns.
 
     See :mod:`reactor.sources.redis` for the events and the guarantees, and
@@ -93,6 +96,8 @@ class RedisSource(Source):
         that is not a Redis URL
     """
 
+    kind = KIND
+
     def __init__(
         self,
         *channels: str,
@@ -100,14 +105,9 @@ class RedisSource(Source):
         name: str = DEFAULT_NAME,
         **options: Unpack[RedisOptions],
     ) -> None:
-        validators.keywords(type(self).__name__, options, RedisOptions)
-        settings = {**_DEFAULTS, **options}
-        if not channels:
-            raise ValueError("give at least one channel or pattern to subscribe to")
-        for channel in channels:
-            validators.name("channel", channel)
-            if channels.count(channel) > 1:
-                raise ValueError(f"channel {channel!r} is given twice")
+        settings = with_defaults(type(self).__name__, options, RedisOptions, on_redis_message)
+        super().__init__(name)
+        distinct("channel or pattern", channels, partial(validators.name, "channel"))
         self._channels = channels
         self._url = configured(
             url, parameter="url", variable=URL_VARIABLE, example="redis://127.0.0.1:6379/0"
@@ -119,8 +119,6 @@ class RedisSource(Source):
             )
         self._mode = check_mode(settings["payload"])
         self._buffer = validators.integer("buffer", settings["buffer"], minimum=1)
-        self._name = validators.name("name", name)
-        self._uri = source_uri(self._name)
         # Visible in CLIENT LIST, so that an operator can tell (and kill) this connection.
         self._client_name = "reactor:" + "".join(
             c if (c.isascii() and c.isalnum()) or c in "-_.:/" else "_" for c in self._name
@@ -130,16 +128,6 @@ class RedisSource(Source):
         self._gap: _Gap | None = None
 
     # -- properties
-
-    @property
-    def name(self) -> str:
-        """The source's URI, ``/reactor/redis/<name>``: the key of its statistics."""
-        return self._uri
-
-    @property
-    def uri(self) -> str:
-        """The CloudEvents ``source`` of this source's events: ``/reactor/redis/<name>``."""
-        return self._uri
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -160,8 +148,9 @@ class RedisSource(Source):
         """Return the counters: ``received`` (messages), ``published`` (message events),
         ``malformed`` (payloads not of the form the ``payload`` option expects, published
         as text or bytes), ``reconnects``, ``gaps`` (gap events published), ``oversized``
-        (events too large for the app's queue: published without their payload), ``dropped`` (messages dropped because
-        the buffer was full) and ``last_error`` (the last connection error, or ``None``).
+        (events too large for the app's queue: published without their payload),
+        ``dropped`` (messages dropped because the buffer was full) and ``last_error`` (the
+        last connection error, or ``None``).
         """
         return {**self._link.statistics(), "dropped": self._dropped}
 
@@ -268,8 +257,7 @@ class RedisSource(Source):
             gap = self._gap
             if gap is not None and receive.statistics().current_buffer_used == 0:
                 self._gap = None
-                if await link.publish(app, self._gap_event(app, gap)):
-                    link.gaps += 1
+                await link.publish_gap(app, self._gap_event(app, gap))
 
     def _take(self, app: App, send: MemoryObjectSendStream[Event], message: PubSubMessage) -> None:
         """Turn one message into an event in the buffer, or drop it when the buffer is full."""
@@ -329,9 +317,7 @@ class RedisSource(Source):
         return True
 
     def _gap_event(self, app: App, gap: _Gap) -> Event:
-        return self.gap_event(
-            app, reason=gap.reason, since=gap.since, missed=gap.missed, source=self._uri
-        )
+        return self.gap_event(app, reason=gap.reason, since=gap.since, missed=gap.missed)
 
 
 def _text(value: bytes | str) -> str:
@@ -346,7 +332,7 @@ def on_redis_message(
     url: str | None = None,
     payload: PayloadMode = "auto",
     buffer: int = DEFAULT_BUFFER,
-    gap_events: bool = False,
+    status_events: bool = False,
     **options: Unpack[ConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler for the messages published on Redis channels and patterns.
@@ -373,7 +359,7 @@ def on_redis_message(
     :param buffer: how many messages may wait for room in the app's queue; beyond that,
         messages are dropped and counted, and a gap event says how many (a Redis server
         would disconnect a subscriber that falls behind anyway)
-    :param gap_events: also hand the handler the source's gap events (type
+    :param status_events: also hand the handler the source's gap events (type
         ``"reactor.source.gap"``: check ``event.type``); by default it gets messages only
     :param options: the consumer's options (:class:`~reactor.ConsumerOptions`). ``name``
         (default: the handler's qualified name) is also the source's name in
@@ -383,34 +369,12 @@ def on_redis_message(
     :raises TypeError: an option of the wrong type, or an unknown keyword argument
     :raises ValueError: no channel, a bad option, no URL, or the consumer name is taken
     """
-    validators.keywords("on_redis_message", options, ConsumerOptions)
-    validators.boolean("gap_events", gap_events)
     settings: RedisOptions = {"payload": payload, "buffer": buffer}
-    # Check the options now, where the mistake is, not when the handler is decorated.
-    RedisSource(*channels, url=url, name="check", **settings)
-
-    def decorate(handler: H) -> H:
-        name = options.get("name")
-        source = RedisSource(
-            *channels, url=url, name=default_name(handler) if name is None else name, **settings
-        )
-        run_with_subscription(
-            app,
-            source,
-            "*" if gap_events else MESSAGE_TYPE,
-            handler,
-            events_from=source.uri,
-            **options,
-        )
-        return handler
-
-    return decorate
-
-
-# The options' defaults have one definition, on_redis_message()'s signature; a RedisSource
-# made directly takes them from there.
-_DEFAULTS: Final[Mapping[str, Any]] = {
-    key: value
-    for key, value in (on_redis_message.__kwdefaults__ or {}).items()
-    if key in RedisOptions.__optional_keys__
-}
+    return decorator(
+        app,
+        "on_redis_message",
+        lambda name: RedisSource(*channels, url=url, name=name, **settings),
+        MESSAGE_TYPE,
+        options,
+        status_events=status_events,
+    )
