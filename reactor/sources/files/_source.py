@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Any, Final, TypedDict, TypeVar, Unpack
-from urllib.parse import quote
 
 import anyio
 from anyio.abc import TaskStatus
@@ -22,6 +21,8 @@ from watchfiles import Change
 from reactor import ConsumerOptions, Handler, validators
 from reactor.abc import App, Source, default_name, run_with_subscription
 
+from .._decorate import with_defaults
+from .._naming import source_uri
 from ._events import (
     ROOT_MISSING,
     ROOT_RESTORED,
@@ -89,8 +90,7 @@ class FileChangeSource(Source):
         name: str | None = None,
         **options: Unpack[WatchOptions],
     ) -> None:
-        validators.keywords(type(self).__name__, options, WatchOptions)
-        settings = {**_DEFAULTS, **options}
+        settings = with_defaults(type(self).__name__, options, WatchOptions, on_file_change)
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or an os.PathLike, got {path!r}")
         given = validators.name("path", os.fspath(path))
@@ -106,7 +106,7 @@ class FileChangeSource(Source):
         )
         self._force_polling = validators.boolean("force_polling", settings["force_polling"])
         self._name = given if name is None else validators.name("name", name)
-        self._uri = "/reactor/files/" + quote(self._name, safe="")
+        self._uri = source_uri("files", self._name)
         follow_symlinks = validators.boolean("follow_symlinks", settings["follow_symlinks"])
         self._paths = RootPaths(follow_symlinks=follow_symlinks)
         self._walker = Walker(self._paths, match, recursive=self._recursive, name=self._name)
@@ -522,12 +522,3 @@ def on_file_change(
         return handler
 
     return decorate
-
-
-# The watch options' defaults have one definition, on_file_change()'s signature; a
-# FileChangeSource made directly takes them from there.
-_DEFAULTS: Final[Mapping[str, Any]] = {
-    key: value
-    for key, value in (on_file_change.__kwdefaults__ or {}).items()
-    if key in WatchOptions.__optional_keys__
-}

@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Final, Literal, TypedDict, Unpack, get_args
-from urllib.parse import quote
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -24,6 +23,7 @@ from anyio.lowlevel import checkpoint
 from reactor import Event, ReactorNotRunning, SystemClock, validators
 from reactor.abc import App, Source
 
+from .._naming import source_uri
 from ._cron import CronTrigger
 from ._triggers import AtTrigger, IntervalTrigger
 
@@ -69,7 +69,6 @@ _OVERLAPS: Final[tuple[Overlap, ...]] = get_args(Overlap)
 _MISFIRES: Final[tuple[Misfire, ...]] = get_args(Misfire)
 _PASTS: Final[tuple[Past, ...]] = get_args(Past)
 
-_SOURCE_PREFIX = "/reactor/timers/"
 # How early an interval timer on the system clock wakes before a due time (see there).
 _EARLY = 0.002
 # Missed cron times counted one by one after a stall; past this many the last one is
@@ -162,7 +161,7 @@ class TimerSource(Source):
         #: The timer's name.
         self.timer_name = validators.name("name", name)
         #: The CloudEvents source of this timer's events.
-        self.uri = _SOURCE_PREFIX + quote(name, safe="")
+        self.uri = source_uri("timers", name)
         self.overlap, self.misfire = checked_policies(overlap, misfire)
         self._counts = dict.fromkeys(("fired", "late", "missed", "skipped", "coalesced"), 0)
         self._tg: TaskGroup | None = None
