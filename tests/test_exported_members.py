@@ -66,6 +66,21 @@ def test_the_server_sources_import_their_client_only_when_they_run() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_broker_triggers_import_the_s3_decoder_only_to_decode() -> None:
+    code = (
+        "import sys, reactor.sources.redis, reactor.sources.mqtt, reactor.sources.postgres;"
+        "print('reactor.sources.objects' in sys.modules);"
+        "from reactor import Reactor;"
+        "Reactor().on_mqtt('minio/events', url='mqtt://127.0.0.1', decode='s3');"
+        "print('reactor.sources.objects' in sys.modules);"
+        "print(sorted({'botocore', 'cryptography', 'paho'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "True", "[]"]
+
+
 PUBLIC_MODULES = (
     "reactor",
     "reactor.abc",

@@ -142,7 +142,7 @@ async def test_a_minio_notification_reaches_the_handler() -> None:
         response = await call(app, minio_body(record), JSON_HEADERS)
         with anyio.fail_after(5):
             (event,) = await capture.wait_for(1)
-        stats = app.stats().sources["bucket-events:/s3"]
+        stats = app.stats().sources["/reactor/objects/%2Fs3"]
     assert response.status == 202
     assert response.json == {"ids": [event.id]}
     assert event.type == "com.amazonaws.s3.ObjectCreated:Put"
@@ -197,7 +197,7 @@ async def test_the_bearer_token_is_checked(token: str, authorization: str) -> No
         missing = await call(app, body, JSON_HEADERS)
         wrong = await call(app, body, {**JSON_HEADERS, "authorization": "Bearer nope"})
         other_scheme = await call(app, body, {**JSON_HEADERS, "authorization": "Token s3cr3t"})
-        stats = app.stats().sources["bucket-events:/s3"]
+        stats = app.stats().sources["/reactor/objects/%2Fs3"]
         assert accepted(app) == 1
     assert missing.status == wrong.status == other_scheme.status == 401
     assert missing.headers["www-authenticate"] == 'Bearer realm="reactor"'
@@ -284,7 +284,7 @@ async def test_records_are_filtered_before_publishing_and_counted() -> None:
         none = await call(app, json.dumps({"Records": records[1:]}).encode(), JSON_HEADERS)
         with anyio.fail_after(5):
             await capture.wait_for(1)
-        stats = app.stats().sources["bucket-events:/s3"]
+        stats = app.stats().sources["/reactor/objects/%2Fs3"]
         assert len(everything.events) == 1  # nothing else was published
     assert some.status == 202
     assert some.json == {"ids": [capture.events[0].id], "filtered": 4}
@@ -304,7 +304,7 @@ async def test_partly_refused_messages_publish_the_rest_and_say_what_was_refused
         response = await call(app, body, JSON_HEADERS)
         with anyio.fail_after(5):
             await capture.wait_for(1)
-        stats = app.stats().sources["bucket-events:/s3"]
+        stats = app.stats().sources["/reactor/objects/%2Fs3"]
     assert response.status == 202
     assert response.json["refused"] == [
         {
@@ -371,7 +371,7 @@ async def test_more_records_than_the_queue_holds_is_413_and_nothing_is_published
     ).encode()
     async with app:
         response = await call(app, body, JSON_HEADERS)
-        stats = app.stats().sources["bucket-events:/s3"]
+        stats = app.stats().sources["/reactor/objects/%2Fs3"]
     assert response.status == 413  # more events than the queue ever holds
     assert stats["published"] == 0
 
@@ -424,7 +424,7 @@ def test_the_reactor_method_is_the_plugin_function() -> None:
     app.on_bucket_event("/x", sns=["*"])
     (route,) = [source for source in app.sources if isinstance(source, BucketEvents)]
     assert repr(route) == "<BucketEvents '/x' sns, 0 filter(s)>"  # no handler yet
-    assert route.name == "bucket-events:/x"
+    assert route.name == route.uri == "/reactor/objects/%2Fx"
 
 
 def test_importing_reactor_or_the_objects_package_imports_no_cryptography() -> None:
@@ -578,7 +578,7 @@ async def test_the_documented_subscription_confirmation_is_verified_and_confirme
         response = await post(app, sign(message))
         with anyio.fail_after(5):
             (event,) = await everything.wait_for(1)
-        stats = app.stats().sources["bucket-events:/sns"]
+        stats = app.stats().sources["/reactor/objects/%2Fsns"]
     assert placeholder.status == 401
     assert placeholder.json == {"error": "the SNS message's Signature does not verify"}
     assert response.status == 202
@@ -611,7 +611,7 @@ async def test_the_documented_unsubscribe_confirmation_is_published_not_visited(
         response = await post(app, message, **{"x-amz-sns-subscription-arn": subscription})
         with anyio.fail_after(5):
             (event,) = await everything.wait_for(1)
-        stats = app.stats().sources["bucket-events:/sns"]
+        stats = app.stats().sources["/reactor/objects/%2Fsns"]
     assert without_header.status == 400
     assert response.status == 202
     assert sns.confirmations == []  # never re-subscribed on its own
@@ -800,7 +800,7 @@ async def test_a_repeated_delivery_is_published_once() -> None:
     assert (again.status, again.json) == (200, {"ids": first.json["ids"], "duplicate": True})
     assert len(capture.events) == 1
     assert stats["http"]["duplicates"] == 1
-    assert stats["bucket-events:/sns"]["published"] == 1
+    assert stats["/reactor/objects/%2Fsns"]["published"] == 1
 
 
 async def test_stale_and_future_messages_are_401() -> None:
@@ -826,7 +826,7 @@ async def test_a_topic_the_route_does_not_take_is_403_and_not_confirmed() -> Non
     message = sign(documented("subscription-confirmation.json"))
     async with running(app):
         response = await post(app, message)
-        stats = app.stats().sources["bucket-events:/sns"]
+        stats = app.stats().sources["/reactor/objects/%2Fsns"]
     assert response.status == 403
     assert TOPIC in response.json["error"]
     assert sns.fetched == []
@@ -865,7 +865,7 @@ async def test_a_confirmation_that_fails_is_503_and_its_retry_confirms() -> None
         second = await post(app, message)
         with anyio.fail_after(5):
             await everything.wait_for(1)
-        stats = app.stats().sources["bucket-events:/sns"]
+        stats = app.stats().sources["/reactor/objects/%2Fsns"]
     assert first.status == 503
     assert "could not be confirmed now (OSError)" in first.json["error"]
     assert second.status == 202
@@ -928,7 +928,7 @@ async def test_s3s_test_event_through_sns_is_200_and_filters_apply() -> None:
     async with running(app):
         tested = await post(app, sign(test))
         filtered = await post(app, sign(other))
-        stats = app.stats().sources["bucket-events:/sns"]
+        stats = app.stats().sources["/reactor/objects/%2Fsns"]
     assert (tested.status, tested.json) == (200, {"ids": [], "test": True})
     assert (filtered.status, filtered.json) == (200, {"ids": [], "filtered": 1})
     assert stats["tests"] == 1

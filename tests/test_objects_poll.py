@@ -34,6 +34,8 @@ pytestmark = pytest.mark.anyio
 CREATED = "com.amazonaws.s3.ObjectCreated:Put"
 REMOVED = "com.amazonaws.s3.ObjectRemoved:Delete"
 GAP = "reactor.source.gap"
+#: The URI of the poller the tests name "poller": the key of its statistics.
+POLLER = "/reactor/objects/poller"
 # A wait for real work (listing, publishing); never a timing assertion.
 PATIENCE = 60
 
@@ -120,7 +122,8 @@ async def test_created_overwritten_and_removed_objects_become_s3_cloudevents(
     async with polling(server, bucket, state) as (app, capture, source):
         gap = (await settle(app, capture, 1))[0]
         assert gap.type == GAP and gap.data["reason"].startswith("no stored state")
-        assert gap.source == f"aws:s3.us-east-1.{bucket}" and gap.subject == "poller"
+        # From the poller's URI, as every trigger's gap events.
+        assert gap.source == gap.subject == POLLER
         put(s3, bucket, "in/new file+1.txt", b"hello")
         put(s3, bucket, "in/overwrite.txt", b"new content")
         s3.delete_object(Bucket=bucket, Key="in/remove.txt")
@@ -152,13 +155,13 @@ async def test_created_overwritten_and_removed_objects_become_s3_cloudevents(
         }
         assert modified.data["size"] == len(b"new content")
         assert removed.data["size"] == len(b"gone soon")
-        assert {e.extensions[objects.POLLER_EXTENSION] for e in events} == {"poller"}
+        assert {e.extensions[objects.POLLER_EXTENSION] for e in events} == {POLLER}
         # The test helper builds the very same event, id included.
         assert created == objects.bucket_change(
             "created",
             bucket,
             "in/new file+1.txt",
-            poller="poller",
+            name="poller",
             size=5,
             etag=head["ETag"],
             last_modified=head["LastModified"],
@@ -167,7 +170,7 @@ async def test_created_overwritten_and_removed_objects_become_s3_cloudevents(
         result = await source.poll()
         assert (result.created, result.modified, result.removed) == (0, 0, 0)
         await settle(app, capture, 4)
-        stats = app.stats().sources["poller"]
+        stats = app.stats().sources[POLLER]
         assert stats["polls"] == 3 and stats["pages"] == 3
         assert stats["listed"] == stats["received"] == 3 + 3 + 3
         assert (stats["created"], stats["modified"], stats["removed"]) == (1, 1, 1)
@@ -231,7 +234,7 @@ async def test_suffix_and_events_filter_what_is_published(
         await source.poll()
         events = await settle(app, capture, 2)
         assert changes(events) == [("removed", "in/a.csv")]
-        stats = app.stats().sources["poller"]
+        stats = app.stats().sources[POLLER]
         assert (stats["created"], stats["removed"], stats["published"]) == (1, 1, 1)
         # b.txt (baseline) and d.txt by suffix=; c.csv's creation by events=
         assert stats["filtered"] == 3
@@ -250,7 +253,7 @@ async def test_ten_thousand_objects_over_several_pages(
         capture,
         source,
     ):
-        stats = app.stats().sources["poller"]
+        stats = app.stats().sources[POLLER]
         assert (stats["pages"], stats["listed"], stats["objects"]) == (10, 10_000, 10_000)
         assert capture.events == []  # the baseline is not announced
         # Changes across the pages: the first and last keys, page boundaries, before the
@@ -280,7 +283,7 @@ async def test_ten_thousand_objects_over_several_pages(
             ("modified", "in/009999"),
             ("created", "in/zzz"),
         ]
-        assert app.stats().sources["poller"]["objects"] == 10_000 - 1500 + 2
+        assert app.stats().sources[POLLER]["objects"] == 10_000 - 1500 + 2
         result = await source.poll()
         assert (result.created, result.modified, result.removed) == (0, 0, 0)
 
@@ -306,7 +309,7 @@ async def test_a_restart_announces_only_what_changed_while_stopped(
             ("removed", "in/20"),
             ("created", "in/new"),
         ]
-        stats = app.stats().sources["poller"]
+        stats = app.stats().sources[POLLER]
         assert (stats["gaps"], stats["objects"]) == (0, 30)
         result = await source.poll()
         assert (result.created, result.modified, result.removed) == (0, 0, 0)
@@ -332,7 +335,7 @@ async def test_a_lost_state_file_gives_a_gap_event_and_a_new_baseline(
         await source.poll()
         events = await settle(app, capture, 2)
         assert changes(events) == [("created", "in/c")]
-        assert app.stats().sources["poller"]["gaps"] == 1
+        assert app.stats().sources[POLLER]["gaps"] == 1
 
 
 async def test_an_unreadable_state_file_is_set_aside(
@@ -384,7 +387,7 @@ async def test_a_state_file_damaged_while_running_is_set_aside_at_the_next_poll(
         put(s3, bucket, "in/b")
         await source.poll()
         assert changes(await settle(app, capture, 3)) == [("created", "in/b")]
-        assert app.stats().sources["poller"]["errors"] == 1
+        assert app.stats().sources[POLLER]["errors"] == 1
 
 
 async def test_another_target_under_the_same_name_starts_afresh(
@@ -569,7 +572,7 @@ async def test_a_failing_poll_is_logged_once_retried_and_never_stops_the_app(
         for again in range(1, 3):
             await clock.advance(10)
             await records.wait_for("failed again", again)
-        stats = app.stats().sources["poller"]
+        stats = app.stats().sources[POLLER]
         assert stats["errors"] == 3 and "NoSuchBucket" in str(stats["last_error"])
         warnings = [m for m in records.messages if "failed (" in m]
         assert len(warnings) == 1 and "the bucket does not exist" in warnings[0]
@@ -579,7 +582,7 @@ async def test_a_failing_poll_is_logged_once_retried_and_never_stops_the_app(
         events = await settle(app, capture, 3)
         assert changes(events) == [("removed", "in/a"), ("created", "in/b")]
         await records.wait_for("works again after 30.0 s (3 failed polls)", 1)
-        stats = app.stats().sources["poller"]
+        stats = app.stats().sources[POLLER]
         assert (stats["errors"], stats["reconnects"]) == (3, 1)
     assert not any(secret in m for m in records.messages)
 
@@ -605,7 +608,7 @@ async def test_connection_settings_and_the_state_file_from_the_environment(
     async with app:
         (source,) = app.sources
         assert isinstance(source, objects.BucketPollSource)
-        assert source.uri == f"aws:s3.eu-west-3.{bucket}"
+        assert source.event_source == f"aws:s3.eu-west-3.{bucket}"
         put(s3, bucket, "x")
         await source.poll()
         (event,) = await settle(app, capture, 1)
@@ -665,7 +668,7 @@ async def test_the_test_helper_fires_a_handler_without_a_store() -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     async with app:
         event = objects.bucket_change(
-            "modified", "uploads", "in/a.csv", poller=on_upload, size=3, last_modified=when
+            "modified", "uploads", "in/a.csv", name=on_upload, size=3, last_modified=when
         )
         receipt = await app.publish_and_wait(event)
     assert receipt.outcomes["on_upload"].status == "ok"
@@ -684,11 +687,11 @@ async def test_the_test_helper_fires_a_handler_without_a_store() -> None:
         "eTag": "d41d8cd98f00b204e9800998ecf8427e",
         "lastModified": when.isoformat(),
     }
-    assert event.extensions == {objects.POLLER_EXTENSION: "on_upload"}
-    removed = objects.bucket_change("removed", "uploads", "in/a.csv", poller="p", time=when)
+    assert event.extensions == {objects.POLLER_EXTENSION: "/reactor/objects/on_upload"}
+    removed = objects.bucket_change("removed", "uploads", "in/a.csv", name="p", time=when)
     assert (removed.type, removed.time) == (REMOVED, when)
     with pytest.raises(ValueError, match="change"):
-        objects.bucket_change("renamed", "uploads", "k", poller="p")  # type: ignore[arg-type]
+        objects.bucket_change("renamed", "uploads", "k", name="p")  # type: ignore[arg-type]
 
 
 def test_the_source_is_a_public_name() -> None:

@@ -72,8 +72,9 @@ def decorator(
     """Check a trigger's arguments, and return the decorator that subscribes a handler.
 
     The decorator makes the handler's source (named by the consumer's ``name``, by default
-    the handler's qualified name), subscribes the handler to that source's events, and adds
-    the source to *app*; it returns the handler unchanged.
+    the handler's qualified name), subscribes the handler to that source's events (what
+    :meth:`NamedSource.subscription` says), and adds the source to *app*; it returns the
+    handler unchanged.
 
     :param app: the app
     :param function: the trigger's name, for messages (``"on_redis_message"``)
@@ -97,12 +98,14 @@ def decorator(
     def decorate(handler: H) -> H:
         name = options.get("name")
         source = make(default_name(handler) if name is None else name)
+        subscribing = source.subscription(events, status_events=status_events)
         run_with_subscription(
             app,
             source,
-            "*" if status_events else events,
+            subscribing.pattern,
             handler,
-            events_from=source.uri,
+            events_from=subscribing.source,
+            where=subscribing.where,
             **options,
         )
         return handler

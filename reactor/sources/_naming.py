@@ -14,18 +14,31 @@ Redis, MQTT: :class:`NamedSource`), as for the timers:
   that sources of different kinds with one name stay apart.
 * A test helper that builds a source's events (``redis.message(...)``) says which source
   with ``name=``: the source's name, or the decorated handler itself (:func:`uri_for`).
+* A decorated handler is subscribed to what :meth:`NamedSource.subscription` says: the
+  events from the URI, unless the source publishes events of another system's shape
+  (the bucket poller's, a broker trigger's with ``decode=``), whose ``source`` is that
+  system's.
+
+The object storage sources (:mod:`reactor.sources.objects`) follow the same rules, under
+the kind ``objects``: a bucket poller is named like any trigger, an HTTP route by its
+path.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from reactor import Event, Handler, validators
+import attrs
+
+from reactor import Event, Handler, Predicate, validators
 from reactor.abc import App, Source, default_name
 
-__all__ = ["NamedSource", "event_time", "source_uri", "uri_for"]
+if TYPE_CHECKING:
+    from ._decoding import Decoding
+
+__all__ = ["NamedSource", "Subscribing", "event_time", "source_uri", "uri_for"]
 
 
 def source_uri(kind: str, name: str) -> str:
@@ -63,8 +76,23 @@ def event_time(time: datetime | None) -> datetime:
     return datetime.now(UTC) if time is None else validators.aware_datetime("time", time)
 
 
+@attrs.frozen
+class Subscribing:
+    """What the handler decorated for a source is subscribed to, as ``app.subscribe()``
+    takes it.
+
+    :ivar pattern: the glob on event types
+    :ivar source: the glob on event sources, or ``None`` for any
+    :ivar where: the extra filter, or ``None``
+    """
+
+    pattern: str
+    source: str | None = None
+    where: Predicate | None = None
+
+
 class NamedSource(Source):
-    """A source whose events come from ``/reactor/<kind>/<name>`` (see the module's docs).
+    """A source known as ``/reactor/<kind>/<name>`` (see the module's docs).
 
     :param name: the source's name
     :raises TypeError: *name* is not a str
@@ -77,6 +105,8 @@ class NamedSource(Source):
     def __init__(self, name: str) -> None:
         self._name = validators.name("name", name)
         self._uri = source_uri(self.kind, self._name)
+        # The decode option at work (reactor.sources._decoding), for a source that takes it.
+        self._decoding: Decoding | None = None
 
     @property
     def name(self) -> str:
@@ -85,8 +115,23 @@ class NamedSource(Source):
 
     @property
     def uri(self) -> str:
-        """The CloudEvents ``source`` of this source's events: ``/reactor/<kind>/<name>``."""
+        """``/reactor/<kind>/<name>``: the CloudEvents ``source`` of the events this source
+        makes of its own (its messages, its gap events)."""
         return self._uri
+
+    def subscription(self, events: str, *, status_events: bool) -> Subscribing:
+        """What the handler a decorator makes this source for is subscribed to.
+
+        The source's own events of the types *events* (with *status_events*: of every
+        type, its gap events too) from its URI; with ``decode=``, the decoded events that
+        pass the source's filter, from any source.
+
+        :param events: the type glob of the source's own events
+        :param status_events: the decorator's ``status_events`` argument
+        """
+        if self._decoding is not None:
+            return self._decoding.subscription(self._uri, status_events=status_events)
+        return Subscribing("*" if status_events else events, self._uri)
 
     def gap_event(
         self,

@@ -80,10 +80,25 @@ MQTT 5 resends no retained messages for subscriptions the session had; MQTT 3.1.
 them). A subscription an earlier run made and the code no longer has stays in the session:
 its messages are acknowledged and dropped (``unmatched``, with one warning).
 
+**Bucket notifications** (``decode="s3"``, with the filter options ``bucket``,
+``prefix``, ``suffix`` and ``events``): each message is an S3 event notification, as
+MinIO's MQTT target publishes them, published as one object event per record (the
+CloudEvents of :mod:`reactor.sources.objects`, the same as over HTTP) in place of the
+message's event; the handler receives those that pass its filter. A message is
+acknowledged once all its events are in the app's queue, so the guarantee is as above;
+records that cannot be decoded are counted as ``malformed``, filtered ones as
+``filtered``::
+
+    @app.on_mqtt("minio/events", url="mqtt://127.0.0.1:1883", decode="s3",
+                 bucket="uploads", suffix=".csv", events=["ObjectCreated:*"])
+    async def load(event: Event) -> None:
+        key = event.subject                        # the object's key
+
 **Statistics** (``app.stats().sources["/reactor/mqtt/<name>"]``): ``received``,
 ``published``, ``malformed``, ``reconnects``, ``gaps``, ``oversized`` (events too large for
 the app's queue: published without their payload, with a note saying so, and logged),
-``unmatched``, ``duplicates``, ``last_error`` and ``client_id``.
+``unmatched``, ``duplicates``, ``last_error`` and ``client_id``; with ``decode``, also
+``filtered``.
 
 **Configuration.** ``url=`` or else the environment variable ``REACTOR_MQTT_URL``
 (``mqtt://[user[:password]@]host[:port]``, ``mqtts://`` for TLS with the system's CA
@@ -104,6 +119,7 @@ source's name (default ``"mqtt"``, the name of an :class:`MqttSource` made witho
 
 from reactor.abc import export_from
 
+from .._decoding import Decode as Decode
 from .._payload import PayloadMode as PayloadMode
 from ._client import Protocol as Protocol
 from ._events import DEFAULT_NAME as DEFAULT_NAME
@@ -125,6 +141,7 @@ __all__ = [
     "MESSAGE_TYPE",
     "RETAIN_EXTENSION",
     "URL_VARIABLE",
+    "Decode",
     "MqttOptions",
     "MqttSource",
     "PayloadMode",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final, Literal, TypedDict, TypeVar, Unpack, get_args
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, Literal, TypeVar, Unpack, get_args
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -20,6 +20,7 @@ from anyio.abc import TaskStatus
 from reactor import ConsumerOptions, Handler, validators
 from reactor.abc import App, import_extra
 
+from .._decoding import Decode, DecodeOptions, decoding
 from .._decorate import decorator, distinct, with_defaults
 from .._link import Link, configured, connection_failure, password_of
 from .._naming import NamedSource
@@ -45,9 +46,10 @@ _PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 _MAX_SESSION_EXPIRY: Final = 0xFFFFFFFF  # MQTT 5: the session never expires
 
 
-class MqttOptions(TypedDict, total=False):
+class MqttOptions(DecodeOptions, total=False):
     """The options of an MQTT source, all optional: ``qos``, ``payload``, ``client_id``,
-    ``session_expiry``, ``protocol`` and ``keepalive``.
+    ``session_expiry``, ``protocol``, ``keepalive``, and ``decode`` with its filter
+    (``bucket``, ``prefix``, ``suffix``, ``events``).
 
     :func:`on_mqtt` documents each and gives its default; :class:`MqttSource` takes them
     as keyword arguments, with the same defaults.
@@ -113,6 +115,7 @@ class MqttSource(NamedSource):
         )
         self._qos: int = validators.one_of("qos", settings["qos"], (0, 1))
         self._mode = check_mode(settings["payload"])
+        self._decoding = decoding(settings, payload=self._mode)
         client_id = settings["client_id"]
         if client_id is not None:
             validators.name("client_id", client_id)
@@ -165,9 +168,17 @@ class MqttSource(NamedSource):
         subscription an earlier run left in the session: acknowledged and dropped),
         ``duplicates`` (MQTT 5: the copies of a message the broker sent for each further
         filter it matched: acknowledged and dropped), ``last_error`` (the last connection
-        error, or ``None``) and ``client_id``.
+        error, or ``None``) and ``client_id``. With ``decode``: ``published`` counts the
+        decoded events, ``malformed`` the records and messages the decoder refused, and
+        ``filtered`` the records the filter left out.
         """
-        return {**self._link.statistics(), **self._counters, "client_id": self.client_id}
+        decoded = {} if self._decoding is None else self._decoding.statistics()
+        return {
+            **self._link.statistics(),
+            **self._counters,
+            **decoded,
+            "client_id": self.client_id,
+        }
 
     def __repr__(self) -> str:
         topics = ", ".join(repr(topic) for topic in self._filters.filters)
@@ -280,6 +291,12 @@ class MqttSource(NamedSource):
                 self._counters["duplicates"] += 1
                 connection.ack(message)
                 return
+        if self._decoding is not None:
+            # Acknowledged once every event is in the app's queue, as a message's event is.
+            events = self._decoding(link, bytes(message.payload), topic)
+            await link.publish_many(app, events)
+            connection.ack(message)
+            return
         event, payload = build(
             self._uri,
             topic,
@@ -364,6 +381,11 @@ def on_mqtt(
     session_expiry: int = 3600,
     protocol: Protocol = "5",
     keepalive: int = 30,
+    decode: Decode | None = None,
+    bucket: str | None = None,
+    prefix: str = "",
+    suffix: str = "",
+    events: Sequence[str] | None = None,
     status_events: bool = False,
     **options: Unpack[ConsumerOptions],
 ) -> Callable[[H], H]:
@@ -377,6 +399,13 @@ def on_mqtt(
     away, and a message is acknowledged only once the app's queue accepted its event:
     at-least-once, with a gap event when the broker lost the session (see
     :mod:`reactor.sources.mqtt`).
+
+    With ``decode="s3"`` each message is an S3 bucket notification, as MinIO's MQTT
+    target publishes them, and the handler receives its records as object events (see
+    :mod:`reactor.sources.objects`)::
+
+        @app.on_mqtt("minio/events", url=..., decode="s3", bucket="uploads", suffix=".csv")
+        async def load(event: Event) -> None: ...       # event.subject: the object's key
 
     :param app: the app to add the source and the subscription to
     :param topics: topic filters, one or more: ``+`` matches one level, ``#`` (the whole
@@ -403,6 +432,16 @@ def on_mqtt(
     :param protocol: ``"5"`` (default) or ``"3.1.1"``
     :param keepalive: seconds between pings on a quiet connection; a broker that does not
         answer within that time is taken as gone
+    :param decode: ``"s3"``: each message is an S3 event notification, published as one
+        object event per record (type ``com.amazonaws.s3.<eventName>``, source the
+        bucket's, subject the key), which the handler receives when it passes *bucket*,
+        *prefix*, *suffix* and *events*; records that cannot be decoded are counted as
+        ``malformed``. ``None`` (default): one ``reactor.mqtt.message`` per message
+    :param bucket: with *decode*: the bucket's name, or a glob; ``None`` for any
+    :param prefix: with *decode*: keys must start with it
+    :param suffix: with *decode*: keys must end with it
+    :param events: with *decode*: globs on S3 event names (``"ObjectCreated:*"``);
+        ``None`` for all
     :param status_events: also hand the handler the source's gap events (type
         ``"reactor.source.gap"``: check ``event.type``); by default it gets messages only
     :param options: the consumer's options (:class:`~reactor.ConsumerOptions`). ``name``
@@ -410,8 +449,8 @@ def on_mqtt(
         ``/reactor/mqtt/<name>``
     :return: a decorator that subscribes the handler and returns it unchanged
     :raises TypeError: an option of the wrong type, or an unknown keyword argument
-    :raises ValueError: no filter, an invalid filter, a bad option, no URL, or the consumer
-        name is taken
+    :raises ValueError: no filter, an invalid filter, a bad option (a filter without
+        *decode*, a *payload* with it), no URL, or the consumer name is taken
     """
     settings: MqttOptions = {
         "qos": qos,
@@ -420,6 +459,11 @@ def on_mqtt(
         "session_expiry": session_expiry,
         "protocol": protocol,
         "keepalive": keepalive,
+        "decode": decode,
+        "bucket": bucket,
+        "prefix": prefix,
+        "suffix": suffix,
+        "events": events,
     }
     return decorator(
         app,

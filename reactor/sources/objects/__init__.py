@@ -49,13 +49,49 @@ the message still decode. S3's test message (``s3:TestEvent``, sent when notific
 are set up) decodes to nothing, flagged ``test``. A source that carries such messages
 (a broker subscription MinIO publishes to) calls it once per message.
 
-**Through a broker.** MinIO also publishes its notifications to MQTT, NATS, AMQP and
-Kafka (the same ``{"EventName", "Key", "Records"}`` object as to a webhook), and to Redis
-and PostgreSQL (use their ``access`` format: the ``namespace`` format overwrites and
-deletes one entry per object instead of appending events). A source of such messages
-takes an :class:`S3Decoder` (``decode="s3"``), calls it once per message and publishes
-the events it returns, so one bucket event reaches the same handlers whichever
-transport the operator configured.
+**Through a broker.** MinIO also publishes its notifications to brokers and databases:
+to MQTT, NATS, AMQP and Kafka the same ``{"EventName", "Key", "Records"}`` object it
+posts to a webhook; into PostgreSQL and Redis in their ``access`` format (use it: the
+``namespace`` format overwrites and deletes one entry per object instead of appending
+events). The broker triggers take ``decode="s3"`` and the filter options of
+:func:`on_bucket_event` (``bucket``, ``prefix``, ``suffix``, ``events``): each message is
+then decoded by an :class:`S3Decoder` into the events above (the same as over HTTP, ids
+included), and the decorated handler receives those that pass its filter, so one bucket
+event reaches the same handlers whichever transport the operator configured::
+
+    # mc admin config set ALIAS notify_mqtt:reactor broker=tcp://broker:1883 \
+    #     topic=minio/events qos=1 queue_dir=/var/lib/minio/events
+    # mc event add ALIAS/uploads arn:minio:sqs::reactor:mqtt --event put
+    @app.on_mqtt("minio/events", url="mqtt://broker:1883", decode="s3",
+                 bucket="uploads", suffix=".csv", events=["ObjectCreated:*"])
+    async def load(event: Event) -> None: ...        # as with on_bucket_event
+
+* **MinIO's MQTT target**: ``on_mqtt(topic, decode="s3")``, at least once with
+  ``qos=1`` (a message is acknowledged once its events are in the app's queue; set
+  MinIO's ``qos=1`` too, and its ``queue_dir`` for what it sends while the broker is
+  away).
+* **MinIO's PostgreSQL target** (``access`` format: a row per event, its columns
+  ``event_time`` and ``event_data``): ``on_row_change(table, decode="s3")`` (``column=``
+  another column than ``event_data``), at least once and without gaps, also for what was
+  inserted while the app was down. The capture needs a primary key, which MinIO's own
+  table lacks: create the table first, ``CREATE TABLE minio_events (id bigserial PRIMARY
+  KEY, event_time timestamptz NOT NULL, event_data jsonb)`` (MinIO inserts naming its two
+  columns), and ``reactor db install`` it. Only inserts are read: deleting old rows is
+  cleaning up.
+* **PostgreSQL ``NOTIFY``** (MinIO sends none; a trigger or a bridge of yours):
+  ``on_pg_notify(channel, decode="s3")``, at most once, with gap events.
+* **Redis pub/sub** (MinIO's Redis target writes a hash or a list, not a channel; a store
+  or a bridge that ``PUBLISH``-es the messages): ``on_redis_message(channel,
+  decode="s3")``, at most once, with gap events. Messages in the ``access`` format of
+  MinIO's Redis target (``[{"Event": [...], "EventTime": ...}]``) decode too.
+
+Each such trigger keeps its own connection, reconnection, gap events and guarantee; its
+statistics (under its own ``/reactor/<kind>/<name>``) count the decoded events as
+``published``, the records and messages refused as ``malformed`` (logged, a warning for
+the first and every 1,000th) and the records left out by the filter as ``filtered``. The
+``payload`` option does not apply. A record without a request id (older MinIO releases)
+gets a new unique id, except from a table, where the id is the change's
+(``<transaction id>-<change id>.<index>``), the same when the row is delivered again.
 
 **Over HTTP.** :func:`on_bucket_event` routes a path of the app's HTTP ingress
 (:mod:`reactor.sources.http`, ``app.asgi``) to a :class:`BucketEvents` receiver and
@@ -113,7 +149,8 @@ sender is lost, and delivery is at-least-once as far as the sender retries:
 Events sent while the app is down for longer than that are lost: pair the route with
 polling the bucket where that matters.
 
-**Statistics.** ``app.stats().sources["bucket-events:<path>"]``: ``requests``,
+**Statistics.** ``app.stats().sources["/reactor/objects/<path>"]`` (the route's name is
+its path, percent-encoded in the URI: ``/reactor/objects/%2Fminio``): ``requests``,
 ``records``, ``published``, ``filtered``, ``malformed`` (records and messages
 refused), ``tests``, ``unauthorized`` (401 and 403), ``confirmed`` and
 ``unsubscribed`` (SNS); the ingress's own counters stay under ``"http"``.
@@ -142,8 +179,10 @@ last-modified time, or the poll's time for a removal; id a digest of the bucket,
 change, ETag, size and last-modified time, so the same change announced twice (see
 below) has the same id; data ``{"change": "created" | "modified" | "removed", "bucket",
 "key", "size", "eTag", "lastModified"}`` (for a removal, what was last seen); and the
-extension ``reactorpoller``, the poller's name, so that the handler of one poller does
-not get another's events about the same bucket. A poll sees states, not operations: an
+extension ``reactorpoller``, the poller's URI ``/reactor/objects/<name>`` (its name:
+``name=``, by default the handler's qualified name, for a decorated handler; else the
+URL), so that the handler of one poller does not get another's events about the same
+bucket. A poll sees states, not operations: an
 object created and removed between two polls is never seen, one overwritten twice is
 one change, an object overwritten with the same bytes within the second of its last
 write is no change (listings give ETag, size and time to the second), and a change is
@@ -156,8 +195,9 @@ its name), so that a restart does not announce every object again and changes ma
 the app was stopped are announced when it starts. When the source finds no usable state
 (the first start, a lost or deleted file, a file it cannot read, which it renames
 ``<file>.unreadable-<time>``, a first poll that was cut short, another bucket, prefix or
-endpoint under the same name) it publishes a ``reactor.source.gap`` event (source
-``aws:s3.<region>.<bucket>``, subject the poller's name, data ``{"reason": ...}``) and
+endpoint under the same name) it publishes a ``reactor.source.gap`` event (source and
+subject the poller's URI, as every trigger's; data ``{"reason": ...}``;
+``status_events=True`` hands it to the decorated handler) and
 stores the listing as a new baseline *without* announcing the objects in it: consumers
 that must not miss a change resynchronise on the gap event (list the bucket once). A
 ``state=`` file that is another program's SQLite database (the queue's, say) is left
@@ -189,7 +229,7 @@ and ``session_token=``, else the ``REACTOR_S3_ENDPOINT_URL``, ``REACTOR_S3_REGIO
 botocore on worker threads, so the poller runs on asyncio and trio alike. No secret is
 ever logged.
 
-*Statistics* (``app.stats().sources[name]``): ``listed`` (and ``received``, the same),
+*Statistics* (``app.stats().sources["/reactor/objects/<name>"]``): ``listed`` (and ``received``, the same),
 ``pages``, ``polls``, ``created``, ``modified``, ``removed``, ``published``, ``filtered``,
 ``errors`` (failed polls), ``reconnects`` (polls that worked again after failures),
 ``gaps``, ``malformed``, ``oversized``, ``objects`` (in the stored listing) and
@@ -197,11 +237,13 @@ ever logged.
 :meth:`BucketPollSource.poll` polls at once (tests, or a nudge from elsewhere).
 
 **Testing.** :func:`bucket_change` builds exactly the event a poller publishes
-(``objects.bucket_change("created", "uploads", "incoming/a.csv", poller=on_upload)``).
-:func:`bucket_event` builds exactly the event a notification publishes, so
-``await app.publish_and_wait(objects.bucket_event("ObjectCreated:Put", "uploads",
-"day.csv"))`` runs the handler without a store; :func:`s3_record` builds the record
-itself, to post to a route.
+(``objects.bucket_change("created", "uploads", "incoming/a.csv", name=on_upload)``:
+``name=`` is the poller's name or the handler it was made for, as for the other triggers'
+helpers). :func:`bucket_event` builds exactly the event a notification publishes, over
+HTTP or through a broker, so ``await app.publish_and_wait(objects.bucket_event(
+"ObjectCreated:Put", "uploads", "day.csv"))`` runs the handlers of
+:func:`on_bucket_event` and of the broker triggers with ``decode="s3"`` without a store;
+:func:`s3_record` builds the record itself, to post to a route or send to a broker.
 """
 
 from __future__ import annotations

@@ -11,11 +11,13 @@ import anyio
 from anyio.abc import TaskStatus
 
 from reactor import ConsumerOptions, Handler, validators
-from reactor.abc import App, Source, compile_glob, import_extra
+from reactor.abc import App, compile_glob, import_extra
 from reactor.sources.http import Once, Receiver, Reject, Reply, Request, asgi
 
+from .._link import LOG_EVERY
+from .._naming import NamedSource
 from . import _sns
-from ._records import S3_TYPE_PREFIX, BucketFilter, Decoded, decode_s3
+from ._records import KIND, S3_TYPE_PREFIX, BucketFilter, Decoded, decode_s3
 from ._sns import SNS_TYPE_PREFIX, Fetch
 
 logger = logging.getLogger("reactor.sources.objects")
@@ -25,16 +27,15 @@ H = TypeVar("H", bound=Handler)
 # Media types a bucket route takes: MinIO and Ceph send JSON, SNS sends text/plain
 # (or what its delivery policy's headerContentType says).
 _MEDIA_TYPES = frozenset(("", "application/json", "text/plain"))
-# Log the first refused record of a route, then one in this many.
-_LOG_EVERY = 100
 
 
-class BucketEvents(Receiver, Source):
+class BucketEvents(Receiver, NamedSource):
     """The receiver of S3 bucket notifications at one path of the app's HTTP ingress.
 
     Made and routed by :func:`~reactor.sources.objects.on_bucket_event`, which also adds
-    it to the app's sources, so that its counters are in
-    ``app.stats().sources["bucket-events:<path>"]`` (see :meth:`statistics`).
+    it to the app's sources. Its name is the path, so that its counters are in
+    ``app.stats().sources["/reactor/objects/<path>"]`` (the path percent-encoded,
+    ``/reactor/objects/%2Fminio`` for ``/minio``; see :meth:`statistics`).
 
     :param app: the app to publish into
     :param path: the path below the ingress
@@ -43,6 +44,8 @@ class BucketEvents(Receiver, Source):
         ``None`` for direct senders (MinIO, Ceph RGW)
     :param fetch: how SNS certificates are fetched and subscriptions confirmed
     """
+
+    kind = KIND
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class BucketEvents(Receiver, Source):
         sns: Sequence[str] | None = None,
         fetch: Fetch | None = None,
     ) -> None:
+        super().__init__(path or "/")  # the root: refused by the ingress, which says why
         self._app = app
         self._path = path
         self._token = token
@@ -85,11 +89,6 @@ class BucketEvents(Receiver, Source):
     def path(self) -> str:
         """The path below the ingress."""
         return self._path
-
-    @property
-    def name(self) -> str:
-        """``"bucket-events:<path>"``: the key of the counters in ``app.stats().sources``."""
-        return f"bucket-events:{self._path}"
 
     @property
     def filters(self) -> tuple[BucketFilter, ...]:
@@ -237,12 +236,13 @@ class BucketEvents(Receiver, Source):
         if decoded.refused:
             before = counters["malformed"]
             counters["malformed"] += len(decoded.refused)
-            if before == 0 or before // _LOG_EVERY != counters["malformed"] // _LOG_EVERY:
+            if before == 0 or before // LOG_EVERY != counters["malformed"] // LOG_EVERY:
                 logger.warning(
-                    "%s: refused %s (%d refused so far)",
+                    "%s: refused %s (%d refused so far; logged once per %d)",
                     self.name,
                     decoded.refused[0],
                     counters["malformed"],
+                    LOG_EVERY,
                 )
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from itertools import islice
-from typing import Any, Final, TypedDict, TypeVar, Unpack
+from typing import Final, TypedDict, TypeVar, Unpack
 
 import anyio
 import anyio.to_thread
@@ -23,9 +23,11 @@ import attrs
 from anyio.abc import TaskStatus
 
 from reactor import ConsumerOptions, Event, Handler, SourceUnavailableError, validators
-from reactor.abc import GAP_EVENT_TYPE, App, Source, default_name, run_with_subscription
-from reactor.sources._link import Link
+from reactor.abc import GAP_EVENT_TYPE, App
 
+from .._decorate import decorator, with_defaults
+from .._link import Link
+from .._naming import NamedSource, Subscribing, uri_for
 from ._client import (
     MAX_PAGE_SIZE,
     Listed,
@@ -35,7 +37,7 @@ from ._client import (
     explain,
     parse_bucket_url,
 )
-from ._records import BucketFilter, object_event
+from ._records import KIND, BucketFilter, object_event
 from ._state import Change, ChangeKind, Found, State
 
 __all__ = [
@@ -60,8 +62,9 @@ _T = TypeVar("_T")
 DEFAULT_STATE_FILE: Final = "reactor-objects.sqlite3"
 #: The variable naming the state file when ``state=`` is not given.
 STATE_VARIABLE: Final = "REACTOR_S3_STATE"
-#: The CloudEvents extension attribute naming the poller that published an event, so that
-#: a poller's handler gets its own events only, when two poll the same bucket.
+#: The CloudEvents extension attribute naming the poller that published an event (its URI,
+#: ``/reactor/objects/<name>``), so that a poller's handler gets its own events only, when
+#: two poll the same bucket.
 POLLER_EXTENSION: Final = "reactorpoller"
 # Changes published, then stored, at a time: the bound on a poll's events in memory.
 _CHUNK: Final = 1000
@@ -119,31 +122,34 @@ def by_key(event: Event) -> str | None:
     return event.subject
 
 
-class BucketPollSource(Source):
+class BucketPollSource(NamedSource):
     """Publish an event for every object created, modified or removed under a bucket prefix,
     found by listing it every *interval* seconds.
 
     See the package documentation for the events, the state file and the guarantees, and
     :func:`on_bucket_change` for the options (:class:`PollOptions`): the same, with the
     same defaults. ``app.add_source(BucketPollSource(url, ...))`` polls without a handler
-    of its own (subscribe to :attr:`uri` instead).
+    of its own (subscribe to the object events whose ``reactorpoller`` extension is its
+    :attr:`uri`).
 
     :param url: ``s3://bucket/prefix``
-    :param name: the source's name: its statistics' key, its row in the state file and its
-        events' ``reactorpoller`` extension (default: the URL)
+    :param name: the source's name: its URI ``/reactor/objects/<name>`` is the key of its
+        statistics, the source of its gap events and its events' ``reactorpoller``
+        extension; the name keys its row in the state file (default: the URL)
     :param options: the poll options (:class:`PollOptions`)
     :raises TypeError: an option of the wrong type, or an unknown one
     :raises ValueError: a bad URL or option
     :raises ModuleNotFoundError: botocore is not installed (``reactor-events[s3]``)
     """
 
+    kind = KIND
+
     def __init__(
         self, url: str, *, name: str | None = None, **options: Unpack[PollOptions]
     ) -> None:
-        validators.keywords(type(self).__name__, options, PollOptions)
-        settings: dict[str, Any] = {**_DEFAULTS, **options}
+        settings = with_defaults(type(self).__name__, options, PollOptions, on_bucket_change)
         self._where = parse_bucket_url(url)
-        self._name = url if name is None else validators.name("name", name)
+        super().__init__(url if name is None else name)
         self._interval = validators.seconds("interval", settings["interval"], positive=True)
         suffix = settings["suffix"]
         self._suffix: str | None = None if suffix is None else validators.name("suffix", suffix)
@@ -167,7 +173,7 @@ class BucketPollSource(Source):
         # read again when the app starts.
         self._connection.resolve()
         botocore_modules()
-        self._link = Link(self._name, str(self._where), logger)
+        self._link = Link(self._uri, str(self._where), logger)
         self._counters = {
             "listed": 0,
             "created": 0,
@@ -179,7 +185,7 @@ class BucketPollSource(Source):
             "errors": 0,
         }
         self._region = "us-east-1"
-        self._uri = _source_uri(self._where.bucket, self._region)
+        self._event_source = _event_source(self._where.bucket, self._region)
         self._state: State | None = None
         self._lister: Lister | None = None
         self._app: App | None = None
@@ -192,11 +198,6 @@ class BucketPollSource(Source):
     # -- properties
 
     @property
-    def name(self) -> str:
-        """The name given (default: the URL)."""
-        return self._name
-
-    @property
     def bucket(self) -> str:
         """The bucket."""
         return self._where.bucket
@@ -207,11 +208,12 @@ class BucketPollSource(Source):
         return self._where.prefix
 
     @property
-    def uri(self) -> str:
-        """The CloudEvents ``source`` of this source's events (known once the app started:
-        the region comes from the client's configuration).
+    def event_source(self) -> str:
+        """The CloudEvents ``source`` of this source's object events,
+        ``aws:s3.<region>.<bucket>`` (known once the app started: the region comes from the
+        client's configuration).
         """
-        return self._uri
+        return self._event_source
 
     @property
     def state_file(self) -> str:
@@ -239,6 +241,23 @@ class BucketPollSource(Source):
 
     def __repr__(self) -> str:
         return f"BucketPollSource({str(self._where)!r}, name={self._name!r})"
+
+    def subscription(self, events: str, *, status_events: bool) -> Subscribing:
+        """What the handler decorated for this poller gets: the object events it published
+        (their ``reactorpoller`` extension is its URI: not those of another poller of the
+        same bucket), and with *status_events* its gap events too.
+
+        :param events: the type glob of the object events
+        :param status_events: the decorator's ``status_events`` argument
+        """
+        uri = self._uri
+
+        def from_this_poller(event: Event) -> bool:
+            if event.extensions.get(POLLER_EXTENSION) == uri:
+                return True
+            return event.type == GAP_EVENT_TYPE and event.source == uri
+
+        return Subscribing("*" if status_events else events, where=from_this_poller)
 
     # -- running
 
@@ -268,11 +287,11 @@ class BucketPollSource(Source):
             except Exception as exc:
                 raise self._unavailable(exc) from exc
             self._region = lister.region
-            self._uri = _source_uri(self._where.bucket, self._region)
+            self._event_source = _event_source(self._where.bucket, self._region)
             try:
                 found = await anyio.to_thread.run_sync(state.open)
             except sqlite3.Error as exc:
-                exc.add_note(f"bucket poller {self._name}: the state file {state.path}")
+                exc.add_note(f"{self._uri}: the state file {state.path}")
                 raise
             self._state, self._lister = state, lister
             begun = app.clock.monotonic()
@@ -306,7 +325,7 @@ class BucketPollSource(Source):
         """
         app = self._app
         if app is None:
-            raise RuntimeError(f"bucket poller {self._name} is not running")
+            raise RuntimeError(f"{self._uri}: the bucket poller is not running")
         async with self._lock:
             try:
                 return await self._poll(app, None)
@@ -318,7 +337,7 @@ class BucketPollSource(Source):
         text = self._link.note(error)
         hint = explain(error)
         return SourceUnavailableError(
-            f"{self._name}: cannot list {self._link.target}: {text}" + (f"; {hint}" if hint else "")
+            f"{self._uri}: cannot list {self._link.target}: {text}" + (f"; {hint}" if hint else "")
         )
 
     def _failed(self, error: Exception) -> str:
@@ -340,21 +359,21 @@ class BucketPollSource(Source):
                 self._failing_since = app.clock.now()
                 hint = explain(exc)
                 logger.warning(
-                    "bucket poller %s: listing %s failed (%s%s); retrying every %g s",
-                    self._name,
+                    "%s: listing %s failed (%s%s); retrying every %g s",
+                    self._uri,
                     self._link.target,
                     text,
                     f"; {hint}" if hint else "",
                     self._interval,
                 )
             else:
-                logger.debug("bucket poller %s: the poll failed again (%s)", self._name, text)
+                logger.debug("%s: the poll failed again (%s)", self._uri, text)
             return
         if self._failing_since is not None:
             down = (app.clock.now() - self._failing_since).total_seconds()
             logger.warning(
-                "bucket poller %s: listing %s works again after %.1f s (%d failed polls)",
-                self._name,
+                "%s: listing %s works again after %.1f s (%d failed polls)",
+                self._uri,
                 self._link.target,
                 down,
                 self._failed_polls,
@@ -374,16 +393,12 @@ class BucketPollSource(Source):
         if found is not None and not found.usable:
             await anyio.to_thread.run_sync(state.reset)
             gap = self.gap_event(
-                app,
-                reason=found.reason or "no stored state",
-                since=found.polled_at,
-                source=self._uri,
+                app, reason=found.reason or "no stored state", since=found.polled_at
             )
-            await self._link.publish(app, gap)
-            self._link.gaps += 1
+            await self._link.publish_gap(app, gap)
             logger.info(
-                "bucket poller %s: %s; storing the listing of %s as the baseline",
-                self._name,
+                "%s: %s; storing the listing of %s as the baseline",
+                self._uri,
                 found.reason,
                 self._link.target,
             )
@@ -446,7 +461,7 @@ class BucketPollSource(Source):
 
     def _event(self, change: Change, now: datetime) -> Event:
         return _object_event(
-            change, bucket=self._where.bucket, region=self._region, poller=self._name, now=now
+            change, bucket=self._where.bucket, region=self._region, poller=self._uri, now=now
         )
 
 
@@ -474,7 +489,7 @@ def _take(changes: Iterator[_T], count: int) -> list[_T]:
     return list(islice(changes, count))
 
 
-def _source_uri(bucket: str, region: str) -> str:
+def _event_source(bucket: str, region: str) -> str:
     # What object_event() makes of the adapter's "eventSource" + "." + "awsRegion" + "." +
     # bucket (cloudevents/spec, cloudevents/adapters/aws-s3.md).
     return f"aws:s3.{region}.{bucket}"
@@ -512,7 +527,7 @@ def bucket_change(
     bucket: str,
     key: str,
     *,
-    poller: str | Handler,
+    name: str | Handler,
     size: int = 0,
     etag: str = "d41d8cd98f00b204e9800998ecf8427e",
     last_modified: datetime | None = None,
@@ -525,7 +540,7 @@ def bucket_change(
         async def on_upload(event: Event) -> None: ...
 
         await app.publish_and_wait(
-            objects.bucket_change("created", "uploads", "incoming/a.csv", poller=on_upload)
+            objects.bucket_change("created", "uploads", "incoming/a.csv", name=on_upload)
         )
 
     The poller builds its events here too: the same object listed with this ETag, size and
@@ -534,8 +549,10 @@ def bucket_change(
     :param change: ``"created"``, ``"modified"`` or ``"removed"``
     :param bucket: the bucket's name
     :param key: the object's key
-    :param poller: the poller the event comes from: the handler that
-        :func:`on_bucket_change` decorated (without a ``name=``), or the poller's name
+    :param name: the poller the event comes from: its name, or the handler that
+        :func:`on_bucket_change` decorated (without a ``name=``: the poller is named after
+        the handler); the event's ``reactorpoller`` extension is ``/reactor/objects/<name>``,
+        which is what the handler is subscribed to
     :param size: the object's size in bytes
     :param etag: its ETag (with or without the quotes S3 lists it with)
     :param last_modified: its last-modified time, aware (default: now); S3 lists it to the
@@ -545,10 +562,10 @@ def bucket_change(
         now); for the others it is *last_modified*
     :return: the event
     :raises TypeError: an argument of the wrong type
-    :raises ValueError: an unknown change, an empty bucket, key or poller name
+    :raises ValueError: an unknown change, an empty bucket, key or name
     """
     validators.one_of("change", change, _EVENT_NAMES)
-    name = poller if isinstance(poller, str) else default_name(poller)
+    poller = uri_for(KIND, name)
     when = (
         datetime.now(UTC)
         if last_modified is None
@@ -564,7 +581,7 @@ def bucket_change(
         Change(change, listed),
         bucket=validators.name("bucket", bucket),
         region=region,
-        poller=validators.name("poller", name),
+        poller=poller,
         now=datetime.now(UTC) if time is None else validators.aware_datetime("time", time),
     )
 
@@ -597,18 +614,6 @@ def _checked_events(events: object) -> tuple[str, ...]:
                 f"({', '.join(sorted(set(_EVENT_NAMES.values())))})"
             )
     return checked
-
-
-def _from_poller(source: BucketPollSource) -> Callable[[Event], bool]:
-    """The filter of a poller's handler: its own events, and its gap events."""
-    name = source.name
-
-    def check(event: Event) -> bool:
-        if event.extensions.get(POLLER_EXTENSION) == name:
-            return True
-        return event.type == GAP_EVENT_TYPE and event.subject == name and event.source == source.uri
-
-    return check
 
 
 def on_bucket_change(
@@ -678,8 +683,6 @@ def on_bucket_change(
     :raises ModuleNotFoundError: botocore is not installed; the message names
         ``pip install 'reactor-events[s3]'``
     """
-    validators.keywords("on_bucket_change", options, ConsumerOptions)
-    validators.boolean("status_events", status_events)
     poll: PollOptions = {
         "interval": interval,
         "suffix": suffix,
@@ -692,31 +695,12 @@ def on_bucket_change(
         "state": state,
         "page_size": page_size,
     }
-    # Check the options now, where the mistake is, not when the handler is decorated.
-    BucketPollSource(url, name="check", **poll)
-    if "ordered_by" not in options:  # absent, not None: None asks for no ordering
-        options["ordered_by"] = by_key
-
-    def decorate(handler: H) -> H:
-        name = options.get("name")
-        source = BucketPollSource(url, name=default_name(handler) if name is None else name, **poll)
-        run_with_subscription(
-            app,
-            source,
-            "*" if status_events else _EVENT_TYPES,
-            handler,
-            where=_from_poller(source),
-            **options,
-        )
-        return handler
-
-    return decorate
-
-
-# The poll options' defaults have one definition, on_bucket_change()'s signature; a
-# BucketPollSource made directly takes them from there.
-_DEFAULTS: Final[Mapping[str, Any]] = {
-    key: value
-    for key, value in (on_bucket_change.__kwdefaults__ or {}).items()
-    if key in PollOptions.__optional_keys__
-}
+    return decorator(
+        app,
+        "on_bucket_change",
+        lambda name: BucketPollSource(url, name=name, **poll),
+        _EVENT_TYPES,
+        options,
+        status_events=status_events,
+        ordered_by=by_key,
+    )

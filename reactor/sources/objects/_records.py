@@ -49,6 +49,10 @@ S3_TYPE_PREFIX: Final = "com.amazonaws.s3."
 S3_DATACONTENTTYPE: Final = "application/json"
 #: The ``eventSource`` of AWS S3's records (MinIO sends ``"minio:s3"``).
 AWS_EVENT_SOURCE: Final = "aws:s3"
+#: The ``<kind>`` in the URI of the object storage sources, ``/reactor/objects/<name>``
+#: (their statistics' key and the source of their gap events; object events keep the
+#: bucket's source).
+KIND: Final = "objects"
 
 # An event name as S3 and MinIO write them: "ObjectCreated:Put", "LifecycleTransition",
 # "Replication:OperationFailedReplication", "Scanner:ManyVersions".
@@ -271,7 +275,12 @@ def object_event(
     )
 
 
-def decode_s3(message: bytes | str | JSON, *, where: RecordFilter | None = None) -> Decoded:
+def decode_s3(
+    message: bytes | str | JSON,
+    *,
+    where: RecordFilter | None = None,
+    default_id: str | None = None,
+) -> Decoded:
     """Turn one S3 event notification message into CloudEvents, one per record.
 
     Takes the message as S3, MinIO, Ceph RGW and others send it: ``{"Records": [...]}``
@@ -292,6 +301,10 @@ def decode_s3(message: bytes | str | JSON, *, where: RecordFilter | None = None)
         and lists, as :func:`json.loads` returns it)
     :param where: which records to keep (default: all): a :class:`BucketFilter`, or any
         function of the bucket, the decoded key and the event name
+    :param default_id: what names the message where a record carries no request id (older
+        MinIO releases): such a record's event gets the id ``<default_id>.<index in the
+        message>``, the same each time the message is decoded (a row of a table, say);
+        default: a new unique id each time
     :return: the events, the refusals, the count of filtered records, and whether the
         message was S3's test event
     """
@@ -308,7 +321,9 @@ def decode_s3(message: bytes | str | JSON, *, where: RecordFilter | None = None)
     filtered = 0
     for index, record in enumerate(records):
         try:
-            event = _decode_record(record, where)
+            event = _decode_record(
+                record, where, None if default_id is None else f"{default_id}.{index}"
+            )
         except _Refused as exc:
             refused.append(Refusal(index, str(exc)))
             continue
@@ -356,7 +371,9 @@ class _Refused(Exception):
     """A record cannot be decoded; the message says why."""
 
 
-def _decode_record(record: JSON, where: RecordFilter | None) -> Event | None:
+def _decode_record(
+    record: JSON, where: RecordFilter | None, default_id: str | None
+) -> Event | None:
     """Decode one record; ``None`` when *where* leaves it out."""
     if not isinstance(record, dict):
         raise _Refused(f"a record must be a JSON object, got {_kind(record)}")
@@ -402,7 +419,7 @@ def _decode_record(record: JSON, where: RecordFilter | None) -> Event | None:
             data=record,
             event_source=event_source,
             region=region,
-            id=_event_id(record.get("responseElements"), s3, encoded_key),
+            id=_event_id(record.get("responseElements"), s3, encoded_key) or default_id,
         )
     except InvalidEventError as exc:
         raise _Refused(str(exc)) from None
@@ -484,9 +501,11 @@ class S3Decoder:
     """What ``decode="s3"`` means for a source whose messages carry S3 notifications.
 
     MinIO publishes bucket notifications to brokers (MQTT, NATS, AMQP, Kafka; Redis and
-    PostgreSQL in their ``access`` format), each message one notification message. A
-    source given a decoder calls it once per message, in place of turning the payload
-    into one event of its own, and publishes the events it returns::
+    PostgreSQL in their ``access`` format), each message one notification message. The
+    broker triggers given ``decode="s3"`` (``on_mqtt``, ``on_redis_message``,
+    ``on_pg_notify``, ``on_row_change``) make one with the filter options they were
+    given, call it once per message, in place of turning the payload into one event of
+    their own, and publish the events it returns; a source of your own does the same::
 
         decoded = decoder(payload)               # bytes, text, or parsed JSON
         for event in decoded.events:
@@ -506,9 +525,14 @@ class S3Decoder:
 
     where: BucketFilter = attrs.field(factory=BucketFilter)
 
-    def __call__(self, payload: bytes | str | JSON) -> Decoded:
-        """Decode one message (see :func:`decode_s3`)."""
-        return decode_s3(payload, where=self.where)
+    def __call__(self, payload: bytes | str | JSON, *, default_id: str | None = None) -> Decoded:
+        """Decode one message (see :func:`decode_s3`).
+
+        :param payload: the message
+        :param default_id: the id of the message, for records without a request id (see
+            :func:`decode_s3`)
+        """
+        return decode_s3(payload, where=self.where, default_id=default_id)
 
     def matches(self, event: Event) -> bool:
         """Whether *event* is an S3 event that passes :attr:`where` (a subscription filter)."""

@@ -47,7 +47,7 @@ lost, use row changes.
 Statistics (``app.stats().sources["/reactor/postgres/<name>"]``): ``received``,
 ``published``, ``malformed``, ``reconnects``, ``gaps``, ``oversized`` (events too large
 for the app's queue: published without their payload, with a note saying so, and logged)
-and ``last_error``.
+and ``last_error``; with ``decode``, also ``filtered`` (see below).
 
 Row changes: :func:`on_row_change`
 ----------------------------------
@@ -107,8 +107,35 @@ once installed.
 
 Statistics (``app.stats().sources["/reactor/postgres/<name>"]``): ``received`` (changes
 read), ``published``, ``oversized``, ``reconnects``, ``last_error``, ``reader`` (1 while
-this process is the reader), ``became_reader``, ``trimmed``, ``listener_reconnects``, and
-``malformed`` and ``gaps`` (always 0).
+this process is the reader), ``became_reader``, ``trimmed``, ``listener_reconnects``,
+``gaps`` (always 0) and ``malformed`` (0 but with ``decode``; then also ``filtered``).
+
+Bucket notifications: ``decode="s3"``
+-------------------------------------
+
+Both sources take ``decode="s3"`` and the filter options ``bucket``, ``prefix``,
+``suffix`` and ``events``: each notification payload, or the column ``column=``
+(default ``"event_data"``) of each inserted row, is then an S3 event notification,
+published as one object event per record (the CloudEvents of
+:mod:`reactor.sources.objects`, the same as over HTTP) in place of the source's own
+event, and the handler receives those that pass its filter. Records that cannot be
+decoded are counted as ``malformed``, filtered ones as ``filtered``; the guarantees stay
+the sources' own. MinIO's PostgreSQL target (``access`` format) inserts a row per event
+into a table of ``event_time`` and ``event_data``, without ``NOTIFY``: read it as row
+changes, at least once and without gaps. MinIO creates that table without the primary
+key the capture needs; create it first, and install it::
+
+    CREATE TABLE minio_events (id bigserial PRIMARY KEY,
+                               event_time timestamptz NOT NULL, event_data jsonb);
+    -- reactor db install --dsn ... public.minio_events
+
+    @app.on_row_change("public.minio_events", decode="s3", bucket="uploads")
+    async def uploaded(event: Event) -> None:
+        key = event.subject                                     # the object's key
+
+Only inserts are read (``ops`` left out, or ``("insert",)``): deleting old rows is
+cleaning up. A record without a request id (older MinIO) gets the id ``<transaction
+id>-<change id>.<index>``, the same when the change is delivered again.
 
 Testing without a server
 ------------------------
@@ -132,6 +159,7 @@ source's name.
 
 from reactor.abc import export_from
 
+from .._decoding import Decode as Decode
 from .._payload import PayloadMode as PayloadMode
 from ._admin import install as install
 from ._admin import uninstall as uninstall
@@ -143,6 +171,7 @@ from ._notify import PgNotifyOptions as PgNotifyOptions
 from ._notify import PgNotifySource as PgNotifySource
 from ._notify import notification as notification
 from ._notify import on_pg_notify as on_pg_notify
+from ._rows import DEFAULT_COLUMN as DEFAULT_COLUMN
 from ._rows import ROW_DELETED as ROW_DELETED
 from ._rows import ROW_INSERTED as ROW_INSERTED
 from ._rows import ROW_UPDATED as ROW_UPDATED
@@ -154,12 +183,14 @@ from ._rows import on_row_change as on_row_change
 from ._rows import row_change as row_change
 
 __all__ = [
+    "DEFAULT_COLUMN",
     "DSN_VARIABLE",
     "NOTIFICATION_TYPE",
     "ROW_DELETED",
     "ROW_INSERTED",
     "ROW_UPDATED",
     "WAKE_CHANNEL",
+    "Decode",
     "Op",
     "PayloadMode",
     "PgNotifyOptions",

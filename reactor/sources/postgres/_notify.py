@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Final, TypedDict, TypeVar, Unpack
+from typing import Final, TypeVar, Unpack
 
 import anyio
 from anyio.abc import TaskStatus
@@ -18,6 +18,7 @@ from anyio.abc import TaskStatus
 from reactor import ConsumerOptions, Event, Handler, validators
 from reactor.abc import App
 
+from .._decoding import Decode, DecodeOptions, decoding
 from .._decorate import decorator, with_defaults
 from .._link import Link
 from .._naming import NamedSource, event_time, uri_for
@@ -55,11 +56,17 @@ def _build(
 
     The one definition of the event, for the source and for :func:`notification`.
     """
+    return payload_event(
+        NOTIFICATION_TYPE, _in_utf8(data, encoding), mode, source=uri, subject=channel, time=time
+    )
+
+
+def _in_utf8(data: bytes | str, encoding: str) -> bytes | str:
+    """A payload in the connection's client *encoding*, as text unless it is UTF-8 already."""
     if isinstance(data, bytes) and codecs.lookup(encoding).name != "utf-8":
-        # The payload is in the connection's client encoding: text from here on.
         with contextlib.suppress(UnicodeDecodeError):
-            data = data.decode(encoding)
-    return payload_event(NOTIFICATION_TYPE, data, mode, source=uri, subject=channel, time=time)
+            return data.decode(encoding)
+    return data
 
 
 def notification(
@@ -101,9 +108,10 @@ def notification(
     )[0]
 
 
-class PgNotifyOptions(TypedDict, total=False):
-    """The options of a notification source, all optional: ``payload`` and
-    ``connect_timeout``.
+class PgNotifyOptions(DecodeOptions, total=False):
+    """The options of a notification source, all optional: ``payload``,
+    ``connect_timeout``, and ``decode`` with its filter (``bucket``, ``prefix``,
+    ``suffix``, ``events``).
 
     :func:`on_pg_notify` documents each and gives its default; :class:`PgNotifySource`
     takes them as keyword arguments, with the same defaults.
@@ -148,6 +156,7 @@ class PgNotifySource(NamedSource):
         self._dsn = dsn
         super().__init__(",".join(self._channels) if name is None else name)
         self._mode = check_mode(settings["payload"])
+        self._decoding = decoding(settings, payload=self._mode)
         self._timeout = validators.seconds(
             "connect_timeout", settings["connect_timeout"], positive=True
         )
@@ -170,11 +179,14 @@ class PgNotifySource(NamedSource):
         published as text or bytes), ``reconnects``, ``gaps`` (gap events published),
         ``oversized`` (events too large for the app's queue: published without their
         payload) and ``last_error`` (the last connection error, password hidden, or
-        ``None``).
+        ``None``). With ``decode``: ``published`` counts the decoded events, ``malformed``
+        the records and payloads the decoder refused, and ``filtered`` the records the
+        filter left out.
         """
-        if self._link is None:
-            return _NO_LINK.statistics()
-        return self._link.statistics()
+        link = _NO_LINK if self._link is None else self._link
+        if self._decoding is None:
+            return link.statistics()
+        return {**link.statistics(), **self._decoding.statistics()}
 
     def __repr__(self) -> str:
         return f"PgNotifySource({', '.join(map(repr, self._channels))}, name={self._name!r})"
@@ -218,7 +230,11 @@ class PgNotifySource(NamedSource):
         now = app.clock.now()
         events: list[Event] = []
         encoding = self._listener.encoding if self._listener is not None else "utf-8"
+        decoding = self._decoding
         for item in batch:
+            if decoding is not None:
+                events += decoding(link, _in_utf8(item.payload, encoding), item.channel)
+                continue
             event, payload = _build(
                 self._uri, item.channel, item.payload, self._mode, encoding, now
             )
@@ -240,6 +256,11 @@ def on_pg_notify(
     payload: PayloadMode = "auto",
     status_events: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT,
+    decode: Decode | None = None,
+    bucket: str | None = None,
+    prefix: str = "",
+    suffix: str = "",
+    events: Sequence[str] | None = None,
     **options: Unpack[ConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler for the notifications on PostgreSQL *channels* (``LISTEN``).
@@ -250,6 +271,12 @@ def on_pg_notify(
     notification sent while the connection is down is lost, and after every reconnection a
     ``"reactor.source.gap"`` event with the same source says so (``status_events=True``
     hands it to this handler too).
+
+    With ``decode="s3"`` each payload is an S3 bucket notification, and the handler
+    receives its records as object events (see :mod:`reactor.sources.objects`). MinIO's
+    own PostgreSQL target inserts rows without ``NOTIFY``: read its table with
+    :func:`on_row_change` (``decode="s3"`` there too); this takes the notifications of a
+    trigger or a bridge that sends them with ``pg_notify()``.
 
     :param app: the app
     :param channels: the channels, one or more, exactly as ``pg_notify()`` names them
@@ -263,20 +290,39 @@ def on_pg_notify(
         ``"reactor.source.gap"``: check ``event.type``); by default it gets notifications
         only
     :param connect_timeout: the most seconds one connection attempt may take
+    :param decode: ``"s3"``: each payload is an S3 event notification, published as one
+        object event per record (type ``com.amazonaws.s3.<eventName>``, source the
+        bucket's, subject the key), which the handler receives when it passes *bucket*,
+        *prefix*, *suffix* and *events*; records that cannot be decoded are counted as
+        ``malformed``. ``None`` (default): one ``reactor.postgres.notification`` per
+        notification
+    :param bucket: with *decode*: the bucket's name, or a glob; ``None`` for any
+    :param prefix: with *decode*: keys must start with it
+    :param suffix: with *decode*: keys must end with it
+    :param events: with *decode*: globs on S3 event names (``"ObjectCreated:*"``);
+        ``None`` for all
     :param options: the consumer's options (:class:`~reactor.ConsumerOptions`); ``name``
         (default: the handler's qualified name) is also the source's name in
         ``/reactor/postgres/<name>``
     :return: a decorator that subscribes the handler and returns it unchanged
     :raises TypeError: an argument of the wrong type, or an unknown keyword argument
-    :raises ValueError: no channel, a bad channel, a malformed DSN, a bad option, or the
-        name is taken (when decorating); without a DSN, the app does not start (the
-        variable is read when it starts)
+    :raises ValueError: no channel, a bad channel, a malformed DSN, a bad option (a filter
+        without *decode*, a *payload* with it), or the name is taken (when decorating);
+        without a DSN, the app does not start (the variable is read when it starts)
     :raises ModuleNotFoundError: psycopg is not installed; the message names
         ``pip install 'reactor-events[postgres]'``
     """
     # Without psycopg, the mistake is here, not when the app starts.
     psycopg_module()
-    settings: PgNotifyOptions = {"payload": payload, "connect_timeout": connect_timeout}
+    settings: PgNotifyOptions = {
+        "payload": payload,
+        "connect_timeout": connect_timeout,
+        "decode": decode,
+        "bucket": bucket,
+        "prefix": prefix,
+        "suffix": suffix,
+        "events": events,
+    }
     return decorator(
         app,
         "on_pg_notify",

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Final, TypeVar, Unpack
 
 import anyio
 import attrs
@@ -18,6 +18,7 @@ from anyio.abc import TaskStatus
 from reactor import ConsumerOptions, Event, Handler, PayloadTooLargeError, validators
 from reactor.abc import App
 
+from .._decoding import Decode, DecodeOptions, decoding
 from .._decorate import decorator, with_defaults
 from .._link import Link
 from .._naming import NamedSource, event_time, uri_for
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
+    "DEFAULT_COLUMN",
     "ROW_DELETED",
     "ROW_INSERTED",
     "ROW_UPDATED",
@@ -80,6 +82,9 @@ _TYPES: Final[Mapping[str, str]] = {
     "delete": ROW_DELETED,
 }
 _ROW_TYPES: Final = "reactor.postgres.row.*"
+#: The column that ``decode`` reads when no ``column`` is given: where MinIO's PostgreSQL
+#: target, in its ``access`` format, writes each notification.
+DEFAULT_COLUMN: Final = "event_data"
 
 #: Rows of the log trimmed in one statement, and seconds between two trims.
 _TRIM_BATCH: Final = 10_000
@@ -190,9 +195,11 @@ def _checked_ops(ops: object) -> tuple[str, ...]:
     return checked
 
 
-class RowChangeOptions(TypedDict, total=False):
+class RowChangeOptions(DecodeOptions, total=False):
     """The options of a row-change source, all optional: ``ops``, ``group``,
-    ``batch_size``, ``poll_interval``, ``standby_interval`` and ``connect_timeout``.
+    ``batch_size``, ``poll_interval``, ``standby_interval``, ``connect_timeout``, and
+    ``decode`` with ``column`` and its filter (``bucket``, ``prefix``, ``suffix``,
+    ``events``).
 
     :func:`on_row_change` documents each and gives its default; :class:`RowChangeSource`
     takes them as keyword arguments, with the same defaults.
@@ -204,6 +211,7 @@ class RowChangeOptions(TypedDict, total=False):
     poll_interval: float
     standby_interval: float
     connect_timeout: float
+    column: str | None
 
 
 class RowChangeSource(NamedSource):
@@ -252,6 +260,20 @@ class RowChangeSource(NamedSource):
         self._timeout = validators.seconds(
             "connect_timeout", settings["connect_timeout"], positive=True
         )
+        self._decoding = decoding(settings)
+        column = settings["column"]
+        if self._decoding is None:
+            if column is not None:
+                raise ValueError("column= names the column that decode= reads: give decode too")
+            self._column = DEFAULT_COLUMN
+        else:
+            self._column = DEFAULT_COLUMN if column is None else validators.name("column", column)
+            if set(self._ops) not in ({"insert"}, set(OPS)):
+                raise ValueError(
+                    "decode= reads the inserted rows (a notification table only grows): leave "
+                    "ops= out, or give ops=('insert',)"
+                )
+            self._ops = ("insert",)
         self._link: Link | None = None
         self._wake_link: Link | None = None
         self._counts = {"trimmed": 0, "became_reader": 0}
@@ -280,14 +302,18 @@ class RowChangeSource(NamedSource):
         ``oversized`` (changes over the queue's size limit, published without their rows),
         ``reconnects``, ``last_error``, ``reader`` (1 while this process is the reader, else
         0), ``became_reader`` (times it became the reader), ``trimmed`` (changes deleted from
-        the log), ``listener_reconnects`` (of the wake-up connection), and ``malformed`` and
-        ``gaps``, always 0.
+        the log), ``listener_reconnects`` (of the wake-up connection), ``gaps``, always 0,
+        and ``malformed``, 0 but with ``decode``. With ``decode``: ``published`` counts the
+        decoded events, ``malformed`` the rows and records the decoder refused, and
+        ``filtered`` the records the filter left out.
         """
         link = self._link or Link(self.name, "", logger)
         wake = self._wake_link
+        decoded = {} if self._decoding is None else self._decoding.statistics()
         return {
             **link.statistics(),
             **self._counts,
+            **decoded,
             "reader": int(self._reader),
             "listener_reconnects": 0 if wake is None else wake.reconnects,
         }
@@ -416,8 +442,11 @@ class RowChangeSource(NamedSource):
             page = await self._db(read_page, table.name, cursor, self._ops, self._batch_size)
             if page.changes:
                 link.received += len(page.changes)
-                events = [self._event(table, change) for change in page.changes]
-                await link.publish_many(app, events, oversized=self._without_rows)
+                if self._decoding is None:
+                    events = [self._event(table, change) for change in page.changes]
+                    await link.publish_many(app, events, oversized=self._without_rows)
+                else:
+                    await link.publish_many(app, self._decoded(table, page.changes))
             if page.moved:
                 # The events are in the queue: store that, even when the app stops now.
                 with anyio.CancelScope(shield=True):
@@ -445,6 +474,24 @@ class RowChangeSource(NamedSource):
             id=f"{change.xid}-{change.id}",
             time=change.changed_at,
         )
+
+    def _decoded(self, table: Table, changes: Sequence[Change]) -> list[Event]:
+        """The events decoded from the column of the inserted rows (with ``decode``)."""
+        link, decoding, column = self._link, self._decoding, self._column
+        assert link is not None and decoding is not None
+        events: list[Event] = []
+        for change in changes:
+            row = change.new
+            subject = f"{table.name} row {key_subject(change.key)}"
+            if row is None or column not in row:
+                reason = f"the row has no column {column!r} (its columns: {', '.join(row or ())})"
+                decoding.refuse(link, subject, (reason,))
+                continue
+            # A record without a request id (older MinIO) gets the change's id: the same
+            # when the change is delivered again.
+            default_id = f"{change.xid}-{change.id}"
+            events += decoding(link, row[column], subject, default_id=default_id)
+        return events
 
     def _without_rows(self, event: Event, error: PayloadTooLargeError) -> Event:
         # The link logs it (rate-limited) and counts it as oversized.
@@ -516,6 +563,12 @@ def on_row_change(
     poll_interval: float = 5.0,
     standby_interval: float = 1.0,
     connect_timeout: float = CONNECT_TIMEOUT,
+    decode: Decode | None = None,
+    column: str | None = None,
+    bucket: str | None = None,
+    prefix: str = "",
+    suffix: str = "",
+    events: Sequence[str] | None = None,
     **options: Unpack[ConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler for the committed inserts, updates and deletes of *table*.
@@ -530,6 +583,16 @@ def on_row_change(
 
     The table must be installed first (``reactor db install --dsn ... <table>`` or
     :func:`install`); the app never changes the schema itself.
+
+    With ``decode="s3"`` the table is one where S3 bucket notifications are inserted, a
+    message per row in *column* (MinIO's PostgreSQL target in its ``access`` format:
+    the column ``event_data``), and the handler receives their records as object events
+    (see :mod:`reactor.sources.objects`), at least once like any change. MinIO creates
+    its table without a primary key, which the capture needs: create it first with one
+    (MinIO inserts naming its two columns)::
+
+        CREATE TABLE minio_events (id bigserial PRIMARY KEY,
+                                   event_time timestamptz NOT NULL, event_data jsonb);
 
     :param app: the app
     :param table: the table, named as SQL would name it (``"orders"``, ``"shop.orders"``)
@@ -546,12 +609,28 @@ def on_row_change(
     :param standby_interval: seconds between attempts of a process that is not the reader
         to become it (how soon it takes over from a reader that died)
     :param connect_timeout: the most seconds one connection attempt may take
+    :param decode: ``"s3"``: each inserted row holds an S3 event notification in
+        *column*, published as one object event per record (type
+        ``com.amazonaws.s3.<eventName>``, source the bucket's, subject the key; a record
+        without a request id gets the id ``<transaction id>-<change id>.<index>``), which
+        the handler receives when it passes *bucket*, *prefix*, *suffix* and *events*;
+        rows and records that cannot be decoded are counted as ``malformed``. Only
+        inserts are read (*ops* left out, or ``("insert",)``): deleting old rows is
+        cleaning up. ``None`` (default): one row-change event per change
+    :param column: with *decode*: the column that holds the message (JSON, JSONB or
+        text); default ``"event_data"``
+    :param bucket: with *decode*: the bucket's name, or a glob; ``None`` for any
+    :param prefix: with *decode*: keys must start with it
+    :param suffix: with *decode*: keys must end with it
+    :param events: with *decode*: globs on S3 event names (``"ObjectCreated:*"``);
+        ``None`` for all
     :param options: the consumer's options (:class:`~reactor.ConsumerOptions`); ``name``
         (default: the handler's qualified name) is also the source's name; ``ordered_by``
-        defaults to :func:`by_key` (``None``: no ordering)
+        defaults to :func:`by_key`, the subject (``None``: no ordering)
     :return: a decorator that subscribes the handler and returns it unchanged
     :raises TypeError: an argument of the wrong type, or an unknown keyword argument
-    :raises ValueError: a bad argument, a malformed DSN, or the name is taken (when
+    :raises ValueError: a bad argument (a filter or *column* without *decode*, *ops*
+        other than inserts with it), a malformed DSN, or the name is taken (when
         decorating)
     :raises ModuleNotFoundError: psycopg is not installed; the message names
         ``pip install 'reactor-events[postgres]'``
@@ -565,6 +644,12 @@ def on_row_change(
         "poll_interval": poll_interval,
         "standby_interval": standby_interval,
         "connect_timeout": connect_timeout,
+        "decode": decode,
+        "column": column,
+        "bucket": bucket,
+        "prefix": prefix,
+        "suffix": suffix,
+        "events": events,
     }
     return decorator(
         app,

@@ -48,10 +48,20 @@ disconnected by the server's ``client-output-buffer-limit`` otherwise.) coredis 
 connection eagerly into its own buffer, which the source empties as fast as messages
 arrive.
 
+**Bucket notifications** (``decode="s3"``, with the filter options ``bucket``,
+``prefix``, ``suffix`` and ``events``): each message is an S3 event notification,
+published as one object event per record (the CloudEvents of
+:mod:`reactor.sources.objects`, the same as over HTTP) in place of the message's event;
+the handler receives those that pass its filter. MinIO's own Redis target writes to a
+hash or a list, never to a channel: this is for a store or a bridge that ``PUBLISH``-es
+the notifications (as they are, or in MinIO's ``access`` format). At most once, with gap
+events, as above; records that cannot be decoded are counted as ``malformed``, filtered
+ones as ``filtered``.
+
 **Statistics** (``app.stats().sources["/reactor/redis/<name>"]``): ``received``,
 ``published``, ``malformed``, ``reconnects``, ``gaps``, ``oversized`` (events too large for
 the app's queue: published without their payload, with a note saying so, and logged),
-``dropped`` and ``last_error``.
+``dropped`` and ``last_error``; with ``decode``, also ``filtered``.
 
 **Configuration.** ``url=`` or else the environment variable ``REACTOR_REDIS_URL``
 (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, ``unix://``);
@@ -70,6 +80,7 @@ source's name (default ``"redis"``, the name of a :class:`RedisSource` made with
 
 from reactor.abc import export_from
 
+from .._decoding import Decode as Decode
 from .._payload import PayloadMode as PayloadMode
 from ._events import DEFAULT_NAME as DEFAULT_NAME
 from ._events import MESSAGE_TYPE as MESSAGE_TYPE
@@ -88,6 +99,7 @@ __all__ = [
     "MESSAGE_TYPE",
     "PATTERN_EXTENSION",
     "URL_VARIABLE",
+    "Decode",
     "PayloadMode",
     "RedisOptions",
     "RedisSource",

@@ -8,10 +8,10 @@ its signature, their meanings in its docstring); :class:`RedisSource` takes them
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 import anyio
@@ -23,6 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from reactor import ConsumerOptions, Event, Handler, SourceUnavailableError, validators
 from reactor.abc import App, import_extra
 
+from .._decoding import Decode, DecodeOptions, decoding
 from .._decorate import decorator, distinct, with_defaults
 from .._link import Link, configured, connection_failure, password_of
 from .._naming import NamedSource
@@ -47,10 +48,14 @@ _SCHEMES: Final = ("redis", "rediss", "unix")
 # subscription to be confirmed, and for the answer to the PING that checks a quiet
 # connection (coredis sends one after 15 s without a message).
 _CONNECT_TIMEOUT: Final = 10.0
+# What waits in the buffer: one message's event (or a gap event), or the events decoded
+# from one message.
+_Item: TypeAlias = Event | tuple[Event, ...]
 
 
-class RedisOptions(TypedDict, total=False):
-    """The options of a Redis source, all optional: ``payload`` and ``buffer``.
+class RedisOptions(DecodeOptions, total=False):
+    """The options of a Redis source, all optional: ``payload``, ``buffer``, and
+    ``decode`` with its filter (``bucket``, ``prefix``, ``suffix``, ``events``).
 
     :func:`on_redis_message` documents each and gives its default; :class:`RedisSource`
     takes them as keyword arguments, with the same defaults.
@@ -118,6 +123,7 @@ class RedisSource(NamedSource):
                 f"url must start with redis://, rediss:// or unix://, got a {scheme or 'no'} scheme"
             )
         self._mode = check_mode(settings["payload"])
+        self._decoding = decoding(settings, payload=self._mode)
         self._buffer = validators.integer("buffer", settings["buffer"], minimum=1)
         # Visible in CLIENT LIST, so that an operator can tell (and kill) this connection.
         self._client_name = "reactor:" + "".join(
@@ -150,9 +156,12 @@ class RedisSource(NamedSource):
         as text or bytes), ``reconnects``, ``gaps`` (gap events published), ``oversized``
         (events too large for the app's queue: published without their payload),
         ``dropped`` (messages dropped because the buffer was full) and ``last_error`` (the
-        last connection error, or ``None``).
+        last connection error, or ``None``). With ``decode``: ``published`` counts the
+        decoded events, ``malformed`` the records and messages the decoder refused, and
+        ``filtered`` the records the filter left out.
         """
-        return {**self._link.statistics(), "dropped": self._dropped}
+        decoded = {} if self._decoding is None else self._decoding.statistics()
+        return {**self._link.statistics(), "dropped": self._dropped, **decoded}
 
     def __repr__(self) -> str:
         channels = ", ".join(repr(channel) for channel in self._channels)
@@ -170,7 +179,7 @@ class RedisSource(NamedSource):
         :raises ModuleNotFoundError: coredis is not installed (the ``redis`` extra)
         """
         coredis = import_extra("coredis", extra="redis")
-        send, receive = anyio.create_memory_object_stream[Event](self._buffer)
+        send, receive = anyio.create_memory_object_stream[_Item](self._buffer)
         with send, receive:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._forward, app, receive, name=f"{self._uri} publisher")
@@ -183,7 +192,7 @@ class RedisSource(NamedSource):
         self,
         app: App,
         coredis: Any,
-        send: MemoryObjectSendStream[Event],
+        send: MemoryObjectSendStream[_Item],
         task_status: TaskStatus[None],
     ) -> SourceUnavailableError:
         """Subscribe, take the messages, reconnect; for ever, unless the first connection
@@ -247,11 +256,14 @@ class RedisSource(NamedSource):
                 return link.unavailable(failure)
             await app.clock.sleep(link.failed(failure, app.clock.now()))
 
-    async def _forward(self, app: App, receive: MemoryObjectReceiveStream[Event]) -> None:
+    async def _forward(self, app: App, receive: MemoryObjectReceiveStream[_Item]) -> None:
         """Publish what the connection buffered, waiting when the app's queue is full."""
         link = self._link
-        async for event in receive:
-            await link.publish(app, event)
+        async for item in receive:
+            if isinstance(item, Event):
+                await link.publish(app, item)
+            else:
+                await link.publish_many(app, item)
             # A gap not announced yet comes right after the messages buffered before it,
             # even when no message follows to carry it into the buffer.
             gap = self._gap
@@ -259,7 +271,7 @@ class RedisSource(NamedSource):
                 self._gap = None
                 await link.publish_gap(app, self._gap_event(app, gap))
 
-    def _take(self, app: App, send: MemoryObjectSendStream[Event], message: PubSubMessage) -> None:
+    def _take(self, app: App, send: MemoryObjectSendStream[_Item], message: PubSubMessage) -> None:
         """Turn one message into an event in the buffer, or drop it when the buffer is full."""
         if message["type"] not in ("message", "pmessage"):
             return
@@ -275,6 +287,11 @@ class RedisSource(NamedSource):
         pattern = message["pattern"]
         data = message["data"]
         assert isinstance(data, bytes | str)  # a message's data; an int only in confirmations
+        if self._decoding is not None:
+            events = self._decoding(self._link, data, channel)
+            if events:
+                send.send_nowait(tuple(events))
+            return
         event, payload = build(
             self._uri,
             channel,
@@ -304,7 +321,7 @@ class RedisSource(NamedSource):
         else:
             self._gap.merge(reason, since, missed)
 
-    def _flush_gap(self, app: App, send: MemoryObjectSendStream[Event]) -> bool:
+    def _flush_gap(self, app: App, send: MemoryObjectSendStream[_Item]) -> bool:
         """Put the pending gap event in the buffer; ``False`` if the buffer is full."""
         gap = self._gap
         assert gap is not None
@@ -332,6 +349,11 @@ def on_redis_message(
     url: str | None = None,
     payload: PayloadMode = "auto",
     buffer: int = DEFAULT_BUFFER,
+    decode: Decode | None = None,
+    bucket: str | None = None,
+    prefix: str = "",
+    suffix: str = "",
+    events: Sequence[str] | None = None,
     status_events: bool = False,
     **options: Unpack[ConsumerOptions],
 ) -> Callable[[H], H]:
@@ -344,6 +366,11 @@ def on_redis_message(
     while the source is disconnected is lost, and the source publishes a
     ``"reactor.source.gap"`` event after every reconnection (see
     :mod:`reactor.sources.redis`).
+
+    With ``decode="s3"`` each message is an S3 bucket notification, and the handler
+    receives its records as object events (see :mod:`reactor.sources.objects`). MinIO's
+    own Redis target writes to a hash or a list, not to a channel: this takes the
+    notifications of a store or a bridge that ``PUBLISH``-es them.
 
     :param app: the app to add the source and the subscription to
     :param channels: channel names and patterns, one or more; a name with ``*``, ``?`` or
@@ -359,6 +386,16 @@ def on_redis_message(
     :param buffer: how many messages may wait for room in the app's queue; beyond that,
         messages are dropped and counted, and a gap event says how many (a Redis server
         would disconnect a subscriber that falls behind anyway)
+    :param decode: ``"s3"``: each message is an S3 event notification, published as one
+        object event per record (type ``com.amazonaws.s3.<eventName>``, source the
+        bucket's, subject the key), which the handler receives when it passes *bucket*,
+        *prefix*, *suffix* and *events*; records that cannot be decoded are counted as
+        ``malformed``. ``None`` (default): one ``reactor.redis.message`` per message
+    :param bucket: with *decode*: the bucket's name, or a glob; ``None`` for any
+    :param prefix: with *decode*: keys must start with it
+    :param suffix: with *decode*: keys must end with it
+    :param events: with *decode*: globs on S3 event names (``"ObjectCreated:*"``);
+        ``None`` for all
     :param status_events: also hand the handler the source's gap events (type
         ``"reactor.source.gap"``: check ``event.type``); by default it gets messages only
     :param options: the consumer's options (:class:`~reactor.ConsumerOptions`). ``name``
@@ -367,9 +404,18 @@ def on_redis_message(
         messages in order
     :return: a decorator that subscribes the handler and returns it unchanged
     :raises TypeError: an option of the wrong type, or an unknown keyword argument
-    :raises ValueError: no channel, a bad option, no URL, or the consumer name is taken
+    :raises ValueError: no channel, a bad option (a filter without *decode*, a *payload*
+        with it), no URL, or the consumer name is taken
     """
-    settings: RedisOptions = {"payload": payload, "buffer": buffer}
+    settings: RedisOptions = {
+        "payload": payload,
+        "buffer": buffer,
+        "decode": decode,
+        "bucket": bucket,
+        "prefix": prefix,
+        "suffix": suffix,
+        "events": events,
+    }
     return decorator(
         app,
         "on_redis_message",
