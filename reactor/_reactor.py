@@ -604,7 +604,7 @@ class Reactor:
         :raises ConsumerNotFound: no active subscription has the letter's consumer name
         :raises ReactorNotRunning: the app is not running
         """
-        if not any(lane.name == letter.consumer for lane in self._dispatcher.lanes):
+        if self._dispatcher.lane(letter.consumer) is None:
             raise ConsumerNotFound(
                 f"no active subscription is named {letter.consumer!r}; subscribe it first"
             )
