@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
+
+T = TypeVar("T")
 
 RESULT_MARK = "BENCH-RESULT "
 #: A timed section that never waits but got less than this share of a CPU was descheduled.
@@ -127,10 +129,10 @@ def stats(values: Sequence[float]) -> dict[str, float] | None:
     }
 
 
-def rotated(items: Sequence[str], n: int) -> list[str]:
+def rotated(items: Sequence[T], n: int) -> list[T]:
     """The items, rotated left by *n*: repetition *n*'s running order.
 
-    :param items: the systems, in their first repetition's order.
+    :param items: the systems (or counts), in their first repetition's order.
     :param n: the repetition.
     :return: the rotated list.
     """

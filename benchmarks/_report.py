@@ -133,6 +133,7 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
                     h.fmt_num(s["elapsed"], "", 1),
                 )
             table.render(plain=plain)
+        _subs_table(document, loop, plain)
     problems = []
     for key, cell in summary.items():
         for name, entry in cell["systems"].items():
@@ -140,7 +141,7 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
     noisy = [
         f"{key} {name} ({entry['cpu_share_min']:.2f})"
         for key, cell in summary.items()
-        if cell["workload"] in ("w1", "w2", "w6")
+        if cell["workload"] in ("w1", "w2", "w6", "subs")
         for name, entry in cell["systems"].items()
         if entry["cpu_share_min"] is not None and entry["cpu_share_min"] < h.NOISY_CPU_SHARE
     ]
@@ -152,7 +153,7 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
             f"(CPU time / wall time): {', '.join(noisy)}"
         )
     if document.get("import"):
-        say(f"\nimport reactor: {document['import']['importtime_ms']:.1f} ms (-X importtime)")
+        _import_table(document["import"], plain)
     if document["targets"]:
         table = h.Table(
             "Targets (binding on asyncio; other loops in parentheses)",
@@ -163,6 +164,47 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
             table.add(t["loop"], t["target"], t["text"], status)
         table.render(plain=plain)
     return problems
+
+
+def _subs_table(document: dict[str, Any], loop: str, plain: bool) -> None:
+    cells = _cells(document["summary"], loop, "subs")
+    if not cells:
+        return
+    table = h.Table(
+        f"[{loop}] subs: reactor with K subscriptions, each to its own source; every event "
+        "matches one",
+        ["subscriptions", "events", "events/s", "registered in s", "events/s x the fewest"],
+    )
+    paired = document.get("subs", {}).get(loop, {})
+    for cell in cells:
+        s = cell["systems"].get("reactor")
+        if s is None:
+            continue
+        ratio = "1x" if cell["k"] == paired.get("few") else h.fmt_num(paired.get("ratio"), "x", 2)
+        table.add(
+            f"{cell['k']:,}",
+            f"{s['events']:,}",
+            h.fmt_rate(s["events_per_s"]),
+            h.fmt_num(s["register_s"], "", 3),
+            ratio,
+        )
+    table.render(plain=plain)
+
+
+def _import_table(imports: dict[str, Any], plain: bool) -> None:
+    table = h.Table(
+        f"import time, fresh interpreters, median (min-max) of {imports['runs']}, bytecode cached",
+        ["statement", "ms", "x the baseline (pair by pair)"],
+    )
+    ratios = {"baseline": "1x", "reactor": imports["ratio"], "app": imports["app_ratio"]}
+    for name, statement in imports["statements"].items():
+        ratio = ratios[name]
+        table.add(
+            statement,
+            h.fmt_num(imports["ms"][name], "", 1),
+            ratio if isinstance(ratio, str) else h.fmt_num(ratio, "x", 2),
+        )
+    table.render(plain=plain)
 
 
 def plot(document: dict[str, Any], order: Sequence[str], directory: Path) -> list[Path]:

@@ -134,7 +134,8 @@ REACTOR = System(
     semantics=Semantics(
         awaits="yes: every delivery runs to completion; publish() returns once the event is queued",
         concurrency="per subscription up to 16 deliveries at once (concurrency=16), all "
-        "subscriptions concurrently; a worker runs handlers back to back, no task per event",
+        "subscriptions concurrently; a runner shared by every subscription runs handlers back to "
+        "back, no task per event",
         buffers="bounded: MemoryQueue of 10,000 plus max_in_flight=1,000 routed; publish() "
         "waits when full",
         errors="isolated: a failure is retried, then dead-lettered and logged; siblings and "

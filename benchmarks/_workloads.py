@@ -8,6 +8,8 @@ Workloads (the same handlers and the same prebuilt events for every system):
 * ``w3`` -- publish-to-handler-start latency at a steady rate (K = 4).
 * ``w4`` -- a slow consumer: peak RSS growth and how long the producer ran ahead.
 * ``w6`` -- K = 4 handlers of which 10% of deliveries fail once and are retried.
+* ``subs`` -- reactor alone: K subscriptions, each to its own source, and events that
+  each match one of them; events/s, and the time ``subscribe()`` took for the K.
 
 Every handler counts its deliveries and adds up the index of each event it saw, so a run
 that loses or duplicates a delivery is reported as an error, never as a speed.
@@ -50,10 +52,10 @@ CDF_POINTS = 200
 class Spec:
     """One measurement: what a child runs.
 
-    :ivar workload: ``w1``, ``w2``, ``w3``, ``w4`` or ``w6``.
+    :ivar workload: ``w1``, ``w2``, ``w3``, ``w4``, ``w6`` or ``subs``.
     :ivar system: the system's name.
     :ivar loop: ``asyncio``, ``uvloop`` or ``trio``.
-    :ivar k: handlers per event.
+    :ivar k: handlers per event (``subs``: subscriptions, one handler each).
     :ivar events: events published.
     :ivar rate: W3's events per second.
     :ivar consumer_us: W4's busy-wait per event, in microseconds.
@@ -500,6 +502,101 @@ def _slow_consumer(spec: Spec, system: System) -> dict[str, Any]:
     }
 
 
+def subscription_source(j: int) -> str:
+    """The source that subscription *j* of the ``subs`` workload filters on.
+
+    :param j: the subscription's index.
+    :return: the source.
+    """
+    return f"{EVENT_SOURCE}/{j}"
+
+
+def _routed_handler(j: int, k: int, tally: Tally, misrouted: list[int]) -> Handler:
+    counts, sums, remaining, finish = tally.counts, tally.sums, tally.remaining, tally.finish
+
+    async def subs(event: Event) -> None:
+        index = event.data
+        if index % k != j:
+            misrouted[0] += 1
+        counts[j] += 1
+        sums[j] += index
+        remaining[0] -= 1
+        if not remaining[0]:
+            finish()
+
+    return subs
+
+
+def _many_subscriptions(spec: Spec, system: System) -> dict[str, Any]:
+    """K subscriptions to one type, each filtering on its own source; event i comes from
+    subscription (i mod K)'s source, so it matches that subscription only.
+
+    Measured: the time the K ``subscribe()`` calls took (the handlers are made before),
+    and events/s from the first publish until the last delivery finished. Checked: every
+    subscription saw exactly its events, once each.
+    """
+    if system.name != "reactor":
+        raise ValueError("the subs workload measures reactor's routing only")
+    from reactor import Reactor
+
+    k, n = spec.k, spec.events
+    tally = Tally(k, n)
+    tally.remaining[0] = n
+    misrouted = [0]
+    handlers = [_routed_handler(j, k, tally, misrouted) for j in range(k)]
+    app = Reactor()
+    started = time.perf_counter()
+    for j, handler in enumerate(handlers):
+        app.subscribe(EVENT_TYPE, handler, source=subscription_source(j), name=f"h{j}")
+    register_s = time.perf_counter() - started
+    events = [
+        Event(
+            type=EVENT_TYPE, source=subscription_source(i % k), id=str(i), time=EVENT_TIME, data=i
+        )
+        for i in range(n)
+    ]
+    _freeze_heap()
+    finished = False
+
+    async def main() -> None:
+        nonlocal finished
+        tally.arm()
+        publish = app.publish
+        async with app:
+            await native_sleep(spec.loop)(0)
+            tally.begin()
+            for event in events:
+                await publish(event)
+            finished = await tally.wait(spec.timeout)
+
+    run_main(system, spec.loop, main)
+    problems = []
+    for j in range(k):
+        # Subscription j gets events j, j + k, j + 2k, ...: c of them, whose indexes add
+        # up to c*j + k*c*(c-1)/2.
+        c = len(range(j, n, k))
+        expected_sum = c * j + k * c * (c - 1) // 2
+        if tally.counts[j] != c or tally.sums[j] != expected_sum:
+            problems.append(
+                f"subscription {j}: {tally.counts[j]} deliveries of {c} "
+                f"(index sum {tally.sums[j]}, expected {expected_sum})"
+            )
+    if misrouted[0]:
+        problems.insert(0, f"{misrouted[0]} deliveries to a subscription of another source")
+    if not finished or problems:
+        head = f"lost deliveries: {sum(tally.counts)} of {n} finished"
+        return {"error": "; ".join([head, *problems[:4]])}
+    elapsed = tally.end - tally.start
+    return {
+        "elapsed": elapsed,
+        "subscriptions": k,
+        "deliveries": n,
+        "events_per_s": n / elapsed,
+        "register_s": register_s,
+        "cpu_share": tally.cpu_share,
+    }
+
+
 def measure(spec: Spec, system: System) -> dict[str, Any]:
     """Run one measurement in this process.
 
@@ -519,6 +616,8 @@ def measure(spec: Spec, system: System) -> dict[str, Any]:
             return _latency(spec, system)
         if spec.workload == "w4":
             return _slow_consumer(spec, system)
+        if spec.workload == "subs":
+            return _many_subscriptions(spec, system)
         raise ValueError(f"unknown workload {spec.workload!r}")
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -6,14 +6,13 @@ The binary and structured modes themselves are :class:`~reactor.Event` methods
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 from urllib.parse import quote, unquote_to_bytes
 
 from ._exceptions import EventFormatError
-from ._json import dump_json, load_json
+from ._json import dump_json, is_json, load_json, not_text, parse_media_type
 
 Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 """HTTP headers: a mapping, or ``(name, value)`` pairs as ASGI servers provide them."""
@@ -26,33 +25,6 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _QUOTED_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 CE_PREFIX = "ce-"
-
-
-@functools.lru_cache(maxsize=256)
-def parse_media_type(content_type: str) -> tuple[str, str | None]:
-    """Split a Content-Type into its lower-case ``type/subtype`` and charset parameter."""
-    media_type, *parameters = content_type.split(";")
-    charset = None
-    for parameter in parameters:
-        key, _, value = parameter.partition("=")
-        if key.strip().lower() == "charset":
-            charset = value.strip().strip('"')
-    return media_type.strip().lower(), charset
-
-
-def is_json(content_type: str | None) -> bool:
-    """Whether a datacontenttype declares JSON: ``*/json``, ``*/*+json`` or absent."""
-    if content_type is None:
-        return True
-    subtype = parse_media_type(content_type)[0].partition("/")[2]
-    return subtype == "json" or subtype.endswith("+json")
-
-
-def not_text(content_type: str | None, data: object) -> EventFormatError:
-    return EventFormatError(
-        f"data of type {type(data).__name__} cannot be encoded as {content_type!r}: "
-        "pass str or bytes data, or a JSON datacontenttype"
-    )
 
 
 def encode_header(value: str) -> str:

@@ -3,22 +3,28 @@
 Data flow::
 
     queue.get_batch() ──► Dispatcher._route() ──► Lane.inbox (one per subscription)
-                               │ counts open deliveries        │ long-lived workers,
-                               │ on the Received               │ at most `concurrency`
-                               ▼                               ▼
-                      in-flight bound              _deliver(): timeout, retry, dead letter
-                                                               │
-                                 _settle() ◄───────────────────┘
-                                 last delivery of an event → ack, receipt, room for more
+          Router: index + │ counts open deliveries        │ a lane with work and room
+          bounded cache   │ on the Received               │ under `concurrency` waits
+                          ▼                               ▼ in the ready line
+                 in-flight bound               runners (shared by all lanes) take one
+                                               delivery of the first ready lane each:
+                                               _deliver(): timeout, retry, dead letter
+                                                          │
+                            _settle() ◄───────────────────┘
+                            last delivery of an event → ack, receipt, room for more
 
-No task is created per event or per delivery: each lane keeps a small pool of worker
-tasks that pull from its inbox. A worker that takes an item while more are waiting wakes
-one more worker (or starts one, up to ``concurrency``) before running the handler, so
-handlers that suspend run concurrently while handlers that never suspend are run
-back-to-back by a single worker without any task switch.
+No task is created per event or per delivery, and none per subscription: a pool of
+runner tasks, shared by every lane, serves the lanes in the ready line in turn. A
+runner takes the first lane and runs its deliveries back to back (up to ``STREAK``), then
+sends it to the back of the line. A runner that takes a delivery while more are ready
+wakes one more runner (or starts one) before running the handler, so handlers that
+suspend run concurrently (each lane up to its ``concurrency``), while handlers that never
+suspend are run back-to-back by one runner without any task switch, however many
+subscriptions the events go to: 10,000 subscriptions that get one event each cost no
+more task switches than one that gets them all.
 
-Why one module of about 850 lines: this is the hot path, and its pieces (routing, the
-lanes' workers, retries, settlement) share per-event state on the :class:`Received` and
+Why one module of about 850 lines: this is the hot path, and its pieces (routing to
+lanes, the runners, retries, settlement) share per-event state on the :class:`Received` and
 call each other on every delivery; the fast path inlines them on purpose, so they stay
 side by side where one reading shows the whole cost of an event.
 """
@@ -51,6 +57,7 @@ from ._exceptions import (
 from ._outcomes import DeadLetter, DeadLetters, Outcome, describe_error
 from ._policies import Backoff
 from ._receipts import Receipts
+from ._routing import Router
 from ._stats import LatencyHistogram, SubscriptionStats
 from .abc import EventQueue, Received
 
@@ -63,10 +70,10 @@ logger = logging.getLogger("reactor.dispatch")
 
 #: Events taken from the queue per batch.
 BATCH_SIZE = 256
-#: Deliveries a worker runs back-to-back before yielding to other tasks.
-STREAK = 64
-#: Routing-cache entries kept before the cache is emptied (distinct type/source pairs).
-ROUTE_CACHE_LIMIT = 4096
+#: Deliveries a runner runs back-to-back before yielding to other tasks. One runner
+#: serves every subscription, so a streak spans what each subscription's own workers
+#: used to run in 64 deliveries each; a shorter one costs throughput in loop iterations.
+STREAK = 256
 #: Seconds between looks at the queue's depth while a drain waits for nothing else.
 _DEPTH_POLL = 0.05
 
@@ -131,16 +138,16 @@ class Delivery:
 
 
 class _Slot:
-    """What one worker is running, read lazily by :func:`current_delivery`.
+    """What one runner is running, read lazily by :func:`current_delivery`.
 
-    Each worker task sets the context variable once to its own slot and then updates one
-    attribute per delivery, instead of setting the variable per delivery.
+    Each runner task sets the context variable once to its own slot and then updates
+    its attributes per delivery, instead of setting the variable per delivery.
     """
 
     __slots__ = ("lane", "received", "retries")
 
-    def __init__(self, lane: Lane) -> None:
-        self.lane = lane
+    def __init__(self) -> None:
+        self.lane: Lane | None = None
         self.received: Received | None = None
         self.retries = 0
 
@@ -162,19 +169,19 @@ def current_delivery() -> Delivery:
     :raises RuntimeError: called outside a handler
     """
     slot = _slot.get(None)
-    received = None if slot is None else slot.received
-    if slot is None or received is None:
+    if slot is None or slot.received is None or slot.lane is None:
         raise RuntimeError("current_delivery() is only available while a handler runs")
     return Delivery(
-        event=received.event,
+        event=slot.received.event,
         consumer=slot.lane.name,
-        attempt=received.attempt,
+        attempt=slot.received.attempt,
         retries=slot.retries,
     )
 
 
 class Lane:
-    """The runtime side of a subscription: its inbox, its workers and its counters."""
+    """The runtime side of a subscription: its inbox, its place in the ready line and
+    its counters."""
 
     __slots__ = (
         "closed",
@@ -184,19 +191,18 @@ class Lane:
         "failed",
         "fast",
         "handler",
-        "idle",
         "inbox",
         "key_fn",
         "keys",
         "name",
+        "ready",
         "retried",
         "retry",
+        "room",
         "sub",
         "timed_out",
         "timeout",
-        "waking",
         "where",
-        "workers",
     )
 
     def __init__(self, sub: Subscription) -> None:
@@ -212,25 +218,31 @@ class Lane:
         self.fast = self.timeout is None and self.key_fn is None
         self.inbox: deque[Received] = deque()
         self.keys: dict[Hashable, deque[Received]] = {}
-        self.idle: list[anyio.Event] = []
-        self.workers = 0
-        self.waking = 0
+        #: How many more deliveries may run at once: ``concurrency`` less those running
+        #: (each with its attempts and the waits between them; with ``ordered_by``, each
+        #: runner's chain of deliveries of one key counts once).
+        self.room = self.concurrency
+        #: Whether the lane is in the dispatcher's ready line (once at most).
+        self.ready = False
         self.closed = False
         self.delivered = self.failed = self.timed_out = self.retried = self.dead_lettered = 0
 
     def reset(self) -> None:
-        """Forget workers and queued deliveries of a previous run of the app."""
+        """Forget queued and running deliveries of a previous run of the app."""
         self.inbox.clear()
         self.keys.clear()
-        self.idle.clear()
-        self.workers = self.waking = 0
+        self.room = self.concurrency
+        self.ready = False
+
+    @property
+    def running(self) -> int:
+        """Deliveries being run."""
+        return self.concurrency - self.room
 
     def stats(self) -> SubscriptionStats:
         """Return this lane's counters."""
         parked = sum(len(waiting) for waiting in self.keys.values())
-        # A worker is idle, being woken, or busy with exactly one delivery (its attempts
-        # and the waits between them), so the running count needs no per-delivery update.
-        running = max(self.workers - len(self.idle) - self.waking, 0)
+        running = self.running
         return SubscriptionStats(
             name=self.name,
             pattern=self.sub.pattern,
@@ -265,8 +277,21 @@ class Dispatcher:
         self._max_in_flight = max_in_flight
         self._needs_ack = queue.needs_ack
         self._stores_dead_letters = queue.stores_dead_letters
-        self._lanes: list[Lane] = []
-        self._routes: dict[tuple[str, str], tuple[tuple[Lane, ...], bool]] = {}
+        # The active subscriptions' lanes by consumer name, in subscription order.
+        self._lanes: dict[str, Lane] = {}
+        self._router: Router[Lane] = Router()
+        # The router's cache, read directly on the hot path.
+        self._routes = self._router.cache
+        # Lanes with queued deliveries and room under their concurrency, in the order
+        # they became ready; runners serve the first and send it to the back. A lane is
+        # in it at most once (Lane.ready); one that a runner finds with nothing to take
+        # leaves it then.
+        self._ready: deque[Lane] = deque()
+        self._idle_runners: list[anyio.Event] = []
+        # Runners that will look at the ready line before they run a handler: woken (or
+        # started) and not yet running, or yielding between two deliveries. While there
+        # is one, a newly ready lane needs no other runner.
+        self._helpers = 0
         self._tg: TaskGroup | None = None
         self.in_flight = 0
         self._room: anyio.Event | None = None
@@ -294,7 +319,7 @@ class Dispatcher:
         self._retired = dict.fromkeys(
             ("delivered", "failed", "timed_out", "retried", "dead_lettered"), 0
         )
-        self._retiring: list[Lane] = []
+        self._retiring: dict[Lane, None] = {}
 
     def use_queue(self, queue: EventQueue) -> None:
         """Take events from *queue* from the next run on (the app is not running).
@@ -315,42 +340,42 @@ class Dispatcher:
 
     @property
     def lanes(self) -> tuple[Lane, ...]:
-        """The lanes of the active subscriptions."""
-        return tuple(self._lanes)
+        """The lanes of the active subscriptions, in subscription order."""
+        return tuple(self._lanes.values())
+
+    def lane(self, name: str) -> Lane | None:
+        """The lane of the active subscription named *name*, or ``None``."""
+        return self._lanes.get(name)
 
     def add(self, sub: Subscription) -> Lane:
         """Start routing to *sub*.
 
         :raises ValueError: another active subscription has the same name
         """
-        if any(lane.name == sub.name for lane in self._lanes):
+        if sub.name in self._lanes:
             raise ValueError(
                 f"a consumer named {sub.name!r} is already subscribed; "
                 "consumer names identify outcomes and dead letters, so pass a unique name="
             )
         lane = Lane(sub)
-        self._lanes.append(lane)
-        self._routes.clear()
+        self._lanes[sub.name] = lane
+        self._router.add(sub, lane)
         return lane
 
     def remove(self, lane: Lane) -> None:
-        """Stop routing to *lane*; its queued deliveries still run, then its workers exit."""
-        self._lanes.remove(lane)
-        self._routes.clear()
+        """Stop routing to *lane*; its queued deliveries still run."""
+        del self._lanes[lane.name]
+        self._router.remove(lane)
         lane.closed = True
-        for wake in lane.idle:
-            lane.waking += 1
-            wake.set()
-        lane.idle.clear()
-        self._retiring.append(lane)
+        self._retiring[lane] = None
         self._retire_when_done(lane)
 
     def _retire_when_done(self, lane: Lane) -> None:
-        # A cancelled lane counts towards the totals until its last worker is gone; then
+        # A cancelled lane counts towards the totals until its last delivery is done; then
         # its final counters are folded into the totals and the lane is forgotten.
-        if lane.workers or lane not in self._retiring:
+        if lane.running or lane.inbox or lane not in self._retiring:
             return
-        self._retiring.remove(lane)
+        del self._retiring[lane]
         retired = self._retired
         for name in retired:
             retired[name] += getattr(lane, name)
@@ -358,7 +383,7 @@ class Dispatcher:
     def totals(self) -> dict[str, int]:
         """Return the counters summed over every subscription the app ever had."""
         totals = dict(self._retired)
-        for lane in (*self._lanes, *self._retiring):
+        for lane in (*self._lanes.values(), *self._retiring):
             for name in totals:
                 totals[name] += getattr(lane, name)
         return totals
@@ -367,8 +392,15 @@ class Dispatcher:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Dispatch until cancelled; report readiness through *task_status*."""
-        for lane in self._lanes:
+        for lane in self._lanes.values():
             lane.reset()
+        for lane in list(self._retiring):
+            # What a cancelled lane had queued when the previous run stopped is gone.
+            lane.reset()
+            self._retire_when_done(lane)
+        self._ready.clear()
+        self._idle_runners.clear()
+        self._helpers = 0
         self.in_flight = 0
         self._cancelled = anyio.get_cancelled_exc_class()
         self.fatal = None
@@ -435,19 +467,11 @@ class Dispatcher:
                 route(received)
             await checkpoint()
 
-    def _lookup(self, event: Event) -> tuple[tuple[Lane, ...], bool]:
-        """Compute and cache the lanes whose patterns match the event's type and source."""
-        lanes = tuple(lane for lane in self._lanes if lane.sub.matches(event.type, event.source))
-        found = (lanes, any(lane.where is not None for lane in lanes))
-        if len(self._routes) >= ROUTE_CACHE_LIMIT:
-            self._routes.clear()
-        self._routes[event.type, event.source] = found
-        return found
-
     def _route(self, received: Received) -> None:
         event = received.event
-        found = self._routes.get((event.type, event.source))
-        lanes, filtered = self._lookup(event) if found is None else found
+        key = (event.type, event.source)
+        found = self._routes.get(key)
+        lanes, filtered = self._router.lookup(key) if found is None else found
         only = received.only
         if filtered or only is not None or received.completed:
             completed = received.completed
@@ -458,7 +482,7 @@ class Dispatcher:
                 and lane.name not in completed
                 and (lane.where is None or self._accepts(lane, received))
             )
-            if only is not None and not any(lane.name in only for lane in self._lanes):
+            if only is not None and not any(name in self._lanes for name in only):
                 logger.warning(
                     "event %s was sent to %s only, and no such consumer is subscribed; "
                     "nobody handles it",
@@ -474,10 +498,14 @@ class Dispatcher:
         if received.attempt > self._attempt_limit:
             self._give_up(received, lanes)
             return
+        ready = self._ready
         for lane in lanes:
             lane.inbox.append(received)
-            if not lane.waking:
-                self._kick(lane)
+            if not lane.ready and lane.room:
+                lane.ready = True
+                ready.append(lane)
+        if ready and not self._helpers:
+            self._kick()
 
     def _give_up(self, received: Received, lanes: tuple[Lane, ...]) -> None:
         """Dead-letter a poison event for *lanes* without running their handlers."""
@@ -508,99 +536,130 @@ class Dispatcher:
         received._started = True
         self._record_latency(perf_counter() - received.enqueued_at)
 
-    def _kick(self, lane: Lane) -> None:
-        """Get one more worker onto *lane*'s inbox, if one is free or may be started."""
-        if lane.idle:
-            lane.waking += 1
-            lane.idle.pop().set()
-        elif lane.workers < lane.concurrency and self._tg is not None:
-            lane.workers += 1
-            lane.waking += 1
-            self._tg.start_soon(self._worker, lane, name=f"reactor consumer {lane.name}")
+    def _kick(self) -> None:
+        """Get one more runner onto the ready line: wake an idle one, or start one."""
+        if self._idle_runners:
+            self._helpers += 1
+            self._idle_runners.pop().set()
+        elif self._tg is not None:
+            self._helpers += 1
+            self._tg.start_soon(self._runner, name="reactor consumers")
 
-    async def _worker(self, lane: Lane) -> None:
-        inbox = lane.inbox
-        handler = lane.handler
-        fast = lane.fast
-        ordered = lane.key_fn is not None
+    async def _runner(self) -> None:
+        ready = self._ready
+        idle = self._idle_runners
         needs_ack = self._needs_ack
         cancelled = self._cancelled
         receipts = self.receipts
         awaited = self._awaited
-        slot = _Slot(lane)
+        slot = _Slot()
         _slot.set(slot)
-        lane.waking -= 1
+        self._helpers -= 1
         streak = 0
         error: Exception | None
         try:
             while True:
-                if not inbox:
-                    if lane.closed:
-                        return
+                if not ready:
                     streak = 0
                     wake = anyio.Event()
-                    lane.idle.append(wake)
+                    idle.append(wake)
                     try:
                         await wake.wait()
                     except BaseException:
-                        if wake in lane.idle:
-                            lane.idle.remove(wake)
+                        if wake in idle:
+                            idle.remove(wake)
                         else:
-                            lane.waking -= 1
+                            self._helpers -= 1
                         raise
-                    lane.waking -= 1
+                    self._helpers -= 1
                     continue
-                received = slot.received = inbox.popleft()
-                if inbox and not lane.waking:
-                    self._kick(lane)
-                if fast:
-                    # _deliver() and _settle() inlined: no coroutine and no call per delivery
-                    # on the common path.
-                    if not received._started:
-                        self._started(received)
-                    try:
-                        await handler(received.event)
-                    except Exception as exc:
-                        error = exc
-                    except cancelled as exc:
-                        if _cancelled_by_scope():
-                            raise
-                        error = _stray_cancellation(lane, exc)
+                lane = ready[0]
+                inbox = lane.inbox
+                if not inbox or not lane.room:
+                    # Nothing to take from it now: it rejoins the line when a delivery is
+                    # routed to it, or when one of its running deliveries ends.
+                    ready.popleft()
+                    lane.ready = False
+                    continue
+                slot.lane = lane
+                # The lane's turn: its deliveries back to back while it has some and room
+                # for them, up to the end of the streak. It stays in the ready line, so
+                # that a runner woken while this one waits in a handler takes from it too.
+                while True:
+                    received = slot.received = inbox.popleft()
+                    lane.room -= 1
+                    if not self._helpers and ((inbox and lane.room) or len(ready) > lane.ready):
+                        # This handler may suspend: another runner takes what else is ready.
+                        self._kick()
+                    if lane.fast:
+                        # _deliver() and _settle() inlined: no coroutine and no call per
+                        # delivery on the common path.
+                        if not received._started:
+                            self._started(received)
+                        try:
+                            await lane.handler(received.event)
+                        except Exception as exc:
+                            error = exc
+                        except cancelled as exc:
+                            if _cancelled_by_scope():
+                                raise
+                            error = _stray_cancellation(lane, exc)
+                        else:
+                            error = None
+                            lane.delivered += 1
+                            if awaited:
+                                receipts.note(received.event, lane.name, OK_ONCE)
+                            received._open -= 1
+                            if not received._open:
+                                self._event_done(received)
+                            elif needs_ack:
+                                self._progress.append((received, lane.name))
+                                self._wake_settler()
+                        if error is not None:
+                            # Recovered outside the except clause, so that a later attempt's
+                            # error is not chained to this one as raised while handling it.
+                            attempts = await self._recover(lane, received, error)
+                            error = None
+                            if attempts:
+                                self._settle(lane, received, "ok", attempts, None)
+                    elif lane.key_fn is not None:
+                        await self._deliver_in_order(lane, received)
                     else:
-                        error = None
-                        lane.delivered += 1
-                        if awaited:
-                            receipts.note(received.event, lane.name, OK_ONCE)
-                        received._open -= 1
-                        if not received._open:
-                            self._event_done(received)
-                        elif needs_ack:
-                            self._progress.append((received, lane.name))
-                            self._wake_settler()
-                    if error is not None:
-                        # Recovered outside the except clause, so that a later attempt's
-                        # error is not chained to this one as raised while handling it.
-                        attempts = await self._recover(lane, received, error)
-                        error = None
-                        if attempts:
-                            self._settle(lane, received, "ok", attempts, None)
-                elif ordered:
-                    await self._deliver_in_order(lane, received)
-                else:
-                    await self._deliver(lane, received)
-                slot.received = None
-                streak += 1
+                        await self._deliver(lane, received)
+                    # (slot.lane stays: current_delivery() looks at slot.received first.)
+                    slot.received = None
+                    lane.room += 1
+                    streak += 1
+                    if not inbox or not lane.room or streak >= STREAK:
+                        break
+                # The turn is over: the lane goes to the back of the line if it has more.
+                if ready and ready[0] is lane:
+                    ready.popleft()
+                    lane.ready = False
+                if inbox:
+                    if not lane.ready and lane.room:
+                        lane.ready = True
+                        ready.append(lane)
+                elif lane.closed:
+                    self._retire_when_done(lane)
                 if streak >= STREAK:
                     streak = 0
-                    await checkpoint()
+                    self._helpers += 1
+                    try:
+                        await checkpoint()
+                    finally:
+                        self._helpers -= 1
         except BaseException as exc:
-            self._died(f"consumer {lane.name}", exc)
+            task = "consumer"
+            if slot.received is not None and slot.lane is not None:
+                task = f"consumer {slot.lane.name}"
+            self._died(task, exc)
             raise
         finally:
-            slot.received = None
-            lane.workers -= 1
-            if lane.closed:
-                self._retire_when_done(lane)
+            if slot.received is not None and slot.lane is not None:
+                # Cut during a delivery (the app stops): it no longer runs.
+                slot.lane.room += 1
+            slot.received = slot.lane = None
 
     async def _deliver_in_order(self, lane: Lane, received: Received) -> None:
         assert lane.key_fn is not None

@@ -9,33 +9,25 @@ SDK reads what :class:`Event` writes and the other way round.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
 
 import attrs
 
-from ._binding import (
-    CE_PREFIX,
-    Headers,
-    body_bytes,
-    decode_body,
-    decode_header,
-    encode_body,
-    encode_header,
-    is_json,
-    lowercase_headers,
-    not_text,
-    parse_media_type,
-)
 from ._exceptions import EventFormatError, InvalidEventError
-from ._json import dump_json, load_json, lone_surrogate
+from ._json import dump_json, is_json, load_json, lone_surrogate, not_text, parse_media_type
 
-__all__ = ["BATCH_CONTENT_TYPE", "STRUCTURED_CONTENT_TYPE", "Event", "ExtensionValue", "Headers"]
+if TYPE_CHECKING:
+    from ._binding import Headers
+
+# The HTTP binding (``_binding``, with urllib.parse) and base64 are imported by the
+# methods that use them, so that an app that never speaks HTTP does not load them.
+
+__all__ = ["BATCH_CONTENT_TYPE", "STRUCTURED_CONTENT_TYPE", "Event", "ExtensionValue"]
 
 ExtensionValue: TypeAlias = str | int | bool | bytes | datetime
 """The CloudEvents types an extension attribute may hold."""
@@ -175,6 +167,8 @@ class Event:
             result[name] = value if isinstance(value, str | int) else _canonical_string(value)
         data = self.data
         if isinstance(data, _BINARY):
+            import base64
+
             result["data_base64"] = base64.b64encode(data).decode("ascii")
         elif data is not None:
             if not (isinstance(data, str) or is_json(self.datacontenttype)):
@@ -313,6 +307,8 @@ class Event:
             return {"content-type": f"{STRUCTURED_CONTENT_TYPE}; charset=utf-8"}, self.to_json()
         if mode != "binary":
             raise ValueError(f"mode must be 'binary' or 'structured', got {mode!r}")
+        from ._binding import CE_PREFIX, encode_body, encode_header
+
         headers = {
             "ce-specversion": self.specversion,
             "ce-id": encode_header(self.id),
@@ -359,6 +355,8 @@ class Event:
         :raises InvalidEventError: if an attribute is missing or invalid.
         :return: the event.
         """
+        from ._binding import lowercase_headers
+
         return cls._from_header_map(lowercase_headers(headers), body)
 
     @classmethod
@@ -376,6 +374,8 @@ class Event:
         :raises InvalidEventError: if an attribute is missing or invalid.
         :return: the events, in order.
         """
+        from ._binding import body_bytes, lowercase_headers
+
         header_map = lowercase_headers(headers)
         content_type = header_map.get("content-type")
         if content_type is not None and parse_media_type(content_type)[0] == BATCH_CONTENT_TYPE:
@@ -395,6 +395,8 @@ class Event:
 
     @classmethod
     def _from_structured(cls, content_type: str, body: bytes) -> Self:
+        from ._binding import body_bytes
+
         media_type = parse_media_type(content_type)[0]
         if media_type == STRUCTURED_CONTENT_TYPE:
             return cls.from_json(body_bytes(body))
@@ -411,6 +413,8 @@ class Event:
     def _from_binary(
         cls, header_map: Mapping[str, str], content_type: str | None, body: bytes
     ) -> Self:
+        from ._binding import CE_PREFIX, body_bytes, decode_body, decode_header
+
         if "ce-specversion" not in header_map:
             raise EventFormatError(
                 "not a CloudEvent: binary mode needs ce-* headers including ce-specversion, "
@@ -578,6 +582,8 @@ def _canonical_string(value: ExtensionValue) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, bytes):
+        import base64
+
         return base64.b64encode(value).decode("ascii")
     return _format_time(value)
 
@@ -585,6 +591,8 @@ def _canonical_string(value: ExtensionValue) -> str:
 def _decode_base64(value: object) -> bytes:
     if not isinstance(value, str):
         raise EventFormatError(f"'data_base64' must be a base64 string, got {value!r}")
+    import base64
+
     try:
         return base64.b64decode(value, validate=True)
     except ValueError:

@@ -3,12 +3,14 @@
 Python's json module writes NaN and Infinity and reads them back, and lets lone
 surrogates through; other JSON parsers do neither, so reactor refuses them both ways. The
 encoder is built once (the C one where there is one) because events are encoded on the
-hot path of durable queues.
+hot path of durable queues; it is built, and :mod:`json` imported, on first use, so that
+an app whose queue keeps events in memory does not load them. Also here: which media
+types hold JSON, the rule both the JSON format and the HTTP binding apply to data.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -16,7 +18,7 @@ from typing import Any
 
 from ._exceptions import EventFormatError
 
-__all__ = ["dump_json", "load_json", "lone_surrogate"]
+__all__ = ["dump_json", "is_json", "load_json", "lone_surrogate", "not_text", "parse_media_type"]
 
 _BINARY = (bytes, bytearray, memoryview)
 
@@ -45,12 +47,35 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# NaN and Infinity are Python extensions that other JSON parsers reject.
-_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-# The decoder's scanner (the C one where there is one), which decode() calls; the stubs
-# do not declare the attribute that JSONDecoder.__init__ sets.
-_SCAN_VALUE: Callable[[str, int], tuple[Any, int]] = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
+def _refuse(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# Built by _codec() on first use.
+_JSON_ENCODER: Any = None
+_JSON_DECODER: Any = None
+_C_ENCODER: Callable[[object, int], Iterable[str]] | None = None
+# The decoder's scanner (the C one where there is one), which decode() calls.
+_SCAN_VALUE: Callable[[str, int], tuple[Any, int]] | None = None
+
+
+def _codec() -> None:
+    global _JSON_ENCODER, _JSON_DECODER, _C_ENCODER, _SCAN_VALUE
+    import json
+
+    # NaN and Infinity are Python extensions that other JSON parsers reject.
+    _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+    _SCAN_VALUE = _JSON_DECODER.scan_once
+    # The C encoder that json.JSONEncoder.encode() would build on every call, built once
+    # (compact separators, no ASCII escaping, NaN refused; deep or circular values end in
+    # RecursionError instead of the marker check); the pure-Python encoder where there is
+    # no C one.
+    make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make_c_encoder is not None:
+        _C_ENCODER = make_c_encoder(
+            None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+    _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _decode(text: str) -> Any:
@@ -58,6 +83,7 @@ def _decode(text: str) -> Any:
     with the value (what encoders write): that saves two Python calls and two whitespace
     matches per event read. Text with whitespace before the value, or an error, goes
     through ``decode()`` itself, for the same value or the same error message."""
+    assert _SCAN_VALUE is not None
     try:
         value, end = _SCAN_VALUE(text, 0)
     except StopIteration:  # no value at the start: whitespace first, or not JSON
@@ -68,29 +94,14 @@ def _decode(text: str) -> Any:
     return value
 
 
-def _refuse(value: object) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# The C encoder that json.JSONEncoder.encode() would build on every call, built once
-# (compact separators, no ASCII escaping, NaN refused; deep or circular values end in
-# RecursionError instead of the marker check); the pure-Python encoder where there is
-# no C one.
-_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-_C_ENCODER: Callable[[object, int], Iterable[str]] | None = (
-    None
-    if _make_c_encoder is None
-    else _make_c_encoder(
-        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-)
-
-
 def dump_json(value: object) -> bytes:
+    if _JSON_ENCODER is None:
+        _codec()
     try:
         if _C_ENCODER is not None:
             return "".join(_C_ENCODER(value, 0)).encode("utf-8")
-        return _JSON_ENCODER.encode(value).encode("utf-8")
+        text: str = _JSON_ENCODER.encode(value)
+        return text.encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         where = _unencodable(value, "", ())
         at = f" at {where[0]}: {where[1]}" if where is not None else f": {exc}"
@@ -157,6 +168,8 @@ def load_json(data: object) -> Any:
             raise EventFormatError(f"CloudEvents JSON must be UTF-8: {exc}") from None
     if not isinstance(data, str):
         raise EventFormatError(f"expected JSON as bytes or str, got {type(data).__name__}")
+    if _JSON_DECODER is None:
+        _codec()
     try:
         value = _decode(data)
     except ValueError as exc:
@@ -198,3 +211,30 @@ def _surrogate_in(value: object, path: str) -> str | None:
 def lone_surrogate(text: str) -> bool:
     """Whether *text* holds a surrogate code point that no UTF-8 encoder can write."""
     return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def parse_media_type(content_type: str) -> tuple[str, str | None]:
+    """Split a Content-Type into its lower-case ``type/subtype`` and charset parameter."""
+    media_type, *parameters = content_type.split(";")
+    charset = None
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+    return media_type.strip().lower(), charset
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a datacontenttype declares JSON: ``*/json``, ``*/*+json`` or absent."""
+    if content_type is None:
+        return True
+    subtype = parse_media_type(content_type)[0].partition("/")[2]
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def not_text(content_type: str | None, data: object) -> EventFormatError:
+    return EventFormatError(
+        f"data of type {type(data).__name__} cannot be encoded as {content_type!r}: "
+        "pass str or bytes data, or a JSON datacontenttype"
+    )

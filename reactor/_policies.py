@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import attrs
 
 from . import validators
@@ -60,7 +58,11 @@ class Backoff:
             ceiling = min(self.maximum, self.initial * self.multiplier**exponent)
         except OverflowError:
             ceiling = self.maximum
-        return random.uniform(0.0, ceiling) if self.jitter else ceiling
+        if not self.jitter:
+            return ceiling
+        import random  # here: most apps never retry with jitter
+
+        return random.uniform(0.0, ceiling)
 
 
 def _positive_attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import importlib
 import logging
-import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -606,7 +605,7 @@ class Reactor:
         :raises ConsumerNotFound: no active subscription has the letter's consumer name
         :raises ReactorNotRunning: the app is not running
         """
-        if not any(lane.name == letter.consumer for lane in self._dispatcher.lanes):
+        if self._dispatcher.lane(letter.consumer) is None:
             raise ConsumerNotFound(
                 f"no active subscription is named {letter.consumer!r}; subscribe it first"
             )
@@ -804,6 +803,8 @@ class Reactor:
         return anyio.run(self._serve, backend=backend, backend_options=options)
 
     async def _serve(self) -> int:
+        import signal  # here: only app.run() handles signals
+
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 stop = anyio.Event()
@@ -818,6 +819,8 @@ class Reactor:
         return 0
 
     async def _watch_signals(self, signals: AsyncIterator[int], stop: anyio.Event) -> None:
+        import signal
+
         async for signum in signals:
             name = signal.Signals(signum).name
             if not stop.is_set():

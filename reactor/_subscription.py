@@ -11,12 +11,18 @@ from . import validators
 from ._policies import Retry
 from ._types import Handler, KeyFunction, Predicate
 
-__all__ = ["DEFAULT_CONCURRENCY", "Subscription", "compile_glob", "default_name"]
+__all__ = ["DEFAULT_CONCURRENCY", "Subscription", "compile_glob", "default_name", "is_glob"]
 
 #: The most deliveries of one subscription running at once, unless it says otherwise.
 DEFAULT_CONCURRENCY = 16
 
 _GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(pattern: str) -> bool:
+    """Whether *pattern* has a glob character (``*``, ``?``, ``[``): if not, it matches
+    itself only."""
+    return not _GLOB_CHARS.isdisjoint(pattern)
 
 
 def compile_glob(pattern: str, what: str) -> Callable[[str], bool]:
@@ -33,7 +39,7 @@ def compile_glob(pattern: str, what: str) -> Callable[[str], bool]:
         raise ValueError(f"{what} pattern must not be empty; use '*' to match everything")
     if pattern == "*":
         return lambda value: True
-    if _GLOB_CHARS.isdisjoint(pattern):
+    if not is_glob(pattern):
         return pattern.__eq__
     regex = re.compile(fnmatch.translate(pattern))
     match = regex.match

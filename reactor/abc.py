@@ -10,8 +10,6 @@ app through :class:`App`, the part of :class:`reactor.Reactor` a plugin may rely
 from __future__ import annotations
 
 import importlib
-import inspect
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -25,6 +23,7 @@ from anyio.abc import TaskStatus
 from ._clock import Clock as Clock
 from ._event import Event
 from ._exceptions import QueueFull
+from ._exports import export_from as export_from
 from ._json import load_json as load_json
 from ._outcomes import DeadLetter, LetterId, StoredDeadLetter
 from ._receipts import Receipt
@@ -54,6 +53,7 @@ __all__ = [
 # as every exported name does (see export_from()): reactor.abc.compile_glob, not
 # reactor._subscription.compile_glob.
 compile_glob.__module__ = default_name.__module__ = load_json.__module__ = __name__
+export_from.__module__ = __name__
 
 H = TypeVar("H", bound=Handler)
 
@@ -156,38 +156,6 @@ def run_with_subscription(
     subscription = app.subscribe(pattern, handler, source=events_from, where=where, **options)
     app.add_source(source)
     return subscription
-
-
-def export_from(package: str, namespace: Mapping[str, object]) -> None:
-    """Make what *package* re-exports from its private modules report *package* as home.
-
-    A package that keeps its code in private modules (``mypkg._source``) and re-exports
-    the public names from its ``__init__`` calls ``export_from(__name__, globals())`` at
-    its end, as reactor and its plugins do: the names' ``__module__`` becomes the
-    package's, so reprs, tracebacks, pickles and stored names say
-    ``mypkg.FileSource``, not ``mypkg._source.FileSource``. A class's string
-    annotations are resolved first, in the module that wrote them, so that
-    ``typing.get_type_hints()`` and ``attrs.resolve_types()`` still work; a class whose
-    annotations name something imported only for type checkers (``if TYPE_CHECKING:``)
-    keeps them as written, as unresolvable after the move as they were before it.
-
-    :param package: the package's name (``__name__`` in its ``__init__``)
-    :param namespace: the package's namespace (``globals()`` in its ``__init__``)
-    """
-    prefix = f"{package}._"
-    for value in list(namespace.values()):
-        if not getattr(value, "__module__", "").startswith(prefix):
-            continue
-        if isinstance(value, type):
-            own = inspect.get_annotations(value)
-            if own:
-                try:
-                    hints = typing.get_type_hints(value, include_extras=True)
-                except NameError:
-                    pass  # a name imported for type checkers only: nothing to resolve
-                else:
-                    value.__annotations__ = {name: hints[name] for name in own}
-        value.__module__ = package
 
 
 def import_extra(module: str, *, extra: str, distribution: str = "reactor-events") -> ModuleType:

@@ -23,14 +23,18 @@ import pytest
 from benchmarks import _workloads
 from benchmarks._harness import Table, percentile, rotated, stats
 from benchmarks._suite import (
+    IMPORTS,
     INSTALL_PEERS,
+    SUBS_COUNTS,
     SYSTEMS,
     Config,
     available_systems,
     evaluate_targets,
     main,
+    measure_import,
     plan,
     summarise,
+    summarise_subs,
 )
 from benchmarks._systems import ALL_LOOPS, Handler, Publish, Semantics, System
 from benchmarks._workloads import Spec, expected_failures, measure
@@ -70,6 +74,27 @@ def test_baselines_and_reactor_deliver_every_event_to_every_handler(
         assert result["deliveries"] == 300 * 4
     if workload == "w6":
         assert result["failed_attempts"] == sum(expected_failures(4, 300)) == 120
+
+
+@pytest.mark.parametrize("loop", ALL_LOOPS)
+def test_the_subs_workload_routes_each_event_to_the_one_subscription_of_its_source(
+    loop: str,
+) -> None:
+    result = measure(
+        Spec(workload="subs", system="reactor", loop=loop, k=50, events=333, timeout=30),
+        SYSTEMS["reactor"],
+    )
+    assert "error" not in result, result
+    assert (result["subscriptions"], result["deliveries"]) == (50, 333)
+    assert result["register_s"] > 0 and result["events_per_s"] > 0
+
+
+def test_the_subs_workload_is_reactors_only() -> None:
+    result = measure(
+        Spec(workload="subs", system="taskgroup", loop="asyncio", k=5, events=10),
+        SYSTEMS["taskgroup"],
+    )
+    assert result == {"error": "ValueError: the subs workload measures reactor's routing only"}
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -249,6 +274,59 @@ def test_a_failed_run_drops_out_of_the_ratios_and_is_listed() -> None:
     assert cell["systems"]["reactor"]["errors"] == ["lost deliveries: 3"]
 
 
+def _subs_record(count: int, rep: int, rate: float, register_s: float) -> dict[str, Any]:
+    spec = Spec(workload="subs", system="reactor", loop="asyncio", k=count, events=100)
+    result = {"events_per_s": rate, "register_s": register_s, "cpu_share": 1.0}
+    return {"spec": spec.to_dict(), "rep": rep, "result": result, "attempts": 1}
+
+
+def test_the_subs_plan_alternates_the_counts_and_pairs_them_by_repetition() -> None:
+    runs = list(plan(_cfg(workloads=("subs",), repeat=2)))
+    assert [(run.rep, run.specs[0].k) for run in runs] == [
+        (0, SUBS_COUNTS[0]),
+        (0, SUBS_COUNTS[1]),
+        (1, SUBS_COUNTS[1]),
+        (1, SUBS_COUNTS[0]),
+    ]
+    assert all(run.specs[0].system == "reactor" for run in runs)
+    few, many = SUBS_COUNTS
+    # Per repetition many/few is 0.5 and 0.8; a failed run drops its repetition.
+    records = [
+        _subs_record(few, 0, 100.0, 0.0),
+        _subs_record(many, 0, 50.0, 0.4),
+        _subs_record(few, 1, 100.0, 0.0),
+        _subs_record(many, 1, 80.0, 0.6),
+        _subs_record(few, 2, 100.0, 0.0),
+        {**_subs_record(many, 2, 0.0, 0.0), "result": {"error": "lost deliveries: 1"}},
+    ]
+    subs = summarise_subs(records)["asyncio"]
+    assert subs["ratio"] == {"median": 0.65, "min": 0.5, "max": 0.8, "n": 2}
+    assert subs["register_s"] == {"median": 0.5, "min": 0.4, "max": 0.6, "n": 2}
+    imports = {"ratio": {"median": 1.4, "min": 1.2, "max": 1.5, "n": 3}}
+    targets = {
+        t["target"]: t
+        for t in evaluate_targets(
+            summarise(records), ["asyncio"], subs={"asyncio": subs}, imports=imports
+        )
+    }
+    ratio = targets[f"subs: {many:,} subscriptions >= 0.5x the events/s of {few}"]
+    assert (ratio["status"], ratio["text"], ratio["binding"]) == ("PASS", "0.65x", True)
+    register = targets[f"subs: {many:,} subscriptions registered in < 1 s"]
+    assert (register["status"], register["text"]) == ("PASS", "0.50 s")
+    imported = targets["import reactor <= 1.3x import anyio, attrs"]
+    assert (imported["status"], imported["text"], imported["binding"]) == ("MISS", "1.40x", True)
+
+
+def test_import_times_are_paired_by_repetition() -> None:
+    result = measure_import(runs=2)
+    assert result["statements"] == IMPORTS
+    assert {name: len(values) for name, values in result["raw_ms"].items()} == dict.fromkeys(
+        IMPORTS, 2
+    )
+    assert result["ratio"]["n"] == result["app_ratio"]["n"] == 2
+    assert all(value > 0 for values in result["raw_ms"].values() for value in values)
+
+
 def test_targets_bind_on_asyncio_and_say_pass_or_miss() -> None:
     records = [
         _record("taskgroup", 0, 100.0),
@@ -359,6 +437,7 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
     """``python -m benchmarks --quick --json``: every system runs and every count is right.
 
     Every installed one, that is: a peer that is not installed is skipped with its reason.
+    The subs workload (reactor alone) and the import timing run too.
     """
     out, plots = tmp_path / "bench.json", tmp_path / "plots"
     proc = subprocess.run(
@@ -389,7 +468,10 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
         if spec["workload"] == "w6":
             assert result["failed_attempts"] == sum(expected_failures(spec["k"], spec["events"]))
     ran_systems = set(SYSTEMS) - set(MISSING_PEERS)
-    assert seen == {(s, w) for s in ran_systems for w in ("w1", "w2", "w3", "w4", "w6")}
+    expected = {(s, w) for s in ran_systems for w in ("w1", "w2", "w3", "w4", "w6")}
+    assert seen == expected | {("reactor", "subs")}
+    assert document["subs"]["asyncio"]["ratio"]["n"] == 1
+    assert document["import"]["ratio"]["n"] == document["import"]["runs"]
     for target in document["targets"]:
         # A target against a peer that is not installed was not measured.
         unmeasured = any(f" ahead of {peer} (" in target["target"] for peer in MISSING_PEERS)

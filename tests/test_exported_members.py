@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import subprocess
@@ -52,6 +53,48 @@ def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_import_reactor_imports_none_of_its_modules_until_a_name_is_used() -> None:
+    # The exported names are bound on first use (PEP 562): `import reactor` is cheap, and a
+    # class reached first through the engine still reports reactor as its home.
+    code = (
+        "import sys, reactor\n"
+        "print(sorted(m for m in sys.modules if m.startswith('reactor.')))\n"
+        "app = reactor.Reactor()\n"
+        "stats = app.stats()\n"
+        "print(type(stats).__module__, type(stats.latency).__module__)\n"
+        "from reactor import *\n"
+        "print(sorted(set(reactor.__all__) - set(vars(reactor))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["[]", "reactor reactor", "[]"]
+
+
+def test_the_lazy_names_are_the_ones_type_checkers_see() -> None:
+    # reactor/__init__.py lists each name twice: imports for type checkers, and where
+    # __getattr__ finds it at run time. The two lists must agree.
+    tree = ast.parse(inspect.getsource(reactor))
+    [guarded] = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    ]
+    seen = {
+        alias.asname or alias.name: (node.module or "").lstrip(".")
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    homes = vars(reactor)["_HOMES"]
+    assert seen == homes
+    assert set(homes) == set(reactor.__all__) - {"__version__"}
+    with pytest.raises(AttributeError, match="module 'reactor' has no attribute 'Reactr'"):
+        reactor.Reactr  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_the_server_sources_import_their_client_only_when_they_run() -> None:
