@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import functools
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, Final
@@ -69,6 +68,12 @@ TOP_UP: Final = 0.05
 ACK_TIMEOUT: Final = 2.0
 #: Pauses after a failure of the fetcher or the put_nowait() flusher (doubling).
 RETRY_DELAY: Final = (0.05, 2.0)
+#: The keepalive tells the server about a message held once claim_after / this passed.
+KEEPALIVE_SHARE: Final = 4
+#: Seconds stop() waits for the engine's background tasks to end once cancelled.
+TASKS_TIMEOUT: Final = 5.0
+#: Seconds stop() gives closing the connection (the socket's last writes).
+CLOSE_TIMEOUT: Final = 5.0
 
 #: One message to publish: subject, body, headers, and whether it is an event of the
 #: stream that this queue counts as its own until its group has read it.
@@ -93,6 +98,22 @@ class _PubBatch:
             self.left -= 1
             if not self.left:
                 self.done.set()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to *seconds* for *event*; return whether it is set.
+
+    Not ``asyncio.wait_for()``: before Python 3.12 it swallows a cancellation that comes
+    as the wait ends, and a task cancelled then would go on for good.
+    """
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _unavailable(what: str, exc: BaseException) -> QueueUnavailableError:
@@ -132,11 +153,13 @@ class Engine:
         self.unacked: dict[int, list[Any]] = {}  # seq -> [reply subject, last touched]
         self._progress: dict[int, set[str]] = {}  # seq -> consumers that settled it
         self._arrived: list[Any] = []
+        self._arrived_at = 0.0  # when the oldest message of _arrived came (monotonic)
         self._arrived_event = asyncio.Event()
         self._buffer_event = asyncio.Event()
         self._room_event = asyncio.Event()
         self._request_left = 0
         self._request_done = asyncio.Event()  # set while no pull request is open
+        self._starting: asyncio.Task[None] | None = None  # the first fetch (see take())
         self._request_done.set()
         # This queue's publications that its group has not read yet (their sequences,
         # sorted), and the highest stream sequence the group is known to have read.
@@ -153,6 +176,9 @@ class Engine:
         # Publishes awaiting their PubAck, by reply token, with what to send again.
         self._pub_waiting: dict[str, tuple[_PubBatch, int, Outgoing]] = {}
         self._pub_counter = 0
+        #: Called on the engine's loop after each refresh of the group's numbers (the
+        #: queue wakes publishers waiting for room: the backlog may have gone down).
+        self.on_refresh: Callable[[], object] | None = None
         # Counters read by the queue's statistics().
         self.lag: int | None = None
         self.pending: int | None = None
@@ -236,22 +262,40 @@ class Engine:
             await self._start_fetching()
 
     async def _start_fetching(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.fetching = True
+        """Start fetching (once), and wait until what the group has ready now is in the
+        read-ahead. A caller cancelled meanwhile does not stop it: events half taken in
+        would stay held (kept alive, never handed out) until the queue closes."""
+        if self._starting is None:
+            if self._stopping:
+                return
+            self.fetching = True
+            self._starting = asyncio.get_running_loop().create_task(self._first_fetch())
+            self._tasks.append(self._starting)
+        if not self._starting.done():
+            # Not shield(): when stop() cancels the first fetch, this caller goes on.
+            await asyncio.wait([self._starting])
+
+    async def _first_fetch(self) -> None:
         # What the group has ready now (events handed back by a process that stopped)
         # is in the read-ahead, and in depth, when open() returns.
         self._request_left = self.read_ahead
         self._request_done.clear()
-        await self.nc.publish(
-            self._next, b'{"batch":%d,"no_wait":true}' % self.read_ahead, reply=self._pull_inbox
-        )
         try:
-            await asyncio.wait_for(self._request_done.wait(), PULL_EXPIRES + 1.0)
-        except TimeoutError:
-            pass
-        arrived, self._arrived = self._arrived, []
-        await self._process(arrived)
-        self._tasks += [loop.create_task(self._fetcher()), loop.create_task(self._processor())]
+            await self.nc.publish(
+                self._next, b'{"batch":%d,"no_wait":true}' % self.read_ahead, reply=self._pull_inbox
+            )
+            await _wait(self._request_done, PULL_EXPIRES + 1.0)
+            arrived, self._arrived = self._arrived, []
+            await self._process(arrived, self._arrived_at)
+        except Exception as exc:  # the fetcher asks again
+            logger.debug("the first fetch failed: %r", exc)
+        finally:
+            if not self._stopping:
+                loop = asyncio.get_running_loop()
+                self._tasks += [
+                    loop.create_task(self._fetcher()),
+                    loop.create_task(self._processor()),
+                ]
 
     async def _declare(self, consumers: Sequence[str]) -> None:
         api = self._nats.js.api
@@ -350,45 +394,19 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop the tasks, send what put_nowait() accepted, hand back (NAK) every
-        fetched message not acknowledged, and close the connection."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        fetched message not acknowledged, and close the connection.
+
+        Bounded: about *publish_timeout* plus a few seconds at most, whatever the
+        server does (events not handed back are redelivered after claim_after).
+        """
+        self._stopping = True
+        await self._end_tasks()
         nc = self.nc
         if nc is None:
             return
-        self._stopping = True
         try:
-            if self._pull_sub is not None and nc.is_connected:
-                # The pull request still open on the server would take what this process
-                # hands back, and the server would hand it back again without counting
-                # the delivery: let it end first (it expires within PULL_EXPIRES).
-                if not self._request_done.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._request_done.wait(), PULL_EXPIRES + 0.5)
-                await self._pull_sub.unsubscribe()
-                await nc.flush(timeout=self.options.publish_timeout)
-            for msg in self._arrived:
-                self.unacked.setdefault(-1 - len(self.unacked), [msg.reply, 0.0])
-            self._arrived = []
-            if self.nowait and not nc.is_closed:
-                items = list(self.nowait)
-                self.nowait.clear()
-                results = await self.publish(items)
-                lost = sum(isinstance(result, BaseException) for result in results)
-                if lost:
-                    logger.error(
-                        "%d event(s) accepted by publish_nowait() could not be stored "
-                        "before the queue closed; they are lost",
-                        lost,
-                    )
-            if self.unacked and nc.is_connected:
-                # Redelivered right away to the group's other processes (or the next
-                # start), with their delivery count raised.
-                for reply, _ in self.unacked.values():
-                    await nc.publish(reply, b"-NAK")
-                await nc.flush(timeout=self.options.publish_timeout)
+            async with asyncio.timeout(self.options.publish_timeout + CLOSE_TIMEOUT):
+                await self._hand_back(nc)
         except Exception as exc:
             logger.warning("could not hand back unsettled events at close: %r", exc)
         finally:
@@ -397,12 +415,67 @@ class Engine:
             self.own.clear()
             await self._close_connection()
 
+    async def _end_tasks(self) -> None:
+        """Cancel the background tasks and wait for them to end (a bounded wait: a
+        cancellation that nats-py swallows is sent again; each loop also ends on
+        ``_stopping``)."""
+        tasks, self._tasks = self._tasks, []
+        pending = {task for task in tasks if not task.done()}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TASKS_TIMEOUT
+        while pending:
+            for task in pending:
+                task.cancel()
+            left = deadline - loop.time()
+            if left <= 0:
+                logger.warning(
+                    "%d background task(s) of the queue did not end when cancelled: %r",
+                    len(pending),
+                    pending,
+                )
+                return
+            _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                logger.debug("a background task of the queue failed: %r", task.exception())
+
+    async def _hand_back(self, nc: Any) -> None:
+        timeout = min(self.options.publish_timeout, ACK_TIMEOUT)
+        if self._pull_sub is not None and nc.is_connected:
+            # The pull request still open on the server would take what this process
+            # hands back, and the server would hand it back again without counting
+            # the delivery: let it end first (it expires within PULL_EXPIRES).
+            await _wait(self._request_done, PULL_EXPIRES + 0.5)
+            await self._pull_sub.unsubscribe()
+            await nc.flush(timeout=timeout)
+        for msg in self._arrived:
+            self.unacked.setdefault(-1 - len(self.unacked), [msg.reply, 0.0])
+        self._arrived = []
+        if self.nowait and not nc.is_closed:
+            items = list(self.nowait)
+            self.nowait.clear()
+            results = await self.publish(items)
+            lost = sum(isinstance(result, BaseException) for result in results)
+            if lost:
+                logger.error(
+                    "%d event(s) accepted by publish_nowait() could not be stored "
+                    "before the queue closed; they are lost",
+                    lost,
+                )
+        if self.unacked and nc.is_connected:
+            # Redelivered right away to the group's other processes (or the next
+            # start), with their delivery count raised.
+            for reply, _ in self.unacked.values():
+                await nc.publish(reply, b"-NAK")
+            await nc.flush(timeout=timeout)
+
     async def _close_connection(self) -> None:
         self._stopping = True
         nc, self.nc = self.nc, None
         if nc is not None and not nc.is_closed:
             try:
-                await nc.close()
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await nc.close()
             except Exception as exc:  # pragma: no cover - a best effort
                 logger.debug("closing the NATS connection: %r", exc)
 
@@ -466,8 +539,12 @@ class Engine:
                 batch.resolve(index, _unavailable("cannot publish", exc))
         if batch.left:
             try:
-                await asyncio.wait_for(batch.done.wait(), self.options.publish_timeout)
-            except TimeoutError:
+                stored = await _wait(batch.done, self.options.publish_timeout)
+            except BaseException:  # cancelled: no PubAck is awaited any more
+                for token in tokens:
+                    waiting.pop(token, None)
+                raise
+            if not stored:
                 error = QueueUnavailableError(
                     f"the NATS server {self._server} did not acknowledge the publish within "
                     f"{self.options.publish_timeout} s (publish_timeout); it may still store "
@@ -520,7 +597,7 @@ class Engine:
 
     def kick(self) -> None:
         """Send the events put_nowait() accepted (called on the engine's loop)."""
-        if not self._flushing and self.nowait and self._loop is not None:
+        if not self._flushing and self.nowait and self._loop is not None and not self._stopping:
             self._flushing = True
             self._tasks.append(self._loop.create_task(self._flush_nowait()))
 
@@ -562,7 +639,7 @@ class Engine:
         nc, batch_size = self.nc, self.options.batch_size
         expires = int(PULL_EXPIRES * 1e9)
         delay = RETRY_DELAY[0]
-        while True:
+        while not self._stopping:
             room = self.read_ahead - len(self.buffer) - len(self._arrived)
             if room < max(1, batch_size // 2) and self.buffer:
                 self._room_event.clear()
@@ -583,10 +660,8 @@ class Engine:
                 delay = min(delay * 2, RETRY_DELAY[1])
                 continue
             delay = RETRY_DELAY[0]
-            try:
-                await asyncio.wait_for(self._request_done.wait(), PULL_EXPIRES + 1.0)
-            except TimeoutError:
-                pass  # lost with a reconnection: ask again
+            # Not answered in time: lost with a reconnection, ask again.
+            await _wait(self._request_done, PULL_EXPIRES + 1.0)
 
     async def _on_pulled(self, msg: Any) -> None:
         headers = msg.headers
@@ -597,6 +672,8 @@ class Engine:
                     logger.debug("pull request ended: %s", headers.get("Description"))
                 self._request_done.set()
             return
+        if not self._arrived:
+            self._arrived_at = time.monotonic()
         self._arrived.append(msg)
         self._arrived_event.set()
         self._request_left -= 1
@@ -604,18 +681,19 @@ class Engine:
             self._request_done.set()
 
     async def _processor(self) -> None:
-        while True:
+        while not self._stopping:
             await self._arrived_event.wait()
             self._arrived_event.clear()
             arrived, self._arrived = self._arrived, []
             if arrived:
                 try:
-                    await self._process(arrived)
+                    await self._process(arrived, self._arrived_at)
                 except Exception:  # pragma: no cover - a bug; the messages come back
                     logger.exception("could not process fetched messages")
 
-    async def _process(self, arrived: list[Any]) -> None:
-        now = time.monotonic()
+    async def _process(self, arrived: list[Any], now: float) -> None:
+        """Take in messages that arrived at *now* (monotonic) or after: the keepalive
+        counts from their arrival, not from here."""
         group = self.options.group
         unacked = self.unacked
         items: list[Received] = []
@@ -732,9 +810,7 @@ class Engine:
         buffer = self.buffer
         if not buffer:
             self._buffer_event.clear()
-            try:
-                await asyncio.wait_for(self._buffer_event.wait(), wait)
-            except TimeoutError:
+            if not await _wait(self._buffer_event, wait):
                 return []
         if len(buffer) < limit and self.own:
             # This queue's own publications are on their way: a batch holds what was
@@ -749,9 +825,7 @@ class Engine:
                 and (left := deadline - loop.time()) > 0
             ):
                 self._buffer_event.clear()
-                try:
-                    await asyncio.wait_for(self._buffer_event.wait(), left)
-                except TimeoutError:
+                if not await _wait(self._buffer_event, left):
                     break
         count = min(limit, len(buffer))
         taken = [buffer.popleft() for _ in range(count)]
@@ -800,6 +874,10 @@ class Engine:
             return
         nc, unacked = self.nc, self.unacked
         try:
+            # While the connection is down nats-py's flush() returns at once, without a
+            # PONG: acks count as stored only when a live connection carried them.
+            if not nc.is_connected:
+                raise ConnectionError("not connected")
             for seq in acks:
                 entry = unacked.get(seq)
                 if entry is not None:
@@ -807,6 +885,8 @@ class Engine:
             # A PING lost with a broken connection is never answered: give up soon, the
             # app sends the settlement again.
             await nc.flush(timeout=min(self.options.publish_timeout, ACK_TIMEOUT))
+            if not nc.is_connected:  # broken meanwhile: the acks may not have gone out
+                raise ConnectionError("the connection broke")
         except Exception as exc:
             raise _unavailable("cannot acknowledge events", exc) from exc
         for seq in acks:
@@ -831,25 +911,44 @@ class Engine:
     # -- keepalive and statistics -------------------------------------------------------
 
     async def _keepalive(self) -> None:
-        """Tell the server that fetched messages are still being worked on (``+WPI``),
-        every claim_after/3, so that no other process takes them over."""
-        period = self.options.claim_after / 3
-        while True:
-            await asyncio.sleep(period / 2)
+        """Tell the server that fetched messages are still being worked on (``+WPI``)
+        once claim_after/4 passed since it last heard of them (delivery or ``+WPI``), so
+        that no other process takes them over.
+
+        Each message is due at its own time and the task sleeps until the next one is
+        due, so a message waits claim_after/4 plus the loop's lateness at most: the other
+        3/4 of claim_after absorb a loaded machine (and, on trio, the island's thread).
+        Messages due soon go with those due now, so that the sends come in bursts.
+        """
+        period = self.options.claim_after / KEEPALIVE_SHARE
+        early = period / 4
+        while not self._stopping:
             now = time.monotonic()
+            due = now + period
             nc = self.nc
-            if not nc.is_connected:
-                continue
             try:
-                for entry in list(self.unacked.values()):
-                    if now - entry[1] >= period:
-                        await nc.publish(entry[0], b"+WPI")
-                        entry[1] = now
+                if nc is None or not nc.is_connected:
+                    due = now + early  # sent once the connection is back
+                else:
+                    for entry in list(self.unacked.values()):
+                        touched = entry[1]
+                        if now - touched >= period - early:
+                            await nc.publish(entry[0], b"+WPI")
+                            entry[1] = now
+                        elif touched + period < due:
+                            due = touched + period
+                    # Fetched and not taken in yet (the processor is busy): kept too.
+                    if self._arrived and now - self._arrived_at >= period - early:
+                        for msg in list(self._arrived):
+                            await nc.publish(msg.reply, b"+WPI")
+                        self._arrived_at = now
             except Exception as exc:
                 logger.debug("keepalive: %r", exc)
+                due = now + early
+            await asyncio.sleep(max(due - time.monotonic(), 0.0))
 
     async def _refresh(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(STATS_PERIOD)
             await self._refresh_once()
 
@@ -871,6 +970,8 @@ class Engine:
         self.pending = info.num_ack_pending
         self.ack_floor = max(self.ack_floor, info.ack_floor.stream_seq or 0)
         self._read_up_to(info.delivered.stream_seq or 0)
+        if self.on_refresh is not None:
+            self.on_refresh()
 
     def _read_up_to(self, delivered: int) -> None:
         """The group has read the stream up to *delivered*: forget this queue's
@@ -885,7 +986,7 @@ class Engine:
         events: settle() deletes an event's record right after its ack, in another
         request, so a process that dies in between leaves it behind. Any process of the
         group sweeps them (the first sweep when the queue opens)."""
-        while True:
+        while not self._stopping:
             try:
                 await self.sweep()
             except Exception as exc:

@@ -65,6 +65,12 @@ class Bridge:
         without waiting; callable from the caller's thread."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def call_in_caller(self, function: Callable[..., object], /, *args: Any) -> None:
+        """Schedule ``function(*args)`` (a plain function) on the caller's event loop,
+        without waiting; callable from the asyncio world (the way back of
+        :meth:`call_soon`). Dropped once the caller's event loop has ended."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
     async def aclose(self) -> None:
         """Stop the asyncio world (an island's loop and thread); idempotent."""
 
@@ -90,9 +96,18 @@ class SameLoop(Bridge):
         """Schedule ``function(*args)`` on the running loop."""
         self.loop.call_soon(function, *args)
 
+    def call_in_caller(self, function: Callable[..., object], /, *args: Any) -> None:
+        """Schedule ``function(*args)`` on the running loop (the caller's own)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            self.loop.call_soon(function, *args)
+
 
 class AsyncioIsland(Bridge):
     """The bridge on trio: an asyncio loop in a worker thread of its own."""
+
+    #: Seconds the island's loop gives its tasks to end once cancelled, when it stops,
+    #: and aclose() waits for its thread.
+    STOP_TIMEOUT = 5.0
 
     def __init__(self, name: str = "reactor-asyncio-island") -> None:
         import trio.lowlevel  # only ever built on trio
@@ -101,6 +116,9 @@ class AsyncioIsland(Bridge):
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._closed = False
+        # The calls under way, each with what ends its caller's wait: called for those
+        # still running once the loop has closed (a task that would not end).
+        self._calls: set[Callable[[], None]] = set()
         self._thread.start()
 
     def _main(self) -> None:
@@ -110,14 +128,24 @@ class AsyncioIsland(Bridge):
             loop.run_forever()
         finally:
             try:
-                tasks = asyncio.all_tasks(loop)
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(self._end_tasks())
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
+                for abandon in list(self._calls):
+                    abandon()
+
+    async def _end_tasks(self) -> None:
+        """Cancel what still runs on the island and wait for it, a bounded time: a
+        library may swallow a cancellation (the cancellation is sent again until then)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.STOP_TIMEOUT
+        current = asyncio.current_task()
+        pending = {task for task in asyncio.all_tasks(loop) if task is not current}
+        while pending and (left := deadline - loop.time()) > 0:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
 
     async def run(
         self,
@@ -129,31 +157,50 @@ class AsyncioIsland(Bridge):
         """Run ``function(*args)`` on the island; wait for it without blocking trio."""
         if self._closed:
             raise RuntimeError("the asyncio island is closed")
-        tasks: list[asyncio.Task[Any]] = []
-
-        async def call() -> _T:
-            task = asyncio.current_task()
-            assert task is not None
-            tasks.append(task)
-            return await function(*args)
-
         loop = self.loop
-        future = asyncio.run_coroutine_threadsafe(call(), loop)
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[_T]] = []
         done = anyio.Event()
         token = self._token
 
-        def wake(_: object) -> None:
+        def wake() -> None:
             try:
                 token.run_sync_soon(done.set)
             except RuntimeError:  # trio has finished: nobody waits any more
                 pass
 
-        future.add_done_callback(wake)
+        def finished(task: asyncio.Task[_T]) -> None:  # on the island
+            self._calls.discard(abandon)
+            if task.cancelled():
+                future.cancel()
+            elif (error := task.exception()) is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(task.result())
+            wake()
+
+        def abandon() -> None:  # on the island, once its loop has closed
+            self._calls.discard(abandon)
+            future.cancel()
+            wake()
+
+        def start() -> None:  # on the island
+            # The task exists before anything else this caller schedules on the island
+            # runs (a cancellation, say), so that it can always be cancelled.
+            task = loop.create_task(function(*args))
+            tasks.append(task)
+            self._calls.add(abandon)
+            task.add_done_callback(finished)
+
+        try:
+            loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop has stopped
+            raise RuntimeError("the asyncio island is closed") from None
         try:
             await done.wait()
         except BaseException:
-            # Cancel the coroutine's task on the island, not the future: a result
-            # produced meanwhile still reaches the future, and goes to *abandoned*.
+            # Cancel the coroutine's task on the island: a result produced meanwhile
+            # still reaches the future, and goes to *abandoned*.
             def cancel() -> None:
                 if tasks and not tasks[0].done():
                     tasks[0].cancel()
@@ -169,20 +216,33 @@ class AsyncioIsland(Bridge):
             if abandoned is not None:
                 future.add_done_callback(give_back)
             raise
+        if future.cancelled():  # not by this caller: the island is closing
+            raise RuntimeError("the asyncio island closed while a call to it ran")
         return future.result()
 
     def call_soon(self, function: Callable[..., object], /, *args: Any) -> None:
         """Schedule ``function(*args)`` on the island's loop (thread-safe)."""
         if not self._closed:
-            self.loop.call_soon_threadsafe(function, *args)
+            with contextlib.suppress(RuntimeError):  # the loop has just stopped
+                self.loop.call_soon_threadsafe(function, *args)
+
+    def call_in_caller(self, function: Callable[..., object], /, *args: Any) -> None:
+        """Schedule ``function(*args)`` in trio's thread (from the island's)."""
+        with contextlib.suppress(RuntimeError):  # trio has finished
+            self._token.run_sync_soon(function, *args)
 
     async def aclose(self) -> None:
-        """Stop the island's loop (cancelling what still runs there) and its thread."""
+        """Stop the island's loop (cancelling what still runs there) and its thread.
+
+        Bounded: the thread is left to end by itself (it is a daemon) when it does not
+        within a few seconds."""
         if self._closed:
             return
         self._closed = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        await anyio.to_thread.run_sync(self._thread.join)
+        with contextlib.suppress(RuntimeError):  # stopped already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._thread.join, 2 * self.STOP_TIMEOUT)
 
 
 async def open_bridge(name: str = "reactor-asyncio-island") -> Bridge:

@@ -3,6 +3,7 @@ settlement; every exchange with the server goes through the engine, one call per
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Collection, Sequence
@@ -46,11 +47,11 @@ __all__ = ["NatsJetStreamQueue"]
 #: How long get_batch() waits in one call to the engine before looking around (fresh
 #: statistics, room for waiting publishers).
 TAKE_WAIT: Final = 1.0
-#: Seconds between two looks at the group's backlog by a publisher waiting for room in
-#: a queue that only publishes (opened with ``async with``, no get_batch()).
-ROOM_POLL: Final = 0.25
 #: Events accepted by put_nowait() and not stored yet, before it raises QueueFull.
 WRITE_AHEAD: Final = 10_000
+#: Seconds close() gives the engine to stop beyond *publish_timeout* (it sends what
+#: put_nowait() accepted, hands back unsettled events, ends its tasks, disconnects).
+STOP_TIMEOUT: Final = 20.0
 
 
 class _Batch:
@@ -82,8 +83,8 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
       server has them before ``settle()`` returns. An event a process took and did not
       acknowledge (it died) goes to another process of the group after *claim_after*
       (``ack_wait``); while a delivery runs, the owner sends ``+WPI`` (in progress)
-      every claim_after/3, so a slow handler is not run twice at once. A clean stop
-      hands its unsettled events back at once (``-NAK``).
+      once claim_after/4 passed since the last one, so a slow handler is not run
+      twice at once. A clean stop hands its unsettled events back at once (``-NAK``).
     * Per-consumer completion: which consumers settled an event not yet done is kept in
       the KV bucket ``<stream>_progress`` (key ``<group>.<sequence>``), read when the
       event is delivered again, and deleted right after its ack. A record left behind
@@ -201,7 +202,6 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._unsent = 0  # events of put() calls not acknowledged by the server yet
         self._waiting = WaitingPublishers()
         self._putters = self._waiting.tickets
-        self._polling = 0  # publishers waiting for room in a queue that only publishes
         self._letters: list[bytes] = []
         self._discards: list[DeadLetter] = []
         self._consumers: set[str] = set()  # the consumer names the app noted
@@ -275,10 +275,14 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         import_extra("nats.js.errors", extra="nats")
         bridge = await open_bridge("reactor-nats")
         engine = Engine(nats, self._options, self._options.url)
+        # The group's backlog is measured on the engine's loop: publishers waiting for
+        # room are woken in this one (across the island's thread on trio).
+        engine.on_refresh = functools.partial(bridge.call_in_caller, self._wake_publishers)
         try:
             await bridge.run(engine.start, sorted(self._consumers), fetch)
         except BaseException:
-            await bridge.aclose()
+            with anyio.CancelScope(shield=True):
+                await self._stop(bridge, engine)
             raise
         self._bridge, self._engine = bridge, engine
         self._closed = self._waiting.closed = False
@@ -303,10 +307,19 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                 self._failed(exc)
             finally:
                 self._bridge = self._engine = None
-                try:
-                    await bridge.run(engine.stop)
-                finally:
-                    await bridge.aclose()
+                await self._stop(bridge, engine)
+
+    async def _stop(self, bridge: Bridge, engine: Engine) -> None:
+        """Stop *engine* and close *bridge*, within a bounded time whatever the server
+        or the asyncio world does (the engine bounds each of its own steps; this is the
+        last guard)."""
+        try:
+            with anyio.move_on_after(self._options.publish_timeout + STOP_TIMEOUT):
+                await bridge.run(engine.stop)
+        except Exception as exc:
+            self._failed(exc)
+        finally:
+            await bridge.aclose()
 
     async def __aenter__(self) -> NatsJetStreamQueue:
         """Open the queue for use without an app (tools, scripts): ``async with queue:``.
@@ -348,6 +361,10 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             headers[ONLY] = json.dumps(sorted(only))
             headers[GROUP] = self._options.group
         return (self._subject, body, headers, True)
+
+    def _wake_publishers(self) -> None:
+        if self._putters:
+            self._waiting.wake(self._room())
 
     def _backlog(self) -> int:
         engine = self._engine
@@ -396,19 +413,9 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._running()
         item = self._outgoing(event, only)
         if self._putters or self._room() <= 0:
-            _, engine = self._running()
-            if engine.fetching:
-                await self._waiting.wait(self._room)  # get_batch() wakes them
-            else:
-                # Nobody takes events here (a queue that only publishes): the group's
-                # backlog is measured again every second; look at it as often.
-                self._polling += 1
-                try:
-                    while self._room() <= 0:
-                        await anyio.sleep(ROOM_POLL)
-                        self._running()
-                finally:
-                    self._polling -= 1
+            # Woken by get_batch() (room in the read-ahead) and by each refresh of the
+            # group's backlog (other processes read it; every second).
+            await self._waiting.wait(self._room)
         if self._discards:
             await self._discard()
         await self._send_one(item)
@@ -524,6 +531,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             if isinstance(exc, Exception):
                 self._failed(exc)
             raise
+        self._last_error = None  # the server takes settlements again
 
     async def ack(self, received: Sequence[Received]) -> None:
         """Acknowledge events whose every delivery settled."""
@@ -567,7 +575,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                 capacity=self._capacity,
                 put_count=self._put_count,
                 get_count=self._get_count,
-                waiting_publishers=len(self._putters) + self._polling,
+                waiting_publishers=len(self._putters),
                 errors=self._errors,
                 last_error=self._last_error,
             )
@@ -576,7 +584,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             capacity=self._capacity,
             put_count=self._put_count,
             get_count=self._get_count,
-            waiting_publishers=len(self._putters) + self._polling,
+            waiting_publishers=len(self._putters),
             errors=self._errors + engine.errors,
             last_error=engine.last_error or self._last_error,
             lag=engine.lag,
