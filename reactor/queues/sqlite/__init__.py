@@ -11,7 +11,7 @@ Data flow::
                 ◄── backlog pages read from the file ◄──────────────┘ in memory, the rest
                                                                       spills to the file
 
-Every statement runs in an anyio worker thread, one at a time; there is no background
+Every statement runs in the queue's worker thread, one at a time; there is no background
 task, so the queue works the same on asyncio and trio and needs no task group: whoever
 needs a write (a publisher, the settlement loop, the dispatcher) and finds none running
 takes the writer role and commits everything pending at that moment, so commits batch
@@ -23,6 +23,8 @@ The modules, by job:
   read-ahead, the writer role, settlement); its state changes on the loop only.
 * ``_journal``: the connection and the SQL of the hot path, run in the worker thread;
   it takes its inputs as arguments and returns its results.
+* ``_worker``: the worker thread, which runs the journal's calls and hands their results
+  back to the event loop.
 * ``_schema``: the file's layout, its version and migrations, the checks of a file, and
   the public names stored for classes.
 * ``_admin``: dead letters (list, replay, purge) and the replay of a time window, the

@@ -1,14 +1,14 @@
 """The journal: the queue file's connection and the statements of the hot path, run in
 the queue's worker thread.
 
-:class:`Journal`'s methods run one at a time, in the worker thread that the queue's
-limiter of one admits (``anyio.to_thread.run_sync(journal.commit, ...,
-limiter=...)``). They read their arguments and the journal's own state only (the
-connection, the checkpointer, the bytes written since the last checkpoint, the time of the
-last purge), and return what the loop side needs: the loop side applies the results to
-its own state (depth, counters, read-ahead, the numbering of events) once the thread hop
-is over, so no state is shared between the two but the arguments of a call, which the
-loop side does not change while the call runs.
+:class:`Journal`'s methods run one at a time, in the queue's worker thread
+(``await worker.run(journal.commit, ...)``, see :mod:`._worker`). They read their
+arguments and the journal's own state only (the connection, the checkpointer, the bytes
+written since the last checkpoint, the time of the last purge), and return what the loop
+side needs: the loop side applies the results to its own state (depth, counters,
+read-ahead, the numbering of events) once the thread hop is over, so no state is shared
+between the two but the arguments of a call, which the loop side does not change while
+the call runs.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 import reactor
 from reactor import (
@@ -50,6 +49,7 @@ from ._errors import logger, storage_error
 from ._journal import Journal, Recovered, Writes
 from ._options import Options, path_from_url
 from ._schema import Check, Synchronous, public_name
+from ._worker import Worker
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -107,10 +107,10 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     settled them only, with ``reactor.current_delivery().attempt`` raised.
 
     Writes are batched: concurrent publishers, acknowledgements and dead letters share
-    one transaction and one fsync (group commit), run in a worker thread so the event
-    loop never waits on the disk. One process at a time owns the file (a second one gets
-    :class:`~reactor.QueueInUseError`); the dead-letter listing reads it while the owner
-    runs.
+    one transaction and one fsync (group commit), run in a worker thread of the queue's
+    own so the event loop never waits on the disk. One process at a time owns the file
+    (a second one gets :class:`~reactor.QueueInUseError`); the dead-letter listing reads
+    it while the owner runs.
 
     ``publish_nowait()`` (and ``app.notify()``) accept an event without waiting: it is
     written with the next commit, a few milliseconds later, and is lost if the process
@@ -182,7 +182,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._capacity = capacity
         self._max_event_size = max_event_size
         self._db: Journal | None = None  # the open file's journal
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._worker: Worker | None = None  # the thread that runs the journal's calls
         # The writer role: set while one thread hop runs; its event fires when it ends.
         self._busy: anyio.Event | None = None
         self._writing: _Work | None = None  # the work being committed right now
@@ -256,7 +256,6 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             schema, or is damaged; it is left untouched
         """
         if self._db is None:
-            self._limiter = anyio.CapacityLimiter(1)
             consumers = self._unstored_consumers()
             open_journal = functools.partial(
                 Journal.open,
@@ -268,8 +267,13 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 writer=f"reactor {reactor.__version__}",
                 consumers=consumers,
             )
-            journal, recovered = await anyio.to_thread.run_sync(open_journal, limiter=self._limiter)
-            self._db = journal
+            worker = Worker(f"reactor journal of {self._path.name}")
+            try:
+                journal, recovered = await worker.run(open_journal)
+            except BaseException:
+                await worker.stop()
+                raise
+            self._db, self._worker = journal, worker
             self._consumers_stored |= frozenset(consumers or ())
             self._recovered(recovered)
         self._closed = self._waiting.closed = False
@@ -335,14 +339,16 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         with anyio.CancelScope(shield=True):
             while self._busy is not None:
                 await self._busy.wait()
-            assert self._limiter is not None
+            worker = self._worker
+            assert worker is not None
             # Fresh events that were read ahead but never handed out are not counted as
             # handed out at the next start.
             given = self._given if self._handed_out > self._given else None
-            self._db = None
-            await anyio.to_thread.run_sync(
-                journal.close, self._unstored_consumers(), given, limiter=self._limiter
-            )
+            self._db = self._worker = None
+            try:
+                await worker.run(journal.close, self._unstored_consumers(), given)
+            finally:
+                await worker.stop()
         self._ready.clear()
         self._redeliveries = 0
         self._depth = 0
@@ -417,9 +423,6 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             and publishing again later can succeed
         :raises ~reactor.QueueFileError: the file could not be written for another reason
         """
-        # The commit below runs shielded: without this, a publishing loop in a cancelled
-        # scope would never see its cancellation.
-        await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_running()
         body = self._encode(event)
         if self._depth >= self._capacity or self._putters:
@@ -493,6 +496,11 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         """
         while not work.finished:
             if self._busy is None:
+                # The commit runs shielded, and whoever runs it waits for nothing else:
+                # without this, a publishing loop in a cancelled scope would never see its
+                # cancellation (a publisher cancelled here has stored nothing). Checked
+                # here, once per commit, rather than in every put().
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 await self._hop()
             elif work is self._writing or self._leader is not None:
                 await work.done.wait()
@@ -513,7 +521,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     async def _hop(self) -> None:
         """Commit everything pending now and, when the dispatcher will soon need it, read
         the next page of the backlog, in one transaction in the worker thread."""
-        assert self._busy is None and self._limiter is not None and self._db is not None
+        assert self._busy is None and self._worker is not None and self._db is not None
         busy = self._busy = anyio.Event()
         # Hold the writer role for one turn of the loop first: the publishers that the last
         # commit woke join this batch instead of the next one (else batches alternate
@@ -541,16 +549,14 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         # and get_batch()); events of the backlog count once get_batch() hands them out.
         mark = max(first + keep - 1 if keep else 0, work.mark)
         try:
-            with anyio.CancelScope(shield=True):
-                page = await anyio.to_thread.run_sync(
-                    self._db.commit,
-                    work,
-                    first,
-                    mark if mark > self._handed_out else 0,
-                    progress_done,
-                    (self._cursor, self._on_disk_until, read) if read else None,
-                    limiter=self._limiter,
-                )
+            page = await self._worker.run(
+                self._db.commit,
+                work,
+                first,
+                mark if mark > self._handed_out else 0,
+                progress_done,
+                (self._cursor, self._on_disk_until, read) if read else None,
+            )
         except Exception as exc:
             # Nothing of the transaction is stored, and nothing of the queue's state moved
             # (it moves after a commit only). The publishers waiting for this commit
@@ -753,15 +759,12 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         """
         while self._busy is not None:
             await self._busy.wait()
-        journal, limiter = self._db, self._limiter
-        if journal is None or limiter is None:
+        journal, worker = self._db, self._worker
+        if journal is None or worker is None:
             raise ReactorNotRunning(f"the queue {self._path} is not open")
         busy = self._busy = anyio.Event()
         try:
-            with anyio.CancelScope(shield=True):
-                result = await anyio.to_thread.run_sync(
-                    call, journal, self._last_seq, limiter=limiter
-                )
+            result = await worker.run(call, journal, self._last_seq)
         except sqlite3.Error as exc:
             raise self._failed(exc) from exc
         else:

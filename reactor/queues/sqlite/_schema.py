@@ -93,7 +93,7 @@ SCHEMA: Final = (
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """Open a connection in autocommit mode (transactions are explicit), usable from any
-    thread (the queue's worker thread is not always the same one)."""
+    thread (it is opened in the queue's worker thread, and so is its checkpointer's)."""
     try:
         return sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
