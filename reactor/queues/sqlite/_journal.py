@@ -35,8 +35,12 @@ __all__ = ["Journal", "Page", "Recovered", "Writes", "append", "crc_with", "roll
 
 #: Seconds between two purges of acknowledged events older than the retention.
 PURGE_INTERVAL: Final = 60.0
-#: Bytes of events written between two checkpoints of the write-ahead log.
+#: Bytes written to the write-ahead log between two checkpoints of it (as counted by
+#: :meth:`Journal.commit`).
 CHECKPOINT_BYTES: Final = 4 << 20
+#: Bytes written to the write-ahead log after which the writer brings it back to its
+#: beginning (see :meth:`Journal._restart_log`): about the most the log file grows to.
+RESTART_BYTES: Final = 16 << 20
 #: Rows deleted per purge statement, so that a purge never holds the writer for long.
 PURGE_CHUNK: Final = 10_000
 
@@ -113,6 +117,8 @@ class Journal:
         self._owner_lock = owner_lock
         self._retention = retention
         self._unchecked = 0  # bytes written since the last checkpoint request
+        self._unrestarted = 0  # bytes written since the log last began again
+        self._page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
         self._last_purge = 0.0
         self._checkpointer = Checkpointer(path, synchronous, busy_timeout)
 
@@ -218,12 +224,40 @@ class Journal:
         except BaseException:
             rollback(conn)
             raise
-        if writes.inserts:
-            self._unchecked += sum(len(insert[1]) for insert in writes.inserts)
-            if self._unchecked >= CHECKPOINT_BYTES:
+        if writes:
+            # What the commit added to the log, about: its events, and two pages for the
+            # pages it changed besides (a commit of one small event writes two whole
+            # pages: the last of the events' table and its parent, or the meta table's).
+            written = 2 * self._page_size + sum(len(insert[1]) for insert in writes.inserts)
+            self._unchecked += written
+            self._unrestarted += written
+            if self._unrestarted >= RESTART_BYTES:
+                # The checkpointer is asked no more; once its last checkpoint is over,
+                # the rest is copied here.
+                if not self._checkpointer.busy:
+                    self._restart_log()
+            elif self._unchecked >= CHECKPOINT_BYTES:
                 self._unchecked = 0
                 self._checkpointer.request()
         return page
+
+    def _restart_log(self) -> None:
+        """Copy into the file what the checkpointer left of the log: the commits made
+        while it ran, so that the next commit writes the log from its beginning again.
+
+        A checkpoint copies the log up to where it was when the checkpoint began, and
+        the writer goes on committing meanwhile: under a steady load, the checkpointer
+        alone never copies the log to its end, and only a log copied to its end is
+        written from its beginning again (else it grows for as long as the load lasts,
+        and a growing file costs the file system more than one written over). Once every
+        :data:`RESTART_BYTES`, the writer copies the rest itself, between two commits:
+        little, the commits made during the checkpointer's last checkpoint.
+        """
+        self._unrestarted = self._unchecked = 0  # done, or tried again after as much
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # a full disk; the commit itself is stored
+            logger.warning("%s: checkpoint failed, tried again later: %s", self._path, exc)
 
     def _write(
         self,
@@ -461,8 +495,9 @@ def append(
     """
     seq = first
     values: list[Any] = []
+    crc32 = zlib.crc32  # crc() inlined for the common row (no consumer list)
     for body, only, published_at in rows:
-        values += (seq, body, only, published_at, crc(body, only))
+        values += (seq, body, only, published_at, crc32(body) if only is None else crc(body, only))
         seq += 1
     step = 5 * _INSERT_CHUNK
     for start in range(0, len(values), step):
@@ -548,6 +583,9 @@ class Checkpointer:
         self._path = path
         self._wake = threading.Event()
         self._stopping = False
+        #: Whether a checkpoint was asked for and is not over (a plain flag: the GIL
+        #: keeps each read and write of it whole).
+        self.busy = False
         self._thread = threading.Thread(
             target=self._run, name=f"reactor checkpoint of {path.name}", daemon=True
         )
@@ -555,6 +593,7 @@ class Checkpointer:
 
     def request(self) -> None:
         """Ask for a checkpoint (requests made while one runs are merged)."""
+        self.busy = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -574,5 +613,7 @@ class Checkpointer:
                     self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except Exception as exc:  # a full disk: the log is copied when it has room
                     logger.warning("%s: checkpoint failed, tried again later: %s", self._path, exc)
+                if not self._wake.is_set():  # else asked again meanwhile: runs again
+                    self.busy = False
         finally:
             self._conn.close()
