@@ -1,6 +1,8 @@
 """Durable-queue benchmark: reactor on ``SQLiteQueue`` against raw ``sqlite3`` in one thread.
 
-Run ``python -m benchmarks.sqlite [--quick] [--json out.json] [--levels full,normal]``.
+Run ``python -m benchmarks.sqlite [--quick] [--json out.json] [--levels full,normal]``;
+``--workloads breakdown`` for where the CPU time of an event goes, ``--profile DIR`` for
+cProfile statistics of the reactor runs.
 
 What is measured (K = 4 trivial consumers, ~1 KB CloudEvents JSON per event):
 
@@ -42,6 +44,22 @@ What is measured (K = 4 trivial consumers, ~1 KB CloudEvents JSON per event):
   - ``contention`` -- the backlog file again, consumers draining it while 64 publishers
     publish for 10 s: how fast each side goes when both want the file.
 
+* ``breakdown`` (only when asked for) -- CPU time per event of the ``reactor`` run (asyncio),
+  split by taking parts away, each variant in fresh processes, the lowest of the
+  repetitions (the one the machine's other load disturbed least): the full run; the same
+  with the journal's statements skipped (``Journal.commit`` returns at once), which leaves
+  out the SQL; with the JSON encoding skipped too (``put()`` stores a constant body of the
+  same size); and the same app on the in-memory queue. The differences are the SQL (the
+  worker thread), the JSON encoding, the queue's own work on the loop (thread hops, the
+  writer role, publishers waiting for their commit, settlement) and the rest of reactor
+  (building the event, routing, the four handlers). The worker thread's CPU time is also
+  measured directly, around each commit.
+
+``--profile DIR`` runs every ``reactor`` child under cProfile, the event loop's thread and
+the journal's calls in the worker thread apart, and writes ``<run>.loop.prof`` and
+``<run>.journal.prof`` into DIR (read them with ``python -m pstats``); profiled runs are
+slower, and their figures are not comparable with the others'.
+
 Method, as in ``python -m benchmarks`` (the shared code is ``benchmarks._harness``): every
 measurement runs in a fresh interpreter (``python -m benchmarks.sqlite --child '<json
 spec>'``, one JSON line back) with a fresh
@@ -76,6 +94,7 @@ import anyio
 
 from reactor import Event, Reactor
 from reactor.abc import Received
+from reactor.queues.memory import MemoryQueue
 from reactor.queues.sqlite import SQLiteQueue
 
 from . import _harness as h
@@ -84,6 +103,11 @@ K = 4
 LEVELS = ("full", "normal")
 LOOPS = ("asyncio", "uvloop", "trio")
 WORKLOADS = ("throughput", "paced", "tmpfs", "memory")
+#: Workloads run only when asked for with ``--workloads``.
+OPTIONAL_WORKLOADS = ("breakdown",)
+#: The variants of the breakdown (see the module's docstring): the reactor run as it is,
+#: without the SQL, without the SQL and the JSON encoding, and on the in-memory queue.
+ABLATIONS = ("full", "no-sql", "no-sql-no-json", "memory")
 
 EVENT_TYPE = "bench.event"
 EVENT_SOURCE = "/bench"
@@ -117,7 +141,7 @@ TMPFS = Path("/dev/shm")
 # CPU (the kernel's own I/O threads use a few hundredths) is noisy: it is run again.
 NOISY_OTHERS = 0.25
 
-TARGET_RATIO = 0.7
+TARGET_RATIO = 0.8
 TARGET_LAG_MS = 5.0
 TARGET_FLAT_MB = 10.0
 
@@ -205,6 +229,8 @@ class Spec:
     window: int = 0
     seconds: float = 0.0
     timeout: float = 300.0
+    ablate: str = ""  # one of ABLATIONS (breakdown runs): what a reactor run leaves out
+    profile: str = ""  # a reactor run writes <profile>.loop.prof and <profile>.journal.prof
 
     def to_json(self) -> str:
         """Serialise for the child's command line.
@@ -420,6 +446,7 @@ def _child_baseline(spec: Spec) -> dict[str, Any]:
         "elapsed": elapsed,
         "events_per_s": total / elapsed,
         "cpu_share": cpu / elapsed,
+        "cpu_us": cpu / total * 1e6,
         "others_share": others_share,
         "body_bytes": body_size,
     }
@@ -471,6 +498,63 @@ class CountingQueue(SQLiteQueue):
             self._count(len(received))
 
 
+class JournalMeter:
+    """The journal's side of a reactor run: the worker thread's CPU time in commits, and
+    how many there were; with ``--profile``, a cProfile of them; for the breakdown,
+    parts of the durable path left out.
+
+    It wraps private methods of the queue (``Journal.commit``, ``SQLiteQueue._encode``) for
+    the time of a run: the benchmark's business, never the library's.
+    """
+
+    def __init__(self, spec: Spec) -> None:
+        """Prepare to instrument a run of *spec* (see :meth:`install`).
+
+        :param spec: the run; its ``ablate`` and ``profile`` say what to do.
+        """
+        self.spec = spec
+        self.cpu = 0.0
+        self.commits = 0
+        self.profiler: Any = None
+
+    @contextlib.contextmanager
+    def install(self) -> Iterator[None]:
+        """Wrap the queue's commit (and encoding) while the block runs."""
+        from reactor.queues.sqlite import _journal, _queue
+
+        commit = _journal.Journal.commit
+        encode = _queue.SQLiteQueue._encode
+        skip_sql = self.spec.ablate in ("no-sql", "no-sql-no-json")
+        if self.spec.profile:
+            import cProfile
+
+            self.profiler = cProfile.Profile()
+        profiler = self.profiler
+
+        def measured(journal: Any, *args: Any) -> Any:
+            cpu0 = time.thread_time()
+            if profiler is not None:
+                profiler.enable()
+            try:
+                return None if skip_sql else commit(journal, *args)
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+                self.cpu += time.thread_time() - cpu0
+                self.commits += 1
+
+        setattr(_journal.Journal, "commit", measured)  # noqa: B010 - a private method
+        if self.spec.ablate == "no-sql-no-json":
+            size = len(Event(type=EVENT_TYPE, source=EVENT_SOURCE, data=make_data(0)).to_json())
+            body = b" " * size
+            setattr(_queue.SQLiteQueue, "_encode", lambda queue, event: body)  # noqa: B010
+        try:
+            yield
+        finally:
+            setattr(_journal.Journal, "commit", commit)  # noqa: B010
+            setattr(_queue.SQLiteQueue, "_encode", encode)  # noqa: B010
+
+
 async def _wait_done(done: anyio.Event, progress: Callable[[], int], limit: float) -> bool:
     """Wait for *done*; give up after *limit* s, or after STALL_SECONDS without progress."""
     return await h.wait_for(done, progress, limit, STALL_SECONDS)
@@ -486,11 +570,16 @@ def _child_reactor(spec: Spec) -> dict[str, Any]:
     monitor = LagMonitor()
     publish_times: list[float] = []
     out: dict[str, Any] = {}
+    meter = JournalMeter(spec)
+    in_memory = spec.ablate == "memory"
 
     async def main() -> None:
         queue = CountingQueue(path, expected=total, synchronous=_synchronous(spec.level))
-        queue.done = anyio.Event()
-        app = Reactor(queue=queue, source=EVENT_SOURCE)
+        done = queue.done = anyio.Event()
+        if in_memory:
+            # The end is the last handler call: there is nothing to acknowledge.
+            done = tally.done = anyio.Event()
+        app = Reactor(queue=MemoryQueue() if in_memory else queue, source=EVENT_SOURCE)
         for i, handler in enumerate(handlers):
             app.subscribe(EVENT_TYPE, handler, name=f"h{i}")
         clock = time.perf_counter
@@ -524,7 +613,7 @@ def _child_reactor(spec: Spec) -> dict[str, Any]:
                         publishers.start_soon(publisher, first, start)
                 out["published_s"] = clock() - start
                 out["finished"] = await _wait_done(
-                    queue.done, lambda: queue.acked + tally.progress(), spec.timeout
+                    done, lambda: queue.acked + tally.progress(), spec.timeout
                 )
                 monitor.recording = False
                 out["elapsed"] = (queue.acked_at or clock()) - start
@@ -533,9 +622,22 @@ def _child_reactor(spec: Spec) -> dict[str, Any]:
                 tg.cancel_scope.cancel()
             t_close = clock()
         out["close_s"] = clock() - t_close
-        out["acked"] = queue.acked
+        out["acked"] = total if in_memory else queue.acked
 
-    h.run_anyio(spec.loop, main)
+    loop_profiler: Any = None
+    with contextlib.ExitStack() as stack:
+        if spec.ablate or spec.profile:
+            stack.enter_context(meter.install())
+        if spec.profile:
+            import cProfile
+
+            loop_profiler = cProfile.Profile()
+            loop_profiler.enable()
+            stack.callback(loop_profiler.disable)
+        h.run_anyio(spec.loop, main)
+    if spec.profile:
+        loop_profiler.dump_stats(f"{spec.profile}.loop.prof")
+        meter.profiler.dump_stats(f"{spec.profile}.journal.prof")
     problems = tally.problems()
     if not out.get("finished") or problems or tally.others:
         head = f"lost deliveries: {out.get('acked', 0)} of {total} acked"
@@ -545,12 +647,17 @@ def _child_reactor(spec: Spec) -> dict[str, Any]:
         "elapsed": out["elapsed"],
         "events_per_s": total / out["elapsed"],
         "cpu_share": out["cpu_share"],
+        "cpu_us": out["cpu_share"] * out["elapsed"] / total * 1e6,
         "others_share": out["others_share"],
         "open_s": out["open_s"],
         "close_s": out["close_s"],
         **monitor.summary(),
         **_distribution(publish_times, "publish"),
     }
+    if meter.commits:
+        # Over the whole run (the few commits of opening and closing included).
+        result["journal_cpu_us"] = meter.cpu / total * 1e6
+        result["commits"] = meter.commits
     if paced:
         result["target_rate"] = spec.rate
     return result
@@ -884,6 +991,7 @@ class Config:
     window: int
     directory: str
     tmpfs: bool = field(default=False)
+    profile: str = ""  # a directory for the cProfile statistics of reactor runs
 
     def per_event_events(self, level: str) -> int:
         """Events in a one-commit-per-event baseline run at *level*.
@@ -921,6 +1029,15 @@ def _plan(cfg: Config) -> Plan:
                 yield _spec(
                     cfg, "throughput" if kind != "paced" else "paced", level, kind, loop, rep
                 )
+        if "breakdown" in cfg.workloads:
+            for level in cfg.levels:
+                for name in h.rotated(list(ABLATIONS), rep):
+                    workload, level_, _, rep_, spec, timeout = _spec(
+                        cfg, "breakdown", level, "reactor", "asyncio", rep
+                    )
+                    profile = f"{spec.profile}-{name}" if spec.profile else ""
+                    spec = replace(spec, ablate=name, profile=profile)
+                    yield workload, level_, name, rep_, spec, timeout
         if cfg.tmpfs:
             for name in h.rotated(list(pair), rep):
                 kind, loop = pair[name]
@@ -948,6 +1065,9 @@ def _spec(
         )
         return workload, level, "reactor asyncio", rep, spec, 180.0
     events = cfg.per_event_events(level) if kind == "per-event" else cfg.events
+    profile = ""
+    if cfg.profile and kind == "reactor":
+        profile = str(Path(cfg.profile) / f"{workload}-{level}-{loop}-rep{rep + 1}")
     spec = Spec(
         kind=kind,
         level=level,
@@ -957,6 +1077,7 @@ def _spec(
         publishers=cfg.publishers,
         directory=cfg.directory,
         timeout=600,
+        profile=profile,
     )
     return workload, level, system, rep, spec, 900.0
 
@@ -966,6 +1087,9 @@ Results = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]
 METRICS = (
     "events_per_s",
     "cpu_share",
+    "cpu_us",
+    "journal_cpu_us",
+    "commits",
     "others_share",
     "lag_p50_ms",
     "lag_p99_ms",
@@ -1001,6 +1125,14 @@ def summarise(results: Results) -> dict[str, Any]:
                 if "error" not in a and "error" not in b
             ]
             entry["ratio"] = h.stats(pairs) if system != "baseline" else None
+            # The same pairs by CPU time per event, which the machine's other load moves
+            # less than the rates (it takes the CPU away, it rarely makes work costlier).
+            by_cpu = [
+                b["cpu_us"] / a["cpu_us"]
+                for a, b in zip(runs, base, strict=False)
+                if "error" not in a and "error" not in b and a.get("cpu_us") and b.get("cpu_us")
+            ]
+            entry["cpu_ratio"] = h.stats(by_cpu) if system != "baseline" else None
             cell["systems"][system] = entry
         summary[f"{workload}/{level}"] = cell
     return summary
@@ -1087,6 +1219,76 @@ def _label(system: str, cfg: Config, level: str) -> str:
     return system
 
 
+def breakdown(cell: dict[str, Any], events: int) -> dict[str, float] | None:
+    """Split the CPU time per event of a ``breakdown`` cell by part.
+
+    :param cell: the summary of one level's breakdown runs.
+    :param events: events per run.
+    :return: microseconds per event by part (the lowest of the repetitions of each
+        variant), or ``None`` when a variant is missing.
+    """
+    lowest: dict[str, float] = {}
+    for name in ABLATIONS:
+        cpu = cell["systems"].get(name, {}).get("cpu_us")
+        if cpu is None:
+            return None
+        lowest[name] = float(cpu["min"])
+    full = cell["systems"]["full"]
+    journal, commits = full.get("journal_cpu_us"), full.get("commits")
+    return {
+        "sql": lowest["full"] - lowest["no-sql"],
+        "worker_thread": float("nan") if journal is None else float(journal["min"]),
+        "json": lowest["no-sql"] - lowest["no-sql-no-json"],
+        "queue_loop": lowest["no-sql-no-json"] - lowest["memory"],
+        "core": lowest["memory"],
+        "total": lowest["full"],
+        "commits_per_1000": float("nan")
+        if commits is None
+        else float(commits["median"]) / events * 1000,
+    }
+
+
+def _report_breakdown(cfg: Config, summary: dict[str, Any], *, plain: bool) -> None:
+    cells = {
+        summary[key]["level"]: breakdown(summary[key], cfg.events)
+        for key in summary
+        if summary[key]["workload"] == "breakdown"
+    }
+    if not cells:
+        return
+    levels = list(cells)
+    table = h.Table(
+        f"where the CPU time of an event goes (reactor asyncio, {cfg.events:,} events, "
+        f"lowest of {cfg.repeat} per variant), us per event",
+        ["part", *levels],
+    )
+    rows = (
+        ("the SQL (full - no-sql): the worker thread, and the loop's share of it", "sql", 1),
+        (
+            "  of which the worker thread's CPU time, measured around each commit",
+            "worker_thread",
+            1,
+        ),
+        ("JSON encoding: no-sql - no-sql-no-json", "json", 1),
+        (
+            "the queue on the loop (thread hops, writer role, waiting publishers, "
+            "settlement): no-sql-no-json - memory",
+            "queue_loop",
+            1,
+        ),
+        ("reactor on the in-memory queue (event, routing, 4 handlers)", "core", 1),
+        ("total (reactor on SQLiteQueue)", "total", 1),
+        ("commits per 1,000 events", "commits_per_1000", 1),
+    )
+    for label, key, digits in rows:
+        values = []
+        for level in levels:
+            parts = cells[level]
+            values.append("-" if parts is None else f"{parts[key]:.{digits}f}")
+        table.add(label, *values)
+    table.render(plain=plain)
+
+
 def report(
     env: dict[str, Any],
     cfg: Config,
@@ -1121,6 +1323,8 @@ def report(
         "system",
         "events/s",
         "vs baseline",
+        "CPU us/event",
+        "by CPU",
         "loop lag max ms",
         "lag p99 ms",
         "publish p50 ms",
@@ -1145,6 +1349,8 @@ def report(
                     _label(system, cfg, level),
                     h.fmt_rate(s["events_per_s"]),
                     "1.00x" if system == "baseline" else _fmt_num(s["ratio"], "x", 2),
+                    _fmt_num(s["cpu_us"], "", 1),
+                    "1.00x" if system == "baseline" else _fmt_num(s["cpu_ratio"], "x", 2),
                     _fmt_num(s["lag_max_ms"], "", 1),
                     _fmt_num(s["lag_p99_ms"], "", 1),
                     _fmt_num(s["publish_p50_ms"], "", 1),
@@ -1153,6 +1359,7 @@ def report(
                     _fmt_num(s["others_share"], "", 2),
                 )
         table.render(plain=plain)
+    _report_breakdown(cfg, summary, plain=plain)
     paced = [summary[key] for key in summary if summary[key]["workload"] == "paced"]
     if paced:
         table = h.Table(
@@ -1293,7 +1500,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
-        help="comma-separated subset of " + ",".join(WORKLOADS),
+        help="comma-separated subset of "
+        + ",".join(WORKLOADS + OPTIONAL_WORKLOADS)
+        + f" (default {','.join(WORKLOADS)})",
     )
     parser.add_argument(
         "--repeat", type=int, help="repetitions per measurement (default 3, --quick 1)"
@@ -1330,9 +1539,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--plain", action="store_true", help="plain-text tables even if rich is installed"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run every reactor throughput and breakdown run under cProfile and write "
+        "<run>.loop.prof (the event loop's thread) and <run>.journal.prof (the journal's "
+        "commits, in the worker thread) into DIR",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name, allowed in (("levels", LEVELS), ("loops", LOOPS), ("workloads", WORKLOADS)):
+    for name, allowed in (
+        ("levels", LEVELS),
+        ("loops", LOOPS),
+        ("workloads", WORKLOADS + OPTIONAL_WORKLOADS),
+    ):
         chosen = [x.strip() for x in getattr(args, name).split(",") if x.strip()]
         unknown = sorted(set(chosen) - set(allowed))
         if unknown:
@@ -1447,7 +1668,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         window=MEMORY_WINDOW // scale,
         directory=args.dir,
         tmpfs="tmpfs" in args.workloads and TMPFS.is_dir(),
+        profile="" if args.profile is None else str(args.profile.resolve()),
     )
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     if cfg.backlog < 2 * cfg.window:
         cfg.window = max(1, cfg.backlog // 2)
     env = environment(cfg.directory)
