@@ -26,14 +26,20 @@ The decorated handler is subscribed to its own timer's events only; other consum
 subscribe to ``"reactor.timer"`` too (a ``source=`` glob picks one timer).
 
 **Clocks.** Intervals run on the monotonic clock, at ``start + k * period`` (no drift
-however many ticks). On the system clock an interval timer wakes 2 ms before each due
-time and yields to the loop until it, because asyncio rounds its timeouts up to whole
-milliseconds (runs would start 1-3 ms late); that costs about a millisecond of CPU per
-run, 10% of a core at 100 runs a second. Cron and one-shot times are wall-clock times: the source reads
-``app.clock.now()``, sleeps on the monotonic clock toward the next fire time, at most
+however many ticks). Cron and one-shot times are wall-clock times: the timer reads
+``app.clock.now()``, waits on the monotonic clock toward the next fire time, at most
 :data:`WALL_CLOCK_CHECK` seconds at a time, and reads the wall clock again when it
 wakes. A wall clock stepped forward over fire times gives at most one catch-up run; one
 stepped backward never repeats a time that already fired.
+
+**Many timers.** All the timers of an app share one scheduler: one task sleeping toward
+the earliest due time over a heap of them, so ten thousand timers cost a heap and one
+sleeping task, not ten thousand tasks, and the app stops at once however many there
+are. Each run is a task of its own while it is published and its deliveries settle
+(that is how the overlap policies below see it). On the system clock the scheduler
+wakes 2 ms before a due time and yields to the loop until it, because asyncio rounds
+its timeouts up to whole milliseconds (runs would start 1-3 ms late); that costs up to
+2 ms of CPU per distinct due time, none while nothing is due.
 
 **Misfires.** After a stall (the loop was blocked, the machine slept, the wall clock
 jumped), a timer never fires more than once to catch up. With ``misfire="coalesce"`` (the

@@ -1,9 +1,10 @@
-"""The sleeping sources: wait in the app's clock for each due time, publish, apply policies.
+"""The timer sources: when each timer wakes, its events, and its policies.
 
-A source asks its trigger (:mod:`._triggers`, :mod:`._cron`) when it is due, sleeps on
-``app.clock`` toward that time, and hands each due time to the misfire policy (a run
-late after a stall), then to the overlap policy (a run due while earlier ones have not
-settled). It sees the app only through :class:`reactor.abc.App`.
+A source asks its trigger (:mod:`._triggers`, :mod:`._cron`) when it is due and tells
+the app's scheduler (:mod:`._scheduler`, the one loop that sleeps for every timer of an
+app) when to wake it; woken, it hands each due time to the misfire policy (a run late
+after a stall), then to the overlap policy (a run due while earlier ones have not
+settled), and starts the run. It sees the app only through :class:`reactor.abc.App`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import ClassVar, Final, Literal, TypedDict, Unpack, get_args
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.lowlevel import checkpoint
 
-from reactor import Event, ReactorNotRunning, SystemClock, validators
+from reactor import Event, ReactorNotRunning, validators
 from reactor.abc import App, Source
 
 from .._naming import source_uri
 from ._cron import CronTrigger
+from ._scheduler import Scheduler, join
 from ._triggers import AtTrigger, IntervalTrigger
 
 __all__ = [
@@ -69,8 +70,6 @@ _OVERLAPS: Final[tuple[Overlap, ...]] = get_args(Overlap)
 _MISFIRES: Final[tuple[Misfire, ...]] = get_args(Misfire)
 _PASTS: Final[tuple[Past, ...]] = get_args(Past)
 
-# How early an interval timer on the system clock wakes before a due time (see there).
-_EARLY = 0.002
 # Missed cron times counted one by one after a stall; past this many the last one is
 # found directly and "missed" reports this lower bound.
 _MISSED_COUNT_LIMIT = 1000
@@ -144,8 +143,9 @@ class _Tick:
 class TimerSource(Source):
     """What every timer shares: its events, the overlap and misfire policies, counters.
 
-    Subclasses implement :meth:`_schedule`, which sleeps on ``app.clock`` and calls
-    :meth:`_due` for each due time.
+    Subclasses implement :meth:`_start` and :meth:`_wake`, which the app's scheduler
+    (:mod:`._scheduler`) calls: they compute when the timer must be woken next on
+    ``app.clock``'s monotonic clock, and call :meth:`_due` for each due time.
 
     :param name: the timer's name (its events' subject; part of its source URI)
     :param overlap: see :data:`Overlap` and :func:`~reactor.sources.timers.every`
@@ -167,6 +167,8 @@ class TimerSource(Source):
         self._tg: TaskGroup | None = None
         self._running = 0
         self._backlog: deque[_Tick] = deque()
+        # The scheduler that wakes this timer while its app runs.
+        self._scheduler: Scheduler | None = None
 
     @property
     def name(self) -> str:
@@ -185,23 +187,30 @@ class TimerSource(Source):
     async def run(
         self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Fire into *app* until cancelled (a one-shot timer returns after its run).
+        """Fire into *app* while it runs.
+
+        Every timer of an app is woken by one scheduler, which runs in the task of the
+        first timer to start (this method then returns only when cancelled); the run()
+        of every other timer adds it to that scheduler and returns at once.
 
         :param app: the running app
         :param task_status: started once the first due time is computed
+        :raises RuntimeError: this timer already runs (in this app or another)
         """
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                await self._schedule(app, task_status)
-        finally:
-            self._tg = None
-            self._running = 0
-            self._backlog.clear()
+        await join(app, self, task_status)
 
     @abstractmethod
-    async def _schedule(self, app: App, task_status: TaskStatus[None]) -> None:
-        """Sleep toward each due time and call :meth:`_due`; ``started()`` when ready."""
+    def _start(self, app: App, tg: TaskGroup) -> float | None:
+        """Compute the first wake-up time on the app's monotonic clock (``None``: none)."""
+
+    @abstractmethod
+    def _wake(self, app: App, now: float) -> float | None:
+        """Handle a wake-up at monotonic *now*: call :meth:`_due` if due; the next wake-up."""
+
+    def _stopped(self) -> None:
+        self._tg = None
+        self._running = 0
+        self._backlog.clear()
 
     def _due(self, app: App, tick: _Tick, *, late: bool) -> None:
         """Apply the misfire, then the overlap policy to a due time; never waits."""
@@ -294,34 +303,35 @@ class IntervalSource(TimerSource):
     ) -> None:
         super().__init__(name, **policies)
         self.seconds, self.jitter = checked_interval(seconds, jitter)
+        # Set by _start() each time the app starts: the grid, the due time to come (its
+        # index) and when that run fires (the due time plus its jitter).
+        self._trigger = IntervalTrigger(self.seconds, 0.0)
+        self._index = 1
+        self._fire_at = 0.0
 
-    async def _schedule(self, app: App, task_status: TaskStatus[None]) -> None:
-        clock = app.clock
-        trigger = IntervalTrigger(self.seconds, clock.monotonic())
-        jitter = self.jitter
-        # The system clock's sleeps end up to 2 ms late (asyncio rounds timeouts up to
-        # whole milliseconds, sometimes twice): wake a little early and yield to the
-        # loop until the due time. Other clocks (virtual time) are exact.
-        early = _EARLY if isinstance(clock, SystemClock) else 0.0
-        index = 1
-        task_status.started()
-        while True:
-            target = trigger.due(index)
-            if jitter:
-                target += random.uniform(0.0, jitter)
-            if early:
-                await clock.sleep_until(target - early)
-                while clock.monotonic() < target:
-                    await checkpoint()
-            else:
-                await clock.sleep_until(target)
-            now = clock.monotonic()
-            latest = trigger.latest(now, index)
-            fire_at = target if latest == index else trigger.due(latest)
-            lateness = now - fire_at
-            tick = _Tick(clock.now() - timedelta(seconds=lateness), fire_at, latest - index)
-            self._due(app, tick, late=latest > index or lateness > LATE_AFTER)
-            index = latest + 1
+    def _start(self, app: App, tg: TaskGroup) -> float | None:
+        self._tg = tg
+        self._trigger = IntervalTrigger(self.seconds, app.clock.monotonic())
+        self._index = 1
+        return self._target()
+
+    def _target(self) -> float:
+        """The wake-up time of the due time :attr:`_index`: the due time plus its jitter."""
+        target = self._trigger.due(self._index)
+        if self.jitter:
+            target += random.uniform(0.0, self.jitter)
+        self._fire_at = target
+        return target
+
+    def _wake(self, app: App, now: float) -> float | None:
+        trigger, index = self._trigger, self._index
+        latest = trigger.latest(now, index)
+        fire_at = self._fire_at if latest == index else trigger.due(latest)
+        lateness = now - fire_at
+        tick = _Tick(app.clock.now() - timedelta(seconds=lateness), fire_at, latest - index)
+        self._due(app, tick, late=latest > index or lateness > LATE_AFTER)
+        self._index = latest + 1
+        return self._target()
 
     def __repr__(self) -> str:
         return f"<IntervalSource {self.timer_name!r} every {self.seconds} s>"
@@ -335,6 +345,8 @@ class _WallClockSource(TimerSource):
         # The latest time that fired, kept across runs of the app so that a restart
         # never fires it again.
         self._last: datetime | None = None
+        # The due time to come, while the app runs.
+        self._pending: datetime | None = None
 
     @abstractmethod
     def _first(self, now: datetime) -> datetime | None:
@@ -348,22 +360,32 @@ class _WallClockSource(TimerSource):
         """The latest due time ``<= now`` from *due* on, and how many came before it."""
         return due, 0
 
-    async def _schedule(self, app: App, task_status: TaskStatus[None]) -> None:
+    def _start(self, app: App, tg: TaskGroup) -> float | None:
+        self._tg = tg
         clock = app.clock
-        due = self._first(clock.now())
-        task_status.started()
-        while due is not None:
-            now = clock.now()
-            if now < due:
-                # Sleep on the monotonic clock, briefly enough to notice a wall-clock step.
-                await clock.sleep(min((due - now).total_seconds(), WALL_CLOCK_CHECK))
-                continue
-            latest, missed = self._catch_up(due, now)
+        self._pending = self._first(clock.now())
+        return self._wake_for(clock.monotonic(), clock.now())
+
+    def _wake_for(self, now: float, wall: datetime) -> float | None:
+        """When to look at the wall clock next: at the due time, or sooner to notice a step."""
+        if self._pending is None:
+            return None
+        # Sleep on the monotonic clock, briefly enough to notice a wall-clock step.
+        return now + max(0.0, min((self._pending - wall).total_seconds(), WALL_CLOCK_CHECK))
+
+    def _wake(self, app: App, now: float) -> float | None:
+        due = self._pending
+        if due is None:
+            return None
+        wall = app.clock.now()
+        if wall >= due:
+            latest, missed = self._catch_up(due, wall)
             self._last = latest
-            lateness = (now - latest).total_seconds()
-            tick = _Tick(latest, clock.monotonic() - lateness, missed)
+            lateness = (wall - latest).total_seconds()
+            tick = _Tick(latest, now - lateness, missed)
             self._due(app, tick, late=missed > 0 or lateness > LATE_AFTER)
-            due = self._next_after(now)
+            self._pending = self._next_after(wall)
+        return self._wake_for(now, wall)
 
 
 class CronSource(_WallClockSource):
