@@ -20,7 +20,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from abc import abstractmethod
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVarTuple
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -31,11 +32,19 @@ from reactor.abc import App
 
 __all__ = ["Scheduler", "Timer"]
 
+Ts = TypeVarTuple("Ts")
+# A run handed to a runner: the coroutine function and its arguments.
+_Job = tuple[Callable[..., Awaitable[object]], tuple[Any, ...]]
+
 # How early the scheduler wakes before a due time on the system clock: asyncio rounds
 # its timeouts up to whole milliseconds (sometimes twice), so a sleep to the due time
 # would end 1-3 ms late; the scheduler wakes this much before it and yields to the loop
 # until the due time.
 _EARLY = 0.002
+# The most runner tasks kept waiting for a run (a run handed to a waiting runner costs a
+# wake-up; a new task costs several times that). More are started when runs overlap;
+# those beyond this end when their run does.
+_IDLE_RUNNERS = 64
 
 
 class Timer(Protocol):
@@ -45,11 +54,10 @@ class Timer(Protocol):
     _scheduler: Scheduler | None
 
     @abstractmethod
-    def _start(self, app: App, tg: TaskGroup) -> float | None:
+    def _start(self, app: App) -> float | None:
         """Compute the first wake-up time on ``app.clock``'s monotonic clock.
 
         :param app: the running app
-        :param tg: the task group the timer's runs go in
         :return: the time, or ``None`` when the timer has nothing to do
         """
 
@@ -57,7 +65,7 @@ class Timer(Protocol):
     def _wake(self, app: App, now: float) -> float | None:
         """Handle the wake-up time that has come: fire if due, then answer the next one.
 
-        Never waits: a run is started in the task group given to ``_start``.
+        Never waits: a run is handed to :meth:`Scheduler.submit`.
 
         :param app: the running app
         :param now: the monotonic time
@@ -87,6 +95,9 @@ class Scheduler:
         # The sleep in progress, cancelled when a timer due earlier joins.
         self._sleep: anyio.CancelScope | None = None
         self._sleep_until = 0.0
+        # The runners waiting for a run: each is woken by its event once submit() has put
+        # a run in its list.
+        self._idle: list[tuple[anyio.Event, list[_Job]]] = []
 
     def __len__(self) -> int:
         return len(self._generation)
@@ -109,8 +120,32 @@ class Scheduler:
         assert self._tg is not None
         timer._scheduler = self
         self._generation[timer] = 0
-        wake = timer._start(self.app, self._tg)
-        self._push(timer, wake)
+        self._push(timer, timer._start(self.app))
+
+    def submit(self, job: Callable[[*Ts], Awaitable[object]], *args: *Ts) -> None:
+        """Run ``await job(*args)`` in a runner task of the scheduler's task group.
+
+        :param job: a timer's run
+        :param args: its arguments
+        """
+        if self._idle:
+            wakeup, slot = self._idle.pop()
+            slot.append((job, args))
+            wakeup.set()
+        else:
+            assert self._tg is not None
+            self._tg.start_soon(self._runner, job, args, name="reactor timer runs")
+
+    async def _runner(self, job: Callable[..., Awaitable[object]], args: tuple[Any, ...]) -> None:
+        idle = self._idle
+        while True:
+            await job(*args)
+            if len(idle) >= _IDLE_RUNNERS:
+                return
+            wakeup, slot = anyio.Event(), list[_Job]()
+            idle.append((wakeup, slot))
+            await wakeup.wait()
+            ((job, args),) = slot
 
     def remove(self, timer: Timer) -> None:
         """Stop waking *timer*; its runs in progress go on.
@@ -190,6 +225,7 @@ class Scheduler:
             if _schedulers.get(id(app)) is self:
                 del _schedulers[id(app)]
             self._sleep = self._tg = None
+            self._idle.clear()
             for timer in self._generation:
                 timer._scheduler = None
                 timer._stopped()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Final, Literal, TypedDict, Unpack, get_args
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from reactor import Event, ReactorNotRunning, validators
 from reactor.abc import App, Source
@@ -164,7 +164,6 @@ class TimerSource(Source):
         self.uri = source_uri("timers", name)
         self.overlap, self.misfire = checked_policies(overlap, misfire)
         self._counts = dict.fromkeys(("fired", "late", "missed", "skipped", "coalesced"), 0)
-        self._tg: TaskGroup | None = None
         self._running = 0
         self._backlog: deque[_Tick] = deque()
         # The scheduler that wakes this timer while its app runs.
@@ -200,7 +199,7 @@ class TimerSource(Source):
         await join(app, self, task_status)
 
     @abstractmethod
-    def _start(self, app: App, tg: TaskGroup) -> float | None:
+    def _start(self, app: App) -> float | None:
         """Compute the first wake-up time on the app's monotonic clock (``None``: none)."""
 
     @abstractmethod
@@ -208,7 +207,6 @@ class TimerSource(Source):
         """Handle a wake-up at monotonic *now*: call :meth:`_due` if due; the next wake-up."""
 
     def _stopped(self) -> None:
-        self._tg = None
         self._running = 0
         self._backlog.clear()
 
@@ -233,7 +231,8 @@ class TimerSource(Source):
                 tick.missed,
                 tick.scheduled.isoformat(),
             )
-        assert self._tg is not None
+        scheduler = self._scheduler
+        assert scheduler is not None
         if self.overlap == "queue":
             if len(self._backlog) >= MAX_BACKLOG:
                 folded = self._backlog.pop()
@@ -242,14 +241,14 @@ class TimerSource(Source):
             self._backlog.append(tick)
             if not self._running:
                 self._running = 1
-                self._tg.start_soon(self._drain, app, name=f"timer {self.timer_name}")
+                scheduler.submit(self._drain, app)
             return
         limit = 1 if self.overlap == "skip" else MAX_BACKLOG
         if self._running >= limit:
             self._counts["skipped"] += 1
             return
         self._running += 1
-        self._tg.start_soon(self._run_once, app, tick, name=f"timer {self.timer_name}")
+        scheduler.submit(self._run_once, app, tick)
 
     async def _drain(self, app: App) -> None:
         try:
@@ -309,8 +308,7 @@ class IntervalSource(TimerSource):
         self._index = 1
         self._fire_at = 0.0
 
-    def _start(self, app: App, tg: TaskGroup) -> float | None:
-        self._tg = tg
+    def _start(self, app: App) -> float | None:
         self._trigger = IntervalTrigger(self.seconds, app.clock.monotonic())
         self._index = 1
         return self._target()
@@ -360,8 +358,7 @@ class _WallClockSource(TimerSource):
         """The latest due time ``<= now`` from *due* on, and how many came before it."""
         return due, 0
 
-    def _start(self, app: App, tg: TaskGroup) -> float | None:
-        self._tg = tg
+    def _start(self, app: App) -> float | None:
         clock = app.clock
         self._pending = self._first(clock.now())
         return self._wake_for(clock.monotonic(), clock.now())
