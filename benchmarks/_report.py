@@ -134,6 +134,7 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
                 )
             table.render(plain=plain)
         _subs_table(document, loop, plain)
+        _timers_table(document, loop, plain)
     problems = []
     for key, cell in summary.items():
         for name, entry in cell["systems"].items():
@@ -189,6 +190,34 @@ def _subs_table(document: dict[str, Any], loop: str, plain: bool) -> None:
             ratio,
         )
     table.render(plain=plain)
+
+
+def _timers_table(document: dict[str, Any], loop: str, plain: bool) -> None:
+    for cell in _cells(document["summary"], loop, "timers"):
+        s = cell["systems"].get("reactor")
+        if s is None:
+            continue
+        table = h.Table(
+            f"[{loop}] timers: reactor with {cell['k']:,} interval timers on the real clock, "
+            f"{s['events']} period(s); lateness = handler start - scheduled",
+            ["measure", "median (min-max)"],
+        )
+        for label, metric, unit, digits, scale in (
+            ("registered in", "register_s", " s", 3, 1),
+            ("app started in", "start_s", " s", 3, 1),
+            ("due runs fired", "fired_share", "%", 1, 100),
+            ("lateness p50", "p50_ms", " ms", 2, 1),
+            ("lateness p99", "p99_ms", " ms", 2, 1),
+            ("lateness max", "max_ms", " ms", 2, 1),
+            ("CPU while runs are due", "busy_cpu_share", "%", 1, 100),
+            ("CPU while nothing is due", "idle_cpu_share", "%", 2, 100),
+            ("app stopped in", "stop_s", " s", 3, 1),
+        ):
+            value = s[metric]
+            if value is not None and scale != 1:
+                value = {k: v * scale if k != "n" else v for k, v in value.items()}
+            table.add(label, h.fmt_num(value, unit, digits))
+        table.render(plain=plain)
 
 
 def _import_table(imports: dict[str, Any], plain: bool) -> None:

@@ -10,6 +10,10 @@ Workloads (the same handlers and the same prebuilt events for every system):
 * ``w6`` -- K = 4 handlers of which 10% of deliveries fail once and are retried.
 * ``subs`` -- reactor alone: K subscriptions, each to its own source, and events that
   each match one of them; events/s, and the time ``subscribe()`` took for the K.
+* ``timers`` -- reactor alone, on the real clock: K interval timers of ``period``
+  seconds whose runs are spread by ``jitter`` seconds of jitter; the time ``every()`` took for the K, the lateness of every run (handler start
+  minus its ``"scheduled"`` time), the share of due runs that ran, the CPU share while
+  nothing is due, and the time the app took to start and to stop.
 
 Every handler counts its deliveries and adds up the index of each event it saw, so a run
 that loses or duplicates a delivery is reported as an error, never as a speed.
@@ -52,11 +56,12 @@ CDF_POINTS = 200
 class Spec:
     """One measurement: what a child runs.
 
-    :ivar workload: ``w1``, ``w2``, ``w3``, ``w4``, ``w6`` or ``subs``.
+    :ivar workload: ``w1``, ``w2``, ``w3``, ``w4``, ``w6``, ``subs`` or ``timers``.
     :ivar system: the system's name.
     :ivar loop: ``asyncio``, ``uvloop`` or ``trio``.
-    :ivar k: handlers per event (``subs``: subscriptions, one handler each).
-    :ivar events: events published.
+    :ivar k: handlers per event (``subs``: subscriptions, one handler each; ``timers``:
+        timers).
+    :ivar events: events published (``timers``: periods measured).
     :ivar rate: W3's events per second.
     :ivar consumer_us: W4's busy-wait per event, in microseconds.
     :ivar timeout: seconds to wait for the deliveries before giving up.
@@ -70,6 +75,13 @@ class Spec:
     rate: float = 0.0
     consumer_us: float = 0.0
     timeout: float = 120.0
+    #: ``timers``: freeze the heap (``gc.freeze()``) once the timers are registered, as
+    #: the other workloads do once their events are built.
+    gc_freeze: bool = True
+    #: ``timers``: each timer's period, and the jitter that spreads a period's runs over
+    #: its first seconds (nothing is due for the rest of the period).
+    period: float = 6.0
+    jitter: float = 4.0
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a JSON-ready dict.
@@ -597,6 +609,100 @@ def _many_subscriptions(spec: Spec, system: System) -> dict[str, Any]:
     }
 
 
+# The share of the idle stretch of a period (after its runs, before the next period's)
+# kept clear of the runs on either side when the idle CPU is measured.
+_IDLE_MARGIN = 0.1
+
+
+def _many_timers(spec: Spec, system: System) -> dict[str, Any]:
+    """K interval timers on one app, each with its own handler, for ``spec.events`` periods.
+
+    Each period's runs are due over its first ``spec.jitter`` seconds (jitter), then
+    nothing is due until the next period. Measured: the time the K ``every()`` calls took,
+    the app's start and stop, the lateness of each run (the handler's start minus the
+    run's ``"scheduled"`` time, both wall-clock), the share of the due runs that ran, and
+    the process's CPU share over the periods' runs, and over the idle stretch after the
+    last period's runs (the app stops at its end).
+    """
+    if system.name != "reactor":
+        raise ValueError("the timers workload measures reactor's timers only")
+    from reactor import Reactor
+
+    k, periods, period, jitter = spec.k, spec.events, spec.period, spec.jitter
+    margin = (period - jitter) * _IDLE_MARGIN
+    starts: list[float] = []
+    scheduled: list[str] = []
+    wall = time.time
+
+    async def handler(event: Event) -> None:
+        starts.append(wall())
+        scheduled.append(event.data["scheduled"])
+
+    app = Reactor()
+    started = time.perf_counter()
+    for j in range(k):
+        app.every(period, jitter=jitter, name=f"t{j}")(handler)
+    register_s = time.perf_counter() - started
+    if spec.gc_freeze:
+        _freeze_heap()
+    figures: dict[str, float] = {}
+
+    async def main() -> None:
+        clock = anyio.current_time
+        entered = clock()
+        async with app:
+            began = clock()
+            figures["start_s"] = began - entered
+            # Timer j's grid starts when the app starts it, between `entered` and
+            # `began`; the runs of period m are due from entered + m * period to
+            # began + m * period + jitter, and nothing is due from there to the next.
+            cpu, at = time.process_time(), clock()
+            await anyio.sleep_until(began + periods * period + jitter + margin)
+            figures["busy_cpu_share"] = (time.process_time() - cpu) / (clock() - at)
+            cpu, at = time.process_time(), clock()
+            await anyio.sleep_until(entered + (periods + 1) * period - margin)
+            figures["idle_s"] = clock() - at
+            if figures["idle_s"] > margin:
+                figures["idle_cpu_share"] = (time.process_time() - cpu) / figures["idle_s"]
+            stopping = clock()
+        figures["stop_s"] = clock() - stopping
+
+    run_main(system, spec.loop, main)
+    if not starts:
+        return {"error": "no timer ran"}
+    if "idle_cpu_share" not in figures:
+        return {"error": f"no idle stretch: the app took {figures['start_s']:.2f} s to start"}
+    late_ms = sorted(
+        (start - datetime.fromisoformat(due).timestamp()) * 1000
+        for start, due in zip(starts, scheduled, strict=True)
+    )
+    due_runs = k * periods
+    stats = app.stats().sources
+    missed = sum(int(stats[f"/reactor/timers/t{j}"]["missed"] or 0) for j in range(k))
+    return {
+        "timers": k,
+        "period_s": period,
+        "jitter_s": jitter,
+        "periods": periods,
+        "gc_freeze": spec.gc_freeze,
+        "register_s": register_s,
+        "start_s": figures["start_s"],
+        "stop_s": figures["stop_s"],
+        "due_runs": due_runs,
+        "runs": len(late_ms),
+        "fired_share": len(late_ms) / due_runs,
+        "missed": missed,
+        "p50_ms": percentile(late_ms, 0.50),
+        "p99_ms": percentile(late_ms, 0.99),
+        "max_ms": late_ms[-1],
+        "idle_cpu_share": figures["idle_cpu_share"],
+        "idle_s": figures["idle_s"],
+        "busy_cpu_share": figures["busy_cpu_share"],
+        # For the noisy-run check of the suite: the busy stretch's CPU share.
+        "cpu_share": figures["busy_cpu_share"],
+    }
+
+
 def measure(spec: Spec, system: System) -> dict[str, Any]:
     """Run one measurement in this process.
 
@@ -618,6 +724,8 @@ def measure(spec: Spec, system: System) -> dict[str, Any]:
             return _slow_consumer(spec, system)
         if spec.workload == "subs":
             return _many_subscriptions(spec, system)
+        if spec.workload == "timers":
+            return _many_timers(spec, system)
         raise ValueError(f"unknown workload {spec.workload!r}")
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}

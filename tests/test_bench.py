@@ -27,6 +27,7 @@ from benchmarks._suite import (
     INSTALL_PEERS,
     SUBS_COUNTS,
     SYSTEMS,
+    TIMERS,
     Config,
     available_systems,
     evaluate_targets,
@@ -95,6 +96,75 @@ def test_the_subs_workload_is_reactors_only() -> None:
         SYSTEMS["taskgroup"],
     )
     assert result == {"error": "ValueError: the subs workload measures reactor's routing only"}
+
+
+@pytest.mark.parametrize("loop", ALL_LOOPS)
+def test_the_timers_workload_runs_every_due_run_of_every_timer(loop: str) -> None:
+    spec = Spec(
+        workload="timers",
+        system="reactor",
+        loop=loop,
+        k=200,
+        events=2,
+        period=0.4,
+        jitter=0.2,
+        gc_freeze=False,
+    )
+    result = measure(spec, SYSTEMS["reactor"])
+    assert "error" not in result, result
+    assert (result["timers"], result["due_runs"], result["runs"]) == (200, 400, 400)
+    assert result["fired_share"] == 1.0 and result["missed"] == 0
+    assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["idle_s"] > 0 and 0 <= result["idle_cpu_share"]
+    assert min(result["register_s"], result["start_s"], result["stop_s"]) > 0
+
+
+def test_the_timers_workload_is_reactors_only() -> None:
+    result = measure(
+        Spec(workload="timers", system="taskgroup", loop="asyncio", k=5, events=1),
+        SYSTEMS["taskgroup"],
+    )
+    assert result == {"error": "ValueError: the timers workload measures reactor's timers only"}
+
+
+def _timers_record(rep: int, **figures: float) -> dict[str, Any]:
+    spec = Spec(workload="timers", system="reactor", loop="asyncio", k=TIMERS, events=2)
+    result = {
+        "register_s": 0.3,
+        "start_s": 0.2,
+        "stop_s": 0.01,
+        "p50_ms": 0.2,
+        "p99_ms": 5.0,
+        "max_ms": 9.0,
+        "fired_share": 1.0,
+        "idle_cpu_share": 0.001,
+        "busy_cpu_share": 0.3,
+        "cpu_share": 0.3,
+        **figures,
+    }
+    return {"spec": spec.to_dict(), "rep": rep, "result": result, "attempts": 1}
+
+
+def test_the_timers_plan_and_targets() -> None:
+    runs = list(plan(_cfg(workloads=("timers",), repeat=3)))
+    assert [(run.rep, run.specs[0].workload, run.specs[0].k) for run in runs] == [
+        (rep, "timers", TIMERS) for rep in range(3)
+    ]
+    records = [
+        _timers_record(0, p99_ms=4.0),
+        _timers_record(1, p99_ms=12.0, stop_s=1.5),
+        _timers_record(2, p99_ms=11.0, fired_share=0.99, stop_s=2.0),
+    ]
+    targets = {t["target"]: t for t in evaluate_targets(summarise(records), ["asyncio"])}
+    count = f"timers: {TIMERS:,} interval timers"
+    expected = {
+        f"{count} registered in < 1 s": ("PASS", "0.30 s"),
+        f"{count}: every due run fired": ("PASS", "100.00%"),
+        f"{count}: p99 lateness < 10 ms": ("MISS", "11.00 ms"),
+        f"{count}: CPU while nothing is due < 1%": ("PASS", "0.10%"),
+        f"{count}: app stopped in < 1 s": ("MISS", "1.50 s"),
+    }
+    assert {name: (targets[name]["status"], targets[name]["text"]) for name in expected} == expected
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
