@@ -39,7 +39,9 @@ are. Each run is a task of its own while it is published and its deliveries sett
 (that is how the overlap policies below see it). On the system clock the scheduler
 wakes 2 ms before a due time and yields to the loop until it, because asyncio rounds
 its timeouts up to whole milliseconds (runs would start 1-3 ms late); that costs up to
-2 ms of CPU per distinct due time, none while nothing is due.
+2 ms of CPU per distinct due time, none while nothing is due, and at most a fifth of
+the loop's time: past 0.2 s of it in a second, due times are slept to directly (1-2 ms
+late on asyncio) until the next second.
 
 **Misfires.** After a stall (the loop was blocked, the machine slept, the wall clock
 jumped), a timer never fires more than once to catch up. With ``misfire="coalesce"`` (the
