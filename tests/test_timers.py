@@ -603,7 +603,16 @@ async def test_the_reactor_methods_are_the_functions_with_their_signature_and_do
         parameters = list(inspect.signature(function).parameters.values())
         assert list(inspect.signature(shortcut).parameters.values()) == parameters[1:]
     every = inspect.signature(app.every).parameters
-    assert list(every) == ["seconds", "jitter", "overlap", "misfire", "options"]
+    assert list(every) == [
+        "seconds",
+        "jitter",
+        "start",
+        "end",
+        "run_immediately",
+        "overlap",
+        "misfire",
+        "options",
+    ]
     assert (every["overlap"].default, every["misfire"].default) == ("skip", "coalesce")
     assert list(inspect.signature(app.cron).parameters)[:2] == ["expression", "tz"]
     assert list(inspect.signature(app.at).parameters) == ["when", "past", "options"]

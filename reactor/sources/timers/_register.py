@@ -27,6 +27,7 @@ from ._sources import (
     checked_interval,
     checked_past,
     checked_policies,
+    checked_span,
 )
 from ._triggers import AtTrigger
 
@@ -81,14 +82,21 @@ def every(
     seconds: float,
     *,
     jitter: float = 0.0,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    run_immediately: bool = False,
     overlap: Overlap = "skip",
     misfire: Misfire = "coalesce",
     **options: Unpack[TimerConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler to run every *seconds*: an interval timer.
 
-    Runs are due at ``start + k * seconds`` on the app's monotonic clock (``k = 1, 2,
-    ...``; the first one period after the app starts), so they never drift. The handler
+    Runs are due at ``origin + k * seconds`` on the app's monotonic clock (``k = 1, 2,
+    ...``: the first one period after the origin; ``k = 0`` too with *run_immediately*),
+    so they never drift. The origin is when the app starts, or *start*: a wall-clock
+    time, placed on the monotonic clock when the app starts (later wall-clock steps do
+    not move the grid). Due times before the app started are not runs (nor missed ones):
+    the grid goes on from there. The handler
     receives events of type ``"reactor.timer"`` from the source
     ``"/reactor/timers/<name>"``, with data ``{"kind": "interval", "scheduled": <RFC 3339
     due time>, "late": <bool>, "missed": <int>}``.
@@ -96,6 +104,11 @@ def every(
     :param app: the app
     :param seconds: the period, in seconds (``> 0``)
     :param jitter: delay each run by a random ``[0, jitter)`` seconds (``< seconds``)
+    :param start: the origin of the grid, an aware datetime (default: when the app starts)
+    :param end: no run is due after this aware datetime (default: none); the timer then
+        stops
+    :param run_immediately: run at the origin too, not only one period after it; with a
+        *start* that has passed when the app starts, run at once when it starts
     :param overlap: when a run is due while the previous one has not settled: ``"skip"``
         it (default), ``"queue"`` it (runs one at a time, at most 16 waiting), or run
         them ``"concurrent"``-ly (at most 16 at once); skipped runs are counted in
@@ -107,16 +120,26 @@ def every(
         (:class:`TimerConsumerOptions`)
     :return: a decorator that subscribes the handler and returns it unchanged
     :raises TypeError: an option of the wrong type, or an unknown option
-    :raises ValueError: a bad option, or the name is taken (when decorating)
+    :raises ValueError: a bad option (a naive *start* or *end*, an *end* not after
+        *start*), or the name is taken (when decorating)
     """
     validators.keywords("every", options, TimerConsumerOptions)
     checked_interval(seconds, jitter)
+    checked_span(start, end)
+    validators.boolean("run_immediately", run_immediately)
     checked_policies(overlap, misfire)
     return _register(
         app,
         options,
         lambda name: IntervalSource(
-            seconds, name=name, jitter=jitter, overlap=overlap, misfire=misfire
+            seconds,
+            name=name,
+            jitter=jitter,
+            start=start,
+            end=end,
+            run_immediately=run_immediately,
+            overlap=overlap,
+            misfire=misfire,
         ),
     )
 

@@ -26,7 +26,7 @@ from reactor.abc import App, Source
 from .._naming import source_uri
 from ._cron import CronTrigger
 from ._scheduler import Scheduler, join
-from ._triggers import AtTrigger, IntervalTrigger
+from ._triggers import AtTrigger, IntervalTrigger, as_utc
 
 __all__ = [
     "LATE_AFTER",
@@ -44,6 +44,7 @@ __all__ = [
     "checked_interval",
     "checked_past",
     "checked_policies",
+    "checked_span",
 ]
 
 # The one logger of the timers package.
@@ -113,6 +114,21 @@ def checked_interval(seconds: object, jitter: object) -> tuple[float, float]:
             f"got {jitter!r}"
         )
     return period, spread
+
+
+def checked_span(start: object, end: object) -> tuple[datetime | None, datetime | None]:
+    """Return an interval timer's *start* and *end* in UTC if they are valid.
+
+    :raises TypeError: one is neither ``None`` nor a datetime
+    :raises ValueError: one is naive, or *end* is not after *start*
+    """
+    first = None if start is None else as_utc("start", start)
+    last = None if end is None else as_utc("end", end)
+    if first is not None and last is not None and last <= first:
+        raise ValueError(
+            f"end must be after start, got start={first.isoformat()} and end={last.isoformat()}"
+        )
+    return first, last
 
 
 def checked_past(past: Past) -> Past:
@@ -290,31 +306,73 @@ class TimerSource(Source):
 class IntervalSource(TimerSource):
     """The source of :func:`~reactor.sources.timers.every`: fires every *seconds*.
 
-    Runs are due at ``start + k * seconds`` on the monotonic clock, the first one period
-    after the app starts. The arguments are :func:`~reactor.sources.timers.every`'s,
-    with the timer's *name* required.
+    Runs are due at ``origin + k * seconds`` on the monotonic clock, where the origin is
+    *start* (a wall-clock time, placed on the monotonic clock when the app starts) or
+    else the app's start; ``k`` counts from 1, or from 0 with *run_immediately*; due
+    times after *end* are not runs. The arguments are
+    :func:`~reactor.sources.timers.every`'s, with the timer's *name* required.
     """
 
     kind = "interval"
 
     def __init__(
-        self, seconds: float, *, name: str, jitter: float = 0.0, **policies: Unpack[TimerPolicies]
+        self,
+        seconds: float,
+        *,
+        name: str,
+        jitter: float = 0.0,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        run_immediately: bool = False,
+        **policies: Unpack[TimerPolicies],
     ) -> None:
         super().__init__(name, **policies)
         self.seconds, self.jitter = checked_interval(seconds, jitter)
+        # The wall-clock origin of the grid and the last time a run may be due at, in
+        # UTC; None: the app's start, and no end.
+        self.start, self.end = checked_span(start, end)
+        self.run_immediately = validators.boolean("run_immediately", run_immediately)
         # Set by _start() each time the app starts: the grid, the due time to come (its
-        # index) and when that run fires (the due time plus its jitter).
+        # index), the last index (end) if any, whether a run at once comes first, and
+        # when the next run fires (its due time plus its jitter).
         self._trigger = IntervalTrigger(self.seconds, 0.0)
         self._index = 1
+        self._last_index: int | None = None
+        self._at_once = False
         self._fire_at = 0.0
 
     def _start(self, app: App) -> float | None:
-        self._trigger = IntervalTrigger(self.seconds, app.clock.monotonic())
-        self._index = 1
+        clock = app.clock
+        now, wall = clock.monotonic(), clock.now()
+        origin = now if self.start is None else now + (self.start - wall).total_seconds()
+        trigger = self._trigger = IntervalTrigger(self.seconds, origin)
+        index = 0 if self.run_immediately else 1
+        if trigger.due(index) < now:
+            # A start in the past: the grid goes on from now; earlier due times were
+            # never runs of this app, not missed ones.
+            index = trigger.latest(now, index)
+            if trigger.due(index) < now:
+                index += 1
+        self._index = index
+        self._last_index = None
+        if self.end is not None:
+            end = now + (self.end - wall).total_seconds()
+            if end < now:
+                self._last_index = -1
+                return None
+            last = trigger.latest(end, 0)
+            self._last_index = last if trigger.due(last) <= end else -1
+        # run_immediately with a start that has passed: a run now, off the grid.
+        self._at_once = self.run_immediately and origin < now < trigger.due(index)
+        if self._at_once:
+            self._fire_at = now
+            return now
         return self._target()
 
-    def _target(self) -> float:
+    def _target(self) -> float | None:
         """The wake-up time of the due time :attr:`_index`: the due time plus its jitter."""
+        if self._last_index is not None and self._index > self._last_index:
+            return None
         target = self._trigger.due(self._index)
         if self.jitter:
             target += random.uniform(0.0, self.jitter)
@@ -322,8 +380,16 @@ class IntervalSource(TimerSource):
         return target
 
     def _wake(self, app: App, now: float) -> float | None:
+        if self._at_once:
+            self._at_once = False
+            lateness = now - self._fire_at
+            tick = _Tick(app.clock.now() - timedelta(seconds=lateness), self._fire_at, 0)
+            self._due(app, tick, late=lateness > LATE_AFTER)
+            return self._target()
         trigger, index = self._trigger, self._index
         latest = trigger.latest(now, index)
+        if self._last_index is not None:
+            latest = min(latest, self._last_index)
         fire_at = self._fire_at if latest == index else trigger.due(latest)
         lateness = now - fire_at
         tick = _Tick(app.clock.now() - timedelta(seconds=lateness), fire_at, latest - index)
