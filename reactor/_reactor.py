@@ -414,6 +414,18 @@ class Reactor:
 
         return http.asgi(self)
 
+    @property
+    def schedules(self) -> timers.Schedules:
+        """The app's timers by name, to list and steer from code.
+
+        A mapping of each timer's name to its :class:`~reactor.sources.timers.Schedule`:
+        its next fire time, and ``pause()``, ``resume()``, ``remove()`` and
+        ``run_now()``; details in :mod:`reactor.sources.timers`.
+        """
+        from .sources import timers
+
+        return timers.schedules(self)
+
     def add_source(self, source: Source) -> None:
         """Run *source* while the app runs (started now if the app is already running).
 

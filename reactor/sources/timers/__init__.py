@@ -65,6 +65,15 @@ settled. ``app.stats().sources["/reactor/timers/<name>"]`` counts ``fired`` (run
 published), ``late``, ``missed`` (due times folded into a late run or dropped),
 ``skipped`` and ``coalesced`` (due times folded into a waiting run by ``"queue"``).
 
+**Steering.** ``app.schedules`` (:func:`schedules`) maps each timer's name to its
+:class:`Schedule`: ``next_fire_time``, ``pause()`` (due times skipped until
+``resume()``), ``remove()`` (for good, with its handler's subscription) and
+``run_now()`` (a run due now, through the overlap policy; the schedule does not move)::
+
+    for name, schedule in app.schedules.items():
+        print(name, schedule.kind, schedule.next_fire_time)
+    app.schedules["nightly"].pause()
+
 **Cron.** Standard 5-field expressions (minute, hour, day of month, month, day of week;
 names such as ``MON`` and ``JAN``; ``L``, ``LW``, ``n#k`` and ``nL`` as extensions) and
 the aliases ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``,
@@ -108,6 +117,9 @@ from ._register import TimerConsumerOptions as TimerConsumerOptions
 from ._register import at as at
 from ._register import cron as cron
 from ._register import every as every
+from ._schedules import Schedule as Schedule
+from ._schedules import Schedules as Schedules
+from ._schedules import schedules as schedules
 from ._sources import LATE_AFTER as LATE_AFTER
 from ._sources import MAX_BACKLOG as MAX_BACKLOG
 from ._sources import TIMER_TYPE as TIMER_TYPE
@@ -138,12 +150,15 @@ __all__ = [
     "OneShotSource",
     "Overlap",
     "Past",
+    "Schedule",
+    "Schedules",
     "TimerConsumerOptions",
     "TimerPolicies",
     "TimerSource",
     "at",
     "cron",
     "every",
+    "schedules",
 ]
 
 export_from(__name__, globals())

@@ -60,7 +60,7 @@ def _register(
     def decorate(handler: H) -> H:
         name = options.get("name")
         source = make(default_name(handler) if name is None else name)
-        run_with_subscription(
+        source._subscription = run_with_subscription(
             app,
             source,
             TIMER_TYPE,

@@ -57,6 +57,8 @@ class Timer(Protocol):
 
     #: The scheduler the timer belongs to while its app runs, else ``None``.
     _scheduler: Scheduler | None
+    #: Paused: the scheduler keeps the timer without waking it.
+    _paused: bool
 
     @abstractmethod
     def _start(self, app: App) -> float | None:
@@ -75,6 +77,14 @@ class Timer(Protocol):
         :param app: the running app
         :param now: the monotonic time
         :return: the next wake-up time (``> now``), or ``None`` when the timer is done
+        """
+
+    @abstractmethod
+    def _resume(self, app: App) -> float | None:
+        """Compute the next wake-up time when the timer is resumed.
+
+        :param app: the running app
+        :return: the time, or ``None`` when the timer has nothing to do
         """
 
     @abstractmethod
@@ -125,7 +135,22 @@ class Scheduler:
         assert self._tg is not None
         timer._scheduler = self
         self._generation[timer] = 0
-        self._push(timer, timer._start(self.app))
+        wake = timer._start(self.app)
+        self._push(timer, None if timer._paused else wake)
+
+    def pause(self, timer: Timer) -> None:
+        """Stop waking *timer* until :meth:`resume`; its runs in progress go on.
+
+        :param timer: a paused timer of this scheduler
+        """
+        self.reschedule(timer, None)
+
+    def resume(self, timer: Timer) -> None:
+        """Wake *timer* again, from its next due time on.
+
+        :param timer: a timer of this scheduler, no longer paused
+        """
+        self.reschedule(timer, timer._resume(self.app))
 
     def submit(self, job: Callable[[*Ts], Awaitable[object]], *args: *Ts) -> None:
         """Run ``await job(*args)`` in a runner task of the scheduler's task group.

@@ -20,7 +20,7 @@ from typing import ClassVar, Final, Literal, TypedDict, Unpack, get_args
 import anyio
 from anyio.abc import TaskStatus
 
-from reactor import Event, ReactorNotRunning, validators
+from reactor import Event, ReactorNotRunning, Subscription, validators
 from reactor.abc import App, Source
 
 from .._naming import source_uri
@@ -184,6 +184,11 @@ class TimerSource(Source):
         self._backlog: deque[_Tick] = deque()
         # The scheduler that wakes this timer while its app runs.
         self._scheduler: Scheduler | None = None
+        # Steered through app.schedules: paused (no runs until resumed), removed (no runs
+        # ever again), and the subscription of the decorated handler, if any.
+        self._paused = False
+        self._removed = False
+        self._subscription: Subscription | None = None
 
     @property
     def name(self) -> str:
@@ -212,6 +217,9 @@ class TimerSource(Source):
         :param task_status: started once the first due time is computed
         :raises RuntimeError: this timer already runs (in this app or another)
         """
+        if self._removed:
+            task_status.started()
+            return
         await join(app, self, task_status)
 
     @abstractmethod
@@ -221,6 +229,19 @@ class TimerSource(Source):
     @abstractmethod
     def _wake(self, app: App, now: float) -> float | None:
         """Handle a wake-up at monotonic *now*: call :meth:`_due` if due; the next wake-up."""
+
+    @abstractmethod
+    def _resume(self, app: App) -> float | None:
+        """Compute the next wake-up time when resumed: the due times of the pause skipped."""
+
+    @abstractmethod
+    def _next_fire(self, app: App) -> datetime | None:
+        """When the next run fires (wall clock), while the timer is scheduled."""
+
+    def _run_now(self, app: App) -> None:
+        """Start a run due now, through the overlap policy; the schedule does not move."""
+        clock = app.clock
+        self._due(app, _Tick(clock.now(), clock.monotonic(), 0), late=False)
 
     def _stopped(self) -> None:
         self._running = 0
@@ -369,6 +390,17 @@ class IntervalSource(TimerSource):
             return now
         return self._target()
 
+    def _resume(self, app: App) -> float | None:
+        now, trigger = app.clock.monotonic(), self._trigger
+        index = trigger.latest(now, self._index)
+        self._index = index + 1 if trigger.due(index) < now else index
+        self._at_once = False
+        return self._target()
+
+    def _next_fire(self, app: App) -> datetime | None:
+        clock = app.clock
+        return clock.now() + timedelta(seconds=self._fire_at - clock.monotonic())
+
     def _target(self) -> float | None:
         """The wake-up time of the due time :attr:`_index`: the due time plus its jitter."""
         if self._last_index is not None and self._index > self._last_index:
@@ -428,6 +460,12 @@ class _WallClockSource(TimerSource):
         clock = app.clock
         self._pending = self._first(clock.now())
         return self._wake_for(clock.monotonic(), clock.now())
+
+    def _resume(self, app: App) -> float | None:
+        return self._start(app)
+
+    def _next_fire(self, app: App) -> datetime | None:
+        return self._pending
 
     def _wake_for(self, now: float, wall: datetime) -> float | None:
         """When to look at the wall clock next: at the due time, or sooner to notice a step."""
@@ -525,7 +563,8 @@ class OneShotSource(_WallClockSource):
             self._done = True
             self._counts["missed"] += 1
             logger.warning(
-                "one-shot timer %s: %s had passed when the app started; dropped (past='reject')",
+                "one-shot timer %s: %s had passed when it started (or resumed); dropped "
+                "(past='reject')",
                 self.timer_name,
                 when.isoformat(),
             )
