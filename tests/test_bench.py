@@ -106,8 +106,8 @@ def test_the_timers_workload_runs_every_due_run_of_every_timer(loop: str) -> Non
         loop=loop,
         k=200,
         events=2,
-        period=0.4,
-        jitter=0.2,
+        period=0.8,
+        jitter=0.3,
         gc_freeze=False,
     )
     result = measure(spec, SYSTEMS["reactor"])
@@ -116,7 +116,7 @@ def test_the_timers_workload_runs_every_due_run_of_every_timer(loop: str) -> Non
     assert result["fired_share"] == 1.0 and result["missed"] == 0
     assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["idle_s"] > 0 and 0 <= result["idle_cpu_share"]
-    assert min(result["register_s"], result["start_s"], result["stop_s"]) > 0
+    assert min(result["register_s"], result["start_s"], result["stop_s"]) >= 0
 
 
 def test_the_timers_workload_is_reactors_only() -> None:
@@ -507,7 +507,7 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
     """``python -m benchmarks --quick --json``: every system runs and every count is right.
 
     Every installed one, that is: a peer that is not installed is skipped with its reason.
-    The subs workload (reactor alone) and the import timing run too.
+    The subs and timers workloads (reactor alone) and the import timing run too.
     """
     out, plots = tmp_path / "bench.json", tmp_path / "plots"
     proc = subprocess.run(
@@ -539,7 +539,7 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
             assert result["failed_attempts"] == sum(expected_failures(spec["k"], spec["events"]))
     ran_systems = set(SYSTEMS) - set(MISSING_PEERS)
     expected = {(s, w) for s in ran_systems for w in ("w1", "w2", "w3", "w4", "w6")}
-    assert seen == expected | {("reactor", "subs")}
+    assert seen == expected | {("reactor", "subs"), ("reactor", "timers")}
     assert document["subs"]["asyncio"]["ratio"]["n"] == 1
     assert document["import"]["ratio"]["n"] == document["import"]["runs"]
     for target in document["targets"]:
