@@ -458,6 +458,15 @@ class Reactor:
             return event
         if not isinstance(event, str):
             raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
+        if not attributes or attributes.keys() == {"source"}:
+            # The common call, publish(type, data) or with a source: no dict to build.
+            source = attributes.get("source") if attributes else None
+            return Event(
+                type=event,
+                source=self._source if source is None else source,
+                time=self._clock.now(),
+                data=data,
+            )
         validators.keywords("publish", attributes, EventAttributes)
         fields: dict[str, Any] = {
             name: value for name, value in attributes.items() if value is not None
@@ -481,7 +490,16 @@ class Reactor:
         :raises ReactorNotRunning: the app is not running
         :raises ~reactor.InvalidEventError: an attribute is invalid
         """
-        built = self._event(event, data, attributes)
+        if (
+            event.__class__ is Event
+            and data is None
+            and not attributes
+            and self._accepting
+            and _get_ident() == self._thread
+        ):
+            built = event  # _event()'s checks, inline on the path of every prebuilt event
+        else:
+            built = self._event(event, data, attributes)
         queue = self._queue
         if queue.stores_immediately:
             try:
