@@ -339,7 +339,10 @@ def virtual_clock(app: Reactor, clock: VirtualClock | None = None) -> Iterator[V
                 await clock.advance(86400)   # a day of timers, retries and timeouts
 
     Swap the clock while the app is stopped: enter this block before ``async with app:``
-    and leave the app before leaving this block.
+    and leave the app before leaving this block. A virtual clock is a timeline of its
+    own, so what the app's timers remember of earlier runs (a cron timer's last run,
+    which no restart fires again; whether a one-shot timer fired) is set back when the
+    block ends: each test starts from the app as it was.
 
     :param app: the app (not running)
     :param clock: the clock to use (default: a new :class:`VirtualClock`)
@@ -351,12 +354,19 @@ def virtual_clock(app: Reactor, clock: VirtualClock | None = None) -> Iterator[V
         clock = VirtualClock()
     elif not isinstance(clock, VirtualClock):
         raise TypeError(f"clock must be a reactor.testing.VirtualClock, got {clock!r}")
+    from .sources.timers import TimerSource
+
     previous = app.clock
     app._use_clock(clock)
+    remembered = [
+        (source, dict(vars(source))) for source in app.sources if isinstance(source, TimerSource)
+    ]
     try:
         yield clock
     finally:
         app._use_clock(previous)
+        for source, state in remembered:
+            vars(source).update(state)
 
 
 # -- recording what ran ------------------------------------------------------------------

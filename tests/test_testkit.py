@@ -285,3 +285,19 @@ async def test_a_module_level_app_gets_a_virtual_clock_for_a_test() -> None:
     with pytest.raises(TypeError, match="VirtualClock"):
         with virtual_clock(module_app, SystemClock()):  # type: ignore[arg-type]
             pass
+
+
+async def test_what_timers_remember_is_set_back_after_a_virtual_timeline() -> None:
+    app = Reactor()
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    runs: list[str] = []
+
+    @app.at(datetime(2026, 7, 1, 1, tzinfo=UTC), name="launch")
+    async def launch(event: Event) -> None:
+        runs.append(event.data["scheduled"])
+
+    for _ in range(2):  # two tests of one module-level app, each on a timeline of its own
+        with virtual_clock(app, VirtualClock(start=start)) as clock:
+            async with app:
+                await clock.advance(7200)
+    assert runs == ["2026-07-01T01:00:00Z"] * 2
