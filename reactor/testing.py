@@ -48,12 +48,12 @@ from anyio.lowlevel import checkpoint
 from . import validators
 from ._event import Event
 from ._outcomes import Outcome
+from ._reactor import Reactor
 from ._receipts import Receipt
 from ._types import Handler
 
 if TYPE_CHECKING:
     from ._dispatch import Lane
-    from ._reactor import Reactor
     from .sources.files import FileChangeSource
     from .sources.timers import TimerSource
 

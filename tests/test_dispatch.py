@@ -10,7 +10,7 @@ import pytest
 from reactor import Event, Reactor, Subscription
 from reactor.testing import Capture
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.uvloop]
 
 
 async def test_every_matching_consumer_gets_every_event() -> None:

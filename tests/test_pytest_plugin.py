@@ -14,7 +14,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 #: The user's app: built at module level, on the system clock, as apps are.
-SHOP = '''
+SHOP = """
 from reactor import Event, Reactor
 
 app = Reactor()
@@ -34,10 +34,10 @@ async def confirm(event: Event) -> None:
 
 @app.on_webhook("/github", type="com.github.push", secret="s3cret", scheme="github")
 async def pushed(event: Event) -> None: ...
-'''
+"""
 
 #: The user's tests, the same under both plugins: only the marker differs.
-TESTS = '''
+TESTS = """
 import pytest
 
 from reactor import testing
@@ -73,7 +73,7 @@ async def test_the_app_has_its_own_clock_again(reactor_clock):
 
     assert isinstance(app.clock, SystemClock)
     assert app.clock is not reactor_clock
-'''
+"""
 
 ANYIO_CONFTEST = """
 import pytest
@@ -88,10 +88,13 @@ INI = """
 [pytest]
 filterwarnings = error
 """
-ASYNCIO_INI = INI + """
+ASYNCIO_INI = (
+    INI
+    + """
 asyncio_mode = strict
 asyncio_default_fixture_loop_scope = function
 """
+)
 
 
 def write_project(pytester: pytest.Pytester, marker: str) -> None:
