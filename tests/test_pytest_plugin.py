@@ -7,7 +7,9 @@ does; the plugin comes from reactor's ``pytest11`` entry point, not from a conft
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +167,24 @@ def test_the_plugin_is_registered_and_imports_reactor_lazily(pytester: pytest.Py
     )
     result = pytester.runpytest_subprocess("-p", "no:asyncio", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_the_readme_pytest_example_passes(pytester: pytest.Pytester) -> None:
+    # The README's test file, against the README's shop module, under both plugins.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Testing an app built at module level", 1)[1]
+    shop = re.findall(r"^```python\n(.*?)^```", section, flags=re.DOTALL | re.MULTILINE)[0]
+    shop = shop.split("\nasync def test_the_shop", 1)[0]
+    [test_file] = re.findall(r"^```py\n(.*?)^```", section, flags=re.DOTALL | re.MULTILINE)
+    assert test_file.startswith("# test_shop.py\n")
+    pytester.makepyfile(shop=shop)
+    pytester.syspathinsert()
+    pytester.makeini(ASYNCIO_INI)
+    pytester.makepyfile(test_shop=test_file)
+    result = pytester.runpytest_subprocess("-p", "no:anyio", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    pytester.makeini(INI)
+    pytester.makeconftest(ANYIO_CONFTEST)
+    pytester.makepyfile(test_shop=test_file.replace("pytest.mark.asyncio", "pytest.mark.anyio"))
+    result = pytester.runpytest_subprocess("-p", "no:asyncio", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
