@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Call",
+    "CallStatus",
     "Capture",
     "Recorder",
     "VirtualClock",
@@ -441,20 +442,32 @@ class Recorder:
             self._changed = None
 
     def calls_to(self, consumer: str | Handler) -> list[Call]:
-        """Return the calls of *consumer*'s handler, in the order they ended."""
+        """Return the calls of *consumer*'s handler, in the order they ended.
+
+        :param consumer: the consumer's name, or its handler
+        :return: the calls, attempts included
+        """
         name = self._name(consumer)
         return [call for call in self.calls if call.consumer == name]
 
     def events(self, consumer: str | Handler) -> list[Event]:
         """Return the events *consumer*'s handler was called with, each once (retries
-        aside), in the order of their first call's end."""
+        aside), in the order of their first call's end.
+
+        :param consumer: the consumer's name, or its handler
+        :return: the events
+        """
         seen: dict[tuple[str, str], Event] = {}
         for call in self.calls_to(consumer):
             seen.setdefault((call.event.source, call.event.id), call.event)
         return list(seen.values())
 
     def outcomes(self, consumer: str | Handler) -> list[CallStatus]:
-        """Return the status of each call of *consumer*'s handler, in order."""
+        """Return the status of each call of *consumer*'s handler, in order.
+
+        :param consumer: the consumer's name, or its handler
+        :return: ``"ok"``, ``"failed"``, ``"timed_out"`` or ``"cancelled"`` per call
+        """
         return [call.status for call in self.calls_to(consumer)]
 
     @property
@@ -503,6 +516,7 @@ class Recorder:
     def assert_not_ran(self, consumer: str | Handler) -> None:
         """Assert that *consumer*'s handler was never called.
 
+        :param consumer: the consumer's name, or its handler
         :raises AssertionError: it was (the message lists every call)
         """
         if self.calls_to(consumer):
@@ -521,6 +535,11 @@ class Recorder:
 
         Attributes not given may be anything.
 
+        :param consumer: the consumer's name, or its handler
+        :param type: the event's type
+        :param data: the event's data (compared with ``==``)
+        :param subject: the event's subject
+        :param source: the event's source
         :return: the first matching call
         :raises AssertionError: no call matched (the message lists every call)
         """
@@ -548,6 +567,10 @@ class Recorder:
         """Wait until *consumer*'s handler has been called *count* times; return the calls.
 
         Combine with ``anyio.fail_after`` to bound the wait.
+
+        :param consumer: the consumer's name, or its handler
+        :param count: how many calls to wait for
+        :return: the first *count* calls
         """
         while len(calls := self.calls_to(consumer)) < count:
             if self._changed is None:
