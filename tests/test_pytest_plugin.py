@@ -70,11 +70,13 @@ async def test_fired_triggers(reactor_run):
     recorder.assert_ran("pushed", times=1)
 
 
-async def test_the_app_has_its_own_clock_again(reactor_clock):
+async def test_the_app_has_its_own_clock_again(reactor_run, reactor_clock):
     from reactor import SystemClock
 
     assert isinstance(app.clock, SystemClock)
-    assert app.clock is not reactor_clock
+    async with reactor_run(app, virtual_time=False):
+        assert isinstance(app.clock, SystemClock)
+        assert (await testing.fire(app, "nightly")).ok
 """
 
 ANYIO_CONFTEST = """
