@@ -679,7 +679,10 @@ def _timer(app: Reactor, trigger: str | Handler) -> TimerSource:
             return source
     raise LookupError(
         f"the app has no timer named {name!r}; its timers: "
-        f"{sorted(source.timer_name for source in timers)}"
+        f"{sorted(source.timer_name for source in timers)} (fire a file source with "
+        "fire_file_change(), a webhook with fire_webhook(), a notification with "
+        "fire_notification(), another trigger with fire(app, event) and the event its "
+        "module builds, such as redis.message(...))"
     )
 
 
