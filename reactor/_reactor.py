@@ -260,6 +260,22 @@ class Reactor:
         self._dispatcher.use_queue(queue)
         self._queue = queue
 
+    def _use_clock(self, clock: Clock) -> None:
+        """Replace the clock while the app is not running (``reactor.testing.virtual_clock``).
+
+        :raises TypeError: *clock* is not a :class:`~reactor.Clock`
+        :raises RuntimeError: the app is running (or starting, or draining)
+        """
+        if not isinstance(clock, Clock):
+            raise TypeError(f"clock must implement reactor.Clock, got {clock!r}")
+        if self._state is not _State.IDLE:
+            raise RuntimeError(
+                "the clock of a running app cannot be replaced; swap it before the app "
+                "starts (before 'async with app:')"
+            )
+        self._clock = clock
+        self._dispatcher._clock = clock
+
     @property
     def dead_letters(self) -> DeadLetters:
         """Deliveries that were given up, oldest first (see :class:`~reactor.DeadLetter`)."""

@@ -11,7 +11,7 @@ from reactor import Event, QueueFull, Reactor, Subscription
 from reactor.queues.memory import MemoryQueue
 from reactor.testing import Capture
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.uvloop]
 
 
 async def test_every_matching_consumer_gets_every_event() -> None:

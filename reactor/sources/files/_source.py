@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskStatus
 from watchfiles import Change
 
-from reactor import ConsumerOptions, Handler, validators
+from reactor import ConsumerOptions, Event, Handler, validators
 from reactor.abc import App, Source, default_name, run_with_subscription
 
 from .._decorate import with_defaults
@@ -26,6 +26,7 @@ from .._naming import source_uri
 from ._events import (
     ROOT_MISSING,
     ROOT_RESTORED,
+    ChangeKind,
     FileChange,
     by_path,
     change_events,
@@ -158,6 +159,43 @@ class FileChangeSource(Source):
 
     def __repr__(self) -> str:
         return f"FileChangeSource({self._path!r}, pattern={self._pattern!r}, name={self._name!r})"
+
+    def change_event(
+        self,
+        path: str,
+        change: ChangeKind,
+        *,
+        time: datetime,
+        size: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> Event:
+        """Build the event this source publishes when one file changes: for tests.
+
+        The event is the source's next batch, of one file, exactly as the watcher would
+        have it published (``reactor.testing.fire_file_change`` fills *size* and
+        *mtime_ns* from the file system, as the source does).
+
+        :param path: the file's path relative to :attr:`root`, ``/`` separators
+        :param change: ``"created"``, ``"modified"`` or ``"deleted"``
+        :param time: the event's time
+        :param size: the file's size in bytes (``None`` for a deleted file)
+        :param mtime_ns: the file's modification time in ns (``None`` for a deleted file)
+        :return: a ``reactor.file.<change>`` event from :attr:`uri`
+        :raises ValueError: an empty or absolute *path*, or an unknown *change*
+        """
+        rel = validators.name("path", path)
+        if rel.startswith("/") or os.path.isabs(rel):
+            raise ValueError(f"path must be relative to the watched root, got {path!r}")
+        validators.one_of("change", change, ("created", "modified", "deleted"))
+        self._batch += 1
+        (event,) = change_events(
+            [FileChange(rel, change, size, mtime_ns)],
+            source=self._uri,
+            root=self._path,
+            batch=self._batch,
+            time=time,
+        )
+        return event
 
     # -- publishing
 
