@@ -4,7 +4,9 @@ user's own setup alone.
 Three cases:
 
 * ``--log-config FILE``: the file's logging configuration
-  (:func:`logging.config.dictConfig`) is applied before the app is imported, as given.
+  (:func:`logging.config.dictConfig`) is applied before the app is imported, as given,
+  except that ``disable_existing_loggers`` defaults to ``False`` (reactor's loggers
+  exist already and would otherwise be silenced).
 * ``--log-format`` given (argument or variable): the root logger gets one handler on
   standard error with that format and the ``--log-level``, replacing any it had.
 * neither: the command configures logging only if nobody else did. The app is imported
@@ -103,6 +105,10 @@ def configure(
     """
     root = logging.getLogger()
     if config is not None:
+        # dictConfig() would otherwise silence every logger that exists already, among
+        # them reactor's own (the command has imported reactor): keep them, unless the
+        # file says otherwise.
+        config = {"disable_existing_loggers": False, **config}
         try:
             logging.config.dictConfig(config)
         except (ValueError, TypeError, AttributeError, ImportError) as exc:
