@@ -890,10 +890,10 @@ class Reactor:
         totals = dispatcher.totals()
         progress = sum(dispatcher.latency.counts) + sum(totals.values())
         now = self._clock.monotonic()
-        if depth <= 0 or progress != self._progress_seen:
+        if depth <= 0:
             self._stalled_since = None
-        elif self._stalled_since is None:
-            self._stalled_since = now
+        elif progress != self._progress_seen or self._stalled_since is None:
+            self._stalled_since = now  # the last moment progress was seen
         self._progress_seen = progress
         stalled = 0.0 if self._stalled_since is None else now - self._stalled_since
         state = self._state.value
