@@ -782,7 +782,9 @@ class Reactor:
         try:
             await source.run(self, task_status=task_status)
         except Exception:
-            logger.exception("source %s failed; stopping the app", source.name)
+            logger.exception(
+                "source %s failed; stopping the app", source.name, extra={"source": source.name}
+            )
             raise
 
     def run(

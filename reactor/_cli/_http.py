@@ -111,7 +111,11 @@ class HttpServer(Source):
                     raise ServeError(f"the HTTP server on {self._url()} did not start")
                 host, port = sock.getsockname()[:2]
                 self.address = (host, port)
-                logger.info("serving HTTP on %s (POST CloudEvents to /)", self._url())
+                logger.info(
+                    "serving HTTP on %s (POST CloudEvents to /)",
+                    self._url(),
+                    extra={"source": self.name},
+                )
                 task_status.started()
                 try:
                     await done.wait()

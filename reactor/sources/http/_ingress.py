@@ -445,6 +445,7 @@ class HttpIngress(Source):
                     scope.get("path"),
                     reject.status,
                     reject.reason,
+                    extra={"source": self.name},
                 )
             start, body = reject.answer()
         except Disconnected:
@@ -698,7 +699,9 @@ class HttpIngress(Source):
         if isinstance(exc, QueueUnavailableError | QueueFileError):
             # The queue's trouble (a full disk), not the client's: the request may pass later.
             # The detail (a file path, say) is for the log, not for the client.
-            logger.warning("the ingestion queue refused a request: %s", exc)
+            logger.warning(
+                "the ingestion queue refused a request: %s", exc, extra={"source": self.name}
+            )
             return Reject(
                 503, "the ingestion queue cannot store events right now; retry later", retry
             )
