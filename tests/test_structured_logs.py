@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 from reactor import Event, JsonFormatter, Reactor, Retry
 from reactor.abc import App, Source
 from reactor.sources.files import on_file_change
-from reactor.sources.http import asgi
+from reactor.sources.http import Message, asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -124,12 +124,12 @@ async def test_a_failing_source_is_named(caplog: pytest.LogCaptureFixture) -> No
 async def test_the_ingress_names_itself(caplog: pytest.LogCaptureFixture) -> None:
     app = Reactor()
     ingress = asgi(app)
-    messages: list[dict[str, object]] = []
+    messages: list[Message] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"{", "more_body": False}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         messages.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/", "root_path": "",
