@@ -177,7 +177,10 @@ def add_run_command(commands: Any) -> None:
             "--queue URL (or REACTOR_QUEUE) runs the app on the queue the URL names\n"
             "instead of the one its module built it with, without changing the code:\n"
             "  reactor run shop:app --queue sqlite:///events.db\n"
-            "  reactor run shop:app --queue 'redis://127.0.0.1:6379/0?stream=orders&group=billing'"
+            "  reactor run shop:app --queue 'redis://127.0.0.1:6379/0?stream=orders&group=billing'\n\n"
+            "--http HOST:PORT also serves the app's HTTP ingress with uvicorn, in the same\n"
+            "process and lifecycle:\n"
+            "  reactor run shop:app --http 127.0.0.1:8000"
         ),
         epilog=_ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
