@@ -164,10 +164,9 @@ def test_http_serves_the_ingress_and_sigterm_stops_both(spawn: Callable[..., Chi
     messages = [r["message"] for r in logs]
     # The held import-time record, then the server after the app, then a clean stop.
     assert messages.index("imported") < messages.index("reactor running; press Ctrl-C to stop")
+    # The server stopped (uvicorn's last line) before the app's drain ended.
+    assert messages.index("Shutting down") < messages.index("reactor stopped")
     assert messages[-1] == "reactor stopped"
-    # The port is closed: the server stopped with the app.
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
-        pass
 
 
 @posix_only
