@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 import pytest
 from anyio.abc import TaskStatus
 
 from reactor import Event, Health, Reactor
-from reactor.abc import App, Source
+from reactor.abc import App, Received, Source
+from reactor.queues.memory import MemoryQueue
 from reactor.testing import VirtualClock
 
 pytestmark = pytest.mark.anyio
@@ -113,3 +116,42 @@ async def test_a_queue_that_holds_events_without_progress_is_stuck() -> None:
 def test_stuck_after_must_be_seconds() -> None:
     with pytest.raises(ValueError, match="stuck_after"):
         Reactor().health(stuck_after=-1)
+
+
+class FlakySettleQueue(MemoryQueue):
+    """A memory queue that needs acks and fails to store its first settlement."""
+
+    needs_ack = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def settle(
+        self, done: Sequence[Received], progress: Sequence[tuple[Received, str]]
+    ) -> None:
+        """Fail the first call, as a full disk would."""
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError(28, "No space left on device")
+
+
+async def test_an_app_whose_settlements_fail_is_not_ready_until_they_succeed() -> None:
+    clock = VirtualClock()
+    queue = FlakySettleQueue()
+    app = Reactor(queue=queue, clock=clock)
+
+    @app.subscribe("job")
+    async def handler(event: Event) -> None: ...
+
+    with anyio.fail_after(20):
+        async with app:
+            await app.publish_and_wait("job")
+            await anyio.wait_all_tasks_blocked()
+            failing = app.health()
+            await clock.advance(1)  # past the settlement's retry backoff
+            await anyio.wait_all_tasks_blocked()
+            recovered = app.health()
+    assert (failing.ready, failing.settle_failures) == (False, 1)
+    assert failing.problems == ("the queue failed to store settlements 1 time(s) in a row",)
+    assert (recovered.ready, recovered.settle_failures, queue.calls) == (True, 0, 2)
