@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from reactor import Event
-from reactor._cli import ConfigError, build_parser, resolve_run_settings
+from reactor._cli import ConfigError, build_parser, main, resolve_run_settings
 
 pytest.importorskip("uvicorn")
 
@@ -282,3 +282,19 @@ def test_text_logs_by_default_show_what_the_import_logged(spawn: Callable[..., C
     child.process.send_signal(signal.SIGTERM)
     assert child.exit_code() == 0
     assert re.fullmatch(r"\S+ \S+ INFO +cliapp_http: imported", child.lines[0])
+
+
+def test_http_without_uvicorn_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As if uvicorn were not installed: its import fails, and --http with it.
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    monkeypatch.delitem(sys.modules, "reactor._cli._http", raising=False)
+    monkeypatch.delattr("reactor._cli._http", raising=False)
+    for name in [name for name in os.environ if name.startswith("REACTOR_")]:
+        monkeypatch.delenv(name)
+    assert main(["run", "tests/apps/cliapp_http.py:app", "--http=127.0.0.1:0"]) == 2
+    assert capsys.readouterr().err == (
+        "reactor: error: --http serves with uvicorn, which is not installed: "
+        "pip install 'reactor-events[serve]'\n"
+    )
