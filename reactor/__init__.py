@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from ._exceptions import ReactorNotRunning as ReactorNotRunning
     from ._exceptions import RedeliveryLimitExceeded as RedeliveryLimitExceeded
     from ._exceptions import SourceUnavailableError as SourceUnavailableError
+    from ._health import Health as Health
+    from ._logs import JsonFormatter as JsonFormatter
     from ._outcomes import DeadLetter as DeadLetter
     from ._outcomes import DeadLetters as DeadLetters
     from ._outcomes import LetterId as LetterId
@@ -87,9 +89,11 @@ __all__ = [
     "ExtensionValue",
     "Handler",
     "HandlerCancelled",
+    "Health",
     "InternalTaskDied",
     "InvalidEventError",
     "InvalidScheduleError",
+    "JsonFormatter",
     "KeyFunction",
     "LatencyStats",
     "LetterId",
@@ -148,6 +152,8 @@ _HOMES = {
     "ReactorNotRunning": "_exceptions",
     "RedeliveryLimitExceeded": "_exceptions",
     "SourceUnavailableError": "_exceptions",
+    "Health": "_health",
+    "JsonFormatter": "_logs",
     "DeadLetter": "_outcomes",
     "DeadLetters": "_outcomes",
     "LetterId": "_outcomes",

@@ -27,6 +27,7 @@ from ._clock import Clock, SystemClock
 from ._dispatch import Dispatcher
 from ._event import Event
 from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
+from ._health import DEFAULT_STUCK_AFTER, Health
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
 from ._policies import NO_RETRY, Retry
 from ._receipts import Receipt
@@ -208,6 +209,11 @@ class Reactor:
         self._token: EventLoopToken | None = None
         self._thread: int | None = None
         self._forced = False
+        self._sources_started = False
+        # What health() saw last: the dispatcher's progress count, and since when the
+        # queue has held events without that count changing (None: not held).
+        self._progress_seen = -1
+        self._stalled_since: float | None = None
 
     # -- properties -----------------------------------------------------------------
 
@@ -795,9 +801,11 @@ class Reactor:
                 self._sources_tg = tg
                 for source in self._sources:
                     await tg.start(self._run_source, source, name=f"reactor source {source.name}")
+                self._sources_started = True
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
+            self._sources_started = False
             self._sources_tg = None
             assert self._sources_stopped is not None
             self._sources_stopped.set()
@@ -808,7 +816,9 @@ class Reactor:
         try:
             await source.run(self, task_status=task_status)
         except Exception:
-            logger.exception("source %s failed; stopping the app", source.name)
+            logger.exception(
+                "source %s failed; stopping the app", source.name, extra={"source": source.name}
+            )
             raise
 
     def run(
@@ -888,6 +898,63 @@ class Reactor:
             latency=dispatcher.latency.snapshot(),
             subscriptions=MappingProxyType({lane.name: lane.stats() for lane in lanes}),
             sources=MappingProxyType(self._source_statistics()),
+        )
+
+    def health(self, *, stuck_after: float = DEFAULT_STUCK_AFTER) -> Health:
+        """Return whether the app is ready for work, and why not: for readiness probes.
+
+        For an app served by its own HTTP server, the answer of a readiness endpoint
+        (the app's ingress answers ``/healthz`` and ``/readyz`` itself)::
+
+            @api.get("/readyz")
+            async def readyz(response: Response) -> dict[str, Any]:
+                health = app.health()
+                response.status_code = 200 if health.ready else 503
+                return health.to_dict()
+
+        Readiness, and what counts as a stuck queue, are defined at :class:`~reactor.Health`.
+        Liveness needs no call: a process that answers at all is alive.
+
+        :param stuck_after: seconds the queue may hold events without progress before it
+            counts as stuck
+        :raises ValueError: *stuck_after* is negative or not finite
+        :return: a frozen snapshot
+        """
+        validators.seconds("stuck_after", stuck_after)
+        dispatcher = self._dispatcher
+        depth = self._queue.statistics().depth
+        totals = dispatcher.totals()
+        progress = sum(dispatcher.latency.counts) + sum(totals.values())
+        now = self._clock.monotonic()
+        if depth <= 0:
+            self._stalled_since = None
+        elif progress != self._progress_seen or self._stalled_since is None:
+            self._stalled_since = now  # the last moment progress was seen
+        self._progress_seen = progress
+        stalled = 0.0 if self._stalled_since is None else now - self._stalled_since
+        state = self._state.value
+        started = self._sources_started and self._state is _State.RUNNING
+        problems: list[str] = []
+        if self._state is not _State.RUNNING:
+            problems.append(f"the app is {state}, not running")
+        elif not started:
+            problems.append("not every source has started")
+        if depth > 0 and stalled >= stuck_after:
+            problems.append(
+                f"the queue has held {depth} event(s) for {stalled:.0f} s without progress"
+            )
+        failures = dispatcher.settle_failures
+        if failures:
+            problems.append(f"the queue failed to store settlements {failures} time(s) in a row")
+        return Health(
+            ready=not problems,
+            state=state,
+            sources_started=started,
+            queue_depth=depth,
+            in_flight=dispatcher.in_flight,
+            stalled_for=stalled,
+            settle_failures=failures,
+            problems=tuple(problems),
         )
 
     def _source_statistics(self) -> dict[str, Mapping[str, int | str | None]]:

@@ -251,6 +251,7 @@ class FileChangeSource(Source):
                     "file source %s: a rescan found %d change(s) the watcher did not report",
                     self._name,
                     len(changes),
+                    extra={"source": self.name},
                 )
                 await self._publish_gap(app, "unreported changes", since, len(changes))
                 await self._publish_changes(app, changes)
@@ -327,12 +328,18 @@ class FileChangeSource(Source):
                     "file source %s: cannot use the OS file watcher (%s); polling instead",
                     self._name,
                     error,
+                    extra={"source": self.name},
                 )
                 polling = True
                 continue
             failures = 0 if failure.batches else failures + 1
             self._counters["restarts"] += 1
-            logger.warning("file source %s: the watcher failed (%s); restarting", self._name, error)
+            logger.warning(
+                "file source %s: the watcher failed (%s); restarting",
+                self._name,
+                error,
+                extra={"source": self.name},
+            )
             await self._publish_gap(app, f"watcher failed: {error}", failure.since, None)
             ready()
             await app.clock.sleep(min(self._poll_interval * 2 ** min(failures, 10), _MAX_BACKOFF))
@@ -348,7 +355,13 @@ class FileChangeSource(Source):
         else:
             reason = "removed" if self._snapshot_taken else "missing"
         self._snapshot_taken = True  # of an empty tree: whatever appears later is reported
-        logger.warning("file source %s: %s is %s; waiting for it", self._name, self._path, reason)
+        logger.warning(
+            "file source %s: %s is %s; waiting for it",
+            self._name,
+            self._path,
+            reason,
+            extra={"source": self.name},
+        )
         await self._publish_root(app, ROOT_MISSING, reason)
 
     async def _watch(

@@ -65,7 +65,7 @@ status    when
           a signature (of the endpoint or a route) is missing, stale or does not verify
 403       a CloudEvent of a reserved type or source, or one the allow-lists exclude
 404       no route at that path
-405       not a ``POST`` (with an ``Allow: POST`` header)
+405       not a ``POST`` (with an ``Allow: POST`` header); at the probes, not a ``GET``
 413       ``Content-Length`` or the body read so far exceeds ``max_body`` (reading stops
           there), a batch holds more events than the queue can ever hold, or an event is
           larger than the queue takes (``SQLiteQueue``'s ``max_event_size``)
@@ -100,6 +100,13 @@ answered 200 without publishing: a sender that retried because it missed our fir
 answer stops there, and a replayed request publishes nothing. Routes without a secret
 take any request and remember no ids.
 
+**Probes.** ``GET /healthz`` answers 200 ``{"status": "alive"}`` while the process
+serves; ``GET /readyz`` answers 200 when the app is ready and 503 when not, with the
+app's :class:`~reactor.Health` as JSON (``{"ready": false, "problems": [...], ...}``;
+readiness is defined there), and 503 too once the ingress stops accepting. Neither asks
+for the token (they publish nothing); a webhook route or receiver at one of these paths
+takes precedence.
+
 **Mounting in FastAPI or Starlette.** Mounted applications receive no lifespan events:
 start the Reactor from the host application's lifespan::
 
@@ -112,9 +119,17 @@ start the Reactor from the host application's lifespan::
             yield
 
     api = FastAPI(lifespan=lifespan)
-    api.mount("/events", app.asgi)   # CloudEvents: POST /events/; webhooks: /events/github
+    app.asgi.mount(api, "/events")   # CloudEvents: POST /events or /events/;
+                                     # webhooks: /events/github
 
-The ingress strips the mount prefix (``scope["root_path"]``) from the request path.
+:meth:`HttpIngress.mount` adds a ``Mount`` and a ``Route`` for the bare prefix: with
+``api.mount("/events", app.asgi)`` alone, Starlette answers ``POST /events`` with a 307
+redirect to ``/events/``. The ingress strips the mount prefix (``scope["root_path"]``)
+from the request path.
+
+**From the command line** (``reactor run mymodule:app --http 127.0.0.1:8000``): the
+command serves the ingress with uvicorn in the app's process and lifecycle
+(``reactor run --help``).
 
 **Standalone** (``uvicorn mymodule:app.asgi``): the ingress answers the server's lifespan
 events itself. On startup it starts the Reactor (``async with app:``) unless the app
