@@ -55,7 +55,9 @@ def _literal_blocks(text: str) -> str:
                 block.pop()
             if block:
                 if head.strip():
-                    out.append(head + ":")
+                    # Sphinx: "text::" reads "text:", and "text ::" reads "text".
+                    spaced = line.rstrip()[:-2].endswith(" ")
+                    out.append(head if spaced else head + ":")
                     out.append("")
                 pad = " " * indent
                 body = textwrap.dedent("\n".join(block)).split("\n")

@@ -4,10 +4,12 @@ and every Python example of every page is valid Python."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +75,43 @@ def test_getting_started_app_and_its_tests_pass(tmp_path: Path) -> None:
     # anyio's plugin runs each test on every backend installed: asyncio, and trio here.
     assert re.search(r"^6 passed", proc.stdout, flags=re.M), proc.stdout
     assert "3 passed" in page and "6 passed" in page  # the outputs the page shows
+
+
+def _roles() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_roles", DOCS / "_roles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sphinx_markup_reads_as_markdown_in_the_api_reference() -> None:
+    markdown = _roles().markdown
+    assert markdown("See :func:`asgi` and :class:`~reactor.abc.Source`.") == (
+        "See `asgi` and `Source`."
+    )
+    assert markdown(":meth:`Reactor.run() <reactor.Reactor.run>`") == "`Reactor.run()`"
+    assert markdown("`cronsim <https://pypi.org/project/cronsim/>`_") == (
+        "[cronsim](https://pypi.org/project/cronsim/)"
+    )
+    assert markdown("Like this::\n\n    x = 1\n\n    y = 2\n\nAfter.") == (
+        "Like this:\n\n```python\nx = 1\n\ny = 2\n```\n\nAfter."
+    )
+    assert markdown("Data ::\n\n    {}\n") == "Data\n\n```python\n{}\n```\n"
+    # Sphinx fields are left to mkdocstrings' sphinx style.
+    assert markdown(":param x: the x\n:raises ValueError: bad") == (
+        ":param x: the x\n:raises ValueError: bad"
+    )
+
+
+def test_every_docs_page_a_module_points_to_exists_and_is_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pointers = {
+        path.relative_to(ROOT): match.group(1)
+        for path in (ROOT / "reactor").rglob("*.py")
+        for match in re.finditer(r"``docs/([\w/-]+\.md)``", path.read_text(encoding="utf-8"))
+    }
+    assert len(pointers) >= 9
+    for module, page in pointers.items():
+        assert (DOCS / page).is_file(), f"{module} points to docs/{page}, which is missing"
+        assert f": {page}\n" in nav, f"docs/{page} ({module}) is not in mkdocs.yml's nav"
