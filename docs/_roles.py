@@ -21,6 +21,9 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":[a-z]+:`(~?)([^`<]*?)(?:\s*<([^>`]+)>)?`")
+_PAGE = re.compile(
+    r"``docs/([\w/-]+\.md)``(?: in the repository\s+\(``mkdocs serve`` to read the site\))?"
+)
 _LINK = re.compile(r"`([^`<]+?)\s*<(https?://[^>]+)>`_{1,2}")
 
 
@@ -72,6 +75,15 @@ def _literal_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+def _page_links(text: str) -> str:
+    """Make a module's pointer to its manual, ``docs/<page>.md``, a link to that page.
+
+    The modules that point to a page are those of ``reactor.sources`` and
+    ``reactor.queues``, whose reference pages are ``reference/<family>/<module>.md``.
+    """
+    return _PAGE.sub(lambda m: f"[docs/{m.group(1)}](../../{m.group(1)})", text)
+
+
 def markdown(text: str) -> str:
     """Rewrite one docstring's Sphinx markup as Markdown.
 
@@ -93,7 +105,8 @@ class SphinxMarkup(griffe.Extension):
         :param kwargs: the other arguments of the hook.
         """
         if obj.docstring is not None:
-            obj.docstring.value = markdown(obj.docstring.value)
+            text = _page_links(obj.docstring.value) if obj.is_module else obj.docstring.value
+            obj.docstring.value = markdown(text)
 
     def on_attribute_instance(self, *, attr: griffe.Attribute, **kwargs: Any) -> None:
         """Give *attr* the ``#:`` comment above it as its docstring, if it has none.

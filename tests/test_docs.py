@@ -98,6 +98,11 @@ def test_sphinx_markup_reads_as_markdown_in_the_api_reference() -> None:
         "Like this:\n\n```python\nx = 1\n\ny = 2\n```\n\nAfter."
     )
     assert markdown("Data ::\n\n    {}\n") == "Data\n\n```python\n{}\n```\n"
+    # A module's pointer to its manual becomes a link from its reference page.
+    pointer = 'the "MQTT" page: ``docs/triggers/mqtt.md`` in the repository\n(``mkdocs serve`` to read the site).'
+    assert _roles()._page_links(pointer) == (
+        'the "MQTT" page: [docs/triggers/mqtt.md](../../triggers/mqtt.md).'
+    )
     # Sphinx fields are left to mkdocstrings' sphinx style.
     assert markdown(":param x: the x\n:raises ValueError: bad") == (
         ":param x: the x\n:raises ValueError: bad"
