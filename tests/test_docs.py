@@ -36,7 +36,17 @@ def test_every_python_example_is_valid_python(page: Path) -> None:
 
 
 #: The pages whose Python examples are whole programs, run as they are.
-RUNNABLE = ["concepts/events.md", "concepts/triggers.md", "how-to/testing.md"]
+RUNNABLE = [
+    "index.md",
+    "concepts/delivery.md",
+    "concepts/events.md",
+    "concepts/queues.md",
+    "concepts/triggers.md",
+    "how-to/durable-queues.md",
+    "how-to/plugins.md",
+    "how-to/testing.md",
+    "queues/sqlite.md",
+]
 
 
 @pytest.mark.parametrize(
