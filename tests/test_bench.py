@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from benchmarks import _workloads
-from benchmarks._harness import Table, percentile, rotated, stats
+from benchmarks._harness import Progress, Table, eta, fmt_duration, percentile, rotated, stats
 from benchmarks._suite import (
     IMPORTS,
     INSTALL_PEERS,
@@ -484,3 +485,48 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
     else:
         assert f"no plots: matplotlib is not installed ({INSTALL_PEERS})" in proc.stdout
     assert "Targets" in proc.stdout
+    # Not a terminal (and --plain): the progress is a line per measurement, with an ETA.
+    steps = re.findall(r"^\[(\d+)/(\d+), ETA (\S+)\] asyncio ", proc.stderr, flags=re.M)
+    assert [int(done) for done, _, _ in steps] == list(range(1, len(document["runs"]) + 1))
+    assert steps[-1][1:] == (str(len(document["runs"])), "0s")
+
+
+def test_progress_estimates_the_time_left() -> None:
+    assert eta(10.0, 0, 4) is None
+    assert eta(10.0, 1, 4) == 30.0
+    assert eta(10.0, 4, 4) == 0.0
+    assert [fmt_duration(s) for s in (None, 42.4, 245, 3720)] == ["?", "42s", "4m05s", "1h02m"]
+
+
+def test_progress_is_a_line_per_step_without_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Progress(2, "runs") as progress:
+        progress.step("first: ok")
+        progress.note("  noisy; again")
+        progress.step("second: ERROR lost 1", note=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert [re.sub(r"ETA [^]]+", "ETA t", line) for line in lines] == [
+        "[1/2, ETA t] first: ok",
+        "  noisy; again",
+        "[2/2, ETA t] second: ERROR lost 1",
+    ]
+    assert lines[-1].startswith("[2/2, ETA 0s]")
+
+
+def test_progress_is_a_bar_with_an_eta_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("rich", reason=f"rich is not installed ({INSTALL_PEERS})")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.delenv("TERM", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    with Progress(4, "runs") as progress:
+        for n in range(3):
+            progress.step(f"step {n}: ok")
+        progress.step("step 3: ERROR lost 1", note=True)
+    err = capsys.readouterr().err
+    assert "ETA" in err and "4/4" in err
+    # A step is not a line of its own; an error is.
+    assert "step 0: ok\n" not in err
+    assert "step 3: ERROR lost 1\n" in err

@@ -1,60 +1,5 @@
 """HTTP ingress: CloudEvents and signed webhooks into the app, through an ASGI application.
 
-:func:`asgi` gives the app's :class:`HttpIngress`, an ASGI 3 application that needs no web
-framework. It accepts two kinds of ``POST``:
-
-* **CloudEvents** at its root (``/``), in any mode of the CloudEvents HTTP binding: binary
-  (``ce-*`` headers, the data in the body), structured (``application/cloudevents+json``)
-  or batched (``application/cloudevents-batch+json``). Every event is published as sent,
-  except those of the reserved types and sources (see *Security*).
-* **Webhooks** at the paths routed by the :func:`on_webhook` decorator (or
-  :meth:`HttpIngress.webhook`): any JSON body becomes the ``data`` of an event whose
-  ``type`` is the route's, whose ``source`` is ``"/reactor/http" + path`` and whose ``id``
-  is the sender's delivery id (a new UUID without one). A route with a ``secret``
-  verifies the signatures of the sender's scheme: `Standard Webhooks
-  <https://www.standardwebhooks.com>`_, GitHub or Stripe.
-
-::
-
-    import os
-
-    from reactor import Reactor
-    from reactor.sources.http import asgi, on_webhook
-
-    app = Reactor()
-    ingress = asgi(app, token=os.environ["EVENTS_TOKEN"], allow_types=["com.example.*"])
-    ingress.max_body = 4 * 2**20         # settings are also attributes (see HttpIngress)
-
-    @on_webhook(app, "/github", type="com.github.push",
-                secret=os.environ["GITHUB_WEBHOOK_SECRET"], scheme="github")
-    async def pushed(event): ...         # event.data is the parsed JSON body
-
-**Receivers.** A plugin that takes a sender's own format routes a :class:`Receiver` at
-a path with :meth:`HttpIngress.receiver`: it decodes the body, checks the sender's
-credentials, publishes through :meth:`Request.publish` and chooses the answer, while the
-ingress routes, reads the body, publishes all or nothing and counts. The S3 bucket
-notifications of :func:`reactor.sources.objects.on_bucket_event` arrive this way. The
-types a receiver publishes are refused at the CloudEvents endpoint (403), as reserved
-types are.
-
-**Security.** Event types under ``reactor.`` (timers, file changes, notifications, gap
-events) and sources under ``/reactor/`` (built-in sources and webhook routes) are
-reserved: the CloudEvents endpoint answers 403 to a request holding any such event, so
-that no client can run a cron handler with forged data or reach a signed webhook
-route's handlers without its signature; ``allow_reserved=True`` lifts this for a trusted
-forwarder. ``allow_types`` and ``allow_sources`` (globs) narrow what the endpoint takes
-(403 otherwise). Authentication of the endpoint: a bearer ``token`` (``Authorization:
-Bearer ...``, checked before the body is read) and/or a Standard Webhooks ``secret``
-that signs each whole request (``webhook-id``, ``webhook-timestamp`` and
-``webhook-signature`` headers, replays answered 200 as for webhooks); without either,
-anyone who can reach the endpoint publishes events, so serve it only on a private
-network or behind a proxy that authenticates. Webhook routes without a ``secret`` take
-any request. A request is refused whole: 401 (authentication), 403 (reserved or not
-allowed), with the reason in the JSON body.
-
-Answers, all with a JSON body:
-
-========  =================================================================================
 status    when
 ========  =================================================================================
 202       every event of the request is in the ingestion queue: ``{"ids": [...]}``
@@ -140,6 +85,10 @@ The ingress is also a :class:`~reactor.abc.Source` of the app: it stops acceptin
 as soon as the app begins to stop, before the drain, and its counters appear in
 ``app.stats().sources["http"]``. It reads no more than ``max_body`` bytes of a body,
 but sets no time limit on reading one: use the server's timeouts for slow clients.
+=======
+The manual (its events, guarantees, settings and statistics, and how to test it) is the
+documentation's "HTTP ingress and webhooks" page: ``docs/triggers/http.md`` in the repository
+(``mkdocs serve`` to read the site).
 """
 
 from __future__ import annotations
