@@ -31,12 +31,18 @@ from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
 from ._policies import NO_RETRY, Retry
 from ._receipts import Receipt
 from ._stats import Stats
-from ._subscription import DEFAULT_CONCURRENCY, Subscription, compile_glob
+from ._subscription import (
+    DEFAULT_CONCURRENCY,
+    Subscription,
+    compile_glob,
+    is_coroutine_callable,
+)
 from ._types import (
     UNSET,
     ConsumerOptions,
     EventAttributes,
     Handler,
+    Middleware,
     Predicate,
 )
 from .abc import App, EventQueue, Source
@@ -53,6 +59,7 @@ logger = logging.getLogger("reactor")
 NOTIFICATION_TYPE = "reactor.notification"
 
 H = TypeVar("H", bound=Handler)
+M = TypeVar("M", bound=Middleware)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -104,6 +111,18 @@ def _sole_failure(error: BaseException) -> BaseException:
         elif not isinstance(current, cancelled):
             found.append(current)
     return found[0] if len(found) == 1 else error
+
+
+def _compose(handler: Handler, middleware: Sequence[Middleware]) -> Handler:
+    """Return *handler* wrapped in *middleware*, the first one outermost.
+
+    Without middleware the handler itself: the dispatcher then calls it with nothing in
+    between. Each layer is a :func:`functools.partial` binding the next one as
+    ``call_next``: one extra call per layer and attempt, no closure per delivery.
+    """
+    for layer in reversed(middleware):
+        handler = partial(layer, handler)
+    return handler
 
 
 class _State(enum.Enum):
@@ -196,6 +215,7 @@ class Reactor:
             on_failure=self._refuse_events,
         )
         self._sources: list[Source] = []
+        self._middleware: tuple[Middleware, ...] = ()
         self._state = _State.IDLE
         # The state test on every publish, kept as a plain bool (an enum lookup is slower).
         self._accepting = False
@@ -356,10 +376,70 @@ class Reactor:
             timeout=self._timeout if timeout is UNSET else timeout,
             retry=self._retry if retry is UNSET else (NO_RETRY if retry is None else retry),
         )
-        sub._on_cancel = partial(self._dispatcher.remove, self._dispatcher.add(sub))
+        lane = self._dispatcher.add(sub)
+        if self._middleware:
+            lane.handler = _compose(handler, self._middleware)
+        sub._on_cancel = partial(self._dispatcher.remove, lane)
         if self._state is not _State.IDLE:
             self._queue.note_consumers((sub.name,))
         return sub
+
+    def use(self, middleware: M) -> M:
+        """Wrap every delivery attempt of every subscription in *middleware*.
+
+        A middleware is a coroutine function ``async def middleware(call_next, event)``
+        (:data:`~reactor.Middleware`) that runs around each attempt, where ``await
+        call_next(event)`` runs the rest of the chain and then the handler::
+
+            @app.use
+            async def timed(call_next: Handler, event: Event) -> None:
+                started = time.perf_counter()
+                try:
+                    await call_next(event)
+                finally:
+                    delivery = reactor.current_delivery()  # consumer, attempt, retries
+                    log.info("%s took %.3f s", delivery.consumer, time.perf_counter() - started)
+
+        It sees what the handler would: :func:`~reactor.current_delivery` tells the consumer
+        and which attempt this is (every retry runs the chain again), the subscription's
+        timeout cuts it as it cuts the handler, and what it raises is the attempt's failure
+        (retried and dead-lettered by the subscription's policy, like the handler's own).
+        It may pass another event to ``call_next`` (to enrich it), or return without
+        calling it (the delivery then succeeds without the handler: raise to refuse one).
+        It must not call ``call_next`` more than once.
+
+        The first middleware used is the outermost: it runs first and sees everything
+        the later ones do. Without any, the dispatcher calls the handlers themselves: an
+        app that uses none pays nothing for the feature.
+
+        Why a wrapper coroutine rather than an async context manager: a wrapper sees the
+        event, can change it or skip the handler, and knows the outcome from a plain
+        ``try``; it costs one call per attempt, where a context manager costs two (enter
+        and exit) and can neither skip nor replace the body.
+
+        Safe at any time: the chain of every active subscription is replaced at once, and
+        subscriptions made later get it too. An attempt already running finishes under
+        the chain it started with, as do the remaining deliveries of a cancelled
+        subscription.
+
+        :param middleware: ``async def middleware(call_next, event)``
+        :return: *middleware*, so that ``@app.use`` decorates it
+        :raises TypeError: *middleware* is not a coroutine function
+        """
+        if not is_coroutine_callable(middleware):
+            raise TypeError(
+                f"middleware {middleware!r} is not a coroutine function: define it as "
+                "`async def middleware(call_next, event)`"
+            )
+        self._middleware = (*self._middleware, middleware)
+        for lane in self._dispatcher.lanes:
+            lane.handler = _compose(lane.sub.handler, self._middleware)
+        return middleware
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware given to :meth:`use`, outermost first."""
+        return self._middleware
 
     def on_notification(self, channel: str, **options: Unpack[ConsumerOptions]) -> Callable[[H], H]:
         """Decorate a handler for the in-process notification *channel*.
