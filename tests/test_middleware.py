@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import anyio
+import attrs
 import pytest
 
 import reactor
@@ -228,3 +229,39 @@ async def test_a_middleware_must_be_a_coroutine_function() -> None:
     with pytest.raises(TypeError, match="not a coroutine function"):
         app.use(not_async)  # type: ignore[type-var]
     assert app.middleware == ()
+
+
+async def test_publish_hooks_see_every_event_published_in_order() -> None:
+    app = Reactor()
+    handled: list[tuple[object, object]] = []
+
+    @app.on_publish
+    def tenant(event: Event) -> Event:
+        return attrs.evolve(event, extensions={**event.extensions, "tenant": "acme"})
+
+    @app.on_publish
+    def stamp(event: Event) -> Event:
+        return attrs.evolve(event, subject=f"{event.extensions['tenant']!s}/{event.data}")
+
+    @app.subscribe("*")
+    async def handler(event: Event) -> None:
+        handled.append((event.data, event.subject))
+
+    async with app:
+        returned = await app.publish("job", 1)
+        app.publish_nowait("job", 2)
+        await app.publish_and_wait(Event(type="job", source="/s", data=3))
+        await app.publish_many([Event(type="job", source="/s", data=4)])
+        app.notify("channel", 5)
+        await app.publish_and_wait("job", 6)
+    assert returned.extensions == {"tenant": "acme"} and returned.subject == "acme/1"
+    assert sorted(handled, key=str) == [(n, f"acme/{n}") for n in range(1, 7)]
+
+
+async def test_a_publish_hook_that_returns_no_event_fails_the_publish() -> None:
+    app = Reactor()
+    app.on_publish(lambda event: None)  # type: ignore[arg-type,return-value]
+    async with app:
+        with pytest.raises(TypeError, match="not an Event"):
+            await app.publish("job")
+    assert app.stats().published == 0
