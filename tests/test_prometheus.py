@@ -230,3 +230,48 @@ async def test_the_ingress_serves_the_registry_at_metrics() -> None:
 async def test_bad_buckets_are_refused() -> None:
     with pytest.raises(ValueError, match="increasing"):
         ReactorCollector(Reactor(), buckets=[1.0, 0.5])
+
+
+async def test_the_metrics_path_is_not_shared_with_webhooks() -> None:
+    app = Reactor()
+    serve_metrics(app, CollectorRegistry())
+    with pytest.raises(ValueError, match="taken by a receiver or a page"):
+        app.asgi.webhook("/metrics", type="com.example.hook")
+    app.asgi.webhook("/hook", type="com.example.hook")
+    with pytest.raises(ValueError, match="routed already"):
+        serve_metrics(app, CollectorRegistry(), path="/hook")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_real_server_serves_metrics_to_a_scraper() -> None:
+    # uvicorn runs on asyncio only. The socket listens before the server starts, so the
+    # client's connection waits for it: no readiness polling.
+    import socket
+
+    uvicorn = pytest.importorskip("uvicorn")
+    app = app_with_consumers()
+    registry = CollectorRegistry()
+    registry.register(ReactorCollector(app))
+    serve_metrics(app, registry)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app.asgi, lifespan="off", log_level="warning", access_log=False)
+    )
+    request = (
+        f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n"
+    ).encode()
+    with sock, anyio.fail_after(PATIENCE):
+        async with app, anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            await app.publish_and_wait("job", 1)
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(request)
+                chunks = [chunk async for chunk in stream]
+            server.should_exit = True
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    metrics = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert value(metrics["reactor_deliveries"], consumer="broken", outcome="dead_lettered") == 1

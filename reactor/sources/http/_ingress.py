@@ -293,8 +293,10 @@ class HttpIngress(Source):
         """
         validators.keywords("webhook", options, WebhookOptions)
         route = _webhooks.route(path, type, options)
-        if route.path in self._receivers:
-            raise ValueError(f"path {route.path!r} is taken by a receiver; use another path")
+        if route.path in self._receivers or route.path in self._pages:
+            raise ValueError(
+                f"path {route.path!r} is taken by a receiver or a page; use another path"
+            )
         existing = self._routes.get(route.path)
         if existing is not None:
             if existing != route:
@@ -338,7 +340,7 @@ class HttpIngress(Source):
         existing = self._receivers.get(normalized)
         if existing is receiver:
             return
-        if existing is not None or normalized in self._routes:
+        if existing is not None or normalized in self._routes or normalized in self._pages:
             raise ValueError(f"path {normalized!r} is routed already; use another path")
         self._receivers[normalized] = receiver
         self._receiver_types.update(matchers)
