@@ -56,6 +56,7 @@ as usual. Without the middleware or the hook, reactor makes no OpenTelemetry cal
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -73,10 +74,15 @@ __all__ = ["TracingMiddleware", "extract", "inject", "instrument"]
 _TRACE_EXTENSIONS = ("traceparent", "tracestate")
 
 
-def _modules() -> tuple[Any, Any]:
+@cache
+def _modules() -> tuple[Any, Any, Any]:
+    """``opentelemetry.trace``, the W3C Trace Context propagator and the ``Context`` class,
+    imported on first use (the extension's format is W3C Trace Context whatever the
+    application's global propagator is)."""
     trace = import_extra("opentelemetry.trace", extra="otel")
     propagation = import_extra("opentelemetry.trace.propagation.tracecontext", extra="otel")
-    return trace, propagation.TraceContextTextMapPropagator()
+    context = import_extra("opentelemetry.context", extra="otel")
+    return trace, propagation.TraceContextTextMapPropagator(), context.Context
 
 
 def inject(event: Event, context: Context | None = None) -> Event:
@@ -94,7 +100,7 @@ def inject(event: Event, context: Context | None = None) -> Event:
     """
     if "traceparent" in event.extensions:
         return event
-    trace, propagator = _modules()
+    trace, propagator, _ = _modules()
     if not trace.get_current_span(context).get_span_context().is_valid:
         return event
     carrier: dict[str, str] = {}
@@ -112,14 +118,14 @@ def extract(event: Event) -> Context:
     :param event: a received event
     :raises ModuleNotFoundError: opentelemetry-api is not installed
     """
-    _, propagator = _modules()
+    _, propagator, empty = _modules()
     carrier = {
         name: value
         for name in _TRACE_EXTENSIONS
         if isinstance(value := event.extensions.get(name), str)
     }
-    context: Context = import_extra("opentelemetry.context", extra="otel").Context()
-    return propagator.extract(carrier, context=context)  # type: ignore[no-any-return]
+    context: Context = propagator.extract(carrier, context=empty())
+    return context
 
 
 class TracingMiddleware:
@@ -133,7 +139,7 @@ class TracingMiddleware:
     """
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
-        trace, _ = _modules()
+        trace, _, _ = _modules()
         self._trace = trace
         self._tracer = trace.get_tracer(
             "reactor", reactor.__version__, tracer_provider=tracer_provider

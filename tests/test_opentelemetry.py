@@ -287,3 +287,29 @@ async def test_the_trace_survives_a_restart_on_the_durable_queue(
     context = checkout.get_span_context()
     assert span.parent is not None and span.parent.span_id == context.span_id
     assert span.context is not None and span.context.trace_id == context.trace_id
+
+
+async def test_an_attempt_cut_by_its_timeout_ends_its_span_with_an_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from datetime import UTC, datetime
+
+    from reactor.testing import VirtualClock
+
+    clock = VirtualClock(start=datetime(2026, 1, 1, tzinfo=UTC))
+    app = Reactor(clock=clock)
+    instrument(app, tracer_provider=provider)
+
+    @app.subscribe("job", name="hang", timeout=1.0)
+    async def hang(event: Event) -> None:
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(10):
+        async with app, anyio.create_task_group() as tg:
+            tg.start_soon(app.publish_and_wait, "job")
+            await clock.advance(1.0)
+    [span] = process_spans(exporter)
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description is not None
+    assert span.status.description.startswith("cancelled")
+    assert span.end_time is not None
