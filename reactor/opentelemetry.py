@@ -35,7 +35,9 @@ structured mode it is a member of the JSON), and handlers that publish further e
 * **At publish**, :func:`inject` (an ``app.on_publish`` hook) adds the context of the
   span active in the publisher to an event that carries none; an event that already
   carries one (sent so by a client) keeps it, as the extension's specification asks.
-  Outside any span, the event is queued as it is.
+  Outside any span, the event is queued as it is. Behind OpenTelemetry's ASGI
+  instrumentation, an event posted to the ingress without a context of its own carries
+  the request's server span, which is current while the ingress publishes.
 * **At delivery**, :class:`TracingMiddleware` (an ``app.use`` middleware) starts the
   span ``process <event type>`` as a child of the event's context, with a link to it,
   or as the root of a new trace when the event carries none. Each attempt is a span of
