@@ -118,8 +118,14 @@ def _compose(handler: Handler, middleware: Sequence[Middleware]) -> Handler:
 
     Without middleware the handler itself: the dispatcher then calls it with nothing in
     between. Each layer is a :func:`functools.partial` binding the next one as
-    ``call_next``: one extra call per layer and attempt, no closure per delivery.
+    ``call_next``: one extra call per layer and attempt, no closure per delivery. The
+    innermost ``call_next`` is a partial of the handler too (a C call, nearly free), so
+    that every ``call_next`` is an object of this subscription's own, which middleware
+    may key per-consumer state on (see ``Reactor.use``).
     """
+    if not middleware:
+        return handler
+    handler = partial(handler)
     for layer in reversed(middleware):
         handler = partial(layer, handler)
     return handler
@@ -408,6 +414,11 @@ class Reactor:
         It may pass another event to ``call_next`` (to enrich it), or return without
         calling it (the delivery then succeeds without the handler: raise to refuse one).
         It must not call ``call_next`` more than once.
+
+        ``call_next`` is one object for every attempt of a subscription, and another for
+        each other subscription (even of the same handler), until the chain is replaced by
+        the next ``use()``: a middleware that keeps state per consumer may key it on
+        ``call_next`` and call :func:`~reactor.current_delivery` only the first time.
 
         The first middleware used is the outermost: it runs first and sees everything
         the later ones do. Without any, the dispatcher calls the handlers themselves: an

@@ -265,3 +265,26 @@ async def test_a_publish_hook_that_returns_no_event_fails_the_publish() -> None:
         with pytest.raises(TypeError, match="not an Event"):
             await app.publish("job")
     assert app.stats().published == 0
+
+
+async def test_call_next_is_one_object_per_subscription() -> None:
+    app = Reactor()
+    chains: dict[str, set[int]] = {}
+
+    @app.use
+    async def record(call_next: Handler, event: Event) -> None:
+        chains.setdefault(reactor.current_delivery().consumer, set()).add(id(call_next))
+        await call_next(event)
+
+    async def handler(event: Event) -> None:
+        pass
+
+    # The same handler twice: still two chains, each the same on every attempt.
+    app.subscribe("job", handler, name="first")
+    app.subscribe("job", handler, name="second")
+    async with app:
+        for n in range(3):
+            await app.publish_and_wait("job", n)
+    assert set(chains) == {"first", "second"}
+    assert all(len(ids) == 1 for ids in chains.values())
+    assert chains["first"] != chains["second"]

@@ -275,3 +275,22 @@ async def test_a_real_server_serves_metrics_to_a_scraper() -> None:
     assert head.startswith(b"HTTP/1.1 200")
     metrics = {f.name: f for f in text_string_to_metric_families(body.decode())}
     assert value(metrics["reactor_deliveries"], consumer="broken", outcome="dead_lettered") == 1
+
+
+async def test_durations_are_kept_per_consumer_of_one_handler() -> None:
+    app = Reactor()
+    registry = CollectorRegistry()
+    registry.register(ReactorCollector(app, durations=True))
+
+    async def handler(event: Event) -> None:
+        pass
+
+    app.subscribe("a", handler, name="on-a")
+    app.subscribe("b", handler, name="on-b")
+    async with app:
+        for _ in range(3):
+            await app.publish_and_wait("a")
+        await app.publish_and_wait("b")
+    durations = scrape(registry)["reactor_delivery_duration_seconds"]
+    assert value(durations, "reactor_delivery_duration_seconds_count", consumer="on-a") == 3
+    assert value(durations, "reactor_delivery_duration_seconds_count", consumer="on-b") == 1
