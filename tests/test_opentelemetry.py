@@ -313,3 +313,19 @@ async def test_an_attempt_cut_by_its_timeout_ends_its_span_with_an_error(
     assert span.status.description is not None
     assert span.status.description.startswith("cancelled")
     assert span.end_time is not None
+
+
+async def test_a_missing_extra_names_the_install_command() -> None:
+    from source_tools import run_without
+
+    output = await run_without(
+        "opentelemetry",
+        "from reactor.opentelemetry import instrument",
+        "try:",
+        "    instrument(app)",
+        "except ModuleNotFoundError as exc:",
+        "    print(exc)",
+    )
+    assert output == (
+        "opentelemetry.trace is not installed; install it with: pip install 'reactor-events[otel]'\n"
+    )

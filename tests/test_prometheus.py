@@ -294,3 +294,15 @@ async def test_durations_are_kept_per_consumer_of_one_handler() -> None:
     durations = scrape(registry)["reactor_delivery_duration_seconds"]
     assert value(durations, "reactor_delivery_duration_seconds_count", consumer="on-a") == 3
     assert value(durations, "reactor_delivery_duration_seconds_count", consumer="on-b") == 1
+
+
+async def test_a_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "prometheus_client.core", None)
+    with pytest.raises(ModuleNotFoundError) as caught:
+        ReactorCollector(Reactor())
+    assert str(caught.value) == (
+        "prometheus_client.core is not installed; install it with: "
+        "pip install 'reactor-events[prometheus]'"
+    )
