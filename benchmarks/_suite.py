@@ -25,14 +25,14 @@ import attrs
 
 from . import _harness as h
 from ._peers import PEERS
-from ._systems import BASELINES, REACTOR, System
+from ._systems import BASELINES, REACTOR, REACTOR_METRICS, System
 from ._workloads import Spec
 
 CHILD_MODULE = "benchmarks"
 #: The repository's root, the children's working directory: ``python -m benchmarks``
 #: finds this package there wherever the parent was started from.
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS: dict[str, System] = {s.name: s for s in (*BASELINES, REACTOR, *PEERS)}
+SYSTEMS: dict[str, System] = {s.name: s for s in (*BASELINES, REACTOR, REACTOR_METRICS, *PEERS)}
 LOOPS = ("asyncio", "uvloop", "trio")
 WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "subs", "import")
 #: Workloads that measure reactor alone, with no ratio to the taskgroup baseline.
@@ -79,6 +79,8 @@ IMPORTS = {
 TARGET_W1 = 6.0
 TARGET_W2 = 1.5
 TARGET_EAGER = 0.5
+#: W1 K=4: reactor with its Prometheus collector within 5% of reactor without.
+TARGET_METRICS = 1.05
 # And (issue 15): with 10,000 subscriptions over 10,000 sources, events/s at least half
 # that of 10 subscriptions, the 10,000 registered in under a second; `import reactor` in
 # at most 1.3 times `import anyio, attrs`.
@@ -467,7 +469,8 @@ def evaluate_targets(
     """Check the targets: binding on asyncio, reported for the other loops.
 
     The targets: W1 K=4 reactor/taskgroup >= 6x; W2 K=4 reactor/taskgroup >= 1.5x; W1
-    K=4 reactor within 2x of eager (reactor/eager >= 0.5x); for every peer that awaits
+    K=4 reactor within 2x of eager (reactor/eager >= 0.5x); W1 K=4 reactor with its
+    Prometheus collector within 5% of reactor without; for every peer that awaits
     its handlers concurrently, reactor ahead of it on W1 and W2 (deliveries/s) and W3
     (p99 latency) at K=4; with 10,000 subscriptions, at least half the events/s of 10,
     and the 10,000 registered in under a second; ``import reactor`` within 1.3 times
@@ -539,6 +542,14 @@ def evaluate_targets(
             ratio(loop, "w1", "reactor/eager"),
             TARGET_EAGER,
             False,
+        )
+        add(
+            loop,
+            f"W1 K=4 Prometheus metrics cost < 5% (reactor/reactor-metrics < {TARGET_METRICS:g}x)",
+            ratio(loop, "w1", "reactor/reactor-metrics"),
+            TARGET_METRICS,
+            True,
+            below=True,
         )
         for name, system in SYSTEMS.items():
             if system.kind != "peer" or not system.awaits_concurrently:

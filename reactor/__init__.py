@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from ._types import EventAttributes as EventAttributes
     from ._types import Handler as Handler
     from ._types import KeyFunction as KeyFunction
+    from ._types import Middleware as Middleware
     from ._types import Predicate as Predicate
     from ._types import Unset as Unset
 
@@ -97,6 +98,7 @@ __all__ = [
     "KeyFunction",
     "LatencyStats",
     "LetterId",
+    "Middleware",
     "Outcome",
     "PayloadTooLargeError",
     "Predicate",
@@ -174,6 +176,7 @@ _HOMES = {
     "EventAttributes": "_types",
     "Handler": "_types",
     "KeyFunction": "_types",
+    "Middleware": "_types",
     "Predicate": "_types",
     "Unset": "_types",
 }

@@ -32,12 +32,18 @@ from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
 from ._policies import NO_RETRY, Retry
 from ._receipts import Receipt
 from ._stats import Stats
-from ._subscription import DEFAULT_CONCURRENCY, Subscription, compile_glob
+from ._subscription import (
+    DEFAULT_CONCURRENCY,
+    Subscription,
+    compile_glob,
+    is_coroutine_callable,
+)
 from ._types import (
     UNSET,
     ConsumerOptions,
     EventAttributes,
     Handler,
+    Middleware,
     Predicate,
 )
 from .abc import App, EventQueue, Source
@@ -54,6 +60,7 @@ logger = logging.getLogger("reactor")
 NOTIFICATION_TYPE = "reactor.notification"
 
 H = TypeVar("H", bound=Handler)
+M = TypeVar("M", bound=Middleware)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -105,6 +112,24 @@ def _sole_failure(error: BaseException) -> BaseException:
         elif not isinstance(current, cancelled):
             found.append(current)
     return found[0] if len(found) == 1 else error
+
+
+def _compose(handler: Handler, middleware: Sequence[Middleware]) -> Handler:
+    """Return *handler* wrapped in *middleware*, the first one outermost.
+
+    Without middleware the handler itself: the dispatcher then calls it with nothing in
+    between. Each layer is a :func:`functools.partial` binding the next one as
+    ``call_next``: one extra call per layer and attempt, no closure per delivery. The
+    innermost ``call_next`` is a partial of the handler too (a C call, nearly free), so
+    that every ``call_next`` is an object of this subscription's own, which middleware
+    may key per-consumer state on (see ``Reactor.use``).
+    """
+    if not middleware:
+        return handler
+    handler = partial(handler)
+    for layer in reversed(middleware):
+        handler = partial(layer, handler)
+    return handler
 
 
 class _State(enum.Enum):
@@ -197,6 +222,8 @@ class Reactor:
             on_failure=self._refuse_events,
         )
         self._sources: list[Source] = []
+        self._middleware: tuple[Middleware, ...] = ()
+        self._publish_hooks: tuple[Callable[[Event], Event], ...] = ()
         self._state = _State.IDLE
         # The state test on every publish, kept as a plain bool (an enum lookup is slower).
         self._accepting = False
@@ -378,10 +405,96 @@ class Reactor:
             timeout=self._timeout if timeout is UNSET else timeout,
             retry=self._retry if retry is UNSET else (NO_RETRY if retry is None else retry),
         )
-        sub._on_cancel = partial(self._dispatcher.remove, self._dispatcher.add(sub))
+        lane = self._dispatcher.add(sub)
+        if self._middleware:
+            lane.handler = _compose(handler, self._middleware)
+        sub._on_cancel = partial(self._dispatcher.remove, lane)
         if self._state is not _State.IDLE:
             self._queue.note_consumers((sub.name,))
         return sub
+
+    def use(self, middleware: M) -> M:
+        """Wrap every delivery attempt of every subscription in *middleware*.
+
+        A middleware is a coroutine function ``async def middleware(call_next, event)``
+        (:data:`~reactor.Middleware`) that runs around each attempt, where ``await
+        call_next(event)`` runs the rest of the chain and then the handler::
+
+            @app.use
+            async def timed(call_next: Handler, event: Event) -> None:
+                started = time.perf_counter()
+                try:
+                    await call_next(event)
+                finally:
+                    delivery = reactor.current_delivery()  # consumer, attempt, retries
+                    log.info("%s took %.3f s", delivery.consumer, time.perf_counter() - started)
+
+        It sees what the handler would: :func:`~reactor.current_delivery` tells the consumer
+        and which attempt this is (every retry runs the chain again), the subscription's
+        timeout cuts it as it cuts the handler, and what it raises is the attempt's failure
+        (retried and dead-lettered by the subscription's policy, like the handler's own).
+        It may pass another event to ``call_next`` (to enrich it), or return without
+        calling it (the delivery then succeeds without the handler: raise to refuse one).
+        It must not call ``call_next`` more than once.
+
+        ``call_next`` is one object for every attempt of a subscription, and another for
+        each other subscription (even of the same handler), until the chain is replaced by
+        the next ``use()``: a middleware that keeps state per consumer may key it on
+        ``call_next`` and call :func:`~reactor.current_delivery` only the first time.
+
+        The first middleware used is the outermost: it runs first and sees everything
+        the later ones do. Without any, the dispatcher calls the handlers themselves: an
+        app that uses none pays nothing for the feature.
+
+        Why a wrapper coroutine rather than an async context manager: a wrapper sees the
+        event, can change it or skip the handler, and knows the outcome from a plain
+        ``try``; it costs one call per attempt, where a context manager costs two (enter
+        and exit) and can neither skip nor replace the body.
+
+        Safe at any time: the chain of every active subscription is replaced at once, and
+        subscriptions made later get it too. An attempt already running finishes under
+        the chain it started with, as do the remaining deliveries of a cancelled
+        subscription.
+
+        :param middleware: ``async def middleware(call_next, event)``
+        :return: *middleware*, so that ``@app.use`` decorates it
+        :raises TypeError: *middleware* is not a coroutine function
+        """
+        if not is_coroutine_callable(middleware):
+            raise TypeError(
+                f"middleware {middleware!r} is not a coroutine function: define it as "
+                "`async def middleware(call_next, event)`"
+            )
+        self._middleware = (*self._middleware, middleware)
+        for lane in self._dispatcher.lanes:
+            lane.handler = _compose(lane.sub.handler, self._middleware)
+        return middleware
+
+    def on_publish(self, hook: Callable[[Event], Event]) -> Callable[[Event], Event]:
+        """Pass every event the app publishes through *hook* before it is queued.
+
+        ``hook(event)`` returns the event to queue: the same one, or a copy with more
+        (extensions such as a trace context: :func:`reactor.opentelemetry.instrument`
+        uses it so that events carry the span they were published in). It runs in
+        ``publish()``, ``publish_nowait()``, ``publish_and_wait()``, ``publish_many()`` and
+        ``notify()``, for the app's code and its sources alike, on the event loop's thread;
+        what it raises reaches the publisher. :meth:`redeliver` does not run it: a dead
+        letter goes out again as it was. Hooks run in the order given; without any,
+        publishing pays nothing for the feature.
+
+        :param hook: ``hook(event) -> Event``, quick and synchronous
+        :return: *hook*, so that ``@app.on_publish`` decorates it
+        :raises TypeError: *hook* is not callable
+        """
+        if not callable(hook):
+            raise TypeError(f"hook must be a callable taking and returning an Event, got {hook!r}")
+        self._publish_hooks = (*self._publish_hooks, hook)
+        return hook
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware given to :meth:`use`, outermost first."""
+        return self._middleware
 
     def on_notification(self, channel: str, **options: Unpack[ConsumerOptions]) -> Callable[[H], H]:
         """Decorate a handler for the in-process notification *channel*.
@@ -477,7 +590,7 @@ class Reactor:
                 attributes and any(value is not None for value in attributes.values())
             ):
                 raise TypeError("pass either an Event or a type with its attributes, not both")
-            return event
+            return self._hooked(event) if self._publish_hooks else event
         if not isinstance(event, str):
             raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
         if not attributes or attributes.keys() == {"source"}:
@@ -496,7 +609,15 @@ class Reactor:
         fields.setdefault("source", self._source)
         if "time" not in fields:
             fields["time"] = self._clock.now()
-        return Event(type=event, data=data, **fields)
+        built = Event(type=event, data=data, **fields)
+        return self._hooked(built) if self._publish_hooks else built
+
+    def _hooked(self, event: Event) -> Event:
+        for hook in self._publish_hooks:
+            event = hook(event)
+            if not isinstance(event, Event):
+                raise TypeError(f"the publish hook {hook!r} returned {event!r}, not an Event")
+        return event
 
     async def publish(
         self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
@@ -569,6 +690,8 @@ class Reactor:
         for event in events:
             if not isinstance(event, Event):
                 raise TypeError(f"publish_many() takes Event objects, got {event!r}")
+        if self._publish_hooks:
+            events = [self._hooked(event) for event in events]
         await self._queue.put_many(events)
         self._published += len(events)
 
@@ -649,7 +772,8 @@ class Reactor:
             raise ConsumerNotFound(
                 f"no active subscription is named {letter.consumer!r}; subscribe it first"
             )
-        self._event(letter.event, None, {})
+        if not self._accepting or _get_ident() != self._thread:
+            self._check_publishing()
         if self._queue.stores_dead_letters:
             self._queue.discard_dead_letter(letter)
         await self._queue.put(letter.event, only=(letter.consumer,))

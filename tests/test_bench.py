@@ -41,7 +41,7 @@ from benchmarks._systems import ALL_LOOPS, Handler, Publish, Semantics, System
 from benchmarks._workloads import Spec, expected_failures, measure
 from reactor._cli import main as reactor_main
 
-BASELINES_AND_REACTOR = ("direct", "taskgroup", "eager", "reactor")
+BASELINES_AND_REACTOR = ("direct", "taskgroup", "eager", "reactor", "reactor-metrics")
 PEERS = tuple(name for name, system in SYSTEMS.items() if system.kind == "peer")
 #: The repository's root, where ``python -m benchmarks`` runs.
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,8 +333,11 @@ def test_targets_bind_on_asyncio_and_say_pass_or_miss() -> None:
         _record("taskgroup", 0, 100.0),
         _record("eager", 0, 1000.0),
         _record("reactor", 0, 700.0),
+        _record("reactor-metrics", 0, 650.0),
     ]
     targets = {t["target"]: t for t in evaluate_targets(summarise(records), ["asyncio"])}
+    metrics = targets["W1 K=4 Prometheus metrics cost < 5% (reactor/reactor-metrics < 1.05x)"]
+    assert (metrics["status"], metrics["text"]) == ("MISS", "1.08x")
     w1 = targets["W1 K=4 reactor/taskgroup >= 6x"]
     assert (w1["status"], w1["text"], w1["binding"]) == ("PASS", "7.00x", True)
     assert targets["W1 K=4 reactor within 2x of eager (reactor/eager >= 0.5x)"]["status"] == "PASS"

@@ -24,7 +24,16 @@ def test_all_is_sorted_and_complete() -> None:
     # (Names of pytest's assertion rewriting start with "@": the pytest plugin makes pytest
     # rewrite the package's modules, as it does for every plugin's distribution.)
     public = {name for name in vars(reactor) if not name.startswith(("_", "@"))}
-    modules = {"abc", "pytest_plugin", "queues", "sources", "testing", "validators"}
+    modules = {
+        "abc",
+        "opentelemetry",
+        "prometheus",
+        "pytest_plugin",
+        "queues",
+        "sources",
+        "testing",
+        "validators",
+    }
     assert public - modules - {"annotations"} <= set(reactor.__all__)
     for name in reactor.__all__:
         assert hasattr(reactor, name), name
@@ -48,7 +57,8 @@ def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
         "import sys, reactor, reactor.abc, reactor.testing, reactor.queues, reactor.queues.memory;"
         "import reactor.sources.objects;"
         "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess',"
-        " 'coredis', 'nats', 'paho', 'cryptography', 'psycopg', 'botocore'};"
+        " 'coredis', 'nats', 'paho', 'cryptography', 'psycopg', 'botocore',"
+        " 'prometheus_client', 'opentelemetry'};"
         "print(sorted(bad & set(sys.modules)))"
     )
     out = subprocess.run(

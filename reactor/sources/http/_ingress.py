@@ -158,6 +158,7 @@ class HttpIngress(Source):
         self._app = app
         self._routes: dict[str, Webhook] = {}
         self._receivers: dict[str, Receiver] = {}
+        self._pages: dict[str, Callable[[str | None], tuple[bytes, str]]] = {}
         # Globs of the types the receivers publish, refused at the CloudEvents endpoint.
         self._receiver_types: dict[str, Callable[[str], bool]] = {}
         self._replays = ReplayCache(DEFAULT_REPLAY_CACHE)
@@ -296,8 +297,10 @@ class HttpIngress(Source):
         """
         validators.keywords("webhook", options, WebhookOptions)
         route = _webhooks.route(path, type, options)
-        if route.path in self._receivers:
-            raise ValueError(f"path {route.path!r} is taken by a receiver; use another path")
+        if route.path in self._receivers or route.path in self._pages:
+            raise ValueError(
+                f"path {route.path!r} is taken by a receiver or a page; use another path"
+            )
         existing = self._routes.get(route.path)
         if existing is not None:
             if existing != route:
@@ -341,7 +344,7 @@ class HttpIngress(Source):
         existing = self._receivers.get(normalized)
         if existing is receiver:
             return
-        if existing is not None or normalized in self._routes:
+        if existing is not None or normalized in self._routes or normalized in self._pages:
             raise ValueError(f"path {normalized!r} is routed already; use another path")
         self._receivers[normalized] = receiver
         self._receiver_types.update(matchers)
@@ -374,6 +377,40 @@ class HttpIngress(Source):
             raise TypeError(f"host must be a Starlette or FastAPI application, got {host!r}")
         routes.append(Route(prefix, _AtPrefix(self)))
         routes.append(Mount(prefix, app=self))
+
+    def page(self, path: str, render: Callable[[str | None], tuple[bytes, str]]) -> None:
+        """Answer ``GET`` (and ``HEAD``) requests at *path* with what *render* returns.
+
+        For read-only pages such as metrics (:func:`reactor.prometheus.serve_metrics`
+        routes ``/metrics`` this way). *render* is called with the request's ``Accept``
+        header (``None`` without one) and returns the body and its content type; it runs
+        in the event loop, so it must be quick. Pages need no authentication.
+
+        :param path: the path below the ingress, as for :meth:`webhook`
+        :param render: ``render(accept) -> (body, content_type)``
+        :raises ValueError: *path* is not a valid path, or is taken by another route
+        """
+        normalized = _webhooks.check_path(path)
+        if normalized in self._routes or normalized in self._receivers:
+            raise ValueError(f"path {normalized!r} is routed already; use another path")
+        self._pages[normalized] = render
+
+    def _page(self, path: str, scope: Scope) -> Answer:
+        if scope["method"] not in ("GET", "HEAD"):
+            raise Reject(405, "use GET", ((b"allow", b"GET, HEAD"),))
+        accept = next(
+            (value.decode("latin-1") for name, value in scope["headers"] if name == b"accept"),
+            None,
+        )
+        body, content_type = self._pages[path](accept)
+        headers = [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        return (
+            {"type": "http.response.start", "status": 200, "headers": headers},
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body},
+        )
 
     # -- Source ---------------------------------------------------------------------
 
@@ -455,6 +492,8 @@ class HttpIngress(Source):
 
     async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         path = route_path(scope)
+        if path in self._pages:
+            return self._page(path, scope)
         route: Webhook | None = None
         if path != "/":
             route = self._routes.get(path)
