@@ -636,7 +636,9 @@ class Dispatcher:
                     ready.append(lane)  # (lane.ready stays True)
                 else:
                     lane.ready = False
-                turn = min(len(inbox) >> 4, STREAK - 1 - streak)
+                turn = len(inbox) >> 4
+                if turn >= STREAK - streak:
+                    turn = STREAK - 1 - streak
                 slot.lane = lane
                 while True:
                     received = slot.received = inbox.popleft()
