@@ -113,6 +113,25 @@ def test_sphinx_markup_reads_as_markdown_in_the_api_reference() -> None:
     assert _roles()._page_links(pointer) == (
         'the "MQTT" page: [docs/triggers/mqtt.md](../../triggers/mqtt.md).'
     )
+    # Simple tables and definition lists of literals, as reactor.prometheus and
+    # reactor.pytest_plugin write them.
+    table = (
+        "====  =====  ====\n"
+        "name  type   what\n"
+        "====  =====  ====\n"
+        "``a``  gauge  one,\n"
+        "             two\n"
+        "``b_  count  three\n"
+        "c``\n"
+        "====  =====  ====\n"
+    )
+    assert markdown(table) == (
+        "| name | type | what |\n|---|---|---|\n| ``a`` | gauge | one, two |\n"
+        "| ``b_c`` | count | three |\n"
+    )
+    assert markdown("Fixtures:\n\n``clock``\n    a new\n    clock.\n\nAfter.") == (
+        "Fixtures:\n\n``clock``\n:   a new clock.\n\nAfter."
+    )
     # Sphinx fields are left to mkdocstrings' sphinx style.
     assert markdown(":param x: the x\n:raises ValueError: bad") == (
         ":param x: the x\n:raises ValueError: bad"
