@@ -43,6 +43,7 @@ RUNNABLE = [
     "concepts/queues.md",
     "concepts/triggers.md",
     "how-to/durable-queues.md",
+    "how-to/observability.md",
     "how-to/plugins.md",
     "how-to/testing.md",
     "queues/sqlite.md",
@@ -149,3 +150,21 @@ def test_every_docs_page_a_module_points_to_exists_and_is_in_the_nav() -> None:
     for module, page in pointers.items():
         assert (DOCS / page).is_file(), f"{module} points to docs/{page}, which is missing"
         assert f": {page}\n" in nav, f"docs/{page} ({module}) is not in mkdocs.yml's nav"
+
+
+def test_the_command_line_page_names_every_option_and_variable_of_reactor_run() -> None:
+    """The reference page against ``reactor run --help``, so a new option is documented."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    options = set(re.findall(r"^  (--[a-z-]+)", proc.stdout, flags=re.M)) - {"--help"}
+    variables = set(re.findall(r"\bREACTOR_[A-Z_]+\b", proc.stdout))
+    assert {"--http", "--log-format", "--log-config", "--queue"} <= options
+    assert {"REACTOR_HTTP", "REACTOR_LOG_FORMAT", "REACTOR_LOG_CONFIG"} <= variables
+    page = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in options | variables if f"`{name}" not in page)
+    assert not missing, f"docs/reference/cli.md does not name {missing}"
