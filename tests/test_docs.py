@@ -50,27 +50,30 @@ RUNNABLE = [
 ]
 
 
+def _programs(page: str) -> list[str]:
+    """The page's Python examples that are programs; a block with a ``title`` is a file,
+    run by a test of its own."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return [m.group("code") for m in BLOCK.finditer(text) if not m.group("title")]
+
+
 @pytest.mark.parametrize(
     ("page", "index"),
-    [
-        (page, index)
-        for page in RUNNABLE
-        for index in range(len(BLOCK.findall((DOCS / page).read_text(encoding="utf-8"))))
-    ],
+    [(page, index) for page in RUNNABLE for index in range(len(_programs(page)))],
 )
 def test_runnable_example_runs(
     page: str, index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code = list(BLOCK.finditer((DOCS / page).read_text(encoding="utf-8")))[index].group("code")
+    code = _programs(page)[index]
     exec(compile(code, f"{page} example {index}", "exec"), {"__name__": "__docs__"})
 
 
-@pytest.mark.timeout(120)
-def test_getting_started_app_and_its_tests_pass(tmp_path: Path) -> None:
-    """The page's files, written out as named, and its test run with pytest as shown."""
-    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
-    files = {m.group("title"): m.group("code") for m in BLOCK.finditer(page) if m.group("title")}
+def _run_the_pages_tests(page: str, tmp_path: Path) -> str:
+    """Write out the page's files, as named, run ``pytest test_shop.py`` as the page does;
+    return pytest's output."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    files = {m.group("title"): m.group("code") for m in BLOCK.finditer(text) if m.group("title")}
     assert set(files) == {"shop.py", "test_shop.py"}
     for name, code in files.items():
         (tmp_path / name).write_text(code, encoding="utf-8")
@@ -83,9 +86,27 @@ def test_getting_started_app_and_its_tests_pass(tmp_path: Path) -> None:
         timeout=110,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_getting_started_app_and_its_tests_pass(tmp_path: Path) -> None:
+    """The page's files, written out as named, and its test run with pytest as shown."""
+    output = _run_the_pages_tests("getting-started.md", tmp_path)
     # anyio's plugin runs each test on every backend installed: asyncio, and trio here.
-    assert re.search(r"^6 passed", proc.stdout, flags=re.M), proc.stdout
+    assert re.search(r"^6 passed", output, flags=re.M), output
+    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
     assert "3 passed" in page and "6 passed" in page  # the outputs the page shows
+
+
+@pytest.mark.timeout(120)
+def test_the_pytest_plugin_example_passes(tmp_path: Path) -> None:
+    """The testing page's app and its tests, which use the installed plugin's fixtures
+    under anyio's plugin and pytest-asyncio's strict mode."""
+    output = _run_the_pages_tests("how-to/testing.md", tmp_path)
+    # The anyio test on asyncio and trio, the pytest-asyncio test on asyncio.
+    assert re.search(r"^3 passed", output, flags=re.M), output
+    assert "3 passed" in (DOCS / "how-to" / "testing.md").read_text(encoding="utf-8")
 
 
 def _roles() -> Any:
