@@ -6,6 +6,9 @@ roles and literal blocks, read as Markdown.
 * a paragraph ending in ``::`` introduces a fenced Python block of the indented lines
   that follow it;
 * a link ```text <https://...>`_`` becomes ``[text](https://...)``;
+* a simple table (columns drawn with ``===``) becomes a Markdown table, and a
+  definition list whose terms are literals (````name````, its definition indented
+  below) a Markdown one;
 * an attribute without a docstring takes the ``#:`` comment above it, as Sphinx does.
 
 The Sphinx fields (``:param:``, ``:raises:``, ``:return:``) are left to mkdocstrings'
@@ -75,6 +78,79 @@ def _literal_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+_BORDER = re.compile(r"^( *)=+( +=+)+ *$")
+_TERM = re.compile(r"^( *)``[^`]+`` *$")
+
+
+def _table(lines: list[str]) -> list[str]:
+    """Rewrite a simple table (border, header, border, rows, border) as Markdown.
+
+    A line whose first column is empty continues the row above, as does every line
+    while the first cell holds an unclosed literal (a name broken across lines).
+    """
+    border = lines[0]
+    spans = [m.span() for m in re.finditer(r"=+", border)]
+    starts = [start for start, _ in spans]
+
+    def cells(line: str) -> list[str]:
+        bounds = [*starts[1:], None]
+        return [line[start:end].strip() for start, end in zip(starts, bounds, strict=True)]
+
+    header = cells(lines[1])
+    rows: list[list[str]] = []
+    for line in lines[3:-1]:
+        if not line.strip():
+            continue
+        row = cells(line)
+        if rows and (not row[0] or rows[-1][0].count("``") % 2):
+            previous = rows[-1]
+            for k, cell in enumerate(row):
+                if not cell:
+                    continue
+                glue = "" if previous[k].count("``") % 2 else " "
+                previous[k] = f"{previous[k]}{glue}{cell}".strip()
+            continue
+        rows.append(row)
+    pad = border[: len(border) - len(border.lstrip())]
+    out = [pad + "| " + " | ".join(header) + " |", pad + "|" + "---|" * len(header)]
+    out.extend(pad + "| " + " | ".join(row) + " |" for row in rows)
+    return out
+
+
+def _tables_and_terms(text: str) -> str:
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        # A table: border, header, border, rows..., border.
+        if _BORDER.match(line) and i + 2 < len(lines) and lines[i + 2] == line:
+            end = next((j for j in range(i + 3, len(lines)) if lines[j] == line), None)
+            if end is not None:
+                out.extend(_table(lines[i : end + 1]))
+                i = end + 1
+                continue
+        # A definition list's term: a literal alone on its line, after a blank line,
+        # its definition indented below it.
+        term = _TERM.match(line)
+        if term and (not out or not out[-1].strip()) and i + 1 < len(lines):
+            indent = len(term.group(1))
+            below = lines[i + 1]
+            if below.strip() and len(below) - len(below.lstrip()) > indent:
+                out.append(line)
+                j = i + 1
+                definition: list[str] = []
+                while j < len(lines) and lines[j].strip():
+                    definition.append(lines[j].strip())
+                    j += 1
+                out.append(" " * indent + ":   " + " ".join(definition))
+                i = j
+                continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
 def _page_links(text: str) -> str:
     """Make a module's pointer to its manual, ``docs/<page>.md``, a link to that page.
 
@@ -92,7 +168,7 @@ def markdown(text: str) -> str:
     """
     text = _LINK.sub(lambda m: f"[{m.group(1)}]({m.group(2)})", text)
     text = _ROLE.sub(_role, text)
-    return _literal_blocks(text)
+    return _literal_blocks(_tables_and_terms(text))
 
 
 class SphinxMarkup(griffe.Extension):

@@ -596,12 +596,13 @@ class Reactor:
         if not attributes or attributes.keys() == {"source"}:
             # The common call, publish(type, data) or with a source: no dict to build.
             source = attributes.get("source") if attributes else None
-            return Event(
+            common = Event(
                 type=event,
                 source=self._source if source is None else source,
                 time=self._clock.now(),
                 data=data,
             )
+            return self._hooked(common) if self._publish_hooks else common
         validators.keywords("publish", attributes, EventAttributes)
         fields: dict[str, Any] = {
             name: value for name, value in attributes.items() if value is not None

@@ -43,33 +43,37 @@ RUNNABLE = [
     "concepts/queues.md",
     "concepts/triggers.md",
     "how-to/durable-queues.md",
+    "how-to/observability.md",
     "how-to/plugins.md",
     "how-to/testing.md",
     "queues/sqlite.md",
 ]
 
 
+def _programs(page: str) -> list[str]:
+    """The page's Python examples that are programs; a block with a ``title`` is a file,
+    run by a test of its own."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return [m.group("code") for m in BLOCK.finditer(text) if not m.group("title")]
+
+
 @pytest.mark.parametrize(
     ("page", "index"),
-    [
-        (page, index)
-        for page in RUNNABLE
-        for index in range(len(BLOCK.findall((DOCS / page).read_text(encoding="utf-8"))))
-    ],
+    [(page, index) for page in RUNNABLE for index in range(len(_programs(page)))],
 )
 def test_runnable_example_runs(
     page: str, index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code = list(BLOCK.finditer((DOCS / page).read_text(encoding="utf-8")))[index].group("code")
+    code = _programs(page)[index]
     exec(compile(code, f"{page} example {index}", "exec"), {"__name__": "__docs__"})
 
 
-@pytest.mark.timeout(120)
-def test_getting_started_app_and_its_tests_pass(tmp_path: Path) -> None:
-    """The page's files, written out as named, and its test run with pytest as shown."""
-    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
-    files = {m.group("title"): m.group("code") for m in BLOCK.finditer(page) if m.group("title")}
+def _run_the_pages_tests(page: str, tmp_path: Path) -> str:
+    """Write out the page's files, as named, run ``pytest test_shop.py`` as the page does;
+    return pytest's output."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    files = {m.group("title"): m.group("code") for m in BLOCK.finditer(text) if m.group("title")}
     assert set(files) == {"shop.py", "test_shop.py"}
     for name, code in files.items():
         (tmp_path / name).write_text(code, encoding="utf-8")
@@ -82,9 +86,27 @@ def test_getting_started_app_and_its_tests_pass(tmp_path: Path) -> None:
         timeout=110,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_getting_started_app_and_its_tests_pass(tmp_path: Path) -> None:
+    """The page's files, written out as named, and its test run with pytest as shown."""
+    output = _run_the_pages_tests("getting-started.md", tmp_path)
     # anyio's plugin runs each test on every backend installed: asyncio, and trio here.
-    assert re.search(r"^6 passed", proc.stdout, flags=re.M), proc.stdout
+    assert re.search(r"^6 passed", output, flags=re.M), output
+    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
     assert "3 passed" in page and "6 passed" in page  # the outputs the page shows
+
+
+@pytest.mark.timeout(120)
+def test_the_pytest_plugin_example_passes(tmp_path: Path) -> None:
+    """The testing page's app and its tests, which use the installed plugin's fixtures
+    under anyio's plugin and pytest-asyncio's strict mode."""
+    output = _run_the_pages_tests("how-to/testing.md", tmp_path)
+    # The anyio test on asyncio and trio, the pytest-asyncio test on asyncio.
+    assert re.search(r"^3 passed", output, flags=re.M), output
+    assert "3 passed" in (DOCS / "how-to" / "testing.md").read_text(encoding="utf-8")
 
 
 def _roles() -> Any:
@@ -113,6 +135,25 @@ def test_sphinx_markup_reads_as_markdown_in_the_api_reference() -> None:
     assert _roles()._page_links(pointer) == (
         'the "MQTT" page: [docs/triggers/mqtt.md](../../triggers/mqtt.md).'
     )
+    # Simple tables and definition lists of literals, as reactor.prometheus and
+    # reactor.pytest_plugin write them.
+    table = (
+        "====  =====  ====\n"
+        "name  type   what\n"
+        "====  =====  ====\n"
+        "``a``  gauge  one,\n"
+        "             two\n"
+        "``b_  count  three\n"
+        "c``\n"
+        "====  =====  ====\n"
+    )
+    assert markdown(table) == (
+        "| name | type | what |\n|---|---|---|\n| ``a`` | gauge | one, two |\n"
+        "| ``b_c`` | count | three |\n"
+    )
+    assert markdown("Fixtures:\n\n``clock``\n    a new\n    clock.\n\nAfter.") == (
+        "Fixtures:\n\n``clock``\n:   a new clock.\n\nAfter."
+    )
     # Sphinx fields are left to mkdocstrings' sphinx style.
     assert markdown(":param x: the x\n:raises ValueError: bad") == (
         ":param x: the x\n:raises ValueError: bad"
@@ -130,3 +171,21 @@ def test_every_docs_page_a_module_points_to_exists_and_is_in_the_nav() -> None:
     for module, page in pointers.items():
         assert (DOCS / page).is_file(), f"{module} points to docs/{page}, which is missing"
         assert f": {page}\n" in nav, f"docs/{page} ({module}) is not in mkdocs.yml's nav"
+
+
+def test_the_command_line_page_names_every_option_and_variable_of_reactor_run() -> None:
+    """The reference page against ``reactor run --help``, so a new option is documented."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "reactor", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    options = set(re.findall(r"^  (--[a-z-]+)", proc.stdout, flags=re.M)) - {"--help"}
+    variables = set(re.findall(r"\bREACTOR_[A-Z_]+\b", proc.stdout))
+    assert {"--http", "--log-format", "--log-config", "--queue"} <= options
+    assert {"REACTOR_HTTP", "REACTOR_LOG_FORMAT", "REACTOR_LOG_CONFIG"} <= variables
+    page = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in options | variables if f"`{name}" not in page)
+    assert not missing, f"docs/reference/cli.md does not name {missing}"
