@@ -363,3 +363,119 @@ def _terminal_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 0
+
+
+def eta(elapsed: float, done: int, total: int) -> float | None:
+    """The seconds a run still needs, from the pace of the steps done so far.
+
+    :param elapsed: seconds since the run began.
+    :param done: steps done.
+    :param total: steps in the run.
+    :return: the estimate, or ``None`` before the first step is done.
+    """
+    if done <= 0:
+        return None
+    return elapsed / done * max(0, total - done)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``"1h02m"``, ``"4m05s"`` or ``"42s"``; ``"?"`` for an unknown duration.
+
+    :param seconds: the duration.
+    :return: the text.
+    """
+    if seconds is None:
+        return "?"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class Progress:
+    """The progress of a run of many steps, on stderr.
+
+    On a terminal, with rich installed and without *plain*, one bar that tells the steps
+    done, the time elapsed, the time left (ETA) and the last step's result; elsewhere (a
+    pipe, a CI log, ``--plain``, no rich) one plain line per step, with the same ETA.
+    Notes (errors, retries) are printed as lines in both.
+
+    Use it as a context manager::
+
+        with Progress(len(runs), "W1-W6", plain=args.plain) as progress:
+            for run in runs:
+                progress.step(f"{run}: {result}")
+    """
+
+    def __init__(self, total: int, title: str, *, plain: bool = False) -> None:
+        """Prepare a display of *total* steps.
+
+        :param total: how many steps the run has.
+        :param title: what is running, in front of the bar.
+        :param plain: plain lines even on a terminal with rich installed.
+        """
+        self.total = total
+        self.title = title
+        self.done = 0
+        self._started = time.perf_counter()
+        self._bar: Any = None
+        self._task: Any = None
+        if plain or not sys.stderr.isatty():
+            return
+        try:
+            progress = importlib.import_module("rich.progress")
+            console = importlib.import_module("rich.console").Console(stderr=True)
+        except ImportError:
+            return
+        self._bar = progress.Progress(
+            progress.TextColumn("[bold]{task.description}"),
+            progress.BarColumn(),
+            progress.MofNCompleteColumn(),
+            progress.TimeElapsedColumn(),
+            progress.TextColumn("ETA"),
+            progress.TimeRemainingColumn(),
+            progress.TextColumn("{task.fields[last]}"),
+            console=console,
+        )
+
+    def __enter__(self) -> Progress:
+        self._started = time.perf_counter()
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task(self.title, total=self.total, last="")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def step(self, text: str, *, note: bool = False) -> None:
+        """Count one step done.
+
+        :param text: what the step was and what it gave.
+        :param note: print *text* as a line on a terminal too (an error, say).
+        """
+        self.done += 1
+        if self._bar is None:
+            left = eta(time.perf_counter() - self._started, self.done, self.total)
+            print(
+                f"[{self.done}/{self.total}, ETA {fmt_duration(left)}] {text}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        if note:
+            self._bar.console.print(text, markup=False, highlight=False)
+        self._bar.update(self._task, advance=1, last=text[:80])
+
+    def note(self, text: str) -> None:
+        """Print a line that is not a step (a retry, a warning) without breaking the bar.
+
+        :param text: the line.
+        """
+        if self._bar is None:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            self._bar.console.print(text, markup=False, highlight=False)

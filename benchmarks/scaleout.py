@@ -1469,7 +1469,7 @@ def measure_breakdown(cfg: Config, broker: str, systems: Sequence[str]) -> dict[
         profiled = replace(cfg, profile=directory)
         for system in systems:
             result = measure_drain(profiled, broker, system, "asyncio", 1)
-            _progress(broker, "breakdown", f"{system} asyncio W1 (cProfile)", 0, result)
+            _progress(None, broker, "breakdown", f"{system} asyncio W1 (cProfile)", 0, result)
             if "error" in result:
                 out[system] = {"error": result["error"]}
                 continue
@@ -1809,44 +1809,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     plans = {b: drain_runs(cfg, b, unavailable[b]) for b in brokers}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     raw: list[dict[str, Any]] = []
-    for rep in range(cfg.repeat):
-        for broker in brokers:
-            if "drain" in cfg.workloads:
-                by_name = {run_name(r): r for r in plans[broker]}
-                for name in h.rotated(list(by_name), rep):
-                    system, loop, workers = by_name[name]
-                    t0 = time.perf_counter()
-                    result = measure_drain(cfg, broker, system, loop, workers)
-                    results.setdefault(f"{broker}/drain", {}).setdefault(name, []).append(result)
-                    raw.append(
-                        {
-                            "broker": broker,
-                            "workload": "drain",
-                            "name": name,
-                            "rep": rep,
-                            "result": result,
-                            "wall_s": time.perf_counter() - t0,
-                        }
-                    )
-                    _progress(broker, "drain", name, rep, result)
-            if "latency" in cfg.workloads:
-                systems = ["raw"] + (["reactor"] if unavailable[broker]["reactor"] is None else [])
-                systems = [system for system in systems if system in cfg.systems]
-                for system in h.rotated(systems, rep):
-                    result = measure_latency(cfg, broker, system)
-                    results.setdefault(f"{broker}/latency", {}).setdefault(system, []).append(
-                        result
-                    )
-                    raw.append(
-                        {
-                            "broker": broker,
-                            "workload": "latency",
-                            "name": system,
-                            "rep": rep,
-                            "result": result,
-                        }
-                    )
-                    _progress(broker, "latency", system, rep, result)
+
+    def latency_systems(broker: str) -> list[str]:
+        systems = ["raw"] + (["reactor"] if unavailable[broker]["reactor"] is None else [])
+        return [system for system in systems if system in cfg.systems]
+
+    steps = cfg.repeat * sum(
+        ("drain" in cfg.workloads) * len(plans[broker])
+        + ("latency" in cfg.workloads) * len(latency_systems(broker))
+        for broker in brokers
+    )
+    with h.Progress(steps, "scaleout", plain=args.plain) as bar:
+        for rep in range(cfg.repeat):
+            for broker in brokers:
+                if "drain" in cfg.workloads:
+                    by_name = {run_name(r): r for r in plans[broker]}
+                    for name in h.rotated(list(by_name), rep):
+                        system, loop, workers = by_name[name]
+                        t0 = time.perf_counter()
+                        result = measure_drain(cfg, broker, system, loop, workers)
+                        results.setdefault(f"{broker}/drain", {}).setdefault(name, []).append(
+                            result
+                        )
+                        raw.append(
+                            {
+                                "broker": broker,
+                                "workload": "drain",
+                                "name": name,
+                                "rep": rep,
+                                "result": result,
+                                "wall_s": time.perf_counter() - t0,
+                            }
+                        )
+                        _progress(bar, broker, "drain", name, rep, result)
+                if "latency" in cfg.workloads:
+                    for system in h.rotated(latency_systems(broker), rep):
+                        result = measure_latency(cfg, broker, system)
+                        results.setdefault(f"{broker}/latency", {}).setdefault(system, []).append(
+                            result
+                        )
+                        raw.append(
+                            {
+                                "broker": broker,
+                                "workload": "latency",
+                                "name": system,
+                                "rep": rep,
+                                "result": result,
+                            }
+                        )
+                        _progress(bar, broker, "latency", system, rep, result)
     breakdown: dict[str, Any] = {}
     if cfg.breakdown:
         for broker in brokers:
@@ -1886,14 +1897,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if problems else 0
 
 
-def _progress(broker: str, workload: str, name: str, rep: int, result: dict[str, Any]) -> None:
+def _progress(
+    bar: h.Progress | None, broker: str, workload: str, name: str, rep: int, result: dict[str, Any]
+) -> None:
     if "error" in result:
         brief = f"ERROR {result['error'][:200]}"
     elif "events_per_s" in result:
         brief = f"{result['events_per_s']:,.0f} events/s ({result['events']:,} events)"
     else:
         brief = f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
-    print(f"[{broker} {workload} rep {rep + 1}] {name}: {brief}", file=sys.stderr, flush=True)
+    if bar is None:
+        print(f"[{broker} {workload} rep {rep + 1}] {name}: {brief}", file=sys.stderr, flush=True)
+    else:
+        bar.step(f"{broker} {workload} rep {rep + 1} {name}: {brief}", note="error" in result)
 
 
 if __name__ == "__main__":

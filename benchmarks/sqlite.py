@@ -1679,35 +1679,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw: list[dict[str, Any]] = []
     started = time.perf_counter()
     plan = list(_plan(cfg))
-    for n, (workload, level, system, rep, spec, timeout) in enumerate(plan, 1):
-        t0 = time.perf_counter()
-        result = run_child(spec, timeout)
-        attempts = 1
-        # A run during which another process took CPU measures the machine, not the
-        # system: run it again (up to --retry-noisy times), keep the quietest attempt.
-        while attempts <= args.retry_noisy and _noisy(result):
-            again = run_child(spec, timeout)
-            attempts += 1
-            print(
-                f"  noisy ({_brief(result)}); again: {_brief(again)}", file=sys.stderr, flush=True
+    with h.Progress(len(plan), "sqlite", plain=args.plain) as progress:
+        for workload, level, system, rep, spec, timeout in plan:
+            t0 = time.perf_counter()
+            result = run_child(spec, timeout)
+            attempts = 1
+            # A run during which another process took CPU measures the machine, not the
+            # system: run it again (up to --retry-noisy times), keep the quietest attempt.
+            while attempts <= args.retry_noisy and _noisy(result):
+                again = run_child(spec, timeout)
+                attempts += 1
+                progress.note(f"  noisy ({_brief(result)}); again: {_brief(again)}")
+                if "error" in again or again["others_share"] < result["others_share"]:
+                    result = again
+            results.setdefault((workload, level), {}).setdefault(system, []).append(result)
+            raw.append(
+                {
+                    "spec": asdict(spec),
+                    "rep": rep,
+                    "result": result,
+                    "attempts": attempts,
+                    "wall_s": time.perf_counter() - t0,
+                }
             )
-            if "error" in again or again["others_share"] < result["others_share"]:
-                result = again
-        results.setdefault((workload, level), {}).setdefault(system, []).append(result)
-        raw.append(
-            {
-                "spec": asdict(spec),
-                "rep": rep,
-                "result": result,
-                "attempts": attempts,
-                "wall_s": time.perf_counter() - t0,
-            }
-        )
-        print(
-            f"[{n}/{len(plan)}] {workload} {level} rep {rep + 1} {system}: {_brief(result)}",
-            file=sys.stderr,
-            flush=True,
-        )
+            progress.step(
+                f"{workload} {level} rep {rep + 1} {system}: {_brief(result)}",
+                note="error" in result,
+            )
     memory = _run_memory(cfg) if "memory" in cfg.workloads else None
     env["load_average_after"] = list(os.getloadavg())
     env["commit_after"] = _commit_id()

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from ._exceptions import ReactorNotRunning as ReactorNotRunning
     from ._exceptions import RedeliveryLimitExceeded as RedeliveryLimitExceeded
     from ._exceptions import SourceUnavailableError as SourceUnavailableError
+    from ._health import Health as Health
+    from ._logs import JsonFormatter as JsonFormatter
     from ._outcomes import DeadLetter as DeadLetter
     from ._outcomes import DeadLetters as DeadLetters
     from ._outcomes import LetterId as LetterId
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from ._types import EventAttributes as EventAttributes
     from ._types import Handler as Handler
     from ._types import KeyFunction as KeyFunction
+    from ._types import Middleware as Middleware
     from ._types import Predicate as Predicate
     from ._types import Unset as Unset
 
@@ -87,12 +90,15 @@ __all__ = [
     "ExtensionValue",
     "Handler",
     "HandlerCancelled",
+    "Health",
     "InternalTaskDied",
     "InvalidEventError",
     "InvalidScheduleError",
+    "JsonFormatter",
     "KeyFunction",
     "LatencyStats",
     "LetterId",
+    "Middleware",
     "Outcome",
     "PayloadTooLargeError",
     "Predicate",
@@ -148,6 +154,8 @@ _HOMES = {
     "ReactorNotRunning": "_exceptions",
     "RedeliveryLimitExceeded": "_exceptions",
     "SourceUnavailableError": "_exceptions",
+    "Health": "_health",
+    "JsonFormatter": "_logs",
     "DeadLetter": "_outcomes",
     "DeadLetters": "_outcomes",
     "LetterId": "_outcomes",
@@ -168,6 +176,7 @@ _HOMES = {
     "EventAttributes": "_types",
     "Handler": "_types",
     "KeyFunction": "_types",
+    "Middleware": "_types",
     "Predicate": "_types",
     "Unset": "_types",
 }

@@ -9,9 +9,11 @@ SDK reads what :class:`Event` writes and the other way round.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
@@ -53,14 +55,44 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 
-_VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
+# Default ids: one random prefix per process and a counter (see _new_id).
+_COUNTER_BITS = 48
+_COUNTER_LIMIT = 1 << _COUNTER_BITS
+_id_lock = threading.Lock()
+_id_prefix = ""
+_id_counter: Iterator[int] = iter(())
+
+
+def _new_prefix() -> None:
+    """Draw the process's id prefix and restart the counter (at a random point of its
+    lower half, so that a restarted counter does not repeat another process's run)."""
+    global _id_prefix, _id_counter
+    bits = int.from_bytes(os.urandom(16))
+    # 74 random bits around UUID version 8 and the RFC 9562 variant: 8-4-4-4 hex digits.
+    high, middle, low = bits >> 80, (bits >> 68) & 0xFFF, (bits >> 54) & 0x3FFF
+    _id_prefix = f"{high >> 16:08x}-{high & 0xFFFF:04x}-8{middle:03x}-{0x8000 | low:04x}-"
+    _id_counter = itertools.count(bits & (_COUNTER_LIMIT // 2 - 1))
 
 
 def _new_id() -> str:
-    """Return a random UUID4 string, as ``str(uuid.uuid4())`` but three times faster."""
-    # Same entropy source and the same 122 random bits; only the formatting differs.
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    """Return a new event id: a UUID string (version 8) unique to this process's run.
+
+    ``os.urandom`` for every event is a system call (3 µs on some virtual machines); the
+    id instead joins 74 random bits drawn once per process (again in a forked child, and
+    after 2**47 ids) to a 48-bit counter. Two processes share ids only if they draw the
+    same 74 bits. The ids are unique, not secret: the next one is easy to guess.
+    """
+    n = next(_id_counter)  # atomic under the GIL, so threads never share a value
+    if n >= _COUNTER_LIMIT:
+        with _id_lock:
+            if next(_id_counter) >= _COUNTER_LIMIT:
+                _new_prefix()
+        return _new_id()
+    return f"{_id_prefix}{n:012x}"
+
+
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)
 
 
 def _utc_now() -> datetime:
@@ -77,7 +109,8 @@ class Event:
 
     :ivar type: what happened, e.g. ``"com.example.order.created"``; required.
     :ivar source: where it happened, a URI reference such as ``"/shop"``; required.
-    :ivar id: unique among the events of ``source``; a new UUID4 by default.
+    :ivar id: unique among the events of ``source``; by default a new UUID (version 8:
+        random per process, then counted; unique, not secret).
     :ivar specversion: always ``"1.0"``.
     :ivar time: when it happened, an aware datetime normalized to UTC; now by
         default, ``None`` to leave it out.

@@ -29,10 +29,10 @@ class Backoff:
     ``min(maximum, initial * multiplier ** (n - 1))``; with *jitter* it is drawn uniformly
     from ``[0, that]`` ("full jitter"), which spreads retries of many failing events apart.
 
-    :param initial: the wait before the first retry, in seconds
-    :param maximum: the cap on any single wait, in seconds
-    :param multiplier: the growth factor per retry (``>= 1``)
-    :param jitter: whether to randomise each wait
+    :ivar initial: the wait before the first retry, in seconds
+    :ivar maximum: the cap on any single wait, in seconds
+    :ivar multiplier: the growth factor per retry (``>= 1``)
+    :ivar jitter: whether to randomise each wait
     """
 
     initial: float = attrs.field(default=0.1, validator=_seconds)
@@ -87,9 +87,9 @@ class Retry:
     Failures whose exception is not an instance of *on* are dead-lettered at once.
     Timeouts always count as retryable failures.
 
-    :param attempts: total tries including the first; ``Retry(attempts=1)`` never retries
-    :param backoff: the wait between tries
-    :param on: the exception types worth retrying (default: every :class:`Exception`)
+    :ivar attempts: total tries including the first; ``Retry(attempts=1)`` never retries
+    :ivar backoff: the wait between tries
+    :ivar on: the exception types worth retrying (default: every :class:`Exception`)
     """
 
     attempts: int = attrs.field(default=3, validator=_positive_attempts)

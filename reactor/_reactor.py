@@ -27,16 +27,23 @@ from ._clock import Clock, SystemClock
 from ._dispatch import Dispatcher
 from ._event import Event
 from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
+from ._health import DEFAULT_STUCK_AFTER, Health
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
 from ._policies import NO_RETRY, Retry
 from ._receipts import Receipt
 from ._stats import Stats
-from ._subscription import DEFAULT_CONCURRENCY, Subscription, compile_glob
+from ._subscription import (
+    DEFAULT_CONCURRENCY,
+    Subscription,
+    compile_glob,
+    is_coroutine_callable,
+)
 from ._types import (
     UNSET,
     ConsumerOptions,
     EventAttributes,
     Handler,
+    Middleware,
     Predicate,
 )
 from .abc import App, EventQueue, Source
@@ -53,6 +60,7 @@ logger = logging.getLogger("reactor")
 NOTIFICATION_TYPE = "reactor.notification"
 
 H = TypeVar("H", bound=Handler)
+M = TypeVar("M", bound=Middleware)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -104,6 +112,24 @@ def _sole_failure(error: BaseException) -> BaseException:
         elif not isinstance(current, cancelled):
             found.append(current)
     return found[0] if len(found) == 1 else error
+
+
+def _compose(handler: Handler, middleware: Sequence[Middleware]) -> Handler:
+    """Return *handler* wrapped in *middleware*, the first one outermost.
+
+    Without middleware the handler itself: the dispatcher then calls it with nothing in
+    between. Each layer is a :func:`functools.partial` binding the next one as
+    ``call_next``: one extra call per layer and attempt, no closure per delivery. The
+    innermost ``call_next`` is a partial of the handler too (a C call, nearly free), so
+    that every ``call_next`` is an object of this subscription's own, which middleware
+    may key per-consumer state on (see ``Reactor.use``).
+    """
+    if not middleware:
+        return handler
+    handler = partial(handler)
+    for layer in reversed(middleware):
+        handler = partial(layer, handler)
+    return handler
 
 
 class _State(enum.Enum):
@@ -196,6 +222,8 @@ class Reactor:
             on_failure=self._refuse_events,
         )
         self._sources: list[Source] = []
+        self._middleware: tuple[Middleware, ...] = ()
+        self._publish_hooks: tuple[Callable[[Event], Event], ...] = ()
         self._state = _State.IDLE
         # The state test on every publish, kept as a plain bool (an enum lookup is slower).
         self._accepting = False
@@ -208,6 +236,11 @@ class Reactor:
         self._token: EventLoopToken | None = None
         self._thread: int | None = None
         self._forced = False
+        self._sources_started = False
+        # What health() saw last: the dispatcher's progress count, and since when the
+        # queue has held events without that count changing (None: not held).
+        self._progress_seen = -1
+        self._stalled_since: float | None = None
 
     # -- properties -----------------------------------------------------------------
 
@@ -259,6 +292,22 @@ class Reactor:
             )
         self._dispatcher.use_queue(queue)
         self._queue = queue
+
+    def _use_clock(self, clock: Clock) -> None:
+        """Replace the clock while the app is not running (``reactor.testing.virtual_clock``).
+
+        :raises TypeError: *clock* is not a :class:`~reactor.Clock`
+        :raises RuntimeError: the app is running (or starting, or draining)
+        """
+        if not isinstance(clock, Clock):
+            raise TypeError(f"clock must implement reactor.Clock, got {clock!r}")
+        if self._state is not _State.IDLE:
+            raise RuntimeError(
+                "the clock of a running app cannot be replaced; swap it before the app "
+                "starts (before 'async with app:')"
+            )
+        self._clock = clock
+        self._dispatcher._clock = clock
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -356,10 +405,96 @@ class Reactor:
             timeout=self._timeout if timeout is UNSET else timeout,
             retry=self._retry if retry is UNSET else (NO_RETRY if retry is None else retry),
         )
-        sub._on_cancel = partial(self._dispatcher.remove, self._dispatcher.add(sub))
+        lane = self._dispatcher.add(sub)
+        if self._middleware:
+            lane.handler = _compose(handler, self._middleware)
+        sub._on_cancel = partial(self._dispatcher.remove, lane)
         if self._state is not _State.IDLE:
             self._queue.note_consumers((sub.name,))
         return sub
+
+    def use(self, middleware: M) -> M:
+        """Wrap every delivery attempt of every subscription in *middleware*.
+
+        A middleware is a coroutine function ``async def middleware(call_next, event)``
+        (:data:`~reactor.Middleware`) that runs around each attempt, where ``await
+        call_next(event)`` runs the rest of the chain and then the handler::
+
+            @app.use
+            async def timed(call_next: Handler, event: Event) -> None:
+                started = time.perf_counter()
+                try:
+                    await call_next(event)
+                finally:
+                    delivery = reactor.current_delivery()  # consumer, attempt, retries
+                    log.info("%s took %.3f s", delivery.consumer, time.perf_counter() - started)
+
+        It sees what the handler would: :func:`~reactor.current_delivery` tells the consumer
+        and which attempt this is (every retry runs the chain again), the subscription's
+        timeout cuts it as it cuts the handler, and what it raises is the attempt's failure
+        (retried and dead-lettered by the subscription's policy, like the handler's own).
+        It may pass another event to ``call_next`` (to enrich it), or return without
+        calling it (the delivery then succeeds without the handler: raise to refuse one).
+        It must not call ``call_next`` more than once.
+
+        ``call_next`` is one object for every attempt of a subscription, and another for
+        each other subscription (even of the same handler), until the chain is replaced by
+        the next ``use()``: a middleware that keeps state per consumer may key it on
+        ``call_next`` and call :func:`~reactor.current_delivery` only the first time.
+
+        The first middleware used is the outermost: it runs first and sees everything
+        the later ones do. Without any, the dispatcher calls the handlers themselves: an
+        app that uses none pays nothing for the feature.
+
+        Why a wrapper coroutine rather than an async context manager: a wrapper sees the
+        event, can change it or skip the handler, and knows the outcome from a plain
+        ``try``; it costs one call per attempt, where a context manager costs two (enter
+        and exit) and can neither skip nor replace the body.
+
+        Safe at any time: the chain of every active subscription is replaced at once, and
+        subscriptions made later get it too. An attempt already running finishes under
+        the chain it started with, as do the remaining deliveries of a cancelled
+        subscription.
+
+        :param middleware: ``async def middleware(call_next, event)``
+        :return: *middleware*, so that ``@app.use`` decorates it
+        :raises TypeError: *middleware* is not a coroutine function
+        """
+        if not is_coroutine_callable(middleware):
+            raise TypeError(
+                f"middleware {middleware!r} is not a coroutine function: define it as "
+                "`async def middleware(call_next, event)`"
+            )
+        self._middleware = (*self._middleware, middleware)
+        for lane in self._dispatcher.lanes:
+            lane.handler = _compose(lane.sub.handler, self._middleware)
+        return middleware
+
+    def on_publish(self, hook: Callable[[Event], Event]) -> Callable[[Event], Event]:
+        """Pass every event the app publishes through *hook* before it is queued.
+
+        ``hook(event)`` returns the event to queue: the same one, or a copy with more
+        (extensions such as a trace context: :func:`reactor.opentelemetry.instrument`
+        uses it so that events carry the span they were published in). It runs in
+        ``publish()``, ``publish_nowait()``, ``publish_and_wait()``, ``publish_many()`` and
+        ``notify()``, for the app's code and its sources alike, on the event loop's thread;
+        what it raises reaches the publisher. :meth:`redeliver` does not run it: a dead
+        letter goes out again as it was. Hooks run in the order given; without any,
+        publishing pays nothing for the feature.
+
+        :param hook: ``hook(event) -> Event``, quick and synchronous
+        :return: *hook*, so that ``@app.on_publish`` decorates it
+        :raises TypeError: *hook* is not callable
+        """
+        if not callable(hook):
+            raise TypeError(f"hook must be a callable taking and returning an Event, got {hook!r}")
+        self._publish_hooks = (*self._publish_hooks, hook)
+        return hook
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware given to :meth:`use`, outermost first."""
+        return self._middleware
 
     def on_notification(self, channel: str, **options: Unpack[ConsumerOptions]) -> Callable[[H], H]:
         """Decorate a handler for the in-process notification *channel*.
@@ -467,9 +602,19 @@ class Reactor:
                 attributes and any(value is not None for value in attributes.values())
             ):
                 raise TypeError("pass either an Event or a type with its attributes, not both")
-            return event
+            return self._hooked(event) if self._publish_hooks else event
         if not isinstance(event, str):
             raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
+        if not attributes or attributes.keys() == {"source"}:
+            # The common call, publish(type, data) or with a source: no dict to build.
+            source = attributes.get("source") if attributes else None
+            common = Event(
+                type=event,
+                source=self._source if source is None else source,
+                time=self._clock.now(),
+                data=data,
+            )
+            return self._hooked(common) if self._publish_hooks else common
         validators.keywords("publish", attributes, EventAttributes)
         fields: dict[str, Any] = {
             name: value for name, value in attributes.items() if value is not None
@@ -477,7 +622,15 @@ class Reactor:
         fields.setdefault("source", self._source)
         if "time" not in fields:
             fields["time"] = self._clock.now()
-        return Event(type=event, data=data, **fields)
+        built = Event(type=event, data=data, **fields)
+        return self._hooked(built) if self._publish_hooks else built
+
+    def _hooked(self, event: Event) -> Event:
+        for hook in self._publish_hooks:
+            event = hook(event)
+            if not isinstance(event, Event):
+                raise TypeError(f"the publish hook {hook!r} returned {event!r}, not an Event")
+        return event
 
     async def publish(
         self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
@@ -493,7 +646,16 @@ class Reactor:
         :raises ReactorNotRunning: the app is not running
         :raises ~reactor.InvalidEventError: an attribute is invalid
         """
-        built = self._event(event, data, attributes)
+        if (
+            event.__class__ is Event
+            and data is None
+            and not attributes
+            and self._accepting
+            and _get_ident() == self._thread
+        ):
+            built = event  # _event()'s checks, inline on the path of every prebuilt event
+        else:
+            built = self._event(event, data, attributes)
         queue = self._queue
         if queue.stores_immediately:
             try:
@@ -541,6 +703,8 @@ class Reactor:
         for event in events:
             if not isinstance(event, Event):
                 raise TypeError(f"publish_many() takes Event objects, got {event!r}")
+        if self._publish_hooks:
+            events = [self._hooked(event) for event in events]
         await self._queue.put_many(events)
         self._published += len(events)
 
@@ -621,7 +785,8 @@ class Reactor:
             raise ConsumerNotFound(
                 f"no active subscription is named {letter.consumer!r}; subscribe it first"
             )
-        self._event(letter.event, None, {})
+        if not self._accepting or _get_ident() != self._thread:
+            self._check_publishing()
         if self._queue.stores_dead_letters:
             self._queue.discard_dead_letter(letter)
         await self._queue.put(letter.event, only=(letter.consumer,))
@@ -773,9 +938,11 @@ class Reactor:
                 self._sources_tg = tg
                 for source in self._sources:
                     await tg.start(self._run_source, source, name=f"reactor source {source.name}")
+                self._sources_started = True
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
+            self._sources_started = False
             self._sources_tg = None
             assert self._sources_stopped is not None
             self._sources_stopped.set()
@@ -786,7 +953,9 @@ class Reactor:
         try:
             await source.run(self, task_status=task_status)
         except Exception:
-            logger.exception("source %s failed; stopping the app", source.name)
+            logger.exception(
+                "source %s failed; stopping the app", source.name, extra={"source": source.name}
+            )
             raise
 
     def run(
@@ -866,6 +1035,63 @@ class Reactor:
             latency=dispatcher.latency.snapshot(),
             subscriptions=MappingProxyType({lane.name: lane.stats() for lane in lanes}),
             sources=MappingProxyType(self._source_statistics()),
+        )
+
+    def health(self, *, stuck_after: float = DEFAULT_STUCK_AFTER) -> Health:
+        """Return whether the app is ready for work, and why not: for readiness probes.
+
+        For an app served by its own HTTP server, the answer of a readiness endpoint
+        (the app's ingress answers ``/healthz`` and ``/readyz`` itself)::
+
+            @api.get("/readyz")
+            async def readyz(response: Response) -> dict[str, Any]:
+                health = app.health()
+                response.status_code = 200 if health.ready else 503
+                return health.to_dict()
+
+        Readiness, and what counts as a stuck queue, are defined at :class:`~reactor.Health`.
+        Liveness needs no call: a process that answers at all is alive.
+
+        :param stuck_after: seconds the queue may hold events without progress before it
+            counts as stuck
+        :raises ValueError: *stuck_after* is negative or not finite
+        :return: a frozen snapshot
+        """
+        validators.seconds("stuck_after", stuck_after)
+        dispatcher = self._dispatcher
+        depth = self._queue.statistics().depth
+        totals = dispatcher.totals()
+        progress = sum(dispatcher.latency.counts) + sum(totals.values())
+        now = self._clock.monotonic()
+        if depth <= 0:
+            self._stalled_since = None
+        elif progress != self._progress_seen or self._stalled_since is None:
+            self._stalled_since = now  # the last moment progress was seen
+        self._progress_seen = progress
+        stalled = 0.0 if self._stalled_since is None else now - self._stalled_since
+        state = self._state.value
+        started = self._sources_started and self._state is _State.RUNNING
+        problems: list[str] = []
+        if self._state is not _State.RUNNING:
+            problems.append(f"the app is {state}, not running")
+        elif not started:
+            problems.append("not every source has started")
+        if depth > 0 and stalled >= stuck_after:
+            problems.append(
+                f"the queue has held {depth} event(s) for {stalled:.0f} s without progress"
+            )
+        failures = dispatcher.settle_failures
+        if failures:
+            problems.append(f"the queue failed to store settlements {failures} time(s) in a row")
+        return Health(
+            ready=not problems,
+            state=state,
+            sources_started=started,
+            queue_depth=depth,
+            in_flight=dispatcher.in_flight,
+            stalled_for=stalled,
+            settle_failures=failures,
+            problems=tuple(problems),
         )
 
     def _source_statistics(self) -> dict[str, Mapping[str, int | str | None]]:

@@ -24,6 +24,11 @@ def _bucket_bounds(index: int) -> tuple[int, int]:
     return low, low + (1 << shift) - 1
 
 
+def _slot(index: int, count: int) -> tuple[float, float, int]:
+    low, high = _bucket_bounds(index)
+    return low / 1_000_000, high / 1_000_000, count
+
+
 class LatencyHistogram:
     """A fixed-size histogram of durations in microseconds (bounded memory).
 
@@ -77,6 +82,7 @@ class LatencyHistogram:
             p90=self.percentile(0.90),
             p99=self.percentile(0.99),
             max=0.0 if top is None else _bucket_bounds(top)[1] / 1_000_000,
+            slots=tuple(_slot(index, n) for index, n in enumerate(counts) if n),
         )
 
 
@@ -86,6 +92,10 @@ class LatencyStats:
 
     :ivar count: how many events were measured (once each, when its first handler started)
     :ivar max: the upper bound of the slowest sample's histogram slot
+    :ivar slots: the whole distribution, for exporters (the Prometheus collector builds
+        its histogram from it): ``(low, high, count)`` for each histogram slot that holds
+        samples, in increasing order, where *low* and *high* are the shortest and longest
+        duration (in seconds, whole microseconds) that the slot counts
     """
 
     count: int
@@ -93,6 +103,7 @@ class LatencyStats:
     p90: float
     p99: float
     max: float
+    slots: tuple[tuple[float, float, int], ...] = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -16,6 +16,7 @@ __all__ = [
     "EventAttributes",
     "Handler",
     "KeyFunction",
+    "Middleware",
     "Predicate",
     "Unset",
 ]
@@ -26,6 +27,9 @@ Handler: TypeAlias = Callable[[Event], Coroutine[Any, Any, object]]
 Predicate: TypeAlias = Callable[[Event], bool]
 #: Computes the ordering key of an event.
 KeyFunction: TypeAlias = Callable[[Event], Hashable]
+#: Wraps every delivery attempt (see ``Reactor.use``): ``async def middleware(call_next,
+#: event)``, where ``await call_next(event)`` runs the rest of the chain and the handler.
+Middleware: TypeAlias = Callable[[Handler, Event], Coroutine[Any, Any, object]]
 
 
 class Unset(enum.Enum):

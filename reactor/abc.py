@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from time import perf_counter
 from types import ModuleType
@@ -530,6 +530,24 @@ class EventQueue(ABC):
 
         :param letter: a letter passed to :meth:`record_dead_letter` earlier
         """
+
+    def connect(self, route: Callable[[Received], bool] | None) -> bool:
+        """Learn the dispatcher's direct route (default: ignored).
+
+        The dispatcher calls it with *route* when it starts and with ``None`` when it
+        stops. A queue that promises nothing across a crash (the memory queue) may then,
+        in :meth:`put` and :meth:`put_nowait`, pass an event that would be the only one
+        it holds, with no publisher waiting for room, to ``route(received)`` instead of
+        storing it: the dispatcher routes it at once, so that its handlers start one loop
+        turn after the publish rather than two. ``route`` returns ``False`` when the
+        dispatcher has no room for the event (``max_in_flight``); the queue then stores it
+        as usual. An event passed this way counts as put and as handed out. A durable
+        queue ignores this hook: it must store an event before it is routed.
+
+        :param route: the dispatcher's route for one event, or ``None``
+        :return: whether the queue may call *route* (the default: ``False``)
+        """
+        return False
 
     @abstractmethod
     def statistics(self) -> QueueStatistics:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from benchmarks import _workloads
-from benchmarks._harness import Table, percentile, rotated, stats
+from benchmarks._harness import Progress, Table, eta, fmt_duration, percentile, rotated, stats
 from benchmarks._suite import (
     IMPORTS,
     INSTALL_PEERS,
@@ -41,7 +42,7 @@ from benchmarks._systems import ALL_LOOPS, Handler, Publish, Semantics, System
 from benchmarks._workloads import Spec, expected_failures, measure
 from reactor._cli import main as reactor_main
 
-BASELINES_AND_REACTOR = ("direct", "taskgroup", "eager", "reactor")
+BASELINES_AND_REACTOR = ("direct", "taskgroup", "eager", "reactor", "reactor-metrics")
 PEERS = tuple(name for name, system in SYSTEMS.items() if system.kind == "peer")
 #: The repository's root, where ``python -m benchmarks`` runs.
 ROOT = Path(__file__).resolve().parents[1]
@@ -402,8 +403,11 @@ def test_targets_bind_on_asyncio_and_say_pass_or_miss() -> None:
         _record("taskgroup", 0, 100.0),
         _record("eager", 0, 1000.0),
         _record("reactor", 0, 700.0),
+        _record("reactor-metrics", 0, 650.0),
     ]
     targets = {t["target"]: t for t in evaluate_targets(summarise(records), ["asyncio"])}
+    metrics = targets["W1 K=4 Prometheus metrics cost < 5% (reactor/reactor-metrics < 1.05x)"]
+    assert (metrics["status"], metrics["text"]) == ("MISS", "1.08x")
     w1 = targets["W1 K=4 reactor/taskgroup >= 6x"]
     assert (w1["status"], w1["text"], w1["binding"]) == ("PASS", "7.00x", True)
     assert targets["W1 K=4 reactor within 2x of eager (reactor/eager >= 0.5x)"]["status"] == "PASS"
@@ -554,3 +558,48 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
     else:
         assert f"no plots: matplotlib is not installed ({INSTALL_PEERS})" in proc.stdout
     assert "Targets" in proc.stdout
+    # Not a terminal (and --plain): the progress is a line per measurement, with an ETA.
+    steps = re.findall(r"^\[(\d+)/(\d+), ETA (\S+)\] asyncio ", proc.stderr, flags=re.M)
+    assert [int(done) for done, _, _ in steps] == list(range(1, len(document["runs"]) + 1))
+    assert steps[-1][1:] == (str(len(document["runs"])), "0s")
+
+
+def test_progress_estimates_the_time_left() -> None:
+    assert eta(10.0, 0, 4) is None
+    assert eta(10.0, 1, 4) == 30.0
+    assert eta(10.0, 4, 4) == 0.0
+    assert [fmt_duration(s) for s in (None, 42.4, 245, 3720)] == ["?", "42s", "4m05s", "1h02m"]
+
+
+def test_progress_is_a_line_per_step_without_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Progress(2, "runs") as progress:
+        progress.step("first: ok")
+        progress.note("  noisy; again")
+        progress.step("second: ERROR lost 1", note=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert [re.sub(r"ETA [^]]+", "ETA t", line) for line in lines] == [
+        "[1/2, ETA t] first: ok",
+        "  noisy; again",
+        "[2/2, ETA t] second: ERROR lost 1",
+    ]
+    assert lines[-1].startswith("[2/2, ETA 0s]")
+
+
+def test_progress_is_a_bar_with_an_eta_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("rich", reason=f"rich is not installed ({INSTALL_PEERS})")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.delenv("TERM", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    with Progress(4, "runs") as progress:
+        for n in range(3):
+            progress.step(f"step {n}: ok")
+        progress.step("step 3: ERROR lost 1", note=True)
+    err = capsys.readouterr().err
+    assert "ETA" in err and "4/4" in err
+    # A step is not a line of its own; an error is.
+    assert "step 0: ok\n" not in err
+    assert "step 3: ERROR lost 1\n" in err

@@ -8,7 +8,7 @@ import pytest
 import reactor
 from reactor import Backoff, Delivery, Event, Reactor, Retry
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.uvloop]
 
 
 async def test_a_first_delivery_is_attempt_one_without_retries() -> None:

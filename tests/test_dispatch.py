@@ -7,10 +7,11 @@ from collections import Counter, defaultdict
 import anyio
 import pytest
 
-from reactor import Event, Reactor, Subscription
+from reactor import Event, QueueFull, Reactor, Subscription
+from reactor.queues.memory import MemoryQueue
 from reactor.testing import Capture
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.uvloop]
 
 
 async def test_every_matching_consumer_gets_every_event() -> None:
@@ -332,3 +333,81 @@ def test_consumer_names_are_unique() -> None:
     app.subscribe("b", handler, name="handler-b")
     app.subscriptions[0].cancel()
     app.subscribe("b", handler)  # the name is free again
+
+
+# -- the direct route: an event published into an empty memory queue ------------------
+
+
+async def test_a_burst_runs_event_by_event_across_the_consumers() -> None:
+    # A burst published without yielding: the first event reaches every consumer before
+    # any consumer gets the second, not after one consumer has run the whole burst.
+    app = Reactor()
+    started: list[tuple[int, str]] = []
+    for name in ("a", "b", "c"):
+
+        async def handler(event: Event, name: str = name) -> None:
+            started.append((event.data, name))
+
+        app.subscribe("burst", handler, name=name)
+    with anyio.fail_after(5):
+        async with app:  # leaving it drains the app
+            for i in range(5):
+                app.publish_nowait("burst", i)
+    assert started == [(i, name) for i in range(5) for name in ("a", "b", "c")]
+
+
+async def test_events_are_handled_in_publish_order_across_the_direct_route_and_the_queue() -> None:
+    # max_in_flight=2: the first events are routed as they are published, the next wait in
+    # the queue, and the rest wait for room in publish(); one consumer at a time sees them
+    # in the order they were published.
+    app = Reactor(queue=MemoryQueue(capacity=3), max_in_flight=2)
+    release = anyio.Event()
+    handled: list[int] = []
+
+    @app.subscribe("step", concurrency=1)
+    async def step(event: Event) -> None:
+        await release.wait()
+        handled.append(event.data)
+
+    with anyio.fail_after(5):
+        async with app:  # leaving it drains the app
+            async with anyio.create_task_group() as tg:
+                for i in range(5):
+                    await app.publish("step", i)  # 2 in flight, 3 queued: no wait
+                assert app.stats().in_flight == 2
+                assert app.stats().queue.depth == 3
+                for i in range(5, 8):
+                    tg.start_soon(app.publish, "step", i)
+                    await anyio.wait_all_tasks_blocked()
+                assert app.stats().queue.waiting_publishers == 3
+                with pytest.raises(QueueFull):
+                    # Publishers that wait for room go first, even once there is room.
+                    app.publish_nowait("step", 99)
+                release.set()
+    assert handled == list(range(8))
+    queue = app.stats().queue
+    assert (queue.put_count, queue.get_count, queue.depth) == (8, 8, 0)
+
+
+async def test_the_direct_route_counts_events_as_put_and_taken() -> None:
+    app = Reactor()
+    capture = Capture()
+    app.subscribe("count", capture)
+    async with app:
+        await app.publish("count", 1)
+        assert app.stats().in_flight == 1  # routed already: nothing waits in the queue
+        assert app.stats().queue.depth == 0
+        with anyio.fail_after(5):
+            await capture.wait_for(1)
+    queue = app.stats().queue
+    assert (queue.put_count, queue.get_count) == (1, 1)
+
+
+async def test_events_routed_directly_are_handled_before_the_app_stops() -> None:
+    app = Reactor()
+    capture = Capture()
+    app.subscribe("last", capture)
+    async with app:
+        for i in range(50):
+            app.publish_nowait("last", i)
+    assert [event.data for event in capture.events] == list(range(50))

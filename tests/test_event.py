@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import pickle
+import threading
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -170,14 +173,52 @@ def test_defaults() -> None:
     assert event.extensions == {}
 
 
-def test_default_ids_are_unique_uuid4_strings() -> None:
+def test_default_ids_are_unique_uuid_strings() -> None:
     ids = {Event(type="a.b", source="/x").id for _ in range(2000)}
     assert len(ids) == 2000
     for value in list(ids)[:200]:
         parsed = uuid.UUID(value)
-        assert parsed.version == 4
+        assert parsed.version == 8
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == value
+
+
+def test_default_ids_are_unique_across_threads() -> None:
+    ids: list[str] = []
+
+    def make() -> None:
+        ids.extend(Event(type="a.b", source="/x").id for _ in range(5000))
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == 20000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process that runs threads; the child here
+        # only makes two ids and leaves.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if not pid:  # the child: send two ids and leave at once
+        try:
+            os.write(write, " ".join(Event(type="a", source="/x").id for _ in range(2)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [Event(type="a", source="/x").id for _ in range(2)]
+    assert len(child) == 2
+    # The child drew its own random part: neither the ids nor their prefixes are the parent's.
+    assert {value[:24] for value in child}.isdisjoint(value[:24] for value in parent)
+    assert uuid.UUID(child[0]).version == 8
 
 
 def test_time_is_normalized_to_utc() -> None:

@@ -1204,6 +1204,108 @@ async def test_mounted_in_starlette_with_the_app_started_by_its_lifespan() -> No
     assert capture.events[1].source == "/reactor/http/github"
 
 
+@pytest.mark.parametrize("prefix", ["/events", "/events/"])
+async def test_mounted_with_mount_takes_the_prefix_with_and_without_its_slash(prefix: str) -> None:
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app = Reactor()
+    capture = Capture()
+    app.subscribe("*", capture)
+    ingress = asgi(app)
+    ingress.webhook("/github", type="com.github.push")
+    # Starlette's Mount alone answers the bare prefix with a redirect (the reason for mount()).
+    plain = Starlette(routes=[Mount("/events", app=ingress)])
+    host = Starlette()
+    ingress.mount(host, prefix)
+    nested = Starlette(routes=[Mount("/api", app=host)])
+    async with app:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/events", "root_path": "",
+                 "headers": [(b"host", b"h")], "query_string": b"", "scheme": "http",
+                 "server": ("h", 80)}  # fmt: skip
+        await plain(scope, receive, send)
+        assert sent[0]["status"] == 307
+        answers = [
+            await post_event(host, full_event(), path="/events"),
+            await post_event(host, full_event(), path="/events/"),
+            await post_event(nested, full_event(), path="/api/events"),
+            await post_event(nested, full_event(), path="/api/events/"),
+            await call(host, b"{}", path="/events/github"),
+            await call(nested, b"{}", path="/api/events/github/"),
+        ]
+        missing = await call(host, b"{}", path="/events/gitlab")
+        wrong = await call(host, b"{}", method="GET", path="/events")
+    assert [answer.status for answer in answers] == [202] * 6
+    assert (missing.status, missing.error) == (404, "no route at '/gitlab'")
+    assert wrong.status == 405
+    assert len(capture.events) == 6
+
+
+def test_mount_refuses_the_root_and_what_is_not_a_host() -> None:
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+
+    ingress = asgi(Reactor())
+    with pytest.raises(ValueError, match="below the root"):
+        ingress.mount(Starlette(), "/")
+    with pytest.raises(TypeError, match="Starlette or FastAPI"):
+        ingress.mount(object(), "/events")
+
+
+# -- probes ----------------------------------------------------------------------------
+
+
+async def test_healthz_answers_while_the_process_lives_and_readyz_while_the_app_is_ready() -> None:
+    app = Reactor()
+    ingress = asgi(app)
+    alive = await call(ingress, method="GET", path="/healthz")
+    not_ready = await call(ingress, method="GET", path="/readyz")
+    async with app:
+        ready = await call(ingress, method="GET", path="/readyz", root_path="")
+        mounted = await call(ingress, method="GET", path="/ev/readyz", root_path="/ev")
+        post = await call(ingress, b"", path="/readyz")
+    assert (alive.status, alive.json) == (200, {"status": "alive"})
+    assert (not_ready.status, not_ready.json["ready"]) == (503, False)
+    assert not_ready.json["problems"] == ["the app is idle, not running"]
+    assert (ready.status, ready.json) == (200, app_health_fields(ready.json))
+    assert ready.json["ready"] is True and ready.json["state"] == "running"
+    assert mounted.status == 200
+    assert (post.status, post.headers["allow"]) == (405, "GET, HEAD")
+
+
+def app_health_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a ready Health, as /readyz writes them."""
+    assert set(fields) == {
+        "ready",
+        "state",
+        "sources_started",
+        "queue_depth",
+        "in_flight",
+        "stalled_for",
+        "settle_failures",
+        "problems",
+    }
+    return fields
+
+
+async def test_a_webhook_route_at_a_probe_path_wins() -> None:
+    app = Reactor()
+    ingress = asgi(app)
+    ingress.webhook("/healthz", type="com.example.health")
+    async with app:
+        answer = await call(ingress, b"{}", path="/healthz")
+    assert answer.status == 202
+
+
 # -- junk ------------------------------------------------------------------------------
 
 CONTENT_TYPES = st.sampled_from(

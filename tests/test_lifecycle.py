@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import pytest
@@ -21,9 +23,23 @@ from reactor.abc import GAP_EVENT_TYPE, App, Source
 from reactor.queues.memory import MemoryQueue
 from reactor.testing import Capture, VirtualClock
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.uvloop]
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+async def test_these_tests_run_on_asyncio_uvloop_and_trio(anyio_backend: Any) -> None:
+    # The module is marked uvloop: its tests run on uvloop's event loop too.
+    app = Reactor()
+    async with app:
+        receipt = await app.publish_and_wait("ping")
+    assert receipt.ok
+    if anyio_backend == ("asyncio", {"use_uvloop": True}):
+        import asyncio
+
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    elif anyio_backend == "trio":
+        assert "trio" in sys.modules
 
 
 class Burst(Source):

@@ -35,7 +35,8 @@ from reactor.sources.objects import (
 from reactor.testing import Capture
 
 DATA = Path(__file__).parent / "data" / "s3-notifications"
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+# A default event id (reactor.Event's): a UUID of version 8 with the RFC 9562 variant.
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def example(name: str) -> bytes:

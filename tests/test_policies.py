@@ -21,7 +21,7 @@ from reactor import (
 )
 from reactor.testing import Capture, VirtualClock
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.uvloop]
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 NO_JITTER = Backoff(initial=1.0, maximum=8.0, jitter=False)

@@ -10,7 +10,7 @@ import pytest
 from reactor import Clock, SystemClock
 from reactor.testing import Capture, VirtualClock
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.uvloop]
 
 
 async def test_virtual_time_moves_only_when_advanced() -> None:

@@ -25,6 +25,26 @@ the app with :meth:`Reactor.use_queue() <reactor.Reactor.use_queue>` before it s
 A URL the queue refuses, and a queue whose client library is not installed (the
 message names the ``pip install`` command), are usage errors.
 
+``--http HOST:PORT`` (or ``REACTOR_HTTP``; port 0 picks a free one, which the log
+says) serves the app's HTTP ingress (``app.asgi``) with uvicorn (the ``serve`` extra),
+as a source of the app: the app starts, then the server listens; SIGINT or SIGTERM
+stops the server, which finishes the requests it holds, then the app drains. uvicorn's
+own signal handlers and logging setup are not installed, and it runs without lifespan
+events (the app's lifecycle is the command's). It needs the asyncio backend. An address
+that cannot be bound, or a server that stops by itself, stops the app: the command
+writes ``reactor: error: cannot serve HTTP on ...`` and exits 1::
+
+    reactor run shop:app --http 127.0.0.1:8000
+    reactor run shop:app --http 0.0.0.0:8000 --queue sqlite:///events.db
+
+Logging: the command writes text logs to standard error at ``--log-level``, unless
+``--log-format json`` (one JSON object per line, :class:`reactor.JsonFormatter`) or
+``--log-config FILE`` (a :func:`logging.config.dictConfig` file: ``.json``, ``.toml``, or
+``.yaml`` with PyYAML; ``disable_existing_loggers`` defaults to ``False``) is given (or
+``REACTOR_LOG_FORMAT``, ``REACTOR_LOG_CONFIG``). A user's own setup wins otherwise: when
+the app's module configures logging as it is imported, the command leaves it alone
+(and hands it what was logged during the import).
+
 Exit status: the status :meth:`Reactor.run() <reactor.Reactor.run>` returns, 0 after a
 graceful stop (everything in flight drained, or what was left was cancelled at the
 graceful timeout, which is logged) and 1 when a second signal forced the stop; 2 for a
@@ -84,7 +104,8 @@ The benchmarks are not a command: they run from a clone of the repository, as
 ``python -m benchmarks``.
 
 The package's modules, one job each: ``_apps`` imports the app an import string names,
-``_run`` resolves the settings of ``reactor run`` and runs it, ``_queue_admin`` holds the
+``_run`` resolves the settings of ``reactor run`` and runs it, ``_logs`` sets up its
+logging, ``_http`` serves ``--http``, ``_queue_admin`` holds the
 dead-letter and replay commands, ``_db`` the database commands, and ``_options`` what
 they all share (the argument-or-variable rule, queues from URLs, error output, exit
 statuses, the ``reactor.cli`` logger).

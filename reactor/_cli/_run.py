@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import math
 import os
-import sys
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, Final
 
 import attrs
@@ -16,11 +15,14 @@ import attrs
 from reactor import AppImportError
 
 from ._apps import import_app
+from ._logs import LOG_FORMATS, load_config
+from ._logs import configure as configure_logging
 from ._options import (
     ConfigError,
     argument_type,
     build_queue,
     check_choice,
+    failure,
     logger,
     pick,
     redacted,
@@ -30,8 +32,6 @@ from ._options import (
 BACKENDS: Final = ("asyncio", "trio")
 LOOPS: Final = ("auto", "asyncio", "uvloop")
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
-
-_LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 _ENV_HELP: Final = """\
 environment variables (a command-line argument wins over its variable):
   REACTOR_APP_DIR           --app-dir
@@ -39,7 +39,10 @@ environment variables (a command-line argument wins over its variable):
   REACTOR_LOOP              --loop
   REACTOR_GRACEFUL_TIMEOUT  --graceful-timeout
   REACTOR_LOG_LEVEL         --log-level
+  REACTOR_LOG_FORMAT        --log-format
+  REACTOR_LOG_CONFIG        --log-config
   REACTOR_QUEUE             --queue
+  REACTOR_HTTP              --http
 
 queue URLs (--queue; without it, the app runs on the queue its module built):
   memory://                  in memory, one process (memory://?capacity=N)
@@ -73,6 +76,11 @@ class RunSettings:
         the queue the app was built with.
     :ivar queue_origin: where :attr:`queue` came from (``--queue`` or ``REACTOR_QUEUE``),
         for error messages.
+    :ivar log_format: ``"text"`` or ``"json"`` when asked for (``--log-format``,
+        ``REACTOR_LOG_FORMAT``), else ``None``: then logging is configured only if the
+        app's module does not configure it itself.
+    :ivar log_config: the path of a logging configuration file, or ``None``.
+    :ivar http: the ``(host, port)`` to serve the app's HTTP ingress on, or ``None``.
     """
 
     app: str
@@ -84,6 +92,9 @@ class RunSettings:
     log_level: str
     queue: str | None = None
     queue_origin: str = "default"
+    log_format: str | None = None
+    log_config: str | None = None
+    http: tuple[str, int] | None = None
 
 
 def resolve_run_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> RunSettings:
@@ -108,6 +119,23 @@ def resolve_run_settings(args: argparse.Namespace, environ: Mapping[str, str]) -
     queue, queue_origin = pick(args.queue, "--queue", environ, "REACTOR_QUEUE", "")
     if not queue and queue_origin == "--queue":
         raise ConfigError("--queue is empty: give a queue URL (sqlite:///events.db, ...)")
+    log_format, format_origin = pick(
+        args.log_format, "--log-format", environ, "REACTOR_LOG_FORMAT", ""
+    )
+    if log_format:
+        log_format = check_choice(log_format.lower(), LOG_FORMATS, format_origin)
+    log_config, _ = pick(args.log_config, "--log-config", environ, "REACTOR_LOG_CONFIG", "")
+    if log_config and log_format:
+        raise ConfigError(
+            "give --log-config or --log-format, not both: the configuration file names "
+            "its formatters (reactor.JsonFormatter writes JSON lines)"
+        )
+    http_text, http_origin = pick(args.http, "--http", environ, "REACTOR_HTTP", "")
+    http = None
+    if http_text:
+        if backend != "asyncio":
+            raise ConfigError(f"{http_origin} serves with uvicorn, which needs --backend asyncio")
+        http = _parse_address(http_text, http_origin)
 
     timeout: float | None = args.graceful_timeout
     if timeout is None and environ.get("REACTOR_GRACEFUL_TIMEOUT"):
@@ -127,6 +155,9 @@ def resolve_run_settings(args: argparse.Namespace, environ: Mapping[str, str]) -
         log_level=level,
         queue=queue or None,
         queue_origin=queue_origin if queue else "default",
+        log_format=log_format or None,
+        log_config=log_config or None,
+        http=http,
     )
 
 
@@ -146,7 +177,10 @@ def add_run_command(commands: Any) -> None:
             "--queue URL (or REACTOR_QUEUE) runs the app on the queue the URL names\n"
             "instead of the one its module built it with, without changing the code:\n"
             "  reactor run shop:app --queue sqlite:///events.db\n"
-            "  reactor run shop:app --queue 'redis://127.0.0.1:6379/0?stream=orders&group=billing'"
+            "  reactor run shop:app --queue 'redis://127.0.0.1:6379/0?stream=orders&group=billing'\n\n"
+            "--http HOST:PORT also serves the app's HTTP ingress with uvicorn, in the same\n"
+            "process and lifecycle:\n"
+            "  reactor run shop:app --http 127.0.0.1:8000"
         ),
         epilog=_ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -191,7 +225,27 @@ def add_run_command(commands: Any) -> None:
         "(memory://, sqlite:///events.db, redis://..., nats://...; see below)",
     )
     run.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the app's HTTP ingress (app.asgi) with uvicorn on this address, in the "
+        "same process and lifecycle (pip install 'reactor-events[serve]'; port 0 picks one)",
+    )
+    run.add_argument(
         "--log-level", type=str.lower, choices=LOG_LEVELS, help="logging level (default: info)"
+    )
+    run.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=LOG_FORMATS,
+        help="write logs to standard error as text or as one JSON object per line; "
+        "given, it replaces any logging setup (default: text, unless the app's module "
+        "configures logging itself)",
+    )
+    run.add_argument(
+        "--log-config",
+        metavar="FILE",
+        help="a logging dictConfig file (.json, .toml, or .yaml with PyYAML) applied "
+        "instead of the command's own logging setup",
     )
     run.set_defaults(handler=run_command)
 
@@ -211,18 +265,36 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         queue = (
             None if settings.queue is None else build_queue(settings.queue, settings.queue_origin)
         )
+        serving = _serving_module() if settings.http is not None else None
+        log_config = (
+            None
+            if settings.log_config is None
+            else load_config(settings.log_config, "--log-config")
+        )
+        # Before the import, so that the app's import-time logs show; the library itself
+        # never configures logging, the command line is the application (see _logs).
+        imported = configure_logging(
+            config=log_config, log_format=settings.log_format, level=settings.log_level
+        )
     except ConfigError as exc:
         return usage_error(str(exc))
-    # Configure logging before the import, so that the app's import-time logs show; the
-    # library itself never configures logging, the command line is the application.
-    logging.basicConfig(level=settings.log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
     try:
         app = import_app(settings.app, app_dir=settings.app_dir, factory=settings.factory)
     except AppImportError as exc:
         return usage_error(str(exc))
+    finally:
+        imported()
     if queue is not None:
         app.use_queue(queue)
         logger.info("queue: %s (%s)", redacted(settings.queue or ""), settings.queue_origin)
+    if serving is not None:
+        assert settings.http is not None
+        host, port = settings.http
+        # After use_queue(): a graceful timeout given on the command line applies.
+        grace = (
+            app.graceful_timeout if settings.graceful_timeout is None else settings.graceful_timeout
+        )
+        app.add_source(serving.HttpServer(app.asgi, host, port, grace=grace))
 
     logger.info(
         "starting %s on %s%s (pid %d)",
@@ -231,11 +303,57 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         " with uvloop" if settings.use_uvloop else "",
         os.getpid(),
     )
-    return app.run(
-        backend=settings.backend,
-        use_uvloop=settings.use_uvloop,
-        graceful_timeout=settings.graceful_timeout,
-    )
+    try:
+        return app.run(
+            backend=settings.backend,
+            use_uvloop=settings.use_uvloop,
+            graceful_timeout=settings.graceful_timeout,
+        )
+    except (OSError, BaseExceptionGroup) as exc:
+        # The HTTP server could not bind, or stopped: a failure to report in one line,
+        # not a traceback (the app has logged the source's failure already).
+        error = None if serving is None else _only(exc, serving.ServeError)
+        if error is None:
+            raise
+        return failure(str(error))
+
+
+def _only(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """*exc*, or the one exception inside its groups, if it is a *kind*; else ``None``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, kind) else None
+
+
+def _serving_module() -> ModuleType:
+    """The module of ``--http``, which imports uvicorn.
+
+    :raises ConfigError: uvicorn is not installed.
+    """
+    try:
+        from . import _http
+    except ModuleNotFoundError as exc:
+        if exc.name != "uvicorn":
+            raise
+        raise ConfigError(
+            "--http serves with uvicorn, which is not installed: "
+            "pip install 'reactor-events[serve]'"
+        ) from None
+    return _http
+
+
+def _parse_address(text: str, origin: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:8000`` for IPv6; port 0 picks a free one).
+
+    :raises ConfigError: not ``HOST:PORT`` with a port from 0 to 65535.
+    """
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"{origin}={text!r} is not HOST:PORT (127.0.0.1:8000, 0.0.0.0:8000, [::1]:8000)"
+        )
+    return host, int(port)
 
 
 def _use_uvloop(loop: str, origin: str, backend: str) -> bool:

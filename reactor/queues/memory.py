@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -41,6 +41,9 @@ class MemoryQueue(EventQueue):
         self._putters = self._waiting.tickets  # tested on every publish
         self._put_count = 0
         self._get_count = 0
+        # The dispatcher's direct route, while it runs: an event that would be alone in
+        # the queue skips it.
+        self._route: Callable[[Received], bool] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> MemoryQueue:
@@ -83,12 +86,28 @@ class MemoryQueue(EventQueue):
     def __len__(self) -> int:
         return len(self._items)
 
+    def connect(self, route: Callable[[Received], bool] | None) -> bool:
+        """Pass events that would wait alone in the queue straight to *route*.
+
+        Not in a subclass that overrides :meth:`get_batch`: the events it hands out are
+        then its own to choose, so every event goes through it.
+
+        :return: whether the queue will call *route*
+        """
+        if type(self).get_batch is not MemoryQueue.get_batch:
+            self._route = None
+            return False
+        self._route = route
+        return route is not None
+
     def _append(self, event: Event, only: Collection[str] | None) -> None:
         # put_nowait() repeats these lines inline: it is on every publish's path.
-        self._items.append(
-            Received(event) if only is None else Received(event, only=frozenset(only))
-        )
+        received = Received(event) if only is None else Received(event, only=frozenset(only))
         self._put_count += 1
+        if not self._items and self._route is not None and self._route(received):
+            self._get_count += 1
+            return
+        self._items.append(received)
         if self._getter is not None:
             self._getter.set()
             self._getter = None
@@ -104,10 +123,12 @@ class MemoryQueue(EventQueue):
                 f"the ingestion queue is full ({self._capacity} events); "
                 "use `await app.publish(...)` to wait for room, or raise the capacity"
             )
-        self._items.append(
-            Received(event) if only is None else Received(event, only=frozenset(only))
-        )
+        received = Received(event) if only is None else Received(event, only=frozenset(only))
         self._put_count += 1
+        if not self._items and self._route is not None and self._route(received):
+            self._get_count += 1
+            return
+        self._items.append(received)
         if self._getter is not None:
             self._getter.set()
             self._getter = None

@@ -184,6 +184,7 @@ class Decoding:
             self.decode,
             link.malformed,
             LOG_EVERY,
+            extra={"source": link.name},
         )
 
     def statistics(self) -> dict[str, int]:

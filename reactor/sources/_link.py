@@ -190,6 +190,7 @@ class Link:
     :param target: the server, as given (URL or DSN); only its redacted form is shown
     :param logger: where outages are logged
     :param backoff: the wait between reconnection attempts
+    :param name: the source's name, the ``source`` field of log records (default: *source*)
     """
 
     source: str
@@ -197,6 +198,9 @@ class Link:
     logger: logging.Logger
     backoff: Backoff = RECONNECT_BACKOFF
     secrets: tuple[str, ...] = ()
+    #: the source's name (its key in ``app.stats().sources``), the ``source`` field of
+    #: the log records (default: *source*)
+    name: str = attrs.field(default=attrs.Factory(lambda link: link.source, takes_self=True))
     #: messages received from the server (before any filtering or parsing)
     received: int = 0
     #: events published into the app
@@ -259,6 +263,7 @@ class Link:
                 self.source,
                 self.target,
                 self.last_error,
+                extra={"source": self.name},
             )
         self._failures += 1
         return self.backoff.delay(self._failures)
@@ -287,6 +292,7 @@ class Link:
             self.target,
             (now - since).total_seconds(),
             "; publishing a gap event" if gap else "; nothing was missed meanwhile",
+            extra={"source": self.name},
         )
         return since
 
@@ -323,6 +329,7 @@ class Link:
                         self.source,
                         original.subject,
                         exc,
+                        extra={"source": self.name, "event_id": original.id},
                     )
                     return False
                 self.oversized += 1
@@ -336,6 +343,7 @@ class Link:
                     exc,
                     self.oversized,
                     LOG_EVERY,
+                    extra={"source": self.name, "event_id": event.id},
                 )
                 original, event = event, substitute(event, exc)
                 continue
@@ -346,6 +354,7 @@ class Link:
                         "%s: the app's queue cannot store events (%s); waiting to publish",
                         self.source,
                         exc,
+                        extra={"source": self.name, "event_id": event.id},
                     )
                 await app.clock.sleep(self.backoff.delay(failures))
                 continue

@@ -192,4 +192,5 @@ def note_malformed(link: Link, subject: str | None, problem: str, kept_as: str) 
         kept_as,
         link.malformed,
         LOG_EVERY,
+        extra={"source": link.name},
     )

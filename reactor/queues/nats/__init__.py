@@ -1,23 +1,8 @@
 """A queue shared by many processes through a NATS JetStream stream (extra ``nats``).
 
-``Reactor(queue=NatsJetStreamQueue("nats://127.0.0.1:4222", stream="orders",
-group="billing"))`` or ``--queue 'nats://127.0.0.1:4222?stream=orders&group=billing'``:
-every app (group) reading the stream sees every event, the processes of one app split
-its events, at least once, with dead letters and replay kept in the server. See
-:class:`NatsJetStreamQueue` for the guarantees and how they map to JetStream.
-
-The modules, by job:
-
-* ``_queue``: :class:`NatsJetStreamQueue`, the app's side (publishing, backpressure,
-  hand-out, settlement), one call to the engine per batch;
-* ``_engine``: the nats-py side, on an asyncio loop: connection, pull requests,
-  PubAcks, acks, keepalive, statistics;
-* ``_island``: the bridge to that asyncio loop, which on trio runs in a thread of its
-  own (reusable by any asyncio-only client);
-* ``_admin``: dead letters (list, replay, purge) and the replay of a time window;
-* ``_options``: the settings, their checks, and the URL.
-
-nats-py is imported when a queue opens, never by ``import reactor``.
+The manual (its guarantees, settings, dead letters and replay, and how it works inside) is the
+documentation's "NATS JetStream" page: ``docs/queues/nats.md`` in the repository
+(``mkdocs serve`` to read the site).
 """
 
 from reactor import StoredDeadLetter as StoredDeadLetter

@@ -1,20 +1,8 @@
 """A durable queue shared by many processes through a Redis stream (extra ``redis``).
 
-Data flow::
-
-    put() / put_many() ──► batch ──► flusher: one EVAL per batch (dedupe SET NX + XADD)
-                                                 │
-    get_batch() ◄── XREADGROUP COUNT n (group) ◄─┘      housekeeper (background):
-                ◄── read-ahead: own pending at open,    XCLAIM JUSTID keepalive,
-                    events taken over (XAUTOCLAIM)      XAUTOCLAIM, XINFO GROUPS, XTRIM
-    settle() ──► MULTI: dead letters XADD, progress HSET, XACK, progress HDEL ──► EXEC
-
-The modules, by job:
-
-* ``_queue``: :class:`RedisStreamsQueue`, publishing, reading, settlement, background tasks.
-* ``_admin``: dead letters (list, replay, purge) and the replay of a time window.
-* ``_scripts``: the Lua scripts and the key names.
-* ``_options``: the settings, their checks and the URL's parameters.
+The manual (its guarantees, settings, dead letters and replay, and how it works inside) is the
+documentation's "Redis Streams" page: ``docs/queues/redis.md`` in the repository
+(``mkdocs serve`` to read the site).
 """
 
 from reactor import StoredDeadLetter as StoredDeadLetter

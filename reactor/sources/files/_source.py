@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskStatus
 from watchfiles import Change
 
-from reactor import ConsumerOptions, Handler, validators
+from reactor import ConsumerOptions, Event, Handler, validators
 from reactor.abc import App, Source, default_name, run_with_subscription
 
 from .._decorate import with_defaults
@@ -26,6 +26,7 @@ from .._naming import source_uri
 from ._events import (
     ROOT_MISSING,
     ROOT_RESTORED,
+    ChangeKind,
     FileChange,
     by_path,
     change_events,
@@ -159,6 +160,43 @@ class FileChangeSource(Source):
     def __repr__(self) -> str:
         return f"FileChangeSource({self._path!r}, pattern={self._pattern!r}, name={self._name!r})"
 
+    def change_event(
+        self,
+        path: str,
+        change: ChangeKind,
+        *,
+        time: datetime,
+        size: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> Event:
+        """Build the event this source publishes when one file changes: for tests.
+
+        The event is the source's next batch, of one file, exactly as the watcher would
+        have it published (``reactor.testing.fire_file_change`` fills *size* and
+        *mtime_ns* from the file system, as the source does).
+
+        :param path: the file's path relative to :attr:`root`, ``/`` separators
+        :param change: ``"created"``, ``"modified"`` or ``"deleted"``
+        :param time: the event's time
+        :param size: the file's size in bytes (``None`` for a deleted file)
+        :param mtime_ns: the file's modification time in ns (``None`` for a deleted file)
+        :return: a ``reactor.file.<change>`` event from :attr:`uri`
+        :raises ValueError: an empty or absolute *path*, or an unknown *change*
+        """
+        rel = validators.name("path", path)
+        if rel.startswith("/") or os.path.isabs(rel):
+            raise ValueError(f"path must be relative to the watched root, got {path!r}")
+        validators.one_of("change", change, ("created", "modified", "deleted"))
+        self._batch += 1
+        (event,) = change_events(
+            [FileChange(rel, change, size, mtime_ns)],
+            source=self._uri,
+            root=self._path,
+            batch=self._batch,
+            time=time,
+        )
+        return event
+
     # -- publishing
 
     async def _publish_changes(self, app: App, changes: list[FileChange]) -> None:
@@ -213,6 +251,7 @@ class FileChangeSource(Source):
                     "file source %s: a rescan found %d change(s) the watcher did not report",
                     self._name,
                     len(changes),
+                    extra={"source": self.name},
                 )
                 await self._publish_gap(app, "unreported changes", since, len(changes))
                 await self._publish_changes(app, changes)
@@ -289,12 +328,18 @@ class FileChangeSource(Source):
                     "file source %s: cannot use the OS file watcher (%s); polling instead",
                     self._name,
                     error,
+                    extra={"source": self.name},
                 )
                 polling = True
                 continue
             failures = 0 if failure.batches else failures + 1
             self._counters["restarts"] += 1
-            logger.warning("file source %s: the watcher failed (%s); restarting", self._name, error)
+            logger.warning(
+                "file source %s: the watcher failed (%s); restarting",
+                self._name,
+                error,
+                extra={"source": self.name},
+            )
             await self._publish_gap(app, f"watcher failed: {error}", failure.since, None)
             ready()
             await app.clock.sleep(min(self._poll_interval * 2 ** min(failures, 10), _MAX_BACKOFF))
@@ -310,7 +355,13 @@ class FileChangeSource(Source):
         else:
             reason = "removed" if self._snapshot_taken else "missing"
         self._snapshot_taken = True  # of an empty tree: whatever appears later is reported
-        logger.warning("file source %s: %s is %s; waiting for it", self._name, self._path, reason)
+        logger.warning(
+            "file source %s: %s is %s; waiting for it",
+            self._name,
+            self._path,
+            reason,
+            extra={"source": self.name},
+        )
         await self._publish_root(app, ROOT_MISSING, reason)
 
     async def _watch(

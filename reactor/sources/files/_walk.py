@@ -62,6 +62,7 @@ class Walker:
                 self.name,
                 self.paths.absolute(rel),
                 error.strerror if error is not None and error.strerror else "permission denied",
+                extra={"source": self.name},
             )
 
     def mark_readable(self, rel: str) -> None:

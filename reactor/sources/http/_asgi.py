@@ -170,7 +170,9 @@ async def lifespan(app: App, receive: Receive, send: Send) -> None:
             started = True
             await receive()  # lifespan.shutdown
     except Exception as exc:
-        logger.exception("the app failed to %s", "stop" if started else "start")
+        logger.exception(
+            "the app failed to %s", "stop" if started else "start", extra={"source": "http"}
+        )
         kind = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
         await send({"type": kind, "message": _describe(exc)})
         return

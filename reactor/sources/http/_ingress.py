@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import anyio
 from anyio.abc import TaskStatus
@@ -33,6 +34,7 @@ from ._asgi import (
     Scope,
     Send,
     accepted,
+    json_response,
     lifespan,
     read_body,
     reason,
@@ -70,6 +72,8 @@ _AUTH_HEADERS = frozenset(
         b"stripe-signature",
     )
 )
+# The probes, answered at these paths unless a route takes them (see HttpIngress._probe).
+_PROBES = frozenset(("/healthz", "/readyz"))
 # What the ingress uses of its app: checked when it is made, for a clear TypeError.
 _APP_MEMBERS = ("clock", "running", "queue", "sources", "add_source", "publish_nowait")
 
@@ -154,6 +158,7 @@ class HttpIngress(Source):
         self._app = app
         self._routes: dict[str, Webhook] = {}
         self._receivers: dict[str, Receiver] = {}
+        self._pages: dict[str, Callable[[str | None], tuple[bytes, str]]] = {}
         # Globs of the types the receivers publish, refused at the CloudEvents endpoint.
         self._receiver_types: dict[str, Callable[[str], bool]] = {}
         self._replays = ReplayCache(DEFAULT_REPLAY_CACHE)
@@ -292,8 +297,10 @@ class HttpIngress(Source):
         """
         validators.keywords("webhook", options, WebhookOptions)
         route = _webhooks.route(path, type, options)
-        if route.path in self._receivers:
-            raise ValueError(f"path {route.path!r} is taken by a receiver; use another path")
+        if route.path in self._receivers or route.path in self._pages:
+            raise ValueError(
+                f"path {route.path!r} is taken by a receiver or a page; use another path"
+            )
         existing = self._routes.get(route.path)
         if existing is not None:
             if existing != route:
@@ -337,10 +344,73 @@ class HttpIngress(Source):
         existing = self._receivers.get(normalized)
         if existing is receiver:
             return
-        if existing is not None or normalized in self._routes:
+        if existing is not None or normalized in self._routes or normalized in self._pages:
             raise ValueError(f"path {normalized!r} is routed already; use another path")
         self._receivers[normalized] = receiver
         self._receiver_types.update(matchers)
+
+    def mount(self, host: Any, path: str) -> None:
+        """Mount the ingress at *path* of a Starlette or FastAPI application.
+
+        ``api.mount("/events", app.asgi)`` alone takes ``/events/`` and what is below it,
+        but not ``/events``: Starlette answers ``POST /events`` with a bare 307 redirect to
+        ``/events/``, which senders of CloudEvents and webhooks do not follow. This method
+        adds the same ``Mount`` plus a ``Route`` at *path* itself, so that both spellings
+        reach the CloudEvents endpoint (and ``/events/github`` a webhook route)::
+
+            api = FastAPI(lifespan=lifespan)
+            app.asgi.mount(api, "/events")   # POST /events, POST /events/, /events/github
+
+        :param host: a Starlette or FastAPI application, or a Starlette ``Router``
+        :param path: the prefix, such as ``"/events"`` (a trailing slash is ignored)
+        :raises ModuleNotFoundError: Starlette is not installed
+        :raises TypeError: *host* has no list of routes
+        :raises ValueError: *path* is not a path below the root
+        """
+        from starlette.routing import Mount, Route
+
+        if isinstance(path, str) and not path.rstrip("/"):
+            raise ValueError("mount the ingress below the root, such as at '/events'")
+        prefix = _webhooks.check_path(path)
+        routes = getattr(getattr(host, "router", host), "routes", None)
+        if not isinstance(routes, list):
+            raise TypeError(f"host must be a Starlette or FastAPI application, got {host!r}")
+        routes.append(Route(prefix, _AtPrefix(self)))
+        routes.append(Mount(prefix, app=self))
+
+    def page(self, path: str, render: Callable[[str | None], tuple[bytes, str]]) -> None:
+        """Answer ``GET`` (and ``HEAD``) requests at *path* with what *render* returns.
+
+        For read-only pages such as metrics (:func:`reactor.prometheus.serve_metrics`
+        routes ``/metrics`` this way). *render* is called with the request's ``Accept``
+        header (``None`` without one) and returns the body and its content type; it runs
+        in the event loop, so it must be quick. Pages need no authentication.
+
+        :param path: the path below the ingress, as for :meth:`webhook`
+        :param render: ``render(accept) -> (body, content_type)``
+        :raises ValueError: *path* is not a valid path, or is taken by another route
+        """
+        normalized = _webhooks.check_path(path)
+        if normalized in self._routes or normalized in self._receivers:
+            raise ValueError(f"path {normalized!r} is routed already; use another path")
+        self._pages[normalized] = render
+
+    def _page(self, path: str, scope: Scope) -> Answer:
+        if scope["method"] not in ("GET", "HEAD"):
+            raise Reject(405, "use GET", ((b"allow", b"GET, HEAD"),))
+        accept = next(
+            (value.decode("latin-1") for name, value in scope["headers"] if name == b"accept"),
+            None,
+        )
+        body, content_type = self._pages[path](accept)
+        headers = [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        return (
+            {"type": "http.response.start", "status": 200, "headers": headers},
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body},
+        )
 
     # -- Source ---------------------------------------------------------------------
 
@@ -412,6 +482,7 @@ class HttpIngress(Source):
                     scope.get("path"),
                     reject.status,
                     reject.reason,
+                    extra={"source": self.name},
                 )
             start, body = reject.answer()
         except Disconnected:
@@ -421,12 +492,16 @@ class HttpIngress(Source):
 
     async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         path = route_path(scope)
+        if path in self._pages:
+            return self._page(path, scope)
         route: Webhook | None = None
         if path != "/":
             route = self._routes.get(path)
             if route is None:
                 receiver = self._receivers.get(path)
                 if receiver is None:
+                    if path in _PROBES:
+                        return self._probe(path, scope)
                     raise Reject(404, f"no route at {path[:200]!r}")
                 return await self._receive(receiver, path, scope, receive)
         if scope["method"] != "POST":
@@ -534,6 +609,24 @@ class HttpIngress(Source):
             Request(path=path, headers=headers, body=body, publish=publish)
         )
         return reply.answer()
+
+    def _probe(self, path: str, scope: Scope) -> Answer:
+        """Answer ``GET /healthz`` (alive: always 200) or ``GET /readyz`` (200 or 503)."""
+        if scope["method"] not in ("GET", "HEAD"):
+            raise Reject(405, "use GET", ((b"allow", b"GET, HEAD"),))
+        if path == "/healthz":
+            return json_response(200, '{"status":"alive"}')
+        # reactor.abc.App does not promise health(): a third-party app is ready while running.
+        health = getattr(self._app, "health", None)
+        if callable(health):
+            fields: dict[str, Any] = health().to_dict()
+        else:
+            running = self._app.running
+            fields = {"ready": running, "problems": [] if running else ["the app is not running"]}
+        if self._stopping and fields["ready"]:
+            fields["ready"] = False
+            fields["problems"] = [*fields["problems"], "the HTTP ingress is stopping"]
+        return json_response(200 if fields["ready"] else 503, json.dumps(fields))
 
     def _check_token(self, authorization: bytes | None) -> None:
         expected = self._token_bytes
@@ -645,7 +738,9 @@ class HttpIngress(Source):
         if isinstance(exc, QueueUnavailableError | QueueFileError):
             # The queue's trouble (a full disk), not the client's: the request may pass later.
             # The detail (a file path, say) is for the log, not for the client.
-            logger.warning("the ingestion queue refused a request: %s", exc)
+            logger.warning(
+                "the ingestion queue refused a request: %s", exc, extra={"source": self.name}
+            )
             return Reject(
                 503, "the ingestion queue cannot store events right now; retry later", retry
             )
@@ -662,6 +757,17 @@ class HttpIngress(Source):
             f"<HttpIngress {len(self._routes)} webhook route(s), "
             f"{len(self._receivers)} receiver(s), max_body={self._max_body}>"
         )
+
+
+class _AtPrefix:
+    """The ingress, for requests at its mount prefix itself (``/events``): its root."""
+
+    def __init__(self, ingress: HttpIngress) -> None:
+        self._ingress = ingress
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The whole path is the prefix: the ingress strips it and sees its root "/".
+        await self._ingress(dict(scope, root_path=scope["path"]), receive, send)
 
 
 def _globs(

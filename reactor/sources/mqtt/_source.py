@@ -135,7 +135,9 @@ class MqttSource(NamedSource):
         if self._keepalive > 65535:
             raise ValueError(f"keepalive must be at most 65535 seconds, got {self._keepalive}")
         self._host, self._port, self._tls, self._username, self._password = _parse_url(self._url)
-        self._link = Link(self._uri, self._url, logger, secrets=password_of(self._url))
+        self._link = Link(
+            self._uri, self._url, logger, secrets=password_of(self._url), name=self._name
+        )
         self._counters = {"unmatched": 0, "duplicates": 0}
         self._active_id: str | None = None
         self._started = False
@@ -280,6 +282,7 @@ class MqttSource(NamedSource):
                     self._uri,
                     topic,
                     self.client_id,
+                    extra={"source": self.name},
                 )
             connection.ack(message)
             return
@@ -324,6 +327,7 @@ class MqttSource(NamedSource):
                     qos,
                     topic_filter,
                     self._qos,
+                    extra={"source": self.name},
                 )
 
     def _log_session(self, present: bool) -> None:
@@ -334,6 +338,7 @@ class MqttSource(NamedSource):
                 "%s: resuming the session the broker kept for client id %r",
                 self._uri,
                 self.client_id,
+                extra={"source": self.name},
             )
         else:
             logger.info(
@@ -341,6 +346,7 @@ class MqttSource(NamedSource):
                 "client ran before, its session expired and what was sent meanwhile is lost)",
                 self._uri,
                 self.client_id,
+                extra={"source": self.name},
             )
 
 

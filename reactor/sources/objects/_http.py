@@ -208,12 +208,18 @@ class BucketEvents(Receiver, NamedSource):
                     self.name,
                     envelope.topic_arn,
                     exc,
+                    extra={"source": self.name},
                 )
                 raise Reject(
                     503, f"the subscription could not be confirmed now ({type(exc).__name__})"
                 ) from None
             counters["confirmed"] += 1
-            logger.info("%s: confirmed the subscription to %s", self.name, envelope.topic_arn)
+            logger.info(
+                "%s: confirmed the subscription to %s",
+                self.name,
+                envelope.topic_arn,
+                extra={"source": self.name},
+            )
         else:
             counters["unsubscribed"] += 1
             logger.warning(
@@ -222,6 +228,7 @@ class BucketEvents(Receiver, NamedSource):
                 self.name,
                 subscription,
                 envelope.topic_arn,
+                extra={"source": self.name},
             )
         if not await request.publish([event], once=once):
             return Reply(200, {"ids": [event.id], "duplicate": True})
@@ -243,6 +250,7 @@ class BucketEvents(Receiver, NamedSource):
                     decoded.refused[0],
                     counters["malformed"],
                     LOG_EVERY,
+                    extra={"source": self.name},
                 )
 
     def __repr__(self) -> str:

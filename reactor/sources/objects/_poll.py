@@ -173,7 +173,7 @@ class BucketPollSource(NamedSource):
         # read again when the app starts.
         self._connection.resolve()
         botocore_modules()
-        self._link = Link(self._uri, str(self._where), logger)
+        self._link = Link(self._uri, str(self._where), logger, name=self._name)
         self._counters = {
             "listed": 0,
             "created": 0,
@@ -365,9 +365,12 @@ class BucketPollSource(NamedSource):
                     text,
                     f"; {hint}" if hint else "",
                     self._interval,
+                    extra={"source": self.name},
                 )
             else:
-                logger.debug("%s: the poll failed again (%s)", self._uri, text)
+                logger.debug(
+                    "%s: the poll failed again (%s)", self._uri, text, extra={"source": self.name}
+                )
             return
         if self._failing_since is not None:
             down = (app.clock.now() - self._failing_since).total_seconds()
@@ -377,6 +380,7 @@ class BucketPollSource(NamedSource):
                 self._link.target,
                 down,
                 self._failed_polls,
+                extra={"source": self.name},
             )
             self._link.reconnects += 1
             self._failing_since, self._failed_polls = None, 0
@@ -401,6 +405,7 @@ class BucketPollSource(NamedSource):
                 self._uri,
                 found.reason,
                 self._link.target,
+                extra={"source": self.name},
             )
         merge = state.merge(self._page_size)
         counts = {"created": 0, "modified": 0, "removed": 0}

@@ -134,10 +134,10 @@ class BucketFilter:
 
     Applied to the decoded key, as S3's own filter rules are. Every test must pass.
 
-    :param bucket: the bucket's name, or a glob on names; ``None`` for any bucket
-    :param prefix: the key must start with it (``""``: any key)
-    :param suffix: the key must end with it (``""``: any key)
-    :param events: globs on event names, written as S3's notification configuration or
+    :ivar bucket: the bucket's name, or a glob on names; ``None`` for any bucket
+    :ivar prefix: the key must start with it (``""``: any key)
+    :ivar suffix: the key must end with it (``""``: any key)
+    :ivar events: globs on event names, written as S3's notification configuration or
         the records write them, with or without the ``s3:`` prefix
         (``"ObjectCreated:*"``, ``"s3:ObjectRemoved:Delete"``); ``None`` for every event
     :raises TypeError: an argument of the wrong type
@@ -517,7 +517,7 @@ class S3Decoder:
     where=decoder.matches)``, so that it receives the decoded events whatever their
     bucket's source. Never raises on a bad payload.
 
-    :param where: which records to publish (default: all)
+    :ivar where: which records to publish (default: all)
     """
 
     #: The type glob of the events the decoder makes.

@@ -161,6 +161,7 @@ class State:
                 self._path,
                 exc,
                 aside,
+                extra={"source": self._name},
             )
             self._open()
             return Found(False, f"state unreadable: {exc}")

@@ -389,7 +389,12 @@ class RowChangeSource(NamedSource):
                 if self._cursor is None:
                     await self._set_up()
                     if self._missing:
-                        logger.warning("%s: %s can be read again", self.name, self.table)
+                        logger.warning(
+                            "%s: %s can be read again",
+                            self.name,
+                            self.table,
+                            extra={"source": self.name},
+                        )
                         self._missing = False
                 await self._work(app)
             except errors as exc:
@@ -407,6 +412,7 @@ class RowChangeSource(NamedSource):
                         self.table,
                         link.last_error,
                         self._poll_interval,
+                        extra={"source": self.name},
                     )
                     self._missing = True
                 await app.clock.sleep(self._poll_interval)
@@ -429,7 +435,11 @@ class RowChangeSource(NamedSource):
             self._cursor = await self._db(load_cursor, self.table, self._group)
             self._counts["became_reader"] += 1
             logger.info(
-                "%s: reading the changes of %s for group %r", self.name, self.table, self._group
+                "%s: reading the changes of %s for group %r",
+                self.name,
+                self.table,
+                self._group,
+                extra={"source": self.name},
             )
         return self._reader
 

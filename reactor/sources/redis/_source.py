@@ -129,7 +129,9 @@ class RedisSource(NamedSource):
         self._client_name = "reactor:" + "".join(
             c if (c.isascii() and c.isalnum()) or c in "-_.:/" else "_" for c in self._name
         )
-        self._link = Link(self._uri, self._url, logger, secrets=password_of(self._url))
+        self._link = Link(
+            self._uri, self._url, logger, secrets=password_of(self._url), name=self._name
+        )
         self._dropped = 0
         self._gap: _Gap | None = None
 
@@ -312,6 +314,7 @@ class RedisSource(NamedSource):
                 "messages until there is room (a gap event will say how many)",
                 self._uri,
                 self._buffer,
+                extra={"source": self.name},
             )
         self._note_gap("overflow", app.clock.now(), 1)
 

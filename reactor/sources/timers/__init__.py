@@ -132,6 +132,7 @@ from ._sources import Overlap as Overlap
 from ._sources import Past as Past
 from ._sources import TimerPolicies as TimerPolicies
 from ._sources import TimerSource as TimerSource
+from ._sources import timer_event as timer_event
 from ._triggers import AtTrigger as AtTrigger
 from ._triggers import IntervalTrigger as IntervalTrigger
 
@@ -159,6 +160,7 @@ __all__ = [
     "cron",
     "every",
     "schedules",
+    "timer_event",
 ]
 
 export_from(__name__, globals())

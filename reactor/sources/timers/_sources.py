@@ -45,6 +45,7 @@ __all__ = [
     "checked_past",
     "checked_policies",
     "checked_span",
+    "timer_event",
 ]
 
 # The one logger of the timers package.
@@ -143,6 +144,37 @@ def checked_past(past: Past) -> Past:
 def _rfc3339(moment: datetime) -> str:
     # As the CloudEvents JSON format writes times: UTC with a "Z".
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def timer_event(
+    source: TimerSource,
+    *,
+    time: datetime,
+    scheduled: datetime | None = None,
+    late: bool = False,
+    missed: int = 0,
+) -> Event:
+    """Build the event *source* publishes for one run: the one definition of a timer event.
+
+    :param source: the timer
+    :param time: the event's time (when the run starts)
+    :param scheduled: when the run was due (default: *time*)
+    :param late: whether the run started late (after a stall, or past :data:`LATE_AFTER`)
+    :param missed: how many earlier due times this run stands for (folded by ``misfire``)
+    :return: an event of type :data:`TIMER_TYPE` from ``source.uri``, subject the timer's name
+    """
+    return Event(
+        type=TIMER_TYPE,
+        source=source.uri,
+        subject=source.timer_name,
+        time=time,
+        data={
+            "kind": source.kind,
+            "scheduled": _rfc3339(time if scheduled is None else scheduled),
+            "late": late,
+            "missed": missed,
+        },
+    )
 
 
 class _Tick:
@@ -306,17 +338,8 @@ class TimerSource(Source):
         late = tick.missed > 0 or clock.monotonic() - tick.due > LATE_AFTER
         self._counts["fired"] += 1
         self._counts["late"] += late
-        event = Event(
-            type=TIMER_TYPE,
-            source=self.uri,
-            subject=self.timer_name,
-            time=clock.now(),
-            data={
-                "kind": self.kind,
-                "scheduled": _rfc3339(tick.scheduled),
-                "late": late,
-                "missed": tick.missed,
-            },
+        event = timer_event(
+            self, time=clock.now(), scheduled=tick.scheduled, late=late, missed=tick.missed
         )
         try:
             await app.publish_and_wait(event)
