@@ -298,8 +298,8 @@ def test_quick_plan_runs_one_child_per_system_and_w4_alone() -> None:
 
 
 def test_the_variants_run_in_the_goal_cells_and_w1b_w2b_leave_out_the_peers() -> None:
-    systems = ("taskgroup", "eager", "reactor", "reactor-metrics", "reactor-ordered")
-    systems += ("reactor-receipt", "bubus")
+    systems: tuple[str, ...] = ("taskgroup", "eager", "reactor", "reactor-metrics")
+    systems += ("reactor-ordered", "reactor-receipt", "bubus")
     workloads = ("w1", "w2", "w3", "w4", "w1b", "w2b")
     cfg = _cfg(repeat=1, systems=systems, workloads=workloads)
     cells: dict[str, set[tuple[str, int]]] = {}
