@@ -15,6 +15,7 @@ hand: ``reactor.current_delivery().event``, and middleware sees the event as alw
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -89,7 +90,10 @@ class TypedHandler:
     __slots__ = ("_convert", "_handler")
 
     def __init__(self, data: type, handler: Callable[[Any], Coroutine[Any, Any, object]]) -> None:
-        self._convert: Callable[[object], object] = data_converter(data)
+        # String annotations (``from __future__ import annotations``) name classes of the
+        # handler's module, which is not always the class's module in sys.modules.
+        namespace = getattr(inspect.unwrap(handler), "__globals__", None)
+        self._convert: Callable[[object], object] = data_converter(data, namespace)
         self._handler = handler
 
     async def __call__(self, event: Event) -> object:

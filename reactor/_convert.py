@@ -85,10 +85,14 @@ def _type_name(tp: object) -> str:
     return repr(tp).replace("typing.", "")
 
 
-def data_converter(cls: type[T]) -> Callable[[object], T]:
+def data_converter(
+    cls: type[T], namespace: Mapping[str, Any] | None = None
+) -> Callable[[object], T]:
     """Return ``convert(data) -> instance of cls`` for a subscription's ``data=cls``.
 
     :param cls: an attrs class, a dataclass, a msgspec Struct or a pydantic model
+    :param namespace: where to look up the names in string annotations that the class's
+        module does not define (the handler's globals: code run by ``exec``, a notebook)
     :return: a function that raises :class:`~reactor.DataValidationError` for data that
         does not fit
     :raises TypeError: *cls* is none of those, or its annotations cannot be resolved
@@ -108,7 +112,7 @@ def data_converter(cls: type[T]) -> Callable[[object], T]:
             f"data= takes an attrs class, a dataclass, a msgspec.Struct or a pydantic "
             f"model, got {cls.__qualname__}"
         )
-    build = _Builder.of(cls)  # resolves the annotations now: a wrong one fails at subscribe
+    build = _Builder.of(cls, namespace)  # a wrong annotation fails now, at subscribe
 
     def convert(data: object) -> T:
         try:
@@ -169,8 +173,12 @@ class _Builder:
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
+        self.fields: tuple[_Field, ...] = ()
+
+    def _resolve(self, namespace: Mapping[str, Any] | None) -> None:
+        cls = self.cls
         try:
-            hints = typing.get_type_hints(cls, include_extras=True)
+            hints = typing.get_type_hints(cls, localns=dict(namespace or {}), include_extras=True)
         except Exception as exc:
             raise TypeError(
                 f"the annotations of {cls.__qualname__} cannot be resolved ({exc}); "
@@ -200,12 +208,22 @@ class _Builder:
                 if f.init
             ]
         self.fields = tuple(fields)
+        for field in fields:
+            _prepare(field.type, namespace)
 
     @classmethod
-    def of(cls, target: type) -> _Builder:
+    def of(cls, target: type, namespace: Mapping[str, Any] | None = None) -> _Builder:
+        """The builder of *target*, its annotations (and those of the classes they name)
+        resolved in its module, else in *namespace*."""
         builder = cls._cache.get(target)
         if builder is None:
+            # Cached before resolving: a class that names itself (a tree) finds it.
             builder = cls._cache[target] = cls(target)
+            try:
+                builder._resolve(namespace)
+            except BaseException:
+                del cls._cache[target]
+                raise
         return builder
 
     def __call__(self, data: object, path: str) -> object:
@@ -229,6 +247,15 @@ class _Builder:
             raise _Mismatch(
                 path, f"{target.__qualname__}() refused it: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def _prepare(tp: Any, namespace: Mapping[str, Any] | None) -> None:
+    """Build the builders of the attrs classes and dataclasses that *tp* names, now: an
+    annotation that cannot be resolved fails when subscribing, not on the first event."""
+    if isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp)):
+        _Builder.of(tp, namespace)
+    for arg in typing.get_args(tp):
+        _prepare(arg, namespace)
 
 
 _ISO_TYPES: dict[type, Callable[[str], object]] = {
