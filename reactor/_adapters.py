@@ -89,10 +89,19 @@ class TypedHandler:
 
     __slots__ = ("_convert", "_handler")
 
-    def __init__(self, data: type, handler: Callable[[Any], Coroutine[Any, Any, object]]) -> None:
+    def __init__(
+        self,
+        data: type,
+        handler: Callable[[Any], Coroutine[Any, Any, object]],
+        written: Callable[..., object],
+    ) -> None:
+        """:param data: the class to convert to
+        :param handler: what is called with the object
+        :param written: the handler as the user wrote it (*handler* may be an adapter)
+        """
         # String annotations (``from __future__ import annotations``) name classes of the
         # handler's module, which is not always the class's module in sys.modules.
-        namespace = getattr(inspect.unwrap(handler), "__globals__", None)
+        namespace = getattr(inspect.unwrap(written), "__globals__", None)
         self._convert: Callable[[object], object] = data_converter(data, namespace)
         self._handler = handler
 

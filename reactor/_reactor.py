@@ -536,7 +536,7 @@ class Reactor:
         if run_in_thread:
             call = ThreadedHandler(handler, self._threads)
         if data is not None:
-            call = TypedHandler(data, call)
+            call = TypedHandler(data, call, handler)
         sub._call = call
         lane = self._dispatcher.add(sub)
         if data is not None:

@@ -377,3 +377,76 @@ def test_neither_msgspec_nor_pydantic_is_imported_for_an_attrs_class() -> None:
         "assert 'msgspec' not in sys.modules and 'pydantic' not in sys.modules, sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@attrs.frozen
+class Node:
+    name: str
+    children: list[Node] = attrs.Factory(list)
+
+
+async def test_a_class_that_names_itself_is_converted(queue: str, tmp_path: Path) -> None:
+    received: list[Node] = []
+
+    async def walk(tree: Node) -> None:
+        received.append(tree)
+
+    data = {"name": "root", "children": [{"name": "a", "children": [{"name": "b"}]}]}
+    await deliver(queue, tmp_path, data, lambda app: app.subscribe("thing", walk, data=Node))
+    assert received == [Node("root", [Node("a", [Node("b")])])]
+
+
+@pytest.mark.parametrize(
+    "retry",
+    [Retry(attempts=3, backoff=NO_WAIT, on=ValueError), Retry(attempts=3, backoff=NO_WAIT)],
+    ids=["on ValueError", "on Exception"],
+)
+async def test_no_retry_policy_retries_data_that_does_not_fit(retry: Retry) -> None:
+    # DataValidationError is a ValueError: a policy that retries ValueError still does not.
+    app = Reactor()
+    sub = app.subscribe("thing", _never_called, data=Order, retry=retry)
+    async with app:
+        receipt = await app.publish_and_wait("thing", {"id": "x"})
+    assert receipt.outcomes["_never_called"].attempts == 1
+    assert sub.retry is retry  # the subscription tells the policy as given
+
+
+def test_string_annotations_resolve_in_the_handlers_globals() -> None:
+    # Code run by exec (or a notebook cell) defines classes in no module of sys.modules;
+    # with `from __future__ import annotations` their annotations name each other.
+    code = (
+        "from __future__ import annotations\n"
+        "import attrs, anyio\n"
+        "from reactor import Reactor\n"
+        "@attrs.frozen\n"
+        "class Line:\n"
+        "    sku: str\n"
+        "@attrs.frozen\n"
+        "class Cart:\n"
+        "    lines: list[Line]\n"
+        "app = Reactor()\n"
+        "got = []\n"
+        "@app.subscribe('cart', data=Cart, run_in_thread=True)\n"
+        "def handle_in_thread(cart: Cart) -> None:\n"
+        "    got.append(cart)\n"
+        "@app.subscribe('cart', data=Cart)\n"
+        "async def handle(cart: Cart) -> None:\n"
+        "    got.append(cart)\n"
+        "async def main() -> None:\n"
+        "    async with app:\n"
+        "        await app.publish_and_wait('cart', {'lines': [{'sku': 'a'}]})\n"
+        "anyio.run(main)\n"
+    )
+    namespace: dict[str, Any] = {"__name__": "not_a_module"}
+    exec(compile(code, "cell", "exec", dont_inherit=True), namespace)
+    expected = namespace["Cart"](lines=[namespace["Line"](sku="a")])
+    assert namespace["got"] == [expected, expected]
+
+
+def test_an_annotation_that_cannot_be_resolved_is_refused_when_subscribing() -> None:
+    @attrs.frozen
+    class Local:
+        part: Missing  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(TypeError, match=r"the annotations of .*Local cannot be resolved"):
+        Reactor().subscribe("thing", _never_called, data=Local)
