@@ -17,11 +17,14 @@ dataclasses are built by the small converter below, which is strict on purpose:
   ``str``, unions and ``Optional``, ``Literal``, ``Annotated``, ``list``, ``tuple``,
   ``set``, ``frozenset``, ``dict`` and their ``collections.abc`` kinds, the types named
   above, and nested attrs classes, dataclasses, Structs and models; any other class must
-  be matched by an instance of it (``isinstance``);
+  be matched by an instance of it (``isinstance``), and any other annotation (a
+  ``Callable``) is refused when subscribing;
 * what the class's own ``__init__`` raises (an attrs validator, ``__post_init__``) is a
   validation failure too.
 
-The first mismatch found is reported with its path (``data.items[0].sku``).
+The first mismatch found is reported with its path (``data.items[0].sku``). The checks
+are built once per class, when subscribing, as closures per annotation: converting an
+event costs calls and ``isinstance`` tests, no look at the annotations.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import types
 import typing
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections import abc
+from collections.abc import Callable, Hashable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -49,12 +53,26 @@ _NoneType = type(None)
 
 
 class _Mismatch(Exception):
-    """A value that does not fit, where (``path``) and why."""
+    """A value that does not fit: why, and where (the path is built as the error goes out
+    through the containers, so that values that fit pay nothing for it)."""
 
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
         self.problem = problem
+        self.segments: list[str] = []
+
+    def at(self, segment: str) -> _Mismatch:
+        """Add the place in the enclosing container (``.key``, ``[0]``); return self."""
+        self.segments.append(segment)
+        return self
+
+    def where(self) -> str:
+        """The path from the data to the value that does not fit, and why."""
+        return f"data{''.join(reversed(self.segments))}: {self.problem}"
+
+
+#: Checks one value against one annotation and returns it converted, or raises _Mismatch.
+_Check = Callable[[Any], Any]
 
 
 def _library_of(cls: type) -> str | None:
@@ -116,9 +134,9 @@ def data_converter(
 
     def convert(data: object) -> T:
         try:
-            return typing.cast(T, build(data, "data"))
+            return typing.cast(T, build(data))
         except _Mismatch as exc:
-            raise DataValidationError(cls, str(exc)) from None
+            raise DataValidationError(cls, exc.where()) from None
 
     return convert
 
@@ -162,7 +180,7 @@ def _pydantic_detail(error: Any) -> str:
 class _Field:
     key: str  # the key in the data: the attribute's name
     argument: str  # the __init__ argument (attrs strips a leading underscore)
-    type: Any
+    check: _Check
     required: bool
 
 
@@ -189,7 +207,7 @@ class _Builder:
                 _Field(
                     key=a.name,
                     argument=a.alias or a.name,
-                    type=hints.get(a.name, Any),
+                    check=_compile(hints.get(a.name, Any), namespace),
                     required=a.default is attrs.NOTHING,
                 )
                 for a in attrs.fields(cls)
@@ -200,7 +218,7 @@ class _Builder:
                 _Field(
                     key=f.name,
                     argument=f.name,
-                    type=hints.get(f.name, Any),
+                    check=_compile(hints.get(f.name, Any), namespace),
                     required=f.default is dataclasses.MISSING
                     and f.default_factory is dataclasses.MISSING,
                 )
@@ -208,13 +226,12 @@ class _Builder:
                 if f.init
             ]
         self.fields = tuple(fields)
-        for field in fields:
-            _prepare(field.type, namespace)
 
     @classmethod
     def of(cls, target: type, namespace: Mapping[str, Any] | None = None) -> _Builder:
         """The builder of *target*, its annotations (and those of the classes they name)
-        resolved in its module, else in *namespace*."""
+        resolved in its module, else in *namespace*: now, so that an annotation that cannot
+        be resolved fails when subscribing, not on the first event."""
         builder = cls._cache.get(target)
         if builder is None:
             # Cached before resolving: a class that names itself (a tree) finds it.
@@ -226,36 +243,28 @@ class _Builder:
                 raise
         return builder
 
-    def __call__(self, data: object, path: str) -> object:
+    def __call__(self, data: object) -> object:
         target = self.cls
         if isinstance(data, target):
             return data
         if not isinstance(data, Mapping):
-            raise _Mismatch(
-                path, f"expected an object for {target.__qualname__}, got {_kind(data)}"
-            )
+            raise _Mismatch(f"expected an object for {target.__qualname__}, got {_kind(data)}")
         arguments: dict[str, object] = {}
         for field in self.fields:
-            if field.key in data:
-                where = f"{path}.{field.key}"
-                arguments[field.argument] = _value(field.type, data[field.key], where)
+            key = field.key
+            if key in data:
+                try:
+                    arguments[field.argument] = field.check(data[key])
+                except _Mismatch as exc:
+                    raise exc.at(f".{key}") from None
             elif field.required:
-                raise _Mismatch(path, f"missing required field {field.key!r}")
+                raise _Mismatch(f"missing required field {key!r}")
         try:
             return target(**arguments)
         except Exception as exc:
             raise _Mismatch(
-                path, f"{target.__qualname__}() refused it: {type(exc).__name__}: {exc}"
+                f"{target.__qualname__}() refused it: {type(exc).__name__}: {exc}"
             ) from exc
-
-
-def _prepare(tp: Any, namespace: Mapping[str, Any] | None) -> None:
-    """Build the builders of the attrs classes and dataclasses that *tp* names, now: an
-    annotation that cannot be resolved fails when subscribing, not on the first event."""
-    if isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp)):
-        _Builder.of(tp, namespace)
-    for arg in typing.get_args(tp):
-        _prepare(arg, namespace)
 
 
 _ISO_TYPES: dict[type, Callable[[str], object]] = {
@@ -267,116 +276,241 @@ _ISO_TYPES: dict[type, Callable[[str], object]] = {
 }
 
 
-def _value(tp: Any, value: object, path: str) -> object:
-    """Check and convert *value* for the annotation *tp*."""
-    if tp is Any or tp is object:
+def _same(value: object) -> object:
+    return value
+
+
+def _check_bool(value: object) -> object:
+    if isinstance(value, bool):
         return value
+    raise _Mismatch(f"expected bool, got {_kind(value)}")
+
+
+def _check_int(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _Mismatch(f"expected int, got {_kind(value)}")
+
+
+def _check_float(value: object) -> object:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise _Mismatch(f"expected float, got {_kind(value)}")
+
+
+def _check_str(value: object) -> object:
+    if isinstance(value, str):
+        return value
+    raise _Mismatch(f"expected str, got {_kind(value)}")
+
+
+def _check_none(value: object) -> object:
+    if value is None:
+        return None
+    raise _Mismatch(f"expected null, got {_kind(value)}")
+
+
+_SIMPLE: dict[object, _Check] = {
+    Any: _same,
+    object: _same,
+    bool: _check_bool,
+    int: _check_int,
+    float: _check_float,
+    str: _check_str,
+    None: _check_none,
+    _NoneType: _check_none,
+}
+
+
+def _compile(tp: Any, namespace: Mapping[str, Any] | None) -> _Check:
+    """Return the check of values for the annotation *tp* (built once, per field).
+
+    :raises TypeError: an annotation that values cannot be checked against
+    """
+    simple = _SIMPLE.get(tp) if isinstance(tp, Hashable) else None
+    if simple is not None:
+        return simple
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
-        return _value(args[0], value, path)
-    if tp is None or tp is _NoneType:
-        if value is None:
-            return None
-        raise _Mismatch(path, f"expected null, got {_kind(value)}")
+        return _compile(args[0], namespace)
     if origin is typing.Union or origin is types.UnionType:
-        if value is None and _NoneType in args:
+        return _union(tp, args, namespace)
+    if origin is typing.Literal:
+        return _literal(args)
+    if isinstance(tp, typing.NewType):
+        return _compile(tp.__supertype__, namespace)
+    if isinstance(tp, TypeVar):
+        return _same
+    if origin is not None:
+        return _container(origin, args, namespace)
+    if not isinstance(tp, type):
+        raise TypeError(f"data= cannot check values against the annotation {tp!r}")
+    if issubclass(tp, enum.Enum):
+        return _enum(tp)
+    if attrs.has(tp) or dataclasses.is_dataclass(tp):
+        return _Builder.of(tp, namespace)
+    if tp in _ISO_TYPES:
+        return _iso(tp)
+    if _library_of(tp) is not None:
+        return _foreign(tp)
+    return _instance(tp)
+
+
+def _union(tp: Any, args: tuple[Any, ...], namespace: Mapping[str, Any] | None) -> _Check:
+    optional = _NoneType in args
+    members = tuple(_compile(arg, namespace) for arg in args if arg is not _NoneType)
+    name = _type_name(tp)
+
+    def check(value: object) -> object:
+        if value is None and optional:
             return None
-        for arg in args:
-            if arg is _NoneType:
-                continue
+        for member in members:
             try:
-                return _value(arg, value, path)
+                return member(value)
             except _Mismatch:
                 continue
-        raise _Mismatch(path, f"expected {_type_name(tp)}, got {_kind(value)}")
-    if origin is typing.Literal:
+        raise _Mismatch(f"expected {name}, got {_kind(value)}")
+
+    return check
+
+
+def _literal(args: tuple[Any, ...]) -> _Check:
+    def check(value: object) -> object:
         for arg in args:
             if value == arg and type(value) is type(arg):
                 return arg
-        raise _Mismatch(path, f"expected one of {list(args)!r}, got {value!r}")
-    if isinstance(tp, typing.NewType):
-        return _value(tp.__supertype__, value, path)
-    if isinstance(tp, TypeVar):
-        return value
-    if origin is not None:
-        return _generic(origin, args, value, path)
-    if not isinstance(tp, type):
-        raise _Mismatch(path, f"cannot check values against {tp!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif issubclass(tp, enum.Enum):
+        raise _Mismatch(f"expected one of {list(args)!r}, got {value!r}")
+
+    return check
+
+
+def _enum(tp: type[enum.Enum]) -> _Check:
+    def check(value: object) -> object:
         if isinstance(value, tp):
             return value
         try:
             return tp(value)
         except ValueError:
             allowed = [member.value for member in tp]
-            raise _Mismatch(path, f"expected one of {allowed!r}, got {value!r}") from None
-    elif attrs.has(tp) or dataclasses.is_dataclass(tp):
-        return _Builder.of(tp)(value, path)
-    elif tp in _ISO_TYPES:
-        if isinstance(value, tp) and not (tp is dt.date and isinstance(value, dt.datetime)):
+            raise _Mismatch(f"expected one of {allowed!r}, got {value!r}") from None
+
+    return check
+
+
+def _iso(tp: type) -> _Check:
+    parse = _ISO_TYPES[tp]
+    exact = tp is not dt.date  # a datetime is a date: not what a date field means
+
+    def check(value: object) -> object:
+        if isinstance(value, tp) and (exact or not isinstance(value, dt.datetime)):
             return value
         if isinstance(value, str):
             try:
-                return _ISO_TYPES[tp](value)
+                return parse(value)
             except (ValueError, InvalidOperation):
-                raise _Mismatch(
-                    path, f"expected {tp.__qualname__}, got the string {value!r}"
-                ) from None
-    elif _library_of(tp) is not None:
+                raise _Mismatch(f"expected {tp.__qualname__}, got the string {value!r}") from None
+        raise _Mismatch(f"expected {tp.__qualname__}, got {_kind(value)}")
+
+    return check
+
+
+def _foreign(tp: type) -> _Check:
+    convert: Callable[[object], object] = data_converter(tp)
+
+    def check(value: object) -> object:
         try:
-            return data_converter(tp)(value)
+            return convert(value)
         except DataValidationError as exc:
-            raise _Mismatch(path, exc.detail) from exc
-    elif isinstance(value, tp):
-        return value
-    raise _Mismatch(path, f"expected {_type_name(tp)}, got {_kind(value)}")
+            raise _Mismatch(exc.detail) from exc
+
+    return check
 
 
-def _generic(origin: Any, args: tuple[Any, ...], value: object, path: str) -> object:
-    """Check a container annotation (``list[int]``, ``dict[str, Order]``, ...)."""
-    import collections.abc as abc
+def _instance(tp: type) -> _Check:
+    def check(value: object) -> object:
+        if isinstance(value, tp):
+            return value
+        raise _Mismatch(f"expected {tp.__qualname__}, got {_kind(value)}")
 
-    if origin in (list, abc.Sequence, abc.MutableSequence, abc.Iterable, abc.Collection):
-        if isinstance(value, (list, tuple)):
-            item = args[0] if args else Any
-            return [_value(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    elif origin is tuple:
-        if isinstance(value, (list, tuple)):
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_value(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
-            if not args:
+    return check
+
+
+_SEQUENCES = frozenset({list, abc.Sequence, abc.MutableSequence, abc.Iterable, abc.Collection})
+_SETS = frozenset({set, frozenset, abc.Set, abc.MutableSet})
+_MAPPINGS = frozenset({dict, abc.Mapping, abc.MutableMapping})
+
+
+def _container(origin: Any, args: tuple[Any, ...], namespace: Mapping[str, Any] | None) -> _Check:
+    """The check of a container annotation (``list[int]``, ``dict[str, Order]``, ...)."""
+    if origin in _SEQUENCES or origin in _SETS:
+        item = _compile(args[0] if args else Any, namespace)
+        kinds: tuple[type, ...] = (list, tuple)
+        if origin in _SETS:
+            kinds = (list, tuple, set, frozenset)
+        make: Callable[[list[Any]], object] = list
+        if origin in (frozenset, abc.Set):
+            make = frozenset
+        elif origin in (set, abc.MutableSet):
+            make = set
+        name = origin.__name__
+
+        def check_items(value: object) -> object:
+            if not isinstance(value, kinds):
+                raise _Mismatch(f"expected {name}, got {_kind(value)}")
+            out = []
+            for i, v in enumerate(typing.cast(abc.Iterable[Any], value)):
+                try:
+                    out.append(item(v))
+                except _Mismatch as exc:
+                    raise exc.at(f"[{i}]") from None
+            return out if make is list else make(out)
+
+        return check_items
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = _container(list, args[:1], namespace)
+
+            def check_variadic(value: object) -> object:
+                if not isinstance(value, (list, tuple)):
+                    raise _Mismatch(f"expected tuple, got {_kind(value)}")
+                return tuple(typing.cast(list[Any], items(value)))
+
+            return check_variadic
+        fixed = tuple(_compile(arg, namespace) for arg in args)
+
+        def check_tuple(value: object) -> object:
+            if not isinstance(value, (list, tuple)):
+                raise _Mismatch(f"expected tuple, got {_kind(value)}")
+            if not fixed:
                 return tuple(value)
-            if len(value) != len(args):
-                raise _Mismatch(path, f"expected {len(args)} items, got {len(value)}")
-            return tuple(
-                _value(a, v, f"{path}[{i}]")
-                for i, (a, v) in enumerate(zip(args, value, strict=True))
-            )
-    elif origin in (set, frozenset, abc.Set, abc.MutableSet):
-        if isinstance(value, (list, tuple, set, frozenset)):
-            item = args[0] if args else Any
-            items = [_value(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
-            return frozenset(items) if origin in (frozenset, abc.Set) else set(items)
-    elif origin in (dict, abc.Mapping, abc.MutableMapping):
-        if isinstance(value, Mapping):
-            key_type, item_type = args if args else (Any, Any)
-            return {
-                _value(key_type, k, f"{path}[{k!r}]"): _value(item_type, v, f"{path}[{k!r}]")
-                for k, v in value.items()
-            }
-    else:
-        raise _Mismatch(path, f"cannot check values against {origin!r}[...]")
-    raise _Mismatch(path, f"expected {origin.__name__}, got {_kind(value)}")
+            if len(value) != len(fixed):
+                raise _Mismatch(f"expected {len(fixed)} items, got {len(value)}")
+            out = []
+            for i, (check, v) in enumerate(zip(fixed, value, strict=True)):
+                try:
+                    out.append(check(v))
+                except _Mismatch as exc:
+                    raise exc.at(f"[{i}]") from None
+            return tuple(out)
+
+        return check_tuple
+    if origin in _MAPPINGS:
+        key_check = _compile(args[0] if args else Any, namespace)
+        value_check = _compile(args[1] if args else Any, namespace)
+
+        def check_mapping(value: object) -> object:
+            if not isinstance(value, Mapping):
+                raise _Mismatch(f"expected dict, got {_kind(value)}")
+            out = {}
+            for k, v in value.items():
+                try:
+                    out[key_check(k)] = value_check(v)
+                except _Mismatch as exc:
+                    raise exc.at(f"[{k!r}]") from None
+            return out
+
+        return check_mapping
+    raise TypeError(f"data= cannot check values against {origin!r}[...]")

@@ -450,3 +450,13 @@ def test_an_annotation_that_cannot_be_resolved_is_refused_when_subscribing() -> 
 
     with pytest.raises(TypeError, match=r"the annotations of .*Local cannot be resolved"):
         Reactor().subscribe("thing", _never_called, data=Local)
+
+
+@attrs.frozen
+class WithCallback:
+    callback: Callable[[int], int]
+
+
+def test_an_annotation_that_values_cannot_be_checked_against_is_refused() -> None:
+    with pytest.raises(TypeError, match="data= cannot check values against"):
+        Reactor().subscribe("thing", _never_called, data=WithCallback)
