@@ -245,10 +245,11 @@ class _Builder:
 
     def __call__(self, data: object) -> object:
         target = self.cls
-        if isinstance(data, target):
-            return data
-        if not isinstance(data, Mapping):
-            raise _Mismatch(f"expected an object for {target.__qualname__}, got {_kind(data)}")
+        if type(data) is not dict:  # (what JSON gives: no look at the ABCs)
+            if isinstance(data, target):
+                return data
+            if not isinstance(data, Mapping):
+                raise _Mismatch(f"expected an object for {target.__qualname__}, got {_kind(data)}")
         arguments: dict[str, object] = {}
         for field in self.fields:
             key = field.key
@@ -502,7 +503,7 @@ def _container(origin: Any, args: tuple[Any, ...], namespace: Mapping[str, Any] 
         value_check = _compile(args[1] if args else Any, namespace)
 
         def check_mapping(value: object) -> object:
-            if not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping):
                 raise _Mismatch(f"expected dict, got {_kind(value)}")
             out = {}
             for k, v in value.items():
