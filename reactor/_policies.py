@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import abc
-
 import attrs
 
 from . import validators
@@ -103,33 +101,3 @@ class Retry:
 
 #: The policy of a subscription that names none: one attempt, then the dead-letter sink.
 NO_RETRY = Retry(attempts=1)
-
-
-def never_retrying(retry: Retry, final: type[Exception]) -> Retry:
-    """Return *retry* changed so that failures with a *final* exception are never retried.
-
-    What the dispatcher retries is what ``isinstance(error, retry.on)`` accepts, so
-    *final* is taken out of ``on`` by a class standing for "any of ``on`` but not
-    *final*": a subscription's typed data fails the same way on every attempt
-    (:class:`~reactor.DataValidationError`), and is dead-lettered at its first failure
-    whatever the policy says. A policy that would not retry *final* anyway is returned
-    as it is.
-
-    :param retry: the subscription's policy
-    :param final: the exception type never worth a retry
-    """
-    on = retry.on
-    if retry.attempts == 1 or not issubclass(final, on):
-        return retry
-
-    class RetryableUnlessFinal(Exception, metaclass=abc.ABCMeta):
-        """Matches the exceptions of ``on`` except the final ones (see never_retrying)."""
-
-        @classmethod
-        def __subclasshook__(cls, subclass: type) -> bool:
-            return issubclass(subclass, on) and not issubclass(subclass, final)
-
-    RetryableUnlessFinal.__qualname__ = (
-        f"({' | '.join(t.__qualname__ for t in on)}) - {final.__qualname__}"
-    )
-    return attrs.evolve(retry, on=RetryableUnlessFinal)

@@ -37,10 +37,10 @@ from ._adapters import ThreadedHandler, ThreadLimit, TypedHandler
 from ._clock import Clock, SystemClock
 from ._dispatch import Dispatcher
 from ._event import Event
-from ._exceptions import ConsumerNotFound, DataValidationError, QueueFull, ReactorNotRunning
+from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
 from ._health import DEFAULT_STUCK_AFTER, Health
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
-from ._policies import NO_RETRY, Retry, never_retrying
+from ._policies import NO_RETRY, Retry
 from ._receipts import Receipt
 from ._stats import Stats
 from ._subscription import (
@@ -539,10 +539,7 @@ class Reactor:
             call = TypedHandler(data, call, handler)
         sub._call = call
         lane = self._dispatcher.add(sub)
-        if data is not None:
-            # Data that does not fit fails the same way on every attempt: no retry.
-            lane.retry = never_retrying(sub.retry, DataValidationError)
-        if self._middleware or call is not handler:
+        if self._middleware:
             lane.handler = _compose(call, self._middleware)
         sub._on_cancel = partial(self._dispatcher.remove, lane)
         if self._state is not _State.IDLE:
