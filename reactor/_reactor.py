@@ -772,6 +772,7 @@ class Reactor:
             and data is None
             and not attributes
             and self._accepting
+            and not self._publish_hooks
             and _get_ident() == self._thread
         ):
             built = event  # _event()'s checks, inline on the path of every prebuilt event
