@@ -726,7 +726,7 @@ class Reactor:
             return self._hooked(event) if self._publish_hooks else event
         if not isinstance(event, str):
             raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
-        if not attributes or attributes.keys() == {"source"}:
+        if not attributes or (len(attributes) == 1 and "source" in attributes):
             # The common call, publish(type, data) or with a source: no dict to build.
             source = attributes.get("source") if attributes else None
             common = Event(
