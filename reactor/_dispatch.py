@@ -747,7 +747,12 @@ class Dispatcher:
         """Run one delivery to its end: success, or retries then the dead-letter sink."""
         if not received._started:
             self._started(received)
-        error = await self._timed_attempt(lane, received.event)
+        event = received.event
+        error = await (
+            self._attempt(lane, event)
+            if lane.timeout is None  # (one coroutine less than through _timed_attempt)
+            else self._timed_attempt(lane, event)
+        )
         attempts = 1 if error is None else await self._recover(lane, received, error)
         if attempts:
             self._settle(lane, received, "ok", attempts, None)
