@@ -12,6 +12,8 @@ from . import _harness as h
 LABELS = {
     "w1": "W1 handlers never suspend",
     "w2": "W2 handlers await sleep(0) once",
+    "w1b": "W1b handlers never suspend, envelope built by each publish",
+    "w2b": "W2b handlers await sleep(0) once, envelope built by each publish",
     "w6": "W6 10% of deliveries fail once and are retried",
 }
 
@@ -49,7 +51,7 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
         say(f"skipped {name}: {reason}")
     for loop in cfg["loops"]:
         names = _names(summary, loop, order)
-        for workload in ("w1", "w2", "w6"):
+        for workload in ("w1", "w2", "w1b", "w2b", "w6"):
             cells = _cells(summary, loop, workload)
             if not cells:
                 continue
@@ -142,7 +144,7 @@ def report(document: dict[str, Any], order: Sequence[str], *, plain: bool = Fals
     noisy = [
         f"{key} {name} ({entry['cpu_share_min']:.2f})"
         for key, cell in summary.items()
-        if cell["workload"] in ("w1", "w2", "w6", "subs")
+        if cell["workload"] in ("w1", "w2", "w1b", "w2b", "w6", "subs")
         for name, entry in cell["systems"].items()
         if entry["cpu_share_min"] is not None and entry["cpu_share_min"] < h.NOISY_CPU_SHARE
     ]

@@ -25,16 +25,26 @@ import attrs
 
 from . import _harness as h
 from ._peers import PEERS
-from ._systems import BASELINES, REACTOR, REACTOR_METRICS, System
-from ._workloads import Spec
+from ._systems import (
+    BASELINES,
+    REACTOR,
+    REACTOR_METRICS,
+    REACTOR_ORDERED,
+    REACTOR_RECEIPT,
+    System,
+)
+from ._workloads import BUILD_WORKLOADS, Spec
 
 CHILD_MODULE = "benchmarks"
 #: The repository's root, the children's working directory: ``python -m benchmarks``
 #: finds this package there wherever the parent was started from.
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS: dict[str, System] = {s.name: s for s in (*BASELINES, REACTOR, REACTOR_METRICS, *PEERS)}
+SYSTEMS: dict[str, System] = {
+    s.name: s
+    for s in (*BASELINES, REACTOR, REACTOR_METRICS, REACTOR_ORDERED, REACTOR_RECEIPT, *PEERS)
+}
 LOOPS = ("asyncio", "uvloop", "trio")
-WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "subs", "timers", "import")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "subs", "timers", "import", *BUILD_WORKLOADS)
 #: Workloads that measure reactor alone, with no ratio to the taskgroup baseline.
 REACTOR_ONLY = ("subs", "timers", "import")
 BASE = "taskgroup"
@@ -99,6 +109,20 @@ TARGET_TIMERS_REGISTER_S = 1.0
 TARGET_TIMERS_P99_MS = 10.0
 TARGET_TIMERS_IDLE_CPU = 0.01
 TARGET_TIMERS_STOP_S = 1.0
+# Issue 15's goals 1 and 2, stricter than the targets above. Goal 1 (W3, K=4): reactor's
+# p99 at most eager's, its p50 at most twice eager's. Goal 2 (K=4): W1 reactor/taskgroup
+# >= 10x and reactor/eager >= 0.6x, W2 reactor/taskgroup >= 3x, for each reactor variant
+# below (ordering off, on; a receipt awaited) and both ways of publishing (events prebuilt:
+# w1, w2; envelopes built by publish(type, data, source=...): w1b, w2b).
+GOAL1_P99 = 1.0
+GOAL1_P50 = 2.0
+GOAL2_W1 = 10.0
+GOAL2_EAGER = 0.6
+GOAL2_W2 = 3.0
+GOAL2_VARIANTS = ("reactor", "reactor-ordered", "reactor-receipt")
+#: Systems that W1b/W2b leave out: the peers (to keep the run short) and these.
+#: reactor-metrics: what its collector costs is W1's target; the envelope does not change it.
+BUILD_SKIPPED = ("reactor-metrics",)
 
 
 @attrs.frozen(kw_only=True)
@@ -204,6 +228,25 @@ def available_systems(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return ok, skipped
 
 
+def runs_in(system: System, workload: str, k: int) -> bool:
+    """Whether the suite runs *system* in the cell (*workload*, *k*).
+
+    A system with :attr:`~System.cells` runs in those only; W1b and W2b (the envelope
+    built in the timed loop) run the baselines and reactor's variants, not the peers
+    nor those in :data:`BUILD_SKIPPED`.
+
+    :param system: the system.
+    :param workload: the workload (``w5`` cells are ``w1`` cells).
+    :param k: handlers per event.
+    :return: whether it runs there.
+    """
+    if system.cells is not None and (workload, k) not in system.cells:
+        return False
+    if workload in BUILD_WORKLOADS:
+        return system.kind != "peer" and system.name not in BUILD_SKIPPED
+    return True
+
+
 def plan(cfg: Config) -> Iterator[Run]:
     """Yield the children to run, in order.
 
@@ -222,15 +265,18 @@ def plan(cfg: Config) -> Iterator[Run]:
             cells += [("w2", k) for k in (QUICK_W2_KS if cfg.quick else W2_KS)]
         if "w6" in cfg.workloads:
             cells.append(("w6", TARGET_K))
+        cells += [(w, TARGET_K) for w in BUILD_WORKLOADS if w in cfg.workloads]
         for workload, k in cells:
+            here = [n for n in names if runs_in(SYSTEMS[n], workload, k)]
             for rep in range(cfg.repeat):
-                for name in h.rotated(names, rep):
+                for name in h.rotated(here, rep):
                     n = cfg.events(loop, k, SYSTEMS[name])
                     spec = Spec(workload=workload, system=name, loop=loop, k=k, events=n)
                     specs.append((rep, spec, 120.0))
         if "w3" in cfg.workloads:
+            here = [n for n in names if runs_in(SYSTEMS[n], "w3", TARGET_K)]
             for rep in range(cfg.repeat):
-                for name in h.rotated(names, rep):
+                for name in h.rotated(here, rep):
                     n = cfg.w3_events(SYSTEMS[name])
                     spec = Spec(
                         workload="w3",
@@ -281,7 +327,7 @@ def plan(cfg: Config) -> Iterator[Run]:
         for loop in cfg.loops:
             for name in cfg.systems:
                 system = SYSTEMS[name]
-                if loop not in system.loops:
+                if loop not in system.loops or not runs_in(system, "w4", 1):
                     continue
                 size = W4_EVENTS * system.scale * cfg.scale / (10 if cfg.quick else 1)
                 n = max(MIN_EVENTS, int(size))
@@ -333,7 +379,7 @@ def _execute(cfg: Config, run: Run, records: list[dict[str, Any]], bar: h.Progre
     # it again and keep the attempt that got the most CPU.
     while (
         len(run.specs) == 1
-        and run.specs[0].workload in ("w1", "w2", "w6", "subs")
+        and run.specs[0].workload in ("w1", "w2", "w6", "subs", *BUILD_WORKLOADS)
         and attempts <= cfg.retry_noisy
         and results[0].get("cpu_share", 1.0) < h.NOISY_CPU_SHARE
     ):
@@ -365,6 +411,8 @@ def _execute(cfg: Config, run: Run, records: list[dict[str, Any]], bar: h.Progre
 _METRICS = {
     "w1": ("deliveries_per_s",),
     "w2": ("deliveries_per_s",),
+    "w1b": ("deliveries_per_s",),
+    "w2b": ("deliveries_per_s",),
     "w6": ("deliveries_per_s",),
     "w3": ("p50_us", "p90_us", "p99_us", "max_us", "achieved_rate", "mean_burst"),
     "w4": ("peak_rss_growth_mb", "maxrss_growth_mb", "producer_share", "elapsed"),
@@ -457,9 +505,55 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
                         if a in rep and b in rep and "error" not in rep[a] and "error" not in rep[b]
                     ]
                     ratios[label] = h.stats(pairs)
+            ratios.update(_variant_ratios(workload, reps, systems))
         cell["ratios"] = ratios
+        if workload == "w3":
+            cell["latency_ratios"] = _latency_ratios(by_rep[key].values(), systems)
         summary[key] = cell
     return summary
+
+
+def _variants(systems: dict[str, Any]) -> list[str]:
+    """reactor's variants (every system of kind reactor but reactor) in *systems*."""
+    return [n for n in systems if n != "reactor" and n in SYSTEMS and SYSTEMS[n].kind == "reactor"]
+
+
+def _variant_ratios(
+    workload: str, reps: Any, systems: dict[str, Any]
+) -> dict[str, dict[str, float] | None]:
+    """``variant/eager`` for every reactor variant, pair by pair (goal 2's second ratio)."""
+    out = {}
+    if "eager" in systems:
+        for name in _variants(systems):
+            pairs = [
+                _better(workload, rep[name], rep["eager"])
+                for rep in reps
+                if name in rep and "eager" in rep
+                if "error" not in rep[name] and "error" not in rep["eager"]
+            ]
+            out[f"{name}/eager"] = h.stats(pairs)
+    return out
+
+
+def _latency_ratios(reps: Any, systems: dict[str, Any]) -> dict[str, dict[str, float] | None]:
+    """W3: reactor's (and each variant's) p50 and p99 over eager's, pair by pair.
+
+    Plain latency ratios, lower is better (issue 15's goal 1: p99 <= 1x, p50 <= 2x).
+    """
+    out = {}
+    if "eager" in systems:
+        for name in ["reactor", *_variants(systems)]:
+            if name not in systems:
+                continue
+            for metric in ("p50_us", "p99_us"):
+                pairs = [
+                    float(rep[name][metric]) / float(rep["eager"][metric])
+                    for rep in reps
+                    if name in rep and "eager" in rep
+                    if "error" not in rep[name] and "error" not in rep["eager"]
+                ]
+                out[f"{metric[:3]} {name}/eager"] = h.stats(pairs)
+    return out
 
 
 def summarise_subs(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -511,7 +605,11 @@ def evaluate_targets(
     and the 10,000 registered in under a second; with 10,000 interval timers, registered
     in under a second, every due run fired, p99 lateness under 10 ms, under 1% of a CPU
     while nothing is due, stopped in under a second; ``import reactor`` within 1.3 times
-    ``import anyio, attrs`` (binding whatever the loop).
+    ``import anyio, attrs`` (binding whatever the loop). And issue 15's goals, where
+    their cells ran: goal 1, W3 reactor p99 <= eager's and p50 <= 2x eager's; goal 2,
+    W1 reactor/taskgroup >= 10x and reactor/eager >= 0.6x, W2 reactor/taskgroup >= 3x,
+    for reactor and its variants, with events prebuilt (W1, W2) and built by
+    ``publish(type, data, source=...)`` (W1b, W2b).
 
     :param summary: output of :func:`summarise`.
     :param loops: the loops measured.
@@ -588,6 +686,7 @@ def evaluate_targets(
             True,
             below=True,
         )
+        _goal_targets(summary, loop, add)
         for name, system in SYSTEMS.items():
             if system.kind != "peer" or not system.awaits_concurrently:
                 continue
@@ -682,6 +781,55 @@ def evaluate_targets(
             below=True,
         )
     return out
+
+
+def _goal_targets(summary: dict[str, Any], loop: str, add: Any) -> None:
+    """Add issue 15's goal 1 and goal 2 rows for *loop*, for the cells that ran.
+
+    A row appears when its cell ran; for a variant of reactor, when the variant ran in it.
+
+    :param summary: output of :func:`summarise`.
+    :param loop: the loop.
+    :param add: ``add(loop, target, value, goal, strict, below=...)`` of
+        :func:`evaluate_targets`.
+    """
+
+    def median(value: dict[str, float] | None) -> float | None:
+        return None if value is None else float(value["median"])
+
+    w3 = summary.get(f"{loop}/w3/K={TARGET_K}")
+    if w3 is not None:
+        latency = w3.get("latency_ratios", {})
+        for metric, goal in (("p99", GOAL1_P99), ("p50", GOAL1_P50)):
+            add(
+                loop,
+                f"goal 1: W3 K=4 reactor {metric} <= {goal:g}x eager's (reactor/eager)",
+                median(latency.get(f"{metric} reactor/eager")),
+                goal,
+                False,
+                below=True,
+            )
+    for name in GOAL2_VARIANTS:
+        for workload, base, goal in (
+            ("w1", "taskgroup", GOAL2_W1),
+            ("w1", "eager", GOAL2_EAGER),
+            ("w2", "taskgroup", GOAL2_W2),
+            ("w1b", "taskgroup", GOAL2_W1),
+            ("w1b", "eager", GOAL2_EAGER),
+            ("w2b", "taskgroup", GOAL2_W2),
+        ):
+            cell = summary.get(f"{loop}/{workload}/K={TARGET_K}")
+            if cell is None or (name != "reactor" and name not in cell["systems"]):
+                continue
+            how = "envelope built by publish()" if workload in BUILD_WORKLOADS else "prebuilt"
+            add(
+                loop,
+                f"goal 2: {workload[:2].upper()}{workload[2:]} K=4 {name}/{base} >= {goal:g}x "
+                f"({how})",
+                median(cell["ratios"].get(f"{name}/{base}")),
+                goal,
+                False,
+            )
 
 
 def measure_import(runs: int = IMPORT_RUNS) -> dict[str, Any]:
@@ -798,7 +946,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "K=1..64 (W1 handlers); w6 10% of deliveries fail once and are retried; subs: "
         "reactor with 10 and 10,000 subscriptions, each to its own source; timers: "
         "reactor with 10,000 interval timers on the real clock; import: "
-        "'import reactor' against 'import anyio, attrs'. Exit status 1 if any run failed "
+        "'import reactor' against 'import anyio, attrs'; w1b, w2b: W1 and W2 at K=4 with the "
+        "envelope built as each event is published (reactor: publish(type, data, source=...)). "
+        "Exit status 1 if any run failed "
         "or lost deliveries.",
     )
     parser.add_argument(

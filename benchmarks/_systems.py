@@ -88,6 +88,11 @@ class System:
     :ivar awaits_concurrently: whether it awaits its handlers and runs them concurrently:
         the peers reactor's targets compare against (a fire-and-forget emitter or a
         sequential loop does another job).
+    :ivar cells: the ``(workload, K)`` cells the suite runs it in by default (``None``:
+        every cell of every workload). A variant of reactor that measures one feature's
+        cost runs where its target is, not in every cell. Every system of kind
+        ``"reactor"`` yields ``app.publish``, which takes an :class:`reactor.Event` or a
+        type with its data and ``source=`` (W1b and W2b call it the second way).
     """
 
     name: str
@@ -103,6 +108,7 @@ class System:
     prepare: Callable[[Event], Any] | None = None
     scale: float = 1.0
     awaits_concurrently: bool = False
+    cells: tuple[tuple[str, int], ...] | None = None
 
 
 # ------------------------------------------------------------------------- reactor
@@ -181,6 +187,110 @@ REACTOR_METRICS = System(
     requires=("prometheus_client",),
     runner="anyio",
     native_retry=True,
+    semantics=REACTOR.semantics,
+)
+
+
+#: The reactor variants run in the goal-2 cells only (issue 15): W1 and W2 at K = 4, with
+#: prebuilt events and with envelopes built by ``publish(type, data, source=...)``.
+VARIANT_CELLS: tuple[tuple[str, int], ...] = (("w1", 4), ("w2", 4), ("w1b", 4), ("w2b", 4))
+#: reactor-ordered's keys: event i has key ``i % ORDER_KEYS``.
+ORDER_KEYS = 64
+#: The event type reactor-receipt keeps one ``publish_and_wait()`` pending on.
+HOLD_TYPE = "bench.hold"
+
+
+def order_key(event: Event) -> int:
+    """reactor-ordered's key function: the event's index modulo :data:`ORDER_KEYS`.
+
+    :param event: a benchmark event (``data`` is its index, or W3's ``[time, index]``).
+    :return: the key.
+    """
+    data = event.data
+    return (data if data.__class__ is int else int(data[1])) % ORDER_KEYS
+
+
+@asynccontextmanager
+async def _reactor_ordered(
+    handlers: Sequence[Handler], loop: str, retries: int
+) -> AsyncIterator[Publish]:
+    from reactor import Backoff, Reactor, Retry
+
+    retry = None
+    if retries:
+        retry = Retry(attempts=retries + 1, backoff=Backoff(initial=0, maximum=0, jitter=False))
+    app = Reactor()
+    for i, handler in enumerate(handlers):
+        app.subscribe(EVENT_TYPE, handler, name=f"h{i}", retry=retry, ordered_by=order_key)
+    async with app:
+        yield app.publish
+
+
+REACTOR_ORDERED = System(
+    name="reactor-ordered",
+    kind="reactor",
+    summary=f"as reactor, each subscription with per-key ordering on: ordered_by=key, "
+    f"{ORDER_KEYS} keys (event i has key i % {ORDER_KEYS}); W1 and W2 at K=4 only",
+    loops=ALL_LOOPS,
+    open=_reactor_ordered,
+    runner="anyio",
+    native_retry=True,
+    cells=VARIANT_CELLS,
+    semantics=attrs.evolve(
+        REACTOR.semantics,
+        concurrency=f"per subscription up to 16 deliveries at once, events of one key "
+        f"({ORDER_KEYS} keys) one at a time in publish order; all subscriptions concurrently",
+    ),
+)
+
+
+@asynccontextmanager
+async def _reactor_receipt(
+    handlers: Sequence[Handler], loop: str, retries: int
+) -> AsyncIterator[Publish]:
+    from reactor import Backoff, Reactor, Receipt, Retry
+
+    retry = None
+    if retries:
+        retry = Retry(attempts=retries + 1, backoff=Backoff(initial=0, maximum=0, jitter=False))
+    app = Reactor()
+    for i, handler in enumerate(handlers):
+        app.subscribe(EVENT_TYPE, handler, name=f"h{i}", retry=retry)
+    started, release = anyio.Event(), anyio.Event()
+    receipts: list[Receipt] = []
+
+    async def hold(event: Event) -> None:
+        started.set()
+        await release.wait()
+
+    async def await_receipt() -> None:
+        receipts.append(await app.publish_and_wait(HOLD_TYPE))
+
+    app.subscribe(HOLD_TYPE, hold, name="hold")
+    async with app, anyio.create_task_group() as tg:
+        tg.start_soon(await_receipt)
+        # From here until the clock stops, one receipt is awaited: every delivery pays
+        # for the receipts' bookkeeping.
+        await started.wait()
+        try:
+            yield app.publish
+        finally:
+            release.set()
+    if not (receipts and receipts[0].ok):
+        raise RuntimeError(f"the held receipt did not settle: {receipts}")
+
+
+REACTOR_RECEIPT = System(
+    name="reactor-receipt",
+    kind="reactor",
+    summary="as reactor, while one app.publish_and_wait() is awaited throughout the run (its "
+    "event held by another subscription's handler until the end): the receipts' cost on the "
+    "path; W1 and W2 at K=4 only",
+    loops=ALL_LOOPS,
+    open=_reactor_receipt,
+    runner="anyio",
+    native_retry=True,
+    cells=VARIANT_CELLS[:2],
     semantics=REACTOR.semantics,
 )
 

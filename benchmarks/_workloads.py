@@ -5,6 +5,9 @@ Workloads (the same handlers and the same prebuilt events for every system):
 * ``w1`` -- K handlers that never suspend; deliveries/s until every delivery finished.
   Run at K = 1..64 it is also W5, the fan-out sweep.
 * ``w2`` -- the same with ``await sleep(0)`` at the start of every handler.
+* ``w1b``, ``w2b`` -- W1 and W2 with the envelope built inside the timed loop, the way
+  users publish: reactor by ``app.publish(type, data, source=...)``, every other system
+  by ``Event(type=..., source=..., data=...)`` and its own publish.
 * ``w3`` -- publish-to-handler-start latency at a steady rate (K = 4).
 * ``w4`` -- a slow consumer: peak RSS growth and how long the producer ran ahead.
 * ``w6`` -- K = 4 handlers of which 10% of deliveries fail once and are retried.
@@ -48,6 +51,8 @@ STALL_SECONDS = 5.0
 RSS_SAMPLE_INTERVAL = 0.010
 #: W6: delivery (event i, handler j) fails on its first attempt when (i + j) % this == 0.
 FAIL_EVERY = 10
+#: W1 and W2 with the envelope built in the timed loop (``publish(type, data, source=...)``).
+BUILD_WORKLOADS = ("w1b", "w2b")
 #: Points of the latency CDF kept in a W3 result (quantiles 0, 1/N, ..., 1).
 CDF_POINTS = 200
 
@@ -56,7 +61,8 @@ CDF_POINTS = 200
 class Spec:
     """One measurement: what a child runs.
 
-    :ivar workload: ``w1``, ``w2``, ``w3``, ``w4``, ``w6``, ``subs`` or ``timers``.
+    :ivar workload: ``w1``, ``w2``, ``w1b``, ``w2b``, ``w3``, ``w4``, ``w6``, ``subs`` or
+        ``timers``.
     :ivar system: the system's name.
     :ivar loop: ``asyncio``, ``uvloop`` or ``trio``.
     :ivar k: handlers per event (``subs``: subscriptions, one handler each; ``timers``:
@@ -364,7 +370,9 @@ class _Run:
         async with self.system.open(self.handlers, spec.loop, self.retries) as publish:
             await native_sleep(spec.loop)(0)  # let the system reach its first wait
             tally.begin()
-            if self.system.name == "direct":
+            if spec.workload in BUILD_WORKLOADS:
+                await self._build_and_publish(publish)
+            elif self.system.name == "direct":
                 handlers = self.handlers
                 for message in messages:
                     for handler in handlers:
@@ -373,6 +381,28 @@ class _Run:
                 for message in messages:
                     await publish(message)
             self.finished = await tally.wait(spec.timeout)
+
+    async def _build_and_publish(self, publish: Any) -> None:
+        """W1b/W2b's timed loop: each event's envelope is built as it is published.
+
+        reactor builds it itself, from the call its users make; every other system gets
+        the ``Event`` its users would build (with a fresh id and time, like reactor's).
+        """
+        n, kind = self.spec.events, self.system.kind
+        if kind == "peer":
+            raise ValueError("the peers do not run the envelope-building workloads")
+        if kind == "reactor":
+            for i in range(n):
+                await publish(EVENT_TYPE, i, source=EVENT_SOURCE)
+        elif self.system.name == "direct":
+            handlers = self.handlers
+            for i in range(n):
+                event = Event(type=EVENT_TYPE, source=EVENT_SOURCE, data=i)
+                for handler in handlers:
+                    await handler(event)
+        else:
+            for i in range(n):
+                await publish(Event(type=EVENT_TYPE, source=EVENT_SOURCE, data=i))
 
 
 def _prepared(system: System, events: list[Event]) -> list[Any]:
@@ -386,10 +416,12 @@ def _throughput(spec: Spec, system: System) -> dict[str, Any]:
         failed = bytearray(spec.events)
         handlers = [_failing_handler(i, tally, failed) for i in range(spec.k)]
     else:
-        sleep = native_sleep(spec.loop) if spec.workload == "w2" else None
+        sleep = native_sleep(spec.loop) if spec.workload in ("w2", "w2b") else None
         handlers = [_throughput_handler(i, tally, sleep) for i in range(spec.k)]
     run = _Run(spec, system, handlers)
-    messages = _prepared(system, [_make_event(i, i) for i in range(spec.events)])
+    messages: list[Any] = []
+    if spec.workload not in BUILD_WORKLOADS:
+        messages = _prepared(system, [_make_event(i, i) for i in range(spec.events)])
     _freeze_heap()
 
     async def main() -> None:
@@ -720,7 +752,7 @@ def measure(spec: Spec, system: System) -> dict[str, Any]:
     if not root.handlers:
         root.addHandler(logging.NullHandler())
     try:
-        if spec.workload in ("w1", "w2", "w6"):
+        if spec.workload in ("w1", "w2", "w6", *BUILD_WORKLOADS):
             return _throughput(spec, system)
         if spec.workload == "w3":
             return _latency(spec, system)

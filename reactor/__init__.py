@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._event import ExtensionValue as ExtensionValue
     from ._exceptions import AppImportError as AppImportError
     from ._exceptions import ConsumerNotFound as ConsumerNotFound
+    from ._exceptions import DataValidationError as DataValidationError
     from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
     from ._exceptions import DeliveryTimeout as DeliveryTimeout
     from ._exceptions import EventFormatError as EventFormatError
@@ -79,6 +80,7 @@ __all__ = [
     "Clock",
     "ConsumerNotFound",
     "ConsumerOptions",
+    "DataValidationError",
     "DeadLetter",
     "DeadLetterNotFound",
     "DeadLetters",
@@ -138,6 +140,7 @@ _HOMES = {
     "ExtensionValue": "_event",
     "AppImportError": "_exceptions",
     "ConsumerNotFound": "_exceptions",
+    "DataValidationError": "_exceptions",
     "DeadLetterNotFound": "_exceptions",
     "DeliveryTimeout": "_exceptions",
     "EventFormatError": "_exceptions",

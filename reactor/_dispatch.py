@@ -49,6 +49,7 @@ from anyio.lowlevel import checkpoint
 from ._clock import Clock
 from ._event import Event
 from ._exceptions import (
+    DataValidationError,
     DeliveryTimeout,
     HandlerCancelled,
     InternalTaskDied,
@@ -216,7 +217,9 @@ class Lane:
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
         self.name = sub.name
-        self.handler = sub.handler
+        # The handler with the subscription's adapters (typed data, worker threads); the
+        # app composes its middleware around it.
+        self.handler = sub._call
         self.where = sub.where
         self.key_fn = sub.ordered_by
         self.timeout = sub.timeout
@@ -744,7 +747,12 @@ class Dispatcher:
         """Run one delivery to its end: success, or retries then the dead-letter sink."""
         if not received._started:
             self._started(received)
-        error = await self._timed_attempt(lane, received.event)
+        event = received.event
+        error = await (
+            self._attempt(lane, event)
+            if lane.timeout is None  # (one coroutine less than through _timed_attempt)
+            else self._timed_attempt(lane, event)
+        )
         attempts = 1 if error is None else await self._recover(lane, received, error)
         if attempts:
             self._settle(lane, received, "ok", attempts, None)
@@ -802,7 +810,11 @@ class Dispatcher:
             timed_out = isinstance(error, DeliveryTimeout)
             if timed_out:
                 lane.timed_out += 1
-            if attempt >= retry.attempts or not (timed_out or isinstance(error, retry.on)):
+            if (
+                attempt >= retry.attempts
+                or not (timed_out or isinstance(error, retry.on))
+                or isinstance(error, DataValidationError)  # the same on every attempt
+            ):
                 self._dead_letter(lane, event, error, attempt, first_failed)
                 self._settle(lane, received, "timed_out" if timed_out else "failed", attempt, error)
                 return 0

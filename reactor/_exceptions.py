@@ -8,6 +8,7 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── EventFormatError (ValueError)       bytes or headers are not a valid CloudEvent
     ├── PayloadTooLargeError (ValueError)   an event is larger than the configured limit
     ├── InvalidScheduleError (ValueError)   a cron expression is invalid or never fires
+    ├── DataValidationError (ValueError)    an event's data does not fit a subscription's data=
     ├── QueueFull                           publish_nowait() found the ingestion queue full
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
     ├── ConsumerNotFound (LookupError)      no subscription (or queue file's consumer) so named
@@ -28,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "AppImportError",
     "ConsumerNotFound",
+    "DataValidationError",
     "DeadLetterNotFound",
     "DeliveryTimeout",
     "EventFormatError",
@@ -81,6 +83,23 @@ class PayloadTooLargeError(ReactorError, ValueError):
 
 class InvalidScheduleError(ReactorError, ValueError):
     """A schedule (a cron expression) is malformed, out of range or can never fire."""
+
+
+class DataValidationError(ReactorError, ValueError):
+    """An event's data does not fit the type that a subscription asked for with ``data=``.
+
+    The handler is not called: the delivery is dead-lettered at once with this error,
+    never retried (the same data would fail the same way). When msgspec or pydantic
+    validated the data, their own error is the ``__cause__``.
+
+    :ivar data_type: the class given as ``data=``
+    :ivar detail: what did not fit, and where (``data.items[0].sku: expected str, got int``)
+    """
+
+    def __init__(self, data_type: type, detail: str) -> None:
+        super().__init__(f"the event's data does not fit {data_type.__qualname__}: {detail}")
+        self.data_type = data_type
+        self.detail = detail
 
 
 class QueueFull(ReactorError):

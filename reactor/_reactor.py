@@ -12,17 +12,28 @@ import enum
 import importlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
 from types import MappingProxyType, MethodType, TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import EventLoopToken, current_token
 
 from . import validators
+from ._adapters import ThreadedHandler, ThreadLimit, TypedHandler
 from ._clock import Clock, SystemClock
 from ._dispatch import Dispatcher
 from ._event import Event
@@ -56,10 +67,18 @@ __all__ = ["NOTIFICATION_TYPE", "Reactor"]
 
 logger = logging.getLogger("reactor")
 
+#: The worker threads that ``run_in_thread=True`` handlers use at once, unless the app says
+#: otherwise (as many as anyio's own default limiter).
+DEFAULT_MAX_THREADS = 40
+
 #: The type of the events that ``app.notify(channel, data)`` publishes; the channel is the subject.
 NOTIFICATION_TYPE = "reactor.notification"
 
 H = TypeVar("H", bound=Handler)
+#: A plain ``def`` handler (``run_in_thread=True``).
+S = TypeVar("S", bound=Callable[[Event], object])
+#: The class of a typed handler's data (``data=``).
+D = TypeVar("D")
 M = TypeVar("M", bound=Middleware)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -177,6 +196,8 @@ class Reactor:
     :param retry: the retry policy of subscriptions that name none (default: one attempt)
     :param timeout: the per-attempt timeout of subscriptions that name none (default: none)
     :param dead_letter_limit: the most dead letters kept in :attr:`dead_letters`
+    :param max_threads: the most worker threads that the app's ``run_in_thread=True``
+        handlers use at once (one bound for the whole app; see :meth:`subscribe`)
     """
 
     def __init__(
@@ -190,6 +211,7 @@ class Reactor:
         retry: Retry | None = None,
         timeout: float | None = None,
         dead_letter_limit: int = DEFAULT_DEAD_LETTER_LIMIT,
+        max_threads: int = DEFAULT_MAX_THREADS,
     ) -> None:
         if queue is None:
             from .queues.memory import MemoryQueue
@@ -203,6 +225,7 @@ class Reactor:
             raise TypeError(f"clock must implement reactor.Clock, got {clock!r}")
         validators.name("source", source)
         validators.integer("max_in_flight", max_in_flight, minimum=1)
+        validators.integer("max_threads", max_threads, minimum=1)
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
         if timeout is not None:
@@ -214,6 +237,7 @@ class Reactor:
         self._retry = NO_RETRY if retry is None else retry
         self._timeout = timeout
         self._dead_letters = DeadLetters(dead_letter_limit)
+        self._threads = ThreadLimit(max_threads)
         self._dispatcher = Dispatcher(
             queue=queue,
             clock=clock,
@@ -334,8 +358,51 @@ class Reactor:
         *,
         source: str | None = None,
         where: Predicate | None = None,
+        data: None = None,
+        run_in_thread: Literal[False] = False,
         **options: Unpack[ConsumerOptions],
     ) -> Callable[[H], H]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        data: None = None,
+        run_in_thread: Literal[True],
+        **options: Unpack[ConsumerOptions],
+    ) -> Callable[[S], S]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        data: type[D],
+        run_in_thread: Literal[False] = False,
+        **options: Unpack[ConsumerOptions],
+    ) -> Callable[
+        [Callable[[D], Coroutine[Any, Any, R]]], Callable[[D], Coroutine[Any, Any, R]]
+    ]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        data: type[D],
+        run_in_thread: Literal[True],
+        **options: Unpack[ConsumerOptions],
+    ) -> Callable[[Callable[[D], R]], Callable[[D], R]]: ...
 
     @overload
     def subscribe(
@@ -345,18 +412,61 @@ class Reactor:
         *,
         source: str | None = None,
         where: Predicate | None = None,
+        data: None = None,
+        run_in_thread: Literal[False] = False,
+        **options: Unpack[ConsumerOptions],
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[Event], object],
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        data: None = None,
+        run_in_thread: Literal[True],
+        **options: Unpack[ConsumerOptions],
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[D], Coroutine[Any, Any, object]],
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        data: type[D],
+        run_in_thread: Literal[False] = False,
+        **options: Unpack[ConsumerOptions],
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[D], object],
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        data: type[D],
+        run_in_thread: Literal[True],
         **options: Unpack[ConsumerOptions],
     ) -> Subscription: ...
 
     def subscribe(
         self,
         pattern: str,
-        handler: Handler | None = None,
+        handler: Callable[[Any], object] | None = None,
         *,
         source: str | None = None,
         where: Predicate | None = None,
+        data: type | None = None,
+        run_in_thread: bool = False,
         **options: Unpack[ConsumerOptions],
-    ) -> Subscription | Callable[[H], H]:
+    ) -> Subscription | Callable[[Any], Any]:
         """Subscribe a coroutine *handler* to events whose type matches *pattern*.
 
         As a decorator (no *handler*) it returns the handler unchanged; called with a
@@ -365,32 +475,45 @@ class Reactor:
 
         :param pattern: a case-sensitive glob on the event type (``"order.*"``; ``"*"``
             for every event)
-        :param handler: ``async def handler(event) -> None``
+        :param handler: ``async def handler(event) -> None``; with *data*, ``async def
+            handler(order: Order) -> None``; with *run_in_thread*, a plain ``def``
         :param source: a glob on the event source (default: any source)
         :param where: an extra filter ``where(event) -> bool``, evaluated when the event is
             routed; if it raises, that is this consumer's failure (dead-lettered)
+        :param data: a class (an attrs class, a dataclass, a ``msgspec.Struct``, a pydantic
+            model): the handler receives the event's data converted to it instead of the
+            event (which ``reactor.current_delivery().event`` still gives). Data that
+            does not fit is dead-lettered at once with a :class:`~reactor.DataValidationError`,
+            without calling the handler and without retries.
+        :param run_in_thread: run a plain ``def`` handler in a worker thread, at most the
+            app's ``max_threads`` at once; timeouts, retries and dead letters apply as
+            to any handler, and a thread cut by the timeout (or the app's shutdown) is
+            abandoned: it runs to its end, and its result or error is ignored
         :param options: the consumer's ``name``, ``concurrency``, ``ordered_by``,
             ``timeout`` and ``retry`` (:class:`~reactor.ConsumerOptions`)
-        :raises TypeError: *handler* is not a coroutine function, or an unknown option
+        :raises TypeError: *handler* is not a coroutine function (or, with
+            *run_in_thread*, is one), *data* is not a supported class, or an unknown option
         :raises ValueError: a bad option, or the name is taken
         """
         validators.keywords("subscribe", options, ConsumerOptions)
         if handler is None:
 
-            def decorate(func: H) -> H:
-                self._subscribe(pattern, func, source, where, options)
+            def decorate(func: Callable[[Any], object]) -> Callable[[Any], object]:
+                self._subscribe(pattern, func, source, where, options, data, run_in_thread)
                 return func
 
             return decorate
-        return self._subscribe(pattern, handler, source, where, options)
+        return self._subscribe(pattern, handler, source, where, options, data, run_in_thread)
 
     def _subscribe(
         self,
         pattern: str,
-        handler: Handler,
+        handler: Callable[[Any], object],
         source: str | None,
         where: Predicate | None,
         options: ConsumerOptions,
+        data: type | None = None,
+        run_in_thread: bool = False,
     ) -> Subscription:
         timeout = options.get("timeout", UNSET)
         retry = options.get("retry", UNSET)
@@ -404,10 +527,20 @@ class Reactor:
             ordered_by=options.get("ordered_by"),
             timeout=self._timeout if timeout is UNSET else timeout,
             retry=self._retry if retry is UNSET else (NO_RETRY if retry is None else retry),
+            data=data,
+            run_in_thread=run_in_thread,
         )
+        # The adapters are built before the subscription is added: a bad data= class
+        # fails here, and subscribes nothing.
+        call: Any = handler
+        if run_in_thread:
+            call = ThreadedHandler(handler, self._threads)
+        if data is not None:
+            call = TypedHandler(data, call, handler)
+        sub._call = call
         lane = self._dispatcher.add(sub)
         if self._middleware:
-            lane.handler = _compose(handler, self._middleware)
+            lane.handler = _compose(call, self._middleware)
         sub._on_cancel = partial(self._dispatcher.remove, lane)
         if self._state is not _State.IDLE:
             self._queue.note_consumers((sub.name,))
@@ -467,7 +600,7 @@ class Reactor:
             )
         self._middleware = (*self._middleware, middleware)
         for lane in self._dispatcher.lanes:
-            lane.handler = _compose(lane.sub.handler, self._middleware)
+            lane.handler = _compose(lane.sub._call, self._middleware)
         return middleware
 
     def on_publish(self, hook: Callable[[Event], Event]) -> Callable[[Event], Event]:
@@ -605,7 +738,7 @@ class Reactor:
             return self._hooked(event) if self._publish_hooks else event
         if not isinstance(event, str):
             raise TypeError(f"publish() takes an Event or an event type str, got {event!r}")
-        if not attributes or attributes.keys() == {"source"}:
+        if not attributes or (len(attributes) == 1 and "source" in attributes):
             # The common call, publish(type, data) or with a source: no dict to build.
             source = attributes.get("source") if attributes else None
             common = Event(
@@ -651,6 +784,7 @@ class Reactor:
             and data is None
             and not attributes
             and self._accepting
+            and not self._publish_hooks
             and _get_ident() == self._thread
         ):
             built = event  # _event()'s checks, inline on the path of every prebuilt event
@@ -807,6 +941,7 @@ class Reactor:
         await stack.__aenter__()
         try:
             self._queue.note_consumers([lane.name for lane in self._dispatcher.lanes])
+            self._threads.start()
             await self._queue.open()
             stack.push_async_callback(self._queue.close)
             self._tg = await stack.enter_async_context(anyio.create_task_group())

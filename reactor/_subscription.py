@@ -6,6 +6,7 @@ import fnmatch
 import inspect
 import re
 from collections.abc import Callable
+from typing import Any, cast
 
 from . import validators
 from ._policies import Retry
@@ -73,15 +74,18 @@ class Subscription:
     """
 
     __slots__ = (
+        "_call",
         "_matches_source",
         "_matches_type",
         "_on_cancel",
         "concurrency",
+        "data",
         "handler",
         "name",
         "ordered_by",
         "pattern",
         "retry",
+        "run_in_thread",
         "source",
         "timeout",
         "where",
@@ -91,7 +95,7 @@ class Subscription:
         self,
         *,
         pattern: str,
-        handler: Handler,
+        handler: Callable[[Any], object],
         name: str | None,
         source: str | None,
         where: Predicate | None,
@@ -99,12 +103,26 @@ class Subscription:
         ordered_by: KeyFunction | None,
         timeout: float | None,
         retry: Retry,
+        data: type | None = None,
+        run_in_thread: bool = False,
     ) -> None:
-        if not is_coroutine_callable(handler):
+        validators.boolean("run_in_thread", run_in_thread)
+        if run_in_thread:
+            if not callable(handler):
+                raise TypeError(f"handler must be callable, got {handler!r}")
+            if is_coroutine_callable(handler):
+                raise TypeError(
+                    f"handler {handler!r} is a coroutine function: run_in_thread=True is "
+                    "for plain `def` handlers; leave it out to await the handler"
+                )
+        elif not is_coroutine_callable(handler):
             raise TypeError(
-                f"handler {handler!r} is not a coroutine function: "
-                "define it with `async def` (reactor awaits every handler)"
+                f"handler {handler!r} is not a coroutine function: define it with "
+                "`async def` (reactor awaits every handler), or pass run_in_thread=True "
+                "to run a plain `def` handler in a worker thread"
             )
+        if data is not None and not isinstance(data, type):
+            raise TypeError(f"data must be a class, got {data!r}")
         self._matches_type = compile_glob(pattern, "event type")
         self._matches_source = None if source is None else compile_glob(source, "source")
         if name is None:
@@ -121,8 +139,10 @@ class Subscription:
             raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
         #: The glob on the event type.
         self.pattern = pattern
-        #: The coroutine function called for each delivery.
-        self.handler = handler
+        #: The handler as given: a coroutine function, or with ``run_in_thread`` a plain
+        #: function (typed as the coroutine function that the dispatcher calls: the app
+        #: hands the dispatcher the adapters of ``_call`` in its place).
+        self.handler: Handler = cast(Handler, handler)
         #: The consumer name: unique within the app, the key of outcomes and dead letters.
         self.name = name
         #: The glob on the event source, or ``None`` for any source.
@@ -137,6 +157,14 @@ class Subscription:
         self.timeout = timeout
         #: The retry policy.
         self.retry = retry
+        #: The class the event's data is converted to for the handler, or ``None``: the
+        #: handler receives the event.
+        self.data = data
+        #: Whether the handler is a plain function run in a worker thread.
+        self.run_in_thread = run_in_thread
+        #: What the dispatcher calls, inside the middleware: the handler, or the adapters
+        #: that convert the data and run it in a thread (set by the app).
+        self._call = self.handler
         #: Set by the app that routes to this subscription: stops the routing.
         self._on_cancel: Callable[[], None] | None = None
 

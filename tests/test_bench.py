@@ -35,6 +35,7 @@ from benchmarks._suite import (
     main,
     measure_import,
     plan,
+    runs_in,
     summarise,
     summarise_subs,
 )
@@ -43,6 +44,8 @@ from benchmarks._workloads import Spec, expected_failures, measure
 from reactor._cli import main as reactor_main
 
 BASELINES_AND_REACTOR = ("direct", "taskgroup", "eager", "reactor", "reactor-metrics")
+#: W1 and W2 with the envelope built in the timed loop.
+BUILD = ("w1b", "w2b")
 PEERS = tuple(name for name, system in SYSTEMS.items() if system.kind == "peer")
 #: The repository's root, where ``python -m benchmarks`` runs.
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +79,65 @@ def test_baselines_and_reactor_deliver_every_event_to_every_handler(
         assert result["deliveries"] == 300 * 4
     if workload == "w6":
         assert result["failed_attempts"] == sum(expected_failures(4, 300)) == 120
+
+
+#: The reactor variants of issue 15's goal 2 and the cells the suite runs them in.
+VARIANT_CELLS = {
+    "reactor-ordered": {"w1", "w2", "w1b", "w2b"},
+    "reactor-receipt": {"w1", "w2"},
+}
+
+
+@pytest.mark.parametrize("loop", ALL_LOOPS)
+@pytest.mark.parametrize(
+    ("system", "workload"),
+    [(name, workload) for name, cells in VARIANT_CELLS.items() for workload in sorted(cells)]
+    + [(name, w) for name in ("direct", "taskgroup", "eager", "reactor") for w in ("w1b", "w2b")],
+)
+def test_the_variants_and_the_envelope_building_workloads_deliver_every_event(
+    system: str, workload: str, loop: str
+) -> None:
+    result = measure(_spec(workload, system, loop), SYSTEMS[system])
+    assert "error" not in result, result
+    assert result["deliveries"] == 300 * 4
+
+
+def test_reactor_ordered_holds_an_event_while_an_earlier_one_of_its_key_runs() -> None:
+    import anyio
+
+    from benchmarks._systems import ORDER_KEYS
+    from reactor import Event
+
+    first, same_key, other_key = 0, ORDER_KEYS, 1  # keys 0, 0 and 1
+    started = {i: anyio.Event() for i in (first, same_key, other_key)}
+    release = anyio.Event()
+
+    async def handler(event: Event) -> None:
+        started[event.data].set()
+        if event.data == first:
+            await release.wait()
+
+    async def main_() -> None:
+        async with SYSTEMS["reactor-ordered"].open([handler], "asyncio", 0) as publish:
+            for i in (first, same_key, other_key):
+                await publish(Event(type="bench.event", source="/bench", data=i))
+            with anyio.fail_after(10):
+                await started[other_key].wait()
+                await anyio.wait_all_tasks_blocked()
+                # Without the ordering it would have started: 16 may run at once.
+                assert not started[same_key].is_set()
+                release.set()
+                await started[same_key].wait()
+
+    anyio.run(main_)
+
+
+def test_the_peers_do_not_run_the_envelope_building_workloads() -> None:
+    peer = SYSTEMS[PEERS[0]]
+    assert not runs_in(peer, "w1b", 4) and not runs_in(peer, "w2b", 4)
+    assert measure(_spec("w1b", peer.name), peer) == {
+        "error": "ValueError: the peers do not run the envelope-building workloads"
+    }
 
 
 @pytest.mark.parametrize("loop", ALL_LOOPS)
@@ -305,6 +367,24 @@ def test_quick_plan_runs_one_child_per_system_and_w4_alone() -> None:
     assert all(len({spec.system for spec in run.specs}) == 1 for run in rest)
 
 
+def test_the_variants_run_in_the_goal_cells_and_w1b_w2b_leave_out_the_peers() -> None:
+    systems: tuple[str, ...] = ("taskgroup", "eager", "reactor", "reactor-metrics")
+    systems += ("reactor-ordered", "reactor-receipt", "bubus")
+    workloads = ("w1", "w2", "w3", "w4", "w1b", "w2b")
+    cfg = _cfg(repeat=1, systems=systems, workloads=workloads)
+    cells: dict[str, set[tuple[str, int]]] = {}
+    for run in plan(cfg):
+        for spec in run.specs:
+            cells.setdefault(spec.system, set()).add((spec.workload, spec.k))
+    assert cells["reactor-ordered"] == {("w1", 4), ("w2", 4), ("w1b", 4), ("w2b", 4)}
+    assert cells["reactor-receipt"] == {("w1", 4), ("w2", 4)}
+    for name in ("taskgroup", "eager", "reactor"):
+        assert {("w1b", 4), ("w2b", 4), ("w3", 4), ("w4", 1), ("w1", 16)} <= cells[name]
+    for name in ("reactor-metrics", "bubus"):
+        assert ("w1", 4) in cells[name] and ("w3", 4) in cells[name]
+        assert not {("w1b", 4), ("w2b", 4)} & cells[name]
+
+
 def test_w5_widens_w1_to_the_fan_out_sweep_and_slow_systems_get_fewer_events() -> None:
     cfg = _cfg(workloads=("w5",), repeat=1)
     ks = sorted({run.specs[0].k for run in plan(cfg)})
@@ -318,6 +398,61 @@ def _record(system: str, rep: int, rate: float, workload: str = "w1") -> dict[st
     spec = Spec(workload=workload, system=system, loop="asyncio", k=4, events=100)
     result: dict[str, Any] = {"deliveries_per_s": rate, "cpu_share": 1.0, "elapsed": 1.0}
     return {"spec": spec.to_dict(), "rep": rep, "result": result, "attempts": 1}
+
+
+def _w3_record(system: str, rep: int, p50: float, p99: float) -> dict[str, Any]:
+    spec = Spec(workload="w3", system=system, loop="asyncio", k=4, events=100, rate=1.0)
+    result: dict[str, Any] = {
+        "p50_us": p50,
+        "p90_us": p99,
+        "p99_us": p99,
+        "max_us": p99,
+        "achieved_rate": 1.0,
+        "mean_burst": 1.0,
+        "sustains": True,
+        "cpu_share": 1.0,
+        "cdf_us": [p50, p99],
+    }
+    return {"spec": spec.to_dict(), "rep": rep, "result": result, "attempts": 1}
+
+
+def test_issue_15_goals_are_rows_of_their_own_paired_by_repetition() -> None:
+    records = []
+    for rep, (eager_p50, reactor_p50) in enumerate(((40.0, 100.0), (50.0, 50.0), (40.0, 60.0))):
+        records += [_w3_record("eager", rep, eager_p50, 200.0)]
+        records += [_w3_record("reactor", rep, reactor_p50, 100.0 * (rep + 1))]
+        records += [_w3_record("taskgroup", rep, 500.0, 900.0)]
+    for workload, rates in (
+        ("w1", {"taskgroup": 100.0, "eager": 1000.0, "reactor": 1100.0, "reactor-ordered": 500.0}),
+        ("w2", {"taskgroup": 100.0, "eager": 100.0, "reactor": 290.0, "reactor-ordered": 310.0}),
+        ("w1b", {"taskgroup": 50.0, "eager": 500.0, "reactor": 400.0, "reactor-ordered": 350.0}),
+    ):
+        records += [_record(name, 0, rate, workload) for name, rate in rates.items()]
+    targets = {t["target"]: t for t in evaluate_targets(summarise(records), ["asyncio"])}
+    goals = {name: (t["text"], t["status"]) for name, t in targets.items() if "goal" in name}
+    # p99 reactor/eager per repetition: 0.5, 1.0, 1.5; p50: 2.5, 1.0, 1.5 (medians 1.0, 1.5).
+    assert goals == {
+        "goal 1: W3 K=4 reactor p99 <= 1x eager's (reactor/eager)": ("1.00x", "PASS"),
+        "goal 1: W3 K=4 reactor p50 <= 2x eager's (reactor/eager)": ("1.50x", "PASS"),
+        "goal 2: W1 K=4 reactor/taskgroup >= 10x (prebuilt)": ("11.00x", "PASS"),
+        "goal 2: W1 K=4 reactor/eager >= 0.6x (prebuilt)": ("1.10x", "PASS"),
+        "goal 2: W2 K=4 reactor/taskgroup >= 3x (prebuilt)": ("2.90x", "MISS"),
+        "goal 2: W1b K=4 reactor/taskgroup >= 10x (envelope built by publish())": ("8.00x", "MISS"),
+        "goal 2: W1b K=4 reactor/eager >= 0.6x (envelope built by publish())": ("0.80x", "PASS"),
+        "goal 2: W1 K=4 reactor-ordered/taskgroup >= 10x (prebuilt)": ("5.00x", "MISS"),
+        "goal 2: W1 K=4 reactor-ordered/eager >= 0.6x (prebuilt)": ("0.50x", "MISS"),
+        "goal 2: W2 K=4 reactor-ordered/taskgroup >= 3x (prebuilt)": ("3.10x", "PASS"),
+        "goal 2: W1b K=4 reactor-ordered/taskgroup >= 10x (envelope built by publish())": (
+            "7.00x",
+            "MISS",
+        ),
+        "goal 2: W1b K=4 reactor-ordered/eager >= 0.6x (envelope built by publish())": (
+            "0.70x",
+            "PASS",
+        ),
+    }
+    # The older, looser targets stay.
+    assert targets["W1 K=4 reactor/taskgroup >= 6x"]["status"] == "PASS"
 
 
 def test_ratios_are_taken_pair_by_pair_then_reduced_to_their_median() -> None:
@@ -537,12 +672,15 @@ def test_quick_smoke_run(tmp_path: Path) -> None:
         spec, result = record["spec"], record["result"]
         assert "error" not in result, record
         seen.add((spec["system"], spec["workload"]))
-        if spec["workload"] in ("w1", "w2", "w6"):
+        if spec["workload"] in ("w1", "w2", "w6", *BUILD):
             assert result["deliveries"] == spec["events"] * spec["k"]
         if spec["workload"] == "w6":
             assert result["failed_attempts"] == sum(expected_failures(spec["k"], spec["events"]))
-    ran_systems = set(SYSTEMS) - set(MISSING_PEERS)
+    ran_systems = set(SYSTEMS) - set(MISSING_PEERS) - set(VARIANT_CELLS)
     expected = {(s, w) for s in ran_systems for w in ("w1", "w2", "w3", "w4", "w6")}
+    # The second way (envelopes built in the timed loop): the baselines and reactor.
+    expected |= {(s, w) for s in ran_systems - set(PEERS) - {"reactor-metrics"} for w in BUILD}
+    expected |= {(s, w) for s, cells in VARIANT_CELLS.items() for w in cells}
     assert seen == expected | {("reactor", "subs"), ("reactor", "timers")}
     assert document["subs"]["asyncio"]["ratio"]["n"] == 1
     assert document["import"]["ratio"]["n"] == document["import"]["runs"]

@@ -358,8 +358,8 @@ async def test_a_burst_runs_event_by_event_across_the_consumers() -> None:
 
 async def test_events_are_handled_in_publish_order_across_the_direct_route_and_the_queue() -> None:
     # max_in_flight=2: the first events are routed as they are published, the next wait in
-    # the queue, and the rest wait for room in publish(); one consumer at a time sees them
-    # in the order they were published.
+    # the queue, and the rest wait for room in publish(); one consumer at a time sees the
+    # events of one publisher in the order they were published.
     app = Reactor(queue=MemoryQueue(capacity=3), max_in_flight=2)
     release = anyio.Event()
     handled: list[int] = []
@@ -384,7 +384,10 @@ async def test_events_are_handled_in_publish_order_across_the_direct_route_and_t
                     # Publishers that wait for room go first, even once there is room.
                     app.publish_nowait("step", 99)
                 release.set()
-    assert handled == list(range(8))
+    # One publisher's events in its order; the three that waited publish concurrently, so
+    # only their events' place after the others' is defined (trio may run them in any order).
+    assert handled[:5] == list(range(5))
+    assert sorted(handled[5:]) == [5, 6, 7]
     queue = app.stats().queue
     assert (queue.put_count, queue.get_count, queue.depth) == (8, 8, 0)
 

@@ -58,7 +58,7 @@ def test_import_reactor_imports_no_optional_or_heavy_dependency() -> None:
         "import reactor.sources.objects;"
         "bad = {'trio', 'uvloop', 'watchfiles', 'cloudevents', 'cronsim', 'asyncio.subprocess',"
         " 'coredis', 'nats', 'paho', 'cryptography', 'psycopg', 'botocore',"
-        " 'prometheus_client', 'opentelemetry'};"
+        " 'prometheus_client', 'opentelemetry', 'msgspec', 'pydantic'};"
         "print(sorted(bad & set(sys.modules)))"
     )
     out = subprocess.run(

@@ -34,6 +34,12 @@ EXPECTED_OUTPUT = {
     ),
     'print("booked", event.data["amount"])': "booked 42\n",
     'print("T minus", event.data)': "T minus 3\nT minus 2\nT minus 1\n",
+    'print("shipping", order.id,': (
+        "shipping 1 ['pear'] from /shop\n"
+        "the event's data does not fit Order: data.id: expected int, got str\n"
+        "DataValidationError after 1 attempt\n"
+    ),
+    'print("rendering", event.data["report"])': "rendering sales\n",
 }
 
 
