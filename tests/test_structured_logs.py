@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -20,6 +21,7 @@ from reactor import Event, JsonFormatter, Reactor, Retry
 from reactor.abc import App, Source
 from reactor.sources.files import on_file_change
 from reactor.sources.http import Message, asgi
+from reactor.testing import VirtualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -139,3 +141,19 @@ async def test_the_ingress_names_itself(caplog: pytest.LogCaptureFixture) -> Non
             await ingress(scope, receive, send)
     assert messages[0]["status"] == 400
     assert fields_of(caplog, "answered 400")["source"] == "http"
+
+
+async def test_a_timer_names_itself(caplog: pytest.LogCaptureFixture) -> None:
+    clock = VirtualClock()
+    app = Reactor(clock=clock)
+
+    @app.at(clock.now() + timedelta(seconds=1), past="reject", name="too-late")
+    async def once(event: Event) -> None: ...
+
+    clock.jump(2)  # the time passes before the app starts: the timer drops its run
+    with caplog.at_level(logging.WARNING, "reactor"):
+        async with app:
+            await anyio.wait_all_tasks_blocked()
+    fields = fields_of(caplog, "had passed")
+    assert fields["source"] == app.sources[0].name
+    assert fields["logger"] == "reactor.sources.timers"

@@ -289,6 +289,7 @@ class TimerSource(Source):
                 self.timer_name,
                 tick.scheduled.isoformat(),
                 tick.missed,
+                extra={"source": self.name},
             )
             return
         if tick.missed:
@@ -299,6 +300,7 @@ class TimerSource(Source):
                 self.timer_name,
                 tick.missed,
                 tick.scheduled.isoformat(),
+                extra={"source": self.name},
             )
         scheduler = self._scheduler
         assert scheduler is not None
@@ -590,6 +592,7 @@ class OneShotSource(_WallClockSource):
                 "(past='reject')",
                 self.timer_name,
                 when.isoformat(),
+                extra={"source": self.name},
             )
             return None
         return when
