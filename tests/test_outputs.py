@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 import reactor
 from reactor import Backoff, Event, Reactor, Retry
 from reactor.queues.sqlite import SQLiteQueue
+from reactor.testing import VirtualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -291,6 +293,23 @@ async def test_middleware_sees_the_attempt_that_publishes_the_outputs() -> None:
         await app.publish("incoming")
     # When call_next returns, the output is published already (2 events so far).
     assert seen == [("incoming", 2), ("forwarded", 2)]
+
+
+async def test_a_timer_handler_publishes_its_outputs_linked_to_the_tick() -> None:
+    clock = VirtualClock(start=datetime(2026, 1, 1, tzinfo=UTC))
+    app = Reactor(clock=clock)
+    ticks: list[Event] = []
+
+    @app.every(seconds=60, outputs=True)
+    async def report(tick: Event) -> Event:
+        ticks.append(tick)
+        return Event(type="report.due", source="/reports", data=tick.data["scheduled"])
+
+    received = collect(app, "report.due")
+    async with app:
+        await clock.advance(150)
+    assert [e.data for e in received] == ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"]
+    assert [e.extensions["causationid"] for e in received] == [t.id for t in ticks]
 
 
 async def test_outputs_must_be_a_bool() -> None:
