@@ -1,4 +1,5 @@
-"""Handler adapters: typed data (``data=``) and plain ``def`` handlers (``run_in_thread=True``).
+"""Handler adapters: typed data (``data=``), plain ``def`` handlers (``run_in_thread=True``)
+and the events a handler returns (``outputs=True``).
 
 Both are built once, when a handler is subscribed, and are the innermost links of the
 chain that the dispatcher calls (inside every middleware, see ``Reactor.use``): the
@@ -16,16 +17,31 @@ hand: ``reactor.current_delivery().event``, and middleware sees the event as alw
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import attrs
 
 from ._convert import data_converter
 from ._event import Event
 
-__all__ = ["ThreadLimit", "ThreadedHandler", "TypedHandler"]
+__all__ = [
+    "CAUSATION_ID",
+    "CORRELATION_ID",
+    "OutputsHandler",
+    "ThreadLimit",
+    "ThreadedHandler",
+    "TypedHandler",
+    "caused_by",
+]
+
+#: The extension attribute of an output naming the event that caused it (its ``id``).
+CAUSATION_ID = "causationid"
+#: The extension attribute naming the first event of a chain of outputs: the cause's own
+#: ``correlationid`` if it has one, else the cause's ``id``.
+CORRELATION_ID = "correlationid"
 
 
 class ThreadLimit:
@@ -111,3 +127,84 @@ class TypedHandler:
 
     def __repr__(self) -> str:
         return f"<typed {self._handler!r}>"
+
+
+def caused_by(output: Event, cause: Event) -> Event:
+    """Return *output* with the extensions linking it to *cause*, unless it has them.
+
+    ``causationid`` is the cause's ``id``; ``correlationid`` is the cause's own
+    ``correlationid`` if it has one (so a chain A -> B -> C keeps A's), else its ``id``.
+    A value the handler set already is kept.
+    """
+    extensions = output.extensions
+    if CAUSATION_ID in extensions and CORRELATION_ID in extensions:
+        return output
+    links = {
+        CAUSATION_ID: cause.id,
+        CORRELATION_ID: cause.extensions.get(CORRELATION_ID, cause.id),
+    }
+    return attrs.evolve(output, extensions={**links, **extensions})
+
+
+class OutputsHandler:
+    """Publishes the events a handler returns (``outputs=True``), linked to their cause.
+
+    The handler returns ``None`` (nothing to publish), an :class:`~reactor.Event`, or an
+    iterable of them. They are published inside the attempt, after the handler returned
+    and before the delivery settles: a failure to publish them is the attempt's failure
+    (retried and dead-lettered as any), and so is a return value of another kind (a
+    :class:`TypeError`). One event is published with ``publish()``, which waits for room;
+    several with ``publish_many()``, all or nothing.
+    """
+
+    __slots__ = ("_handler", "_publish", "_publish_many", "_written")
+
+    def __init__(
+        self,
+        handler: Callable[[Event], Awaitable[object]],
+        written: Callable[..., object],
+        publish: Callable[[Event], Awaitable[object]],
+        publish_many: Callable[[Sequence[Event]], Awaitable[None]],
+    ) -> None:
+        """:param handler: what is called with the event
+        :param written: the handler as the user wrote it (for the error message)
+        :param publish: the app's ``publish``
+        :param publish_many: the app's ``publish_many``
+        """
+        self._handler = handler
+        self._written = written
+        self._publish = publish
+        self._publish_many = publish_many
+
+    async def __call__(self, event: Event) -> None:
+        """Call the handler with *event*, then publish what it returned."""
+        result = await self._handler(event)
+        if result is None:
+            return
+        if isinstance(result, Event):
+            await self._publish(caused_by(result, event))
+            return
+        outputs = self._outputs(result)
+        if len(outputs) == 1:
+            await self._publish(caused_by(outputs[0], event))
+        elif outputs:
+            await self._publish_many([caused_by(output, event) for output in outputs])
+
+    def _outputs(self, result: object) -> list[Event]:
+        """The events of an iterable *result*, all checked before any is published."""
+        if not isinstance(result, Iterable) or isinstance(result, str | bytes | bytearray):
+            raise self._refuse(repr(result))
+        outputs = list(result)
+        for output in outputs:
+            if not isinstance(output, Event):
+                raise self._refuse(f"an iterable holding {output!r}")
+        return outputs
+
+    def _refuse(self, what: str) -> TypeError:
+        return TypeError(
+            f"handler {self._written!r} returned {what}: a handler subscribed with "
+            "outputs=True returns None, a reactor.Event or an iterable of Events"
+        )
+
+    def __repr__(self) -> str:
+        return f"<outputs {self._handler!r}>"

@@ -33,7 +33,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import EventLoopToken, current_token
 
 from . import validators
-from ._adapters import ThreadedHandler, ThreadLimit, TypedHandler
+from ._adapters import OutputsHandler, ThreadedHandler, ThreadLimit, TypedHandler
 from ._clock import Clock, SystemClock
 from ._dispatch import Dispatcher
 from ._event import Event
@@ -490,7 +490,7 @@ class Reactor:
             to any handler, and a thread cut by the timeout (or the app's shutdown) is
             abandoned: it runs to its end, and its result or error is ignored
         :param options: the consumer's ``name``, ``concurrency``, ``ordered_by``,
-            ``timeout`` and ``retry`` (:class:`~reactor.ConsumerOptions`)
+            ``timeout``, ``retry`` and ``outputs`` (:class:`~reactor.ConsumerOptions`)
         :raises TypeError: *handler* is not a coroutine function (or, with
             *run_in_thread*, is one), *data* is not a supported class, or an unknown option
         :raises ValueError: a bad option, or the name is taken
@@ -529,6 +529,7 @@ class Reactor:
             retry=self._retry if retry is UNSET else (NO_RETRY if retry is None else retry),
             data=data,
             run_in_thread=run_in_thread,
+            outputs=options.get("outputs", False),
         )
         # The adapters are built before the subscription is added: a bad data= class
         # fails here, and subscribes nothing.
@@ -537,6 +538,8 @@ class Reactor:
             call = ThreadedHandler(handler, self._threads)
         if data is not None:
             call = TypedHandler(data, call, handler)
+        if sub.outputs:
+            call = OutputsHandler(call, handler, self.publish, self.publish_many)
         sub._call = call
         lane = self._dispatcher.add(sub)
         if self._middleware:

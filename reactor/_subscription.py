@@ -83,6 +83,7 @@ class Subscription:
         "handler",
         "name",
         "ordered_by",
+        "outputs",
         "pattern",
         "retry",
         "run_in_thread",
@@ -105,8 +106,10 @@ class Subscription:
         retry: Retry,
         data: type | None = None,
         run_in_thread: bool = False,
+        outputs: bool = False,
     ) -> None:
         validators.boolean("run_in_thread", run_in_thread)
+        validators.boolean("outputs", outputs)
         if run_in_thread:
             if not callable(handler):
                 raise TypeError(f"handler must be callable, got {handler!r}")
@@ -162,8 +165,11 @@ class Subscription:
         self.data = data
         #: Whether the handler is a plain function run in a worker thread.
         self.run_in_thread = run_in_thread
+        #: Whether the events the handler returns are published (``outputs=True``).
+        self.outputs = outputs
         #: What the dispatcher calls, inside the middleware: the handler, or the adapters
-        #: that convert the data and run it in a thread (set by the app).
+        #: that convert the data, run it in a thread and publish its outputs (set by the
+        #: app).
         self._call = self.handler
         #: Set by the app that routes to this subscription: stops the routing.
         self._on_cancel: Callable[[], None] | None = None

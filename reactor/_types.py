@@ -71,6 +71,10 @@ class ConsumerOptions(TypedDict, total=False):
       failed (``None``: no limit; default: the app's)
     * ``retry``: the :class:`~reactor.Retry` policy (``None``: one attempt; default: the
       app's)
+    * ``outputs``: publish the events the handler returns (``None``, an
+      :class:`~reactor.Event` or an iterable of them), linked to the handled event by
+      the ``causationid`` and ``correlationid`` extensions, when the attempt succeeds
+      (default: ``False``, what the handler returns is ignored)
     """
 
     name: str | None
@@ -78,6 +82,7 @@ class ConsumerOptions(TypedDict, total=False):
     ordered_by: KeyFunction | None
     timeout: float | Unset | None
     retry: Retry | Unset | None
+    outputs: bool
 
 
 class EventAttributes(TypedDict, total=False):

@@ -37,7 +37,8 @@ H = TypeVar("H", bound=Handler)
 
 
 class TimerConsumerOptions(TypedDict, total=False):
-    """The consumer options a timer decorator takes: ``name``, ``timeout`` and ``retry``.
+    """The consumer options a timer decorator takes: ``name``, ``timeout``, ``retry`` and
+    ``outputs``.
 
     They mean what :class:`~reactor.ConsumerOptions` says, and ``name`` (default: the
     handler's qualified name) is the timer's name too: its events' subject and the end
@@ -48,6 +49,7 @@ class TimerConsumerOptions(TypedDict, total=False):
     name: str | None
     timeout: float | Unset | None
     retry: Retry | Unset | None
+    outputs: bool
 
 
 def _register(
@@ -70,6 +72,7 @@ def _register(
             concurrency=source.concurrency,
             timeout=options.get("timeout", UNSET),
             retry=options.get("retry", UNSET),
+            outputs=options.get("outputs", False),
         )
         return handler
 
