@@ -411,6 +411,9 @@ def _prepared(system: System, events: list[Event]) -> list[Any]:
 
 
 def _throughput(spec: Spec, system: System) -> dict[str, Any]:
+    if spec.workload in BUILD_WORKLOADS and system.kind == "peer":
+        # Refused before the peer's library is imported (it need not be installed).
+        raise ValueError("the peers do not run the envelope-building workloads")
     tally = Tally(spec.k, spec.events)
     if spec.workload == "w6":
         failed = bytearray(spec.events)
