@@ -22,7 +22,7 @@ import anyio
 import attrs
 
 if TYPE_CHECKING:
-    from reactor import Event
+    from reactor import Event, Reactor
 
 #: A benchmark handler: ``async def handler(event) -> None``.
 Handler = Callable[[Any], Coroutine[Any, Any, None]]
@@ -114,8 +114,10 @@ class System:
 # ------------------------------------------------------------------------- reactor
 
 
-@asynccontextmanager
-async def _reactor(handlers: Sequence[Handler], loop: str, retries: int) -> AsyncIterator[Publish]:
+def _reactor_app(
+    handlers: Sequence[Handler], retries: int, ordered_by: Callable[[Event], Any] | None = None
+) -> Reactor:
+    """``Reactor()`` with one subscription per handler, as every reactor system runs it."""
     from reactor import Backoff, Reactor, Retry
 
     retry = None
@@ -124,8 +126,13 @@ async def _reactor(handlers: Sequence[Handler], loop: str, retries: int) -> Asyn
         retry = Retry(attempts=retries + 1, backoff=Backoff(initial=0, maximum=0, jitter=False))
     app = Reactor()
     for i, handler in enumerate(handlers):
-        app.subscribe(EVENT_TYPE, handler, name=f"h{i}", retry=retry)
-    async with app:
+        app.subscribe(EVENT_TYPE, handler, name=f"h{i}", retry=retry, ordered_by=ordered_by)
+    return app
+
+
+@asynccontextmanager
+async def _reactor(handlers: Sequence[Handler], loop: str, retries: int) -> AsyncIterator[Publish]:
+    async with _reactor_app(handlers, retries) as app:
         yield app.publish
 
 
@@ -158,17 +165,11 @@ async def _reactor_metrics(
 ) -> AsyncIterator[Publish]:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from reactor import Backoff, Reactor, Retry
     from reactor.prometheus import ReactorCollector
 
-    retry = None
-    if retries:
-        retry = Retry(attempts=retries + 1, backoff=Backoff(initial=0, maximum=0, jitter=False))
-    app = Reactor()
+    app = _reactor_app(handlers, retries)
     registry = CollectorRegistry()
     registry.register(ReactorCollector(app))
-    for i, handler in enumerate(handlers):
-        app.subscribe(EVENT_TYPE, handler, name=f"h{i}", retry=retry)
     async with app:
         yield app.publish
     # One scrape, after the clock stopped: what a scraper every few seconds costs is
@@ -214,15 +215,7 @@ def order_key(event: Event) -> int:
 async def _reactor_ordered(
     handlers: Sequence[Handler], loop: str, retries: int
 ) -> AsyncIterator[Publish]:
-    from reactor import Backoff, Reactor, Retry
-
-    retry = None
-    if retries:
-        retry = Retry(attempts=retries + 1, backoff=Backoff(initial=0, maximum=0, jitter=False))
-    app = Reactor()
-    for i, handler in enumerate(handlers):
-        app.subscribe(EVENT_TYPE, handler, name=f"h{i}", retry=retry, ordered_by=order_key)
-    async with app:
+    async with _reactor_app(handlers, retries, ordered_by=order_key) as app:
         yield app.publish
 
 
@@ -248,14 +241,9 @@ REACTOR_ORDERED = System(
 async def _reactor_receipt(
     handlers: Sequence[Handler], loop: str, retries: int
 ) -> AsyncIterator[Publish]:
-    from reactor import Backoff, Reactor, Receipt, Retry
+    from reactor import Receipt
 
-    retry = None
-    if retries:
-        retry = Retry(attempts=retries + 1, backoff=Backoff(initial=0, maximum=0, jitter=False))
-    app = Reactor()
-    for i, handler in enumerate(handlers):
-        app.subscribe(EVENT_TYPE, handler, name=f"h{i}", retry=retry)
+    app = _reactor_app(handlers, retries)
     started, release = anyio.Event(), anyio.Event()
     receipts: list[Receipt] = []
 
