@@ -415,7 +415,9 @@ class Recorder:
         assert recorder.outcomes("email") == ["ok"]
 
     Consumers are named as subscriptions are (``name=``, default the handler's qualified
-    name); every method also takes the handler function itself.
+    name); every method also takes the handler function itself. A name that no
+    subscription of the app has, and that no recorded call has, raises
+    :class:`LookupError` (a typo would otherwise pass :meth:`assert_not_ran`).
 
     :ivar calls: every call, in the order they ended
     """
@@ -426,14 +428,23 @@ class Recorder:
         self._changed: anyio.Event | None = None
 
     def _name(self, consumer: str | Handler) -> str:
+        subscribed = [sub.name for sub in self._app.subscriptions]
         if isinstance(consumer, str):
-            return consumer
-        for sub in self._app.subscriptions:
-            if sub.handler is consumer:
-                return sub.name
-        from .abc import default_name
+            name = consumer
+        else:
+            for sub in self._app.subscriptions:
+                if sub.handler is consumer:
+                    return sub.name
+            from .abc import default_name
 
-        return default_name(consumer)
+            name = default_name(consumer)
+        if name not in subscribed and all(call.consumer != name for call in self.calls):
+            # A typo would otherwise pass assert_not_ran() and find no calls, silently.
+            raise LookupError(
+                f"no consumer named {name!r} is subscribed to the app, and none by that name "
+                f"ran; its consumers: {', '.join(subscribed) or 'none'}"
+            )
+        return name
 
     def _add(self, call: Call) -> None:
         self.calls.append(call)

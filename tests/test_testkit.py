@@ -237,6 +237,24 @@ async def test_the_recorder_sees_every_attempt_and_how_it_ended() -> None:
     assert recorder.calls == []
 
 
+async def test_the_recorder_refuses_a_consumer_name_that_nothing_has() -> None:
+    app = Reactor()
+
+    @app.subscribe("tick", name="ticker")
+    async def tick(event: Event) -> None: ...
+
+    sub = app.subscribe("tock", tick, name="gone")
+    async with run(app) as recorder:
+        await app.publish_and_wait("tock")
+        sub.cancel()
+    recorder.assert_not_ran("ticker")
+    recorder.assert_ran("gone", times=1)  # cancelled since, but it ran: known
+    with pytest.raises(LookupError, match=r"no consumer named 'tikcer'.*consumers: ticker"):
+        recorder.assert_not_ran("tikcer")
+    with pytest.raises(LookupError, match="no consumer named 'tikcer'"):
+        recorder.outcomes("tikcer")
+
+
 async def test_recorder_wait_for() -> None:
     app = Reactor()
 
