@@ -428,16 +428,8 @@ class Recorder:
         self._changed: anyio.Event | None = None
 
     def _name(self, consumer: str | Handler) -> str:
+        name = _consumer_name(self._app, consumer)
         subscribed = [sub.name for sub in self._app.subscriptions]
-        if isinstance(consumer, str):
-            name = consumer
-        else:
-            for sub in self._app.subscriptions:
-                if sub.handler is consumer:
-                    return sub.name
-            from .abc import default_name
-
-            name = default_name(consumer)
         if name not in subscribed and all(call.consumer != name for call in self.calls):
             # A typo would otherwise pass assert_not_ran() and find no calls, silently.
             raise LookupError(
