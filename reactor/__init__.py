@@ -54,6 +54,10 @@ if TYPE_CHECKING:
     from ._outcomes import Outcome as Outcome
     from ._outcomes import StoredDeadLetter as StoredDeadLetter
     from ._policies import Backoff as Backoff
+    from ._policies import Batch as Batch
+    from ._policies import BatchFailed as BatchFailed
+    from ._policies import Debounce as Debounce
+    from ._policies import RateLimit as RateLimit
     from ._policies import Retry as Retry
     from ._reactor import NOTIFICATION_TYPE as NOTIFICATION_TYPE
     from ._reactor import Reactor as Reactor
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
     from ._stats import SubscriptionStats as SubscriptionStats
     from ._subscription import Subscription as Subscription
     from ._types import UNSET as UNSET
+    from ._types import BaseConsumerOptions as BaseConsumerOptions
     from ._types import ConsumerOptions as ConsumerOptions
     from ._types import EventAttributes as EventAttributes
     from ._types import Handler as Handler
@@ -77,6 +82,9 @@ __all__ = [
     "UNSET",
     "AppImportError",
     "Backoff",
+    "BaseConsumerOptions",
+    "Batch",
+    "BatchFailed",
     "Clock",
     "ConsumerNotFound",
     "ConsumerOptions",
@@ -84,6 +92,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterNotFound",
     "DeadLetters",
+    "Debounce",
     "Delivery",
     "DeliveryTimeout",
     "Event",
@@ -109,6 +118,7 @@ __all__ = [
     "QueueInUseError",
     "QueueStatistics",
     "QueueUnavailableError",
+    "RateLimit",
     "Reactor",
     "ReactorError",
     "ReactorNotRunning",
@@ -165,6 +175,10 @@ _HOMES = {
     "Outcome": "_outcomes",
     "StoredDeadLetter": "_outcomes",
     "Backoff": "_policies",
+    "Batch": "_policies",
+    "BatchFailed": "_policies",
+    "Debounce": "_policies",
+    "RateLimit": "_policies",
     "Retry": "_policies",
     "NOTIFICATION_TYPE": "_reactor",
     "Reactor": "_reactor",
@@ -175,6 +189,7 @@ _HOMES = {
     "SubscriptionStats": "_stats",
     "Subscription": "_subscription",
     "UNSET": "_types",
+    "BaseConsumerOptions": "_types",
     "ConsumerOptions": "_types",
     "EventAttributes": "_types",
     "Handler": "_types",

@@ -9,6 +9,8 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── PayloadTooLargeError (ValueError)   an event is larger than the configured limit
     ├── InvalidScheduleError (ValueError)   a cron expression is invalid or never fires
     ├── DataValidationError (ValueError)    an event's data does not fit a subscription's data=
+    ├── BatchFailed                         a batch handler failed some of its events
+                                            (defined with Batch, in _policies)
     ├── QueueFull                           publish_nowait() found the ingestion queue full
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
     ├── ConsumerNotFound (LookupError)      no subscription (or queue file's consumer) so named

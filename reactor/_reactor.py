@@ -40,7 +40,7 @@ from ._event import Event
 from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
 from ._health import DEFAULT_STUCK_AFTER, Health
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
-from ._policies import NO_RETRY, Retry
+from ._policies import NO_RETRY, Batch, Retry
 from ._receipts import Receipt
 from ._stats import Stats
 from ._subscription import (
@@ -79,6 +79,8 @@ H = TypeVar("H", bound=Handler)
 S = TypeVar("S", bound=Callable[[Event], object])
 #: The class of a typed handler's data (``data=``).
 D = TypeVar("D")
+#: A batch handler.
+BH = TypeVar("BH", bound=Callable[[list[Event]], object])
 M = TypeVar("M", bound=Middleware)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -456,6 +458,32 @@ class Reactor:
         **options: Unpack[ConsumerOptions],
     ) -> Subscription: ...
 
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        run_in_thread: bool = False,
+        batch: Batch,
+        **options: Unpack[ConsumerOptions],
+    ) -> Callable[[BH], BH]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[list[Event]], object],
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        run_in_thread: bool = False,
+        batch: Batch,
+        **options: Unpack[ConsumerOptions],
+    ) -> Subscription: ...
+
     def subscribe(
         self,
         pattern: str,
@@ -465,6 +493,7 @@ class Reactor:
         where: Predicate | None = None,
         data: type | None = None,
         run_in_thread: bool = False,
+        batch: Batch | None = None,
         **options: Unpack[ConsumerOptions],
     ) -> Subscription | Callable[[Any], Any]:
         """Subscribe a coroutine *handler* to events whose type matches *pattern*.
@@ -489,8 +518,13 @@ class Reactor:
             app's ``max_threads`` at once; timeouts, retries and dead letters apply as
             to any handler, and a thread cut by the timeout (or the app's shutdown) is
             abandoned: it runs to its end, and its result or error is ignored
+        :param batch: gather events into batches (:class:`~reactor.Batch`): the handler
+            receives a ``list[Event]`` per call, and may fail some of them only by
+            raising :class:`~reactor.BatchFailed`; middleware (``app.use``) does not wrap
+            batch handlers, whose calls are not per event
         :param options: the consumer's ``name``, ``concurrency``, ``ordered_by``,
-            ``timeout``, ``retry`` and ``outputs`` (:class:`~reactor.ConsumerOptions`)
+            ``timeout``, ``retry``, ``outputs``, ``rate_limit`` and ``debounce``
+            (:class:`~reactor.ConsumerOptions`)
         :raises TypeError: *handler* is not a coroutine function (or, with
             *run_in_thread*, is one), *data* is not a supported class, or an unknown option
         :raises ValueError: a bad option, or the name is taken
@@ -499,11 +533,11 @@ class Reactor:
         if handler is None:
 
             def decorate(func: Callable[[Any], object]) -> Callable[[Any], object]:
-                self._subscribe(pattern, func, source, where, options, data, run_in_thread)
+                self._subscribe(pattern, func, source, where, options, data, run_in_thread, batch)
                 return func
 
             return decorate
-        return self._subscribe(pattern, handler, source, where, options, data, run_in_thread)
+        return self._subscribe(pattern, handler, source, where, options, data, run_in_thread, batch)
 
     def _subscribe(
         self,
@@ -514,6 +548,7 @@ class Reactor:
         options: ConsumerOptions,
         data: type | None = None,
         run_in_thread: bool = False,
+        batch: Batch | None = None,
     ) -> Subscription:
         timeout = options.get("timeout", UNSET)
         retry = options.get("retry", UNSET)
@@ -530,6 +565,9 @@ class Reactor:
             data=data,
             run_in_thread=run_in_thread,
             outputs=options.get("outputs", False),
+            batch=batch,
+            rate_limit=options.get("rate_limit"),
+            debounce=options.get("debounce"),
         )
         # The adapters are built before the subscription is added: a bad data= class
         # fails here, and subscribes nothing.
@@ -542,7 +580,7 @@ class Reactor:
             call = OutputsHandler(call, handler, self.publish, self.publish_many)
         sub._call = call
         lane = self._dispatcher.add(sub)
-        if self._middleware:
+        if self._middleware and not lane.batch:
             lane.handler = _compose(call, self._middleware)
         sub._on_cancel = partial(self._dispatcher.remove, lane)
         if self._state is not _State.IDLE:
@@ -603,7 +641,8 @@ class Reactor:
             )
         self._middleware = (*self._middleware, middleware)
         for lane in self._dispatcher.lanes:
-            lane.handler = _compose(lane.sub._call, self._middleware)
+            if not lane.batch:  # (a batch handler's calls are not per event)
+                lane.handler = _compose(lane.sub._call, self._middleware)
         return middleware
 
     def on_publish(self, hook: Callable[[Event], Event]) -> Callable[[Event], Event]:
@@ -1031,6 +1070,9 @@ class Reactor:
                 stop_scope.cancel()
             assert self._sources_stopped is not None
             await self._sources_stopped.wait()
+            # Batches being filled and debounce windows end now: the drain waits for
+            # what they hold to be handled, not for their timers.
+            dispatcher.flush_gates()
             clock = self._clock
             deadline = clock.monotonic() + self.graceful_timeout
             with (

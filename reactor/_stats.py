@@ -152,7 +152,13 @@ class SubscriptionStats:
     :ivar dead_lettered: deliveries given up and sent to the dead-letter sink
     :ivar pending: deliveries routed to this consumer and not yet settled
     :ivar running: deliveries in progress right now (a handler running, or waiting to be
-        retried)
+        retried; for a batch handler, the events of the batches in progress)
+    :ivar held: deliveries held before the handler (also in *pending*): a batch filling
+        up (``batch=``), over the rate limit (``rate_limit=``), or waiting for the end
+        of a burst (``debounce=``)
+    :ivar rate_limited: deliveries that had to wait for the rate limit
+    :ivar debounced: deliveries settled without the handler because a later event of
+        the same key replaced them (``debounce=``)
     """
 
     name: str
@@ -164,6 +170,9 @@ class SubscriptionStats:
     dead_lettered: int
     pending: int
     running: int
+    held: int = 0
+    rate_limited: int = 0
+    debounced: int = 0
 
 
 @attrs.frozen(kw_only=True)
