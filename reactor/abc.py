@@ -369,6 +369,9 @@ class EventQueue(ABC):
       and must store it no later than the :meth:`settle` that follows;
       ``app.redeliver(letter)`` calls :meth:`discard_dead_letter` before it puts the
       event again.
+    * **Deduplication** (optional): a queue that can store the keys of an app's ``dedupe``
+      window together with its events accepts the job in :meth:`deduplicate`; the
+      default leaves it to the app, which keeps the keys in memory.
     * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
       the app's drain waits for a depth of zero.
     * One dispatcher calls :meth:`get_batch`; any number of tasks call :meth:`put`.
@@ -420,7 +423,7 @@ class EventQueue(ABC):
         :param only: deliver it to these consumers only (``None``: every match)
         """
 
-    async def put_many(self, events: Sequence[Event]) -> None:
+    async def put_many(self, events: Sequence[Event]) -> Sequence[Event] | None:
         """Store all of *events*, in order, or none of them.
 
         Returns once every event is stored at the queue's promised durability. It does
@@ -435,13 +438,16 @@ class EventQueue(ABC):
         batches, typically with one transaction.
 
         :param events: the events, in the order they are to be handed out
+        :return: ``None``; a queue that deduplicates (see :meth:`deduplicate`) returns the
+            events of the batch it dropped as duplicates instead of storing them (the
+            others are stored all or nothing)
         :raises ~reactor.QueueFull: the queue lacks room for every event right now, or
             publishers are waiting for room
         :raises NotImplementedError: a batch of more than one event, on a queue that
             stores with I/O and does not override this method
         """
         if not events:
-            return
+            return None
         if not self.stores_immediately and len(events) > 1:
             raise NotImplementedError(
                 f"{type(self).__name__} stores events with I/O and does not implement "
@@ -455,9 +461,40 @@ class EventQueue(ABC):
             )
         if not self.stores_immediately:
             await self.put(events[0])
-            return
+            return None
         for event in events:
             self.put_nowait(event)
+        return None
+
+    def deduplicate(self, window: float, clock: Clock) -> bool:
+        """Take on the app's ``dedupe`` window, if the queue can; called before :meth:`open`.
+
+        An app built with ``Reactor(dedupe=...)`` calls it at every start. A queue that
+        returns ``True`` drops, from then on, every published event whose ``(source,
+        id)`` it stored within the last *window* seconds:
+
+        * :meth:`put` and :meth:`put_nowait` raise :class:`~reactor.DuplicateEvent` for
+          one, storing nothing; :meth:`put_many` stores the rest of the batch all or
+          nothing and returns the duplicates (of stored events, or of an event before
+          them in the batch);
+        * an event taken by :meth:`put_nowait` whose duplicate the queue only finds once
+          it stores it (after the call returned) is dropped then;
+        * it counts every duplicate it drops in ``statistics().deduplicated`` (which
+          ``app.stats().deduplicated`` includes), and may log it at DEBUG;
+        * it stores each key atomically with its event (never a key without its event:
+          that would drop the retry of an event that was not stored), and keeps it at
+          least *window* seconds, by *clock*'s wall time (``clock.now()``) or its
+          server's, across restarts when the queue is durable;
+        * events put with ``only`` (redeliveries, replays) are neither checked nor recorded.
+
+        The default returns ``False``: the app then keeps the keys in its own memory,
+        and the window does not survive a restart.
+
+        :param window: seconds, ``> 0``
+        :param clock: the app's clock
+        :return: whether the queue deduplicates
+        """
+        return False
 
     @abstractmethod
     def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
