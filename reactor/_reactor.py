@@ -800,7 +800,7 @@ class Reactor:
         holds for :meth:`publish_nowait`, and for the events of :meth:`publish_many`;
         :meth:`publish_and_wait` returns a receipt whose ``duplicate`` is ``True``.
 
-        :return: the event as queued
+        :return: the event as queued (a duplicate: as it would have been)
         :raises ReactorNotRunning: the app is not running
         :raises ~reactor.InvalidEventError: an attribute is invalid
         """

@@ -22,7 +22,7 @@ from anyio.abc import TaskStatus
 
 from ._clock import Clock as Clock
 from ._event import Event
-from ._exceptions import QueueFull
+from ._exceptions import DuplicateEvent, QueueFull
 from ._exports import export_from as export_from
 from ._json import load_json as load_json
 from ._outcomes import DeadLetter, LetterId, StoredDeadLetter
@@ -435,7 +435,8 @@ class EventQueue(ABC):
         :meth:`put_nowait` for each event without yielding (so such a queue's
         :meth:`put_nowait` must not fail while there is room); on other queues it stores
         a single event with :meth:`put`. A queue that stores with I/O overrides it to take
-        batches, typically with one transaction.
+        batches, typically with one transaction. A :class:`~reactor.DuplicateEvent` from
+        those calls drops that event (it is returned), not the batch.
 
         :param events: the events, in the order they are to be handed out
         :return: ``None``; a queue that deduplicates (see :meth:`deduplicate`) returns the
@@ -460,11 +461,18 @@ class EventQueue(ABC):
                 f"events, not the {len(events)} of this batch; retry later"
             )
         if not self.stores_immediately:
-            await self.put(events[0])
+            try:
+                await self.put(events[0])
+            except DuplicateEvent:
+                return events[:1]
             return None
+        dropped: list[Event] = []
         for event in events:
-            self.put_nowait(event)
-        return None
+            try:
+                self.put_nowait(event)
+            except DuplicateEvent:
+                dropped.append(event)
+        return dropped or None
 
     def deduplicate(self, window: float, clock: Clock) -> bool:
         """Take on the app's ``dedupe`` window, if the queue can; called before :meth:`open`.
