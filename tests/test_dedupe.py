@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from test_http import call, post_event
+from test_sqlite_names import write_v1_file
 
 from reactor import DuplicateEvent, Event, QueueFull, Reactor
 from reactor.abc import EventQueue
 from reactor.queues.memory import MemoryQueue
-from reactor.queues.sqlite import SQLiteQueue
+from reactor.queues.sqlite import SCHEMA_VERSION, SQLiteQueue
 from reactor.testing import VirtualClock
 
 pytestmark = pytest.mark.anyio
@@ -204,9 +207,6 @@ async def test_the_sqlite_window_survives_a_restart(tmp_path: Path) -> None:
 
 
 async def test_the_sqlite_queue_prunes_old_keys_from_its_file(tmp_path: Path) -> None:
-    import sqlite3
-    from contextlib import closing
-
     path = tmp_path / "events.db"
     clock = VirtualClock(start=START)
     app = Reactor(queue=SQLiteQueue(path), clock=clock, dedupe=60)
@@ -256,3 +256,17 @@ async def test_the_http_ingress_answers_a_retry_as_accepted() -> None:
     assert (first.status, retry.status, batch.status) == (202, 202, 202)
     assert handled.ids == ["order-1", "order-2"]
     assert app.stats().deduplicated == 2
+
+
+async def test_a_file_of_an_earlier_schema_gets_the_keys_table(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    write_v1_file(path)
+    handled = Handled()
+    for _ in range(2):  # migrated at the first start; checked as version 3 at the second
+        app = Reactor(queue=SQLiteQueue(path), clock=VirtualClock(start=START), dedupe=60)
+        app.subscribe("order.*", handled)
+        async with app:
+            await app.publish(order(1))
+    assert handled.ids == ["order-1"]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
