@@ -421,6 +421,8 @@ class EventQueue(ABC):
 
         :param event: the event to store
         :param only: deliver it to these consumers only (``None``: every match)
+        :raises ~reactor.DuplicateEvent: only on a queue that deduplicates (see
+            :meth:`deduplicate`): a duplicate, not stored
         """
 
     async def put_many(self, events: Sequence[Event]) -> Sequence[Event] | None:
@@ -511,6 +513,8 @@ class EventQueue(ABC):
         :param event: the event to store
         :param only: deliver it to these consumers only (``None``: every match)
         :raises ~reactor.QueueFull: the queue is at capacity
+        :raises ~reactor.DuplicateEvent: only on a queue that deduplicates (see
+            :meth:`deduplicate`): a duplicate, not stored
         :raises NotImplementedError: a queue that must do I/O to store an event
         """
 

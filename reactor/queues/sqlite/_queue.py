@@ -131,6 +131,11 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     a full disk raises :class:`~reactor.QueueUnavailableError` too, never a damaged-file
     error. A clean close removes the ``<name>-lock`` file beside the database.
 
+    With an app's ``dedupe`` window (``Reactor(dedupe=...)``), the queue keeps the key
+    (``source``, ``id``) of every published event in the file, written in the transaction
+    that stores the event, and drops a duplicate within the window, also after a
+    restart (see :meth:`deduplicate`).
+
     :param path: the database file; created (with its schema) when missing or empty
     :param synchronous: ``"full"`` (default) makes every commit survive a power loss;
         ``"normal"`` survives a crash of the process but may lose the last commits on a
@@ -144,11 +149,6 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         quick_check``, reads every page), ``"full"`` (``PRAGMA integrity_check``, also
         checks indexes) or ``"none"``
     :param busy_timeout: seconds to wait for another connection's lock (the CLI's)
-    With an app's ``dedupe`` window (``Reactor(dedupe=...)``), the queue keeps the key
-    (``source``, ``id``) of every published event in the file, written in the transaction
-    that stores the event, and drops a duplicate within the window, also after a
-    restart (see :meth:`deduplicate`).
-
     :param max_redeliveries: how many times an event may be handed out again after a
         run that did not settle it (a crash, a kill, a cut-short stop) before it is
         dead-lettered, with :class:`~reactor.RedeliveryLimitExceeded`, for the consumers
