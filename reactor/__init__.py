@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._exceptions import DataValidationError as DataValidationError
     from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
     from ._exceptions import DeliveryTimeout as DeliveryTimeout
+    from ._exceptions import DuplicateEvent as DuplicateEvent
     from ._exceptions import EventFormatError as EventFormatError
     from ._exceptions import HandlerCancelled as HandlerCancelled
     from ._exceptions import InternalTaskDied as InternalTaskDied
@@ -95,6 +96,7 @@ __all__ = [
     "Debounce",
     "Delivery",
     "DeliveryTimeout",
+    "DuplicateEvent",
     "Event",
     "EventAttributes",
     "EventFormatError",
@@ -153,6 +155,7 @@ _HOMES = {
     "DataValidationError": "_exceptions",
     "DeadLetterNotFound": "_exceptions",
     "DeliveryTimeout": "_exceptions",
+    "DuplicateEvent": "_exceptions",
     "EventFormatError": "_exceptions",
     "HandlerCancelled": "_exceptions",
     "InternalTaskDied": "_exceptions",

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from functools import partial
 from types import MappingProxyType, MethodType, TracebackType
 from typing import (
@@ -35,9 +36,10 @@ from anyio.lowlevel import EventLoopToken, current_token
 from . import validators
 from ._adapters import OutputsHandler, ThreadedHandler, ThreadLimit, TypedHandler
 from ._clock import Clock, SystemClock
+from ._dedupe import Deduplicator
 from ._dispatch import Dispatcher
 from ._event import Event
-from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
+from ._exceptions import ConsumerNotFound, DuplicateEvent, QueueFull, ReactorNotRunning
 from ._health import DEFAULT_STUCK_AFTER, Health
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
 from ._policies import NO_RETRY, Batch, Retry
@@ -200,6 +202,13 @@ class Reactor:
     :param dead_letter_limit: the most dead letters kept in :attr:`dead_letters`
     :param max_threads: the most worker threads that the app's ``run_in_thread=True``
         handlers use at once (one bound for the whole app; see :meth:`subscribe`)
+    :param dedupe: a window (a :class:`~datetime.timedelta` or seconds) during which an
+        event whose ``source`` and ``id`` the app accepted already is dropped instead of
+        published again: a producer's retry is not handled twice. The keys are kept by a
+        queue that can store them with its events (the SQLite queue: they survive a
+        restart), else in the app's memory. Duplicates are counted in
+        ``stats().deduplicated``; see :meth:`publish` for what each call returns for one.
+        ``None`` (default): no deduplication, and no cost.
     """
 
     def __init__(
@@ -214,6 +223,7 @@ class Reactor:
         timeout: float | None = None,
         dead_letter_limit: int = DEFAULT_DEAD_LETTER_LIMIT,
         max_threads: int = DEFAULT_MAX_THREADS,
+        dedupe: timedelta | float | None = None,
     ) -> None:
         if queue is None:
             from .queues.memory import MemoryQueue
@@ -232,6 +242,8 @@ class Reactor:
             raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
         if timeout is not None:
             validators.seconds("timeout", timeout, positive=True)
+        if dedupe is not None:
+            dedupe = validators.duration("dedupe", dedupe, positive=True)
         self._queue = queue
         self._clock = clock
         self._source = source
@@ -250,6 +262,8 @@ class Reactor:
         self._sources: list[Source] = []
         self._middleware: tuple[Middleware, ...] = ()
         self._publish_hooks: tuple[Callable[[Event], Event], ...] = ()
+        # None without dedupe=: every publish path tests it once, and does nothing more.
+        self._dedupe = None if dedupe is None else Deduplicator(dedupe)
         self._state = _State.IDLE
         # The state test on every publish, kept as a plain bool (an enum lookup is slower).
         self._accepting = False
@@ -817,7 +831,13 @@ class Reactor:
         the clock's now, ``id`` to a new UUID). Does not yield to the event loop while
         the queue has room.
 
-        :return: the event as queued
+        With the app's ``dedupe`` window, an event whose ``source`` and ``id`` the app
+        accepted within the window is a duplicate: it is not queued (so not handled),
+        ``stats().deduplicated`` counts it, and this returns as for any event. The same
+        holds for :meth:`publish_nowait`, and for the events of :meth:`publish_many`;
+        :meth:`publish_and_wait` returns a receipt whose ``duplicate`` is ``True``.
+
+        :return: the event as queued (a duplicate: as it would have been)
         :raises ReactorNotRunning: the app is not running
         :raises ~reactor.InvalidEventError: an attribute is invalid
         """
@@ -832,6 +852,9 @@ class Reactor:
             built = event  # _event()'s checks, inline on the path of every prebuilt event
         else:
             built = self._event(event, data, attributes)
+        if self._dedupe is not None:
+            await self._put_once(built)
+            return built
         queue = self._queue
         if queue.stores_immediately:
             try:
@@ -855,9 +878,50 @@ class Reactor:
         :raises ReactorNotRunning: the app is not running
         """
         built = self._event(event, data, attributes)
+        if self._dedupe is not None:
+            self._put_once_nowait(built)
+            return built
         self._queue.put_nowait(built)
         self._published += 1
         return built
+
+    async def _put_once(self, event: Event) -> bool:
+        """Queue *event* unless it is a duplicate (``dedupe=``); return whether queued."""
+        dedupe = self._dedupe
+        assert dedupe is not None
+        if not dedupe.claim(event):
+            return False
+        queue = self._queue
+        try:
+            if queue.stores_immediately:
+                try:
+                    queue.put_nowait(event)
+                except QueueFull:
+                    await queue.put(event)
+            else:
+                await queue.put(event)
+        except DuplicateEvent:
+            return False  # the queue's: counted and logged by the queue
+        except BaseException:
+            dedupe.release(event)
+            raise
+        self._published += 1
+        return True
+
+    def _put_once_nowait(self, event: Event) -> None:
+        """:meth:`_put_once` without waiting."""
+        dedupe = self._dedupe
+        assert dedupe is not None
+        if not dedupe.claim(event):
+            return
+        try:
+            self._queue.put_nowait(event)
+        except DuplicateEvent:
+            return  # the queue's: counted and logged by the queue
+        except BaseException:
+            dedupe.release(event)
+            raise
+        self._published += 1
 
     async def publish_many(self, events: Sequence[Event]) -> None:
         """Publish a batch of events all or nothing: every one is queued, or none is.
@@ -866,6 +930,10 @@ class Reactor:
         a refused batch leaves nothing behind to be delivered twice. Unlike
         :meth:`publish`, it does not wait for room: a queue short of room for the whole
         batch refuses it.
+
+        With the app's ``dedupe`` window, the batch's duplicates (of events accepted
+        within the window, or of an event before them in the batch) are dropped and
+        counted, and the rest is queued all or nothing.
 
         :param events: the events, queued in this order
         :raises ReactorNotRunning: the app is not running
@@ -881,8 +949,25 @@ class Reactor:
                 raise TypeError(f"publish_many() takes Event objects, got {event!r}")
         if self._publish_hooks:
             events = [self._hooked(event) for event in events]
+        if self._dedupe is not None:
+            await self._put_many_once(events)
+            return
         await self._queue.put_many(events)
         self._published += len(events)
+
+    async def _put_many_once(self, events: Sequence[Event]) -> None:
+        """Queue the events of a batch that are not duplicates, all or nothing."""
+        dedupe = self._dedupe
+        assert dedupe is not None
+        fresh, duplicates = dedupe.claim_many(events)
+        try:
+            dropped = await self._queue.put_many(fresh) if fresh else None
+        except BaseException:
+            dedupe.release_many(fresh)
+            raise
+        for duplicate in duplicates:  # the memory store's (the queue counts its own)
+            dedupe.drop(duplicate)
+        self._published += len(fresh) - len(dropped or ())
 
     async def publish_and_wait(
         self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
@@ -895,6 +980,8 @@ class Reactor:
         subscription: it would wait for itself.
 
         :return: a :class:`~reactor.Receipt` with each consumer's :class:`~reactor.Outcome`
+            (for a duplicate under the app's ``dedupe`` window, at once: a receipt whose
+            ``duplicate`` is ``True``, without outcomes)
         :raises ValueError: an event with the same source and id is already awaited
         :raises ReactorNotRunning: the app is not running, or stopped before the event
             was settled (its deliveries were cancelled by the shutdown)
@@ -902,9 +989,12 @@ class Reactor:
         built = self._event(event, data, attributes)
         return await self._dispatcher.receipts.wait(built, self._put_counted)
 
-    async def _put_counted(self, event: Event) -> None:
+    async def _put_counted(self, event: Event) -> bool:
+        if self._dedupe is not None:
+            return await self._put_once(event)
         await self._queue.put(event)
         self._published += 1
+        return True
 
     def publish_from_thread(
         self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
@@ -984,6 +1074,8 @@ class Reactor:
         try:
             self._queue.note_consumers([lane.name for lane in self._dispatcher.lanes])
             self._threads.start()
+            if self._dedupe is not None:
+                self._dedupe.start(self._queue, self._clock)
             await self._queue.open()
             stack.push_async_callback(self._queue.close)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
@@ -1203,14 +1295,16 @@ class Reactor:
         dispatcher = self._dispatcher
         lanes = dispatcher.lanes
         totals = dispatcher.totals()
+        queue = self._queue.statistics()
         return Stats(
             published=self._published,
+            deduplicated=queue.deduplicated + (0 if self._dedupe is None else self._dedupe.dropped),
             delivered=totals["delivered"],
             failed=totals["failed"],
             timed_out=totals["timed_out"],
             retried=totals["retried"],
             dead_lettered=totals["dead_lettered"],
-            queue=self._queue.statistics(),
+            queue=queue,
             in_flight=dispatcher.in_flight,
             latency=dispatcher.latency.snapshot(),
             subscriptions=MappingProxyType({lane.name: lane.stats() for lane in lanes}),

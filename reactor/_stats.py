@@ -127,6 +127,9 @@ class QueueStatistics:
         not acknowledged yet, in all its processes, as last measured (``None`` otherwise)
     :ivar claimed: a queue shared through a broker: events this process took over from
         another process of the app that had not settled them in time (0 otherwise)
+    :ivar deduplicated: published events the queue dropped as duplicates of events it
+        stored within a dedupe window (see ``EventQueue.deduplicate``), since it was
+        created (0 for a queue that does not deduplicate)
     """
 
     depth: int
@@ -139,6 +142,7 @@ class QueueStatistics:
     lag: int | None = None
     pending: int | None = None
     claimed: int = 0
+    deduplicated: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -182,6 +186,9 @@ class Stats:
     Totals include subscriptions that were cancelled since the app was created.
 
     :ivar published: events accepted by ``publish()``, ``publish_nowait()`` and ``notify()``
+    :ivar deduplicated: events not published because a dedupe window had accepted one of
+        the same ``(source, id)`` already: the app's ``dedupe`` window, kept in memory or
+        by the queue, and a broker queue's own ``dedupe_window``
     :ivar delivered: deliveries that ended with the handler returning
     :ivar failed: handler attempts that raised or timed out
     :ivar timed_out: handler attempts cut by a timeout (also counted in *failed*)
@@ -207,6 +214,7 @@ class Stats:
     latency: LatencyStats
     subscriptions: Mapping[str, SubscriptionStats]
     sources: Mapping[str, Mapping[str, int | str | None]]
+    deduplicated: int = 0
 
     @property
     def queue_depth(self) -> int:

@@ -28,6 +28,8 @@ handlers that do real work (I/O, a database) it is noise.
 metric                                         type       what
 =============================================  =========  ====================================
 ``reactor_events_published_total``             counter    events accepted by the app
+``reactor_events_deduplicated_total``          counter    events dropped as duplicates by
+                                                          the app's ``dedupe`` window
 ``reactor_deliveries_total``                   counter    settled deliveries, by ``consumer``
                                                           and ``outcome`` (``ok``,
                                                           ``dead_lettered``, ``debounced``)
@@ -239,6 +241,11 @@ class ReactorCollector:
 
         yield counter(
             "reactor_events_published", "Events accepted by the app.", value=stats.published
+        )
+        yield counter(
+            "reactor_events_deduplicated",
+            "Events dropped as duplicates by the app's dedupe window.",
+            value=stats.deduplicated,
         )
         deliveries = counter(
             "reactor_deliveries",

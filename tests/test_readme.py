@@ -49,6 +49,7 @@ EXPECTED_OUTPUT = {
         "t=2.0: reindexing README.md version 3\n"
         "2 saves skipped\n"
     ),
+    'print("charging order", event.data["order"])': "charging order 7\n1 duplicate dropped\n",
     'print("mail to", event.data,': (
         "mail to buyer | cause: invoice-7 | chain: order-7\n"
         "mail to accounts | cause: invoice-7 | chain: order-7\n"

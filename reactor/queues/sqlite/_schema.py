@@ -7,6 +7,8 @@ Schema versions:
 2. the same tables; the ``error_type`` of dead letters is a public name
    (``reactor.DeliveryTimeout``, not ``reactor._exceptions.DeliveryTimeout``): opening a
    version 1 file renames its rows once (see :func:`migrate`).
+3. adds ``reactor_dedupe``, the keys of an app's ``dedupe`` window (see
+   :data:`DEDUPE_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 #: The version of the file layout this release reads and writes.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: ``PRAGMA application_id`` of reactor's queue files ("REAC").
 APPLICATION_ID: Final = 0x52454143
 
@@ -55,7 +57,21 @@ _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 #: save little more, and a commit of a single event writes at least two whole pages.
 PAGE_SIZE: Final = 8192
 
-SCHEMA: Final = (
+#: The tables of schema version 3 for deduplication: the key of every event published
+#: under an app's ``dedupe`` window, with the time (the app clock's wall time) it was
+#: accepted; written in the transaction of the event's insert, pruned in bulk.
+DEDUPE_SCHEMA: Final = (
+    """CREATE TABLE reactor_dedupe (
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (source, event_id)
+    ) STRICT, WITHOUT ROWID""",
+    "CREATE INDEX reactor_dedupe_seen ON reactor_dedupe (seen_at)",
+)
+
+#: The tables of schema version 2 (and 1).
+_SCHEMA_2: Final = (
     """CREATE TABLE reactor_meta (
         key TEXT PRIMARY KEY,
         value ANY
@@ -97,6 +113,14 @@ SCHEMA: Final = (
         UNIQUE (source, event_id, consumer)
     ) STRICT""",
 )
+
+#: Every table and index of this schema version.
+SCHEMA: Final = (*_SCHEMA_2, *DEDUPE_SCHEMA)
+
+
+def _schema_of(version: int) -> tuple[str, ...]:
+    """The statements that create the tables of schema *version* (as it checks)."""
+    return _SCHEMA_2 if version < 3 else SCHEMA
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -162,6 +186,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     then holds what any reader (the ``sqlite3`` shell too) should see, and only
     :func:`~reactor.queues.sqlite.read_dead_letters`, which never writes, still meets
     unmigrated files (it renames the names it returns the same way).
+
+    Version 2 to 3 adds tables (see :func:`_add_dedupe_keys`).
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -180,6 +206,8 @@ def migrate(conn: sqlite3.Connection) -> None:
                 "UPDATE reactor_dead_letters SET error_type = ? WHERE error_type = ?",
                 [(public_type_name(name), name) for name in stored],
             )
+        if version < 3:
+            _add_dedupe_keys(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -188,6 +216,12 @@ def migrate(conn: sqlite3.Connection) -> None:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+def _add_dedupe_keys(conn: sqlite3.Connection) -> None:
+    """Version 3: add the (empty) table of deduplication keys, as a new file has it."""
+    for statement in DEDUPE_SCHEMA:
+        conn.execute(statement)
 
 
 def identify(conn: sqlite3.Connection, path: Path) -> bool:
@@ -270,11 +304,11 @@ _MASTER_COLUMNS: Final = "type, name, tbl_name, sql"
 
 
 @functools.cache
-def _expected_master() -> Counter[tuple[Any, ...]]:
-    """The rows of ``sqlite_master`` (but their page numbers) that the schema creates."""
+def _expected_master(version: int) -> Counter[tuple[Any, ...]]:
+    """The rows of ``sqlite_master`` (but their page numbers) that schema *version* has."""
     conn = sqlite3.connect(":memory:")
     try:
-        for statement in SCHEMA:
+        for statement in _schema_of(version):
             conn.execute(statement)
         return Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
     finally:
@@ -293,7 +327,8 @@ def _schema_problems(conn: sqlite3.Connection) -> list[str]:
     """
     problems: list[str] = []
     found = Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
-    if found != _expected_master():
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found != _expected_master(version):
         problems.append("the queue's tables are not the ones its schema version defines")
         return problems
     in_table = conn.execute(
