@@ -369,6 +369,9 @@ class EventQueue(ABC):
       and must store it no later than the :meth:`settle` that follows;
       ``app.redeliver(letter)`` calls :meth:`discard_dead_letter` before it puts the
       event again.
+    * **Fire times.** A queue whose :attr:`stores_fire_times` is ``True`` keeps the last
+      fire time of each named timer (see :meth:`record_fire_time`), so that a restarted
+      app knows which runs it missed while it was down.
     * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
       the app's drain waits for a depth of zero.
     * One dispatcher calls :meth:`get_batch`; any number of tasks call :meth:`put`.
@@ -382,6 +385,8 @@ class EventQueue(ABC):
     stores_immediately: ClassVar[bool] = False
     #: ``True`` when the queue keeps dead letters itself (see :meth:`record_dead_letter`).
     stores_dead_letters: ClassVar[bool] = False
+    #: ``True`` when the queue keeps timers' last fire times (see :meth:`record_fire_time`).
+    stores_fire_times: ClassVar[bool] = False
     #: How many times an unsettled event may be handed out again before it is
     #: dead-lettered instead of handled (``None``: no bound; see the contract above).
     #: Read when the app starts.
@@ -529,6 +534,34 @@ class EventQueue(ABC):
         the removal must be stored no later than that put.
 
         :param letter: a letter passed to :meth:`record_dead_letter` earlier
+        """
+
+    def fire_times(self) -> Mapping[str, datetime]:
+        """Return the last fire time stored for each timer, by timer name (default: none).
+
+        Called by the app's timers when they start, after :meth:`open`, from the event
+        loop: a queue reads what it stored when it opens. Only called when
+        :attr:`stores_fire_times` is ``True``.
+
+        :return: aware datetimes (UTC) by timer name
+        """
+        return {}
+
+    def record_fire_time(self, timer: str, when: datetime, event: Event | None) -> None:  # noqa: B027
+        """Keep *when* as the last fire time of the timer named *timer*.
+
+        Called from the event loop without waiting, only when :attr:`stores_fire_times`
+        is ``True``. With *event*, the run's event is put right after this call: the
+        queue must store the time in the same transaction as that event, or else after
+        it is stored and no later than its settlement, never before it (a crash in
+        between may then cause one extra run at the next start, never a lost one); an
+        event that is never stored (its put fails) never stores the time. Without
+        *event* (a due time that was skipped, not run), the time is stored with the
+        queue's next write.
+
+        :param timer: the timer's name
+        :param when: the due time it fired for (aware, UTC)
+        :param event: the event of the run, about to be put, or ``None``
         """
 
     def connect(self, route: Callable[[Received], bool] | None) -> bool:

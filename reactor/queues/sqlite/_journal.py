@@ -49,6 +49,13 @@ _INSERT: Final = "INSERT INTO reactor_events (seq, body, only, published_at, crc
 #: for many rows, instead of one per row as ``executemany`` does.
 _INSERT_CHUNK: Final = 64
 _SET_HANDED_OUT: Final = "UPDATE reactor_meta SET value = ? WHERE key = 'handed_out'"
+#: The key of a timer's last fire time in ``reactor_meta`` is this prefix and its name;
+#: the value is the time as POSIX seconds (REAL). A time never moves backward.
+FIRED_PREFIX: Final = "fired:"
+_STORE_FIRED: Final = (
+    "INSERT INTO reactor_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value WHERE excluded.value > reactor_meta.value"
+)
 STORE_LETTER: Final = (
     "INSERT OR REPLACE INTO reactor_dead_letters (source, event_id, consumer, body, "
     "error_type, error, attempts, first_failed_at, last_failed_at, dead_at) "
@@ -65,7 +72,7 @@ _T = TypeVar("_T")
 class Writes:
     """What one transaction writes; built on the loop side, only read in the thread."""
 
-    __slots__ = ("acks", "discards", "inserts", "letters", "mark", "progress")
+    __slots__ = ("acks", "discards", "fires", "inserts", "letters", "mark", "progress")
 
     def __init__(self) -> None:
         #: The events to append: (received, body, consumer list as JSON, publish time).
@@ -74,11 +81,18 @@ class Writes:
         self.progress: list[tuple[Any, str]] = []
         self.letters: list[tuple[Any, ...]] = []
         self.discards: list[tuple[str, str, str]] = []
+        self.fires: list[tuple[str, float]] = []  # timers' last fire times: (key, time)
         self.mark = 0  # the hand-out mark to persist: the last seq get_batch() hands out
 
     def __bool__(self) -> bool:
         return bool(
-            self.inserts or self.acks or self.progress or self.letters or self.discards or self.mark
+            self.inserts
+            or self.acks
+            or self.progress
+            or self.letters
+            or self.discards
+            or self.mark
+            or self.fires
         )
 
 
@@ -96,6 +110,7 @@ class Recovered(NamedTuple):
     depth: int  # events not settled
     first: int | None  # the first of them
     last_seq: int  # the number of the last event in the file
+    fire_times: dict[str, float]  # the timers' last fire times by name, POSIX seconds
 
 
 class Journal:
@@ -271,6 +286,8 @@ class Journal:
             append(conn, first, [insert[1:] for insert in writes.inserts])
         if mark:
             conn.execute(_SET_HANDED_OUT, (mark,))
+        if writes.fires:
+            conn.executemany(_STORE_FIRED, writes.fires)
         if writes.letters:
             conn.executemany(STORE_LETTER, writes.letters)
         if writes.discards:
@@ -426,7 +443,16 @@ def _recover(conn: sqlite3.Connection, path: Path, retention: float | None) -> R
     depth, first = conn.execute(
         "SELECT count(*), min(seq) FROM reactor_events WHERE done_at IS NULL"
     ).fetchone()
-    return Recovered(depth, first, last_seq)
+    fired = conn.execute(
+        "SELECT key, value FROM reactor_meta WHERE key >= ? AND key < ?",
+        (FIRED_PREFIX, FIRED_PREFIX[:-1] + chr(ord(FIRED_PREFIX[-1]) + 1)),
+    ).fetchall()
+    fire_times = {
+        key[len(FIRED_PREFIX) :]: float(value)
+        for key, value in fired
+        if isinstance(value, int | float)
+    }
+    return Recovered(depth, first, last_seq, fire_times)
 
 
 def purge(conn: sqlite3.Connection, now: float, retention: float) -> None:
