@@ -552,12 +552,12 @@ class EventQueue(ABC):
 
         Called from the event loop without waiting, only when :attr:`stores_fire_times`
         is ``True``. With *event*, the run's event is put right after this call: the
-        queue must store the time in the same transaction as that event, or else after
-        it is stored and no later than its settlement, never before it (a crash in
-        between may then cause one extra run at the next start, never a lost one); an
-        event that is never stored (its put fails) never stores the time. Without
-        *event* (a due time that was skipped, not run), the time is stored with the
-        queue's next write.
+        queue stores the time in the same transaction as that event or, when it cannot,
+        right after the event is stored, never before it (a crash in between may then
+        cause one extra run at the next start, never a lost one); the time of an event
+        that is not stored (its put fails) is not stored either. Without *event* (a due
+        time dropped or skipped, not run), the time is stored with the queue's next
+        write, or when it closes. A time never replaces a later one of the same timer.
 
         :param timer: the timer's name
         :param when: the due time it fired for (aware, UTC)

@@ -4,19 +4,22 @@ missed while the app was stopped go to the misfire policy when it starts again.
 Most tests use :class:`KeptFireTimes`, a memory queue that keeps fire times in a dict
 shared by the apps of a test, as a durable queue keeps them in its file: each "process"
 is a new app on a new virtual clock that starts later. The last tests restart an app on
-the same SQLite file.
+the same SQLite file, Redis stream and group, or NATS stream and group.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import nats_tools
 import pytest
+import services
+from redis_helpers import delete_stream, unique_stream
 
 from reactor import Event, Reactor
 from reactor.abc import EventQueue
@@ -295,17 +298,39 @@ async def test_a_bad_grace_is_refused_when_the_timer_is_declared(
     assert app.sources == ()
 
 
-# -- on the SQLite queue ------------------------------------------------------------------
+# -- on the SQLite and Redis queues -------------------------------------------------------
 
-# Real I/O (the queue's commits run in a thread): a bound only a broken queue reaches.
+# Real I/O (a thread's commits, a server): a bound only a broken queue reaches.
 WAIT = 20.0
 
+#: Makes a new queue on the same storage each call: a process of the app.
+Storage = Callable[[], EventQueue]
 
-async def stored(path: Path) -> Mapping[str, datetime]:
-    """The fire times the queue file keeps."""
-    queue: EventQueue
-    async with SQLiteQueue(path) as queue:
-        return queue.fire_times()
+
+@pytest.fixture(params=["sqlite", "redis", "nats"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    if request.param == "sqlite":
+        yield lambda: SQLiteQueue(tmp_path / "events.db")
+    elif request.param == "redis":
+        from reactor.queues.redis import RedisStreamsQueue
+
+        url = services.require("redis")
+        stream = unique_stream("schedules")
+        yield lambda: RedisStreamsQueue(url, stream=stream, group="app")
+        await delete_stream(url, stream)
+    else:
+        from reactor.queues.nats import NatsJetStreamQueue
+
+        url = services.require("nats")
+        name = nats_tools.unique_stream("schedules")
+        yield lambda: NatsJetStreamQueue(url, stream=name, group="app")
+        await nats_tools.delete_streams(url, name)
+
+
+async def stored(storage: Storage) -> Mapping[str, datetime]:
+    """The fire times the storage keeps."""
+    async with storage() as queue:
+        return dict(queue.fire_times())
 
 
 def declare(app: Reactor, kind: str, handler: Capture, **options: object) -> None:
@@ -317,13 +342,12 @@ def declare(app: Reactor, kind: str, handler: Capture, **options: object) -> Non
 
 @pytest.mark.parametrize("kind", ["interval", "cron"])
 @pytest.mark.parametrize("misfire", ["coalesce", "skip"])
-async def test_a_restart_on_the_same_sqlite_file_handles_the_runs_missed_meanwhile(
-    tmp_path: Path, kind: str, misfire: str
+async def test_a_restart_on_the_same_storage_handles_the_runs_missed_meanwhile(
+    storage: Storage, kind: str, misfire: str
 ) -> None:
-    path = tmp_path / "events.db"
     # The first process: one run, at 60 s, then it stops at 90 s.
     clock = VirtualClock(start=START)
-    app = Reactor(clock=clock, queue=SQLiteQueue(path))
+    app = Reactor(clock=clock, queue=storage())
     capture = Capture()
     declare(app, kind, capture, misfire=misfire)
     async with app:
@@ -331,10 +355,10 @@ async def test_a_restart_on_the_same_sqlite_file_handles_the_runs_missed_meanwhi
         with anyio.fail_after(WAIT):
             await capture.wait_for(1)
         await clock.advance(30)
-    assert await stored(path) == {"report": at(60)}
+    assert await stored(storage) == {"report": at(60)}
     # The second process starts at 10 min 30 s: 120, 180, ..., 600 s passed meanwhile.
     clock = VirtualClock(start=at(630))
-    app = Reactor(clock=clock, queue=SQLiteQueue(path))
+    app = Reactor(clock=clock, queue=storage())
     capture = Capture()
     declare(app, kind, capture, misfire=misfire)
     async with app:
@@ -350,7 +374,7 @@ async def test_a_restart_on_the_same_sqlite_file_handles_the_runs_missed_meanwhi
         assert app.schedules["report"].last_fire_time == last
         assert app.schedules["report"].next_fire_time == at(660)
     assert len(capture.events) == (1 if misfire == "coalesce" else 0)
-    assert await stored(path) == {"report": at(600)}
+    assert await stored(storage) == {"report": at(600)}
 
 
 async def test_the_fire_time_is_in_the_file_once_the_event_of_the_run_is(tmp_path: Path) -> None:
@@ -374,4 +398,3 @@ async def test_the_fire_time_is_in_the_file_once_the_event_of_the_run_is(tmp_pat
         with anyio.fail_after(WAIT):
             await capture.wait_for(1)
     assert in_file == [(at(60).timestamp(),)]
-    assert await stored(path) == {"report": at(60)}

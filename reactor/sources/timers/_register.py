@@ -127,8 +127,8 @@ def every(
         counted as missed, whatever *misfire* says
 
     **Persistent schedules.** With a queue that keeps fire times (``stores_fire_times``:
-    :class:`~reactor.queues.sqlite.SQLiteQueue`), each run's due time is stored with its
-    event, under the timer's name. When the app starts again, the grid goes on from the
+    the SQLite, Redis and NATS queues), each run's due time is stored with its event,
+    under the timer's name. When the app starts again, the grid goes on from the
     stored time (or from *start*), and the due times that passed while it was stopped
     are missed runs, handed to *misfire* and *grace* at once: one late run for the
     latest of them (``"late": true``, ``"missed"`` counting the others), or none.

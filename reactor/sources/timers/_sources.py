@@ -584,11 +584,12 @@ class _WallClockSource(TimerSource):
         clock = app.clock
         now = clock.now()
         stored = self._stored_fire_time(app)
-        if stored is not None and (self._last is None or stored > self._last):
-            self._last = stored
-            self._pending = self._after_stored(stored, now)
-        else:
+        if stored is None:
             self._pending = self._first(now)
+        else:
+            if self._last is None or stored > self._last:
+                self._last = stored
+            self._pending = self._after_stored(self._last, now)
         return self._wake_for(clock.monotonic(), now)
 
     def _resume(self, app: App) -> float | None:
