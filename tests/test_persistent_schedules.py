@@ -221,6 +221,57 @@ async def test_a_cron_timer_with_skip_waits_for_its_next_time() -> None:
     assert runs.starts == [100]
 
 
+async def test_an_interval_with_a_start_keeps_its_grid_and_stops_at_its_end() -> None:
+    kept = {"report": at(130)}  # on the grid of start=10 s, every 60 s
+    clock = VirtualClock(start=at(500))
+    app = Reactor(clock=clock, queue=KeptFireTimes(kept))
+    runs = Runs(clock)
+    timers.every(app, 60, name="report", start=at(10), end=at(440))(runs)
+    async with app:
+        await clock.advance(0)
+        # 190, 250, 310, 370 and 430 s passed; 490 s is after the end: not a run.
+        assert runs.data == [late_run(430, 4)]
+        assert app.schedules["report"].next_fire_time is None  # past its end: done
+        await clock.advance(600)
+    assert len(runs.starts) == 1
+    assert counts(app, "report")["missed"] == 4
+
+
+async def test_an_app_restarted_in_the_same_process_misses_the_runs_meanwhile() -> None:
+    kept: dict[str, datetime] = {}
+    clock = VirtualClock(start=START)
+    app = Reactor(clock=clock, queue=KeptFireTimes(kept))
+    interval, cron = Runs(clock), Runs(clock)
+    timers.every(app, 60, name="interval")(interval)
+    timers.cron(app, "* * * * *", name="cron")(cron)
+    async with app:
+        await clock.advance(90)
+    await clock.advance(200)  # stopped from 90 s to 290 s: 120, 180 and 240 s passed
+    async with app:
+        await clock.advance(0)
+        assert interval.data[1:] == [late_run(240, 2)]
+        assert cron.data[1:] == [late_run(240, 2, "cron")]
+        await clock.advance(20)
+    assert interval.starts == cron.starts == [60, 290, 300]
+
+
+async def test_a_due_time_skipped_by_the_overlap_policy_is_stored_without_an_event() -> None:
+    kept: dict[str, datetime] = {}
+    clock = VirtualClock(start=START)
+    queue = KeptFireTimes(kept)
+    app = Reactor(clock=clock, queue=queue)
+
+    @timers.every(app, 60, name="slow")
+    async def slow(event: Event) -> None:
+        await clock.sleep(90)  # still running when 120 s comes
+
+    async with app:
+        await clock.advance(150)
+        assert counts(app, "slow")["skipped"] == 1
+    assert queue.recorded == [("slow", at(60), True), ("slow", at(120), False)]
+    assert kept == {"slow": at(120)}  # a restart does not count 120 s as missed
+
+
 async def test_a_one_shot_timer_that_fired_does_not_fire_again_after_a_restart() -> None:
     kept: dict[str, datetime] = {}
     for restart in (0, 500):

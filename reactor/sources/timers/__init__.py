@@ -87,9 +87,10 @@ published), ``late``, ``missed`` (due times folded into a late run or dropped),
 ``skipped`` and ``coalesced`` (due times folded into a waiting run by ``"queue"``).
 
 **Steering.** ``app.schedules`` (:func:`schedules`) maps each timer's name to its
-:class:`Schedule`: ``next_fire_time``, ``pause()`` (due times skipped until
-``resume()``), ``remove()`` (for good, with its handler's subscription) and
-``run_now()`` (a run due now, through the overlap policy; the schedule does not move)::
+:class:`Schedule`: ``next_fire_time``, ``last_fire_time``, ``pause()`` (due times
+skipped until ``resume()``), ``remove()`` (for good, with its handler's subscription)
+and ``run_now()`` (a run due now, through the overlap policy; the schedule does not
+move)::
 
     for name, schedule in app.schedules.items():
         print(name, schedule.kind, schedule.next_fire_time)

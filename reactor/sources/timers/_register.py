@@ -114,7 +114,8 @@ def every(
     :param end: no run is due after this aware datetime (default: none); the timer then
         stops
     :param run_immediately: run at the origin too, not only one period after it; with a
-        *start* that has passed when the app starts, run at once when it starts
+        *start* that has passed when the app starts, run at once when it starts (not
+        when a stored fire time continues the schedule: see below)
     :param overlap: when a run is due while the previous one has not settled: ``"skip"``
         it (default), ``"queue"`` it (runs one at a time, at most 16 waiting), or run
         them ``"concurrent"``-ly (at most 16 at once); skipped runs are counted in

@@ -487,7 +487,7 @@ class IntervalSource(TimerSource):
         self._last_index = None
         if self.end is not None:
             end = now + (self.end - wall).total_seconds()
-            if end < now:
+            if end < now and last is None:
                 self._last_index = -1
                 return None
             final = trigger.latest(end, 0)
