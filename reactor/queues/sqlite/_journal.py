@@ -72,7 +72,7 @@ _T = TypeVar("_T")
 class Writes:
     """What one transaction writes; built on the loop side, only read in the thread."""
 
-    __slots__ = ("acks", "discards", "fires", "inserts", "letters", "mark", "progress")
+    __slots__ = ("acks", "discards", "fires", "inserts", "letters", "loose", "mark", "progress")
 
     def __init__(self) -> None:
         #: The events to append: (received, body, consumer list as JSON, publish time).
@@ -81,7 +81,10 @@ class Writes:
         self.progress: list[tuple[Any, str]] = []
         self.letters: list[tuple[Any, ...]] = []
         self.discards: list[tuple[str, str, str]] = []
-        self.fires: list[tuple[str, float]] = []  # timers' last fire times: (key, time)
+        # Timers' last fire times, (key, time): of runs whose events this writes, and of
+        # due times without a run (kept for the next commit when this one fails).
+        self.fires: list[tuple[str, float]] = []
+        self.loose: list[tuple[str, float]] = []
         self.mark = 0  # the hand-out mark to persist: the last seq get_batch() hands out
 
     def __bool__(self) -> bool:
@@ -93,6 +96,7 @@ class Writes:
             or self.discards
             or self.mark
             or self.fires
+            or self.loose
         )
 
 
@@ -286,8 +290,8 @@ class Journal:
             append(conn, first, [insert[1:] for insert in writes.inserts])
         if mark:
             conn.execute(_SET_HANDED_OUT, (mark,))
-        if writes.fires:
-            conn.executemany(_STORE_FIRED, writes.fires)
+        if writes.fires or writes.loose:
+            conn.executemany(_STORE_FIRED, writes.fires + writes.loose)
         if writes.letters:
             conn.executemany(STORE_LETTER, writes.letters)
         if writes.discards:

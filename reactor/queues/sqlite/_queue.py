@@ -595,6 +595,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             pending.kept[:0] = later
             pending.letters[:0] = work.letters
             pending.discards[:0] = work.discards
+            pending.loose[:0] = work.loose
             if later:
                 self._wake_getter()  # the dispatcher writes them when nobody else does
         else:
@@ -781,7 +782,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             self._fire_times[timer] = when
         fire = (FIRED_PREFIX + timer, when.timestamp())
         if event is None:
-            self._work.fires.append(fire)
+            self._work.loose.append(fire)
         else:
             self._fires_waiting[event.source, event.id] = fire
 
