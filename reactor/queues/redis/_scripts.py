@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DROP_CONSUMER", "PUBLISH", "Keys"]
+__all__ = ["DROP_CONSUMER", "PUBLISH", "STORE_FIRED", "Keys"]
 
 #: Append a batch of entries to the stream KEYS[1]. ARGV[1] is the dedupe window in
 #: milliseconds; then five values per entry: the dedupe key ("" for none), the
@@ -59,6 +59,19 @@ return 0
 """
 
 
+#: Keep timers' last fire times in the hash KEYS[1]: ARGV holds pairs of a timer's name
+#: and a time (POSIX seconds); a time never replaces a later one.
+STORE_FIRED: Final = """
+for i = 1, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if not old or tonumber(old) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+
 class Keys:
     """The Redis keys of one stream and group.
 
@@ -67,9 +80,10 @@ class Keys:
     :ivar dead: the group's dead letters, a stream
     :ivar consumers: a set per group: the consumer (subscription) names the app has had
     :ivar dedupe: the prefix of the dedupe window's keys, per stream
+    :ivar fired: a hash per group: timer name -> its last fire time (POSIX seconds)
     """
 
-    __slots__ = ("consumers", "dead", "dedupe", "progress", "stream")
+    __slots__ = ("consumers", "dead", "dedupe", "fired", "progress", "stream")
 
     def __init__(self, stream: str, group: str) -> None:
         self.stream = stream
@@ -77,3 +91,4 @@ class Keys:
         self.dead = f"{stream}:dead:{group}"
         self.consumers = f"{stream}:consumers:{group}"
         self.dedupe = f"{stream}:dedupe:"
+        self.fired = f"{stream}:fired:{group}"
