@@ -7,13 +7,45 @@ timers) asks the app's :class:`Clock`, so a test can swap in
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import anyio
 
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "SystemClock", "off_loop_calls", "waiting_off_loop"]
+
+# Calls that tasks of an event loop wait for outside the loop (in worker threads), begun
+# and not ended: see waiting_off_loop().
+_off_loop = 0
+
+
+@contextmanager
+def waiting_off_loop() -> Iterator[None]:
+    """Mark a wait for work done outside the event loop, in a thread of the plugin's own.
+
+    A task waiting for a worker thread looks blocked to the event loop, as one waiting for
+    time does: :class:`reactor.testing.VirtualClock` would move virtual time on while the
+    thread works (a durable queue's commit), and a test would see a timer fire again
+    before the event of its previous run was stored. Wrapped in this, the wait holds the
+    virtual clock until it ends. It costs an increment and a decrement; with the real
+    clock it changes nothing::
+
+        with reactor.abc.waiting_off_loop():
+            await call.done.wait()  # set by the worker thread through the loop's token
+    """
+    global _off_loop
+    _off_loop += 1
+    try:
+        yield
+    finally:
+        _off_loop -= 1
+
+
+def off_loop_calls() -> int:
+    """How many waits marked by :func:`waiting_off_loop` are under way."""
+    return _off_loop
 
 
 @runtime_checkable

@@ -252,6 +252,7 @@ class DebounceGate(Gate):
     def offer(self, received: Received) -> None:
         try:
             key = self.key(received.event)
+            hash(key)  # (a dict's pop() only hashes the key when the dict is not empty)
             earlier = self.held_by_key.pop(key, None)
         except Exception as exc:  # the key function raised, or returned something unhashable
             self.gates.fail(self.lane, received, exc)

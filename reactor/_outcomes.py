@@ -57,8 +57,9 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        """Whether the handler finally succeeded."""
-        return self.status == "ok"
+        """Whether the delivery did not fail: the handler finally succeeded, or was
+        rightly not called (``"skipped"``)."""
+        return self.status == "ok" or self.status == "skipped"
 
 
 @attrs.frozen(kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
@@ -134,9 +135,9 @@ class Batch:
 
 
 def _rate(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    validators.number("per_second", value, minimum=0)
-    if value == 0:
-        raise ValueError("per_second must be > 0, got 0")
+    validators.number("per_second", value)
+    if not 0 < value < math.inf:
+        raise ValueError(f"per_second must be a finite number > 0, got {value!r}")
 
 
 def _burst(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -211,17 +212,24 @@ class BatchFailed(ReactorError):
             if failed:
                 raise reactor.BatchFailed(failed)
 
+    :param failures: the failed events (or ids): one, an iterable of them, or a mapping
+        of each to its error
+    :param message: the exception's message (default: how many events failed)
     :ivar failures: each failed event (or id) and its error (``None``: this exception)
     """
 
     def __init__(
         self,
-        failures: Mapping[Event | str, BaseException | None] | Iterable[Event | str],
+        failures: Mapping[Event | str, BaseException | None] | Iterable[Event | str] | Event | str,
         message: str | None = None,
     ) -> None:
-        items: dict[Event | str, BaseException | None] = (
-            dict(failures) if isinstance(failures, Mapping) else dict.fromkeys(failures)
-        )
+        items: dict[Event | str, BaseException | None]
+        if isinstance(failures, Event | str):
+            items = {failures: None}
+        elif isinstance(failures, Mapping):
+            items = dict(failures)
+        else:
+            items = dict.fromkeys(failures)
         if not items:
             raise ValueError("BatchFailed needs at least one failed event")
         if message is None:

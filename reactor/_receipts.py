@@ -40,7 +40,8 @@ class Receipt:
 
     @property
     def ok(self) -> bool:
-        """Whether every consumer succeeded (``True`` when there was none)."""
+        """Whether no consumer failed (``True`` when there was none): each succeeded, or
+        skipped the event (``debounce=``)."""
         return all(outcome.ok for outcome in self.outcomes.values())
 
 

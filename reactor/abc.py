@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ._clock import Clock as Clock
+from ._clock import waiting_off_loop as waiting_off_loop
 from ._event import Event
 from ._exceptions import DuplicateEvent, QueueFull
 from ._exports import export_from as export_from
@@ -47,12 +48,14 @@ __all__ = [
     "import_extra",
     "load_json",
     "run_with_subscription",
+    "waiting_off_loop",
 ]
 
 # The helpers re-exported from reactor's private modules report this module as their home,
 # as every exported name does (see export_from()): reactor.abc.compile_glob, not
 # reactor._subscription.compile_glob.
 compile_glob.__module__ = default_name.__module__ = load_json.__module__ = __name__
+waiting_off_loop.__module__ = __name__
 export_from.__module__ = __name__
 
 H = TypeVar("H", bound=Handler)

@@ -32,7 +32,9 @@ metric                                         type       what
                                                           the app's ``dedupe`` window
 ``reactor_deliveries_total``                   counter    settled deliveries, by ``consumer``
                                                           and ``outcome`` (``ok``,
-                                                          ``dead_lettered``, ``debounced``)
+                                                          ``dead_lettered``, ``skipped``: a
+                                                          later event replaced it in a
+                                                          ``debounce=`` window)
 ``reactor_delivery_failures_total``            counter    attempts that raised or timed out,
                                                           by ``consumer``
 ``reactor_delivery_timeouts_total``            counter    attempts cut by a timeout (also
@@ -249,7 +251,7 @@ class ReactorCollector:
         )
         deliveries = counter(
             "reactor_deliveries",
-            "Deliveries settled, by consumer and outcome (ok, dead_lettered, debounced).",
+            "Deliveries settled, by consumer and outcome (ok, dead_lettered, skipped).",
             labels=["consumer", "outcome"],
         )
         failures = counter(
@@ -286,7 +288,7 @@ class ReactorCollector:
         for name, sub in stats.subscriptions.items():
             deliveries.add_metric([name, "ok"], sub.delivered)
             deliveries.add_metric([name, "dead_lettered"], sub.dead_lettered)
-            deliveries.add_metric([name, "debounced"], sub.debounced)
+            deliveries.add_metric([name, "skipped"], sub.debounced)
             held.add_metric([name], sub.held)
             limited.add_metric([name], sub.rate_limited)
             failures.add_metric([name], sub.failed)

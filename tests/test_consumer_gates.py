@@ -360,7 +360,8 @@ async def test_held_and_skipped_events_on_the_sqlite_queue_are_acknowledged(
         ({"batch": Batch(), "data": dict}, TypeError, "data= and outputs="),
         ({"batch": Batch(), "outputs": True}, TypeError, "data= and outputs="),
         ({"rate_limit": "fast"}, TypeError, "rate_limit must be"),
-        ({"rate_limit": 0}, ValueError, "per_second must be > 0"),
+        ({"rate_limit": 0}, ValueError, "per_second must be a finite number > 0, got 0"),
+        ({"rate_limit": float("inf")}, ValueError, "per_second must be a finite number"),
         ({"rate_limit": -1.0}, ValueError, "per_second"),
         ({"debounce": "1s"}, TypeError, "debounce must be a timedelta"),
         ({"debounce": 0}, ValueError, "debounce must be"),
@@ -481,6 +482,7 @@ async def test_only_the_last_event_of_a_burst_is_handled_once_the_window_passes(
     assert by_data["a-1"] == reactor.Outcome(status="skipped", attempts=0)
     assert by_data["a-2"].status == "skipped"
     assert by_data["a-3"].ok and by_data["b-1"].ok
+    assert all(receipt.ok for receipt in receipts)  # skipped is not a failure
     stats = app.stats().subscriptions["index"]
     assert (stats.debounced, stats.delivered, stats.held) == (2, 2, 0)
 
@@ -560,3 +562,65 @@ async def test_a_debounced_trigger() -> None:
             app.notify("cache", i)
         await clock.advance(1)
     assert starts.starts == [(0.5, 4)]
+
+
+async def test_a_key_function_returning_something_unhashable_dead_letters_the_event() -> None:
+    clock = VirtualClock(start=START)
+    app = app_with(clock)
+    starts, others = Starts(clock), Starts(clock)
+    app.subscribe("m", starts, debounce=Debounce(1, key=lambda event: event.data))
+    app.subscribe("m", others, name="others")
+    async with app:
+        receipt = await app.publish_and_wait("m", ["a", "list"])
+    assert starts.starts == [] and others.starts == [(0, ["a", "list"])]
+    assert receipt.outcomes["Starts"].status == "failed"
+    (letter,) = app.dead_letters
+    assert isinstance(letter.error, TypeError) and "unhashable" in str(letter.error)
+
+
+async def test_batch_failed_takes_one_event_or_one_id() -> None:
+    clock = VirtualClock(start=START)
+    app = app_with(clock)
+
+    @app.subscribe("m", batch=Batch(max_size=3, max_wait=0), retry=None)
+    async def handler(events: list[Event]) -> None:
+        if events[0].data == 0:
+            raise BatchFailed(events[1])
+        raise BatchFailed(events[0].id)
+
+    async with app:
+        for batch in ([0, 1, 2], [3, 4, 5]):
+            for i in batch:
+                await app.publish("m", i)
+            await clock.advance(0)
+    assert sorted(letter.event.data for letter in app.dead_letters) == [1, 3]
+    assert app.stats().subscriptions["handler"].delivered == 4
+
+
+async def test_the_prometheus_collector_shows_held_rate_limited_and_skipped() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from reactor.prometheus import ReactorCollector
+
+    clock = VirtualClock(start=START)
+    app = app_with(clock)
+    app.subscribe("m", Starts(clock), rate_limit=1, name="slow")
+    app.subscribe("m", Starts(clock), debounce=1, name="last")
+    registry = CollectorRegistry()
+    registry.register(ReactorCollector(app))
+    async with app:
+        for i in range(3):
+            await app.publish("m", i)
+        await clock.advance(0)
+        text = generate_latest(registry).decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples["reactor_consumer_held", (("consumer", "slow"),)] == 2
+    assert samples["reactor_consumer_held", (("consumer", "last"),)] == 1
+    assert samples["reactor_delivery_rate_limited_total", (("consumer", "slow"),)] == 2
+    skipped = (("consumer", "last"), ("outcome", "skipped"))
+    assert samples["reactor_deliveries_total", skipped] == 2

@@ -22,6 +22,8 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from reactor.abc import waiting_off_loop
+
 __all__ = ["Worker"]
 
 _T = TypeVar("_T")
@@ -63,7 +65,7 @@ class Worker:
         """
         call = _Call(func, args)
         self._inbox.put(call)
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), waiting_off_loop():
             await call.done.wait()
         if call.error is not None:
             raise call.error

@@ -109,13 +109,12 @@ def checked_grace(grace: object) -> float | None:
     """Return the grace time *grace* in seconds (``None``: no limit) if it is valid.
 
     :raises TypeError: it is neither ``None``, a number nor a timedelta
-    :raises ValueError: it is negative, NaN or infinite
+    :raises ValueError: it is zero, negative, NaN or infinite (a grace of zero would drop
+        every run: none starts at its due time to the nanosecond)
     """
     if grace is None:
         return None
-    if isinstance(grace, timedelta):
-        grace = grace.total_seconds()
-    return validators.seconds("grace", grace)
+    return validators.duration("grace", grace, positive=True)
 
 
 def checked_interval(seconds: object, jitter: object) -> tuple[float, float]:
@@ -248,6 +247,10 @@ class TimerSource(Source):
         self._counts = dict.fromkeys(("fired", "late", "missed", "skipped", "coalesced"), 0)
         self._running = 0
         self._backlog: deque[_Tick] = deque()
+        # Runs whose publish has not returned, and the latest due time dealt with without
+        # a run meanwhile: it is stored once they return (see _passed()).
+        self._publishing = 0
+        self._deferred: datetime | None = None
         # The scheduler that wakes this timer while its app runs.
         self._scheduler: Scheduler | None = None
         # Steered through app.schedules: paused (no runs until resumed), removed (no runs
@@ -313,6 +316,8 @@ class TimerSource(Source):
         self._running = 0
         self._backlog.clear()
         self._store = None
+        self._publishing = 0
+        self._deferred = None
 
     def _stored_fire_time(self, app: App) -> datetime | None:
         """Return the last fire time *app*'s queue keeps for this timer, if it keeps them.
@@ -378,10 +383,24 @@ class TimerSource(Source):
 
     def _passed(self, tick: _Tick) -> None:
         """Note a due time dealt with without a run (dropped or skipped): a durable queue
-        keeps it, so that a restart does not count it as missed."""
+        keeps it, so that a restart does not count it as missed.
+
+        While a run is being published it waits: stored before that run's event, it would
+        pass for a later fire time than the run's, and a run whose event is never stored
+        (the app stopped during its publish) would be neither handled nor, at the next
+        start, missed. It is stored once the runs in progress returned, and forgotten if
+        one of them failed (the next start then counts these due times as missed: a run
+        may be repeated, never lost).
+        """
         store = self._store
-        if store is not None and tick.mark is not None:
-            store.record_fire_time(self.timer_name, tick.mark, None)
+        mark = tick.mark
+        if store is None or mark is None:
+            return
+        if self._publishing:
+            if self._deferred is None or mark > self._deferred:
+                self._deferred = mark
+            return
+        store.record_fire_time(self.timer_name, mark, None)
 
     async def _drain(self, app: App) -> None:
         try:
@@ -414,10 +433,21 @@ class TimerSource(Source):
                 # Stored with the event (see EventQueue.record_fire_time): a run is never
                 # lost to a crash, and at most one is repeated.
                 store.record_fire_time(self.timer_name, mark, event)
+        self._publishing += 1
+        published = False
         try:
             await app.publish_and_wait(event)
+            published = True
         except ReactorNotRunning:
             pass  # the app is stopping: its drain settles whatever was queued
+        finally:
+            self._publishing = max(0, self._publishing - 1)  # (0 if the app stopped first)
+            deferred = self._deferred
+            if not published:
+                self._deferred = None
+            elif deferred is not None and not self._publishing and self._store is not None:
+                self._deferred = None
+                self._store.record_fire_time(self.timer_name, deferred, None)
 
 
 class IntervalSource(TimerSource):
