@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._exceptions import DataValidationError as DataValidationError
     from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
     from ._exceptions import DeliveryTimeout as DeliveryTimeout
+    from ._exceptions import EventExpired as EventExpired
     from ._exceptions import EventFormatError as EventFormatError
     from ._exceptions import HandlerCancelled as HandlerCancelled
     from ._exceptions import InternalTaskDied as InternalTaskDied
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from ._types import KeyFunction as KeyFunction
     from ._types import Middleware as Middleware
     from ._types import Predicate as Predicate
+    from ._types import PublishOptions as PublishOptions
     from ._types import Unset as Unset
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "DeliveryTimeout",
     "Event",
     "EventAttributes",
+    "EventExpired",
     "EventFormatError",
     "ExtensionValue",
     "Handler",
@@ -104,6 +107,7 @@ __all__ = [
     "Outcome",
     "PayloadTooLargeError",
     "Predicate",
+    "PublishOptions",
     "QueueFileError",
     "QueueFull",
     "QueueInUseError",
@@ -143,6 +147,7 @@ _HOMES = {
     "DataValidationError": "_exceptions",
     "DeadLetterNotFound": "_exceptions",
     "DeliveryTimeout": "_exceptions",
+    "EventExpired": "_exceptions",
     "EventFormatError": "_exceptions",
     "HandlerCancelled": "_exceptions",
     "InternalTaskDied": "_exceptions",
@@ -181,6 +186,7 @@ _HOMES = {
     "KeyFunction": "_types",
     "Middleware": "_types",
     "Predicate": "_types",
+    "PublishOptions": "_types",
     "Unset": "_types",
 }
 

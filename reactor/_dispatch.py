@@ -47,10 +47,11 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 
 from ._clock import Clock
-from ._event import Event
+from ._event import EXPIRES_AT_EXTENSION, Event
 from ._exceptions import (
     DataValidationError,
     DeliveryTimeout,
+    EventExpired,
     HandlerCancelled,
     InternalTaskDied,
     RedeliveryLimitExceeded,
@@ -197,6 +198,7 @@ class Lane:
         "concurrency",
         "dead_lettered",
         "delivered",
+        "expired",
         "failed",
         "fast",
         "handler",
@@ -237,6 +239,7 @@ class Lane:
         self.ready = False
         self.closed = False
         self.delivered = self.failed = self.timed_out = self.retried = self.dead_lettered = 0
+        self.expired = 0
 
     def reset(self) -> None:
         """Forget queued and running deliveries of a previous run of the app."""
@@ -264,6 +267,7 @@ class Lane:
             dead_lettered=self.dead_lettered,
             pending=len(self.inbox) + parked + running,
             running=running,
+            expired=self.expired,
         )
 
 
@@ -337,8 +341,11 @@ class Dispatcher:
         self._record_latency = self.latency.record
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
         self._retired = dict.fromkeys(
-            ("delivered", "failed", "timed_out", "retried", "dead_lettered"), 0
+            ("delivered", "failed", "timed_out", "retried", "dead_lettered", "expired"), 0
         )
+        # Whether an event with an expiry was routed in this run: from then on, every
+        # delivery checks its event's expiry when it starts (before, none pays for it).
+        self._expiring = False
         self._retiring: dict[Lane, None] = {}
 
     def use_queue(self, queue: EventQueue) -> None:
@@ -422,6 +429,7 @@ class Dispatcher:
         self._idle_runners.clear()
         self._helpers = 0
         self.in_flight = 0
+        self._expiring = False
         self._cancelled = anyio.get_cancelled_exc_class()
         self._new_event = _event_class()
         self.fatal = None
@@ -542,6 +550,8 @@ class Dispatcher:
         if received.attempt > self._attempt_limit:
             self._give_up(received, lanes)
             return
+        if event.extensions and self._expired_at_route(received, lanes):
+            return
         ready = self._ready
         for lane in lanes:
             lane.inbox.append(received)
@@ -559,6 +569,28 @@ class Dispatcher:
         for lane in lanes:
             self._dead_letter(lane, received.event, error, attempts=0, first_failed=None)
             self._settle(lane, received, "failed", 0, error)
+
+    def _expired_at_route(self, received: Received, lanes: tuple[Lane, ...]) -> bool:
+        """Note an event with an expiry; dead-letter it for *lanes* if it has expired."""
+        if EXPIRES_AT_EXTENSION not in received.event.extensions:
+            return False
+        self._expiring = True
+        expired = False
+        for lane in lanes:
+            expired = self._expire(lane, received)
+        return expired
+
+    def _expire(self, lane: Lane, received: Received) -> bool:
+        """Dead-letter and settle *lane*'s delivery of *received* if its event has
+        expired, before the delivery starts; return whether it had."""
+        expires_at = received.event.expires_at
+        if expires_at is None or self._clock.now() < expires_at:
+            return False
+        error = EventExpired(expires_at)
+        lane.expired += 1
+        self._dead_letter(lane, received.event, error, attempts=0, first_failed=None)
+        self._settle(lane, received, "failed", 0, error)
+        return True
 
     def _accepts(self, lane: Lane, received: Received) -> bool:
         assert lane.where is not None
@@ -649,7 +681,9 @@ class Dispatcher:
                     if not self._helpers and ready:
                         # This handler may suspend: another runner takes what else is ready.
                         self._kick()
-                    if lane.fast:
+                    if self._expiring and lane.fast and self._expire(lane, received):
+                        pass  # expired before it started: dead-lettered and settled
+                    elif lane.fast:
                         # _deliver(), _started() and _settle() inlined: no coroutine and no
                         # call per delivery on the common path.
                         if not received._started:
@@ -745,6 +779,8 @@ class Dispatcher:
 
     async def _deliver(self, lane: Lane, received: Received) -> None:
         """Run one delivery to its end: success, or retries then the dead-letter sink."""
+        if self._expiring and self._expire(lane, received):
+            return
         if not received._started:
             self._started(received)
         event = received.event

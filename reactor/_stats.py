@@ -127,6 +127,8 @@ class QueueStatistics:
         not acknowledged yet, in all its processes, as last measured (``None`` otherwise)
     :ivar claimed: a queue shared through a broker: events this process took over from
         another process of the app that had not settled them in time (0 otherwise)
+    :ivar delayed: delayed events held until they are due (``publish(..., delay=...)``):
+        counted against *capacity*, not in *depth*
     """
 
     depth: int
@@ -139,6 +141,7 @@ class QueueStatistics:
     lag: int | None = None
     pending: int | None = None
     claimed: int = 0
+    delayed: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -153,6 +156,8 @@ class SubscriptionStats:
     :ivar pending: deliveries routed to this consumer and not yet settled
     :ivar running: deliveries in progress right now (a handler running, or waiting to be
         retried)
+    :ivar expired: deliveries not started before their event expired, dead-lettered with
+        :class:`~reactor.EventExpired` (also in *dead_lettered*)
     """
 
     name: str
@@ -164,6 +169,7 @@ class SubscriptionStats:
     dead_lettered: int
     pending: int
     running: int
+    expired: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -185,6 +191,8 @@ class Stats:
     :ivar subscriptions: per-consumer counters of the active subscriptions
     :ivar sources: each source's own counters (and texts such as its last error), by
         source name (``name#2`` for a second source of the same name)
+    :ivar expired: deliveries not started before their event expired (also counted in
+        *dead_lettered*)
     """
 
     published: int
@@ -198,6 +206,7 @@ class Stats:
     latency: LatencyStats
     subscriptions: Mapping[str, SubscriptionStats]
     sources: Mapping[str, Mapping[str, int | str | None]]
+    expired: int = 0
 
     @property
     def queue_depth(self) -> int:

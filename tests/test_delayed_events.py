@@ -1,0 +1,315 @@
+"""Delayed and expiring events: ``publish(..., delay=, deliver_at=, expires=)``, in virtual time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import anyio
+import pytest
+
+from reactor import Event, EventExpired, InvalidEventError, Reactor, ReactorNotRunning
+from reactor.abc import EventQueue
+from reactor.queues.memory import MemoryQueue
+from reactor.queues.sqlite import SQLiteQueue
+from reactor.testing import VirtualClock
+
+pytestmark = pytest.mark.anyio
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+QueueFactory = Callable[[], EventQueue]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> QueueFactory:
+    """A factory of the app's queue; SQLite queues of one test share a file."""
+    if request.param == "memory":
+        return MemoryQueue
+    return lambda: SQLiteQueue(tmp_path / "events.db", synchronous="normal")
+
+
+class Handled:
+    """A handler that records when (in virtual seconds) it saw which event."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.seen: list[tuple[float, object]] = []
+
+    async def __call__(self, event: Event) -> None:
+        self.seen.append((self.clock.monotonic(), event.data))
+
+
+def app_with(queue: EventQueue) -> tuple[Reactor, VirtualClock, Handled]:
+    clock = VirtualClock(start=START)
+    app = Reactor(queue=queue, clock=clock)
+    handled = Handled(clock)
+    app.subscribe("job", handled, name="jobs")
+    return app, clock, handled
+
+
+async def test_delay_holds_the_event_until_it_is_due(make_queue: QueueFactory) -> None:
+    app, clock, handled = app_with(make_queue())
+    async with app:
+        event = await app.publish("job", 1, delay=timedelta(seconds=30))
+        await app.publish("job", 2)
+        await clock.advance(29)
+        assert handled.seen == [(0, 2)]
+        assert app.stats().queue.delayed == 1
+        assert app.stats().queue.depth == 0
+        await clock.advance(1)
+        assert handled.seen == [(0, 2), (30, 1)]
+        assert app.stats().queue.delayed == 0
+    assert event.deliver_at == START + timedelta(seconds=30)
+    assert event.extensions["deliverat"] == START + timedelta(seconds=30)
+
+
+async def test_delay_in_seconds_and_deliver_at_in_any_time_zone(make_queue: QueueFactory) -> None:
+    app, clock, handled = app_with(make_queue())
+    elsewhere = timezone(timedelta(hours=-5))
+    async with app:
+        await app.publish("job", "seconds", delay=2.5)
+        await app.publish("job", "at", deliver_at=(START + timedelta(seconds=10)).astimezone(elsewhere))
+        await app.publish("job", "past", deliver_at=START - timedelta(days=1))
+        await clock.advance(20)
+    assert handled.seen == [(0, "past"), (2.5, "seconds"), (10, "at")]
+
+
+async def test_due_events_come_in_the_order_of_their_times_then_of_publishing(
+    make_queue: QueueFactory,
+) -> None:
+    app, clock, handled = app_with(make_queue())
+    async with app:
+        for data, seconds in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)]:
+            await app.publish("job", data, delay=seconds)
+        await clock.advance(40)
+    assert handled.seen == [(10, "a"), (10, "a2"), (20, "b"), (30, "c")]
+
+
+async def test_a_prebuilt_event_is_delayed_and_keeps_its_attributes(
+    make_queue: QueueFactory,
+) -> None:
+    app, clock, handled = app_with(make_queue())
+    received: list[Event] = []
+
+    async def keep(event: Event) -> None:
+        received.append(event)
+
+    app.subscribe("job", keep, name="keep")
+    event = Event(type="job", source="/test", id="e1", data="x")
+    async with app:
+        queued = await app.publish(event, delay=5)
+        await clock.advance(5)
+    assert [(e.id, e.source, e.data) for e in received] == [("e1", "/test", "x")]
+    assert received[0] == queued
+    assert queued.deliver_at == START + timedelta(seconds=5)
+
+
+async def test_publish_nowait_and_publish_and_wait_take_a_delay(make_queue: QueueFactory) -> None:
+    app, clock, handled = app_with(make_queue())
+    async with app:
+        app.publish_nowait("job", "nowait", delay=5)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(clock.advance, 10)
+            receipt = await app.publish_and_wait("job", "waited", delay=8)
+    assert receipt.ok
+    assert handled.seen == [(5, "nowait"), (8, "waited")]
+
+
+async def test_leaving_the_app_does_not_wait_for_delayed_events(make_queue: QueueFactory) -> None:
+    app, clock, handled = app_with(make_queue())
+    with anyio.fail_after(5):  # real seconds: the drain must not wait a virtual hour
+        async with app:
+            await app.publish("job", 1, delay=timedelta(hours=1))
+    assert handled.seen == []
+    assert app.stats().queue.delayed in (0, 1)  # the memory queue keeps it; a file too
+
+
+async def test_a_delayed_event_waits_in_the_sqlite_file_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    app, clock, handled = app_with(SQLiteQueue(path, synchronous="normal"))
+    async with app:
+        await app.publish("job", "later", delay=timedelta(minutes=10))
+        await app.publish("job", "expiring", delay=60, expires=timedelta(minutes=5))
+        await clock.advance(30)
+    assert handled.seen == []
+
+    # A new process: a new app, a new queue object on the same file, later on the clock.
+    app, clock, handled = app_with(SQLiteQueue(path, synchronous="normal"))
+    await clock.advance(120)  # 2 minutes since the start of this clock
+    async with app:
+        assert app.stats().queue.delayed == 2
+        await clock.advance(7 * 60)
+        assert handled.seen == [(120, "expiring")]  # due at 60: delivered at the start
+        await clock.advance(60)
+        assert handled.seen == [(120, "expiring"), (600, "later")]
+        assert app.stats().queue.delayed == 0
+
+
+async def test_an_event_that_expires_before_it_starts_is_dead_lettered(
+    make_queue: QueueFactory,
+) -> None:
+    app, clock, handled = app_with(make_queue())
+    started = anyio.Event()
+    release = anyio.Event()
+
+    async def slow(event: Event) -> None:
+        started.set()
+        await release.wait()
+
+    app.subscribe("block", slow, name="slow", concurrency=1)
+    app.subscribe("job", slow, name="slow_jobs", concurrency=1)
+    async with app:
+        # slow_jobs is busy with the first event; the second waits behind it and expires.
+        await app.publish("job", "first")
+        await started.wait()
+        await app.publish("job", "second", expires=timedelta(seconds=10))
+        await clock.advance(11)
+        release.set()
+        await clock.advance(1)
+        stats = app.stats()
+    letters = [(letter.consumer, letter.event.data) for letter in app.dead_letters]
+    assert letters == [("slow_jobs", "second")]
+    letter = next(iter(app.dead_letters))
+    assert isinstance(letter.error, EventExpired)
+    assert letter.error.expires_at == START + timedelta(seconds=10)
+    assert letter.attempts == 0
+    # "jobs" handled it before it expired; slow_jobs never started it.
+    assert [data for _, data in handled.seen] == ["first", "second"]
+    assert stats.subscriptions["slow_jobs"].expired == 1
+    assert stats.subscriptions["slow_jobs"].dead_lettered == 1
+    assert stats.subscriptions["jobs"].expired == 0
+    assert stats.expired == 1
+
+
+async def test_an_event_expired_when_it_is_routed_is_handled_by_nobody(
+    make_queue: QueueFactory,
+) -> None:
+    app, clock, handled = app_with(make_queue())
+    async with app:
+        # Due after it expired: its delivery can never start in time.
+        event = Event(
+            type="job",
+            source="/test",
+            data="stale",
+            extensions={
+                "deliverat": START + timedelta(seconds=20),
+                "expiresat": START + timedelta(seconds=10),
+            },
+        )
+        await app.publish(event)
+        await clock.advance(30)
+        receipt_event = await app.publish_and_wait("job", "fresh", expires=timedelta(seconds=1))
+    assert handled.seen == [(30, "fresh")]
+    assert [letter.event.data for letter in app.dead_letters] == ["stale"]
+    assert receipt_event.ok
+    assert app.stats().expired == 1
+
+
+async def test_a_handler_that_started_before_the_expiry_runs_to_its_end(
+    make_queue: QueueFactory,
+) -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(queue=make_queue(), clock=clock)
+    done: list[float] = []
+
+    async def long(event: Event) -> None:
+        await clock.sleep(60)
+        done.append(clock.monotonic())
+
+    app.subscribe("job", long, name="long")
+    async with app:
+        receipt = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(clock.advance, 120)
+            receipt = await app.publish_and_wait("job", expires=timedelta(seconds=10))
+    assert done == [60]
+    assert receipt is not None and receipt.ok
+    assert list(app.dead_letters) == []
+
+
+async def test_expiry_is_carried_in_the_event() -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(clock=clock)
+    async with app:
+        event = await app.publish("job", expires=timedelta(minutes=1))
+        at = await app.publish("job", expires=START + timedelta(hours=1))
+    assert event.expires_at == START + timedelta(minutes=1)
+    assert at.expires_at == START + timedelta(hours=1)
+    again = Event.from_json(event.to_json())
+    assert again.expires_at == event.expires_at
+    assert again == event
+
+
+async def test_the_time_extensions_must_hold_times() -> None:
+    with pytest.raises(InvalidEventError, match="deliverat"):
+        Event(type="t", source="/s", extensions={"deliverat": "tomorrow"})
+    with pytest.raises(InvalidEventError, match="expiresat"):
+        Event(type="t", source="/s", extensions={"expiresat": 5})
+    parsed = Event(type="t", source="/s", extensions={"deliverat": "2026-01-01T00:00:05Z"})
+    assert parsed.deliver_at == START + timedelta(seconds=5)
+
+
+async def test_bad_delivery_options_are_refused_with_clear_errors() -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(clock=clock)
+    async with app:
+        with pytest.raises(TypeError, match="delay or deliver_at, not both"):
+            await app.publish("job", delay=1, deliver_at=START)
+        with pytest.raises(ValueError, match="delay must be a finite number of seconds >= 0"):
+            await app.publish("job", delay=-1)
+        with pytest.raises(ValueError, match="delay must not be negative"):
+            await app.publish("job", delay=timedelta(seconds=-1))
+        with pytest.raises(TypeError, match="delay must be a finite number"):
+            await app.publish("job", delay="soon")  # type: ignore[typeddict-item]
+        with pytest.raises(ValueError, match="deliver_at must be an aware datetime"):
+            await app.publish("job", deliver_at=datetime(2026, 1, 2))  # noqa: DTZ001
+        with pytest.raises(ValueError, match="expires must be an aware datetime"):
+            await app.publish("job", expires=datetime(2026, 1, 2))  # noqa: DTZ001
+        with pytest.raises(ValueError, match="must be later than the time the event is"):
+            await app.publish("job", delay=60, expires=timedelta(seconds=30))
+        with pytest.raises(TypeError, match="unexpected keyword argument 'dealy'"):
+            await app.publish("job", dealy=5)  # type: ignore[call-arg]
+        assert app.stats().published == 0
+
+
+class NoDelays(MemoryQueue):
+    """A third-party queue that does not hold delayed events."""
+
+    supports_delay = False
+
+
+async def test_a_queue_without_delays_refuses_them_by_name() -> None:
+    app = Reactor(queue=NoDelays(), clock=VirtualClock(start=START))
+    async with app:
+        with pytest.raises(NotImplementedError, match="NoDelays, does not hold delayed"):
+            await app.publish("job", delay=5)
+        delayed = Event(type="job", source="/s", extensions={"deliverat": START})
+        with pytest.raises(NotImplementedError, match="NoDelays"):
+            await app.publish_many([delayed])
+        # An expiry needs nothing of the queue.
+        await app.publish("job", expires=timedelta(seconds=5))
+
+
+async def test_delayed_events_count_against_the_memory_queue_capacity() -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(queue=MemoryQueue(capacity=2), clock=clock)
+    app.subscribe("job", Handled(clock), name="jobs")
+    async with app:
+        app.publish_nowait("job", delay=10)
+        app.publish_nowait("job", delay=10)
+        stats = app.stats().queue
+        assert (stats.depth, stats.delayed) == (0, 2)
+        from reactor import QueueFull
+
+        with pytest.raises(QueueFull):
+            app.publish_nowait("job")
+        await clock.advance(10)
+        app.publish_nowait("job")  # room again once they were handed out
+
+
+async def test_publishing_needs_a_running_app_with_options_too() -> None:
+    app = Reactor(clock=VirtualClock(start=START))
+    with pytest.raises(ReactorNotRunning):
+        await app.publish("job", delay=5)
