@@ -748,9 +748,9 @@ class Reactor:
         """Check that the app runs and return the event to publish."""
         if not self._accepting or _get_ident() != self._thread:
             self._check_publishing()
-        if attributes and not _DELIVERY_OPTIONS.isdisjoint(attributes):
-            return self._timed_event(event, data, attributes)
         if isinstance(event, Event):
+            if attributes and not _DELIVERY_OPTIONS.isdisjoint(attributes):
+                return self._timed_event(event, data, attributes)
             if data is not None or (
                 attributes and any(value is not None for value in attributes.values())
             ):
@@ -768,6 +768,8 @@ class Reactor:
                 data=data,
             )
             return self._hooked(common) if self._publish_hooks else common
+        if not _DELIVERY_OPTIONS.isdisjoint(attributes):
+            return self._timed_event(event, data, attributes)
         validators.keywords("publish", attributes, EventAttributes)
         fields: dict[str, Any] = {
             name: value for name, value in attributes.items() if value is not None
@@ -781,11 +783,11 @@ class Reactor:
     def _timed_event(self, event: Event | str, data: Any, attributes: PublishOptions) -> Event:
         """The event to publish with the delivery options of *attributes* (``delay``,
         ``deliver_at``, ``expires``) as its ``deliverat`` and ``expiresat`` extensions."""
-        rest = dict(attributes)
+        rest = attributes.copy()
         delay = rest.pop("delay", None)
         deliver_at = rest.pop("deliver_at", None)
         expires = rest.pop("expires", None)
-        built = self._event(event, data, rest)  # type: ignore[arg-type]
+        built = self._event(event, data, rest)
         now = self._clock.now()
         times: dict[str, datetime] = {}
         if delay is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from reactor import Event, EventExpired, InvalidEventError, Reactor, ReactorNotRunning
 from reactor.abc import EventQueue
 from reactor.queues.memory import MemoryQueue
-from reactor.queues.sqlite import SQLiteQueue
+from reactor.queues.sqlite import SCHEMA_VERSION, SQLiteQueue
 from reactor.testing import VirtualClock
 
 pytestmark = pytest.mark.anyio
@@ -31,14 +33,27 @@ def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> QueueFactory:
 
 
 class Handled:
-    """A handler that records when (in virtual seconds) it saw which event."""
+    """A handler that records when (in virtual seconds) it saw which event.
+
+    The SQLite queue promotes due events in its worker thread, which the virtual clock
+    does not wait for: tests wait for the handler (:meth:`wait_for`) before looking.
+    """
 
     def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock
         self.seen: list[tuple[float, object]] = []
+        self._changed = anyio.Event()
 
     async def __call__(self, event: Event) -> None:
         self.seen.append((self.clock.monotonic(), event.data))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, count: int) -> None:
+        """Wait (at most 5 real seconds) until *count* events were handled."""
+        with anyio.fail_after(5):
+            while len(self.seen) < count:
+                await self._changed.wait()
 
 
 def app_with(queue: EventQueue) -> tuple[Reactor, VirtualClock, Handled]:
@@ -54,11 +69,13 @@ async def test_delay_holds_the_event_until_it_is_due(make_queue: QueueFactory) -
     async with app:
         event = await app.publish("job", 1, delay=timedelta(seconds=30))
         await app.publish("job", 2)
+        await handled.wait_for(1)
         await clock.advance(29)
         assert handled.seen == [(0, 2)]
         assert app.stats().queue.delayed == 1
         assert app.stats().queue.depth == 0
         await clock.advance(1)
+        await handled.wait_for(2)
         assert handled.seen == [(0, 2), (30, 1)]
         assert app.stats().queue.delayed == 0
     assert event.deliver_at == START + timedelta(seconds=30)
@@ -70,9 +87,15 @@ async def test_delay_in_seconds_and_deliver_at_in_any_time_zone(make_queue: Queu
     elsewhere = timezone(timedelta(hours=-5))
     async with app:
         await app.publish("job", "seconds", delay=2.5)
-        await app.publish("job", "at", deliver_at=(START + timedelta(seconds=10)).astimezone(elsewhere))
+        await app.publish(
+            "job", "at", deliver_at=(START + timedelta(seconds=10)).astimezone(elsewhere)
+        )
         await app.publish("job", "past", deliver_at=START - timedelta(days=1))
-        await clock.advance(20)
+        await handled.wait_for(1)
+        await clock.advance(2.5)
+        await handled.wait_for(2)
+        await clock.advance(7.5)
+        await handled.wait_for(3)
     assert handled.seen == [(0, "past"), (2.5, "seconds"), (10, "at")]
 
 
@@ -83,7 +106,9 @@ async def test_due_events_come_in_the_order_of_their_times_then_of_publishing(
     async with app:
         for data, seconds in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)]:
             await app.publish("job", data, delay=seconds)
-        await clock.advance(40)
+        for seen in (2, 3, 4):
+            await clock.advance(10)
+            await handled.wait_for(seen)
     assert handled.seen == [(10, "a"), (10, "a2"), (20, "b"), (30, "c")]
 
 
@@ -95,35 +120,59 @@ async def test_a_prebuilt_event_is_delayed_and_keeps_its_attributes(
 
     async def keep(event: Event) -> None:
         received.append(event)
+        await handled(event)
 
-    app.subscribe("job", keep, name="keep")
-    event = Event(type="job", source="/test", id="e1", data="x")
+    app.subscribe("other", keep, name="keep")
+    event = Event(type="other", source="/test", id="e1", data="x")
     async with app:
         queued = await app.publish(event, delay=5)
         await clock.advance(5)
+        await handled.wait_for(1)
     assert [(e.id, e.source, e.data) for e in received] == [("e1", "/test", "x")]
     assert received[0] == queued
     assert queued.deliver_at == START + timedelta(seconds=5)
 
 
-async def test_publish_nowait_and_publish_and_wait_take_a_delay(make_queue: QueueFactory) -> None:
+async def test_publish_and_wait_waits_for_the_delayed_delivery(make_queue: QueueFactory) -> None:
     app, clock, handled = app_with(make_queue())
+    receipts = []
+
+    async def publish() -> None:
+        at = START + timedelta(seconds=8)
+        receipts.append(await app.publish_and_wait("job", "waited", deliver_at=at))
+
+    async with app, anyio.create_task_group() as tg:
+        tg.start_soon(publish)
+        await clock.advance(8)
+        await handled.wait_for(1)
+    assert [receipt.ok for receipt in receipts] == [True]
+    assert handled.seen == [(8, "waited")]
+
+
+async def test_publish_nowait_delays_on_the_memory_queue() -> None:
+    app, clock, handled = app_with(MemoryQueue())
     async with app:
         app.publish_nowait("job", "nowait", delay=5)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(clock.advance, 10)
-            receipt = await app.publish_and_wait("job", "waited", delay=8)
-    assert receipt.ok
-    assert handled.seen == [(5, "nowait"), (8, "waited")]
+        await clock.advance(5)
+    assert handled.seen == [(5, "nowait")]
+
+
+async def test_publish_nowait_cannot_delay_on_the_sqlite_queue(tmp_path: Path) -> None:
+    app, _, handled = app_with(SQLiteQueue(tmp_path / "events.db"))
+    async with app:
+        with pytest.raises(NotImplementedError, match=r"await app\.publish\(\.\.\., delay"):
+            app.publish_nowait("job", delay=5)
+        app.publish_nowait("job", "past", deliver_at=START)  # due: nothing to hold
+        await handled.wait_for(1)
 
 
 async def test_leaving_the_app_does_not_wait_for_delayed_events(make_queue: QueueFactory) -> None:
-    app, clock, handled = app_with(make_queue())
+    app, _, handled = app_with(make_queue())
     with anyio.fail_after(5):  # real seconds: the drain must not wait a virtual hour
         async with app:
             await app.publish("job", 1, delay=timedelta(hours=1))
     assert handled.seen == []
-    assert app.stats().queue.delayed in (0, 1)  # the memory queue keeps it; a file too
+    assert app.stats().queue.delayed == 1  # kept for the next start
 
 
 async def test_a_delayed_event_waits_in_the_sqlite_file_across_a_restart(tmp_path: Path) -> None:
@@ -139,10 +188,12 @@ async def test_a_delayed_event_waits_in_the_sqlite_file_across_a_restart(tmp_pat
     app, clock, handled = app_with(SQLiteQueue(path, synchronous="normal"))
     await clock.advance(120)  # 2 minutes since the start of this clock
     async with app:
-        assert app.stats().queue.delayed == 2
-        await clock.advance(7 * 60)
+        await handled.wait_for(1)
         assert handled.seen == [(120, "expiring")]  # due at 60: delivered at the start
+        await clock.advance(7 * 60)
+        assert app.stats().queue.delayed == 1
         await clock.advance(60)
+        await handled.wait_for(2)
         assert handled.seen == [(120, "expiring"), (600, "later")]
         assert app.stats().queue.delayed == 0
 
@@ -165,6 +216,7 @@ async def test_an_event_that_expires_before_it_starts_is_dead_lettered(
         await app.publish("job", "first")
         await started.wait()
         await app.publish("job", "second", expires=timedelta(seconds=10))
+        await handled.wait_for(2)  # "jobs" handles it in time
         await clock.advance(11)
         release.set()
         await clock.advance(1)
@@ -198,12 +250,15 @@ async def test_an_event_expired_when_it_is_routed_is_handled_by_nobody(
                 "expiresat": START + timedelta(seconds=10),
             },
         )
-        await app.publish(event)
-        await clock.advance(30)
-        receipt_event = await app.publish_and_wait("job", "fresh", expires=timedelta(seconds=1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(clock.advance, 30)
+            stale = await app.publish_and_wait(event)
+        fresh = await app.publish_and_wait("job", "fresh", expires=timedelta(seconds=1))
     assert handled.seen == [(30, "fresh")]
     assert [letter.event.data for letter in app.dead_letters] == ["stale"]
-    assert receipt_event.ok
+    assert not stale.ok
+    assert isinstance(stale.outcomes["jobs"].error, EventExpired)
+    assert fresh.ok
     assert app.stats().expired == 1
 
 
@@ -213,19 +268,26 @@ async def test_a_handler_that_started_before_the_expiry_runs_to_its_end(
     clock = VirtualClock(start=START)
     app = Reactor(queue=make_queue(), clock=clock)
     done: list[float] = []
+    started = anyio.Event()
 
     async def long(event: Event) -> None:
+        started.set()
         await clock.sleep(60)
         done.append(clock.monotonic())
 
     app.subscribe("job", long, name="long")
+    receipts = []
+
+    async def publish() -> None:
+        receipts.append(await app.publish_and_wait("job", expires=timedelta(seconds=10)))
+
     async with app:
-        receipt = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(clock.advance, 120)
-            receipt = await app.publish_and_wait("job", expires=timedelta(seconds=10))
+            tg.start_soon(publish)
+            await started.wait()
+            await clock.advance(120)
     assert done == [60]
-    assert receipt is not None and receipt.ok
+    assert [receipt.ok for receipt in receipts] == [True]
     assert list(app.dead_letters) == []
 
 
@@ -262,11 +324,11 @@ async def test_bad_delivery_options_are_refused_with_clear_errors() -> None:
         with pytest.raises(ValueError, match="delay must not be negative"):
             await app.publish("job", delay=timedelta(seconds=-1))
         with pytest.raises(TypeError, match="delay must be a finite number"):
-            await app.publish("job", delay="soon")  # type: ignore[typeddict-item]
+            await app.publish("job", delay="soon")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="deliver_at must be an aware datetime"):
-            await app.publish("job", deliver_at=datetime(2026, 1, 2))  # noqa: DTZ001
+            await app.publish("job", deliver_at=datetime(2026, 1, 2))
         with pytest.raises(ValueError, match="expires must be an aware datetime"):
-            await app.publish("job", expires=datetime(2026, 1, 2))  # noqa: DTZ001
+            await app.publish("job", expires=datetime(2026, 1, 2))
         with pytest.raises(ValueError, match="must be later than the time the event is"):
             await app.publish("job", delay=60, expires=timedelta(seconds=30))
         with pytest.raises(TypeError, match="unexpected keyword argument 'dealy'"):
@@ -313,3 +375,21 @@ async def test_publishing_needs_a_running_app_with_options_too() -> None:
     app = Reactor(clock=VirtualClock(start=START))
     with pytest.raises(ReactorNotRunning):
         await app.publish("job", delay=5)
+
+
+async def test_a_file_of_schema_version_2_is_migrated_and_then_delays(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    async with SQLiteQueue(path):
+        pass
+    with closing(sqlite3.connect(path)) as conn:  # what release 2 created
+        conn.execute("DROP TABLE reactor_delayed")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+    app, clock, handled = app_with(SQLiteQueue(path, check="full"))
+    async with app:
+        await app.publish("job", "later", delay=10)
+        await clock.advance(10)
+        await handled.wait_for(1)
+    assert handled.seen == [(10, "later")]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3

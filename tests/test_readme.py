@@ -40,6 +40,7 @@ EXPECTED_OUTPUT = {
         "DataValidationError after 1 attempt\n"
     ),
     'print("rendering", event.data["report"])': "rendering sales\n",
+    'print("reminding", event.data["cart"]': "reminding 7 on day 3.0\n",
     'print("mail to", event.data,': (
         "mail to buyer | cause: invoice-7 | chain: order-7\n"
         "mail to accounts | cause: invoice-7 | chain: order-7\n"

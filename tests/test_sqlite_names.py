@@ -133,8 +133,8 @@ def old_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_schema_version_is_2() -> None:
-    assert SCHEMA_VERSION == 2
+def test_the_schema_version_is_3() -> None:
+    assert SCHEMA_VERSION == 3
 
 
 def test_reading_an_old_file_gives_public_names_and_leaves_it_alone(old_file: Path) -> None:
@@ -177,11 +177,11 @@ async def test_opening_an_old_file_migrates_it(old_file: Path) -> None:
     async with SQLiteQueue(old_file) as queue:
         letters = await queue.dead_letters()
     assert [letter.error_type for letter in letters] == PUBLIC_TYPES
-    assert stored_types(old_file) == (2, PUBLIC_TYPES)
+    assert stored_types(old_file) == (SCHEMA_VERSION, PUBLIC_TYPES)
     # Once: a second opening finds nothing to do and changes nothing.
     async with SQLiteQueue(old_file) as queue:
         assert [letter.error_type for letter in await queue.dead_letters()] == PUBLIC_TYPES
-    assert stored_types(old_file) == (2, PUBLIC_TYPES)
+    assert stored_types(old_file) == (SCHEMA_VERSION, PUBLIC_TYPES)
 
 
 async def test_old_letters_can_be_replayed(old_file: Path) -> None:

@@ -7,6 +7,8 @@ Schema versions:
 2. the same tables; the ``error_type`` of dead letters is a public name
    (``reactor.DeliveryTimeout``, not ``reactor._exceptions.DeliveryTimeout``): opening a
    version 1 file renames its rows once (see :func:`migrate`).
+3. the table ``reactor_delayed`` of delayed events (:data:`DELAYED_SCHEMA`), created in
+   a file of an earlier version when it is opened.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 #: The version of the file layout this release reads and writes.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: ``PRAGMA application_id`` of reactor's queue files ("REAC").
 APPLICATION_ID: Final = 0x52454143
 
@@ -99,6 +101,32 @@ SCHEMA: Final = (
 )
 
 
+#: Version 3: delayed events (``publish(..., delay=...)``) wait here, not in
+#: ``reactor_events``, until they are due; then one transaction moves them to the end of
+#: ``reactor_events`` (see ``promote_due``). Events are handed out in the order of their
+#: numbers, and the read-ahead and the hand-out mark rely on it: an event delayed in
+#: that table would be a hole in the order. `due_at` is wall time (seconds since the
+#: epoch, on the app's clock), so a delay outlives the process; `crc` covers body and
+#: only, as in ``reactor_events``, and moves with them.
+DELAYED_SCHEMA: Final = (
+    """CREATE TABLE reactor_delayed (
+        id INTEGER PRIMARY KEY,
+        due_at REAL NOT NULL,
+        body BLOB NOT NULL,
+        only TEXT,
+        published_at REAL NOT NULL,
+        crc INTEGER NOT NULL
+    ) STRICT""",
+    "CREATE INDEX reactor_delayed_due ON reactor_delayed (due_at, id)",
+)
+
+
+def _add_delayed_events(conn: sqlite3.Connection) -> None:
+    """Create the table of delayed events (schema version 3), in the caller's transaction."""
+    for statement in DELAYED_SCHEMA:
+        conn.execute(statement)
+
+
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """Open a connection in autocommit mode (transactions are explicit), usable from any
     thread (it is opened in the queue's worker thread, and so is its checkpointer's)."""
@@ -126,6 +154,7 @@ def prepare(
         conn.execute("BEGIN IMMEDIATE")
         for statement in SCHEMA:
             conn.execute(statement)
+        _add_delayed_events(conn)
         conn.execute(
             "INSERT INTO reactor_meta (key, value) VALUES "
             "('handed_out', 0), ('created_at', ?), ('writer', ?)",
@@ -158,7 +187,7 @@ def migrate(conn: sqlite3.Connection) -> None:
 
     Version 1 to 2 renames the ``error_type`` of dead letters stored under a private
     module (``reactor._exceptions.DeliveryTimeout``) to the public name
-    (``reactor.DeliveryTimeout``). Done once, here, rather than at every read: the file
+    (``reactor.DeliveryTimeout``); version 2 to 3 creates the table of delayed events. Done once, here, rather than at every read: the file
     then holds what any reader (the ``sqlite3`` shell too) should see, and only
     :func:`~reactor.queues.sqlite.read_dead_letters`, which never writes, still meets
     unmigrated files (it renames the names it returns the same way).
@@ -180,6 +209,8 @@ def migrate(conn: sqlite3.Connection) -> None:
                 "UPDATE reactor_dead_letters SET error_type = ? WHERE error_type = ?",
                 [(public_type_name(name), name) for name in stored],
             )
+        if version < 3:
+            _add_delayed_events(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -270,12 +301,15 @@ _MASTER_COLUMNS: Final = "type, name, tbl_name, sql"
 
 
 @functools.cache
-def _expected_master() -> Counter[tuple[Any, ...]]:
-    """The rows of ``sqlite_master`` (but their page numbers) that the schema creates."""
+def _expected_master(version: int) -> Counter[tuple[Any, ...]]:
+    """The rows of ``sqlite_master`` (but their page numbers) that the schema of
+    *version* creates (a file is checked before it is migrated)."""
     conn = sqlite3.connect(":memory:")
     try:
         for statement in SCHEMA:
             conn.execute(statement)
+        if version >= 3:
+            _add_delayed_events(conn)
         return Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
     finally:
         conn.close()
@@ -293,7 +327,8 @@ def _schema_problems(conn: sqlite3.Connection) -> list[str]:
     """
     problems: list[str] = []
     found = Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
-    if found != _expected_master():
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found != _expected_master(version):
         problems.append("the queue's tables are not the ones its schema version defines")
         return problems
     in_table = conn.execute(
