@@ -813,7 +813,8 @@ class Reactor:
         if DELIVER_AT_EXTENSION in times and not self._queue.supports_delay:
             raise NotImplementedError(
                 f"the app's queue, {type(self._queue).__name__}, does not hold delayed events "
-                "(delay= and deliver_at=); use a queue that does (MemoryQueue, SQLiteQueue)"
+                "(delay= and deliver_at=); use one that does (MemoryQueue, SQLiteQueue, "
+                "RedisStreamsQueue)"
             )
         return attrs.evolve(built, extensions={**built.extensions, **times})
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
+import nats_tools
 import pytest
+import services
+from redis_helpers import delete_stream, unique_stream
 
 from reactor import Event, EventExpired, InvalidEventError, Reactor, ReactorNotRunning
 from reactor.abc import EventQueue
 from reactor.queues.memory import MemoryQueue
+from reactor.queues.nats import NatsJetStreamQueue
+from reactor.queues.redis import RedisStreamsQueue
 from reactor.queues.sqlite import SCHEMA_VERSION, SQLiteQueue
 from reactor.testing import VirtualClock
 
@@ -24,12 +29,18 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 QueueFactory = Callable[[], EventQueue]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> QueueFactory:
-    """A factory of the app's queue; SQLite queues of one test share a file."""
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
+    """A factory of the app's queue; the queues of one test share a file or a stream."""
     if request.param == "memory":
-        return MemoryQueue
-    return lambda: SQLiteQueue(tmp_path / "events.db", synchronous="normal")
+        yield MemoryQueue
+    elif request.param == "sqlite":
+        yield lambda: SQLiteQueue(tmp_path / "events.db", synchronous="normal")
+    else:
+        url = services.require("redis")
+        stream = unique_stream("delayed")
+        yield lambda: RedisStreamsQueue(url, stream=stream, group="app")
+        await delete_stream(url, stream)
 
 
 class Handled:
@@ -393,3 +404,17 @@ async def test_a_file_of_schema_version_2_is_migrated_and_then_delays(tmp_path: 
     assert handled.seen == [(10, "later")]
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+async def test_the_jetstream_queue_refuses_delays_by_name() -> None:
+    url = services.require("nats")
+    stream = nats_tools.unique_stream()
+    app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="app"))
+    try:
+        async with app:
+            with pytest.raises(NotImplementedError, match="NatsJetStreamQueue, does not hold"):
+                await app.publish("job", delay=5)
+            # An expiry needs nothing of the queue.
+            await app.publish("job", expires=timedelta(seconds=5))
+    finally:
+        await nats_tools.delete_streams(url, stream)

@@ -16,6 +16,7 @@ import anyio
 import anyio.lowlevel
 
 from reactor import (
+    Clock,
     DeadLetter,
     Event,
     PayloadTooLargeError,
@@ -23,6 +24,7 @@ from reactor import (
     QueueStatistics,
     QueueUnavailableError,
     ReactorNotRunning,
+    SystemClock,
 )
 from reactor.abc import EventQueue, Received, import_extra
 from reactor.queues._waiting import WaitingPublishers
@@ -40,7 +42,7 @@ from ._options import (
     Options,
     split_url,
 )
-from ._scripts import DROP_CONSUMER, PUBLISH, Keys
+from ._scripts import DROP_CONSUMER, PROMOTE, PUBLISH, Keys
 
 if TYPE_CHECKING:
     import coredis
@@ -85,8 +87,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-#: One event of a batch: the five values PUBLISH takes, and whether put_nowait() sent it.
-_Item = tuple[str, bytes, str, str, str, bool]
+#: Delayed entries moved to the stream per script call.
+_PROMOTE_LIMIT: Final = 512
+
+#: One event of a batch: the six values PUBLISH takes, and whether put_nowait() sent it.
+_Item = tuple[str, bytes, str, str, str, str, bool]
 
 
 class _Batch:
@@ -106,11 +111,11 @@ class _Batch:
 
     def args(self) -> list[bytes | str]:
         """The arguments of PUBLISH after the window."""
-        return [value for item in self.items if item is not None for value in item[:5]]
+        return [value for item in self.items if item is not None for value in item[:6]]
 
     def nowait(self) -> list[_Item]:
         """The items of put_nowait()."""
-        return [item for item in self.items if item is not None and item[5]]
+        return [item for item in self.items if item is not None and item[6]]
 
 
 class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
@@ -154,6 +159,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
       *dedupe_window* seconds is dropped (a key ``<stream>:dedupe:<digest>`` set with
       ``NX PX`` in the same script as the append), so a producer's retry does not make a
       second event. Replays bypass it.
+    * Delayed events (``publish(..., delay=...)``, also ``publish_nowait()``) wait in the
+      server, beside the stream (a sorted set ``<stream>:delayed`` by due time, their
+      fields in a hash), stored by the same script as other publishes (dedupe included);
+      when they are due on the app's clock, a process of any app moves them into the
+      stream (in the order of their times, each once, atomically), so every group gets
+      them. A process looks when it reads and about once a second; ``statistics().delayed``
+      is the count in the server as last seen, and counts against *capacity*.
     * Trimming: once a second, each process trims the stream (``XTRIM MINID``) below the
       oldest entry that some group has not read or not acknowledged yet; with
       *retention*, acknowledged entries are kept that long more, for :meth:`replay`.
@@ -204,6 +216,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     needs_ack = True
     stores_immediately = False
     stores_dead_letters = True
+    supports_delay = True
 
     def __init__(
         self,
@@ -287,6 +300,11 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._claimed = 0
         self._duplicates = 0
         self._retry = 0
+        # Delayed events: the app's clock, and the server's count and next due time (ms
+        # since the epoch), as last seen.
+        self._clock: Clock = SystemClock()
+        self._delayed = 0
+        self._next_due: float | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStreamsQueue:
@@ -552,6 +570,34 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         ).hexdigest()
         return self._keys.dedupe + digest
 
+    def use_clock(self, clock: Clock) -> None:
+        """Read the due times of delayed events on *clock* (the app's)."""
+        self._clock = clock
+
+    def _due(self, event: Event) -> str:
+        """When *event* is due, in milliseconds since the epoch, if it is a delayed event
+        not due yet on the app's clock; else ``""``."""
+        due = event.deliver_at
+        if due is None or due <= self._clock.now():
+            return ""
+        return str(round(due.timestamp() * 1000))
+
+    def _now_ms(self) -> float:
+        return self._clock.now().timestamp() * 1000
+
+    async def _promote(self) -> None:
+        """Move the delayed events that are due into the stream; note what is left."""
+        assert self._client is not None
+        keys = self._keys
+        reply: Any = await self._client.eval(
+            PROMOTE, keys.publish_keys()[:3], [str(int(self._now_ms())), _PROMOTE_LIMIT]
+        )
+        moved, next_due, left = reply
+        self._delayed = int(left)
+        self._next_due = float(next_due) if next_due else None
+        if moved:
+            self._waiting.wake(self._room())
+
     def _room(self) -> int:
         backlog = (
             self._unflushed
@@ -559,6 +605,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             + len(self._ready)
             + self._unrecovered
             + self._others_lag
+            + self._delayed
         )
         return self._capacity - backlog
 
@@ -578,6 +625,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             "" if only is None else json.dumps(sorted(only)),
             self._group if scoped or only is not None else "",
             "1" if replay else "",
+            self._due(event) if event.extensions else "",
             nowait,
         )
         batch = self._batch
@@ -723,10 +771,17 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._succeeded()
         self._unflushed -= len(batch)
         delivered = self._delivered
-        for entry_id in ids:
+        items = [item for item in batch.items if item is not None]
+        for entry_id, item in zip(ids, items, strict=True):
             if entry_id == 0:
                 self._duplicates += 1
                 logger.debug("%r: a duplicate publish was dropped (dedupe window)", self)
+                continue
+            if entry_id == -1:  # delayed: kept beside the stream until it is due
+                self._delayed += 1
+                due = float(item[5])
+                if self._next_due is None or due < self._next_due:
+                    self._next_due = due  # the reader's next block ends by then
                 continue
             parsed = _parse_id(entry_id)
             if parsed > delivered:
@@ -753,7 +808,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                     if discards:
                         pipe.xdel(keys.dead, discards)
                     request = (
-                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args()])
+                        pipe.eval(PUBLISH, keys.publish_keys(), [self._window_ms, *batch.args()])
                         if batch.count
                         else None
                     )
@@ -887,8 +942,14 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                     self._lost = False
                     if self._ready:
                         return self._take_ready(limit)
+                block = _BLOCK_MS
+                if self._next_due is not None:
+                    if self._next_due <= self._now_ms():
+                        await self._promote()
+                    if self._next_due is not None:
+                        block = max(1, min(block, int(self._next_due - self._now_ms())))
                 reply = await client.xreadgroup(
-                    self._group, self._consumer, streams, count=count, block=_BLOCK_MS
+                    self._group, self._consumer, streams, count=count, block=block
                 )
             except self._errors_caught as exc:
                 self._failed(exc, "read")
@@ -1149,6 +1210,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._lag = None if lag is None else int(lag)
                 self._others_lag = max(0, (self._lag or 0) - len(self._mine))
                 self._waiting.wake(self._room())
+        # Delayed events that any process published, due or not: moved when due.
+        await self._promote()
         if trim and groups:
             await self._trim(groups)
 
@@ -1219,4 +1282,5 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             lag=self._lag,
             pending=self._pending,
             claimed=self._claimed,
+            delayed=self._delayed,
         )
