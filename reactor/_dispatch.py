@@ -47,7 +47,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 
 from ._clock import Clock
-from ._event import EXPIRES_AT_EXTENSION, Event
+from ._event import Event
 from ._exceptions import (
     DataValidationError,
     DeliveryTimeout,
@@ -572,13 +572,15 @@ class Dispatcher:
 
     def _expired_at_route(self, received: Received, lanes: tuple[Lane, ...]) -> bool:
         """Note an event with an expiry; dead-letter it for *lanes* if it has expired."""
-        if EXPIRES_AT_EXTENSION not in received.event.extensions:
+        expires_at = received.event.expires_at
+        if expires_at is None:
             return False
         self._expiring = True
-        expired = False
+        if self._clock.now() < expires_at:
+            return False
         for lane in lanes:
-            expired = self._expire(lane, received)
-        return expired
+            self._drop_expired(lane, received, expires_at)
+        return True
 
     def _expire(self, lane: Lane, received: Received) -> bool:
         """Dead-letter and settle *lane*'s delivery of *received* if its event has
@@ -586,11 +588,14 @@ class Dispatcher:
         expires_at = received.event.expires_at
         if expires_at is None or self._clock.now() < expires_at:
             return False
+        self._drop_expired(lane, received, expires_at)
+        return True
+
+    def _drop_expired(self, lane: Lane, received: Received, expires_at: datetime) -> None:
         error = EventExpired(expires_at)
         lane.expired += 1
         self._dead_letter(lane, received.event, error, attempts=0, first_failed=None)
         self._settle(lane, received, "failed", 0, error)
-        return True
 
     def _accepts(self, lane: Lane, received: Received) -> bool:
         assert lane.where is not None
