@@ -29,18 +29,32 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 QueueFactory = Callable[[], EventQueue]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
-    """A factory of the app's queue; the queues of one test share a file or a stream."""
-    if request.param == "memory":
+async def _factory(kind: str, tmp_path: Path) -> AsyncIterator[QueueFactory]:
+    if kind == "memory":
         yield MemoryQueue
-    elif request.param == "sqlite":
+    elif kind == "sqlite":
         yield lambda: SQLiteQueue(tmp_path / "events.db", synchronous="normal")
     else:
         url = services.require("redis")
         stream = unique_stream("delayed")
         yield lambda: RedisStreamsQueue(url, stream=stream, group="app")
         await delete_stream(url, stream)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
+    """A factory of the app's queue; the queues of one test share a file or a stream."""
+    async for factory in _factory(request.param, tmp_path):
+        yield factory
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def make_durable_queue(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[QueueFactory]:
+    """A factory of durable queues; the queues of one test share a file or a stream."""
+    async for factory in _factory(request.param, tmp_path):
+        yield factory
 
 
 class Handled:
@@ -186,17 +200,17 @@ async def test_leaving_the_app_does_not_wait_for_delayed_events(make_queue: Queu
     assert app.stats().queue.delayed == 1  # kept for the next start
 
 
-async def test_a_delayed_event_waits_in_the_sqlite_file_across_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
-    app, clock, handled = app_with(SQLiteQueue(path, synchronous="normal"))
+async def test_a_delayed_event_survives_a_restart(make_durable_queue: QueueFactory) -> None:
+    app, clock, handled = app_with(make_durable_queue())
     async with app:
         await app.publish("job", "later", delay=timedelta(minutes=10))
         await app.publish("job", "expiring", delay=60, expires=timedelta(minutes=5))
         await clock.advance(30)
     assert handled.seen == []
 
-    # A new process: a new app, a new queue object on the same file, later on the clock.
-    app, clock, handled = app_with(SQLiteQueue(path, synchronous="normal"))
+    # A new process: a new app, a new queue object on the same file or stream, and a
+    # clock two minutes later than the first one's start.
+    app, clock, handled = app_with(make_durable_queue())
     await clock.advance(120)  # 2 minutes since the start of this clock
     async with app:
         await handled.wait_for(1)
@@ -418,3 +432,19 @@ async def test_the_jetstream_queue_refuses_delays_by_name() -> None:
             await app.publish("job", expires=timedelta(seconds=5))
     finally:
         await nats_tools.delete_streams(url, stream)
+
+
+async def test_publish_many_takes_events_that_carry_their_delay(make_queue: QueueFactory) -> None:
+    app, clock, handled = app_with(make_queue())
+    due = START + timedelta(seconds=10)
+    events = [
+        Event(type="job", source="/s", data="later", extensions={"deliverat": due}),
+        Event(type="job", source="/s", data="now"),
+    ]
+    async with app:
+        await app.publish_many(events)
+        await handled.wait_for(1)
+        assert app.stats().queue.delayed == 1
+        await clock.advance(10)
+        await handled.wait_for(2)
+    assert handled.seen == [(0, "now"), (10, "later")]
