@@ -424,12 +424,16 @@ async def test_the_jetstream_queue_refuses_delays_by_name() -> None:
     url = services.require("nats")
     stream = nats_tools.unique_stream()
     app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="app"))
+    handled = Handled(VirtualClock())
+    app.subscribe("job", handled, name="jobs")
     try:
         async with app:
             with pytest.raises(NotImplementedError, match="NatsJetStreamQueue, does not hold"):
                 await app.publish("job", delay=5)
             # An expiry needs nothing of the queue.
-            await app.publish("job", expires=timedelta(seconds=5))
+            receipt = await app.publish_and_wait("job", "x", expires=timedelta(minutes=5))
+        assert receipt.ok
+        assert [data for _, data in handled.seen] == ["x"]
     finally:
         await nats_tools.delete_streams(url, stream)
 
