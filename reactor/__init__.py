@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._exceptions import DataValidationError as DataValidationError
     from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
     from ._exceptions import DeliveryTimeout as DeliveryTimeout
+    from ._exceptions import DuplicateEvent as DuplicateEvent
     from ._exceptions import EventExpired as EventExpired
     from ._exceptions import EventFormatError as EventFormatError
     from ._exceptions import HandlerCancelled as HandlerCancelled
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
     from ._outcomes import Outcome as Outcome
     from ._outcomes import StoredDeadLetter as StoredDeadLetter
     from ._policies import Backoff as Backoff
+    from ._policies import Batch as Batch
+    from ._policies import BatchFailed as BatchFailed
+    from ._policies import Debounce as Debounce
+    from ._policies import RateLimit as RateLimit
     from ._policies import Retry as Retry
     from ._reactor import NOTIFICATION_TYPE as NOTIFICATION_TYPE
     from ._reactor import Reactor as Reactor
@@ -65,6 +70,7 @@ if TYPE_CHECKING:
     from ._stats import SubscriptionStats as SubscriptionStats
     from ._subscription import Subscription as Subscription
     from ._types import UNSET as UNSET
+    from ._types import BaseConsumerOptions as BaseConsumerOptions
     from ._types import ConsumerOptions as ConsumerOptions
     from ._types import EventAttributes as EventAttributes
     from ._types import Handler as Handler
@@ -79,6 +85,9 @@ __all__ = [
     "UNSET",
     "AppImportError",
     "Backoff",
+    "BaseConsumerOptions",
+    "Batch",
+    "BatchFailed",
     "Clock",
     "ConsumerNotFound",
     "ConsumerOptions",
@@ -86,8 +95,10 @@ __all__ = [
     "DeadLetter",
     "DeadLetterNotFound",
     "DeadLetters",
+    "Debounce",
     "Delivery",
     "DeliveryTimeout",
+    "DuplicateEvent",
     "Event",
     "EventAttributes",
     "EventExpired",
@@ -113,6 +124,7 @@ __all__ = [
     "QueueInUseError",
     "QueueStatistics",
     "QueueUnavailableError",
+    "RateLimit",
     "Reactor",
     "ReactorError",
     "ReactorNotRunning",
@@ -147,6 +159,7 @@ _HOMES = {
     "DataValidationError": "_exceptions",
     "DeadLetterNotFound": "_exceptions",
     "DeliveryTimeout": "_exceptions",
+    "DuplicateEvent": "_exceptions",
     "EventExpired": "_exceptions",
     "EventFormatError": "_exceptions",
     "HandlerCancelled": "_exceptions",
@@ -170,6 +183,10 @@ _HOMES = {
     "Outcome": "_outcomes",
     "StoredDeadLetter": "_outcomes",
     "Backoff": "_policies",
+    "Batch": "_policies",
+    "BatchFailed": "_policies",
+    "Debounce": "_policies",
+    "RateLimit": "_policies",
     "Retry": "_policies",
     "NOTIFICATION_TYPE": "_reactor",
     "Reactor": "_reactor",
@@ -180,6 +197,7 @@ _HOMES = {
     "SubscriptionStats": "_stats",
     "Subscription": "_subscription",
     "UNSET": "_types",
+    "BaseConsumerOptions": "_types",
     "ConsumerOptions": "_types",
     "EventAttributes": "_types",
     "Handler": "_types",

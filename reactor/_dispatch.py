@@ -31,6 +31,7 @@ side by side where one reading shows the whole cost of an event.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import sys
@@ -39,7 +40,7 @@ from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from datetime import datetime
 from time import perf_counter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
 import attrs
@@ -56,8 +57,9 @@ from ._exceptions import (
     InternalTaskDied,
     RedeliveryLimitExceeded,
 )
+from ._gates import Gate, Gates, batch_of, make_gates
 from ._outcomes import DeadLetter, DeadLetters, Outcome, describe_error
-from ._policies import Backoff
+from ._policies import Backoff, BatchFailed
 from ._receipts import Receipts
 from ._routing import Router
 from ._stats import LatencyHistogram, SubscriptionStats
@@ -79,9 +81,12 @@ STREAK = 256
 #: Seconds between looks at the queue's depth while a drain waits for nothing else.
 _DEPTH_POLL = 0.05
 
-_Status = Literal["ok", "failed", "timed_out"]
+_Status = Literal["ok", "failed", "timed_out", "skipped"]
 
 OK_ONCE = Outcome(status="ok", attempts=1)
+
+#: The failure of an event of an ordered batch held back behind an earlier event of its key.
+_HELD_BACK = Exception("held back behind an earlier event of its key")
 
 #: The waits between attempts to store settlements that the queue failed to store.
 SETTLE_BACKOFF = Backoff(initial=0.05, maximum=5.0, jitter=False)
@@ -194,18 +199,24 @@ class Lane:
     its counters."""
 
     __slots__ = (
+        "batch",
+        "batched",
         "closed",
         "concurrency",
         "dead_lettered",
+        "debounced",
         "delivered",
         "expired",
         "failed",
         "fast",
+        "gate",
+        "gates",
         "handler",
         "inbox",
         "key_fn",
         "keys",
         "name",
+        "rate_limited",
         "ready",
         "retried",
         "retry",
@@ -216,7 +227,7 @@ class Lane:
         "where",
     )
 
-    def __init__(self, sub: Subscription) -> None:
+    def __init__(self, sub: Subscription, gates: Gates) -> None:
         self.sub = sub
         self.name = sub.name
         # The handler with the subscription's adapters (typed data, worker threads); the
@@ -226,9 +237,18 @@ class Lane:
         self.key_fn = sub.ordered_by
         self.timeout = sub.timeout
         self.retry = sub.retry
-        self.concurrency = sub.concurrency
-        #: No timeout and no ordering: the worker runs the handler inline.
-        self.fast = self.timeout is None and self.key_fn is None
+        #: Whether the handler takes batches: the inbox then holds lists of deliveries.
+        self.batch = sub.batch is not None
+        # Batches of an ordered subscription run one at a time, so that the events of
+        # one key are handled in order across batches too.
+        self.concurrency = 1 if self.batch and self.key_fn is not None else sub.concurrency
+        #: No timeout, no ordering and no batches: the worker runs the handler inline.
+        self.fast = self.timeout is None and self.key_fn is None and not self.batch
+        self.rate_limited = self.debounced = self.batched = 0
+        #: The gates that hold deliveries before the inbox (batch=, rate_limit=,
+        #: debounce=), first first, and the first, which routing offers events to.
+        self.gates = make_gates(self, gates)
+        self.gate = self.gates[0] if self.gates else None
         self.inbox: deque[Received] = deque()
         self.keys: dict[Hashable, deque[Received]] = {}
         #: How many more deliveries may run at once: ``concurrency`` less those running
@@ -245,18 +265,36 @@ class Lane:
         """Forget queued and running deliveries of a previous run of the app."""
         self.inbox.clear()
         self.keys.clear()
+        for gate in self.gates:
+            gate.reset()
         self.room = self.concurrency
         self.ready = False
 
     @property
     def running(self) -> int:
-        """Deliveries being run."""
+        """Deliveries being run (batches, for a batch handler)."""
         return self.concurrency - self.room
+
+    @property
+    def held(self) -> int:
+        """Events held by the gates (a batch filling, a rate limit, a debounce window)."""
+        return sum(gate.held for gate in self.gates) if self.gates else 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether the lane has anything queued, held or running."""
+        return bool(self.running or self.inbox or self.held)
 
     def stats(self) -> SubscriptionStats:
         """Return this lane's counters."""
         parked = sum(len(waiting) for waiting in self.keys.values())
         running = self.running
+        if self.batch:
+            queued = sum(len(batch_of(item)) for item in self.inbox)
+            running = self.batched
+        else:
+            queued = len(self.inbox)
+        held = self.held
         return SubscriptionStats(
             name=self.name,
             pattern=self.sub.pattern,
@@ -265,8 +303,11 @@ class Lane:
             timed_out=self.timed_out,
             retried=self.retried,
             dead_lettered=self.dead_lettered,
-            pending=len(self.inbox) + parked + running,
+            pending=queued + parked + running + held,
             running=running,
+            held=held,
+            rate_limited=self.rate_limited,
+            debounced=self.debounced,
             expired=self.expired,
         )
 
@@ -341,11 +382,26 @@ class Dispatcher:
         self._record_latency = self.latency.record
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
         self._retired = dict.fromkeys(
-            ("delivered", "failed", "timed_out", "retried", "dead_lettered", "expired"), 0
+            (
+                "delivered",
+                "failed",
+                "timed_out",
+                "retried",
+                "dead_lettered",
+                "debounced",
+                "expired",
+            ),
+            0,
         )
         # Whether an event with an expiry was routed in this run: from then on, every
         # delivery checks its event's expiry when it starts (before, none pays for it).
         self._expiring = False
+        # The gates' alarms: (when, order, gate), on the app clock's monotonic time, and
+        # what wakes the one alarm task when an earlier alarm is set.
+        self._alarms: list[tuple[float, int, Gate]] = []
+        self._alarm_count = 0
+        self._alarm_wakeup: anyio.Event | None = None
+        self._alarm_task = False
         self._retiring: dict[Lane, None] = {}
 
     def use_queue(self, queue: EventQueue) -> None:
@@ -384,7 +440,7 @@ class Dispatcher:
                 f"a consumer named {sub.name!r} is already subscribed; "
                 "consumer names identify outcomes and dead letters, so pass a unique name="
             )
-        lane = Lane(sub)
+        lane = Lane(sub, self)
         self._lanes[sub.name] = lane
         self._router.add(sub, lane)
         return lane
@@ -400,7 +456,7 @@ class Dispatcher:
     def _retire_when_done(self, lane: Lane) -> None:
         # A cancelled lane counts towards the totals until its last delivery is done; then
         # its final counters are folded into the totals and the lane is forgotten.
-        if lane.running or lane.inbox or lane not in self._retiring:
+        if lane.busy or lane not in self._retiring:
             return
         del self._retiring[lane]
         retired = self._retired
@@ -427,6 +483,8 @@ class Dispatcher:
             self._retire_when_done(lane)
         self._ready.clear()
         self._idle_runners.clear()
+        self._alarms.clear()
+        self._alarm_task = False
         self._helpers = 0
         self.in_flight = 0
         self._expiring = False
@@ -553,13 +611,94 @@ class Dispatcher:
         if event.extensions and self._expired_at_route(received, lanes):
             return
         ready = self._ready
-        for lane in lanes:
-            lane.inbox.append(received)
-            if not lane.ready and lane.room:
-                lane.ready = True
-                ready.append(lane)
+        if filtered:
+            # (A route to a gated lane is always filtered: see Router.add.)
+            for lane in lanes:
+                gate = lane.gate
+                if gate is not None:
+                    gate.offer(received)
+                    continue
+                lane.inbox.append(received)
+                if not lane.ready and lane.room:
+                    lane.ready = True
+                    ready.append(lane)
+        else:
+            for lane in lanes:
+                lane.inbox.append(received)
+                if not lane.ready and lane.room:
+                    lane.ready = True
+                    ready.append(lane)
         if ready and not self._helpers:
             self._kick()
+
+    # -- gates (batch=, rate_limit=, debounce=): what _gates.Gates asks of the dispatcher
+
+    def monotonic(self) -> float:
+        """The app clock's monotonic time."""
+        return self._clock.monotonic()
+
+    def release(self, lane: Lane, item: Received) -> None:
+        """Put *item*, released by one of *lane*'s gates, in its inbox."""
+        lane.inbox.append(item)
+        if not lane.ready and lane.room:
+            lane.ready = True
+            self._ready.append(lane)
+        if self._ready and not self._helpers:
+            self._kick()
+
+    def arm(self, gate: Gate, when: float) -> None:
+        """Call ``gate.alarm()`` once the app clock reaches *when* (the one alarm task)."""
+        self._alarm_count += 1
+        heapq.heappush(self._alarms, (when, self._alarm_count, gate))
+        if self._alarms[0][2] is gate and self._alarm_wakeup is not None:
+            self._alarm_wakeup.set()
+        if not self._alarm_task and self._tg is not None:
+            self._alarm_task = True
+            self._tg.start_soon(self._alarm_loop, name="reactor gates")
+
+    def skip(self, lane: Lane, received: Received) -> None:
+        """Settle *received* for *lane* without its handler (a debounced event)."""
+        self._settle(lane, received, "skipped", 0, None)
+
+    def fail(self, lane: Lane, received: Received, error: Exception) -> None:
+        """Dead-letter *received* for *lane* without running its handler."""
+        self._dead_letter(lane, received.event, error, attempts=0, first_failed=None)
+        self._settle(lane, received, "failed", 0, error)
+
+    def flush_gates(self) -> None:
+        """Release what every gate holds, but for the rate limits (the app drains)."""
+        for lane in (*self._lanes.values(), *self._retiring):
+            for gate in lane.gates:
+                gate.flush()
+
+    async def _alarm_loop(self) -> None:
+        try:
+            await self._ring_alarms()
+        except BaseException as exc:
+            self._died("gates", exc)
+            raise
+        finally:
+            self._alarm_task = False
+
+    async def _ring_alarms(self) -> None:
+        clock = self._clock
+        alarms = self._alarms
+        while True:
+            now = clock.monotonic()
+            while alarms and alarms[0][0] <= now:
+                when, _, gate = heapq.heappop(alarms)
+                if gate.alarm_at == when:  # (not replaced by an earlier one)
+                    gate.alarm_at = None
+                    gate.alarm(now)
+            wakeup = self._alarm_wakeup = self._new_event()
+            try:
+                if alarms:
+                    with clock.deadline_scope(alarms[0][0]):
+                        await wakeup.wait()
+                else:
+                    await wakeup.wait()
+            finally:
+                self._alarm_wakeup = None
 
     def _give_up(self, received: Received, lanes: tuple[Lane, ...]) -> None:
         """Dead-letter a poison event for *lanes* without running their handlers."""
@@ -720,6 +859,8 @@ class Dispatcher:
                             error = None
                             if attempts:
                                 self._settle(lane, received, "ok", attempts, None)
+                    elif lane.batch:
+                        await self._deliver_batch(lane, batch_of(received), slot)
                     elif lane.key_fn is not None:
                         await self._deliver_in_order(lane, received)
                     else:
@@ -781,6 +922,124 @@ class Dispatcher:
                 received = slot.received = waiting.popleft()
         finally:
             del lane.keys[key]
+
+    async def _deliver_batch(self, lane: Lane, batch: list[Received], slot: _Slot) -> None:
+        """Run one batch to its end: each event succeeds, or is retried then dead-lettered.
+
+        The handler gets the events as one list. It succeeds for all of them by returning,
+        fails some with :class:`BatchFailed` and all with any other exception (or a
+        timeout). The failed ones are tried again together, after the backoff of the
+        retry policy, each counting its own attempts; an event that exhausts them is
+        dead-lettered. With ``ordered_by``, an event whose key's earlier event failed in
+        the same call has not been handled in order: it is tried again after that one
+        without counting an attempt, and succeeds only once that one has settled.
+        """
+        if self._expiring:
+            batch = [received for received in batch if not self._expire(lane, received)]
+            if not batch:
+                return
+        slot.received = batch[0]  # (current_delivery() in a batch handler: the first event)
+        for received in batch:
+            if not received._started:
+                self._started(received)
+        lane.batched += len(batch)
+        try:
+            await self._run_batch(lane, batch, slot)
+        finally:
+            lane.batched -= len(batch)
+            slot.retries = 0
+
+    async def _run_batch(self, lane: Lane, batch: list[Received], slot: _Slot) -> None:
+        clock = self._clock
+        retry = lane.retry
+        tries = dict.fromkeys(batch, 0)
+        pending = batch
+        first_failed: datetime | None = None
+        while True:
+            events = [received.event for received in pending]
+            error = await self._timed_attempt(lane, cast(Event, events))
+            failures = self._batch_failures(lane, pending, error)
+            retrying: list[Received] = []
+            most = 0
+            for received in pending:
+                failure = failures.get(received)
+                if failure is None:
+                    self._settle(lane, received, "ok", tries[received] + 1, None)
+                    continue
+                if failure is _HELD_BACK:
+                    retrying.append(received)  # (no attempt of its own was spent)
+                    continue
+                tries[received] += 1
+                attempt = tries[received]
+                if first_failed is None:
+                    first_failed = clock.now()
+                lane.failed += 1
+                timed_out = isinstance(failure, DeliveryTimeout)
+                if timed_out:
+                    lane.timed_out += 1
+                if attempt >= retry.attempts or not (timed_out or isinstance(failure, retry.on)):
+                    self._dead_letter(lane, received.event, failure, attempt, first_failed)
+                    status: _Status = "timed_out" if timed_out else "failed"
+                    self._settle(lane, received, status, attempt, failure)
+                    continue
+                retrying.append(received)
+                most = max(most, attempt)
+            if not retrying:
+                return
+            delay = retry.backoff.delay(most) if most else 0.0
+            logger.info(
+                "consumer %s failed on %d event(s) of a batch of %d; retrying them in %.3g s",
+                lane.name,
+                len(retrying),
+                len(pending),
+                delay,
+                extra={"consumer": lane.name},
+            )
+            lane.retried += len(retrying)
+            await clock.sleep(delay)
+            slot.retries = most
+            pending = retrying
+
+    def _batch_failures(
+        self, lane: Lane, pending: list[Received], error: Exception | None
+    ) -> dict[Received, Exception]:
+        """Which events of a batch call failed, and why (:data:`_HELD_BACK`: held back
+        behind an earlier event of the same key)."""
+        if error is None:
+            return {}
+        if not isinstance(error, BatchFailed):
+            failures = dict.fromkeys(pending, error)
+        else:
+            failures = {}
+            by_id: dict[object, Received] = {}
+            for received in pending:
+                by_id[id(received.event)] = received
+                by_id.setdefault(received.event.id, received)
+            for item, cause in error.failures.items():
+                found = by_id.get(item if isinstance(item, str) else id(item))
+                if found is None:
+                    unknown = ValueError(
+                        f"the batch handler's BatchFailed names {item!r}, which is not an "
+                        "event of this batch: the whole batch failed"
+                    )
+                    unknown.__cause__ = error
+                    return dict.fromkeys(pending, unknown)
+                failures[found] = (
+                    error if cause is None or not isinstance(cause, Exception) else cause
+                )
+        key_fn = lane.key_fn
+        if key_fn is not None:
+            failed_keys: set[object] = set()
+            for received in pending:
+                try:
+                    key = key_fn(received.event)
+                    if key in failed_keys:
+                        failures.setdefault(received, _HELD_BACK)
+                    elif received in failures:
+                        failed_keys.add(key)
+                except Exception as exc:  # the key function raised, or an unhashable key
+                    failures[received] = exc
+        return failures
 
     async def _deliver(self, lane: Lane, received: Received) -> None:
         """Run one delivery to its end: success, or retries then the dead-letter sink."""

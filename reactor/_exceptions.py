@@ -9,7 +9,10 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── PayloadTooLargeError (ValueError)   an event is larger than the configured limit
     ├── InvalidScheduleError (ValueError)   a cron expression is invalid or never fires
     ├── DataValidationError (ValueError)    an event's data does not fit a subscription's data=
+    ├── BatchFailed                         a batch handler failed some of its events
+                                            (defined with Batch, in _policies)
     ├── QueueFull                           publish_nowait() found the ingestion queue full
+    ├── DuplicateEvent                      a deduplicating queue stored that (source, id) already
     ├── ReactorNotRunning (RuntimeError)    publishing to an app that is not running
     ├── ConsumerNotFound (LookupError)      no subscription (or queue file's consumer) so named
     ├── DeadLetterNotFound (LookupError)    no stored dead letter has that id
@@ -35,6 +38,7 @@ __all__ = [
     "DataValidationError",
     "DeadLetterNotFound",
     "DeliveryTimeout",
+    "DuplicateEvent",
     "EventExpired",
     "EventFormatError",
     "HandlerCancelled",
@@ -111,6 +115,26 @@ class QueueFull(ReactorError):
 
     Use ``await app.publish(...)`` to wait for room, or raise the queue's capacity.
     """
+
+
+class DuplicateEvent(ReactorError):
+    """A queue that deduplicates (see :meth:`reactor.abc.EventQueue.deduplicate`) already
+    stored an event with this ``(source, id)`` within the app's ``dedupe`` window.
+
+    Raised by the queue's ``put()`` and ``put_nowait()``, which store nothing; the app
+    catches it (the publish succeeds without storing the event, and is counted in
+    ``app.stats().deduplicated``), so application code never sees it.
+
+    :ivar source: the event's source
+    :ivar id: the event's id
+    """
+
+    def __init__(self, source: str, id: str) -> None:
+        super().__init__(
+            f"an event with id {id!r} from {source!r} was stored within the dedupe window"
+        )
+        self.source = source
+        self.id = id
 
 
 class ReactorNotRunning(ReactorError, RuntimeError):

@@ -44,12 +44,14 @@ class Outcome:
     """How one consumer's delivery of one event ended.
 
     :ivar status: ``"ok"`` (the handler returned), ``"failed"`` (its last attempt
-        raised) or ``"timed_out"`` (its last attempt exceeded the timeout)
+        raised), ``"timed_out"`` (its last attempt exceeded the timeout) or
+        ``"skipped"`` (the handler was not called for it: a later event replaced it in a
+        ``debounce=`` window)
     :ivar attempts: how many times the handler was called
     :ivar error: the last attempt's exception, ``None`` when ok
     """
 
-    status: Literal["ok", "failed", "timed_out"]
+    status: Literal["ok", "failed", "timed_out", "skipped"]
     attempts: int
     error: BaseException | None = None
 

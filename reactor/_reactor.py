@@ -37,12 +37,13 @@ from anyio.lowlevel import EventLoopToken, current_token
 from . import validators
 from ._adapters import OutputsHandler, ThreadedHandler, ThreadLimit, TypedHandler
 from ._clock import Clock, SystemClock
+from ._dedupe import Deduplicator
 from ._dispatch import Dispatcher
 from ._event import DELIVER_AT_EXTENSION, EXPIRES_AT_EXTENSION, Event
-from ._exceptions import ConsumerNotFound, QueueFull, ReactorNotRunning
+from ._exceptions import ConsumerNotFound, DuplicateEvent, QueueFull, ReactorNotRunning
 from ._health import DEFAULT_STUCK_AFTER, Health
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
-from ._policies import NO_RETRY, Retry
+from ._policies import NO_RETRY, Batch, Retry
 from ._receipts import Receipt
 from ._stats import Stats
 from ._subscription import (
@@ -85,6 +86,8 @@ H = TypeVar("H", bound=Handler)
 S = TypeVar("S", bound=Callable[[Event], object])
 #: The class of a typed handler's data (``data=``).
 D = TypeVar("D")
+#: A batch handler.
+BH = TypeVar("BH", bound=Callable[[list[Event]], object])
 M = TypeVar("M", bound=Middleware)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -213,6 +216,13 @@ class Reactor:
     :param dead_letter_limit: the most dead letters kept in :attr:`dead_letters`
     :param max_threads: the most worker threads that the app's ``run_in_thread=True``
         handlers use at once (one bound for the whole app; see :meth:`subscribe`)
+    :param dedupe: a window (a :class:`~datetime.timedelta` or seconds) during which an
+        event whose ``source`` and ``id`` the app accepted already is dropped instead of
+        published again: a producer's retry is not handled twice. The keys are kept by a
+        queue that can store them with its events (the SQLite queue: they survive a
+        restart), else in the app's memory. Duplicates are counted in
+        ``stats().deduplicated``; see :meth:`publish` for what each call returns for one.
+        ``None`` (default): no deduplication, and no cost.
     """
 
     def __init__(
@@ -227,6 +237,7 @@ class Reactor:
         timeout: float | None = None,
         dead_letter_limit: int = DEFAULT_DEAD_LETTER_LIMIT,
         max_threads: int = DEFAULT_MAX_THREADS,
+        dedupe: timedelta | float | None = None,
     ) -> None:
         if queue is None:
             from .queues.memory import MemoryQueue
@@ -245,6 +256,8 @@ class Reactor:
             raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
         if timeout is not None:
             validators.seconds("timeout", timeout, positive=True)
+        if dedupe is not None:
+            dedupe = validators.duration("dedupe", dedupe, positive=True)
         self._queue = queue
         self._clock = clock
         self._source = source
@@ -263,6 +276,8 @@ class Reactor:
         self._sources: list[Source] = []
         self._middleware: tuple[Middleware, ...] = ()
         self._publish_hooks: tuple[Callable[[Event], Event], ...] = ()
+        # None without dedupe=: every publish path tests it once, and does nothing more.
+        self._dedupe = None if dedupe is None else Deduplicator(dedupe)
         self._state = _State.IDLE
         # The state test on every publish, kept as a plain bool (an enum lookup is slower).
         self._accepting = False
@@ -471,6 +486,32 @@ class Reactor:
         **options: Unpack[ConsumerOptions],
     ) -> Subscription: ...
 
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        run_in_thread: bool = False,
+        batch: Batch,
+        **options: Unpack[ConsumerOptions],
+    ) -> Callable[[BH], BH]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[list[Event]], object],
+        *,
+        source: str | None = None,
+        where: Predicate | None = None,
+        run_in_thread: bool = False,
+        batch: Batch,
+        **options: Unpack[ConsumerOptions],
+    ) -> Subscription: ...
+
     def subscribe(
         self,
         pattern: str,
@@ -480,6 +521,7 @@ class Reactor:
         where: Predicate | None = None,
         data: type | None = None,
         run_in_thread: bool = False,
+        batch: Batch | None = None,
         **options: Unpack[ConsumerOptions],
     ) -> Subscription | Callable[[Any], Any]:
         """Subscribe a coroutine *handler* to events whose type matches *pattern*.
@@ -504,8 +546,13 @@ class Reactor:
             app's ``max_threads`` at once; timeouts, retries and dead letters apply as
             to any handler, and a thread cut by the timeout (or the app's shutdown) is
             abandoned: it runs to its end, and its result or error is ignored
+        :param batch: gather events into batches (:class:`~reactor.Batch`): the handler
+            receives a ``list[Event]`` per call, and may fail some of them only by
+            raising :class:`~reactor.BatchFailed`; middleware (``app.use``) does not wrap
+            batch handlers, whose calls are not per event
         :param options: the consumer's ``name``, ``concurrency``, ``ordered_by``,
-            ``timeout``, ``retry`` and ``outputs`` (:class:`~reactor.ConsumerOptions`)
+            ``timeout``, ``retry``, ``outputs``, ``rate_limit`` and ``debounce``
+            (:class:`~reactor.ConsumerOptions`)
         :raises TypeError: *handler* is not a coroutine function (or, with
             *run_in_thread*, is one), *data* is not a supported class, or an unknown option
         :raises ValueError: a bad option, or the name is taken
@@ -514,11 +561,11 @@ class Reactor:
         if handler is None:
 
             def decorate(func: Callable[[Any], object]) -> Callable[[Any], object]:
-                self._subscribe(pattern, func, source, where, options, data, run_in_thread)
+                self._subscribe(pattern, func, source, where, options, data, run_in_thread, batch)
                 return func
 
             return decorate
-        return self._subscribe(pattern, handler, source, where, options, data, run_in_thread)
+        return self._subscribe(pattern, handler, source, where, options, data, run_in_thread, batch)
 
     def _subscribe(
         self,
@@ -529,6 +576,7 @@ class Reactor:
         options: ConsumerOptions,
         data: type | None = None,
         run_in_thread: bool = False,
+        batch: Batch | None = None,
     ) -> Subscription:
         timeout = options.get("timeout", UNSET)
         retry = options.get("retry", UNSET)
@@ -545,6 +593,9 @@ class Reactor:
             data=data,
             run_in_thread=run_in_thread,
             outputs=options.get("outputs", False),
+            batch=batch,
+            rate_limit=options.get("rate_limit"),
+            debounce=options.get("debounce"),
         )
         # The adapters are built before the subscription is added: a bad data= class
         # fails here, and subscribes nothing.
@@ -557,7 +608,7 @@ class Reactor:
             call = OutputsHandler(call, handler, self.publish, self.publish_many)
         sub._call = call
         lane = self._dispatcher.add(sub)
-        if self._middleware:
+        if self._middleware and not lane.batch:
             lane.handler = _compose(call, self._middleware)
         sub._on_cancel = partial(self._dispatcher.remove, lane)
         if self._state is not _State.IDLE:
@@ -618,7 +669,8 @@ class Reactor:
             )
         self._middleware = (*self._middleware, middleware)
         for lane in self._dispatcher.lanes:
-            lane.handler = _compose(lane.sub._call, self._middleware)
+            if not lane.batch:  # (a batch handler's calls are not per event)
+                lane.handler = _compose(lane.sub._call, self._middleware)
         return middleware
 
     def on_publish(self, hook: Callable[[Event], Event]) -> Callable[[Event], Event]:
@@ -850,7 +902,13 @@ class Reactor:
         keeps it for the app's next start in this process; a durable queue keeps it in
         its storage, and delivers it when it is due after a restart.
 
-        :return: the event as queued
+        With the app's ``dedupe`` window, an event whose ``source`` and ``id`` the app
+        accepted within the window is a duplicate: it is not queued (so not handled),
+        ``stats().deduplicated`` counts it, and this returns as for any event. The same
+        holds for :meth:`publish_nowait`, and for the events of :meth:`publish_many`;
+        :meth:`publish_and_wait` returns a receipt whose ``duplicate`` is ``True``.
+
+        :return: the event as queued (a duplicate: as it would have been)
         :raises ReactorNotRunning: the app is not running
         :raises ~reactor.InvalidEventError: an attribute is invalid
         :raises TypeError: both ``delay`` and ``deliver_at``, or an option of the wrong type
@@ -871,6 +929,9 @@ class Reactor:
             built = event  # _event()'s checks, inline on the path of every prebuilt event
         else:
             built = self._event(event, data, attributes)
+        if self._dedupe is not None:
+            await self._put_once(built)
+            return built
         queue = self._queue
         if queue.stores_immediately:
             try:
@@ -894,9 +955,50 @@ class Reactor:
         :raises ReactorNotRunning: the app is not running
         """
         built = self._event(event, data, attributes)
+        if self._dedupe is not None:
+            self._put_once_nowait(built)
+            return built
         self._queue.put_nowait(built)
         self._published += 1
         return built
+
+    async def _put_once(self, event: Event) -> bool:
+        """Queue *event* unless it is a duplicate (``dedupe=``); return whether queued."""
+        dedupe = self._dedupe
+        assert dedupe is not None
+        if not dedupe.claim(event):
+            return False
+        queue = self._queue
+        try:
+            if queue.stores_immediately:
+                try:
+                    queue.put_nowait(event)
+                except QueueFull:
+                    await queue.put(event)
+            else:
+                await queue.put(event)
+        except DuplicateEvent:
+            return False  # the queue's: counted and logged by the queue
+        except BaseException:
+            dedupe.release(event)
+            raise
+        self._published += 1
+        return True
+
+    def _put_once_nowait(self, event: Event) -> None:
+        """:meth:`_put_once` without waiting."""
+        dedupe = self._dedupe
+        assert dedupe is not None
+        if not dedupe.claim(event):
+            return
+        try:
+            self._queue.put_nowait(event)
+        except DuplicateEvent:
+            return  # the queue's: counted and logged by the queue
+        except BaseException:
+            dedupe.release(event)
+            raise
+        self._published += 1
 
     async def publish_many(self, events: Sequence[Event]) -> None:
         """Publish a batch of events all or nothing: every one is queued, or none is.
@@ -905,6 +1007,10 @@ class Reactor:
         a refused batch leaves nothing behind to be delivered twice. Unlike
         :meth:`publish`, it does not wait for room: a queue short of room for the whole
         batch refuses it.
+
+        With the app's ``dedupe`` window, the batch's duplicates (of events accepted
+        within the window, or of an event before them in the batch) are dropped and
+        counted, and the rest is queued all or nothing.
 
         It takes no delivery options: an event to deliver later or to expire carries its
         times itself (``Event(..., extensions={"deliverat": ..., "expiresat": ...})``, see
@@ -931,8 +1037,25 @@ class Reactor:
                 )
         if self._publish_hooks:
             events = [self._hooked(event) for event in events]
+        if self._dedupe is not None:
+            await self._put_many_once(events)
+            return
         await self._queue.put_many(events)
         self._published += len(events)
+
+    async def _put_many_once(self, events: Sequence[Event]) -> None:
+        """Queue the events of a batch that are not duplicates, all or nothing."""
+        dedupe = self._dedupe
+        assert dedupe is not None
+        fresh, duplicates = dedupe.claim_many(events)
+        try:
+            dropped = await self._queue.put_many(fresh) if fresh else None
+        except BaseException:
+            dedupe.release_many(fresh)
+            raise
+        for duplicate in duplicates:  # the memory store's (the queue counts its own)
+            dedupe.drop(duplicate)
+        self._published += len(fresh) - len(dropped or ())
 
     async def publish_and_wait(
         self, event: Event | str, data: Any = None, **attributes: Unpack[PublishOptions]
@@ -945,6 +1068,8 @@ class Reactor:
         subscription: it would wait for itself.
 
         :return: a :class:`~reactor.Receipt` with each consumer's :class:`~reactor.Outcome`
+            (for a duplicate under the app's ``dedupe`` window, at once: a receipt whose
+            ``duplicate`` is ``True``, without outcomes)
         :raises ValueError: an event with the same source and id is already awaited
         :raises ReactorNotRunning: the app is not running, or stopped before the event
             was settled (its deliveries were cancelled by the shutdown)
@@ -952,9 +1077,12 @@ class Reactor:
         built = self._event(event, data, attributes)
         return await self._dispatcher.receipts.wait(built, self._put_counted)
 
-    async def _put_counted(self, event: Event) -> None:
+    async def _put_counted(self, event: Event) -> bool:
+        if self._dedupe is not None:
+            return await self._put_once(event)
         await self._queue.put(event)
         self._published += 1
+        return True
 
     def publish_from_thread(
         self, event: Event | str, data: Any = None, **attributes: Unpack[PublishOptions]
@@ -1035,6 +1163,8 @@ class Reactor:
             self._queue.note_consumers([lane.name for lane in self._dispatcher.lanes])
             self._threads.start()
             self._queue.use_clock(self._clock)
+            if self._dedupe is not None:
+                self._dedupe.start(self._queue, self._clock)
             await self._queue.open()
             stack.push_async_callback(self._queue.close)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
@@ -1121,6 +1251,9 @@ class Reactor:
                 stop_scope.cancel()
             assert self._sources_stopped is not None
             await self._sources_stopped.wait()
+            # Batches being filled and debounce windows end now: the drain waits for
+            # what they hold to be handled, not for their timers.
+            dispatcher.flush_gates()
             clock = self._clock
             deadline = clock.monotonic() + self.graceful_timeout
             with (
@@ -1251,14 +1384,16 @@ class Reactor:
         dispatcher = self._dispatcher
         lanes = dispatcher.lanes
         totals = dispatcher.totals()
+        queue = self._queue.statistics()
         return Stats(
             published=self._published,
+            deduplicated=queue.deduplicated + (0 if self._dedupe is None else self._dedupe.dropped),
             delivered=totals["delivered"],
             failed=totals["failed"],
             timed_out=totals["timed_out"],
             retried=totals["retried"],
             dead_lettered=totals["dead_lettered"],
-            queue=self._queue.statistics(),
+            queue=queue,
             in_flight=dispatcher.in_flight,
             latency=dispatcher.latency.snapshot(),
             subscriptions=MappingProxyType({lane.name: lane.stats() for lane in lanes}),

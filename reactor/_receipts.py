@@ -27,11 +27,16 @@ class Receipt:
 
     :ivar event: the event as published
     :ivar outcomes: each matching consumer's outcome, by consumer name (empty when no
-        subscription matched)
+        subscription matched, or for a duplicate)
+    :ivar duplicate: ``True`` when the event was not published because the app's
+        ``dedupe`` window had accepted one of the same ``(source, id)`` already: it was
+        not handled again, and *outcomes* is empty (the first one's outcomes are not
+        known here)
     """
 
     event: Event
     outcomes: Mapping[str, Outcome]
+    duplicate: bool = False
 
     @property
     def ok(self) -> bool:
@@ -60,8 +65,11 @@ class Receipts:
         #: The awaited events; the dispatcher tests it before calling anything here.
         self.waiting: dict[tuple[str, str], _Waiter] = {}
 
-    async def wait(self, event: Event, put: Callable[[Event], Awaitable[None]]) -> Receipt:
+    async def wait(self, event: Event, put: Callable[[Event], Awaitable[bool]]) -> Receipt:
         """Queue *event* with *put* and wait until every consumer it reached settled it.
+
+        *put* returns ``False`` for a duplicate (not queued): the receipt then says so
+        at once.
 
         :raises ValueError: an event with the same source and id is already awaited
         :raises ReactorNotRunning: the app stopped before the event was settled
@@ -71,7 +79,8 @@ class Receipts:
             raise ValueError(f"event {event.id!r} from {event.source!r} is already being awaited")
         waiter = self.waiting[key] = _Waiter()
         try:
-            await put(event)
+            if not await put(event):
+                return Receipt(event=event, outcomes=MappingProxyType({}), duplicate=True)
             await waiter.done.wait()
         finally:
             del self.waiting[key]

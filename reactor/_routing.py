@@ -140,7 +140,12 @@ class Router(Generic[T]):
             self._added,
             None if exact_type else sub._matches_type,
             None if exact_source else sub._matches_source,
-            sub.where is not None,
+            # A subscription with gates (batch=, rate_limit=, debounce=) is routed through
+            # the filtered path too, which offers its events to the gates.
+            sub.where is not None
+            or sub.batch is not None
+            or sub.rate_limit is not None
+            or sub.debounce is not None,
         )
         self._added += 1
         index: _Index[T] | None

@@ -129,6 +129,9 @@ class QueueStatistics:
         another process of the app that had not settled them in time (0 otherwise)
     :ivar delayed: delayed events held until they are due (``publish(..., delay=...)``):
         counted against *capacity*, not in *depth*
+    :ivar deduplicated: published events the queue dropped as duplicates of events it
+        stored within a dedupe window (see ``EventQueue.deduplicate``), since it was
+        created (0 for a queue that does not deduplicate)
     """
 
     depth: int
@@ -142,6 +145,7 @@ class QueueStatistics:
     pending: int | None = None
     claimed: int = 0
     delayed: int = 0
+    deduplicated: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -155,7 +159,13 @@ class SubscriptionStats:
     :ivar dead_lettered: deliveries given up and sent to the dead-letter sink
     :ivar pending: deliveries routed to this consumer and not yet settled
     :ivar running: deliveries in progress right now (a handler running, or waiting to be
-        retried)
+        retried; for a batch handler, the events of the batches in progress)
+    :ivar held: deliveries held before the handler (also in *pending*): a batch filling
+        up (``batch=``), over the rate limit (``rate_limit=``), or waiting for the end
+        of a burst (``debounce=``)
+    :ivar rate_limited: deliveries that had to wait for the rate limit
+    :ivar debounced: deliveries settled without the handler because a later event of
+        the same key replaced them (``debounce=``)
     :ivar expired: deliveries not started before their event expired, dead-lettered with
         :class:`~reactor.EventExpired` (also in *dead_lettered*)
     """
@@ -169,6 +179,9 @@ class SubscriptionStats:
     dead_lettered: int
     pending: int
     running: int
+    held: int = 0
+    rate_limited: int = 0
+    debounced: int = 0
     expired: int = 0
 
 
@@ -179,6 +192,9 @@ class Stats:
     Totals include subscriptions that were cancelled since the app was created.
 
     :ivar published: events accepted by ``publish()``, ``publish_nowait()`` and ``notify()``
+    :ivar deduplicated: events not published because a dedupe window had accepted one of
+        the same ``(source, id)`` already: the app's ``dedupe`` window, kept in memory or
+        by the queue, and a broker queue's own ``dedupe_window``
     :ivar delivered: deliveries that ended with the handler returning
     :ivar failed: handler attempts that raised or timed out
     :ivar timed_out: handler attempts cut by a timeout (also counted in *failed*)
@@ -207,6 +223,7 @@ class Stats:
     subscriptions: Mapping[str, SubscriptionStats]
     sources: Mapping[str, Mapping[str, int | str | None]]
     expired: int = 0
+    deduplicated: int = 0
 
     @property
     def queue_depth(self) -> int:

@@ -6,10 +6,11 @@ import fnmatch
 import inspect
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, cast
 
 from . import validators
-from ._policies import Retry
+from ._policies import Batch, Debounce, RateLimit, Retry
 from ._types import Handler, KeyFunction, Predicate
 
 __all__ = ["DEFAULT_CONCURRENCY", "Subscription", "compile_glob", "default_name", "is_glob"]
@@ -78,13 +79,16 @@ class Subscription:
         "_matches_source",
         "_matches_type",
         "_on_cancel",
+        "batch",
         "concurrency",
         "data",
+        "debounce",
         "handler",
         "name",
         "ordered_by",
         "outputs",
         "pattern",
+        "rate_limit",
         "retry",
         "run_in_thread",
         "source",
@@ -107,6 +111,9 @@ class Subscription:
         data: type | None = None,
         run_in_thread: bool = False,
         outputs: bool = False,
+        batch: Batch | None = None,
+        rate_limit: RateLimit | float | None = None,
+        debounce: Debounce | float | timedelta | None = None,
     ) -> None:
         validators.boolean("run_in_thread", run_in_thread)
         validators.boolean("outputs", outputs)
@@ -140,6 +147,23 @@ class Subscription:
             validators.seconds("timeout", timeout, positive=True)
         if not isinstance(retry, Retry):
             raise TypeError(f"retry must be a reactor.Retry, got {retry!r}")
+        if batch is not None:
+            if not isinstance(batch, Batch):
+                raise TypeError(f"batch must be a reactor.Batch, got {batch!r}")
+            if data is not None or outputs:
+                raise TypeError(
+                    "a batch handler receives list[Event]: data= and outputs= are for "
+                    "handlers of one event; convert or publish in the handler"
+                )
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            if not isinstance(rate_limit, int | float) or isinstance(rate_limit, bool):
+                raise TypeError(
+                    "rate_limit must be a number of deliveries per second or a "
+                    f"reactor.RateLimit, got {rate_limit!r}"
+                )
+            rate_limit = RateLimit(rate_limit)
+        if debounce is not None and not isinstance(debounce, Debounce):
+            debounce = Debounce(validators.duration("debounce", debounce, positive=True))
         #: The glob on the event type.
         self.pattern = pattern
         #: The handler as given: a coroutine function, or with ``run_in_thread`` a plain
@@ -167,6 +191,12 @@ class Subscription:
         self.run_in_thread = run_in_thread
         #: Whether the events the handler returns are published (``outputs=True``).
         self.outputs = outputs
+        #: How events are gathered for a batch handler, or ``None``: one event per call.
+        self.batch = batch
+        #: The token bucket on the deliveries' start, or ``None``.
+        self.rate_limit = rate_limit
+        #: The debounce of bursts per key, or ``None``.
+        self.debounce = debounce
         #: What the dispatcher calls, inside the middleware: the handler, or the adapters
         #: that convert the data, run it in a thread and publish its outputs (set by the
         #: app).

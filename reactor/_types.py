@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any, Final, TypeAlias, TypedDict
 
 from ._event import Event
-from ._policies import Retry
+from ._policies import Debounce, RateLimit, Retry
 
 __all__ = [
     "UNSET",
+    "BaseConsumerOptions",
     "ConsumerOptions",
     "EventAttributes",
     "Handler",
@@ -55,7 +56,7 @@ class Unset(enum.Enum):
 UNSET: Final = Unset.UNSET
 
 
-class ConsumerOptions(TypedDict, total=False):
+class BaseConsumerOptions(TypedDict, total=False):
     """How a consumer wants its deliveries: the options every way of subscribing takes.
 
     ``app.subscribe()``, ``app.on_notification()`` and every trigger decorator
@@ -76,6 +77,13 @@ class ConsumerOptions(TypedDict, total=False):
       :class:`~reactor.Event` or an iterable of them), linked to the handled event by
       the ``causationid`` and ``correlationid`` extensions, when the attempt succeeds
       (default: ``False``, what the handler returns is ignored)
+    * ``rate_limit``: at most this many deliveries start per second, a number or a
+      :class:`~reactor.RateLimit` with a burst; events over it wait, in order (default:
+      no limit)
+
+    and, but for a trigger that has a ``debounce`` parameter of its own
+    (``app.on_file_change()``, whose options are these), ``debounce``: see
+    :class:`ConsumerOptions`.
     """
 
     name: str | None
@@ -84,6 +92,19 @@ class ConsumerOptions(TypedDict, total=False):
     timeout: float | Unset | None
     retry: Retry | Unset | None
     outputs: bool
+    rate_limit: RateLimit | float | None
+
+
+class ConsumerOptions(BaseConsumerOptions, total=False):
+    """:class:`BaseConsumerOptions`, and:
+
+    * ``debounce``: a window in seconds (or a :class:`~datetime.timedelta`, or a
+      :class:`~reactor.Debounce` with a key): of a burst of events with the same key,
+      only the last is handled, once the window passes without another; the others
+      settle as ``"skipped"`` (default: every event is handled)
+    """
+
+    debounce: Debounce | float | timedelta | None
 
 
 class EventAttributes(TypedDict, total=False):

@@ -22,7 +22,7 @@ from anyio.abc import TaskStatus
 
 from ._clock import Clock as Clock
 from ._event import Event
-from ._exceptions import QueueFull
+from ._exceptions import DuplicateEvent, QueueFull
 from ._exports import export_from as export_from
 from ._json import load_json as load_json
 from ._outcomes import DeadLetter, LetterId, StoredDeadLetter
@@ -369,6 +369,9 @@ class EventQueue(ABC):
       and must store it no later than the :meth:`settle` that follows;
       ``app.redeliver(letter)`` calls :meth:`discard_dead_letter` before it puts the
       event again.
+    * **Deduplication** (optional): a queue that can store the keys of an app's ``dedupe``
+      window together with its events accepts the job in :meth:`deduplicate`; the
+      default leaves it to the app, which keeps the keys in memory.
     * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
       the app's drain waits for a depth of zero.
     * **Delayed events** (only when :attr:`supports_delay` is ``True``). An event whose
@@ -442,9 +445,11 @@ class EventQueue(ABC):
 
         :param event: the event to store
         :param only: deliver it to these consumers only (``None``: every match)
+        :raises ~reactor.DuplicateEvent: only on a queue that deduplicates (see
+            :meth:`deduplicate`): a duplicate, not stored
         """
 
-    async def put_many(self, events: Sequence[Event]) -> None:
+    async def put_many(self, events: Sequence[Event]) -> Sequence[Event] | None:
         """Store all of *events*, in order, or none of them.
 
         Returns once every event is stored at the queue's promised durability. It does
@@ -456,16 +461,20 @@ class EventQueue(ABC):
         :meth:`put_nowait` for each event without yielding (so such a queue's
         :meth:`put_nowait` must not fail while there is room); on other queues it stores
         a single event with :meth:`put`. A queue that stores with I/O overrides it to take
-        batches, typically with one transaction.
+        batches, typically with one transaction. A :class:`~reactor.DuplicateEvent` from
+        those calls drops that event (it is returned), not the batch.
 
         :param events: the events, in the order they are to be handed out
+        :return: ``None``; a queue that deduplicates (see :meth:`deduplicate`) returns the
+            events of the batch it dropped as duplicates instead of storing them (the
+            others are stored all or nothing)
         :raises ~reactor.QueueFull: the queue lacks room for every event right now, or
             publishers are waiting for room
         :raises NotImplementedError: a batch of more than one event, on a queue that
             stores with I/O and does not override this method
         """
         if not events:
-            return
+            return None
         if not self.stores_immediately and len(events) > 1:
             raise NotImplementedError(
                 f"{type(self).__name__} stores events with I/O and does not implement "
@@ -479,10 +488,48 @@ class EventQueue(ABC):
                 f"events, not the {len(events)} of this batch; retry later"
             )
         if not self.stores_immediately:
-            await self.put(events[0])
-            return
+            try:
+                await self.put(events[0])
+            except DuplicateEvent:
+                return events[:1]
+            return None
+        dropped: list[Event] = []
         for event in events:
-            self.put_nowait(event)
+            try:
+                self.put_nowait(event)
+            except DuplicateEvent:
+                dropped.append(event)
+        return dropped or None
+
+    def deduplicate(self, window: float, clock: Clock) -> bool:
+        """Take on the app's ``dedupe`` window, if the queue can; called before :meth:`open`.
+
+        An app built with ``Reactor(dedupe=...)`` calls it at every start. A queue that
+        returns ``True`` drops, from then on, every published event whose ``(source,
+        id)`` it stored within the last *window* seconds:
+
+        * :meth:`put` and :meth:`put_nowait` raise :class:`~reactor.DuplicateEvent` for
+          one, storing nothing; :meth:`put_many` stores the rest of the batch all or
+          nothing and returns the duplicates (of stored events, or of an event before
+          them in the batch);
+        * an event taken by :meth:`put_nowait` whose duplicate the queue only finds once
+          it stores it (after the call returned) is dropped then;
+        * it counts every duplicate it drops in ``statistics().deduplicated`` (which
+          ``app.stats().deduplicated`` includes), and may log it at DEBUG;
+        * it stores each key atomically with its event (never a key without its event:
+          that would drop the retry of an event that was not stored), and keeps it at
+          least *window* seconds, by *clock*'s wall time (``clock.now()``) or its
+          server's, across restarts when the queue is durable;
+        * events put with ``only`` (redeliveries, replays) are neither checked nor recorded.
+
+        The default returns ``False``: the app then keeps the keys in its own memory,
+        and the window does not survive a restart.
+
+        :param window: seconds, ``> 0``
+        :param clock: the app's clock
+        :return: whether the queue deduplicates
+        """
+        return False
 
     @abstractmethod
     def put_nowait(self, event: Event, *, only: Collection[str] | None = None) -> None:
@@ -491,6 +538,8 @@ class EventQueue(ABC):
         :param event: the event to store
         :param only: deliver it to these consumers only (``None``: every match)
         :raises ~reactor.QueueFull: the queue is at capacity
+        :raises ~reactor.DuplicateEvent: only on a queue that deduplicates (see
+            :meth:`deduplicate`): a duplicate, not stored
         :raises NotImplementedError: a queue that must do I/O to store an event
         """
 

@@ -28,9 +28,11 @@ handlers that do real work (I/O, a database) it is noise.
 metric                                         type       what
 =============================================  =========  ====================================
 ``reactor_events_published_total``             counter    events accepted by the app
+``reactor_events_deduplicated_total``          counter    events dropped as duplicates by
+                                                          the app's ``dedupe`` window
 ``reactor_deliveries_total``                   counter    settled deliveries, by ``consumer``
                                                           and ``outcome`` (``ok``,
-                                                          ``dead_lettered``)
+                                                          ``dead_lettered``, ``debounced``)
 ``reactor_delivery_failures_total``            counter    attempts that raised or timed out,
                                                           by ``consumer``
 ``reactor_delivery_timeouts_total``            counter    attempts cut by a timeout (also
@@ -44,6 +46,10 @@ metric                                         type       what
 ``reactor_consumer_pending``                   gauge      deliveries routed and not settled,
                                                           by ``consumer``
 ``reactor_consumer_running``                   gauge      deliveries running, by ``consumer``
+``reactor_consumer_held``                      gauge      deliveries held by ``batch=``,
+                                                          ``rate_limit=`` or ``debounce=``
+``reactor_delivery_rate_limited_total``        counter    deliveries that waited for the
+                                                          rate limit, by ``consumer``
 ``reactor_dispatch_latency_seconds``           histogram  publish to first handler start,
                                                           once per event (within 6.25%)
 ``reactor_in_flight_events``                   gauge      events taken from the queue and not
@@ -240,9 +246,14 @@ class ReactorCollector:
         yield counter(
             "reactor_events_published", "Events accepted by the app.", value=stats.published
         )
+        yield counter(
+            "reactor_events_deduplicated",
+            "Events dropped as duplicates by the app's dedupe window.",
+            value=stats.deduplicated,
+        )
         deliveries = counter(
             "reactor_deliveries",
-            "Deliveries settled, by consumer and outcome (ok, dead_lettered).",
+            "Deliveries settled, by consumer and outcome (ok, dead_lettered, debounced).",
             labels=["consumer", "outcome"],
         )
         failures = counter(
@@ -271,16 +282,39 @@ class ReactorCollector:
         running = gauge(
             "reactor_consumer_running", "Deliveries running right now.", labels=["consumer"]
         )
+        held = gauge(
+            "reactor_consumer_held",
+            "Deliveries held by batch=, rate_limit= or debounce= before the handler.",
+            labels=["consumer"],
+        )
+        limited = counter(
+            "reactor_delivery_rate_limited",
+            "Deliveries that waited for the consumer's rate limit.",
+            labels=["consumer"],
+        )
         for name, sub in stats.subscriptions.items():
             deliveries.add_metric([name, "ok"], sub.delivered)
             deliveries.add_metric([name, "dead_lettered"], sub.dead_lettered)
+            deliveries.add_metric([name, "debounced"], sub.debounced)
+            held.add_metric([name], sub.held)
+            limited.add_metric([name], sub.rate_limited)
             failures.add_metric([name], sub.failed)
             timeouts.add_metric([name], sub.timed_out)
             retries.add_metric([name], sub.retried)
             expired.add_metric([name], sub.expired)
             pending.add_metric([name], sub.pending)
             running.add_metric([name], sub.running)
-        yield from (deliveries, failures, timeouts, retries, expired, pending, running)
+        yield from (
+            deliveries,
+            failures,
+            timeouts,
+            retries,
+            expired,
+            pending,
+            running,
+            held,
+            limited,
+        )
 
         if self._durations is not None:
             durations = core.HistogramMetricFamily(

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 __all__ = [
     "aware_datetime",
     "boolean",
+    "duration",
     "integer",
     "keywords",
     "name",
@@ -89,6 +90,26 @@ def seconds(what: str, value: object, *, positive: bool = False) -> float:
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise ValueError(f"{what} must be a finite number of seconds {bound}, got {value!r}")
     return float(value)
+
+
+def duration(what: str, value: object, *, positive: bool = False) -> float:
+    """Return *value* in seconds if it is a :class:`~datetime.timedelta` or a number of
+    seconds, finite and ``>= 0`` (or ``> 0``).
+
+    :param what: the argument's name, for the message
+    :param value: a timedelta, an int or a float
+    :param positive: refuse zero too
+    :raises TypeError: *value* is neither a timedelta nor a number (or is a bool)
+    :raises ValueError: *value* is negative, NaN or infinite (or zero, with *positive*)
+    """
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    elif not isinstance(value, int | float) or isinstance(value, bool):
+        bound = "> 0" if positive else ">= 0"
+        raise TypeError(
+            f"{what} must be a timedelta or a finite number of seconds {bound}, got {value!r}"
+        )
+    return seconds(what, value, positive=positive)
 
 
 def aware_datetime(what: str, value: object) -> datetime:

@@ -123,3 +123,41 @@ async def test_the_readmes_commands_share_the_orders_between_two_workers(
     for line in lines:
         if "confirmed" in line:
             assert line.split()[1] == by_worker[line.split()[-1]]
+
+
+async def test_batches_debounce_and_rate_limits_on_a_broker(queue_url: str) -> None:
+    from reactor import Batch, BatchFailed, RateLimit, Retry
+
+    batches: list[list[int]] = []
+    debounced: list[int] = []
+    limited: list[int] = []
+    app = Reactor(queue=from_url(queue_url), graceful_timeout=10)
+
+    @app.subscribe("m", batch=Batch(max_size=4, max_wait=0.05), retry=Retry(attempts=1))
+    async def batch(events: list[Event]) -> None:
+        batches.append(sorted(event.data for event in events))
+        failed = [event for event in events if event.data == 3]
+        if failed:
+            raise BatchFailed(failed)
+
+    @app.subscribe("m", debounce=0.05)
+    async def last(event: Event) -> None:
+        debounced.append(event.data)
+
+    @app.subscribe("m", rate_limit=RateLimit(200, burst=2))
+    async def limit(event: Event) -> None:
+        limited.append(event.data)
+
+    async with app:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for number in range(8):
+                    tg.start_soon(app.publish_and_wait, "m", number)
+        stats = app.stats()
+    assert sorted(number for numbers in batches for number in numbers) == list(range(8))
+    assert len(debounced) == 1  # one key: the app's source, and no subject
+    assert sorted(limited) == list(range(8))
+    assert [letter.event.data for letter in app.dead_letters] == [3]
+    assert stats.subscriptions["last"].debounced == 7
+    assert stats.subscriptions["limit"].rate_limited >= 6
+    assert stats.in_flight == 0  # every event settled, the skipped ones too

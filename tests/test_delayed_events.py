@@ -408,6 +408,7 @@ async def test_a_file_of_schema_version_2_is_migrated_and_then_delays(tmp_path: 
         pass
     with closing(sqlite3.connect(path)) as conn:  # what release 2 created
         conn.execute("DROP TABLE reactor_delayed")
+        conn.execute("DROP TABLE reactor_dedupe")
         conn.execute("PRAGMA user_version = 2")
         conn.commit()
     app, clock, handled = app_with(SQLiteQueue(path, check="full"))
@@ -452,3 +453,21 @@ async def test_publish_many_takes_events_that_carry_their_delay(make_queue: Queu
         await clock.advance(10)
         await handled.wait_for(2)
     assert handled.seen == [(0, "now"), (10, "later")]
+
+
+async def test_a_delayed_event_is_deduplicated_as_any_other(
+    make_durable_queue: QueueFactory,
+) -> None:
+    clock = VirtualClock(start=START)
+    app = Reactor(queue=make_durable_queue(), clock=clock, dedupe=timedelta(hours=1))
+    handled = Handled(clock)
+    app.subscribe("job", handled, name="jobs")
+    event = Event(type="job", source="/s", id="once", data="x")
+    async with app:
+        await app.publish(event, delay=10)
+        await app.publish(event, delay=10)  # a producer's retry
+        assert app.stats().deduplicated == 1
+        assert app.stats().queue.delayed == 1
+        await clock.advance(10)
+        await handled.wait_for(1)
+    assert handled.seen == [(10, "x")]

@@ -379,6 +379,71 @@ async def test_a_second_publish_of_an_event_is_dropped_within_the_dedupe_window(
     assert seen.of("order") == ([1] if window else [1, 1])
 
 
+async def test_the_apps_dedupe_window_sets_the_streams_and_is_counted(
+    url: str, stream: str
+) -> None:
+    """Reactor(dedupe=...) on JetStream: Nats-Msg-Id and the stream's duplicate window,
+    for every process and across a restart; the PubAck's duplicate flag is counted."""
+    seen = Seen()
+
+    def app_on_the_stream(window: timedelta = timedelta(minutes=5)) -> Reactor:
+        # dedupe_window=None: the queue alone would not deduplicate; the app's window rules.
+        queue = NatsJetStreamQueue(url, stream=stream, group="g", dedupe_window=None)
+        app = Reactor(queue=queue, dedupe=window)
+
+        @app.subscribe("*")
+        async def handle(event: Event) -> None:
+            seen.add(event.type, event.id)
+
+        return app
+
+    first, second = (Event(type="order", source="/shop", id=f"order-{n}") for n in (1, 2))
+    app = app_on_the_stream()
+    async with app:
+        await app.publish(first)
+        await app.publish(first)  # a producer's retry
+        await app.publish_many([first])
+        receipt = await app.publish_and_wait(first)
+        assert receipt.duplicate and not receipt.outcomes
+        await app.publish_and_wait(second)
+    assert seen.of("order") == ["order-1", "order-2"]
+    assert app.stats().deduplicated == 3
+    restarted = app_on_the_stream()
+    async with restarted:
+        await restarted.publish(second)  # a retry after the restart
+        await restarted.publish("marker", 0)
+        await seen.wait_for(1, "marker")
+    assert seen.of("order") == ["order-1", "order-2"]
+    assert restarted.stats().deduplicated == 1
+    # The stream keeps 5 minutes: an app that asks for more is told how to widen it.
+    wider = app_on_the_stream(timedelta(hours=1))
+    with pytest.raises(QueueUnavailableError, match="shorter than the app's dedupe window"):
+        async with wider:
+            pass
+
+
+async def test_a_redelivered_dead_letter_is_not_taken_for_a_duplicate(
+    url: str, stream: str
+) -> None:
+    app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="g"))
+    handled: list[str] = []
+    fail = True
+
+    @app.subscribe("order")
+    async def fragile(event: Event) -> None:
+        handled.append(event.id)
+        if fail:
+            raise RuntimeError("not yet")
+
+    async with app:
+        await app.publish_and_wait(Event(type="order", source="/shop", id="order-1"))
+        [letter] = app.dead_letters
+        fail = False
+        await app.redeliver(letter)  # within the dedupe window of the publication
+        await app.publish_and_wait("marker")
+    assert handled == ["order-1", "order-1"]
+
+
 async def test_without_retention_acknowledged_events_are_deleted(url: str, stream: str) -> None:
     app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="g"))
     seen = Seen()

@@ -102,6 +102,20 @@ async def test_the_counters_and_histograms_parse_and_add_up() -> None:
     assert value(latency, "reactor_dispatch_latency_seconds_sum") > 0
 
 
+async def test_duplicates_dropped_by_dedupe_are_counted() -> None:
+    app = Reactor(clock=VirtualClock(start=START), dedupe=60)
+    registry = CollectorRegistry()
+    registry.register(ReactorCollector(app))
+    event = Event(type="job", source="/test", id="job-1")
+    async with app:
+        for _ in range(3):
+            await app.publish(event)
+    metrics = scrape(registry)
+    assert metrics["reactor_events_deduplicated"].type == "counter"
+    assert value(metrics["reactor_events_deduplicated"]) == 2
+    assert value(metrics["reactor_events_published"]) == 1
+
+
 async def test_a_timed_out_attempt_counts_as_a_timeout_and_a_failure() -> None:
     clock = VirtualClock(start=START)
     app = Reactor(clock=clock)

@@ -399,3 +399,38 @@ async def test_async_with_opens_the_queue_for_a_producer(make_queue: QueueFactor
         assert opened is queue
         await queue.put(event(1))
         assert [r.event.data for r in await queue.get_batch(10)] == [1]
+
+
+async def test_an_apps_dedupe_window_outlives_a_restart_where_the_queue_keeps_the_keys(
+    make_queue: QueueFactory,
+) -> None:
+    """Reactor(dedupe=...) on every queue: a retry within the window is never handled twice
+    while the app runs; after a restart too when the queue keeps the keys (its
+    ``deduplicate()`` accepts them), else the window starts again with the new process."""
+    handled: list[object] = []
+
+    def app_on(queue: EventQueue) -> Reactor:
+        app = Reactor(queue=queue, dedupe=60)
+
+        @app.subscribe("test.*")
+        async def handle(event: Event) -> None:
+            handled.append(event.data)
+
+        return app
+
+    retried = Event(type="test.item", source="/contract", id="retried", data="retried")
+    queue = make_queue(100)
+    app = app_on(queue)
+    async with app:
+        await app.publish(retried)
+        await app.publish(retried)
+        assert (await app.publish_and_wait(retried)).duplicate
+    assert handled == ["retried"]
+    assert app.stats().deduplicated == 2
+    keeps = type(queue).deduplicate is not EventQueue.deduplicate
+    restarted = app_on(make_queue(100, restart=queue))
+    async with restarted:
+        await restarted.publish(retried)
+        await restarted.publish_and_wait(event(1))
+    assert sorted(map(str, handled)) == (["1", "retried"] if keeps else ["1", "retried", "retried"])
+    assert restarted.stats().deduplicated == (1 if keeps else 0)

@@ -41,6 +41,16 @@ EXPECTED_OUTPUT = {
     ),
     'print("rendering", event.data["report"])': "rendering sales\n",
     'print("reminding", event.data["cart"]': "reminding 7 on day 3.0\n",
+    'print(f"t={clock.monotonic()}: storing"': (
+        "t=0.0: storing [0, 1, 2]\n"
+        "t=0.0: mail to ann\n"
+        "t=0.5: storing [3]\n"
+        "t=0.5: mail to bob\n"
+        "t=1.0: mail to cy\n"
+        "t=2.0: reindexing README.md version 3\n"
+        "2 saves skipped\n"
+    ),
+    'print("charging order", event.data["order"])': "charging order 7\n1 duplicate dropped\n",
     'print("mail to", event.data,': (
         "mail to buyer | cause: invoice-7 | chain: order-7\n"
         "mail to accounts | cause: invoice-7 | chain: order-7\n"

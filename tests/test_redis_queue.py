@@ -487,6 +487,63 @@ async def test_the_dedupe_window_drops_a_second_publish_of_the_same_event(stream
         await delete_stream(services.url("redis"), other)
 
 
+async def test_the_apps_dedupe_window_replaces_the_queues_and_is_counted(stream: str) -> None:
+    """Reactor(dedupe=...) on the Redis queue: the server keeps the keys (SET NX PX with
+    the append), for every process and across a restart; the app counts what it drops."""
+    handled: list[str] = []
+
+    def app_on_the_stream() -> Reactor:
+        # dedupe_window=0: the queue alone would not deduplicate; the app's window rules.
+        app = Reactor(queue=make(stream, dedupe_window=0), dedupe=timedelta(minutes=5))
+
+        @app.subscribe("job.run")
+        async def work(event: Event) -> None:
+            handled.append(event.id)
+
+        return app
+
+    first, second, third = (Event(type="job.run", source="/test", id=f"job-{n}") for n in (1, 2, 3))
+    app = app_on_the_stream()
+    async with app:
+        await app.publish(first)
+        await app.publish(first)
+        await app.publish_many([first, second, second])
+        receipt = await app.publish_and_wait(second)
+        assert receipt.duplicate and not receipt.outcomes
+        app.publish_nowait(first)  # dropped when its batch is sent
+        await app.publish(third)
+    assert sorted(handled) == ["job-1", "job-2", "job-3"]
+    assert app.stats().deduplicated == 5
+    assert app.stats().queue.deduplicated == 5
+    restarted = app_on_the_stream()
+    async with restarted:
+        await restarted.publish(first)  # a producer's retry after the restart
+        with pytest.raises(reactor.DuplicateEvent):
+            await restarted.queue.put(second)
+    assert sorted(handled) == ["job-1", "job-2", "job-3"]
+    assert restarted.stats().deduplicated == 2
+
+
+async def test_a_redelivered_dead_letter_is_not_taken_for_a_duplicate(stream: str) -> None:
+    app = Reactor(queue=make(stream))
+    handled: list[str] = []
+    fail = True
+
+    @app.subscribe("job.*", retry=NO_RETRY)
+    async def fragile(event: Event) -> None:
+        handled.append(event.id)
+        if fail:
+            raise RuntimeError("not yet")
+
+    async with app:
+        await app.publish_and_wait(Event(type="job.run", source="/test", id="job-1"))
+        [letter] = app.dead_letters
+        fail = False
+        await app.redeliver(letter)  # within the dedupe window of the publication
+        await app.publish_and_wait("job.run", 2)
+    assert handled[:2] == ["job-1", "job-1"]
+
+
 async def test_acknowledged_entries_are_trimmed_once_every_group_is_past_them(
     stream: str,
 ) -> None:

@@ -14,7 +14,7 @@ from typing import Any, assert_type
 import attrs
 import pytest
 
-from reactor import Event, Reactor, Subscription
+from reactor import Batch, Event, Reactor, Subscription
 
 
 @attrs.frozen
@@ -73,3 +73,24 @@ def test_handler_types_follow_data_and_run_in_thread() -> None:
     decorate = app.subscribe("refund", data=Refund, name="e")
     decorate(on_event)  # type: ignore[arg-type]
     assert len(app.subscriptions) == 10
+
+
+def test_a_batch_handler_takes_a_list_of_events() -> None:
+    app = Reactor()
+
+    @app.subscribe("metric", batch=Batch(max_size=10))
+    async def store(events: list[Event]) -> None: ...
+
+    # The decorator returns the handler itself.
+    kept: Callable[[list[Event]], Coroutine[Any, Any, None]] = store
+    assert kept is store
+
+    async def store_again(events: list[Event]) -> None: ...
+
+    async def one(event: Event) -> None: ...
+
+    assert_type(app.subscribe("metric", store_again, batch=Batch(), name="s"), Subscription)
+    # A handler of one event is refused where a batch is given.
+    decorate = app.subscribe("metric", batch=Batch(), name="t")
+    decorate(one)  # type: ignore[type-var]
+    assert len(app.subscriptions) == 3

@@ -186,6 +186,8 @@ class Engine:
         self.swept = 0  # progress records deleted by the sweeper
         self.claimed = 0
         self.duplicates = 0
+        #: The stream must keep the dedupe window of ``options`` (an app's ``dedupe``).
+        self.require_window = False
         self.errors = 0
         self.last_error: str | None = None
 
@@ -322,6 +324,15 @@ class Engine:
                 ),
             )
         else:
+            window = options.dedupe_window or 0.0
+            kept = info.config.duplicate_window or 0.0
+            if self.require_window and kept < window:
+                raise QueueUnavailableError(
+                    f"the stream {options.stream} drops duplicates within {kept:g} s "
+                    f"(duplicate_window), shorter than the app's dedupe window of "
+                    f"{window:g} s; widen it (nats stream edit {options.stream} "
+                    f"--dupe-window {window:g}s) or shorten the app's dedupe"
+                )
             wanted = "interest" if retention is None else "limits"
             if info.config.retention != wanted:
                 logger.warning(

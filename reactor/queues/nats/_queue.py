@@ -12,16 +12,19 @@ from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
+import attrs
 
 from reactor import (
     DeadLetter,
+    DuplicateEvent,
     Event,
     PayloadTooLargeError,
     QueueFull,
     QueueStatistics,
     ReactorNotRunning,
+    validators,
 )
-from reactor.abc import EventQueue, Received, import_extra
+from reactor.abc import Clock, EventQueue, Received, import_extra
 from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin, letter_body
@@ -211,6 +214,8 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._get_count = 0
         self._errors = 0
         self._last_error: str | None = None
+        self._app_dedupe = False  # deduplicate() was called: tell publishers of duplicates
+        self._deduplicated = 0  # duplicates counted by the engines of earlier opens
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> NatsJetStreamQueue:
@@ -275,6 +280,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         import_extra("nats.js.errors", extra="nats")
         bridge = await open_bridge("reactor-nats")
         engine = Engine(nats, self._options, self._options.url)
+        engine.require_window = self._app_dedupe
         # The group's backlog is measured on the engine's loop: publishers waiting for
         # room are woken in this one (across the island's thread on trio).
         engine.on_refresh = functools.partial(bridge.call_in_caller, self._wake_publishers)
@@ -307,6 +313,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                 self._failed(exc)
             finally:
                 self._bridge = self._engine = None
+                self._deduplicated += engine.duplicates
                 await self._stop(bridge, engine)
 
     async def _stop(self, bridge: Bridge, engine: Engine) -> None:
@@ -385,7 +392,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
         """
         bridge, engine = self._running()
-        item = self._outgoing(event, only)
+        item = self._outgoing(event, only, dedupe=only is None)
         if self._room() <= 0 or self._putters or len(engine.nowait) >= WRITE_AHEAD:
             raise QueueFull(
                 f"the queue is full (the group's backlog is at {self._capacity} events, or "
@@ -411,16 +418,21 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._running()
-        item = self._outgoing(event, only)
+        # Only a publication is checked: a redelivery (to chosen consumers) sends an event
+        # again on purpose.
+        item = self._outgoing(event, only, dedupe=only is None)
         if self._putters or self._room() <= 0:
             # Woken by get_batch() (room in the read-ahead) and by each refresh of the
             # group's backlog (other processes read it; every second).
             await self._waiting.wait(self._room)
         if self._discards:
             await self._discard()
-        await self._send_one(item)
+        if await self._send_one(item) < 0 and self._app_dedupe and only is None:
+            raise DuplicateEvent(event.source, event.id)
 
-    async def _send_one(self, item: Outgoing) -> None:
+    async def _send_one(self, item: Outgoing) -> int:
+        """Send *item* with the next batch; return its stream sequence (negative: a
+        duplicate the server dropped)."""
         batch = self._batch
         batch.items.append(item)
         index = len(batch.items) - 1
@@ -442,6 +454,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         if isinstance(result, BaseException):
             self._put_count -= 1
             raise result
+        return result
 
     async def _send(self) -> None:
         """Send every publish waiting now, in one call to the engine."""
@@ -474,13 +487,36 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             self._sending = None
             sending.set()
 
-    async def put_many(self, events: Sequence[Event]) -> None:
+    async def put_many(self, events: Sequence[Event]) -> Sequence[Event] | None:
         """Store one event (a batch of one); JetStream cannot store more all or nothing.
 
+        :return: the event, when the dedupe window dropped it (see :meth:`deduplicate`)
         :raises NotImplementedError: more than one event
         :raises ~reactor.QueueFull: no room right now, or publishers waiting
         """
-        await super().put_many(events)
+        return await super().put_many(events)
+
+    def deduplicate(self, window: float, clock: Clock) -> bool:
+        """Take on an app's ``dedupe`` window: it replaces *dedupe_window*.
+
+        Called by an app built with ``Reactor(dedupe=...)`` before it opens the queue.
+        Each event carries ``Nats-Msg-Id`` (a digest of its source and id) and the
+        stream's ``duplicate_window`` drops a copy within it, for every process of the
+        app and across restarts, on the server's clock (not the app's). A stream this
+        queue creates gets *window*; an existing stream must keep at least that much, or
+        ``open()`` raises :class:`~reactor.QueueUnavailableError` saying how to widen it.
+        ``put()`` then raises :class:`~reactor.DuplicateEvent` for a duplicate (read from
+        the server's acknowledgement); a duplicate taken by ``put_nowait()`` is dropped
+        by the server. Every one is counted in ``statistics().deduplicated``.
+
+        :param window: seconds, ``> 0``
+        :param clock: the app's clock (unused: the server keeps the time)
+        :return: ``True``
+        """
+        seconds = validators.seconds("window", window, positive=True)
+        self._options = attrs.evolve(self._options, dedupe_window=seconds)
+        self._app_dedupe = True
+        return True
 
     def _failed(self, exc: BaseException) -> None:
         self._errors += 1
@@ -578,6 +614,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                 waiting_publishers=len(self._putters),
                 errors=self._errors,
                 last_error=self._last_error,
+                deduplicated=self._deduplicated,
             )
         return QueueStatistics(
             depth=self._unsent + engine.depth(),
@@ -590,6 +627,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             lag=engine.lag,
             pending=engine.pending,
             claimed=engine.claimed,
+            deduplicated=self._deduplicated + engine.duplicates,
         )
 
     def __repr__(self) -> str:

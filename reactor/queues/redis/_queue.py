@@ -16,8 +16,8 @@ import anyio
 import anyio.lowlevel
 
 from reactor import (
-    Clock,
     DeadLetter,
+    DuplicateEvent,
     Event,
     PayloadTooLargeError,
     QueueFull,
@@ -25,8 +25,9 @@ from reactor import (
     QueueUnavailableError,
     ReactorNotRunning,
     SystemClock,
+    validators,
 )
-from reactor.abc import EventQueue, Received, import_extra
+from reactor.abc import Clock, EventQueue, Received, import_extra
 from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin, fields_of, letter_fields
@@ -97,7 +98,7 @@ _Item = tuple[str, bytes, str, str, str, str, bool]
 class _Batch:
     """Publishes that go to the server together, in one script call (group commit)."""
 
-    __slots__ = ("count", "done", "error", "items", "taken")
+    __slots__ = ("count", "done", "duplicates", "error", "items", "taken")
 
     def __init__(self) -> None:
         self.items: list[_Item | None] = []  # None: withdrawn by a cancelled publisher
@@ -105,6 +106,8 @@ class _Batch:
         self.done = anyio.Event()
         self.error: BaseException | None = None
         self.taken = False  # the flusher took it: a cancelled publisher can no longer undo
+        #: The items the server dropped as duplicates (their id()), once sent.
+        self.duplicates: set[int] = set()
 
     def __len__(self) -> int:
         return self.count
@@ -158,7 +161,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     * Dedupe: a publish whose CloudEvents (source, id) was already stored within
       *dedupe_window* seconds is dropped (a key ``<stream>:dedupe:<digest>`` set with
       ``NX PX`` in the same script as the append), so a producer's retry does not make a
-      second event. Replays bypass it.
+      second event. Replays bypass it. An app built with ``Reactor(dedupe=...)`` sets
+      the window instead of *dedupe_window* (see :meth:`deduplicate`).
     * Delayed events (``publish(..., delay=...)``, also ``publish_nowait()``) wait in the
       server, beside the stream (a sorted set ``<stream>:delayed`` by due time, their
       fields in a hash), stored by the same script as other publishes (dedupe included);
@@ -299,6 +303,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._pending: int | None = None
         self._claimed = 0
         self._duplicates = 0
+        self._app_dedupe = False  # deduplicate() was called: tell publishers of duplicates
         self._retry = 0
         # Delayed events: the app's clock, and the server's count and next due time (ms
         # since the epoch), as last seen.
@@ -348,8 +353,29 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
 
     @property
     def duplicates(self) -> int:
-        """Publishes dropped by the dedupe window since the queue was created."""
+        """Publishes dropped by the dedupe window since the queue was created (also
+        ``statistics().deduplicated``)."""
         return self._duplicates
+
+    def deduplicate(self, window: float, clock: Clock) -> bool:
+        """Take on an app's ``dedupe`` window: it replaces *dedupe_window*.
+
+        Called by an app built with ``Reactor(dedupe=...)`` before it opens the queue.
+        The keys are the server's, set in the script that appends the event (``SET NX
+        PX``), so the window holds across restarts and for every process of the app; it
+        runs on the server's clock, not the app's. ``put()`` then raises
+        :class:`~reactor.DuplicateEvent` for a duplicate and ``put_many()`` returns
+        them; a duplicate taken by ``put_nowait()`` is dropped when its batch is sent.
+        Every one is counted in ``statistics().deduplicated``.
+
+        :param window: seconds, ``> 0``
+        :param clock: the app's clock (unused: the server keeps the time)
+        :return: ``True``
+        """
+        seconds = validators.seconds("window", window, positive=True)
+        self._window_ms = str(max(1, round(seconds * 1000)))
+        self._app_dedupe = True
+        return True
 
     def __repr__(self) -> str:
         return (
@@ -620,7 +646,9 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         nowait: bool = False,
     ) -> _Item:
         item = (
-            "" if replay else self._dedupe_key(event),
+            # Only a publication is checked: a redelivery or replay (to chosen consumers)
+            # sends an event again on purpose.
+            "" if replay or only is not None else self._dedupe_key(event),
             body,
             "" if only is None else json.dumps(sorted(only)),
             self._group if scoped or only is not None else "",
@@ -672,10 +700,16 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         if self._putters or self._room() <= 0:
             await self._waiting.wait(self._room)
         batch = self._batch
-        await self._wait_stored(batch, [self._accept(event, body, only)])
+        item = self._accept(event, body, only)
+        await self._wait_stored(batch, [item])
+        if self._app_dedupe and id(item) in batch.duplicates:
+            raise DuplicateEvent(event.source, event.id)
 
-    async def put_many(self, events: Sequence[Event]) -> None:
+    async def put_many(self, events: Sequence[Event]) -> list[Event] | None:
         """Store all of *events* in one script call (atomic in the server), or none.
+
+        Events dropped by the dedupe window (of stored events, or of one before them in
+        the batch) are returned.
 
         :raises ~reactor.QueueFull: less room than events, or publishers waiting for room
         :raises ~reactor.ReactorNotRunning: the queue is closed
@@ -688,7 +722,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._check_running()
         bodies = [self._encode(event) for event in events]
         if not bodies:
-            return
+            return None
         if self._putters or self._room() < len(bodies):
             raise QueueFull(
                 f"the queue has room for {max(self._room(), 0)} events, not the "
@@ -699,6 +733,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)
         ]
         await self._wait_stored(batch, items)
+        dropped = batch.duplicates
+        if not dropped:
+            return None
+        return [event for event, item in zip(events, items, strict=True) if id(item) in dropped]
 
     async def _republish(
         self, events: Iterable[tuple[Event, Collection[str] | None]], *, replay: bool = True
@@ -771,10 +809,11 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._succeeded()
         self._unflushed -= len(batch)
         delivered = self._delivered
-        items = [item for item in batch.items if item is not None]
-        for entry_id, item in zip(ids, items, strict=True):
+        sent = [item for item in batch.items if item is not None]
+        for item, entry_id in zip(sent, ids, strict=False):  # one id per item sent
             if entry_id == 0:
                 self._duplicates += 1
+                batch.duplicates.add(id(item))
                 logger.debug("%r: a duplicate publish was dropped (dedupe window)", self)
                 continue
             if entry_id == -1:  # delayed: kept beside the stream until it is due
@@ -1283,4 +1322,5 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             pending=self._pending,
             claimed=self._claimed,
             delayed=self._delayed,
+            deduplicated=self._duplicates,
         )

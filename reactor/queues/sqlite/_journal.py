@@ -65,6 +65,10 @@ STORE_LETTER: Final = (
     "error_type, error, attempts, first_failed_at, last_failed_at, dead_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_STORE_KEY: Final = (
+    "INSERT OR REPLACE INTO reactor_dedupe (source, event_id, seen_at) VALUES (?, ?, ?)"
+)
+_FORGET_KEYS: Final = "DELETE FROM reactor_dedupe WHERE seen_at < ?"
 _DELETE_COPIES: Final = "DELETE FROM reactor_events WHERE seq BETWEEN ? AND ? AND only IS NOT NULL"
 #: The error type of the dead letter of a journaled event that cannot be decoded.
 _DAMAGED: Final = public_name(EventFormatError)
@@ -76,7 +80,16 @@ _T = TypeVar("_T")
 class Writes:
     """What one transaction writes; built on the loop side, only read in the thread."""
 
-    __slots__ = ("acks", "discards", "inserts", "letters", "mark", "progress")
+    __slots__ = (
+        "acks",
+        "discards",
+        "forget_keys",
+        "inserts",
+        "keys",
+        "letters",
+        "mark",
+        "progress",
+    )
 
     def __init__(self) -> None:
         #: The events to append: (received, body, consumer list as JSON, publish time).
@@ -86,6 +99,10 @@ class Writes:
         self.letters: list[tuple[Any, ...]] = []
         self.discards: list[tuple[str, str, str]] = []
         self.mark = 0  # the hand-out mark to persist: the last seq get_batch() hands out
+        #: The dedupe keys of inserted events: (source, id) -> the time it was accepted.
+        self.keys: dict[tuple[str, str], float] = {}
+        #: Delete the stored dedupe keys accepted before this time (0: none to delete).
+        self.forget_keys = 0.0
 
     def __bool__(self) -> bool:
         return bool(
@@ -288,6 +305,12 @@ class Journal:
     ) -> None:
         if writes.inserts:
             append(conn, first, [insert[1:] for insert in writes.inserts])
+        if writes.keys:
+            conn.executemany(
+                _STORE_KEY, [(source, id_, at) for (source, id_), at in writes.keys.items()]
+            )
+        if writes.forget_keys:
+            conn.execute(_FORGET_KEYS, (writes.forget_keys,))
         if mark:
             conn.execute(_SET_HANDED_OUT, (mark,))
         if writes.letters:
@@ -389,6 +412,25 @@ class Journal:
         conn.execute("DELETE FROM reactor_events WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM reactor_progress WHERE seq = ?", (seq,))
 
+    def dedupe_keys(self, since: float) -> list[tuple[str, str, float]]:
+        """Delete the dedupe keys accepted before *since*; return the others, oldest first.
+
+        :param since: a time as the keys store it (a POSIX timestamp of the app's clock)
+        """
+        conn = self._conn
+        rollback(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_FORGET_KEYS, (since,))
+            keys: list[tuple[str, str, float]] = conn.execute(
+                "SELECT source, event_id, seen_at FROM reactor_dedupe ORDER BY seen_at"
+            ).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            rollback(conn)
+            raise
+        return keys
+
     # -- the admin's statements ---------------------------------------------------------
 
     def read(
@@ -458,12 +500,16 @@ def store_delayed(
     first: int,
     rows: Sequence[tuple[bytes, str | None, float]],
     delayed: Sequence[tuple[float, bytes, str | None, float]],
+    keys: Sequence[tuple[str, str, float]] = (),
 ) -> tuple[int, Delayed]:
     """Append events numbered from *first* on and store delayed events (due time, body,
-    consumer list, publish time), in the caller's transaction.
+    consumer list, publish time) and dedupe keys (source, id, time), in the caller's
+    transaction.
 
     :return: how many events were appended, and the delayed events now in the file
     """
+    if keys:
+        conn.executemany(_STORE_KEY, keys)
     conn.executemany(
         "INSERT INTO reactor_delayed (due_at, body, only, published_at, crc) "
         "VALUES (?, ?, ?, ?, ?)",

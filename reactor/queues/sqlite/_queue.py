@@ -19,7 +19,7 @@ import itertools
 import json
 import os
 import sqlite3
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -31,8 +31,8 @@ import anyio.lowlevel
 
 import reactor
 from reactor import (
-    Clock,
     DeadLetter,
+    DuplicateEvent,
     Event,
     EventFormatError,
     PayloadTooLargeError,
@@ -42,8 +42,9 @@ from reactor import (
     QueueUnavailableError,
     ReactorNotRunning,
     SystemClock,
+    validators,
 )
-from reactor.abc import EventQueue, Received
+from reactor.abc import Clock, EventQueue, Received
 from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin
@@ -74,6 +75,9 @@ READ_AHEAD: Final = 2048
 READ_PAGE: Final = 512
 #: Events accepted by ``put_nowait()`` and not yet written, before it raises QueueFull.
 WRITE_AHEAD: Final = 10_000
+#: The most dedupe keys kept in memory (see ``deduplicate()``); beyond that the oldest
+#: are forgotten before their window ends (their retries are then stored again).
+MAX_DEDUPE_KEYS: Final = 1_000_000
 #: Seconds that close() waits for pending writes before giving them up.
 CLOSE_TIMEOUT: Final = 30.0
 #: Seconds between two tries to read the backlog while the file cannot be written (the
@@ -134,6 +138,11 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     ``app.stats().queue``: ``errors``, and ``last_error`` while it lasts. Opening a file on
     a full disk raises :class:`~reactor.QueueUnavailableError` too, never a damaged-file
     error. A clean close removes the ``<name>-lock`` file beside the database.
+
+    With an app's ``dedupe`` window (``Reactor(dedupe=...)``), the queue keeps the key
+    (``source``, ``id``) of every published event in the file, written in the transaction
+    that stores the event, and drops a duplicate within the window, also after a
+    restart (see :meth:`deduplicate`).
 
     :param path: the database file; created (with its schema) when missing or empty
     :param synchronous: ``"full"`` (default) makes every commit survive a power loss;
@@ -228,6 +237,12 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._errors = 0  # failed storage operations
         self._last_error: str | None = None  # set while the file cannot be written
         self._retry_delay = RETRY_DELAY[0]
+        # Deduplication (deduplicate()): the window, the app's clock, and the keys of the
+        # window, as in the file (and those waiting for the next commit), oldest first.
+        self._dedupe_window: float | None = None
+        self._dedupe_clock: Clock | None = None
+        self._keys: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._deduplicated = 0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteQueue:
@@ -287,15 +302,34 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 writer=f"reactor {reactor.__version__}",
                 consumers=consumers,
             )
+            since = self._keys_since()
+            path = self._path
+
+            def open_with_keys() -> tuple[Journal, Recovered, list[tuple[str, str, float]]]:
+                journal, recovered = open_journal()
+                if since is None:
+                    return journal, recovered, []
+                try:
+                    keys = journal.dedupe_keys(since)
+                except BaseException as exc:
+                    journal.close(None, None)
+                    if isinstance(exc, sqlite3.Error):
+                        raise storage_error(path, exc, opening=True) from exc
+                    raise
+                return journal, recovered, keys
+
             worker = Worker(f"reactor journal of {self._path.name}")
             try:
-                journal, recovered = await worker.run(open_journal)
+                journal, recovered, keys = await worker.run(open_with_keys)
             except BaseException:
                 await worker.stop()
                 raise
             self._db, self._worker = journal, worker
             self._consumers_stored |= frozenset(consumers or ())
             self._recovered(recovered)
+            self._keys = OrderedDict(((source, id_), at) for source, id_, at in keys)
+            while len(self._keys) > MAX_DEDUPE_KEYS:
+                self._keys.popitem(last=False)
         self._closed = self._waiting.closed = False
 
     def _recovered(self, recovered: Recovered) -> None:
@@ -317,6 +351,50 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 self._path,
                 self._depth,
             )
+
+    def deduplicate(self, window: float, clock: Clock) -> bool:
+        """Drop events whose ``(source, id)`` was stored within the last *window* seconds.
+
+        Called by an app built with ``Reactor(dedupe=...)`` before it opens the queue. The
+        key of every event published from then on is written to the file in the
+        transaction that stores the event, with *clock*'s wall time (``clock.now()``);
+        the keys of the window are read back when the queue opens, so the window
+        survives a restart, and keys older than the window are deleted in bulk as
+        commits go by. The check itself is made in memory (one process owns the file):
+        about 200 bytes per key of the window, at most a million keys (the oldest are
+        forgotten early beyond that). ``put()`` and ``put_nowait()`` raise
+        :class:`~reactor.DuplicateEvent` for a duplicate; ``put_many()`` returns them.
+
+        :param window: seconds, ``> 0``
+        :param clock: the app's clock
+        :return: ``True``
+        """
+        self._dedupe_window = validators.seconds("window", window, positive=True)
+        self._dedupe_clock = clock
+        return True
+
+    def _keys_since(self) -> float | None:
+        """The oldest time of a dedupe key still in the window (``None``: no dedupe)."""
+        if self._dedupe_window is None or self._dedupe_clock is None:
+            return None
+        return self._dedupe_clock.now().timestamp() - self._dedupe_window
+
+    def _known(self, key: tuple[str, str]) -> bool:
+        """Whether *key* is in the dedupe window (forgetting the keys that left it)."""
+        since = self._keys_since()
+        assert since is not None
+        keys = self._keys
+        forgot = False
+        while keys:
+            oldest = next(iter(keys))
+            if keys[oldest] > since:
+                break
+            del keys[oldest]
+            forgot = True
+        if forgot:
+            # Deleted from the file too, with the next commit (in bulk).
+            self._work.forget_keys = since
+        return key in keys
 
     def _unstored_consumers(self) -> list[str] | None:
         """The consumer names to record in the file (all of them), or ``None`` when it
@@ -373,6 +451,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._ready.clear()
         self._redeliveries = 0
         self._depth = 0
+        self._keys.clear()  # read back from the file at the next open
 
     async def __aenter__(self) -> SQLiteQueue:
         """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
@@ -402,11 +481,14 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
 
         :raises ~reactor.QueueFull: the queue is at capacity, publishers are waiting for
             room, or too many accepted events are still waiting to be written
+        :raises ~reactor.DuplicateEvent: a duplicate in the dedupe window (nothing stored)
         :raises ~reactor.EventFormatError: the event cannot be encoded as JSON
         :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
         """
         self._check_running()
         body = self._encode(event)
+        if self._dedupe_window is not None and only is None:
+            self._refuse_duplicate(event)
         if event.extensions and self._due(event) is not None:
             raise NotImplementedError(
                 "SQLiteQueue stores a delayed event with I/O, so it cannot accept one without "
@@ -420,11 +502,35 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._work.kept.append(self._accept(event, body, only))
         self._wake_getter()  # the dispatcher commits it when no publisher does
 
+    def _refuse_duplicate(self, event: Event) -> None:
+        if self._known((event.source, event.id)):
+            self._count_duplicate(event)
+            raise DuplicateEvent(event.source, event.id)
+
+    def _count_duplicate(self, event: Event) -> None:
+        self._deduplicated += 1
+        logger.debug(
+            "%s: event %r from %r was stored within the dedupe window; dropped",
+            self._path,
+            event.id,
+            event.source,
+        )
+
     def _accept(
         self, event: Event, body: bytes, only: Collection[str] | None
     ) -> tuple[Received, bytes, str | None, float]:
         row: tuple[Received, bytes, str | None, float]
         if only is None:
+            if self._dedupe_window is not None:
+                # Checked again here, with no wait before the row is taken: a copy that
+                # was accepted while this one waited for room makes it a duplicate.
+                self._refuse_duplicate(event)
+                key = (event.source, event.id)
+                assert self._dedupe_clock is not None
+                at = self._keys[key] = self._dedupe_clock.now().timestamp()
+                self._work.keys[key] = at
+                if len(self._keys) > MAX_DEDUPE_KEYS:
+                    self._keys.popitem(last=False)
             row = (Received(event), body, None, time())
         else:
             consumers = frozenset(only)
@@ -434,6 +540,12 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._put_count += 1
         return row
 
+    def _forget_key(self, work: _Work, event: Event) -> None:
+        """Forget the dedupe key of an event taken back before it was written."""
+        key = (event.source, event.id)
+        if work.keys.pop(key, None) is not None:
+            self._keys.pop(key, None)
+
     async def put(self, event: Event, *, only: Collection[str] | None = None) -> None:
         """Store *event* and return once it is committed; wait while the queue is full.
 
@@ -442,6 +554,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         write fails.
 
         :raises ~reactor.ReactorNotRunning: the queue is closed, or closed while waiting
+        :raises ~reactor.DuplicateEvent: a duplicate in the dedupe window (nothing stored)
         :raises ~reactor.EventFormatError: the event cannot be encoded as JSON
         :raises ~reactor.PayloadTooLargeError: the encoded event is over the limit
         :raises ~reactor.QueueUnavailableError: the file cannot be written right now (a
@@ -451,15 +564,22 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         """
         self._check_running()
         body = self._encode(event)
-        if self._depth >= self._limit or self._putters:
+        if self._dedupe_window is not None and only is None:
+            self._refuse_duplicate(event)
+        waited = self._depth >= self._limit or bool(self._putters)
+        if waited:
             await self._waiting.wait(self._room)
-        if event.extensions:
-            due = self._due(event)
-            if due is not None:
-                only_json = None if only is None else json.dumps(sorted(only))
-                await self._store_delayed([], [(due, body, only_json, time())])
-                return
-        row = self._accept(event, body, only)
+        try:
+            if event.extensions:
+                due = self._due(event)
+                if due is not None:
+                    await self._put_delayed(event, body, only, due)
+                    return
+            row = self._accept(event, body, only)
+        except DuplicateEvent:
+            if waited:  # accepted while this one waited: pass the room on
+                self._waiting.wake(self._room())
+            raise
         work = self._work
         try:
             await self._commit(work)
@@ -467,12 +587,17 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             if not work.finished and self._writing is not work:
                 # Not written yet: take the event back, the publish did not happen.
                 work.inserts.remove(row)
+                self._forget_key(work, event)
                 self._depth -= 1
                 self._put_count -= 1
             raise
 
-    async def put_many(self, events: Sequence[Event]) -> None:
+    async def put_many(self, events: Sequence[Event]) -> list[Event] | None:
         """Store all of *events* in one transaction, or none; do not wait for room.
+
+        With a dedupe window, the batch's duplicates (of stored events, or of an event
+        before them in the batch) are not stored but returned; the others are stored all
+        or nothing.
 
         :raises ~reactor.QueueFull: less room than events, or publishers waiting for room
         :raises ~reactor.ReactorNotRunning: the queue is closed
@@ -494,8 +619,23 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 if len(events) > 1:
                     exc.add_note(f"event {index} of the batch (id {event.id!r})")
                 raise
+        duplicates: list[Event] = []
+        if self._dedupe_window is not None:
+            fresh: list[tuple[Event, bytes]] = []
+            batch: set[tuple[str, str]] = set()
+            for event, body in zip(events, bodies, strict=True):
+                key = (event.source, event.id)
+                if key in batch or self._known(key):
+                    duplicates.append(event)
+                else:
+                    batch.add(key)
+                    fresh.append((event, body))
+            events = [event for event, _ in fresh]
+            bodies = [body for _, body in fresh]
         if not bodies:
-            return
+            for event in duplicates:
+                self._count_duplicate(event)
+            return duplicates
         if self._depth + len(bodies) > self._limit or self._putters:
             raise QueueFull(
                 f"the durable queue has room for {max(self._limit - self._depth, 0)} "
@@ -507,8 +647,11 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             await self._store_delayed(
                 [(body, None, now) for body, due in zip(bodies, dues, strict=True) if due is None],
                 [(due, body, None, now) for body, due in zip(bodies, dues, strict=True) if due],
+                events,
             )
-            return
+            for event in duplicates:
+                self._count_duplicate(event)
+            return duplicates
         # One work item holds every row, so they are committed in one transaction.
         rows = [self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)]
         work = self._work
@@ -518,9 +661,13 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             if not work.finished and self._writing is not work:
                 for row in rows:
                     work.inserts.remove(row)
+                    self._forget_key(work, row[0].event)
                 self._depth -= len(rows)
                 self._put_count -= len(rows)
             raise
+        for event in duplicates:  # once the batch is stored: a refused one is sent again
+            self._count_duplicate(event)
+        return duplicates
 
     def _room(self) -> int:
         return self._limit - self._depth
@@ -535,18 +682,45 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             return None
         return due.timestamp()
 
+    async def _put_delayed(
+        self, event: Event, body: bytes, only: Collection[str] | None, due: float
+    ) -> None:
+        """Store *event*, due at *due*, among the delayed events."""
+        if only is None and self._dedupe_window is not None:
+            self._refuse_duplicate(event)  # again: a copy may have been stored meanwhile
+        consumers = None if only is None else json.dumps(sorted(only))
+        await self._store_delayed(
+            [], [(due, body, consumers, time())], [event] if only is None else ()
+        )
+
     async def _store_delayed(
         self,
         rows: list[tuple[bytes, str | None, float]],
         delayed: list[tuple[float, bytes, str | None, float]],
+        keyed: Sequence[Event] = (),
     ) -> None:
         """Append *rows* and store the *delayed* events (due time first) in one
-        transaction of their own (not a group commit)."""
+        transaction of their own (not a group commit), with the dedupe keys of *keyed*
+        under a dedupe window."""
+        keys: dict[tuple[str, str], float] = {}
+        if self._dedupe_window is not None and keyed:
+            assert self._dedupe_clock is not None
+            at = self._dedupe_clock.now().timestamp()
+            keys = {(event.source, event.id): at for event in keyed}
+            self._keys.update(keys)  # taken now: a copy put meanwhile is a duplicate
+        stored = [(source, id_, at) for (source, id_), at in keys.items()]
 
         def call(journal: Journal, last: int) -> tuple[int, Delayed]:
-            return journal.transact(store_delayed, last + 1, rows, delayed)
+            return journal.transact(store_delayed, last + 1, rows, delayed, stored)
 
-        count, held = await self._run(call)
+        try:
+            count, held = await self._run(call)
+        except BaseException:
+            for key in keys:
+                self._keys.pop(key, None)
+            raise
+        while len(self._keys) > MAX_DEDUPE_KEYS:
+            self._keys.popitem(last=False)
         self._took(count)
         self._put_count += count + len(delayed)
         self._set_delayed(held)
@@ -666,6 +840,15 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             pending.kept[:0] = later
             pending.letters[:0] = work.letters
             pending.discards[:0] = work.discards
+            if work.keys:
+                # The keys of the events that wait for the next commit wait with them;
+                # those of the events not stored are forgotten (their retry is no copy).
+                waiting = {(row[0].event.source, row[0].event.id) for row in later}
+                for key, at in work.keys.items():
+                    if key in waiting:
+                        pending.keys[key] = at
+                    else:
+                        self._keys.pop(key, None)
             if later:
                 self._wake_getter()  # the dispatcher writes them when nobody else does
         else:
@@ -917,6 +1100,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             errors=self._errors,
             last_error=self._last_error,
             delayed=self._delayed,
+            deduplicated=self._deduplicated,
         )
 
     def __repr__(self) -> str:

@@ -7,8 +7,9 @@ Schema versions:
 2. the same tables; the ``error_type`` of dead letters is a public name
    (``reactor.DeliveryTimeout``, not ``reactor._exceptions.DeliveryTimeout``): opening a
    version 1 file renames its rows once (see :func:`migrate`).
-3. the table ``reactor_delayed`` of delayed events (:data:`DELAYED_SCHEMA`), created in
-   a file of an earlier version when it is opened.
+3. adds ``reactor_dedupe``, the keys of an app's ``dedupe`` window (see
+   :data:`DEDUPE_SCHEMA`), and ``reactor_delayed``, the delayed events not due yet (see
+   :data:`DELAYED_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,41 @@ _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 #: save little more, and a commit of a single event writes at least two whole pages.
 PAGE_SIZE: Final = 8192
 
-SCHEMA: Final = (
+#: The tables of schema version 3 for deduplication: the key of every event published
+#: under an app's ``dedupe`` window, with the time (the app clock's wall time) it was
+#: accepted; written in the transaction of the event's insert, pruned in bulk.
+DEDUPE_SCHEMA: Final = (
+    """CREATE TABLE reactor_dedupe (
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (source, event_id)
+    ) STRICT, WITHOUT ROWID""",
+    "CREATE INDEX reactor_dedupe_seen ON reactor_dedupe (seen_at)",
+)
+
+#: Version 3: delayed events (``publish(..., delay=...)``) wait here, not in
+#: ``reactor_events``, until they are due; then one transaction moves them to the end of
+#: ``reactor_events`` (see ``promote_due``). Events are handed out in the order of their
+#: numbers, and the read-ahead and the hand-out mark rely on it: an event delayed in
+#: that table would be a hole in the order. `due_at` is wall time (seconds since the
+#: epoch, on the app's clock), so a delay outlives the process; `crc` covers body and
+#: only, as in ``reactor_events``, and moves with them.
+DELAYED_SCHEMA: Final = (
+    """CREATE TABLE reactor_delayed (
+        id INTEGER PRIMARY KEY,
+        due_at REAL NOT NULL,
+        body BLOB NOT NULL,
+        only TEXT,
+        published_at REAL NOT NULL,
+        crc INTEGER NOT NULL
+    ) STRICT""",
+    "CREATE INDEX reactor_delayed_due ON reactor_delayed (due_at, id)",
+)
+
+
+#: The tables of schema version 2 (and 1).
+_SCHEMA_2: Final = (
     """CREATE TABLE reactor_meta (
         key TEXT PRIMARY KEY,
         value ANY
@@ -100,31 +135,13 @@ SCHEMA: Final = (
     ) STRICT""",
 )
 
-
-#: Version 3: delayed events (``publish(..., delay=...)``) wait here, not in
-#: ``reactor_events``, until they are due; then one transaction moves them to the end of
-#: ``reactor_events`` (see ``promote_due``). Events are handed out in the order of their
-#: numbers, and the read-ahead and the hand-out mark rely on it: an event delayed in
-#: that table would be a hole in the order. `due_at` is wall time (seconds since the
-#: epoch, on the app's clock), so a delay outlives the process; `crc` covers body and
-#: only, as in ``reactor_events``, and moves with them.
-DELAYED_SCHEMA: Final = (
-    """CREATE TABLE reactor_delayed (
-        id INTEGER PRIMARY KEY,
-        due_at REAL NOT NULL,
-        body BLOB NOT NULL,
-        only TEXT,
-        published_at REAL NOT NULL,
-        crc INTEGER NOT NULL
-    ) STRICT""",
-    "CREATE INDEX reactor_delayed_due ON reactor_delayed (due_at, id)",
-)
+#: Every table and index of this schema version.
+SCHEMA: Final = (*_SCHEMA_2, *DEDUPE_SCHEMA, *DELAYED_SCHEMA)
 
 
-def _add_delayed_events(conn: sqlite3.Connection) -> None:
-    """Create the table of delayed events (schema version 3), in the caller's transaction."""
-    for statement in DELAYED_SCHEMA:
-        conn.execute(statement)
+def _schema_of(version: int) -> tuple[str, ...]:
+    """The statements that create the tables of schema *version* (as it checks)."""
+    return _SCHEMA_2 if version < 3 else SCHEMA
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -154,7 +171,6 @@ def prepare(
         conn.execute("BEGIN IMMEDIATE")
         for statement in SCHEMA:
             conn.execute(statement)
-        _add_delayed_events(conn)
         conn.execute(
             "INSERT INTO reactor_meta (key, value) VALUES "
             "('handed_out', 0), ('created_at', ?), ('writer', ?)",
@@ -187,10 +203,13 @@ def migrate(conn: sqlite3.Connection) -> None:
 
     Version 1 to 2 renames the ``error_type`` of dead letters stored under a private
     module (``reactor._exceptions.DeliveryTimeout``) to the public name
-    (``reactor.DeliveryTimeout``); version 2 to 3 creates the table of delayed events. Done once, here, rather than at every read: the file
+    (``reactor.DeliveryTimeout``). Done once, here, rather than at every read: the file
     then holds what any reader (the ``sqlite3`` shell too) should see, and only
     :func:`~reactor.queues.sqlite.read_dead_letters`, which never writes, still meets
     unmigrated files (it renames the names it returns the same way).
+
+    Version 2 to 3 adds tables (see :func:`_add_dedupe_keys` and
+    :func:`_add_delayed_events`).
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -210,6 +229,7 @@ def migrate(conn: sqlite3.Connection) -> None:
                 [(public_type_name(name), name) for name in stored],
             )
         if version < 3:
+            _add_dedupe_keys(conn)
             _add_delayed_events(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -219,6 +239,18 @@ def migrate(conn: sqlite3.Connection) -> None:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+def _add_dedupe_keys(conn: sqlite3.Connection) -> None:
+    """Version 3: add the (empty) table of deduplication keys, as a new file has it."""
+    for statement in DEDUPE_SCHEMA:
+        conn.execute(statement)
+
+
+def _add_delayed_events(conn: sqlite3.Connection) -> None:
+    """Create the table of delayed events (schema version 3), in the caller's transaction."""
+    for statement in DELAYED_SCHEMA:
+        conn.execute(statement)
 
 
 def identify(conn: sqlite3.Connection, path: Path) -> bool:
@@ -302,14 +334,11 @@ _MASTER_COLUMNS: Final = "type, name, tbl_name, sql"
 
 @functools.cache
 def _expected_master(version: int) -> Counter[tuple[Any, ...]]:
-    """The rows of ``sqlite_master`` (but their page numbers) that the schema of
-    *version* creates (a file is checked before it is migrated)."""
+    """The rows of ``sqlite_master`` (but their page numbers) that schema *version* has."""
     conn = sqlite3.connect(":memory:")
     try:
-        for statement in SCHEMA:
+        for statement in _schema_of(version):
             conn.execute(statement)
-        if version >= 3:
-            _add_delayed_events(conn)
         return Counter(conn.execute(f"SELECT {_MASTER_COLUMNS} FROM sqlite_master"))
     finally:
         conn.close()

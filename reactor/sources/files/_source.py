@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskStatus
 from watchfiles import Change
 
-from reactor import ConsumerOptions, Event, Handler, validators
+from reactor import BaseConsumerOptions, Event, Handler, validators
 from reactor.abc import App, Source, default_name, run_with_subscription
 
 from .._decorate import with_defaults
@@ -491,7 +491,7 @@ def on_file_change(
     poll_interval: float = 0.3,
     follow_symlinks: bool = False,
     status_events: bool = False,
-    **options: Unpack[ConsumerOptions],
+    **options: Unpack[BaseConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler for the files created, modified or deleted under *path*.
 
@@ -533,7 +533,7 @@ def on_file_change(
         the directory is ever reported (see the module documentation)
     :param status_events: also hand the handler the source's status events (root missing,
         root restored, gap), which have no path; by default it gets file events only
-    :param options: the consumer's options (:class:`~reactor.ConsumerOptions`). ``name``
+    :param options: the consumer's options (:class:`~reactor.BaseConsumerOptions`). ``name``
         is also the source's name in ``/reactor/files/<name>``; ``ordered_by`` defaults to
         :func:`by_path` here, which handles the events of one file in order (``None``: no
         ordering)
@@ -541,7 +541,7 @@ def on_file_change(
     :raises TypeError: an option of the wrong type, or an unknown keyword argument
     :raises ValueError: a bad option, *path* is not a directory, or *name* is taken
     """
-    validators.keywords("on_file_change", options, ConsumerOptions)
+    validators.keywords("on_file_change", options, BaseConsumerOptions)
     validators.boolean("status_events", status_events)
     watch: WatchOptions = {
         "pattern": pattern,
