@@ -13,6 +13,11 @@ Data flow::
                             _settle() ◄───────────────────┘
                             last delivery of an event → ack, receipt, room for more
 
+A subscription with ``batch=``, ``rate_limit=`` or ``debounce=`` has gates
+(:mod:`reactor._gates`) in front of its inbox: routing offers its events to them, and they
+release them into the inbox when their rule allows, from the offer or from one alarm task
+on the app's clock. A batch lane's inbox holds whole batches, each one handler call.
+
 No task is created per event or per delivery, and none per subscription: a pool of
 runner tasks, shared by every lane, serves the lanes in the ready line in turn. A
 runner takes the first lane and runs its deliveries back to back (up to ``STREAK``), then
@@ -36,7 +41,7 @@ import logging
 import math
 import sys
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from datetime import datetime
 from time import perf_counter
@@ -498,7 +503,9 @@ class Dispatcher:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 if self._needs_ack:
-                    tg.start_soon(self._settle_loop, name="reactor settlement")
+                    tg.start_soon(
+                        self._guarded, "settlement", self._settle_batches, name="reactor settlement"
+                    )
                 self._direct = queue.connect(self._route_now)
                 task_status.started()
                 try:
@@ -654,7 +661,7 @@ class Dispatcher:
             self._alarm_wakeup.set()
         if not self._alarm_task and self._tg is not None:
             self._alarm_task = True
-            self._tg.start_soon(self._alarm_loop, name="reactor gates")
+            self._tg.start_soon(self._guarded, "gates", self._ring_alarms, name="reactor gates")
 
     def skip(self, lane: Lane, received: Received) -> None:
         """Settle *received* for *lane* without its handler (a debounced event)."""
@@ -671,16 +678,13 @@ class Dispatcher:
             for gate in lane.gates:
                 gate.flush()
 
-    async def _alarm_loop(self) -> None:
+    async def _ring_alarms(self) -> None:
         try:
-            await self._ring_alarms()
-        except BaseException as exc:
-            self._died("gates", exc)
-            raise
+            await self._ring_alarms_forever()
         finally:
             self._alarm_task = False
 
-    async def _ring_alarms(self) -> None:
+    async def _ring_alarms_forever(self) -> None:
         clock = self._clock
         alarms = self._alarms
         while True:
@@ -1238,11 +1242,12 @@ class Dispatcher:
             self._settle_wakeup.set()
             self._settle_wakeup = None
 
-    async def _settle_loop(self) -> None:
+    async def _guarded(self, task: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the dispatcher's own loops; its end stops the app (:meth:`_died`)."""
         try:
-            await self._settle_batches()
+            await loop()
         except BaseException as exc:
-            self._died("settlement", exc)
+            self._died(task, exc)
             raise
 
     async def _settle_batches(self) -> None:

@@ -372,6 +372,9 @@ class EventQueue(ABC):
     * **Deduplication** (optional): a queue that can store the keys of an app's ``dedupe``
       window together with its events accepts the job in :meth:`deduplicate`; the
       default leaves it to the app, which keeps the keys in memory.
+    * **Fire times.** A queue whose :attr:`stores_fire_times` is ``True`` keeps the last
+      fire time of each named timer (see :meth:`record_fire_time`), so that a restarted
+      app knows which runs it missed while it was down.
     * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
       the app's drain waits for a depth of zero.
     * **Delayed events** (only when :attr:`supports_delay` is ``True``). An event whose
@@ -398,6 +401,8 @@ class EventQueue(ABC):
     #: ``deliver_at=`` raise :class:`NotImplementedError`; an event that carries a
     #: ``deliverat`` extension itself is handed out as soon as it is put.
     supports_delay: ClassVar[bool] = False
+    #: ``True`` when the queue keeps timers' last fire times (see :meth:`record_fire_time`).
+    stores_fire_times: ClassVar[bool] = False
     #: How many times an unsettled event may be handed out again before it is
     #: dead-lettered instead of handled (``None``: no bound; see the contract above).
     #: Read when the app starts.
@@ -603,6 +608,34 @@ class EventQueue(ABC):
         the removal must be stored no later than that put.
 
         :param letter: a letter passed to :meth:`record_dead_letter` earlier
+        """
+
+    def fire_times(self) -> Mapping[str, datetime]:
+        """Return the last fire time stored for each timer, by timer name (default: none).
+
+        Called by the app's timers when they start, after :meth:`open`, from the event
+        loop: a queue reads what it stored when it opens. Only called when
+        :attr:`stores_fire_times` is ``True``.
+
+        :return: aware datetimes (UTC) by timer name
+        """
+        return {}
+
+    def record_fire_time(self, timer: str, when: datetime, event: Event | None) -> None:  # noqa: B027
+        """Keep *when* as the last fire time of the timer named *timer*.
+
+        Called from the event loop without waiting, only when :attr:`stores_fire_times`
+        is ``True``. With *event*, the run's event is put right after this call: the
+        queue stores the time in the same transaction as that event or, when it cannot,
+        right after the event is stored, never before it (a crash in between may then
+        cause one extra run at the next start, never a lost one); the time of an event
+        that is not stored (its put fails) is not stored either. Without *event* (a due
+        time dropped or skipped, not run), the time is stored with the queue's next
+        write, or when it closes. A time never replaces a later one of the same timer.
+
+        :param timer: the timer's name
+        :param when: the due time it fired for (aware, UTC)
+        :param event: the event of the run, about to be put, or ``None``
         """
 
     def connect(self, route: Callable[[Received], bool] | None) -> bool:

@@ -611,9 +611,11 @@ async def test_the_reactor_methods_are_the_functions_with_their_signature_and_do
         "run_immediately",
         "overlap",
         "misfire",
+        "grace",
         "options",
     ]
     assert (every["overlap"].default, every["misfire"].default) == ("skip", "coalesce")
+    assert every["grace"].default is None
     assert list(inspect.signature(app.cron).parameters)[:2] == ["expression", "tz"]
     assert list(inspect.signature(app.at).parameters) == ["when", "past", "options"]
 

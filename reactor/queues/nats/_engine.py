@@ -27,6 +27,7 @@ State belongs to the engine's loop; the queue reads the plain counters of
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
 import functools
 import json
@@ -75,6 +76,8 @@ TASKS_TIMEOUT: Final = 5.0
 #: Seconds stop() gives closing the connection (the socket's last writes).
 CLOSE_TIMEOUT: Final = 5.0
 
+#: The key prefix, in the group's part of the bucket, of timers' last fire times.
+FIRED: Final = "fired."
 #: One message to publish: subject, body, headers, and whether it is an event of the
 #: stream that this queue counts as its own until its group has read it.
 Outgoing = tuple[str, bytes, dict[str, str] | None, bool]
@@ -1047,6 +1050,29 @@ class Engine:
         for result in await self.publish([(f"{self.kv_prefix}consumers", body, None, False)]):
             if isinstance(result, BaseException):
                 raise result
+
+    def fired_subject(self, timer: str) -> str:
+        """The bucket's subject of *timer*'s last fire time (its name base64url-encoded:
+        a key takes few characters)."""
+        token = base64.urlsafe_b64encode(timer.encode()).decode().rstrip("=")
+        return f"{self.kv_prefix}{FIRED}{token}"
+
+    async def read_fire_times(self) -> dict[str, float]:
+        """The timers' last fire times recorded for the group (POSIX seconds), by name."""
+        prefix = f"{self.kv_prefix}{FIRED}"
+        info = await self.js.stream_info(self.kv_stream, subjects_filter=f"{prefix}*")
+        times: dict[str, float] = {}
+        for subject in info.state.subjects or {}:
+            token = subject[len(prefix) :]
+            try:
+                stored = await self.js.get_msg(self.kv_stream, subject=subject)
+                name = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+                times[name] = float(stored.data)
+            except self._nats.js.errors.NotFoundError:
+                continue
+            except (ValueError, TypeError):
+                logger.warning("ignored a damaged timer fire time at %s", subject)
+        return times
 
     async def known_consumers(self) -> list[str]:
         """The consumer names recorded for the group."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Collection, Sequence
-from datetime import timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Final
 
 import anyio
@@ -28,7 +29,7 @@ from reactor.abc import Clock, EventQueue, Received, import_extra
 from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin, letter_body
-from ._engine import GROUP, ONLY, Engine, Outgoing
+from ._engine import GROUP, ONLY, Engine, Outgoing, logger
 from ._island import Bridge, open_bridge
 from ._options import (
     DEFAULT_BATCH_SIZE,
@@ -159,6 +160,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
     needs_ack = True
     stores_immediately = False
     stores_dead_letters = True
+    stores_fire_times = True
 
     def __init__(
         self,
@@ -216,6 +218,11 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         self._last_error: str | None = None
         self._app_dedupe = False  # deduplicate() was called: tell publishers of duplicates
         self._deduplicated = 0  # duplicates counted by the engines of earlier opens
+        # Timers' last fire times: as read at open and recorded since; those waiting for
+        # their run's event, by its (source, id); those sent with the next one or at close.
+        self._fire_times: dict[str, datetime] = {}
+        self._fires_waiting: dict[tuple[str, str], Outgoing] = {}
+        self._loose_fires: list[Outgoing] = []
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> NatsJetStreamQueue:
@@ -286,11 +293,14 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         engine.on_refresh = functools.partial(bridge.call_in_caller, self._wake_publishers)
         try:
             await bridge.run(engine.start, sorted(self._consumers), fetch)
+            fired = await bridge.run(engine.read_fire_times)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._stop(bridge, engine)
             raise
         self._bridge, self._engine = bridge, engine
+        self._fire_times = {name: datetime.fromtimestamp(at, UTC) for name, at in fired.items()}
+        self._fires_waiting.clear()
         self._closed = self._waiting.closed = False
 
     async def close(self) -> None:
@@ -309,9 +319,14 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
                 if self._letters:
                     with anyio.move_on_after(self._options.publish_timeout):
                         await self.settle((), ())
+                if self._loose_fires:
+                    with anyio.move_on_after(self._options.publish_timeout):
+                        await self._send_fires([])
             except Exception as exc:
                 self._failed(exc)
             finally:
+                self._fires_waiting.clear()
+                self._loose_fires = []
                 self._bridge = self._engine = None
                 self._deduplicated += engine.duplicates
                 await self._stop(bridge, engine)
@@ -427,8 +442,38 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
             await self._waiting.wait(self._room)
         if self._discards:
             await self._discard()
-        if await self._send_one(item) < 0 and self._app_dedupe and only is None:
+        fire = (
+            self._fires_waiting.pop((event.source, event.id), None) if self._fires_waiting else None
+        )
+        sequence = await self._send_one(item)
+        if fire is not None or self._loose_fires:
+            # A timer's run: its fire time is sent once the event is stored, never before,
+            # and even when the app stops meanwhile (bounded by publish_timeout).
+            with anyio.CancelScope(shield=True):
+                await self._send_fires([] if fire is None else [fire])
+        if sequence < 0 and self._app_dedupe and only is None:
             raise DuplicateEvent(event.source, event.id)
+
+    async def _send_fires(self, fires: list[Outgoing]) -> None:
+        """Store timers' fire times in the bucket (with those waiting to be sent); a
+        failure is logged, not raised: the run's event is stored already."""
+        fires += self._loose_fires
+        self._loose_fires = []
+        bridge, engine = self._bridge, self._engine
+        if bridge is None or engine is None:
+            return
+        try:
+            results = await bridge.run(engine.publish, fires)
+        except Exception as exc:
+            results = [exc]
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.warning(
+                    "%r: a timer's fire time was not stored (%s); a restart may run it again",
+                    self,
+                    result,
+                )
+                break
 
     async def _send_one(self, item: Outgoing) -> int:
         """Send *item* with the next batch; return its stream sequence (negative: a
@@ -584,6 +629,31 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
     def discard_dead_letter(self, letter: DeadLetter) -> None:
         """Remove *letter*'s stored copy; done before the next put()."""
         self._discards.append(letter)
+
+    def fire_times(self) -> Mapping[str, datetime]:
+        """Return the timers' last fire times of the group, read when the queue opened,
+        and those recorded since, by timer name."""
+        return MappingProxyType(self._fire_times)
+
+    def record_fire_time(self, timer: str, when: datetime, event: Event | None) -> None:
+        """Keep *when* as the last fire time of *timer*, in the bucket, under the group.
+
+        With *event*, the time is sent once the server has acknowledged the event (a
+        crash in between may run it again at the next start); without, with the next
+        run's or at close. A closed queue ignores it.
+        """
+        engine = self._engine
+        if self._closed or engine is None:
+            return
+        last = self._fire_times.get(timer)
+        if last is not None and when < last:
+            return  # a later time is recorded already (the bucket keeps the last write)
+        self._fire_times[timer] = when
+        fire: Outgoing = (engine.fired_subject(timer), repr(when.timestamp()).encode(), None, False)
+        if event is None:
+            self._loose_fires.append(fire)
+        else:
+            self._fires_waiting[event.source, event.id] = fire
 
     def note_consumers(self, names: Collection[str]) -> None:
         """Remember the app's consumer names (recorded for the group at open).

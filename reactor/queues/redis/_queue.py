@@ -7,9 +7,10 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -43,7 +44,7 @@ from ._options import (
     Options,
     split_url,
 )
-from ._scripts import DROP_CONSUMER, PROMOTE, PUBLISH, Keys
+from ._scripts import DROP_CONSUMER, PROMOTE, PUBLISH, STORE_FIRED, Keys
 
 if TYPE_CHECKING:
     import coredis
@@ -98,10 +99,11 @@ _Item = tuple[str, bytes, str, str, str, str, bool]
 class _Batch:
     """Publishes that go to the server together, in one script call (group commit)."""
 
-    __slots__ = ("count", "done", "duplicates", "error", "items", "taken")
+    __slots__ = ("count", "done", "duplicates", "error", "fires", "items", "taken")
 
     def __init__(self) -> None:
         self.items: list[_Item | None] = []  # None: withdrawn by a cancelled publisher
+        self.fires: list[tuple[str, str]] = []  # timers' fire times stored after the events
         self.count = 0  # items not withdrawn
         self.done = anyio.Event()
         self.error: BaseException | None = None
@@ -221,6 +223,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     stores_immediately = False
     stores_dead_letters = True
     supports_delay = True
+    stores_fire_times = True
 
     def __init__(
         self,
@@ -294,6 +297,11 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._in_app = False  # note_consumers() was called: an app reads through the queue
         self._subscribed: anyio.Event | None = None  # get_batch() waits for a consumer
         self._unsaved_consumers: set[str] = set()
+        # Timers' last fire times: as read at open and recorded since; those waiting for
+        # their run's event, by its (source, id); those to store with the next flush.
+        self._fire_times: dict[str, datetime] = {}
+        self._fires_waiting: dict[tuple[str, str], tuple[str, str]] = {}
+        self._loose_fires: list[tuple[str, str]] = []
         # Statistics.
         self._put_count = 0
         self._get_count = 0
@@ -417,6 +425,10 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 if _text(info[b"name"]) == self._consumer:
                     self._unrecovered = int(info[b"pending"])
             self._consuming = False
+            self._fire_times = {
+                _text(name): datetime.fromtimestamp(float(value), UTC)
+                for name, value in (await client.hgetall(self._keys.fired)).items()
+            }
             await self._refresh()
             tasks = AsyncExitStack()
             self._tg = await tasks.enter_async_context(anyio.create_task_group())
@@ -472,6 +484,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._unflushed = 0
         self._mine.clear()
         self._ready.clear()
+        self._fires_waiting.clear()
+        self._loose_fires = []
         self._held.clear()
         self._progress.clear()
 
@@ -701,7 +715,18 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             await self._waiting.wait(self._room)
         batch = self._batch
         item = self._accept(event, body, only)
-        await self._wait_stored(batch, [item])
+        fire = None
+        if self._fires_waiting:
+            # A timer's run: its fire time is stored right after its event, never before.
+            fire = self._fires_waiting.pop((event.source, event.id), None)
+            if fire is not None:
+                batch.fires.append(fire)
+        try:
+            await self._wait_stored(batch, [item])
+        except BaseException:
+            if fire is not None and not batch.taken:
+                batch.fires.remove(fire)
+            raise
         if self._app_dedupe and id(item) in batch.duplicates:
             raise DuplicateEvent(event.source, event.id)
 
@@ -786,7 +811,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             batch.done.set()
 
     async def _flush_remaining(self) -> None:
-        while self._batch.count or self._auto_acks or self._discards or self._unsaved_consumers:
+        while (
+            self._batch.count
+            or self._auto_acks
+            or self._discards
+            or self._unsaved_consumers
+            or self._loose_fires
+        ):
             await self._flush_once(give_up=False)
             if self._last_error is not None:
                 return
@@ -798,6 +829,9 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         damaged, self._damaged = self._damaged, []
         discards, self._discards = self._discards, []
         consumers, self._unsaved_consumers = self._unsaved_consumers, set()
+        if self._loose_fires:
+            batch.fires += self._loose_fires
+            self._loose_fires = []
         deadline = anyio.current_time() + self._options.publish_timeout
         try:
             ids = await self._send(batch, acks, damaged, discards, consumers, deadline, give_up)
@@ -857,6 +891,9 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                         pipe.xack(keys.stream, self._group, acks)
                     if consumers:
                         pipe.sadd(keys.consumers, list(consumers))
+                    if batch.fires:  # after the events of the batch, in its order
+                        pairs = [value for fire in batch.fires for value in fire]
+                        pipe.eval(STORE_FIRED, [keys.fired], pairs)
                 return [] if request is None else list(await request)  # type: ignore[arg-type]
             except self._errors_caught as exc:
                 self._failed(exc, "publish")
@@ -891,6 +928,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             self._flush_wanted.set()
         batch.items = []
         batch.count = 0
+        batch.fires = []  # the runs' events were not stored: nor are their fire times
         batch.done.set()
 
     # -- reading --------------------------------------------------------------------
@@ -1153,6 +1191,31 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         letter_id = self._stored_letters.pop((letter.event.id, letter.consumer), None)
         if letter_id is not None:
             self._discards.append(letter_id)
+
+    def fire_times(self) -> Mapping[str, datetime]:
+        """Return the timers' last fire times of the group, read when the queue opened,
+        and those recorded since, by timer name."""
+        return MappingProxyType(self._fire_times)
+
+    def record_fire_time(self, timer: str, when: datetime, event: Event | None) -> None:
+        """Keep *when* as the last fire time of *timer*, in the group's hash
+        ``<stream>:fired:<group>``.
+
+        With *event*, the time is sent right after the event, in the same round trip (and
+        not at all if the event is not stored); without, with the next one. A closed
+        queue ignores it.
+        """
+        if self._closed:
+            return
+        last = self._fire_times.get(timer)
+        if last is None or when > last:
+            self._fire_times[timer] = when
+        fire = (timer, repr(when.timestamp()))
+        if event is None:
+            self._loose_fires.append(fire)
+            self._flush_wanted.set()
+        else:
+            self._fires_waiting[event.source, event.id] = fire
 
     def note_consumers(self, names: Collection[str]) -> None:
         """Record the app's consumer names in the server (``<stream>:consumers:<group>``),

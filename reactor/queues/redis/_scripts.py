@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DROP_CONSUMER", "PROMOTE", "PUBLISH", "Keys"]
+__all__ = ["DROP_CONSUMER", "PROMOTE", "PUBLISH", "STORE_FIRED", "Keys"]
 
 #: Append a batch of entries to the stream KEYS[1]. ARGV[1] is the dedupe window in
 #: milliseconds; then six values per entry: the dedupe key ("" for none), the
@@ -89,6 +89,19 @@ return 0
 """
 
 
+#: Keep timers' last fire times in the hash KEYS[1]: ARGV holds pairs of a timer's name
+#: and a time (POSIX seconds); a time never replaces a later one.
+STORE_FIRED: Final = """
+for i = 1, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if not old or tonumber(old) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+
 class Keys:
     """The Redis keys of one stream and group.
 
@@ -100,6 +113,7 @@ class Keys:
     :ivar delayed: delayed entries of the stream, a sorted set: number -> due time (ms)
     :ivar delayed_fields: their packed fields, a hash: number -> fields
     :ivar delayed_counter: the counter that numbers them
+    :ivar fired: a hash per group: timer name -> its last fire time (POSIX seconds)
     """
 
     __slots__ = (
@@ -109,6 +123,7 @@ class Keys:
         "delayed",
         "delayed_counter",
         "delayed_fields",
+        "fired",
         "progress",
         "stream",
     )
@@ -122,6 +137,7 @@ class Keys:
         self.delayed = f"{stream}:delayed"
         self.delayed_fields = f"{stream}:delayed:fields"
         self.delayed_counter = f"{stream}:delayed:counter"
+        self.fired = f"{stream}:fired:{group}"
 
     def publish_keys(self) -> list[str]:
         """The KEYS of :data:`PUBLISH` and :data:`PROMOTE`."""

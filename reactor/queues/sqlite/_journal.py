@@ -60,6 +60,13 @@ _INSERT: Final = "INSERT INTO reactor_events (seq, body, only, published_at, crc
 #: for many rows, instead of one per row as ``executemany`` does.
 _INSERT_CHUNK: Final = 64
 _SET_HANDED_OUT: Final = "UPDATE reactor_meta SET value = ? WHERE key = 'handed_out'"
+#: The key of a timer's last fire time in ``reactor_meta`` is this prefix and its name;
+#: the value is the time as POSIX seconds (REAL). A time never moves backward.
+FIRED_PREFIX: Final = "fired:"
+_STORE_FIRED: Final = (
+    "INSERT INTO reactor_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value WHERE excluded.value > reactor_meta.value"
+)
 STORE_LETTER: Final = (
     "INSERT OR REPLACE INTO reactor_dead_letters (source, event_id, consumer, body, "
     "error_type, error, attempts, first_failed_at, last_failed_at, dead_at) "
@@ -83,10 +90,12 @@ class Writes:
     __slots__ = (
         "acks",
         "discards",
+        "fires",
         "forget_keys",
         "inserts",
         "keys",
         "letters",
+        "loose",
         "mark",
         "progress",
     )
@@ -98,6 +107,10 @@ class Writes:
         self.progress: list[tuple[Any, str]] = []
         self.letters: list[tuple[Any, ...]] = []
         self.discards: list[tuple[str, str, str]] = []
+        # Timers' last fire times, (key, time): of runs whose events this writes, and of
+        # due times without a run (kept for the next commit when this one fails).
+        self.fires: list[tuple[str, float]] = []
+        self.loose: list[tuple[str, float]] = []
         self.mark = 0  # the hand-out mark to persist: the last seq get_batch() hands out
         #: The dedupe keys of inserted events: (source, id) -> the time it was accepted.
         self.keys: dict[tuple[str, str], float] = {}
@@ -106,7 +119,14 @@ class Writes:
 
     def __bool__(self) -> bool:
         return bool(
-            self.inserts or self.acks or self.progress or self.letters or self.discards or self.mark
+            self.inserts
+            or self.acks
+            or self.progress
+            or self.letters
+            or self.discards
+            or self.mark
+            or self.fires
+            or self.loose
         )
 
 
@@ -132,6 +152,7 @@ class Recovered(NamedTuple):
     first: int | None  # the first of them
     last_seq: int  # the number of the last event in the file
     delayed: Delayed  # the delayed events waiting in the file
+    fire_times: dict[str, float]  # the timers' last fire times by name, POSIX seconds
 
 
 class Journal:
@@ -313,6 +334,8 @@ class Journal:
             conn.execute(_FORGET_KEYS, (writes.forget_keys,))
         if mark:
             conn.execute(_SET_HANDED_OUT, (mark,))
+        if writes.fires or writes.loose:
+            conn.executemany(_STORE_FIRED, writes.fires + writes.loose)
         if writes.letters:
             conn.executemany(STORE_LETTER, writes.letters)
         if writes.discards:
@@ -487,7 +510,16 @@ def _recover(conn: sqlite3.Connection, path: Path, retention: float | None) -> R
     depth, first = conn.execute(
         "SELECT count(*), min(seq) FROM reactor_events WHERE done_at IS NULL"
     ).fetchone()
-    return Recovered(depth, first, last_seq, _delayed(conn))
+    fired = conn.execute(
+        "SELECT key, value FROM reactor_meta WHERE key >= ? AND key < ?",
+        (FIRED_PREFIX, FIRED_PREFIX[:-1] + chr(ord(FIRED_PREFIX[-1]) + 1)),
+    ).fetchall()
+    fire_times = {
+        key[len(FIRED_PREFIX) :]: float(value)
+        for key, value in fired
+        if isinstance(value, int | float)
+    }
+    return Recovered(depth, first, last_seq, _delayed(conn), fire_times)
 
 
 def _delayed(conn: sqlite3.Connection) -> Delayed:

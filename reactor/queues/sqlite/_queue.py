@@ -20,10 +20,11 @@ import json
 import os
 import sqlite3
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from time import time
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -49,7 +50,15 @@ from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin
 from ._errors import logger, storage_error
-from ._journal import Delayed, Journal, Recovered, Writes, promote_due, store_delayed
+from ._journal import (
+    FIRED_PREFIX,
+    Delayed,
+    Journal,
+    Recovered,
+    Writes,
+    promote_due,
+    store_delayed,
+)
 from ._options import Options, path_from_url
 from ._schema import Check, Synchronous, public_name
 from ._worker import Worker
@@ -172,6 +181,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     stores_immediately = False
     stores_dead_letters = True
     supports_delay = True
+    stores_fire_times = True
 
     def __init__(
         self,
@@ -243,6 +253,10 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._dedupe_clock: Clock | None = None
         self._keys: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._deduplicated = 0
+        # The timers' last fire times, as stored and recorded since; and those waiting
+        # for their run's event, by the event's (source, id), to join its insert.
+        self._fire_times: dict[str, datetime] = {}
+        self._fires_waiting: dict[tuple[str, str], tuple[str, float]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteQueue:
@@ -344,6 +358,11 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._redeliveries = 0
         self._with_progress.clear()
         self._work = _Work()
+        self._fire_times = {
+            name: datetime.fromtimestamp(seconds, UTC)
+            for name, seconds in recovered.fire_times.items()
+        }
+        self._fires_waiting.clear()
         self._set_delayed(recovered.delayed)
         if self._depth:
             logger.info(
@@ -452,6 +471,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._redeliveries = 0
         self._depth = 0
         self._keys.clear()  # read back from the file at the next open
+        self._fires_waiting.clear()
 
     async def __aenter__(self) -> SQLiteQueue:
         """Open the queue for use without an app (tools, scripts): ``async with queue:``."""
@@ -581,6 +601,12 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 self._waiting.wake(self._room())
             raise
         work = self._work
+        fire = None
+        if self._fires_waiting:
+            # A timer's run: its fire time goes in the same transaction as its event.
+            fire = self._fires_waiting.pop((event.source, event.id), None)
+            if fire is not None:
+                work.fires.append(fire)
         try:
             await self._commit(work)
         except BaseException:
@@ -588,6 +614,8 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 # Not written yet: take the event back, the publish did not happen.
                 work.inserts.remove(row)
                 self._forget_key(work, event)
+                if fire is not None:
+                    work.fires.remove(fire)
                 self._depth -= 1
                 self._put_count -= 1
             raise
@@ -849,6 +877,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                         pending.keys[key] = at
                     else:
                         self._keys.pop(key, None)
+            pending.loose[:0] = work.loose
             if later:
                 self._wake_getter()  # the dispatcher writes them when nobody else does
         else:
@@ -1027,6 +1056,29 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     def discard_dead_letter(self, letter: DeadLetter) -> None:
         """Remove *letter* from the file; written with the redelivered event's put."""
         self._work.discards.append((letter.event.source, letter.event.id, letter.consumer))
+
+    def fire_times(self) -> Mapping[str, datetime]:
+        """Return the timers' last fire times read from the file when it was opened, and
+        those recorded since, by timer name."""
+        return MappingProxyType(self._fire_times)
+
+    def record_fire_time(self, timer: str, when: datetime, event: Event | None) -> None:
+        """Keep *when* as the last fire time of *timer*, in the file's ``reactor_meta``.
+
+        With *event*, the time is written in the transaction that stores the event (and
+        never if the event is not stored); without, with the next commit (at the latest
+        when the queue closes). A closed queue ignores it.
+        """
+        if self._db is None or self._closed:
+            return
+        last = self._fire_times.get(timer)
+        if last is None or when > last:
+            self._fire_times[timer] = when
+        fire = (FIRED_PREFIX + timer, when.timestamp())
+        if event is None:
+            self._work.loose.append(fire)
+        else:
+            self._fires_waiting[event.source, event.id] = fire
 
     def note_consumers(self, names: Collection[str]) -> None:
         """Remember the app's consumer names, recorded in the file (see :meth:`replay`)."""

@@ -49,6 +49,27 @@ default) the missed due times become one run for the latest of them, with ``"lat
 true`` and ``"missed"`` counting the others; with ``misfire="skip"`` a late run is dropped
 and the timer waits for its next due time. A run is late when a later due time has also
 passed, or when it starts more than :data:`LATE_AFTER` seconds after its due time.
+With ``grace=`` (seconds or a timedelta; default ``None``, no limit), a run that would
+start more than that after its due time is dropped and counted as missed, whatever the
+misfire policy: a coalesced run too, judged by the latest due time it stands for.
+
+**Persistent schedules.** With a queue that keeps fire times
+(:class:`~reactor.queues.sqlite.SQLiteQueue`,
+:class:`~reactor.queues.redis.RedisStreamsQueue`,
+:class:`~reactor.queues.nats.NatsJetStreamQueue`; the hook is
+:meth:`reactor.abc.EventQueue.record_fire_time`), each run's due time is stored under
+the timer's name, in the transaction that stores the run's event (or right after it, on
+the brokers): a crash never loses a run, and repeats at most one. Due times dropped by
+the misfire policy, ``grace`` or the overlap policy are stored too (with the next
+write). When the app starts again, each named timer with a stored time treats the due
+times between that time and now as missed, and hands them at once to its misfire policy,
+as after a stall: ``"coalesce"`` makes one late run for the latest of them (``"late":
+true``, ``"missed"`` counting the others) unless it is more than ``grace`` late,
+``"skip"`` none; either way they are counted as ``missed``. An interval timer's grid
+goes on from the stored time (or from its ``start``), so a restart within a period
+misses nothing and keeps the rhythm; a cron timer resumes after the stored time; a
+one-shot timer that fired does not fire again. A renamed timer is a new schedule; with
+the memory queue (nothing stored) every start begins afresh.
 
 **Overlap.** When a handler is slower than its timer:
 
@@ -66,9 +87,10 @@ published), ``late``, ``missed`` (due times folded into a late run or dropped),
 ``skipped`` and ``coalesced`` (due times folded into a waiting run by ``"queue"``).
 
 **Steering.** ``app.schedules`` (:func:`schedules`) maps each timer's name to its
-:class:`Schedule`: ``next_fire_time``, ``pause()`` (due times skipped until
-``resume()``), ``remove()`` (for good, with its handler's subscription) and
-``run_now()`` (a run due now, through the overlap policy; the schedule does not move)::
+:class:`Schedule`: ``next_fire_time``, ``last_fire_time``, ``pause()`` (due times
+skipped until ``resume()``), ``remove()`` (for good, with its handler's subscription)
+and ``run_now()`` (a run due now, through the overlap policy; the schedule does not
+move)::
 
     for name, schedule in app.schedules.items():
         print(name, schedule.kind, schedule.next_fire_time)

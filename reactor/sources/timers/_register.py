@@ -8,7 +8,7 @@ bound, and the source classes refer here for what their arguments mean.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import TypedDict, TypeVar, Unpack
 
 from reactor import UNSET, Handler, Retry, Unset, validators
@@ -24,6 +24,7 @@ from ._sources import (
     Overlap,
     Past,
     TimerSource,
+    checked_grace,
     checked_interval,
     checked_past,
     checked_policies,
@@ -90,6 +91,7 @@ def every(
     run_immediately: bool = False,
     overlap: Overlap = "skip",
     misfire: Misfire = "coalesce",
+    grace: float | timedelta | None = None,
     **options: Unpack[TimerConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler to run every *seconds*: an interval timer.
@@ -99,7 +101,8 @@ def every(
     so they never drift. The origin is when the app starts, or *start*: a wall-clock
     time, placed on the monotonic clock when the app starts (later wall-clock steps do
     not move the grid). Due times before the app started are not runs (nor missed ones):
-    the grid goes on from there. The handler
+    the grid goes on from there, unless a durable queue kept the timer's last fire time
+    (see *Persistent schedules* below). The handler
     receives events of type ``"reactor.timer"`` from the source
     ``"/reactor/timers/<name>"``, with data ``{"kind": "interval", "scheduled": <RFC 3339
     due time>, "late": <bool>, "missed": <int>}``.
@@ -111,13 +114,25 @@ def every(
     :param end: no run is due after this aware datetime (default: none); the timer then
         stops
     :param run_immediately: run at the origin too, not only one period after it; with a
-        *start* that has passed when the app starts, run at once when it starts
+        *start* that has passed when the app starts, run at once when it starts (not
+        when a stored fire time continues the schedule: see below)
     :param overlap: when a run is due while the previous one has not settled: ``"skip"``
         it (default), ``"queue"`` it (runs one at a time, at most 16 waiting), or run
         them ``"concurrent"``-ly (at most 16 at once); skipped runs are counted in
         ``app.stats().sources``
-    :param misfire: after a stall in which due times passed (a blocked loop, a sleeping
-        machine): ``"coalesce"`` them into one late run (default), or ``"skip"`` late runs
+    :param misfire: when due times passed without a run (a blocked loop, a sleeping
+        machine, or the app stopped, with a durable queue: see below): ``"coalesce"``
+        them into one late run, for the latest of them (default), or ``"skip"`` late runs
+    :param grace: the latest a run may start after its due time, in seconds or as a
+        timedelta (default ``None``: no limit); a run later than that is dropped and
+        counted as missed, whatever *misfire* says
+
+    **Persistent schedules.** With a queue that keeps fire times (``stores_fire_times``:
+    the SQLite, Redis and NATS queues), each run's due time is stored with its event,
+    under the timer's name. When the app starts again, the grid goes on from the
+    stored time (or from *start*), and the due times that passed while it was stopped
+    are missed runs, handed to *misfire* and *grace* at once: one late run for the
+    latest of them (``"late": true``, ``"missed"`` counting the others), or none.
     :param options: the consumer's ``name`` (the timer's name too; default: the
         handler's qualified name), ``timeout`` and ``retry``
         (:class:`TimerConsumerOptions`)
@@ -131,6 +146,7 @@ def every(
     checked_span(start, end)
     validators.boolean("run_immediately", run_immediately)
     checked_policies(overlap, misfire)
+    checked_grace(grace)
     return _register(
         app,
         options,
@@ -143,6 +159,7 @@ def every(
             run_immediately=run_immediately,
             overlap=overlap,
             misfire=misfire,
+            grace=grace,
         ),
     )
 
@@ -155,6 +172,7 @@ def cron(
     tz: str | tzinfo = "UTC",
     overlap: Overlap = "skip",
     misfire: Misfire = "coalesce",
+    grace: float | timedelta | None = None,
     **options: Unpack[TimerConsumerOptions],
 ) -> Callable[[H], H]:
     """Decorate a handler to run on a cron schedule, in a time zone.
@@ -179,6 +197,9 @@ def cron(
     :param overlap: ``"skip"`` (default), ``"queue"`` or ``"concurrent"``, as for
         :func:`every`
     :param misfire: ``"coalesce"`` (default) or ``"skip"``, as for :func:`every`
+    :param grace: the latest a run may start after its due time, as for :func:`every`;
+        with a durable queue, cron times missed while the app was stopped are handled
+        as :func:`every` says
     :param options: the consumer's ``name``, ``timeout`` and ``retry``, as for
         :func:`every`
     :return: a decorator that subscribes the handler and returns it unchanged
@@ -189,10 +210,11 @@ def cron(
     validators.keywords("cron", options, TimerConsumerOptions)
     trigger = CronTrigger(expression, tz, reference=app.clock.now())
     checked_policies(overlap, misfire)
+    checked_grace(grace)
     return _register(
         app,
         options,
-        lambda name: CronSource(trigger, name=name, overlap=overlap, misfire=misfire),
+        lambda name: CronSource(trigger, name=name, overlap=overlap, misfire=misfire, grace=grace),
     )
 
 
@@ -209,7 +231,8 @@ def at(
     The handler receives one event of type ``"reactor.timer"`` from the source
     ``"/reactor/timers/<name>"``, with data ``{"kind": "at", "scheduled": <RFC 3339>,
     "late": <bool>, "missed": 0}``. It runs at most once however often the app is
-    started.
+    started, and, with a durable queue (see :func:`every`), however often the app's
+    process is restarted: its fire time is stored.
 
     :param app: the app
     :param when: an aware datetime (naive ones are rejected: their meaning depends on the

@@ -57,6 +57,16 @@ class Schedule:
         return self.timer._removed
 
     @property
+    def last_fire_time(self) -> datetime | None:
+        """The due time of the latest run of the schedule that fired, or ``None``.
+
+        With a durable queue, the time stored by an earlier run of the app, until a run
+        fires (see :func:`~reactor.sources.timers.every`). Runs off the schedule
+        (:meth:`run_now`) do not count.
+        """
+        return self.timer.last_fire_time
+
+    @property
     def next_fire_time(self) -> datetime | None:
         """When the timer fires next (an aware datetime, its jitter included), or ``None``.
 

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from reactor import Event, ReactorNotRunning, Subscription, validators
-from reactor.abc import App, Source
+from reactor.abc import App, EventQueue, Source
 
 from .._naming import source_uri
 from ._cron import CronTrigger
@@ -41,6 +41,7 @@ __all__ = [
     "Past",
     "TimerPolicies",
     "TimerSource",
+    "checked_grace",
     "checked_interval",
     "checked_past",
     "checked_policies",
@@ -72,6 +73,8 @@ _OVERLAPS: Final[tuple[Overlap, ...]] = get_args(Overlap)
 _MISFIRES: Final[tuple[Misfire, ...]] = get_args(Misfire)
 _PASTS: Final[tuple[Past, ...]] = get_args(Past)
 
+# Tolerance when placing a stored fire time on an interval's grid (float rounding).
+_GRID_SLACK = 1e-6
 # Missed cron times counted one by one after a stall; past this many the last one is
 # found directly and "missed" reports this lower bound.
 _MISSED_COUNT_LIMIT = 1000
@@ -80,12 +83,14 @@ _MISSED_COUNT_LIMIT = 1000
 class TimerPolicies(TypedDict, total=False):
     """The policies of a timer source, keywords of :class:`IntervalSource` and :class:`CronSource`.
 
-    ``overlap`` (an :data:`Overlap`) and ``misfire`` (a :data:`Misfire`), with the
-    meanings and defaults that :func:`~reactor.sources.timers.every` documents.
+    ``overlap`` (an :data:`Overlap`), ``misfire`` (a :data:`Misfire`) and ``grace`` (seconds
+    or a timedelta, or ``None``), with the meanings and defaults that
+    :func:`~reactor.sources.timers.every` documents.
     """
 
     overlap: Overlap
     misfire: Misfire
+    grace: float | timedelta | None
 
 
 def checked_policies(overlap: Overlap, misfire: Misfire) -> tuple[Overlap, Misfire]:
@@ -98,6 +103,19 @@ def checked_policies(overlap: Overlap, misfire: Misfire) -> tuple[Overlap, Misfi
         validators.one_of("overlap", overlap, _OVERLAPS),
         validators.one_of("misfire", misfire, _MISFIRES),
     )
+
+
+def checked_grace(grace: object) -> float | None:
+    """Return the grace time *grace* in seconds (``None``: no limit) if it is valid.
+
+    :raises TypeError: it is neither ``None``, a number nor a timedelta
+    :raises ValueError: it is negative, NaN or infinite
+    """
+    if grace is None:
+        return None
+    if isinstance(grace, timedelta):
+        grace = grace.total_seconds()
+    return validators.seconds("grace", grace)
 
 
 def checked_interval(seconds: object, jitter: object) -> tuple[float, float]:
@@ -180,12 +198,15 @@ def timer_event(
 class _Tick:
     """One run about to be published."""
 
-    __slots__ = ("due", "missed", "scheduled")
+    __slots__ = ("due", "mark", "missed", "scheduled")
 
-    def __init__(self, scheduled: datetime, due: float, missed: int) -> None:
+    def __init__(self, scheduled: datetime, due: float, missed: int, mark: datetime | None) -> None:
         self.scheduled = scheduled  # wall time it was due, UTC
         self.due = due  # monotonic time it was due, for lateness
         self.missed = missed  # earlier due times folded into it
+        # The schedule's due time it stands for (an interval's without its jitter): the
+        # timer's fire time once it fires; None for a run off the schedule (run_now).
+        self.mark = mark
 
 
 class TimerSource(Source):
@@ -198,19 +219,32 @@ class TimerSource(Source):
     :param name: the timer's name (its events' subject; part of its source URI)
     :param overlap: see :data:`Overlap` and :func:`~reactor.sources.timers.every`
     :param misfire: see :data:`Misfire` and :func:`~reactor.sources.timers.every`
+    :param grace: see :func:`~reactor.sources.timers.every`
     """
 
     #: The ``"kind"`` in this timer's event data.
     kind: ClassVar[str]
 
     def __init__(
-        self, name: str, *, overlap: Overlap = "skip", misfire: Misfire = "coalesce"
+        self,
+        name: str,
+        *,
+        overlap: Overlap = "skip",
+        misfire: Misfire = "coalesce",
+        grace: float | timedelta | None = None,
     ) -> None:
         #: The timer's name.
         self.timer_name = validators.name("name", name)
         #: The CloudEvents source of this timer's events.
         self.uri = source_uri("timers", name)
         self.overlap, self.misfire = checked_policies(overlap, misfire)
+        #: The latest a run may start after its due time, in seconds (``None``: no limit).
+        self.grace = checked_grace(grace)
+        #: The due time of the latest run of the schedule that fired (or that an earlier
+        #: run of the app stored in a durable queue), or ``None``.
+        self.last_fire_time: datetime | None = None
+        # The durable queue that keeps the fire times while the app runs, if any.
+        self._store: EventQueue | None = None
         self._counts = dict.fromkeys(("fired", "late", "missed", "skipped", "coalesced"), 0)
         self._running = 0
         self._backlog: deque[_Tick] = deque()
@@ -273,30 +307,50 @@ class TimerSource(Source):
     def _run_now(self, app: App) -> None:
         """Start a run due now, through the overlap policy; the schedule does not move."""
         clock = app.clock
-        self._due(app, _Tick(clock.now(), clock.monotonic(), 0), late=False)
+        self._due(app, _Tick(clock.now(), clock.monotonic(), 0, None), late=False)
 
     def _stopped(self) -> None:
         self._running = 0
         self._backlog.clear()
+        self._store = None
+
+    def _stored_fire_time(self, app: App) -> datetime | None:
+        """Return the last fire time *app*'s queue keeps for this timer, if it keeps them.
+
+        Called when the app starts; the queue is then the timer's store until it stops.
+        """
+        queue = app.queue
+        if not queue.stores_fire_times:
+            self._store = None
+            return None
+        self._store = queue
+        stored = queue.fire_times().get(self.timer_name)
+        if stored is not None and (self.last_fire_time is None or stored > self.last_fire_time):
+            self.last_fire_time = stored
+        return stored
 
     def _due(self, app: App, tick: _Tick, *, late: bool) -> None:
         """Apply the misfire, then the overlap policy to a due time; never waits."""
-        if late and self.misfire == "skip":
+        grace = self.grace
+        if (late and self.misfire == "skip") or (
+            grace is not None and app.clock.monotonic() - tick.due > grace
+        ):
             self._counts["missed"] += tick.missed + 1
             logger.warning(
-                "timer %s: run due at %s is late (%d earlier due time(s) missed); "
-                "skipped by misfire='skip'",
+                "timer %s: run due at %s is late (%d earlier due time(s) missed); skipped by %s",
                 self.timer_name,
                 tick.scheduled.isoformat(),
                 tick.missed,
+                "misfire='skip'" if late and self.misfire == "skip" else f"grace={grace} s",
                 extra={"source": self.name},
             )
+            self._passed(tick)
             return
         if tick.missed:
             self._counts["missed"] += tick.missed
             logger.warning(
-                "timer %s: %d due time(s) missed (the loop was blocked or the clock "
-                "jumped); running once, late, for %s",
+                "timer %s: %d due time(s) missed (the app was stopped, the loop blocked or "
+                "the clock jumped); running once, late, for %s",
                 self.timer_name,
                 tick.missed,
                 tick.scheduled.isoformat(),
@@ -317,9 +371,17 @@ class TimerSource(Source):
         limit = 1 if self.overlap == "skip" else MAX_BACKLOG
         if self._running >= limit:
             self._counts["skipped"] += 1
+            self._passed(tick)
             return
         self._running += 1
         scheduler.submit(self._run_once, app, tick)
+
+    def _passed(self, tick: _Tick) -> None:
+        """Note a due time dealt with without a run (dropped or skipped): a durable queue
+        keeps it, so that a restart does not count it as missed."""
+        store = self._store
+        if store is not None and tick.mark is not None:
+            store.record_fire_time(self.timer_name, tick.mark, None)
 
     async def _drain(self, app: App) -> None:
         try:
@@ -343,6 +405,15 @@ class TimerSource(Source):
         event = timer_event(
             self, time=clock.now(), scheduled=tick.scheduled, late=late, missed=tick.missed
         )
+        mark = tick.mark
+        if mark is not None:
+            if self.last_fire_time is None or mark > self.last_fire_time:
+                self.last_fire_time = mark
+            store = self._store
+            if store is not None:
+                # Stored with the event (see EventQueue.record_fire_time): a run is never
+                # lost to a crash, and at most one is repeated.
+                store.record_fire_time(self.timer_name, mark, event)
         try:
             await app.publish_and_wait(event)
         except ReactorNotRunning:
@@ -390,24 +461,45 @@ class IntervalSource(TimerSource):
     def _start(self, app: App) -> float | None:
         clock = app.clock
         now, wall = clock.monotonic(), clock.now()
-        origin = now if self.start is None else now + (self.start - wall).total_seconds()
+        last = self._stored_fire_time(app)
+        if last is not None and (last > wall or (self.start is not None and last < self.start)):
+            last = None  # from a clock set back, or before the start: a grid afresh
+        # The grid's origin: start, else the fire time stored by an earlier run (the
+        # schedule goes on), else now.
+        origin_wall = self.start if self.start is not None else last
+        origin = now if origin_wall is None else now + (origin_wall - wall).total_seconds()
         trigger = self._trigger = IntervalTrigger(self.seconds, origin)
-        index = 0 if self.run_immediately else 1
-        if trigger.due(index) < now:
-            # A start in the past: the grid goes on from now; earlier due times were
-            # never runs of this app, not missed ones.
-            index = trigger.latest(now, index)
+        if last is not None:
+            # The due time after the one stored (index 0 when it is the origin).
+            fired = 0
+            if self.start is not None:
+                fired = trigger.latest(now + (last - wall).total_seconds() + _GRID_SLACK, 0)
+            index = fired + 1
+        else:
+            index = 0 if self.run_immediately else 1
             if trigger.due(index) < now:
-                index += 1
+                # A start in the past: the grid goes on from now; earlier due times were
+                # never runs of this app, not missed ones.
+                index = trigger.latest(now, index)
+                if trigger.due(index) < now:
+                    index += 1
         self._index = index
         self._last_index = None
         if self.end is not None:
             end = now + (self.end - wall).total_seconds()
-            if end < now:
+            if end < now and last is None:
                 self._last_index = -1
                 return None
-            last = trigger.latest(end, 0)
-            self._last_index = last if trigger.due(last) <= end else -1
+            final = trigger.latest(end, 0)
+            self._last_index = final if trigger.due(final) <= end else -1
+        if last is not None:
+            self._at_once = False
+            if trigger.due(index) <= now and self._target() is not None:
+                # Due times passed while the app was stopped: the first wake-up, at once,
+                # hands them to the misfire policy as one late run (or none).
+                self._fire_at = trigger.due(index)
+                return now
+            return self._target()
         # run_immediately with a start that has passed: a run now, off the grid.
         self._at_once = self.run_immediately and origin < now < trigger.due(index)
         if self._at_once:
@@ -440,7 +532,7 @@ class IntervalSource(TimerSource):
         if self._at_once:
             self._at_once = False
             lateness = now - self._fire_at
-            tick = _Tick(app.clock.now() - timedelta(seconds=lateness), self._fire_at, 0)
+            tick = _Tick(app.clock.now() - timedelta(seconds=lateness), self._fire_at, 0, None)
             self._due(app, tick, late=lateness > LATE_AFTER)
             return self._target()
         trigger, index = self._trigger, self._index
@@ -449,7 +541,9 @@ class IntervalSource(TimerSource):
             latest = min(latest, self._last_index)
         fire_at = self._fire_at if latest == index else trigger.due(latest)
         lateness = now - fire_at
-        tick = _Tick(app.clock.now() - timedelta(seconds=lateness), fire_at, latest - index)
+        wall = app.clock.now()
+        mark = wall - timedelta(seconds=now - trigger.due(latest))
+        tick = _Tick(wall - timedelta(seconds=lateness), fire_at, latest - index, mark)
         self._due(app, tick, late=latest > index or lateness > LATE_AFTER)
         self._index = latest + 1
         return self._target()
@@ -481,13 +575,27 @@ class _WallClockSource(TimerSource):
         """The latest due time ``<= now`` from *due* on, and how many came before it."""
         return due, 0
 
+    def _after_stored(self, stored: datetime, now: datetime) -> datetime | None:
+        """The first due time when the app starts at *now* and an earlier run of it
+        stored *stored* as the last fire time (a time ``<= now``: missed runs)."""
+        return self._first(now)
+
     def _start(self, app: App) -> float | None:
+        clock = app.clock
+        now = clock.now()
+        stored = self._stored_fire_time(app)
+        if stored is None:
+            self._pending = self._first(now)
+        else:
+            if self._last is None or stored > self._last:
+                self._last = stored
+            self._pending = self._after_stored(self._last, now)
+        return self._wake_for(clock.monotonic(), now)
+
+    def _resume(self, app: App) -> float | None:
         clock = app.clock
         self._pending = self._first(clock.now())
         return self._wake_for(clock.monotonic(), clock.now())
-
-    def _resume(self, app: App) -> float | None:
-        return self._start(app)
 
     def _next_fire(self, app: App) -> datetime | None:
         return self._pending
@@ -508,7 +616,7 @@ class _WallClockSource(TimerSource):
             latest, missed = self._catch_up(due, wall)
             self._last = latest
             lateness = (wall - latest).total_seconds()
-            tick = _Tick(latest, now - lateness, missed)
+            tick = _Tick(latest, now - lateness, missed, latest)
             self._due(app, tick, late=missed > 0 or lateness > LATE_AFTER)
             self._pending = self._next_after(wall)
         return self._wake_for(now, wall)
@@ -539,6 +647,11 @@ class CronSource(_WallClockSource):
 
     def _next_after(self, moment: datetime) -> datetime | None:
         return self.trigger.next_after(moment)
+
+    def _after_stored(self, stored: datetime, now: datetime) -> datetime | None:
+        # The first time after the one stored: one that has passed is a missed run, which
+        # the first wake-up, at once, hands to the misfire policy.
+        return self.trigger.next_after(stored)
 
     def _catch_up(self, due: datetime, now: datetime) -> tuple[datetime, int]:
         latest, missed = due, 0
@@ -600,6 +713,12 @@ class OneShotSource(_WallClockSource):
     def _next_after(self, moment: datetime) -> datetime | None:
         self._done = True
         return None
+
+    def _after_stored(self, stored: datetime, now: datetime) -> datetime | None:
+        if stored >= self.trigger.when:
+            self._done = True  # it fired in an earlier run of the app
+            return None
+        return self._first(now)
 
     def __repr__(self) -> str:
         return f"<OneShotSource {self.timer_name!r} at {self.trigger.when.isoformat()}>"
