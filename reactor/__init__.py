@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._exceptions import DeadLetterNotFound as DeadLetterNotFound
     from ._exceptions import DeliveryTimeout as DeliveryTimeout
     from ._exceptions import DuplicateEvent as DuplicateEvent
+    from ._exceptions import EventExpired as EventExpired
     from ._exceptions import EventFormatError as EventFormatError
     from ._exceptions import HandlerCancelled as HandlerCancelled
     from ._exceptions import InternalTaskDied as InternalTaskDied
@@ -76,6 +77,7 @@ if TYPE_CHECKING:
     from ._types import KeyFunction as KeyFunction
     from ._types import Middleware as Middleware
     from ._types import Predicate as Predicate
+    from ._types import PublishOptions as PublishOptions
     from ._types import Unset as Unset
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "DuplicateEvent",
     "Event",
     "EventAttributes",
+    "EventExpired",
     "EventFormatError",
     "ExtensionValue",
     "Handler",
@@ -115,6 +118,7 @@ __all__ = [
     "Outcome",
     "PayloadTooLargeError",
     "Predicate",
+    "PublishOptions",
     "QueueFileError",
     "QueueFull",
     "QueueInUseError",
@@ -156,6 +160,7 @@ _HOMES = {
     "DeadLetterNotFound": "_exceptions",
     "DeliveryTimeout": "_exceptions",
     "DuplicateEvent": "_exceptions",
+    "EventExpired": "_exceptions",
     "EventFormatError": "_exceptions",
     "HandlerCancelled": "_exceptions",
     "InternalTaskDied": "_exceptions",
@@ -199,6 +204,7 @@ _HOMES = {
     "KeyFunction": "_types",
     "Middleware": "_types",
     "Predicate": "_types",
+    "PublishOptions": "_types",
     "Unset": "_types",
 }
 

@@ -57,6 +57,7 @@ from ._event import Event
 from ._exceptions import (
     DataValidationError,
     DeliveryTimeout,
+    EventExpired,
     HandlerCancelled,
     InternalTaskDied,
     RedeliveryLimitExceeded,
@@ -210,6 +211,7 @@ class Lane:
         "dead_lettered",
         "debounced",
         "delivered",
+        "expired",
         "failed",
         "fast",
         "gate",
@@ -262,6 +264,7 @@ class Lane:
         self.ready = False
         self.closed = False
         self.delivered = self.failed = self.timed_out = self.retried = self.dead_lettered = 0
+        self.expired = 0
 
     def reset(self) -> None:
         """Forget queued and running deliveries of a previous run of the app."""
@@ -310,6 +313,7 @@ class Lane:
             held=held,
             rate_limited=self.rate_limited,
             debounced=self.debounced,
+            expired=self.expired,
         )
 
 
@@ -383,8 +387,20 @@ class Dispatcher:
         self._record_latency = self.latency.record
         # Counters of lanes whose subscription was cancelled, so that totals never shrink.
         self._retired = dict.fromkeys(
-            ("delivered", "failed", "timed_out", "retried", "dead_lettered", "debounced"), 0
+            (
+                "delivered",
+                "failed",
+                "timed_out",
+                "retried",
+                "dead_lettered",
+                "debounced",
+                "expired",
+            ),
+            0,
         )
+        # Whether an event with an expiry was routed in this run: from then on, every
+        # delivery checks its event's expiry when it starts (before, none pays for it).
+        self._expiring = False
         # The gates' alarms: (when, order, gate), on the app clock's monotonic time, and
         # what wakes the one alarm task when an earlier alarm is set.
         self._alarms: list[tuple[float, int, Gate]] = []
@@ -476,6 +492,7 @@ class Dispatcher:
         self._alarm_task = False
         self._helpers = 0
         self.in_flight = 0
+        self._expiring = False
         self._cancelled = anyio.get_cancelled_exc_class()
         self._new_event = _event_class()
         self.fatal = None
@@ -598,6 +615,8 @@ class Dispatcher:
         if received.attempt > self._attempt_limit:
             self._give_up(received, lanes)
             return
+        if event.extensions and self._expired_at_route(received, lanes):
+            return
         ready = self._ready
         if filtered:
             # (A route to a gated lane is always filtered: see Router.add.)
@@ -694,6 +713,33 @@ class Dispatcher:
             self._dead_letter(lane, received.event, error, attempts=0, first_failed=None)
             self._settle(lane, received, "failed", 0, error)
 
+    def _expired_at_route(self, received: Received, lanes: tuple[Lane, ...]) -> bool:
+        """Note an event with an expiry; dead-letter it for *lanes* if it has expired."""
+        expires_at = received.event.expires_at
+        if expires_at is None:
+            return False
+        self._expiring = True
+        if self._clock.now() < expires_at:
+            return False
+        for lane in lanes:
+            self._drop_expired(lane, received, expires_at)
+        return True
+
+    def _expire(self, lane: Lane, received: Received) -> bool:
+        """Dead-letter and settle *lane*'s delivery of *received* if its event has
+        expired, before the delivery starts; return whether it had."""
+        expires_at = received.event.expires_at
+        if expires_at is None or self._clock.now() < expires_at:
+            return False
+        self._drop_expired(lane, received, expires_at)
+        return True
+
+    def _drop_expired(self, lane: Lane, received: Received, expires_at: datetime) -> None:
+        error = EventExpired(expires_at)
+        lane.expired += 1
+        self._dead_letter(lane, received.event, error, attempts=0, first_failed=None)
+        self._settle(lane, received, "failed", 0, error)
+
     def _accepts(self, lane: Lane, received: Received) -> bool:
         assert lane.where is not None
         try:
@@ -783,7 +829,9 @@ class Dispatcher:
                     if not self._helpers and ready:
                         # This handler may suspend: another runner takes what else is ready.
                         self._kick()
-                    if lane.fast:
+                    if self._expiring and lane.fast and self._expire(lane, received):
+                        pass  # expired before it started: dead-lettered and settled
+                    elif lane.fast:
                         # _deliver(), _started() and _settle() inlined: no coroutine and no
                         # call per delivery on the common path.
                         if not received._started:
@@ -890,6 +938,10 @@ class Dispatcher:
         the same call has not been handled in order: it is tried again after that one
         without counting an attempt, and succeeds only once that one has settled.
         """
+        if self._expiring:
+            batch = [received for received in batch if not self._expire(lane, received)]
+            if not batch:
+                return
         slot.received = batch[0]  # (current_delivery() in a batch handler: the first event)
         for received in batch:
             if not received._started:
@@ -995,6 +1047,8 @@ class Dispatcher:
 
     async def _deliver(self, lane: Lane, received: Received) -> None:
         """Run one delivery to its end: success, or retries then the dead-letter sink."""
+        if self._expiring and self._expire(lane, received):
+            return
         if not received._started:
             self._started(received)
         event = received.event

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 # The HTTP binding (``_binding``, with urllib.parse) and base64 are imported by the
 # methods that use them, so that an app that never speaks HTTP does not load them.
 
-__all__ = ["BATCH_CONTENT_TYPE", "STRUCTURED_CONTENT_TYPE", "Event", "ExtensionValue"]
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "DELIVER_AT_EXTENSION",
+    "EXPIRES_AT_EXTENSION",
+    "STRUCTURED_CONTENT_TYPE",
+    "Event",
+    "ExtensionValue",
+]
 
 ExtensionValue: TypeAlias = str | int | bool | bytes | datetime
 """The CloudEvents types an extension attribute may hold."""
@@ -37,6 +44,14 @@ ExtensionValue: TypeAlias = str | int | bool | bytes | datetime
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+
+#: The extension that holds when a delayed event is to be delivered (an RFC 3339 time on
+#: the wire, an aware datetime in :attr:`Event.extensions`); see :attr:`Event.deliver_at`.
+DELIVER_AT_EXTENSION = "deliverat"
+#: The extension that holds when an event expires; see :attr:`Event.expires_at`.
+EXPIRES_AT_EXTENSION = "expiresat"
+# reactor reads these two extensions: their values are always times (a string is parsed).
+_TIME_EXTENSIONS = frozenset({DELIVER_AT_EXTENSION, EXPIRES_AT_EXTENSION})
 
 _CONTEXT_ATTRIBUTES = frozenset(
     {"id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time"}
@@ -120,7 +135,9 @@ class Event:
     :ivar data: the payload: a JSON value, ``str`` or ``bytes``.
     :ivar extensions: extension attributes, a read-only mapping from names of 1 to 20
         characters ``[a-z0-9]`` to ``str``, ``int`` (signed 32-bit), ``bool``,
-        ``bytes`` or aware ``datetime`` values.
+        ``bytes`` or aware ``datetime`` values. reactor reads two of them, whose values
+        are always times (an RFC 3339 string is parsed into a datetime): ``deliverat``
+        (see :attr:`deliver_at`) and ``expiresat`` (see :attr:`expires_at`).
     :raises InvalidEventError: from the constructor, naming the attribute that breaks
         the specification: among others a string attribute or extension holding a lone
         surrogate (not Unicode text: no UTF-8 encoder, JSON or SQLite writes it), or a
@@ -160,6 +177,27 @@ class Event:
             _check_optional(self)
         if self.extensions is not _NO_EXTENSIONS:
             object.__setattr__(self, "extensions", _checked_extensions(self.extensions))
+
+    @property
+    def deliver_at(self) -> datetime | None:
+        """When the event is to be delivered: its ``deliverat`` extension, or ``None``.
+
+        ``app.publish(..., delay=...)`` and ``deliver_at=`` set it; a queue that holds
+        delayed events hands the event to the dispatcher no earlier than this time of
+        the app's clock. A time in the past means now.
+        """
+        value = self.extensions.get(DELIVER_AT_EXTENSION)
+        return value if isinstance(value, datetime) else None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the event expires: its ``expiresat`` extension, or ``None``.
+
+        ``app.publish(..., expires=...)`` sets it. A delivery that has not started by
+        then is not handled: it is dead-lettered with :class:`~reactor.EventExpired`.
+        """
+        value = self.extensions.get(EXPIRES_AT_EXTENSION)
+        return value if isinstance(value, datetime) else None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # MappingProxyType cannot be pickled, so pickle and copy go through __init__.
@@ -559,7 +597,12 @@ def _checked_extensions(extensions: object) -> Mapping[str, ExtensionValue]:
             raise InvalidEventError(
                 name, "is a context attribute or data member, not an extension; pass it as such"
             )
-        if isinstance(value, str):
+        if name in _TIME_EXTENSIONS:
+            # Read by reactor (delayed and expiring events): a time, whatever the carrier.
+            checked[name] = (
+                _to_utc(name, value) if isinstance(value, datetime) else _parse_time(value, name)
+            )
+        elif isinstance(value, str):
             _check_unicode(name, value)
             checked[name] = value
         elif isinstance(value, bytes):
@@ -593,17 +636,17 @@ def _format_time(value: datetime) -> str:
     return value.isoformat()[:-6] + "Z"
 
 
-def _parse_time(value: object) -> datetime:
+def _parse_time(value: object, name: str = "time") -> datetime:
     if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
         raise InvalidEventError(
-            "time", f"must be an RFC 3339 timestamp like '2026-01-31T12:00:00Z', got {value!r}"
+            name, f"must be an RFC 3339 timestamp like '2026-01-31T12:00:00Z', got {value!r}"
         )
     try:
         parsed = datetime.fromisoformat(value.upper())
         # "Z" and "+00:00" parse as UTC already (the timezone.utc singleton).
         return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise InvalidEventError("time", f"{value!r} is not a valid UTC date and time") from None
+        raise InvalidEventError(name, f"{value!r} is not a valid UTC date and time") from None
 
 
 def _canonical_string(value: ExtensionValue) -> str:

@@ -20,6 +20,7 @@ caller would naturally catch, so ``except ValueError`` keeps working::
     ├── HandlerCancelled                    a handler ended with a cancellation not reactor's
     ├── InternalTaskDied (RuntimeError)     one of the app's own tasks was cancelled from outside
     ├── RedeliveryLimitExceeded             a durable queue handed an event out too often
+    ├── EventExpired                        an event's delivery had not started by its expiry
     ├── AppImportError (ImportError)        ``reactor run`` could not load the app
     ├── QueueUnavailableError               the queue cannot store events right now (disk full)
     ├── SourceUnavailableError (ConnectionError)  a source cannot reach its server at startup
@@ -29,6 +30,8 @@ caller would naturally catch, so ``except ValueError`` keeps working::
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = [
     "AppImportError",
     "ConsumerNotFound",
@@ -36,6 +39,7 @@ __all__ = [
     "DeadLetterNotFound",
     "DeliveryTimeout",
     "DuplicateEvent",
+    "EventExpired",
     "EventFormatError",
     "HandlerCancelled",
     "InternalTaskDied",
@@ -217,6 +221,26 @@ class RedeliveryLimitExceeded(ReactorError):
         )
         self.attempt = attempt
         self.limit = limit
+
+
+class EventExpired(ReactorError):
+    """An event's delivery had not started when the event expired.
+
+    ``app.publish(..., expires=...)`` gives an event an expiry (its ``expiresat``
+    extension). The dispatcher checks it when it routes the event and again when each
+    delivery is about to start: a delivery too late is not handled but dead-lettered with
+    this error (``attempts=0``), never retried; a handler already running when the event
+    expires runs to its end.
+
+    :ivar expires_at: when the event expired
+    """
+
+    def __init__(self, expires_at: datetime) -> None:
+        super().__init__(
+            f"the event expired at {expires_at.isoformat()} before its delivery started; "
+            "dead-lettered without running the handler"
+        )
+        self.expires_at = expires_at
 
 
 class AppImportError(ReactorError, ImportError):

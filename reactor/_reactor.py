@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from types import MappingProxyType, MethodType, TracebackType
 from typing import (
@@ -30,6 +30,7 @@ from typing import (
 )
 
 import anyio
+import attrs
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import EventLoopToken, current_token
 
@@ -38,7 +39,7 @@ from ._adapters import OutputsHandler, ThreadedHandler, ThreadLimit, TypedHandle
 from ._clock import Clock, SystemClock
 from ._dedupe import Deduplicator
 from ._dispatch import Dispatcher
-from ._event import Event
+from ._event import DELIVER_AT_EXTENSION, EXPIRES_AT_EXTENSION, Event
 from ._exceptions import ConsumerNotFound, DuplicateEvent, QueueFull, ReactorNotRunning
 from ._health import DEFAULT_STUCK_AFTER, Health
 from ._outcomes import DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, DeadLetters
@@ -58,6 +59,7 @@ from ._types import (
     Handler,
     Middleware,
     Predicate,
+    PublishOptions,
 )
 from .abc import App, EventQueue, Source
 
@@ -75,6 +77,9 @@ DEFAULT_MAX_THREADS = 40
 
 #: The type of the events that ``app.notify(channel, data)`` publishes; the channel is the subject.
 NOTIFICATION_TYPE = "reactor.notification"
+
+#: The keywords of PublishOptions that are not CloudEvents attributes.
+_DELIVERY_OPTIONS = frozenset({"delay", "deliver_at", "expires"})
 
 H = TypeVar("H", bound=Handler)
 #: A plain ``def`` handler (``run_in_thread=True``).
@@ -153,6 +158,15 @@ def _compose(handler: Handler, middleware: Sequence[Middleware]) -> Handler:
     for layer in reversed(middleware):
         handler = partial(layer, handler)
     return handler
+
+
+def _duration(what: str, value: object) -> timedelta:
+    """A delivery option's duration (a timedelta or seconds, ``>= 0``), checked."""
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError(f"{what} must not be negative, got {value!r}")
+        return value
+    return timedelta(seconds=validators.seconds(what, value))
 
 
 class _State(enum.Enum):
@@ -782,11 +796,13 @@ class Reactor:
                 "app.publish_from_thread(...) (waits for room) or app.notify(channel, data)"
             )
 
-    def _event(self, event: Event | str, data: Any, attributes: EventAttributes) -> Event:
+    def _event(self, event: Event | str, data: Any, attributes: PublishOptions) -> Event:
         """Check that the app runs and return the event to publish."""
         if not self._accepting or _get_ident() != self._thread:
             self._check_publishing()
         if isinstance(event, Event):
+            if attributes and not _DELIVERY_OPTIONS.isdisjoint(attributes):
+                return self._timed_event(event, data, attributes)
             if data is not None or (
                 attributes and any(value is not None for value in attributes.values())
             ):
@@ -804,6 +820,8 @@ class Reactor:
                 data=data,
             )
             return self._hooked(common) if self._publish_hooks else common
+        if not _DELIVERY_OPTIONS.isdisjoint(attributes):
+            return self._timed_event(event, data, attributes)
         validators.keywords("publish", attributes, EventAttributes)
         fields: dict[str, Any] = {
             name: value for name, value in attributes.items() if value is not None
@@ -814,6 +832,44 @@ class Reactor:
         built = Event(type=event, data=data, **fields)
         return self._hooked(built) if self._publish_hooks else built
 
+    def _timed_event(self, event: Event | str, data: Any, attributes: PublishOptions) -> Event:
+        """The event to publish with the delivery options of *attributes* (``delay``,
+        ``deliver_at``, ``expires``) as its ``deliverat`` and ``expiresat`` extensions."""
+        rest = attributes.copy()
+        delay = rest.pop("delay", None)
+        deliver_at = rest.pop("deliver_at", None)
+        expires = rest.pop("expires", None)
+        built = self._event(event, data, rest)
+        now = self._clock.now()
+        times: dict[str, datetime] = {}
+        if delay is not None:
+            if deliver_at is not None:
+                raise TypeError("pass either delay or deliver_at, not both")
+            times[DELIVER_AT_EXTENSION] = now + _duration("delay", delay)
+        elif deliver_at is not None:
+            times[DELIVER_AT_EXTENSION] = validators.aware_datetime("deliver_at", deliver_at)
+        if expires is not None:
+            if isinstance(expires, datetime):
+                expires_at = validators.aware_datetime("expires", expires)
+            else:
+                expires_at = now + _duration("expires", expires)
+            due = times.get(DELIVER_AT_EXTENSION, now)
+            if expires_at <= due:
+                raise ValueError(
+                    f"expires ({expires_at.isoformat()}) must be later than the time the event "
+                    f"is delivered ({due.isoformat()}), or it could never be handled"
+                )
+            times[EXPIRES_AT_EXTENSION] = expires_at
+        if not times:
+            return built
+        if DELIVER_AT_EXTENSION in times and not self._queue.supports_delay:
+            raise NotImplementedError(
+                f"the app's queue, {type(self._queue).__name__}, does not hold delayed events "
+                "(delay= and deliver_at=); use one that does (MemoryQueue, SQLiteQueue, "
+                "RedisStreamsQueue)"
+            )
+        return attrs.evolve(built, extensions={**built.extensions, **times})
+
     def _hooked(self, event: Event) -> Event:
         for hook in self._publish_hooks:
             event = hook(event)
@@ -822,7 +878,7 @@ class Reactor:
         return event
 
     async def publish(
-        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+        self, event: Event | str, data: Any = None, **attributes: Unpack[PublishOptions]
     ) -> Event:
         """Publish an event, waiting while the ingestion queue is full.
 
@@ -830,6 +886,21 @@ class Reactor:
         (:class:`~reactor.EventAttributes`: ``source`` defaults to the app's, ``time`` to
         the clock's now, ``id`` to a new UUID). Does not yield to the event loop while
         the queue has room.
+
+        The delivery options (:class:`~reactor.PublishOptions`) go with an :class:`Event`
+        as well as with a type: ``delay=`` (a timedelta or seconds) or ``deliver_at=``
+        (an aware datetime) keep the event in the queue until that time of the app's
+        clock, and ``expires=`` (a timedelta from now, or an aware datetime) has it
+        dead-lettered with :class:`~reactor.EventExpired`, not handled, when a delivery
+        has not started by then::
+
+            await app.publish("invoice.remind", {"id": 7}, delay=timedelta(days=3))
+            await app.publish(quote, expires=timedelta(seconds=30))
+
+        A delayed event counts against the queue's capacity while it waits, but not in
+        its depth: leaving ``async with app:`` does not wait for it. The memory queue
+        keeps it for the app's next start in this process; a durable queue keeps it in
+        its storage, and delivers it when it is due after a restart.
 
         With the app's ``dedupe`` window, an event whose ``source`` and ``id`` the app
         accepted within the window is a duplicate: it is not queued (so not handled),
@@ -840,6 +911,12 @@ class Reactor:
         :return: the event as queued (a duplicate: as it would have been)
         :raises ReactorNotRunning: the app is not running
         :raises ~reactor.InvalidEventError: an attribute is invalid
+        :raises TypeError: both ``delay`` and ``deliver_at``, or an option of the wrong type
+        :raises ValueError: a negative ``delay``, a naive datetime, or an ``expires`` not
+            later than the delivery
+        :raises NotImplementedError: ``delay`` or ``deliver_at`` on a queue that does not
+            hold delayed events (:attr:`EventQueue.supports_delay
+            <reactor.abc.EventQueue.supports_delay>`)
         """
         if (
             event.__class__ is Event
@@ -867,7 +944,7 @@ class Reactor:
         return built
 
     def publish_nowait(
-        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+        self, event: Event | str, data: Any = None, **attributes: Unpack[PublishOptions]
     ) -> Event:
         """Publish an event if the ingestion queue has room, without waiting.
 
@@ -935,8 +1012,13 @@ class Reactor:
         within the window, or of an event before them in the batch) are dropped and
         counted, and the rest is queued all or nothing.
 
+        It takes no delivery options: an event to deliver later or to expire carries its
+        times itself (``Event(..., extensions={"deliverat": ..., "expiresat": ...})``, see
+        :attr:`Event.deliver_at <reactor.Event.deliver_at>`).
+
         :param events: the events, queued in this order
         :raises ReactorNotRunning: the app is not running
+        :raises NotImplementedError: a delayed event, on a queue that does not hold them
         :raises ~reactor.QueueFull: the queue has no room for every event right now
         :raises TypeError: an item is not an :class:`Event`
         :raises ~reactor.PayloadTooLargeError: an event is over the queue's size limit
@@ -944,9 +1026,15 @@ class Reactor:
         :raises ~reactor.QueueUnavailableError: the queue cannot store events right now
         """
         self._check_publishing()
+        delays = self._queue.supports_delay
         for event in events:
             if not isinstance(event, Event):
                 raise TypeError(f"publish_many() takes Event objects, got {event!r}")
+            if not delays and event.extensions and event.deliver_at is not None:
+                raise NotImplementedError(
+                    f"the app's queue, {type(self._queue).__name__}, does not hold delayed "
+                    f"events; event {event.id!r} has a deliverat extension"
+                )
         if self._publish_hooks:
             events = [self._hooked(event) for event in events]
         if self._dedupe is not None:
@@ -970,7 +1058,7 @@ class Reactor:
         self._published += len(fresh) - len(dropped or ())
 
     async def publish_and_wait(
-        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+        self, event: Event | str, data: Any = None, **attributes: Unpack[PublishOptions]
     ) -> Receipt:
         """Publish an event and wait until every consumer it was routed to has settled.
 
@@ -997,7 +1085,7 @@ class Reactor:
         return True
 
     def publish_from_thread(
-        self, event: Event | str, data: Any = None, **attributes: Unpack[EventAttributes]
+        self, event: Event | str, data: Any = None, **attributes: Unpack[PublishOptions]
     ) -> Event:
         """Publish an event from a thread other than the app's event loop thread.
 
@@ -1074,6 +1162,7 @@ class Reactor:
         try:
             self._queue.note_consumers([lane.name for lane in self._dispatcher.lanes])
             self._threads.start()
+            self._queue.use_clock(self._clock)
             if self._dedupe is not None:
                 self._dedupe.start(self._queue, self._clock)
             await self._queue.open()
@@ -1309,6 +1398,7 @@ class Reactor:
             latency=dispatcher.latency.snapshot(),
             subscriptions=MappingProxyType({lane.name: lane.stats() for lane in lanes}),
             sources=MappingProxyType(self._source_statistics()),
+            expired=totals["expired"],
         )
 
     def health(self, *, stuck_after: float = DEFAULT_STUCK_AFTER) -> Health:

@@ -127,6 +127,8 @@ class QueueStatistics:
         not acknowledged yet, in all its processes, as last measured (``None`` otherwise)
     :ivar claimed: a queue shared through a broker: events this process took over from
         another process of the app that had not settled them in time (0 otherwise)
+    :ivar delayed: delayed events held until they are due (``publish(..., delay=...)``):
+        counted against *capacity*, not in *depth*
     :ivar deduplicated: published events the queue dropped as duplicates of events it
         stored within a dedupe window (see ``EventQueue.deduplicate``), since it was
         created (0 for a queue that does not deduplicate)
@@ -142,6 +144,7 @@ class QueueStatistics:
     lag: int | None = None
     pending: int | None = None
     claimed: int = 0
+    delayed: int = 0
     deduplicated: int = 0
 
 
@@ -163,6 +166,8 @@ class SubscriptionStats:
     :ivar rate_limited: deliveries that had to wait for the rate limit
     :ivar debounced: deliveries settled without the handler because a later event of
         the same key replaced them (``debounce=``)
+    :ivar expired: deliveries not started before their event expired, dead-lettered with
+        :class:`~reactor.EventExpired` (also in *dead_lettered*)
     """
 
     name: str
@@ -177,6 +182,7 @@ class SubscriptionStats:
     held: int = 0
     rate_limited: int = 0
     debounced: int = 0
+    expired: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -201,6 +207,8 @@ class Stats:
     :ivar subscriptions: per-consumer counters of the active subscriptions
     :ivar sources: each source's own counters (and texts such as its last error), by
         source name (``name#2`` for a second source of the same name)
+    :ivar expired: deliveries not started before their event expired (also counted in
+        *dead_lettered*)
     """
 
     published: int
@@ -214,6 +222,7 @@ class Stats:
     latency: LatencyStats
     subscriptions: Mapping[str, SubscriptionStats]
     sources: Mapping[str, Mapping[str, int | str | None]]
+    expired: int = 0
     deduplicated: int = 0
 
     @property

@@ -19,6 +19,7 @@ __all__ = [
     "KeyFunction",
     "Middleware",
     "Predicate",
+    "PublishOptions",
     "Unset",
 ]
 
@@ -121,3 +122,28 @@ class EventAttributes(TypedDict, total=False):
     datacontenttype: str | None
     dataschema: str | None
     extensions: Mapping[str, Any] | None
+
+
+class PublishOptions(EventAttributes, total=False):
+    """What ``app.publish(...)`` and its variants take besides the event and its data.
+
+    The CloudEvents attributes of :class:`~reactor.EventAttributes`, and the delivery
+    options, all optional:
+
+    * ``delay``: deliver the event no earlier than this long from now (a
+      :class:`~datetime.timedelta` or seconds, ``>= 0``)
+    * ``deliver_at``: deliver it no earlier than this aware :class:`~datetime.datetime`
+      (a time past means now); not with ``delay``
+    * ``expires``: when the event expires, a :class:`~datetime.timedelta` from now or an
+      aware :class:`~datetime.datetime`: a delivery not started by then is dead-lettered
+      with :class:`~reactor.EventExpired` instead of being handled
+
+    The times are read on the app's clock and carried in the event, as its
+    ``deliverat`` and ``expiresat`` extensions (:attr:`Event.deliver_at
+    <reactor.Event.deliver_at>`, :attr:`Event.expires_at <reactor.Event.expires_at>`),
+    so that every queue stores them with the event.
+    """
+
+    delay: timedelta | float | None
+    deliver_at: datetime | None
+    expires: timedelta | datetime | None

@@ -380,6 +380,14 @@ class EventQueue(ABC):
       app knows which runs it missed while it was down.
     * ``statistics().depth`` counts an event until :meth:`get_batch` has returned it:
       the app's drain waits for a depth of zero.
+    * **Delayed events** (only when :attr:`supports_delay` is ``True``). An event whose
+      :attr:`Event.deliver_at <reactor.Event.deliver_at>` (its ``deliverat`` extension)
+      is later than the clock's :meth:`~reactor.Clock.now` when it is put is held, and
+      :meth:`get_batch` hands it out no earlier than that time of the clock given to
+      :meth:`use_clock`, due events in the order of their times (then of their puts).
+      A held event counts against :attr:`capacity` but not in
+      ``statistics().depth`` (the drain does not wait for it); it is counted in
+      ``statistics().delayed``. A durable queue stores it as durably as any event.
     * One dispatcher calls :meth:`get_batch`; any number of tasks call :meth:`put`.
       Every method is called from the event loop's thread.
     """
@@ -391,6 +399,11 @@ class EventQueue(ABC):
     stores_immediately: ClassVar[bool] = False
     #: ``True`` when the queue keeps dead letters itself (see :meth:`record_dead_letter`).
     stores_dead_letters: ClassVar[bool] = False
+    #: ``True`` when the queue holds delayed events until they are due (see the contract
+    #: above). On a queue without it (the default), ``app.publish(..., delay=...)`` and
+    #: ``deliver_at=`` raise :class:`NotImplementedError`; an event that carries a
+    #: ``deliverat`` extension itself is handed out as soon as it is put.
+    supports_delay: ClassVar[bool] = False
     #: ``True`` when the queue keeps timers' last fire times (see :meth:`record_fire_time`).
     stores_fire_times: ClassVar[bool] = False
     #: How many times an unsettled event may be handed out again before it is
@@ -402,6 +415,17 @@ class EventQueue(ABC):
     @abstractmethod
     def capacity(self) -> int:
         """The most events that may wait in the queue."""
+
+    def use_clock(self, clock: Clock) -> None:  # noqa: B027 - optional hook, empty by design
+        """Learn the app's clock (default: ignored).
+
+        The app calls it with its :attr:`~reactor.Reactor.clock` right before every
+        :meth:`open`. A queue that holds delayed events (:attr:`supports_delay`) reads
+        the time and waits on this clock, so that tests run its delays in virtual time;
+        used outside an app, it falls back to the system clock.
+
+        :param clock: the app's clock
+        """
 
     async def open(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Prepare the queue (open files, connect); called when the app starts."""
@@ -465,9 +489,10 @@ class EventQueue(ABC):
                 "put_many(); it cannot store a batch all or nothing"
             )
         stats = self.statistics()
-        if stats.waiting_publishers or stats.depth + len(events) > stats.capacity:
+        held = stats.depth + stats.delayed
+        if stats.waiting_publishers or held + len(events) > stats.capacity:
             raise QueueFull(
-                f"the ingestion queue has room for {max(stats.capacity - stats.depth, 0)} "
+                f"the ingestion queue has room for {max(stats.capacity - held, 0)} "
                 f"events, not the {len(events)} of this batch; retry later"
             )
         if not self.stores_immediately:

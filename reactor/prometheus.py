@@ -40,6 +40,9 @@ metric                                         type       what
 ``reactor_delivery_timeouts_total``            counter    attempts cut by a timeout (also
                                                           failures), by ``consumer``
 ``reactor_delivery_retries_total``             counter    retries started, by ``consumer``
+``reactor_deliveries_expired_total``           counter    deliveries not started before their
+                                                          event expired (also dead-lettered),
+                                                          by ``consumer``
 ``reactor_delivery_duration_seconds``          histogram  each attempt, middleware included,
                                                           by ``consumer`` (``durations=True``)
 ``reactor_consumer_pending``                   gauge      deliveries routed and not settled,
@@ -58,6 +61,7 @@ metric                                         type       what
 ``reactor_queue_depth``                        gauge      events waiting in the queue
 ``reactor_queue_capacity``                     gauge      the most the queue holds
 ``reactor_queue_waiting_publishers``           gauge      ``publish()`` calls waiting for room
+``reactor_queue_delayed``                      gauge      delayed events held until they are due
 ``reactor_queue_errors_total``                 counter    failed storage operations
 ``reactor_queue_lag``, ``reactor_queue_        gauge      a queue shared through a broker:
 pending``                                                 unread, and read but unacknowledged
@@ -267,6 +271,11 @@ class ReactorCollector:
         retries = counter(
             "reactor_delivery_retries", "Retries started, by consumer.", labels=["consumer"]
         )
+        expired = counter(
+            "reactor_deliveries_expired",
+            "Deliveries not started before their event expired (dead-lettered), by consumer.",
+            labels=["consumer"],
+        )
         pending = gauge(
             "reactor_consumer_pending",
             "Deliveries routed to the consumer and not settled yet.",
@@ -294,9 +303,20 @@ class ReactorCollector:
             failures.add_metric([name], sub.failed)
             timeouts.add_metric([name], sub.timed_out)
             retries.add_metric([name], sub.retried)
+            expired.add_metric([name], sub.expired)
             pending.add_metric([name], sub.pending)
             running.add_metric([name], sub.running)
-        yield from (deliveries, failures, timeouts, retries, pending, running, held, limited)
+        yield from (
+            deliveries,
+            failures,
+            timeouts,
+            retries,
+            expired,
+            pending,
+            running,
+            held,
+            limited,
+        )
 
         if self._durations is not None:
             durations = core.HistogramMetricFamily(
@@ -337,6 +357,11 @@ class ReactorCollector:
             "reactor_queue_waiting_publishers",
             "publish() calls waiting for room in the queue.",
             value=queue.waiting_publishers,
+        )
+        yield gauge(
+            "reactor_queue_delayed",
+            "Delayed events held in the queue until they are due.",
+            value=queue.delayed,
         )
         yield counter(
             "reactor_queue_errors",

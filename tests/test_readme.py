@@ -40,6 +40,7 @@ EXPECTED_OUTPUT = {
         "DataValidationError after 1 attempt\n"
     ),
     'print("rendering", event.data["report"])': "rendering sales\n",
+    'print("reminding", event.data["cart"]': "reminding 7 on day 3.0\n",
     'print(f"t={clock.monotonic()}: storing"': (
         "t=0.0: storing [0, 1, 2]\n"
         "t=0.0: mail to ann\n"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from time import perf_counter
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 
-from reactor import Event, QueueFull, QueueStatistics, validators
+from reactor import Clock, Event, QueueFull, QueueStatistics, SystemClock, validators
 from reactor.abc import EventQueue, Received
 
 from ._waiting import WaitingPublishers
@@ -27,11 +30,17 @@ class MemoryQueue(EventQueue):
     loop while there is room, like :meth:`asyncio.Queue.put`, so a producer publishing in
     a loop fills the queue in one go and the dispatcher takes it in large batches.
 
+    Delayed events (``publish(..., delay=...)``) wait in a heap ordered by due time,
+    read on the app's clock; they count against *capacity* while they wait. Leaving
+    ``async with app:`` does not wait for them: they stay in the queue for the app's
+    next start in this process, and are lost with it.
+
     :param capacity: the most events waiting to be dispatched (default 10,000)
     """
 
     needs_ack = False
     stores_immediately = True
+    supports_delay = True
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self._capacity = validators.integer("capacity", capacity, minimum=1)
@@ -39,6 +48,12 @@ class MemoryQueue(EventQueue):
         self._getter: anyio.Event | None = None
         self._waiting = WaitingPublishers()
         self._putters = self._waiting.tickets  # tested on every publish
+        # Delayed events by due time (then put order), and the room left for the others:
+        # capacity less the delayed ones, so the test on every publish stays one compare.
+        self._held: list[tuple[datetime, int, Received]] = []
+        self._held_seq = 0
+        self._limit = self._capacity
+        self._clock: Clock = SystemClock()
         self._put_count = 0
         self._get_count = 0
         # The dispatcher's direct route, while it runs: an event that would be alone in
@@ -72,6 +87,10 @@ class MemoryQueue(EventQueue):
         """The most events that may wait in the queue."""
         return self._capacity
 
+    def use_clock(self, clock: Clock) -> None:
+        """Read the due times of delayed events on *clock* (the app's)."""
+        self._clock = clock
+
     async def open(self) -> None:
         """Accept waiting publishers again (the app started)."""
         self._waiting.closed = False
@@ -100,8 +119,35 @@ class MemoryQueue(EventQueue):
         self._route = route
         return route is not None
 
+    def _hold(self, event: Event, only: Collection[str] | None) -> bool:
+        """Keep *event* until it is due if it is a delayed event not due yet."""
+        due = event.deliver_at
+        if due is None or due <= self._clock.now():
+            return False
+        received = Received(event) if only is None else Received(event, only=frozenset(only))
+        self._held_seq += 1
+        heapq.heappush(self._held, (due, self._held_seq, received))
+        self._limit -= 1
+        self._put_count += 1
+        if self._getter is not None:  # get_batch() waits for a later due time, or none
+            self._getter.set()
+            self._getter = None
+        return True
+
+    def _release(self) -> None:
+        """Move the delayed events that are due to the end of the line, in due order."""
+        held = self._held
+        now = self._clock.now()
+        while held and held[0][0] <= now:
+            received = heapq.heappop(held)[2]
+            received.enqueued_at = perf_counter()  # its latency counts from now
+            self._items.append(received)
+            self._limit += 1
+
     def _append(self, event: Event, only: Collection[str] | None) -> None:
         # put_nowait() repeats these lines inline: it is on every publish's path.
+        if event.extensions and self._hold(event, only):
+            return
         received = Received(event) if only is None else Received(event, only=frozenset(only))
         self._put_count += 1
         if not self._items and self._route is not None and self._route(received):
@@ -118,11 +164,13 @@ class MemoryQueue(EventQueue):
         :raises ~reactor.QueueFull: the queue holds :attr:`capacity` events, or
             publishers are already waiting for room
         """
-        if len(self._items) >= self._capacity or self._putters:
+        if len(self._items) >= self._limit or self._putters:
             raise QueueFull(
                 f"the ingestion queue is full ({self._capacity} events); "
                 "use `await app.publish(...)` to wait for room, or raise the capacity"
             )
+        if event.extensions and self._hold(event, only):
+            return
         received = Received(event) if only is None else Received(event, only=frozenset(only))
         self._put_count += 1
         if not self._items and self._route is not None and self._route(received):
@@ -138,19 +186,32 @@ class MemoryQueue(EventQueue):
 
         :raises ~reactor.ReactorNotRunning: the app stopped while this call waited
         """
-        if len(self._items) >= self._capacity or self._putters:
+        if len(self._items) >= self._limit or self._putters:
             await self._waiting.wait(self._room)
         self._append(event, only)
 
     def _room(self) -> int:
-        return self._capacity - len(self._items)
+        return self._limit - len(self._items)
 
     async def get_batch(self, limit: int) -> Sequence[Received]:
-        """Wait for at least one event; return up to *limit*, oldest first."""
+        """Wait for at least one event; return up to *limit*, oldest first.
+
+        Delayed events join the end of the line when they are due, on the app's clock.
+        """
         items = self._items
-        while not items:
+        while True:
+            if self._held:
+                self._release()
+            if items:
+                break
             getter = self._getter = anyio.Event()
-            await getter.wait()
+            if self._held:
+                clock = self._clock
+                wait = (self._held[0][0] - clock.now()).total_seconds()
+                with clock.deadline_scope(clock.monotonic() + wait):
+                    await getter.wait()
+            else:
+                await getter.wait()
         if len(items) <= limit:
             batch = list(items)
             items.clear()
@@ -158,7 +219,7 @@ class MemoryQueue(EventQueue):
             batch = [items.popleft() for _ in range(limit)]
         self._get_count += len(batch)
         if self._putters:
-            self._waiting.wake(self._capacity - len(items))
+            self._waiting.wake(self._limit - len(items))
         return batch
 
     def statistics(self) -> QueueStatistics:
@@ -169,6 +230,7 @@ class MemoryQueue(EventQueue):
             put_count=self._put_count,
             get_count=self._get_count,
             waiting_publishers=len(self._putters),
+            delayed=len(self._held),
         )
 
     def __repr__(self) -> str:

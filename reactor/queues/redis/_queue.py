@@ -25,6 +25,7 @@ from reactor import (
     QueueStatistics,
     QueueUnavailableError,
     ReactorNotRunning,
+    SystemClock,
     validators,
 )
 from reactor.abc import Clock, EventQueue, Received, import_extra
@@ -43,7 +44,7 @@ from ._options import (
     Options,
     split_url,
 )
-from ._scripts import DROP_CONSUMER, PUBLISH, STORE_FIRED, Keys
+from ._scripts import DROP_CONSUMER, PROMOTE, PUBLISH, STORE_FIRED, Keys
 
 if TYPE_CHECKING:
     import coredis
@@ -88,8 +89,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-#: One event of a batch: the five values PUBLISH takes, and whether put_nowait() sent it.
-_Item = tuple[str, bytes, str, str, str, bool]
+#: Delayed entries moved to the stream per script call.
+_PROMOTE_LIMIT: Final = 512
+
+#: One event of a batch: the six values PUBLISH takes, and whether put_nowait() sent it.
+_Item = tuple[str, bytes, str, str, str, str, bool]
 
 
 class _Batch:
@@ -112,11 +116,11 @@ class _Batch:
 
     def args(self) -> list[bytes | str]:
         """The arguments of PUBLISH after the window."""
-        return [value for item in self.items if item is not None for value in item[:5]]
+        return [value for item in self.items if item is not None for value in item[:6]]
 
     def nowait(self) -> list[_Item]:
         """The items of put_nowait()."""
-        return [item for item in self.items if item is not None and item[5]]
+        return [item for item in self.items if item is not None and item[6]]
 
 
 class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
@@ -161,6 +165,13 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
       ``NX PX`` in the same script as the append), so a producer's retry does not make a
       second event. Replays bypass it. An app built with ``Reactor(dedupe=...)`` sets
       the window instead of *dedupe_window* (see :meth:`deduplicate`).
+    * Delayed events (``publish(..., delay=...)``, also ``publish_nowait()``) wait in the
+      server, beside the stream (a sorted set ``<stream>:delayed`` by due time, their
+      fields in a hash), stored by the same script as other publishes (dedupe included);
+      when they are due on the app's clock, a process of any app moves them into the
+      stream (in the order of their times, each once, atomically), so every group gets
+      them. A process looks when it reads and about once a second; ``statistics().delayed``
+      is the count in the server as last seen, and counts against *capacity*.
     * Trimming: once a second, each process trims the stream (``XTRIM MINID``) below the
       oldest entry that some group has not read or not acknowledged yet; with
       *retention*, acknowledged entries are kept that long more, for :meth:`replay`.
@@ -211,6 +222,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
     needs_ack = True
     stores_immediately = False
     stores_dead_letters = True
+    supports_delay = True
     stores_fire_times = True
 
     def __init__(
@@ -301,6 +313,11 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         self._duplicates = 0
         self._app_dedupe = False  # deduplicate() was called: tell publishers of duplicates
         self._retry = 0
+        # Delayed events: the app's clock, and the server's count and next due time (ms
+        # since the epoch), as last seen.
+        self._clock: Clock = SystemClock()
+        self._delayed = 0
+        self._next_due: float | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStreamsQueue:
@@ -593,6 +610,34 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         ).hexdigest()
         return self._keys.dedupe + digest
 
+    def use_clock(self, clock: Clock) -> None:
+        """Read the due times of delayed events on *clock* (the app's)."""
+        self._clock = clock
+
+    def _due(self, event: Event) -> str:
+        """When *event* is due, in milliseconds since the epoch, if it is a delayed event
+        not due yet on the app's clock; else ``""``."""
+        due = event.deliver_at
+        if due is None or due <= self._clock.now():
+            return ""
+        return str(round(due.timestamp() * 1000))
+
+    def _now_ms(self) -> float:
+        return self._clock.now().timestamp() * 1000
+
+    async def _promote(self) -> None:
+        """Move the delayed events that are due into the stream; note what is left."""
+        assert self._client is not None
+        keys = self._keys
+        reply: Any = await self._client.eval(
+            PROMOTE, keys.publish_keys()[:3], [str(int(self._now_ms())), _PROMOTE_LIMIT]
+        )
+        moved, next_due, left = reply
+        self._delayed = int(left)
+        self._next_due = float(next_due) if next_due else None
+        if moved:
+            self._waiting.wake(self._room())
+
     def _room(self) -> int:
         backlog = (
             self._unflushed
@@ -600,6 +645,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             + len(self._ready)
             + self._unrecovered
             + self._others_lag
+            + self._delayed
         )
         return self._capacity - backlog
 
@@ -621,6 +667,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             "" if only is None else json.dumps(sorted(only)),
             self._group if scoped or only is not None else "",
             "1" if replay else "",
+            self._due(event) if event.extensions else "",
             nowait,
         )
         batch = self._batch
@@ -803,6 +850,12 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 batch.duplicates.add(id(item))
                 logger.debug("%r: a duplicate publish was dropped (dedupe window)", self)
                 continue
+            if entry_id == -1:  # delayed: kept beside the stream until it is due
+                self._delayed += 1
+                due = float(item[5])
+                if self._next_due is None or due < self._next_due:
+                    self._next_due = due  # the reader's next block ends by then
+                continue
             parsed = _parse_id(entry_id)
             if parsed > delivered:
                 self._mine.append(parsed)
@@ -828,7 +881,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                     if discards:
                         pipe.xdel(keys.dead, discards)
                     request = (
-                        pipe.eval(PUBLISH, [keys.stream], [self._window_ms, *batch.args()])
+                        pipe.eval(PUBLISH, keys.publish_keys(), [self._window_ms, *batch.args()])
                         if batch.count
                         else None
                     )
@@ -966,8 +1019,14 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                     self._lost = False
                     if self._ready:
                         return self._take_ready(limit)
+                block = _BLOCK_MS
+                if self._next_due is not None:
+                    if self._next_due <= self._now_ms():
+                        await self._promote()
+                    if self._next_due is not None:
+                        block = max(1, min(block, int(self._next_due - self._now_ms())))
                 reply = await client.xreadgroup(
-                    self._group, self._consumer, streams, count=count, block=_BLOCK_MS
+                    self._group, self._consumer, streams, count=count, block=block
                 )
             except self._errors_caught as exc:
                 self._failed(exc, "read")
@@ -1253,6 +1312,8 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
                 self._lag = None if lag is None else int(lag)
                 self._others_lag = max(0, (self._lag or 0) - len(self._mine))
                 self._waiting.wake(self._room())
+        # Delayed events that any process published, due or not: moved when due.
+        await self._promote()
         if trim and groups:
             await self._trim(groups)
 
@@ -1323,5 +1384,6 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
             lag=self._lag,
             pending=self._pending,
             claimed=self._claimed,
+            delayed=self._delayed,
             deduplicated=self._duplicates,
         )

@@ -34,7 +34,7 @@ from .._letters import checked_ids, missing_letters, replay_consumers, unknown
 from ._errors import unavailable_cause
 from ._journal import Journal, append, crc_with, stored_consumers
 from ._options import timestamp
-from ._schema import SCHEMA_VERSION, check_header, identify, public_type_name
+from ._schema import check_header, identify, public_type_name
 
 __all__ = [
     "DeadLetterAdmin",
@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+#: The schema version from which dead letters are stored under public names.
+_PUBLIC_NAMES_VERSION: Final = 2
 
 _LETTER_COLUMNS: Final = (
     "id, consumer, body, error_type, error, attempts, first_failed_at, last_failed_at, dead_at"
@@ -82,7 +84,7 @@ def read_dead_letters(
             raise QueueFileError(f"{path} is an empty SQLite database, not a reactor queue")
         # A file of an earlier schema that no owner has opened (and migrated) since: its
         # names are renamed as they are read, as the migration would.
-        old = conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
+        old = conn.execute("PRAGMA user_version").fetchone()[0] < _PUBLIC_NAMES_VERSION
         return list_letters(conn, consumer, limit, old_names=old)
     except (sqlite3.Error, ValueError, TypeError) as exc:
         # Reading a file in WAL mode may need to create its side files: a full disk says

@@ -31,7 +31,18 @@ from ._errors import logger, storage_error, unavailable_cause
 from ._lock import OwnerLock
 from ._schema import Check, Synchronous, check_header, connect, prepare, public_name
 
-__all__ = ["Journal", "Page", "Recovered", "Writes", "append", "crc_with", "rollback"]
+__all__ = [
+    "Delayed",
+    "Journal",
+    "Page",
+    "Recovered",
+    "Writes",
+    "append",
+    "crc_with",
+    "promote_due",
+    "rollback",
+    "store_delayed",
+]
 
 #: Seconds between two purges of acknowledged events older than the retention.
 PURGE_INTERVAL: Final = 60.0
@@ -127,12 +138,20 @@ class Page(NamedTuple):
     damaged: int  # events moved to the dead letters instead (no longer in the queue)
 
 
+class Delayed(NamedTuple):
+    """The delayed events waiting in the file: how many, and the earliest due time."""
+
+    total: int
+    next_due: float | None  # seconds since the epoch; None when there is none
+
+
 class Recovered(NamedTuple):
     """What an earlier run left in the file, as found by :meth:`Journal.open`."""
 
     depth: int  # events not settled
     first: int | None  # the first of them
     last_seq: int  # the number of the last event in the file
+    delayed: Delayed  # the delayed events waiting in the file
     fire_times: dict[str, float]  # the timers' last fire times by name, POSIX seconds
 
 
@@ -500,7 +519,58 @@ def _recover(conn: sqlite3.Connection, path: Path, retention: float | None) -> R
         for key, value in fired
         if isinstance(value, int | float)
     }
-    return Recovered(depth, first, last_seq, fire_times)
+    return Recovered(depth, first, last_seq, _delayed(conn), fire_times)
+
+
+def _delayed(conn: sqlite3.Connection) -> Delayed:
+    count, next_due = conn.execute("SELECT count(*), min(due_at) FROM reactor_delayed").fetchone()
+    return Delayed(count, next_due)
+
+
+def store_delayed(
+    conn: sqlite3.Connection,
+    first: int,
+    rows: Sequence[tuple[bytes, str | None, float]],
+    delayed: Sequence[tuple[float, bytes, str | None, float]],
+    keys: Sequence[tuple[str, str, float]] = (),
+) -> tuple[int, Delayed]:
+    """Append events numbered from *first* on and store delayed events (due time, body,
+    consumer list, publish time) and dedupe keys (source, id, time), in the caller's
+    transaction.
+
+    :return: how many events were appended, and the delayed events now in the file
+    """
+    if keys:
+        conn.executemany(_STORE_KEY, keys)
+    conn.executemany(
+        "INSERT INTO reactor_delayed (due_at, body, only, published_at, crc) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(due, body, only, at, crc(body, only)) for due, body, only, at in delayed],
+    )
+    return append(conn, first, rows), _delayed(conn)
+
+
+def promote_due(
+    conn: sqlite3.Connection, first: int, now: float, limit: int
+) -> tuple[int, Delayed]:
+    """Move up to *limit* delayed events due at *now* (seconds since the epoch) to the end
+    of the events, numbered from *first* on in the order of their due times, in the
+    caller's transaction. Rows move as stored (their checksum too): a damaged one is
+    found when it is read.
+
+    :return: how many were moved, and the delayed events left in the file
+    """
+    rows = conn.execute(
+        "SELECT id, body, only, published_at, crc FROM reactor_delayed "
+        "WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO reactor_events (seq, body, only, published_at, crc) VALUES (?, ?, ?, ?, ?)",
+        [(seq, *row[1:]) for seq, row in enumerate(rows, first)],
+    )
+    conn.executemany("DELETE FROM reactor_delayed WHERE id = ?", [(row[0],) for row in rows])
+    return len(rows), _delayed(conn)
 
 
 def purge(conn: sqlite3.Connection, now: float, retention: float) -> None:

@@ -42,6 +42,7 @@ from reactor import (
     QueueStatistics,
     QueueUnavailableError,
     ReactorNotRunning,
+    SystemClock,
     validators,
 )
 from reactor.abc import Clock, EventQueue, Received
@@ -49,7 +50,15 @@ from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin
 from ._errors import logger, storage_error
-from ._journal import FIRED_PREFIX, Journal, Recovered, Writes
+from ._journal import (
+    FIRED_PREFIX,
+    Delayed,
+    Journal,
+    Recovered,
+    Writes,
+    promote_due,
+    store_delayed,
+)
 from ._options import Options, path_from_url
 from ._schema import Check, Synchronous, public_name
 from ._worker import Worker
@@ -122,6 +131,13 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     written with the next commit, a few milliseconds later, and is lost if the process
     dies before that. ``await app.publish()`` returns only after the commit.
 
+    Delayed events (``await app.publish(..., delay=...)``) wait in the file, in a table of
+    their own, until they are due on the app's clock; then they join the end of the queue.
+    They survive a restart (an event that fell due while the app was stopped is delivered
+    when it starts), count against *capacity* while they wait, and leaving ``async with
+    app:`` does not wait for them. ``publish_nowait()`` cannot delay an event (storing it
+    is I/O).
+
     When the file cannot be written (a full disk, most often), ``publish()`` raises
     :class:`~reactor.QueueUnavailableError` saying why, and stores nothing; events
     accepted by ``publish_nowait()`` and dead letters wait in memory for the next commit
@@ -164,6 +180,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
     needs_ack = True
     stores_immediately = False
     stores_dead_letters = True
+    supports_delay = True
     stores_fire_times = True
 
     def __init__(
@@ -215,6 +232,12 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._consumers: set[str] = set()
         self._consumers_stored: frozenset[str] = frozenset()
         self._depth = 0
+        # Delayed events in the file, their earliest due time (seconds since the epoch),
+        # and the room left for the other events: capacity less the delayed ones.
+        self._delayed = 0
+        self._next_due: float | None = None
+        self._limit = capacity
+        self._clock: Clock = SystemClock()
         self._getter: anyio.Event | None = None
         self._waiting = WaitingPublishers()
         self._putters = self._waiting.tickets
@@ -269,6 +292,10 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         return self._options.retention
 
     # -- lifecycle ------------------------------------------------------------------
+
+    def use_clock(self, clock: Clock) -> None:
+        """Read and wait for the due times of delayed events on *clock* (the app's)."""
+        self._clock = clock
 
     async def open(self) -> None:
         """Open (or create) the file, check it, and recover what an earlier run left.
@@ -336,6 +363,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             for name, seconds in recovered.fire_times.items()
         }
         self._fires_waiting.clear()
+        self._set_delayed(recovered.delayed)
         if self._depth:
             logger.info(
                 "%s: %d event(s) left by an earlier run will be delivered again",
@@ -481,7 +509,12 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         body = self._encode(event)
         if self._dedupe_window is not None and only is None:
             self._refuse_duplicate(event)
-        if self._depth >= self._capacity or self._putters or len(self._work.inserts) >= WRITE_AHEAD:
+        if event.extensions and self._due(event) is not None:
+            raise NotImplementedError(
+                "SQLiteQueue stores a delayed event with I/O, so it cannot accept one without "
+                "waiting: use `await app.publish(..., delay=...)`"
+            )
+        if self._depth >= self._limit or self._putters or len(self._work.inserts) >= WRITE_AHEAD:
             raise QueueFull(
                 f"the durable queue is full ({self._capacity} events, or {WRITE_AHEAD} "
                 "waiting to be written); use `await app.publish(...)` to wait for room"
@@ -553,15 +586,20 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         body = self._encode(event)
         if self._dedupe_window is not None and only is None:
             self._refuse_duplicate(event)
-        if self._depth >= self._capacity or self._putters:
+        waited = self._depth >= self._limit or bool(self._putters)
+        if waited:
             await self._waiting.wait(self._room)
-            try:
-                row = self._accept(event, body, only)
-            except DuplicateEvent:  # accepted while this one waited: pass the room on
-                self._waiting.wake(self._room())
-                raise
-        else:
+        try:
+            if event.extensions:
+                due = self._due(event)
+                if due is not None:
+                    await self._put_delayed(event, body, only, due)
+                    return
             row = self._accept(event, body, only)
+        except DuplicateEvent:
+            if waited:  # accepted while this one waited: pass the room on
+                self._waiting.wake(self._room())
+            raise
         work = self._work
         fire = None
         if self._fires_waiting:
@@ -626,11 +664,22 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             for event in duplicates:
                 self._count_duplicate(event)
             return duplicates
-        if self._depth + len(bodies) > self._capacity or self._putters:
+        if self._depth + len(bodies) > self._limit or self._putters:
             raise QueueFull(
-                f"the durable queue has room for {max(self._capacity - self._depth, 0)} "
+                f"the durable queue has room for {max(self._limit - self._depth, 0)} "
                 f"events, not the {len(bodies)} of this batch; retry later"
             )
+        dues = [self._due(event) if event.extensions else None for event in events]
+        if any(due is not None for due in dues):
+            now = time()
+            await self._store_delayed(
+                [(body, None, now) for body, due in zip(bodies, dues, strict=True) if due is None],
+                [(due, body, None, now) for body, due in zip(bodies, dues, strict=True) if due],
+                events,
+            )
+            for event in duplicates:
+                self._count_duplicate(event)
+            return duplicates
         # One work item holds every row, so they are committed in one transaction.
         rows = [self._accept(event, body, None) for event, body in zip(events, bodies, strict=True)]
         work = self._work
@@ -649,7 +698,85 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         return duplicates
 
     def _room(self) -> int:
-        return self._capacity - self._depth
+        return self._limit - self._depth
+
+    # -- delayed events -------------------------------------------------------------
+
+    def _due(self, event: Event) -> float | None:
+        """When *event* is due (seconds since the epoch), if it is a delayed event not due
+        yet on the app's clock; else ``None``."""
+        due = event.deliver_at
+        if due is None or due <= self._clock.now():
+            return None
+        return due.timestamp()
+
+    async def _put_delayed(
+        self, event: Event, body: bytes, only: Collection[str] | None, due: float
+    ) -> None:
+        """Store *event*, due at *due*, among the delayed events."""
+        if only is None and self._dedupe_window is not None:
+            self._refuse_duplicate(event)  # again: a copy may have been stored meanwhile
+        consumers = None if only is None else json.dumps(sorted(only))
+        await self._store_delayed(
+            [], [(due, body, consumers, time())], [event] if only is None else ()
+        )
+
+    async def _store_delayed(
+        self,
+        rows: list[tuple[bytes, str | None, float]],
+        delayed: list[tuple[float, bytes, str | None, float]],
+        keyed: Sequence[Event] = (),
+    ) -> None:
+        """Append *rows* and store the *delayed* events (due time first) in one
+        transaction of their own (not a group commit), with the dedupe keys of *keyed*
+        under a dedupe window."""
+        keys: dict[tuple[str, str], float] = {}
+        if self._dedupe_window is not None and keyed:
+            assert self._dedupe_clock is not None
+            at = self._dedupe_clock.now().timestamp()
+            keys = {(event.source, event.id): at for event in keyed}
+            self._keys.update(keys)  # taken now: a copy put meanwhile is a duplicate
+        stored = [(source, id_, at) for (source, id_), at in keys.items()]
+
+        def call(journal: Journal, last: int) -> tuple[int, Delayed]:
+            return journal.transact(store_delayed, last + 1, rows, delayed, stored)
+
+        try:
+            count, held = await self._run(call)
+        except BaseException:
+            for key in keys:
+                self._keys.pop(key, None)
+            raise
+        while len(self._keys) > MAX_DEDUPE_KEYS:
+            self._keys.popitem(last=False)
+        self._took(count)
+        self._put_count += count + len(delayed)
+        self._set_delayed(held)
+
+    async def _promote(self) -> None:
+        """Move the delayed events that are due to the end of the queue."""
+        now = self._clock.now().timestamp()
+
+        def call(journal: Journal, last: int) -> tuple[int, Delayed]:
+            return journal.transact(promote_due, last + 1, now, READ_PAGE)
+
+        count, held = await self._run(call)
+        self._took(count)
+        self._set_delayed(held)
+
+    def _took(self, count: int) -> None:
+        """Take into the queue *count* events just appended to the file."""
+        if count:
+            self._spill(self._last_seq + 1, self._last_seq + count)
+            self._last_seq += count
+            self._depth += count
+            self._wake_getter()
+
+    def _set_delayed(self, held: Delayed) -> None:
+        """Note the delayed events in the file; wake get_batch() to wait for the next."""
+        self._delayed, self._next_due = held
+        self._limit = self._capacity - held.total
+        self._wake_getter()
 
     # -- the writer role ------------------------------------------------------------
 
@@ -811,6 +938,12 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         """
         ready = self._ready
         while True:
+            if self._next_due is not None and self._next_due <= self._clock.now().timestamp():
+                try:
+                    await self._promote()
+                except QueueUnavailableError:
+                    await self._pause()  # the due events wait in the file meanwhile
+                continue
             if ready:
                 count = min(limit, len(ready))
                 if self._redeliveries:
@@ -834,7 +967,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 self._depth -= count
                 self._get_count += count
                 if self._putters:
-                    self._waiting.wake(self._capacity - self._depth)
+                    self._waiting.wake(self._limit - self._depth)
                 return batch
             if self._read_error is not None:
                 error, self._read_error = self._read_error, None
@@ -853,7 +986,13 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                     await self._busy.wait()
             else:
                 getter = self._getter = anyio.Event()
-                await getter.wait()
+                if self._next_due is None:
+                    await getter.wait()
+                else:
+                    clock = self._clock
+                    wait = self._next_due - clock.now().timestamp()
+                    with clock.deadline_scope(clock.monotonic() + wait):
+                        await getter.wait()
 
     async def _pause(self) -> None:
         """Wait before trying the file again, longer each time while it cannot be written
@@ -996,12 +1135,8 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         number other events in between.
         """
         count = await self._run(call)
-        if count:
-            self._spill(self._last_seq + 1, self._last_seq + count)
-            self._last_seq += count
-            self._depth += count
-            self._put_count += count
-            self._wake_getter()
+        self._took(count)
+        self._put_count += count
         return count
 
     # -- statistics -----------------------------------------------------------------
@@ -1016,6 +1151,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
             waiting_publishers=len(self._putters),
             errors=self._errors,
             last_error=self._last_error,
+            delayed=self._delayed,
             deduplicated=self._deduplicated,
         )
 

@@ -8,7 +8,8 @@ Schema versions:
    (``reactor.DeliveryTimeout``, not ``reactor._exceptions.DeliveryTimeout``): opening a
    version 1 file renames its rows once (see :func:`migrate`).
 3. adds ``reactor_dedupe``, the keys of an app's ``dedupe`` window (see
-   :data:`DEDUPE_SCHEMA`).
+   :data:`DEDUPE_SCHEMA`), and ``reactor_delayed``, the delayed events not due yet (see
+   :data:`DELAYED_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,26 @@ DEDUPE_SCHEMA: Final = (
     "CREATE INDEX reactor_dedupe_seen ON reactor_dedupe (seen_at)",
 )
 
+#: Version 3: delayed events (``publish(..., delay=...)``) wait here, not in
+#: ``reactor_events``, until they are due; then one transaction moves them to the end of
+#: ``reactor_events`` (see ``promote_due``). Events are handed out in the order of their
+#: numbers, and the read-ahead and the hand-out mark rely on it: an event delayed in
+#: that table would be a hole in the order. `due_at` is wall time (seconds since the
+#: epoch, on the app's clock), so a delay outlives the process; `crc` covers body and
+#: only, as in ``reactor_events``, and moves with them.
+DELAYED_SCHEMA: Final = (
+    """CREATE TABLE reactor_delayed (
+        id INTEGER PRIMARY KEY,
+        due_at REAL NOT NULL,
+        body BLOB NOT NULL,
+        only TEXT,
+        published_at REAL NOT NULL,
+        crc INTEGER NOT NULL
+    ) STRICT""",
+    "CREATE INDEX reactor_delayed_due ON reactor_delayed (due_at, id)",
+)
+
+
 #: The tables of schema version 2 (and 1).
 _SCHEMA_2: Final = (
     """CREATE TABLE reactor_meta (
@@ -115,7 +136,7 @@ _SCHEMA_2: Final = (
 )
 
 #: Every table and index of this schema version.
-SCHEMA: Final = (*_SCHEMA_2, *DEDUPE_SCHEMA)
+SCHEMA: Final = (*_SCHEMA_2, *DEDUPE_SCHEMA, *DELAYED_SCHEMA)
 
 
 def _schema_of(version: int) -> tuple[str, ...]:
@@ -187,7 +208,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     :func:`~reactor.queues.sqlite.read_dead_letters`, which never writes, still meets
     unmigrated files (it renames the names it returns the same way).
 
-    Version 2 to 3 adds tables (see :func:`_add_dedupe_keys`).
+    Version 2 to 3 adds tables (see :func:`_add_dedupe_keys` and
+    :func:`_add_delayed_events`).
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -208,6 +230,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             )
         if version < 3:
             _add_dedupe_keys(conn)
+            _add_delayed_events(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -221,6 +244,12 @@ def migrate(conn: sqlite3.Connection) -> None:
 def _add_dedupe_keys(conn: sqlite3.Connection) -> None:
     """Version 3: add the (empty) table of deduplication keys, as a new file has it."""
     for statement in DEDUPE_SCHEMA:
+        conn.execute(statement)
+
+
+def _add_delayed_events(conn: sqlite3.Connection) -> None:
+    """Create the table of delayed events (schema version 3), in the caller's transaction."""
+    for statement in DELAYED_SCHEMA:
         conn.execute(statement)
 
 
