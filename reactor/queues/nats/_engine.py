@@ -334,7 +334,7 @@ class Engine:
                     f"the stream {options.stream} drops duplicates within {kept:g} s "
                     f"(duplicate_window), shorter than the app's dedupe window of "
                     f"{window:g} s; widen it (nats stream edit {options.stream} "
-                    f"--dupe-window {window:g}s) or shorten the app's dedupe"
+                    f"--dupe-window {_seconds(window)}) or shorten the app's dedupe"
                 )
             wanted = "interest" if retention is None else "limits"
             if info.config.retention != wanted:
@@ -1142,3 +1142,8 @@ class Engine:
                 await psub.unsubscribe()
             except Exception as exc:  # pragma: no cover - the server drops it anyway
                 logger.debug("removing the replay consumer: %r", exc)
+
+
+def _seconds(value: float) -> str:
+    """*value* seconds as a duration the nats CLI reads (``2592000s``, ``0.5s``)."""
+    return f"{int(value)}s" if value == int(value) else f"{value}s"
