@@ -218,6 +218,7 @@ class Lane:
         "gates",
         "handler",
         "inbox",
+        "inline",
         "key_fn",
         "keys",
         "name",
@@ -239,16 +240,22 @@ class Lane:
         # app composes its middleware around it.
         self.handler = sub._call
         self.where = sub.where
-        self.key_fn = sub.ordered_by
-        self.timeout = sub.timeout
-        self.retry = sub.retry
         #: Whether the handler takes batches: the inbox then holds lists of deliveries.
         self.batch = sub.batch is not None
+        #: The ordering key of deliveries one by one (a batch lane orders its batches
+        #: itself, by ``sub.ordered_by``: the runner tests this before the batch flag).
+        self.key_fn = None if self.batch else sub.ordered_by
+        self.timeout = sub.timeout
+        self.retry = sub.retry
         # Batches of an ordered subscription run one at a time, so that the events of
         # one key are handled in order across batches too.
-        self.concurrency = 1 if self.batch and self.key_fn is not None else sub.concurrency
+        ordered_batches = self.batch and sub.ordered_by is not None
+        self.concurrency = 1 if ordered_batches else sub.concurrency
         #: No timeout, no ordering and no batches: the worker runs the handler inline.
-        self.fast = self.timeout is None and self.key_fn is None and not self.batch
+        self.inline = self.timeout is None and self.key_fn is None and not self.batch
+        #: The runner takes the inline path (it does not while the dispatcher checks
+        #: expiries: Dispatcher._note_expiring()).
+        self.fast = self.inline
         self.rate_limited = self.debounced = self.batched = 0
         #: The gates that hold deliveries before the inbox (batch=, rate_limit=,
         #: debounce=), first first, and the first, which routing offers events to.
@@ -399,7 +406,8 @@ class Dispatcher:
             0,
         )
         # Whether an event with an expiry was routed in this run: from then on, every
-        # delivery checks its event's expiry when it starts (before, none pays for it).
+        # delivery checks its event's expiry when it starts, outside the runners' inline
+        # path (before, none pays for it: see _note_expiring()).
         self._expiring = False
         # The gates' alarms: (when, order, gate), on the app clock's monotonic time, and
         # what wakes the one alarm task when an earlier alarm is set.
@@ -446,6 +454,8 @@ class Dispatcher:
                 "consumer names identify outcomes and dead letters, so pass a unique name="
             )
         lane = Lane(sub, self)
+        if self._expiring:
+            lane.fast = False
         self._lanes[sub.name] = lane
         self._router.add(sub, lane)
         return lane
@@ -493,6 +503,8 @@ class Dispatcher:
         self._helpers = 0
         self.in_flight = 0
         self._expiring = False
+        for lane in (*self._lanes.values(), *self._retiring):
+            lane.fast = lane.inline
         self._cancelled = anyio.get_cancelled_exc_class()
         self._new_event = _event_class()
         self.fatal = None
@@ -718,12 +730,23 @@ class Dispatcher:
         expires_at = received.event.expires_at
         if expires_at is None:
             return False
-        self._expiring = True
+        if not self._expiring:
+            self._note_expiring()
         if self._clock.now() < expires_at:
             return False
         for lane in lanes:
             self._drop_expired(lane, received, expires_at)
         return True
+
+    def _note_expiring(self) -> None:
+        """Check the expiry of every delivery as it starts, from now on in this run.
+
+        The check is in :meth:`_deliver` and :meth:`_deliver_batch`: the lanes whose
+        deliveries the runners inline leave that path, which then stays free of it.
+        """
+        self._expiring = True
+        for lane in (*self._lanes.values(), *self._retiring):
+            lane.fast = False
 
     def _expire(self, lane: Lane, received: Received) -> bool:
         """Dead-letter and settle *lane*'s delivery of *received* if its event has
@@ -829,9 +852,7 @@ class Dispatcher:
                     if not self._helpers and ready:
                         # This handler may suspend: another runner takes what else is ready.
                         self._kick()
-                    if self._expiring and lane.fast and self._expire(lane, received):
-                        pass  # expired before it started: dead-lettered and settled
-                    elif lane.fast:
+                    if lane.fast:
                         # _deliver(), _started() and _settle() inlined: no coroutine and no
                         # call per delivery on the common path.
                         if not received._started:
@@ -863,10 +884,10 @@ class Dispatcher:
                             error = None
                             if attempts:
                                 self._settle(lane, received, "ok", attempts, None)
-                    elif lane.batch:
-                        await self._deliver_batch(lane, batch_of(received), slot)
                     elif lane.key_fn is not None:
                         await self._deliver_in_order(lane, received)
+                    elif lane.batch:
+                        await self._deliver_batch(lane, batch_of(received), slot)
                     else:
                         await self._deliver(lane, received)
                     # (slot.lane stays: current_delivery() looks at slot.received first.)
@@ -1031,7 +1052,7 @@ class Dispatcher:
                 failures[found] = (
                     error if cause is None or not isinstance(cause, Exception) else cause
                 )
-        key_fn = lane.key_fn
+        key_fn = lane.sub.ordered_by
         if key_fn is not None:
             failed_keys: set[object] = set()
             for received in pending:
