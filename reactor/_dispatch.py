@@ -62,7 +62,6 @@ from ._exceptions import (
     InternalTaskDied,
     RedeliveryLimitExceeded,
 )
-from ._gates import Gate, Gates, batch_of, make_gates
 from ._outcomes import DeadLetter, DeadLetters, Outcome, describe_error
 from ._policies import Backoff, BatchFailed
 from ._receipts import Receipts
@@ -71,6 +70,7 @@ from ._stats import LatencyHistogram, SubscriptionStats
 from .abc import EventQueue, Received
 
 if TYPE_CHECKING:
+    from ._gates import Gate, Gates
     from ._subscription import Subscription
 
 __all__ = ["Delivery", "Dispatcher", "Lane", "current_delivery"]
@@ -124,6 +124,11 @@ def _event_class() -> Callable[[], anyio.Event]:
     goes idle between events creates one per event)."""
     cls = type(anyio.Event())
     return cls if issubclass(cls, anyio.Event) else anyio.Event
+
+
+def _batch_of(item: Received) -> list[Received]:
+    """The batch that a batch lane's inbox item is (see ``reactor._gates.BatchGate``)."""
+    return cast("list[Received]", item)
 
 
 def _stray_cancellation(lane: Lane, cancellation: BaseException) -> HandlerCancelled:
@@ -259,7 +264,11 @@ class Lane:
         self.rate_limited = self.debounced = self.batched = 0
         #: The gates that hold deliveries before the inbox (batch=, rate_limit=,
         #: debounce=), first first, and the first, which routing offers events to.
-        self.gates = make_gates(self, gates)
+        self.gates: tuple[Gate, ...] = ()
+        if sub.batch is not None or sub.rate_limit is not None or sub.debounce is not None:
+            from ._gates import make_gates  # (only here: most apps have no gates)
+
+            self.gates = make_gates(self, gates)
         self.gate = self.gates[0] if self.gates else None
         self.inbox: deque[Received] = deque()
         self.keys: dict[Hashable, deque[Received]] = {}
@@ -302,7 +311,7 @@ class Lane:
         parked = sum(len(waiting) for waiting in self.keys.values())
         running = self.running
         if self.batch:
-            queued = sum(len(batch_of(item)) for item in self.inbox)
+            queued = sum(len(_batch_of(item)) for item in self.inbox)
             running = self.batched
         else:
             queued = len(self.inbox)
@@ -887,7 +896,7 @@ class Dispatcher:
                     elif lane.key_fn is not None:
                         await self._deliver_in_order(lane, received)
                     elif lane.batch:
-                        await self._deliver_batch(lane, batch_of(received), slot)
+                        await self._deliver_batch(lane, _batch_of(received), slot)
                     else:
                         await self._deliver(lane, received)
                     # (slot.lane stays: current_delivery() looks at slot.received first.)

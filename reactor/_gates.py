@@ -34,7 +34,7 @@ class Lane(Protocol):
     debounced: int
 
 
-__all__ = ["BatchGate", "DebounceGate", "Gate", "Gates", "RateGate", "batch_of", "make_gates"]
+__all__ = ["BatchGate", "DebounceGate", "Gate", "Gates", "RateGate", "make_gates"]
 
 
 class Gates(Protocol):
@@ -158,13 +158,8 @@ class BatchGate(Gate):
 
 def _as_item(batch: list[Received]) -> Received:
     # A batch travels through the lane's inbox and the runner as one item; only
-    # Dispatcher._deliver_batch (through batch_of()) looks inside it.
+    # Dispatcher._deliver_batch (through _batch_of()) looks inside it.
     return batch  # type: ignore[return-value]
-
-
-def batch_of(item: Received) -> list[Received]:
-    """The batch that a batch lane's inbox item is."""
-    return item  # type: ignore[return-value]
 
 
 #: A token, less a rounding error.

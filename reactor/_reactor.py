@@ -37,7 +37,6 @@ from anyio.lowlevel import EventLoopToken, current_token
 from . import validators
 from ._adapters import OutputsHandler, ThreadedHandler, ThreadLimit, TypedHandler
 from ._clock import Clock, SystemClock
-from ._dedupe import Deduplicator
 from ._dispatch import Dispatcher
 from ._event import DELIVER_AT_EXTENSION, EXPIRES_AT_EXTENSION, Event
 from ._exceptions import ConsumerNotFound, DuplicateEvent, QueueFull, ReactorNotRunning
@@ -64,6 +63,7 @@ from ._types import (
 from .abc import App, EventQueue, Source
 
 if TYPE_CHECKING:
+    from ._dedupe import Deduplicator
     from .sources import files, http, mqtt, objects, postgres, redis, timers
     from .sources.http import HttpIngress
 
@@ -277,7 +277,11 @@ class Reactor:
         self._middleware: tuple[Middleware, ...] = ()
         self._publish_hooks: tuple[Callable[[Event], Event], ...] = ()
         # None without dedupe=: every publish path tests it once, and does nothing more.
-        self._dedupe = None if dedupe is None else Deduplicator(dedupe)
+        self._dedupe: Deduplicator | None = None
+        if dedupe is not None:
+            from ._dedupe import Deduplicator  # (only here: most apps do not dedupe)
+
+            self._dedupe = Deduplicator(dedupe)
         self._state = _State.IDLE
         # The state test on every publish, kept as a plain bool (an enum lookup is slower).
         self._accepting = False
