@@ -90,6 +90,9 @@ _Status = Literal["ok", "failed", "timed_out", "skipped"]
 
 OK_ONCE = Outcome(status="ok", attempts=1)
 
+#: What an ordered lane's keys map a key that is not being delivered to (a sentinel).
+_FREE: deque[Received] = deque()
+
 #: The failure of an event of an ordered batch held back behind an earlier event of its key.
 _HELD_BACK = Exception("held back behind an earlier event of its key")
 
@@ -271,7 +274,9 @@ class Lane:
             self.gates = make_gates(self, gates)
         self.gate = self.gates[0] if self.gates else None
         self.inbox: deque[Received] = deque()
-        self.keys: dict[Hashable, deque[Received]] = {}
+        #: The keys being delivered (``ordered_by``), each with the deliveries that wait
+        #: behind it (``None`` until one does).
+        self.keys: dict[Hashable, deque[Received] | None] = {}
         #: How many more deliveries may run at once: ``concurrency`` less those running
         #: (each with its attempts and the waits between them; with ``ordered_by``, each
         #: runner's chain of deliveries of one key counts once).
@@ -308,7 +313,7 @@ class Lane:
 
     def stats(self) -> SubscriptionStats:
         """Return this lane's counters."""
-        parked = sum(len(waiting) for waiting in self.keys.values())
+        parked = sum(len(waiting) for waiting in self.keys.values() if waiting)
         running = self.running
         if self.batch:
             queued = sum(len(_batch_of(item)) for item in self.inbox)
@@ -934,28 +939,62 @@ class Dispatcher:
             slot.received = slot.lane = None
 
     async def _deliver_in_order(self, lane: Lane, received: Received) -> None:
+        """Run a delivery of an ordered lane, then those of its key that wait behind it.
+
+        A delivery of a key that is being delivered waits in the key's line, which is
+        only created then: a key delivered alone costs a dict entry. Without a timeout,
+        the attempt is made here, as the runners' inline path makes it (no coroutine of
+        its own), until an expiry is to be checked.
+        """
         assert lane.key_fn is not None
+        keys = lane.keys
         try:
             key = lane.key_fn(received.event)
-            waiting = lane.keys.get(key)
+            waiting = keys.get(key, _FREE)
         except Exception as exc:  # the key function raised, or returned something unhashable
             self._dead_letter(lane, received.event, exc, attempts=0, first_failed=None)
             self._settle(lane, received, "failed", 0, exc)
             return
-        if waiting is not None:
+        if waiting is not _FREE:
             # Another worker is on this key: it runs this delivery after the ones before it.
+            if waiting is None:
+                waiting = keys[key] = deque()
             waiting.append(received)
             return
-        waiting = lane.keys[key] = deque()
+        keys[key] = None
         slot = _slot.get()
+        cancelled = self._cancelled
+        error: Exception | None
         try:
             while True:
-                await self._deliver(lane, received)
+                if lane.timeout is not None or self._expiring:
+                    await self._deliver(lane, received)
+                else:
+                    if not received._started:
+                        self._started(received)
+                    try:
+                        await lane.handler(received.event)
+                    except Exception as exc:
+                        error = exc
+                    except cancelled as exc:
+                        if _cancelled_by_scope():
+                            raise
+                        error = _stray_cancellation(lane, exc)
+                    else:
+                        error = None
+                        self._settle(lane, received, "ok", 1, None)
+                    if error is not None:
+                        # (Outside the except clause: see the runners' inline path.)
+                        attempts = await self._recover(lane, received, error)
+                        error = None
+                        if attempts:
+                            self._settle(lane, received, "ok", attempts, None)
+                waiting = keys[key]
                 if not waiting:
                     return
                 received = slot.received = waiting.popleft()
         finally:
-            del lane.keys[key]
+            del keys[key]
 
     async def _deliver_batch(self, lane: Lane, batch: list[Received], slot: _Slot) -> None:
         """Run one batch to its end: each event succeeds, or is retried then dead-lettered.
