@@ -60,7 +60,7 @@ class Deduplicator:
 
     def start(self, queue: EventQueue, clock: Clock) -> None:
         """Choose where the keys live, as the app starts (before the queue opens)."""
-        self.in_queue = bool(queue.deduplicate(self.window, clock))
+        self.in_queue = bool(queue.deduplicate(self.window))
         if clock is not self._clock or self.in_queue:
             self._keys.clear()  # times of another clock mean nothing on this one
         self._clock = clock

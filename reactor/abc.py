@@ -509,10 +509,11 @@ class EventQueue(ABC):
                 dropped.append(event)
         return dropped or None
 
-    def deduplicate(self, window: float, clock: Clock) -> bool:
+    def deduplicate(self, window: float) -> bool:
         """Take on the app's ``dedupe`` window, if the queue can; called before :meth:`open`.
 
-        An app built with ``Reactor(dedupe=...)`` calls it at every start. A queue that
+        An app built with ``Reactor(dedupe=...)`` calls it at every start, after
+        :meth:`use_clock`. A queue that
         returns ``True`` drops, from then on, every published event whose ``(source,
         id)`` it stored within the last *window* seconds:
 
@@ -526,15 +527,15 @@ class EventQueue(ABC):
           ``app.stats().deduplicated`` includes), and may log it at DEBUG;
         * it stores each key atomically with its event (never a key without its event:
           that would drop the retry of an event that was not stored), and keeps it at
-          least *window* seconds, by *clock*'s wall time (``clock.now()``) or its
-          server's, across restarts when the queue is durable;
+          least *window* seconds, by the app clock's wall time (``clock.now()`` of the
+          clock :meth:`use_clock` gave) or its server's, across restarts when the queue is
+          durable;
         * events put with ``only`` (redeliveries, replays) are neither checked nor recorded.
 
         The default returns ``False``: the app then keeps the keys in its own memory,
         and the window does not survive a restart.
 
         :param window: seconds, ``> 0``
-        :param clock: the app's clock
         :return: whether the queue deduplicates
         """
         return False

@@ -223,7 +223,8 @@ async def test_the_sqlite_queue_refuses_a_duplicate_itself(tmp_path: Path) -> No
     """The queue's side of the contract (EventQueue.deduplicate), without an app."""
     clock = VirtualClock(start=START)
     queue = SQLiteQueue(tmp_path / "events.db")
-    assert queue.deduplicate(60, clock)
+    queue.use_clock(clock)
+    assert queue.deduplicate(60)
     async with queue:
         await queue.put(order(1))
         with pytest.raises(DuplicateEvent) as caught:
@@ -238,7 +239,7 @@ async def test_the_sqlite_queue_refuses_a_duplicate_itself(tmp_path: Path) -> No
 
 
 async def test_the_memory_queue_leaves_dedupe_to_the_app() -> None:
-    assert not MemoryQueue().deduplicate(60, VirtualClock())
+    assert not MemoryQueue().deduplicate(60)
 
 
 async def test_the_http_ingress_answers_a_retry_as_accepted() -> None:

@@ -25,7 +25,7 @@ from reactor import (
     ReactorNotRunning,
     validators,
 )
-from reactor.abc import Clock, EventQueue, Received, import_extra
+from reactor.abc import EventQueue, Received, import_extra
 from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin, letter_body
@@ -541,7 +541,7 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         """
         return await super().put_many(events)
 
-    def deduplicate(self, window: float, clock: Clock) -> bool:
+    def deduplicate(self, window: float) -> bool:
         """Take on an app's ``dedupe`` window: it replaces *dedupe_window*.
 
         Called by an app built with ``Reactor(dedupe=...)`` before it opens the queue.
@@ -555,7 +555,6 @@ class NatsJetStreamQueue(DeadLetterAdmin, EventQueue):
         by the server. Every one is counted in ``statistics().deduplicated``.
 
         :param window: seconds, ``> 0``
-        :param clock: the app's clock (unused: the server keeps the time)
         :return: ``True``
         """
         seconds = validators.seconds("window", window, positive=True)

@@ -365,7 +365,7 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         ``statistics().deduplicated``)."""
         return self._duplicates
 
-    def deduplicate(self, window: float, clock: Clock) -> bool:
+    def deduplicate(self, window: float) -> bool:
         """Take on an app's ``dedupe`` window: it replaces *dedupe_window*.
 
         Called by an app built with ``Reactor(dedupe=...)`` before it opens the queue.
@@ -377,7 +377,6 @@ class RedisStreamsQueue(DeadLetterAdmin, EventQueue):
         Every one is counted in ``statistics().deduplicated``.
 
         :param window: seconds, ``> 0``
-        :param clock: the app's clock (unused: the server keeps the time)
         :return: ``True``
         """
         seconds = validators.seconds("window", window, positive=True)

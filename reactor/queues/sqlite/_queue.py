@@ -247,10 +247,9 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         self._errors = 0  # failed storage operations
         self._last_error: str | None = None  # set while the file cannot be written
         self._retry_delay = RETRY_DELAY[0]
-        # Deduplication (deduplicate()): the window, the app's clock, and the keys of the
+        # Deduplication (deduplicate()): the window, and the keys of the
         # window, as in the file (and those waiting for the next commit), oldest first.
         self._dedupe_window: float | None = None
-        self._dedupe_clock: Clock | None = None
         self._keys: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._deduplicated = 0
         # The timers' last fire times, as stored and recorded since; and those waiting
@@ -371,12 +370,13 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 self._depth,
             )
 
-    def deduplicate(self, window: float, clock: Clock) -> bool:
+    def deduplicate(self, window: float) -> bool:
         """Drop events whose ``(source, id)`` was stored within the last *window* seconds.
 
         Called by an app built with ``Reactor(dedupe=...)`` before it opens the queue. The
         key of every event published from then on is written to the file in the
-        transaction that stores the event, with *clock*'s wall time (``clock.now()``);
+        transaction that stores the event, with the app clock's wall time (``now()`` of
+        the clock that :meth:`use_clock` gave);
         the keys of the window are read back when the queue opens, so the window
         survives a restart, and keys older than the window are deleted in bulk as
         commits go by. The check itself is made in memory (one process owns the file):
@@ -385,18 +385,16 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         :class:`~reactor.DuplicateEvent` for a duplicate; ``put_many()`` returns them.
 
         :param window: seconds, ``> 0``
-        :param clock: the app's clock
         :return: ``True``
         """
         self._dedupe_window = validators.seconds("window", window, positive=True)
-        self._dedupe_clock = clock
         return True
 
     def _keys_since(self) -> float | None:
         """The oldest time of a dedupe key still in the window (``None``: no dedupe)."""
-        if self._dedupe_window is None or self._dedupe_clock is None:
+        if self._dedupe_window is None:
             return None
-        return self._dedupe_clock.now().timestamp() - self._dedupe_window
+        return self._clock.now().timestamp() - self._dedupe_window
 
     def _known(self, key: tuple[str, str]) -> bool:
         """Whether *key* is in the dedupe window (forgetting the keys that left it)."""
@@ -546,8 +544,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
                 # was accepted while this one waited for room makes it a duplicate.
                 self._refuse_duplicate(event)
                 key = (event.source, event.id)
-                assert self._dedupe_clock is not None
-                at = self._keys[key] = self._dedupe_clock.now().timestamp()
+                at = self._keys[key] = self._clock.now().timestamp()
                 self._work.keys[key] = at
                 if len(self._keys) > MAX_DEDUPE_KEYS:
                     self._keys.popitem(last=False)
@@ -732,8 +729,7 @@ class SQLiteQueue(DeadLetterAdmin, EventQueue):
         under a dedupe window."""
         keys: dict[tuple[str, str], float] = {}
         if self._dedupe_window is not None and keyed:
-            assert self._dedupe_clock is not None
-            at = self._dedupe_clock.now().timestamp()
+            at = self._clock.now().timestamp()
             keys = {(event.source, event.id): at for event in keyed}
             self._keys.update(keys)  # taken now: a copy put meanwhile is a duplicate
         stored = [(source, id_, at) for (source, id_), at in keys.items()]
