@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import contextlib
 import functools
 import json
 import logging
@@ -1117,8 +1118,11 @@ class Engine:
                 if held and (loop.time() >= deadline or len(held) >= MOVE_LIMIT):
                     moving, held = held, []
                     await self._move(moving)
-            except Exception as exc:  # ack_wait hands back what is left
+            except Exception as exc:
                 logger.debug("moving delayed events: %r", exc)
+                for _, _, msg in held:
+                    with contextlib.suppress(Exception):  # else ack_wait hands it back
+                        await msg.nak(delay=MOVE_RETRY)
                 held = []
         if held:
             await self._move(held)
