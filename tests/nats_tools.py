@@ -28,7 +28,12 @@ async def delete_streams(url: str, *streams: str) -> None:
         try:
             js = nc.jetstream()
             for stream in streams:
-                for name in (stream, f"{stream}_dead", f"KV_{stream}_progress"):
+                for name in (
+                    stream,
+                    f"{stream}_dead",
+                    f"{stream}_delayed",
+                    f"KV_{stream}_progress",
+                ):
                     try:
                         await js.delete_stream(name)
                     except nats.js.errors.NotFoundError:

@@ -34,21 +34,36 @@ async def _factory(kind: str, tmp_path: Path) -> AsyncIterator[QueueFactory]:
         yield MemoryQueue
     elif kind == "sqlite":
         yield lambda: SQLiteQueue(tmp_path / "events.db", synchronous="normal")
-    else:
+    elif kind == "redis":
         url = services.require("redis")
         stream = unique_stream("delayed")
         yield lambda: RedisStreamsQueue(url, stream=stream, group="app")
         await delete_stream(url, stream)
+    else:
+        url = services.require("nats")
+        stream = nats_tools.unique_stream("delayed")
+        yield lambda: NatsJetStreamQueue(url, stream=stream, group="app")
+        await nats_tools.delete_streams(url, stream)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "nats"])
 async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
     """A factory of the app's queue; the queues of one test share a file or a stream."""
     async for factory in _factory(request.param, tmp_path):
         yield factory
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def make_ordering_queue(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[QueueFactory]:
+    """A factory of the queues that keep due events in the order of their times however
+    they fall due (JetStream keeps it for events that fall due together only)."""
+    async for factory in _factory(request.param, tmp_path):
+        yield factory
+
+
+@pytest.fixture(params=["sqlite", "redis", "nats"])
 async def make_durable_queue(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[QueueFactory]:
@@ -125,9 +140,9 @@ async def test_delay_in_seconds_and_deliver_at_in_any_time_zone(make_queue: Queu
 
 
 async def test_due_events_come_in_the_order_of_their_times_then_of_publishing(
-    make_queue: QueueFactory,
+    make_ordering_queue: QueueFactory,
 ) -> None:
-    app, clock, handled = app_with(make_queue())
+    app, clock, handled = app_with(make_ordering_queue())
     async with app:
         for data, seconds in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)]:
             await app.publish("job", data, delay=seconds)
@@ -421,20 +436,49 @@ async def test_a_file_of_schema_version_2_is_migrated_and_then_delays(tmp_path: 
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
-async def test_the_jetstream_queue_refuses_delays_by_name() -> None:
+async def test_the_jetstream_queue_delivers_a_delayed_event_once_to_each_group() -> None:
     url = services.require("nats")
-    stream = nats_tools.unique_stream()
-    app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="app"))
-    handled = Handled(VirtualClock())
-    app.subscribe("job", handled, name="jobs")
+    stream = nats_tools.unique_stream("delayed")
+    clock = VirtualClock(start=START)
+    producer = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group="producer"), clock=clock)
+    billing, mail = Handled(clock), Handled(clock)
+    apps = []
+    # Two processes of billing (one handler records both), one of mail; each process
+    # runs a mover, and so does the producer's.
+    for group, handled in (("billing", billing), ("billing", billing), ("mail", mail)):
+        app = Reactor(queue=NatsJetStreamQueue(url, stream=stream, group=group), clock=clock)
+        app.subscribe("job", handled, name="jobs")
+        apps.append(app)
+    try:
+        async with producer, apps[0], apps[1], apps[2]:
+            await producer.publish("job", "later", delay=timedelta(minutes=5))
+            await clock.advance(299)
+            assert billing.seen == mail.seen == []
+            await clock.advance(1)
+            await billing.wait_for(1)
+            await mail.wait_for(1)
+            assert await nats_tools.stream_messages(url, f"{stream}_delayed") == 0
+        assert billing.seen == mail.seen == [(300, "later")]
+    finally:
+        await nats_tools.delete_streams(url, stream)
+
+
+async def test_jetstream_moves_events_that_fall_due_together_in_the_order_of_their_times() -> None:
+    url = services.require("nats")
+    stream = nats_tools.unique_stream("delayed")
+    app, clock, handled = app_with(NatsJetStreamQueue(url, stream=stream, group="app"))
     try:
         async with app:
-            with pytest.raises(NotImplementedError, match="NatsJetStreamQueue, does not hold"):
-                await app.publish("job", delay=5)
-            # An expiry needs nothing of the queue.
-            receipt = await app.publish_and_wait("job", "x", expires=timedelta(minutes=5))
-        assert receipt.ok
-        assert [data for _, data in handled.seen] == ["x"]
+            for data, seconds in [("c", 30), ("a", 10), ("b", 20), ("a2", 10), ("d", 90)]:
+                await app.publish("job", data, delay=seconds)
+        # All fall due while no process runs; the next start moves them in due order.
+        await clock.advance(60)
+        app, clock, handled = app_with(NatsJetStreamQueue(url, stream=stream, group="app"))
+        await clock.advance(60)
+        async with app:
+            await handled.wait_for(4)
+            assert app.stats().queue.delayed == 1
+        assert [data for _, data in handled.seen] == ["a", "a2", "b", "c"]
     finally:
         await nats_tools.delete_streams(url, stream)
 
@@ -446,8 +490,11 @@ async def test_publish_many_takes_events_that_carry_their_delay(make_queue: Queu
         Event(type="job", source="/s", data="later", extensions={"deliverat": due}),
         Event(type="job", source="/s", data="now"),
     ]
+    # JetStream stores a batch of one event at most.
+    batches = [events[:1], events[1:]] if isinstance(app.queue, NatsJetStreamQueue) else [events]
     async with app:
-        await app.publish_many(events)
+        for batch in batches:
+            await app.publish_many(batch)
         await handled.wait_for(1)
         assert app.stats().queue.delayed == 1
         await clock.advance(10)

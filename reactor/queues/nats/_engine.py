@@ -18,7 +18,11 @@ Wire layout (stream ``S``, group ``G``):
   claim_after, no ``max_deliver`` (the dispatcher dead-letters past max_redeliveries);
 * progress: KV bucket ``S_progress``, key ``G.<stream sequence>`` = a JSON list of the
   consumers that settled the event; key ``G.consumers`` = the app's consumer names;
-* dead letters: stream ``S_dead``, subject ``S.dead.G``, one JSON message per letter.
+* dead letters: stream ``S_dead``, subject ``S.dead.G``, one JSON message per letter;
+* delayed events: stream ``S_delayed`` (work-queue retention), subject ``S.delayed``,
+  header ``Reactor-Deliver-At`` (the due time, POSIX seconds); every process's mover
+  reads them through the one durable consumer ``mover`` of that stream and publishes
+  each into ``S.events`` when due (``Nats-Msg-Id`` ``S_delayed.<sequence>``), then acks it.
 
 State belongs to the engine's loop; the queue reads the plain counters of
 :meth:`Engine.counts` from its own thread (each read is whole under the GIL).
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import contextlib
 import functools
 import json
 import logging
@@ -44,7 +49,7 @@ from reactor.abc import Received
 
 from ._options import Options
 
-__all__ = ["GROUP", "ONLY", "Engine", "Outgoing", "StoredMessage"]
+__all__ = ["DELIVER_AT", "GROUP", "ONLY", "Engine", "Outgoing", "StoredMessage"]
 
 logger = logging.getLogger("reactor.queues.nats")
 
@@ -52,6 +57,23 @@ logger = logging.getLogger("reactor.queues.nats")
 ONLY: Final = "Reactor-Only"
 #: Header: the group an event is for (the others skip it).
 GROUP: Final = "Reactor-Group"
+#: Header: the due time of a delayed event (POSIX seconds, on the app's clock).
+DELIVER_AT: Final = "Reactor-Deliver-At"
+#: The durable consumer of the delayed events' stream, shared by every process.
+MOVER: Final = "mover"
+#: Delayed messages the mover fetches at once (due ones among them move in due order).
+MOVE_BATCH: Final = 256
+#: The longest a mover hands a delayed message back for (real seconds, NAK delay) when
+#: the app runs on the system clock; on any other clock (virtual time, whose seconds
+#: are not the server's), the mover looks again this often.
+NAK_CAP_SYSTEM: Final = 300.0
+NAK_CAP_OTHER: Final = 0.05
+#: Seconds a mover gathers due events before moving them (so that events falling due
+#: together move in order), and the most it gathers.
+MOVE_GATHER: Final = 0.1
+MOVE_LIMIT: Final = 1_024
+#: Seconds a mover waits before handing back again delayed events it failed to move.
+MOVE_RETRY: Final = 1.0
 #: Seconds a pull request waits on the server for messages before it expires.
 PULL_EXPIRES: Final = 0.5
 #: Seconds between two refreshes of the group's lag and pending counts.
@@ -139,6 +161,18 @@ class Engine:
         self.bucket = f"{stream}_progress"
         self.kv_stream = f"KV_{self.bucket}"
         self.kv_prefix = f"$KV.{self.bucket}.{group}."
+        self.delayed_stream = f"{stream}_delayed"
+        self.delayed_subject = f"{stream}.delayed"
+        #: The app's clock, in POSIX seconds, and the longest NAK delay of the mover.
+        self.now: Callable[[], float] = time.time
+        self.nak_cap = NAK_CAP_SYSTEM
+        # Delayed events in the server (as last measured, with this queue's publications
+        # stored since and its moves done since), and the last sequence measured.
+        self.delayed = 0
+        self._delayed_seq = 0
+        self._delayed_lock = asyncio.Lock()  # a measurement does not cross a move
+        self._mover_sub: Any = None
+        self._mover_task: asyncio.Task[None] | None = None
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{group}"
         self.read_ahead = 2 * options.batch_size
         self.nc: Any = None
@@ -211,7 +245,7 @@ class Engine:
         as last measured plus this queue's publications stored since, counted by their
         stream sequences, not by the time their PubAck came (a PubAck may arrive after
         the measurement that counted its event)."""
-        return max(self.depth(), (self.lag or 0) + self.published_since())
+        return max(self.depth(), (self.lag or 0) + self.published_since()) + self.delayed
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -256,11 +290,19 @@ class Engine:
             )
             if consumers:
                 await self.note_consumers(consumers)
+            self._mover_sub = await self.js.pull_subscribe_bind(
+                MOVER, self.delayed_stream, pending_msgs_limit=-1, pending_bytes_limit=-1
+            )
         except BaseException:
             await self._close_connection()
             raise
         loop = self._loop
-        self._tasks = [loop.create_task(self._keepalive()), loop.create_task(self._refresh())]
+        self._mover_task = loop.create_task(self._mover())
+        self._tasks = [
+            loop.create_task(self._keepalive()),
+            loop.create_task(self._refresh()),
+            self._mover_task,
+        ]
         await self._refresh_once()
         self._tasks.append(loop.create_task(self._sweeper()))
         if fetch:
@@ -357,6 +399,41 @@ class Engine:
                     api.StreamConfig(name=name, subjects=subjects, storage=api.StorageType.FILE),
                 )
         try:
+            await js.stream_info(self.delayed_stream)
+        except errors.NotFoundError:
+            await self._create(
+                js.stream_info,
+                self.delayed_stream,
+                js.add_stream,
+                api.StreamConfig(
+                    name=self.delayed_stream,
+                    subjects=[self.delayed_subject],
+                    # A delayed event is deleted once a mover acked it (it moved).
+                    retention=api.RetentionPolicy.WORK_QUEUE,
+                    storage=api.StorageType.FILE,
+                    duplicate_window=max(options.dedupe_window or 0.0, 0.1),
+                    max_msg_size=options.max_event_size + 4096,
+                ),
+            )
+        try:
+            await js.consumer_info(self.delayed_stream, MOVER)
+        except errors.NotFoundError:
+            await self._create(
+                functools.partial(js.consumer_info, self.delayed_stream),
+                MOVER,
+                functools.partial(js.add_consumer, self.delayed_stream),
+                api.ConsumerConfig(
+                    durable_name=MOVER,
+                    deliver_policy=api.DeliverPolicy.ALL,
+                    ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_wait=options.claim_after,
+                    max_deliver=-1,
+                    # Every delayed event is held by the mover, handed back until due:
+                    # no bound on them (they are not the groups' events).
+                    max_ack_pending=-1,
+                ),
+            )
+        try:
             await js.stream_info(self.kv_stream)
         except errors.NotFoundError:
             await self._create(
@@ -414,6 +491,11 @@ class Engine:
         server does (events not handed back are redelivered after claim_after).
         """
         self._stopping = True
+        mover = self._mover_task
+        if mover is not None and not mover.done():
+            # Let its last pull request end (bounded): what it fetched is moved or
+            # handed back, not left to ack_wait.
+            await asyncio.wait([mover], timeout=PULL_EXPIRES + 2.0)
         await self._end_tasks()
         nc = self.nc
         if nc is None:
@@ -570,9 +652,13 @@ class Engine:
                 self.errors += 1
         results: list[int | BaseException] = []
         own, delivered = self.own, self.delivered
-        for (_, _, _, counted), result in zip(items, batch.results, strict=True):
+        for (subject, _, _, counted), result in zip(items, batch.results, strict=True):
             assert result is not None
             results.append(result)
+            if subject == self.delayed_subject:
+                if isinstance(result, int) and result > self._delayed_seq:
+                    self.delayed += 1  # stored after the last measurement: not in it
+                continue
             if counted and isinstance(result, int) and result > delivered:
                 if not own or result > own[-1]:
                     own.append(result)
@@ -984,8 +1070,104 @@ class Engine:
         self.pending = info.num_ack_pending
         self.ack_floor = max(self.ack_floor, info.ack_floor.stream_seq or 0)
         self._read_up_to(info.delivered.stream_seq or 0)
+        await self._measure_delayed()
         if self.on_refresh is not None:
             self.on_refresh()
+
+    async def _measure_delayed(self) -> None:
+        """Read how many delayed events the server holds (between two moves)."""
+        async with self._delayed_lock:
+            try:
+                info = await self.js.stream_info(self.delayed_stream)
+            except Exception as exc:
+                logger.debug("cannot read the delayed events' stream info: %r", exc)
+                return
+            self.delayed, self._delayed_seq = info.state.messages, info.state.last_seq
+
+    # -- delayed events ------------------------------------------------------------------
+
+    async def _mover(self) -> None:
+        """Fetch delayed events; hand back those not due (at most ``nak_cap`` seconds),
+        gather the due ones for MOVE_GATHER seconds (or MOVE_LIMIT of them), then move
+        them into the stream in the order of their due times, then of publishing."""
+        errors = self._nats.errors
+        loop = asyncio.get_running_loop()
+        delay = RETRY_DELAY[0]
+        held: list[tuple[float, int, Any]] = []
+        deadline = 0.0
+        while not self._stopping:
+            wait = PULL_EXPIRES if not held else max(deadline - loop.time(), 0.01)
+            try:
+                msgs = await self._mover_sub.fetch(MOVE_BATCH, timeout=wait)
+            except errors.TimeoutError:
+                msgs = []
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("cannot fetch delayed events: %r", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAY[1])
+                msgs = []
+            else:
+                delay = RETRY_DELAY[0]
+            try:
+                due = await self._sort_out(msgs)
+                if due and not held:
+                    deadline = loop.time() + MOVE_GATHER
+                held += due
+                if held and (loop.time() >= deadline or len(held) >= MOVE_LIMIT):
+                    moving, held = held, []
+                    await self._move(moving)
+            except Exception as exc:
+                logger.debug("moving delayed events: %r", exc)
+                for _, _, msg in held:
+                    with contextlib.suppress(Exception):  # else ack_wait hands it back
+                        await msg.nak(delay=MOVE_RETRY)
+                held = []
+        if held:
+            await self._move(held)
+
+    async def _sort_out(self, msgs: list[Any]) -> list[tuple[float, int, Any]]:
+        """Hand back the messages of *msgs* not due yet; return the due ones."""
+        now = self.now()
+        due: list[tuple[float, int, Any]] = []
+        for msg in msgs:
+            try:
+                at = float(msg.headers[DELIVER_AT])
+            except (TypeError, KeyError, ValueError):
+                at = 0.0  # not a delayed event of this queue: moved at once
+            if at <= now:
+                due.append((at, msg.metadata.sequence.stream, msg))
+            else:
+                await msg.nak(delay=max(min(at - now, self.nak_cap), 0.001))
+        return due
+
+    async def _move(self, due: list[tuple[float, int, Any]]) -> None:
+        due.sort(key=lambda item: item[:2])
+        items: list[Outgoing] = [
+            (self.subject, msg.data, {"Nats-Msg-Id": f"{self.delayed_stream}.{seq}"}, False)
+            for _, seq, msg in due
+        ]
+        async with self._delayed_lock:
+            # Counted out before they are published: an event a handler sees is no
+            # longer counted as delayed.
+            self.delayed = max(0, self.delayed - len(due))
+            results = await self.publish(items)
+            moved = [
+                msg
+                for (_, _, msg), result in zip(due, results, strict=True)
+                if not isinstance(result, BaseException)
+            ]
+            self.delayed += len(due) - len(moved)
+            for (_, _, msg), result in zip(due, results, strict=True):
+                if isinstance(result, BaseException):
+                    await msg.nak(delay=MOVE_RETRY)
+            timeout = min(self.options.publish_timeout, ACK_TIMEOUT)
+            # A crash before the ack hands it to another mover, whose publish the
+            # stream's duplicate window drops (same Nats-Msg-Id).
+            await asyncio.gather(
+                *(msg.ack_sync(timeout=timeout) for msg in moved), return_exceptions=True
+            )
 
     def _read_up_to(self, delivered: int) -> None:
         """The group has read the stream up to *delivered*: forget this queue's
