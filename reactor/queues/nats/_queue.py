@@ -26,7 +26,7 @@ from reactor import (
     SystemClock,
     validators,
 )
-from reactor.abc import EventQueue, Received, import_extra
+from reactor.abc import Clock, EventQueue, Received, import_extra
 from reactor.queues._waiting import WaitingPublishers
 
 from ._admin import DeadLetterAdmin, letter_body
