@@ -162,11 +162,9 @@ def _compose(handler: Handler, middleware: Sequence[Middleware]) -> Handler:
 
 def _duration(what: str, value: object) -> timedelta:
     """A delivery option's duration (a timedelta or seconds, ``>= 0``), checked."""
-    if isinstance(value, timedelta):
-        if value < timedelta(0):
-            raise ValueError(f"{what} must not be negative, got {value!r}")
-        return value
-    return timedelta(seconds=validators.seconds(what, value))
+    if isinstance(value, timedelta) and value >= timedelta(0):
+        return value  # (exact: not through float seconds)
+    return timedelta(seconds=validators.duration(what, value))
 
 
 class _State(enum.Enum):
@@ -870,7 +868,7 @@ class Reactor:
             raise NotImplementedError(
                 f"the app's queue, {type(self._queue).__name__}, does not hold delayed events "
                 "(delay= and deliver_at=); use one that does (MemoryQueue, SQLiteQueue, "
-                "RedisStreamsQueue)"
+                "RedisStreamsQueue, NatsJetStreamQueue)"
             )
         return attrs.evolve(built, extensions={**built.extensions, **times})
 

@@ -361,9 +361,9 @@ async def test_bad_delivery_options_are_refused_with_clear_errors() -> None:
             await app.publish("job", delay=1, deliver_at=START)
         with pytest.raises(ValueError, match="delay must be a finite number of seconds >= 0"):
             await app.publish("job", delay=-1)
-        with pytest.raises(ValueError, match="delay must not be negative"):
+        with pytest.raises(ValueError, match="delay must be a finite number of seconds >= 0"):
             await app.publish("job", delay=timedelta(seconds=-1))
-        with pytest.raises(TypeError, match="delay must be a finite number"):
+        with pytest.raises(TypeError, match="delay must be a timedelta or a finite number"):
             await app.publish("job", delay="soon")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="deliver_at must be an aware datetime"):
             await app.publish("job", deliver_at=datetime(2026, 1, 2))
