@@ -821,10 +821,13 @@ class Engine:
                 foreign.append(reply)
                 continue
             if seq in unacked:
-                unacked[seq][0] = reply  # delivered again while we held it: ack this one
+                # Delivered again while this process holds it (its claim ran out before
+                # the keepalive, on a loaded machine): ack this delivery, and do not hand
+                # the event out a second time, which would run its handlers twice at once.
+                unacked[seq][0] = reply
                 unacked[seq][1] = now
-            else:
-                unacked[seq] = [reply, now]
+                continue
+            unacked[seq] = [reply, now]
             try:
                 event = Event.from_json(msg.data)
             except EventFormatError:
